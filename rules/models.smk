@@ -1,0 +1,23 @@
+# Base models: download (hub), convert (gguf) or build (tiny) once; every other job reads the
+# directory offline.
+
+
+rule prepare_model:
+    output:
+        model=directory(f"{R}/models/{{model}}"),
+        manifest=f"{R}/models/{{model}}.manifest.json",
+    params:
+        spec=lambda w: as_json(config["models"][w.model]),
+    log:
+        f"{R}/logs/models/{{model}}.log",
+    benchmark:
+        f"{R}/benchmarks/models/{{model}}.tsv"
+    threads: res("download_model")["threads"]
+    resources:
+        mem_mb=res("download_model")["mem_mb"],
+        runtime=res("download_model")["runtime"],
+    conda:
+        "../envs/main.yaml"
+    shell:
+        "{ONLINE} {PY} -m bonito_repro model --name {wildcards.model} --spec {params.spec:q}"
+        " --out {output.model} --manifest {output.manifest} > {log} 2>&1"

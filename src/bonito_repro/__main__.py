@@ -1,0 +1,29 @@
+"""`python -m bonito_repro STAGE ...`: one small CLI per stage; the rules call these."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+# stage name -> module whose main(argv) runs it
+STAGES = {
+    "model": "bonito_repro.models",
+    "data": "bonito_repro.data",
+    "ctga": "bonito_repro.ctga",
+    "train": "bonito_repro.train",
+    "generate": "bonito_repro.generate",
+    "evaluate": "bonito_repro.evaluate",
+    "table": "bonito_repro.tables",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in STAGES:
+        print(f"usage: python -m bonito_repro {{{','.join(STAGES)}}} ...", file=sys.stderr)
+        return 2
+    module = importlib.import_module(STAGES[argv[0]])
+    return module.main(argv[1:]) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

