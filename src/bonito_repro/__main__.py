@@ -13,6 +13,7 @@ STAGES = {
     "generate": "bonito_repro.generate",
     "evaluate": "bonito_repro.evaluate",
     "table": "bonito_repro.tables",
+    "main-table": "bonito_repro.main_table",
 }
 
 

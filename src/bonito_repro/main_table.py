@@ -1,0 +1,131 @@
+"""The paper's main table: target models x {zero-shot, TAPT, Bonito} on the seven datasets.
+
+Reads only the collected evaluation scores, so a change of style here never reruns a model.
+Writes the table (CSV, Markdown, LaTeX), the deltas against zero-shot, and the comparison with
+the few published figures (data/published.yaml).
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .config import ZERO_SHOT
+from .io import parse_params, setup_logging
+
+PUBLISHED = Path(__file__).parent / "data" / "published.yaml"
+# the paper's column order
+DATASET_ORDER = ["pubmed_qa", "privacy_qa", "squadshifts_nyt", "squadshifts_amazon", "squadshifts_reddit",
+                 "contract_nli", "vitaminc"]
+COLUMN_NAMES = {"pubmed_qa": "PubMedQA", "privacy_qa": "PrivacyQA", "squadshifts_nyt": "NYT",
+                "squadshifts_amazon": "Amazon", "squadshifts_reddit": "Reddit", "contract_nli": "ContractNLI",
+                "vitaminc": "Vitamin C", "average": "Average"}
+SOURCE_NAMES = {ZERO_SHOT: "zero-shot", "tapt": "TAPT", "bonito": "Bonito"}
+DEMO_LABEL = "Embedded demo data ({scale} scale), not comparable with the paper."
+P3_STAND_IN = ("{target}: a P3-style adapter trained in this workflow on ctga's p3 rows stands in for the "
+               "published BatsResearch P3 adapter.")
+
+
+def group_of(target: dict) -> str:
+    """Pretrained models are evaluated zero-shot with the plain wrapper; the P3 variants and
+    Mistral-Instruct (the abstract's instruction-tuned models) are not."""
+    return "pretrained" if target["wrapper"]["zero_shot"] == "plain" else "instruction-tuned"
+
+
+def ordered_datasets(config: dict) -> list[str]:
+    known = [d for d in DATASET_ORDER if d in config["datasets"]]
+    return known + sorted(set(config["datasets"]) - set(known))
+
+
+def score_grid(scores: pd.DataFrame, config: dict) -> pd.DataFrame:
+    """One row per (target, source), one column per dataset plus the average, F1 in percent.
+    Raises if a configured cell is missing, so a table never silently averages fewer datasets."""
+    datasets = ordered_datasets(config)
+    wide = scores.pivot_table(index=["target", "source"], columns="dataset", values="f1", aggfunc="first")
+    rows = [(t, s) for t in config["targets"] for s in [ZERO_SHOT, *config["sources"]]]
+    missing = [(t, s, d) for t, s in rows for d in datasets
+               if (t, s) not in wide.index or d not in wide.columns or pd.isna(wide.loc[(t, s), d])]
+    if missing:
+        raise ValueError(f"no score for (target, source, dataset) {missing[:5]} ({len(missing)} missing)")
+    grid = wide.loc[rows, datasets].copy()
+    grid["average"] = grid[datasets].mean(axis=1)
+    return grid
+
+
+def deltas(grid: pd.DataFrame) -> pd.DataFrame:
+    """Each adapted row minus its target's zero-shot row."""
+    zero = grid.xs(ZERO_SHOT, level="source")
+    adapted = grid.drop(index=ZERO_SHOT, level="source")
+    return adapted - zero.reindex(adapted.index.get_level_values("target")).set_axis(adapted.index)
+
+
+def published_comparison(grid: pd.DataFrame, config: dict, published: dict) -> pd.DataFrame:
+    """Our numbers beside the published ones: zero-shot rows of the same Hub model, and the
+    abstract's average deltas per group of targets."""
+    rows = []
+    for entry in published["zero_shot_rows"]:
+        for name, target in config["targets"].items():
+            hub = config["models"][target["model"]].get("hub", {}).get("id")
+            if hub == entry["model"] and "init_adapter" not in target:
+                for column, value in entry["scores"].items():
+                    if column in grid.columns:
+                        ours = grid.loc[(name, ZERO_SHOT), column]
+                        rows.append({"what": f"{name} zero-shot {COLUMN_NAMES.get(column, column)}",
+                                     "ours": ours, "published": value, "difference": ours - value,
+                                     "published_in": entry["source"]})
+    delta = deltas(grid)["average"]
+    for entry in published["average_deltas"]:
+        targets = [t for t, spec in config["targets"].items() if group_of(spec) == entry["group"]]
+        if entry["source"] in config["sources"] and targets:
+            ours = delta.loc[[(t, entry["source"]) for t in targets]].mean()
+            rows.append({"what": f"{entry['group']} average delta, {entry['source']} vs zero-shot "
+                                 f"({len(targets)} targets)",
+                         "ours": ours, "published": entry["delta"], "difference": ours - entry["delta"],
+                         "published_in": entry["where"]})
+    return pd.DataFrame(rows, columns=["what", "ours", "published", "difference", "published_in"])
+
+
+def _display(grid: pd.DataFrame, config: dict) -> pd.DataFrame:
+    table = grid.rename(columns=COLUMN_NAMES).reset_index()
+    table.insert(0, "group", [group_of(config["targets"][t]) for t in table["target"]])
+    table["source"] = table["source"].map(lambda s: SOURCE_NAMES.get(s, s))
+    return table.rename(columns={"target": "model", "source": "adaptation"})
+
+
+def write_tables(scores: pd.DataFrame, config: dict, out_dir: Path) -> dict[str, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    published = yaml.safe_load(PUBLISHED.read_text())
+    grid = score_grid(scores, config)
+    notes = [] if config["scale"] == "paper" else [DEMO_LABEL.format(scale=config["scale"])]
+    notes += [P3_STAND_IN.format(target=t) for t, spec in config["targets"].items()
+              if spec.get("init_adapter", {}).get("train_on") == "p3"]
+    caption = "F1 (mean over five templates) of each target model, zero-shot and after adaptation."
+    outputs = {}
+    for name, table in {
+        "main_table": _display(grid, config),
+        "main_table_deltas": _display(deltas(grid), config),
+        "published_comparison": published_comparison(grid, config, published),
+    }.items():
+        table = table.round(1)
+        csv, md, tex = (out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex"))
+        table.to_csv(csv, index=False)
+        header = f"{caption}\n\n" + "".join(f"**{note}**\n\n" for note in notes)
+        md.write_text(header + table.to_markdown(index=False, floatfmt=".1f") + "\n")
+        latex = table.to_latex(index=False, float_format="%.1f", na_rep="--", escape=True)
+        tex.write_text("".join(f"% {note}\n" for note in notes) + latex)
+        outputs.update({f"{name}.csv": csv, f"{name}.md": md, f"{name}.tex": tex})
+    return outputs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bonito_repro main-table", description=__doc__)
+    parser.add_argument("--scores", required=True, type=Path, help="collected scores (CSV)")
+    parser.add_argument("--params", required=True,
+                        help="JSON with the config's scale, models, targets, datasets and sources")
+    parser.add_argument("--out-dir", required=True, type=Path)
+    args = parser.parse_args(argv)
+    setup_logging()
+    write_tables(pd.read_csv(args.scores), parse_params(args.params), args.out_dir)
+    return 0
