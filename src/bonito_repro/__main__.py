@@ -7,7 +7,7 @@ import sys
 # stage name -> module whose main(argv) runs it
 STAGES = {
     "model": "bonito_repro.models",
-    "data": "bonito_repro.data",
+    "data": "bonito_repro.target_data",
     "ctga": "bonito_repro.ctga",
     "train": "bonito_repro.train",
     "generate": "bonito_repro.generate",

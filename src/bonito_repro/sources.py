@@ -9,8 +9,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import datasets
+if TYPE_CHECKING:
+    import datasets
 
 EMBEDDED_DIR = Path(__file__).parent / "data" / "embedded"
 KINDS = ("unannotated", "test", "ctga")
@@ -38,8 +40,10 @@ def _builder(paths: list[str]) -> str:
     return _BUILDERS[suffixes.pop()]
 
 
-def load_source(spec: dict, kind: str) -> datasets.Dataset:
+def load_source(spec: dict, kind: str) -> "datasets.Dataset":
     """Rows of one source as a ``datasets.Dataset`` (same code path for Hub and local files)."""
+    import datasets  # here, not at the top: the Snakefile imports this module and stays fast
+
     if "hub" in spec:
         hub = spec["hub"]
         return datasets.load_dataset(hub["id"], hub.get("config"), split=hub.get("split", "train"),

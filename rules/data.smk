@@ -1,0 +1,84 @@
+# Target data: each dataset's unannotated passages and its labelled test split, read from the
+# source spec in config (Hub, embedded demo data, or the user's files) and checked against the
+# schema table (bonito_repro.schemas).
+#
+# Both rules are local: they take seconds and little memory, and at paper scale they are the
+# jobs that download the datasets, which needs the network a cluster's login node has and its
+# compute nodes often lack. Later jobs read the parquet files offline.
+from bonito_repro.sources import embedded_path
+
+localrules:
+    unannotated,
+    test_set,
+
+
+def data_spec(dataset, kind):
+    return config["datasets"][dataset][kind]
+
+
+def data_inputs(dataset, kind):
+    """Local files a source reads, so that editing them reruns the job."""
+    spec = data_spec(dataset, kind)
+    if "embedded" in spec:
+        return [str(embedded_path(kind, spec["embedded"]))]
+    if "files" in spec:
+        return [spec["files"]] if isinstance(spec["files"], str) else list(spec["files"])
+    return []
+
+
+def data_online(dataset, kind):
+    """Only a Hub source lifts the offline setting (common.smk), and only for this command."""
+    return ONLINE if "hub" in data_spec(dataset, kind) else ""
+
+
+rule unannotated:
+    input:
+        lambda w: data_inputs(w.dataset, "unannotated"),
+    output:
+        rows=f"{R}/unannotated/{{dataset}}.parquet",
+        manifest=f"{R}/unannotated/{{dataset}}.manifest.json",
+    params:
+        spec=lambda w: as_json(data_spec(w.dataset, "unannotated")),
+        online=lambda w: data_online(w.dataset, "unannotated"),
+    log:
+        f"{R}/logs/unannotated/{{dataset}}.log",
+    benchmark:
+        f"{R}/benchmarks/unannotated/{{dataset}}.tsv"
+    threads: res("default")["threads"]
+    resources:
+        mem_mb=res("default")["mem_mb"],
+        runtime=res("default")["runtime"],
+    conda:
+        "../envs/main.yaml"
+    shell:
+        "{params.online} {PY} -m bonito_repro data unannotated --dataset {wildcards.dataset}"
+        " --spec {params.spec:q} --out {output.rows} --manifest {output.manifest} > {log} 2>&1"
+
+
+rule test_set:
+    input:
+        lambda w: data_inputs(w.dataset, "test"),
+    output:
+        rows=f"{R}/test/{{dataset}}.parquet",
+        manifest=f"{R}/test/{{dataset}}.manifest.json",
+    params:
+        spec=lambda w: as_json(data_spec(w.dataset, "test")),
+        labels=lambda w: as_json(config["datasets"][w.dataset].get("labels")),
+        max_examples=as_json(config["evaluation"]["max_examples"]),
+        seed=config["seed"],
+        online=lambda w: data_online(w.dataset, "test"),
+    log:
+        f"{R}/logs/test/{{dataset}}.log",
+    benchmark:
+        f"{R}/benchmarks/test/{{dataset}}.tsv"
+    threads: res("default")["threads"]
+    resources:
+        mem_mb=res("default")["mem_mb"],
+        runtime=res("default")["runtime"],
+    conda:
+        "../envs/main.yaml"
+    shell:
+        "{params.online} {PY} -m bonito_repro data test --dataset {wildcards.dataset}"
+        " --spec {params.spec:q} --labels {params.labels:q}"
+        " --max-examples {params.max_examples:q} --seed {params.seed}"
+        " --out {output.rows} --manifest {output.manifest} > {log} 2>&1"

@@ -1,0 +1,236 @@
+"""Target data: the schema table, the embedded demo data and the data stage's loaders, on local
+files in the Hub schemas (embedded JSONL, the user's parquet/jsonl/csv, and a local folder laid
+out like a Hub dataset repository)."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bonito_repro import target_data as data
+from bonito_repro.config import load_config
+from bonito_repro.schemas import (TEST_SCHEMAS, SchemaError, canonical_label, type_problem,
+                                  validate_rows)
+from bonito_repro.sources import embedded_path, load_source
+
+REPO = Path(__file__).resolve().parents[1]
+LOCAL = load_config(REPO / "config" / "local.yaml")
+DATASETS = sorted(LOCAL["datasets"])
+SQUAD = [d for d in DATASETS if d.startswith("squadshifts_")]
+LABELS = {d: LOCAL["datasets"][d].get("labels") for d in DATASETS}
+
+
+def embedded_rows(kind: str, dataset: str) -> list[dict]:
+    return [json.loads(line) for line in embedded_path(kind, dataset).read_text().splitlines()]
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_local_config_names_the_seven_datasets_each_with_a_schema():
+    assert DATASETS == sorted(["pubmed_qa", "privacy_qa", "squadshifts_nyt", "squadshifts_amazon",
+                               "squadshifts_reddit", "contract_nli", "vitaminc"])
+    assert set(DATASETS) == set(TEST_SCHEMAS)
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_embedded_data_loads_and_matches_the_schema(dataset):
+    spec = LOCAL["datasets"][dataset]
+    unannotated = load_source(spec["unannotated"], "unannotated")
+    test = load_source(spec["test"], "test")
+    assert unannotated.column_names == ["input"]
+    assert validate_rows(unannotated, dataset, "unannotated", "u", columns=unannotated.column_names) >= 40
+    assert validate_rows(test, dataset, "test", "t", labels=LABELS[dataset],
+                         columns=test.column_names) >= 40
+    passages = unannotated["input"]
+    assert len(set(passages)) == len(passages)
+    assert all(10 <= len(p.split()) <= 100 for p in passages)  # short: prompts stay cheap on CPU
+
+
+@pytest.mark.parametrize("dataset", SQUAD)
+def test_squad_answers_are_exact_spans_and_passages_are_the_test_contexts(dataset):
+    rows = embedded_rows("test", dataset)
+    for row in rows:
+        for text, start in zip(row["answers"]["text"], row["answers"]["answer_start"]):
+            assert row["context"][start:start + len(text)] == text
+    assert len({r["id"] for r in rows}) == len(rows)
+    # zero-shot adaptation reads the test passages without their labels, as in the paper's data
+    assert {r["input"] for r in embedded_rows("unannotated", dataset)} == {r["context"] for r in rows}
+
+
+@pytest.mark.parametrize("dataset", ["contract_nli", "vitaminc", "pubmed_qa", "privacy_qa"])
+def test_embedded_labels_are_mixed(dataset):
+    labels = LABELS[dataset]
+    counts = Counter(canonical_label(r[labels["field"]], labels) for r in embedded_rows("test", dataset))
+    n_choices = len((set(labels["map"].values()) | {labels.get("default")}) - {None})
+    assert len(counts) == n_choices
+    assert min(counts.values()) >= 40 / n_choices * (0.6 if dataset == "pubmed_qa" else 0.9)
+
+
+@pytest.mark.parametrize("dataset", ["contract_nli", "vitaminc", "pubmed_qa", "privacy_qa"])
+def test_nli_and_qa_passages_are_not_the_test_passages(dataset):
+    passage = {"contract_nli": "premise", "vitaminc": "evidence", "privacy_qa": "text"}.get(dataset)
+    test = embedded_rows("test", dataset)
+    contexts = {r[passage] if passage else " ".join(r["context"]["contexts"]) for r in test}
+    assert not contexts & {r["input"] for r in embedded_rows("unannotated", dataset)}
+
+
+def test_label_map_default_and_integer_labels():
+    vitaminc, contract, pubmed = LABELS["vitaminc"], LABELS["contract_nli"], LABELS["pubmed_qa"]
+    assert canonical_label("SUPPORTS", vitaminc) == "yes"
+    assert canonical_label("REFUTES", vitaminc) == "no"
+    assert canonical_label("NOT ENOUGH INFO", vitaminc) == "maybe"  # the map's default
+    assert [canonical_label(i, contract) for i in (0, 1, 2)] == ["no", "yes", "maybe"]
+    assert canonical_label("perhaps", pubmed) is None
+
+
+def test_label_outside_the_map_is_an_error_unless_there_is_a_default(tmp_path):
+    rows = embedded_rows("test", "pubmed_qa")[:3]
+    rows[2]["final_decision"] = "perhaps"
+    with pytest.raises(SchemaError, match=r"bad\.jsonl: row 2 \(0-based\): field 'final_decision'"):
+        validate_rows(rows, "pubmed_qa", "test", "bad.jsonl", labels=LABELS["pubmed_qa"])
+    rows = embedded_rows("test", "vitaminc")[:2]
+    rows[1]["label"] = "DISPUTED"
+    assert validate_rows(rows, "vitaminc", "test", "ok.jsonl", labels=LABELS["vitaminc"]) == 2
+
+
+@pytest.mark.parametrize("dataset, row, change, message", [
+    ("contract_nli", 1, {"label": "1"}, r"row 1 \(0-based\): field 'label': expected int, got str"),
+    ("contract_nli", 0, {"label": True}, r"field 'label': expected int, got bool"),
+    ("privacy_qa", 2, {"text": None}, r"row 2 \(0-based\): field 'text': missing"),
+    ("pubmed_qa", 0, {"context": {"labels": ["RESULTS"]}}, r"field 'context\.contexts': missing"),
+    ("pubmed_qa", 1, {"context": {"contexts": ["a", 3]}}, r"field 'context\.contexts\[1\]': expected str"),
+    ("pubmed_qa", 0, {"pubid": "123"}, r"field 'pubid': expected int"),  # optional, checked if present
+    ("squadshifts_nyt", 1, {"answers": {"text": ["x", "y"], "answer_start": [0]}},
+     r"field 'answers': 2 texts but 1 answer_start values"),
+    ("squadshifts_nyt", 0, {"answers": {"text": [], "answer_start": []}}, r"no gold answer"),
+])
+def test_schema_errors_name_file_row_and_field(dataset, row, change, message):
+    rows = embedded_rows("test", dataset)[:3]
+    rows[row] = {**rows[row], **change}
+    with pytest.raises(SchemaError, match=r"^my/file\.jsonl: .*" + message):
+        validate_rows(rows, dataset, "test", "my/file.jsonl", labels=LABELS[dataset])
+
+
+def test_missing_column_names_the_columns_found():
+    with pytest.raises(SchemaError, match=r"f\.csv: test rows of 'vitaminc' need column\(s\) \['claim'\]; "
+                                          r"columns found: \['evidence', 'label'\]"):
+        validate_rows([], "vitaminc", "test", "f.csv", labels=LABELS["vitaminc"],
+                      columns=["evidence", "label"])
+    with pytest.raises(SchemaError, match="no test schema for dataset 'my_data'"):
+        validate_rows([], "my_data", "test", "f.csv")
+    with pytest.raises(SchemaError, match="labels.field"):
+        validate_rows([], "contract_nli", "test", "f.csv", labels=None)
+
+
+def test_type_problem_accepts_the_hub_types():
+    assert type_problem({"text": ["a"], "answer_start": [3]},
+                        {"text": "list[str]", "answer_start": "list[int]"}, "answers") is None
+    assert "expected a struct" in type_problem("a", {"text": "list[str]"}, "answers")
+
+
+def run_stage(*argv: str) -> int:
+    return data.main([str(a) for a in argv])
+
+
+def test_unannotated_from_files_counts_drops_and_duplicates(tmp_path):
+    path = write_jsonl(tmp_path / "mine.jsonl", [{"input": "  A passage.  "}, {"input": ""},
+                                                 {"input": None}, {"input": "A passage."},
+                                                 {"input": "Another one.\n"}, {"input": "   "}])
+    out, manifest = tmp_path / "u.parquet", tmp_path / "u.json"
+    assert run_stage("unannotated", "--dataset", "pubmed_qa", "--spec", json.dumps({"files": str(path)}),
+                     "--out", out, "--manifest", manifest) == 0
+    assert pd.read_parquet(out)["input"].tolist() == ["A passage.", "A passage.", "Another one."]
+    record = json.loads(manifest.read_text())
+    assert record["counts"] == {"rows_in": 6, "rows_out": 3, "exact_duplicates_kept": 1}
+    assert record["drops"] == {"blank_input": 2, "null_input": 1}
+    assert record["counts"]["rows_in"] == record["counts"]["rows_out"] + sum(record["drops"].values())
+
+
+@pytest.mark.parametrize("suffix", ["parquet", "jsonl", "csv"])
+def test_unannotated_files_need_an_input_column(tmp_path, suffix):
+    frame = pd.DataFrame({"text": ["a passage"], "id": [1]})
+    path = tmp_path / f"mine.{suffix}"
+    {"parquet": frame.to_parquet, "csv": lambda p: frame.to_csv(p, index=False),
+     "jsonl": lambda p: frame.to_json(p, orient="records", lines=True)}[suffix](path)
+    with pytest.raises(SchemaError, match=r"mine\.%s: .*need column\(s\) \['input'\]; columns found: "
+                                          r"\['text', 'id'\]" % suffix):
+        data.unannotated_passages({"files": str(path)}, "my_corpus")
+
+
+def test_test_split_from_parquet_keeps_the_nested_squad_schema(tmp_path):
+    rows = embedded_rows("test", "squadshifts_amazon")
+    path = tmp_path / "amazon.parquet"
+    pd.DataFrame(rows).to_parquet(path)
+    out, manifest = tmp_path / "t.parquet", tmp_path / "t.json"
+    assert run_stage("test", "--dataset", "squadshifts_amazon", "--spec", json.dumps({"files": str(path)}),
+                     "--labels", "null", "--max-examples", "null", "--out", out, "--manifest", manifest) == 0
+    back = load_source({"files": str(out)}, "test")
+    assert back.to_list() == rows
+    record = json.loads(manifest.read_text())
+    assert record["counts"]["rows_in"] == record["counts"]["rows_out"] == len(rows)
+    assert record["drops"] == {}
+
+
+def test_test_split_from_csv_subsamples_with_a_seed_and_counts_labels(tmp_path):
+    rows = embedded_rows("test", "contract_nli")
+    path = tmp_path / "contract.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    labels = json.dumps(LABELS["contract_nli"])
+    outputs = []
+    for name in ("a", "b"):
+        out, manifest = tmp_path / f"{name}.parquet", tmp_path / f"{name}.json"
+        assert run_stage("test", "--dataset", "contract_nli", "--spec", json.dumps({"files": str(path)}),
+                         "--labels", labels, "--max-examples", "25", "--seed", "3",
+                         "--out", out, "--manifest", manifest) == 0
+        outputs.append(pd.read_parquet(out))
+    pd.testing.assert_frame_equal(outputs[0], outputs[1])
+    pairs = [(r["premise"], r["hypothesis"]) for r in rows]
+    positions = [pairs.index(pair) for pair in zip(outputs[0]["premise"], outputs[0]["hypothesis"])]
+    assert len(set(positions)) == 25 and positions == sorted(positions)  # a subset, in file order
+    record = json.loads(manifest.read_text())
+    assert record["drops"] == {"over_max_examples": 15}
+    assert sum(record["counts"]["label_distribution"]["canonical"].values()) == 25
+    assert record["counts"]["label_distribution_in"]["raw"] == {"0": 13, "1": 14, "2": 13}
+
+
+def test_bad_row_in_the_second_file_names_that_file_and_its_row(tmp_path, caplog):
+    rows = embedded_rows("test", "vitaminc")
+    first = write_jsonl(tmp_path / "part1.jsonl", rows[:5])
+    rows[7]["claim"] = None
+    second = write_jsonl(tmp_path / "part2.jsonl", rows[5:10])
+    spec = json.dumps({"files": [str(first), str(second)]})
+    code = run_stage("test", "--dataset", "vitaminc", "--spec", spec, "--labels",
+                     json.dumps(LABELS["vitaminc"]), "--out", tmp_path / "t.parquet",
+                     "--manifest", tmp_path / "t.json")
+    assert code == 1
+    assert f"{second}: row 2 (0-based): field 'claim': missing" in caplog.text
+    assert not (tmp_path / "t.parquet").exists() and not (tmp_path / "t.json").exists()
+
+
+def test_hub_spec_reads_a_repository_laid_out_like_the_hub(tmp_path):
+    """The paper-scale code path (datasets.load_dataset with id, config, split, revision) on a local
+    folder in the layout of BatsResearch/bonito-experiment-eval."""
+    repo = tmp_path / "bonito-experiment-eval"
+    (repo / "privacy_qa").mkdir(parents=True)
+    write_jsonl(repo / "privacy_qa" / "test.jsonl", embedded_rows("test", "privacy_qa"))
+    (repo / "README.md").write_text("---\nconfigs:\n- config_name: privacy_qa\n  data_files:\n"
+                                    "  - split: test\n    path: privacy_qa/test.jsonl\n---\n")
+    spec = {"hub": {"id": str(repo), "config": "privacy_qa", "split": "test", "revision": "main"}}
+    rows, counts, _ = data.load_test_split(spec, "privacy_qa", LABELS["privacy_qa"], None, 42)
+    assert counts["rows_out"] == 40
+    assert counts["label_distribution"]["canonical"] == {"no": 20, "yes": 20}
+    assert data.describe(spec, "test").startswith(f"hub {repo} config=privacy_qa split=test")
+
+
+def test_max_examples_must_be_a_positive_integer_or_null():
+    with pytest.raises(SystemExit):
+        data.parse_args(["test", "--dataset", "x", "--spec", "{}", "--out", "o", "--manifest", "m",
+                         "--max-examples", "0"])
+    assert data.parse_args(["test", "--dataset", "x", "--spec", "{}", "--out", "o", "--manifest", "m",
+                            "--max-examples", "null"]).max_examples is None
