@@ -102,18 +102,19 @@ def write_tables(scores: pd.DataFrame, config: dict, out_dir: Path) -> dict[str,
     notes += [P3_STAND_IN.format(target=t) for t, spec in config["targets"].items()
               if spec.get("init_adapter", {}).get("train_on") == "p3"]
     caption = "F1 (mean over five templates) of each target model, zero-shot and after adaptation."
+    decimals = config.get("tables", {}).get("decimals", 1)
     outputs = {}
     for name, table in {
         "main_table": _display(grid, config),
         "main_table_deltas": _display(deltas(grid), config),
         "published_comparison": published_comparison(grid, config, published),
     }.items():
-        table = table.round(1)
+        table = table.round(decimals)
         csv, md, tex = (out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex"))
         table.to_csv(csv, index=False)
         header = f"{caption}\n\n" + "".join(f"**{note}**\n\n" for note in notes)
-        md.write_text(header + table.to_markdown(index=False, floatfmt=".1f") + "\n")
-        latex = table.to_latex(index=False, float_format="%.1f", na_rep="--", escape=True)
+        md.write_text(header + table.to_markdown(index=False, floatfmt=f".{decimals}f") + "\n")
+        latex = table.to_latex(index=False, float_format=f"%.{decimals}f", na_rep="--", escape=True)
         tex.write_text("".join(f"% {note}\n" for note in notes) + latex)
         outputs.update({f"{name}.csv": csv, f"{name}.md": md, f"{name}.tex": tex})
     return outputs
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bonito_repro main-table", description=__doc__)
     parser.add_argument("--scores", required=True, type=Path, help="collected scores (CSV)")
     parser.add_argument("--params", required=True,
-                        help="JSON with the config's scale, models, targets, datasets and sources")
+                        help="JSON with the config's scale, models, targets, datasets, sources and tables")
     parser.add_argument("--out-dir", required=True, type=Path)
     args = parser.parse_args(argv)
     setup_logging()
