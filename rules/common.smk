@@ -6,6 +6,7 @@ import sys
 
 from snakemake.settings.types import DeploymentMethod
 
+import bonito_repro
 from bonito_repro.config import ConfigError, TAPT, ZERO_SHOT, validate
 
 try:
@@ -14,6 +15,8 @@ except ConfigError as error:
     raise WorkflowError(str(error)) from None
 
 R = "results"
+# the package's data files, by absolute path so that a run in another working directory finds them
+PACKAGE_DATA = os.path.join(os.path.dirname(bonito_repro.__file__), "data")
 MODELS = sorted(config["models"])
 TARGETS = sorted(config["targets"])
 DATASETS = sorted(config["datasets"])

@@ -1,0 +1,13 @@
+"""ctga-v1, Bonito's training set (PAPER_FACTS section 6): P3 templates remixed into
+meta-templates whose input is a passage and whose output is a whole task.
+
+- tables: the two reference tables (annotated templates and task types; context expressions)
+- templates: promptsource templates and the meta-templates made from them
+- render: sampling and parallel rendering of one source (ctga rows and P3 rows)
+- build: the whole set from the configured sources, validation split, counts
+- published: the published BatsResearch/ctga-v1 instead, and the comparison with it
+- cli: ``python -m bonito_repro ctga``
+"""
+from .cli import main
+
+__all__ = ["main"]
