@@ -8,7 +8,7 @@ min_version("9.20")
 
 # A profile or --configfile picks a standalone config; only without one is config.yaml read
 # (config files are deep-merged, so an overlay could never drop the paper's entries).
-if not config:
+if not workflow.overwrite_configfiles:
 
     configfile: "config.yaml"
 

@@ -1,0 +1,128 @@
+"""The `slurm/` profile against a real Slurm: jobs, GPUs, a killed and a preempted training job,
+a failing job.
+
+Runs tests/slurm_workflow (a GPU rule, a CPU rule, a two-GPU training job that checkpoints, a
+failing rule) through `snakemake --profile slurm`, with the test cluster's settings layered over
+the profile and partition and account given through SLURM_PARTITION and SLURM_ACCOUNT. Checks
+come from Slurm's accounting records (sacct) and each job's Slurm log. Skipped where no Slurm is
+reachable; `.ci/run` starts one and sets BONITO_REQUIRE_SLURM=1, which turns the skip into a failure.
+"""
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from slurm_cluster import (
+    ACCOUNT,
+    PARTITION,
+    REPO,
+    InterruptAfterCheckpoint,
+    run_snakemake_on_slurm,
+    slurm_jobs,
+    snakemake_jobs,
+    submitted_slurm_ids,
+    unavailable_reason,
+    write_test_profile,
+)
+
+pytestmark = pytest.mark.slurm
+
+WORKFLOW = Path(__file__).parent / "slurm_workflow"
+CONFIG = yaml.safe_load((WORKFLOW / "config.yaml").read_text())
+PROFILE = yaml.safe_load((REPO / "slurm" / "config.yaml").read_text())
+CHECKPOINTS = "results/checkpoints/train/step-*.json"
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    reason = unavailable_reason()
+    if reason and os.environ.get("BONITO_REQUIRE_SLURM") == "1":
+        pytest.fail(f"BONITO_REQUIRE_SLURM=1 but {reason}")
+    if reason:
+        pytest.skip(reason)
+
+
+def run_workflow(tmp_path, targets, timeout, while_running=None, **settings):
+    profile = write_test_profile(tmp_path / "profile", [WORKFLOW / "config.yaml"], **settings)
+    workdir = tmp_path / "work"
+    workdir.mkdir(exist_ok=True)
+    result = run_snakemake_on_slurm(workdir, targets, snakefile=WORKFLOW / "Snakefile",
+                                    profile=profile, timeout=timeout, while_running=while_running)
+    print(f"snakemake took {result.seconds:.0f} s")
+    return workdir, result
+
+
+def last_step(checkpoints):
+    return max(int(re.search(r"step-(\d+)", path).group(1)) for path in checkpoints)
+
+
+def assert_resumed(workdir, interrupted):
+    """The training job's last run resumed from the last checkpoint of the interrupted one."""
+    step = last_step(interrupted.checkpoints)
+    assert 0 < step < CONFIG["train"]["steps"], interrupted.checkpoints
+    assert f"resumed from step {step}" in (workdir / "results/logs/train.log").read_text()
+    model = json.loads((workdir / "results/train/model.json").read_text())
+    assert model == {"steps": CONFIG["train"]["steps"], "resumed_from": step}
+
+
+def test_dag_runs_as_slurm_jobs_and_cancelled_training_resumes(slurm, tmp_path):
+    kill = InterruptAfterCheckpoint(tmp_path / "work", "train", CHECKPOINTS, how="cancel")
+    # squeue, not the profile's sacct: plugin 2.8.0 reads sacct's "CANCELLED by <uid>" as still
+    # running and would wait for ever on a cancelled job (squeue says "CANCELLED")
+    workdir, result = run_workflow(tmp_path, [], timeout=150, while_running=kill,
+                                   **{"slurm-status-command": "squeue"})
+    assert result.returncode == 0, result.output[-4000:]
+    jobs = slurm_jobs(workdir)
+
+    # every job that Snakemake did not run locally is a Slurm job, retries included
+    remote_rules = sorted(rule for rule, local in snakemake_jobs(result.output) if not local)
+    assert remote_rules == sorted(j.rule for j in jobs)
+    assert sorted(submitted_slurm_ids(result.output)) == sorted(j.job_id for j in jobs)
+    assert {(j.partition, j.account) for j in jobs} == {(PARTITION, ACCOUNT)}
+
+    # GPUs as the config asks, seen by the job; none for CPU rules
+    for job in jobs:
+        gpus = CONFIG["resources"][job.rule]["gpus"]
+        assert (job.gpus_requested, job.gpus_allocated) == (gpus, gpus), job
+        seen = job.cuda_visible_devices()
+        assert seen, f"no task prolog line in the Slurm log {job.log}"
+        if gpus:
+            assert all(len(devices.split(",")) == gpus for devices in seen), (job, seen)
+        else:
+            assert set(seen) == {"unset"}, (job, seen)
+    assert (workdir / "results/logs/gpu_probe.log").read_text().strip() == "CUDA_VISIBLE_DEVICES=0"
+    assert (workdir / "results/logs/cpu_step.log").read_text().strip() == "CUDA_VISIBLE_DEVICES=unset"
+
+    # the cancelled training job was retried by Snakemake and resumed from its last checkpoint
+    train = [j for j in jobs if j.rule == "train"]
+    assert kill.job_id == train[0].job_id, (kill.job_id, train)
+    assert [(j.state, j.attempt) for j in train] == [("CANCELLED", 1), ("COMPLETED", 2)]
+    assert_resumed(workdir, kill)
+
+
+def test_preempted_training_is_requeued_and_resumes(slurm, tmp_path):
+    preempt = InterruptAfterCheckpoint(tmp_path / "work", "train", CHECKPOINTS, how="preempt")
+    workdir, result = run_workflow(tmp_path, ["results/train/model.json"], timeout=150,
+                                   while_running=preempt)
+    assert result.returncode == 0, result.output[-4000:]
+    # Slurm requeued the same job (sbatch --requeue from the profile); no Snakemake retry needed
+    runs = slurm_jobs(workdir, requeued=True)
+    assert [(j.job_id, j.state, j.attempt) for j in runs] == [
+        (preempt.job_id, "PREEMPTED", 1), (preempt.job_id, "COMPLETED", 1)], runs
+    assert_resumed(workdir, preempt)
+
+
+def test_failing_job_fails_the_run_and_shows_its_log(slurm, tmp_path):
+    workdir, result = run_workflow(tmp_path, ["results/fail.txt"], timeout=180)
+    assert result.returncode != 0
+    assert "deliberate failure: rule fail exits 3" in result.output  # the rule's log, shown
+    jobs = slurm_jobs(workdir)
+    attempts = 1 + PROFILE["retries"]
+    assert [(j.rule, j.state, j.attempt) for j in jobs] == [
+        ("fail", "FAILED", n) for n in range(1, attempts + 1)], jobs
+    assert all(j.exit_code != "0:0" for j in jobs), jobs
+    assert not (workdir / "results/fail.txt").exists()
