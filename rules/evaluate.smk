@@ -1,0 +1,124 @@
+# Evaluation of every (target, source, dataset) (`python -m bonito_repro evaluate`), one job per
+# triple covering the dataset's five templates, and the table collecting them.
+# - source `zero_shot`: the target's base model with its starting adapter if it has one (the P3
+#   variants), under the target's `wrapper.zero_shot`; any other source: the adapter trained by
+#   `adapt`, under `wrapper.adapted` (PAPER_FACTS decision 12).
+# - evaluate: rank classification (yes-no QA, NLI datasets), main environment.
+# - evaluate_generation: greedy decoding (extractive QA datasets) with
+#   `evaluation.generation_backend` (vllm: the vLLM environment's interpreter and envs/vllm.yaml).
+from bonito_repro.tasks import task_type_code
+
+localrules:
+    eval_table,
+
+
+GENERATION_DATASETS = sorted(d for d, s in config["datasets"].items() if task_type_code(s["task_type"]) == "exqa")
+RANK_DATASETS = sorted(set(DATASETS) - set(GENERATION_DATASETS))
+EVAL_GENERATION_PY = VLLM_PY if config["evaluation"]["generation_backend"] == "vllm" else PY
+EVAL_GENERATION_ENV = ("../envs/vllm.yaml" if config["evaluation"]["generation_backend"] == "vllm"
+                       else "../envs/main.yaml")
+
+
+def eval_adapter(target, source, dataset):
+    """The adapter evaluated with the target's base model, or None."""
+    if source == ZERO_SHOT:
+        return init_adapter_dir(target)
+    return adapter_dir(target, source, dataset)
+
+
+def eval_inputs(w):
+    adapter = eval_adapter(w.target, w.source, w.dataset)
+    return {"model": model_dir(config["targets"][w.target]["model"]), "test": f"{R}/test/{w.dataset}.parquet",
+            **({"adapter": adapter} if adapter else {})}
+
+
+def eval_outputs():
+    path = eval_result("{target}", "{source}", "{dataset}")
+    return dict(scores=path, predictions=path.replace(".json", ".predictions.parquet"),
+                manifest=path.replace(".json", ".manifest.json"))
+
+
+def eval_params():
+    return dict(
+        hp=as_json({**config["evaluation"], "seed": config["seed"]}),
+        wrapper=lambda w: config["targets"][w.target]["wrapper"]["zero_shot" if w.source == ZERO_SHOT else "adapted"],
+        task_type=lambda w: config["datasets"][w.dataset]["task_type"],
+        labels=lambda w: as_json(config["datasets"][w.dataset].get("labels")),
+        adapter=lambda w, input: f"--adapter {input.adapter}" if "adapter" in input.keys() else "",
+    )
+
+
+EVAL_COMMAND = (
+    " -m bonito_repro evaluate --model {input.model} {params.adapter} --wrapper {params.wrapper}"
+    " --dataset {wildcards.dataset} --task-type {params.task_type:q} --test {input.test}"
+    " --labels {params.labels:q} --params {params.hp:q} --target {wildcards.target}"
+    " --source {wildcards.source} --out {output.scores} --predictions {output.predictions}"
+    " --manifest {output.manifest} --threads {threads} > {log} 2>&1"
+)
+
+
+rule evaluate:
+    input:
+        unpack(eval_inputs),
+    output:
+        **eval_outputs(),
+    wildcard_constraints:
+        dataset=_choice(RANK_DATASETS),
+    params:
+        **eval_params(),
+    log:
+        f"{R}/logs/evaluate/{{target}}/{{source}}/{{dataset}}.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate/{{target}}/{{source}}/{{dataset}}.tsv"
+    threads: res("evaluate")["threads"]
+    resources:
+        gpu=res("evaluate")["gpus"],
+        mem_mb=res("evaluate")["mem_mb"],
+        runtime=res("evaluate")["runtime"],
+    conda:
+        "../envs/main.yaml"
+    shell:
+        "{PY}" + EVAL_COMMAND
+
+
+rule evaluate_generation:
+    input:
+        unpack(eval_inputs),
+    output:
+        **eval_outputs(),
+    wildcard_constraints:
+        dataset=_choice(GENERATION_DATASETS),
+    params:
+        **eval_params(),
+    log:
+        f"{R}/logs/evaluate/{{target}}/{{source}}/{{dataset}}.log",
+    benchmark:
+        f"{R}/benchmarks/evaluate/{{target}}/{{source}}/{{dataset}}.tsv"
+    threads: res("evaluate")["threads"]
+    resources:
+        gpu=res("evaluate")["gpus"],
+        mem_mb=res("evaluate")["mem_mb"],
+        runtime=res("evaluate")["runtime"],
+    conda:
+        EVAL_GENERATION_ENV
+    shell:
+        "{EVAL_GENERATION_PY}" + EVAL_COMMAND
+
+
+rule eval_table:
+    input:
+        all_eval_results(),
+    output:
+        csv=f"{R}/paper/eval_scores.csv",
+        md=f"{R}/paper/eval_scores.md",
+    params:
+        scale=config["scale"],
+    log:
+        f"{R}/logs/paper/eval_table.log",
+    benchmark:
+        f"{R}/benchmarks/paper/eval_table.tsv"
+    conda:
+        "../envs/main.yaml"
+    shell:
+        "{PY} -m bonito_repro table --inputs {input:q} --scale {params.scale}"
+        " --csv {output.csv} --md {output.md} > {log} 2>&1"

@@ -1,0 +1,70 @@
+"""Collect evaluation results (results/eval/{target}/{source}/{dataset}.json) into one table:
+per (target, source, dataset) the F1 mean over templates (the table number), the median, the
+bootstrap interval and the example count. The CSV is what the main table and the plots read.
+Tables made at the local or smoke scale say that they come from embedded demo data.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from .io import atomic_path, read_json, setup_logging
+from .main_table import DEMO_LABEL
+
+COLUMNS = ["target", "source", "dataset", "task_type", "wrapper", "n_examples", "f1", "f1_median",
+           "ci_low", "ci_high", "confidence", "templates", "template_f1"]
+
+
+def collect_scores(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One row per evaluation JSON, sorted by target, source and dataset."""
+    rows = []
+    for path in paths:
+        result = read_json(path)
+        try:
+            rows.append({
+                "target": result["target"], "source": result["source"], "dataset": result["dataset"],
+                "task_type": result["task_type"], "wrapper": result["wrapper"],
+                "n_examples": result["n_examples"], "f1": result["mean"], "f1_median": result["median"],
+                "ci_low": result["ci"][0], "ci_high": result["ci"][1], "confidence": result["confidence"],
+                "templates": len(result["templates"]),
+                "template_f1": "; ".join(f"{name}: {s['f1']:.1f}" for name, s in result["templates"].items()),
+            })
+        except KeyError as error:
+            raise ValueError(f"{path}: not an evaluation result (no key {error})") from None
+    return pd.DataFrame(rows, columns=COLUMNS).sort_values(["target", "source", "dataset"],
+                                                           ignore_index=True)
+
+
+def markdown(scores: pd.DataFrame, scale: str, decimals: int = 1) -> str:
+    notes = "" if scale == "paper" else f"**{DEMO_LABEL.format(scale=scale)}**\n\n"
+    shown = scores.drop(columns=["template_f1"]).copy()
+    shown["ci"] = [f"[{lo:.{decimals}f}, {hi:.{decimals}f}] ({100 * c:g}%)"
+                   for lo, hi, c in zip(shown.ci_low, shown.ci_high, shown.confidence)]
+    shown = shown.drop(columns=["ci_low", "ci_high", "confidence"])
+    caption = ("F1 in percent: mean over the templates (the table number), median, and the bootstrap "
+               "interval of the mean at the given confidence.\n\n")
+    return caption + notes + shown.to_markdown(index=False, floatfmt=f".{decimals}f") + "\n"
+
+
+def write_scores(scores: pd.DataFrame, csv: Path, md: Path, scale: str) -> None:
+    if scale != "paper":
+        scores = scores.assign(data=DEMO_LABEL.format(scale=scale))
+    with atomic_path(csv) as tmp:
+        scores.to_csv(tmp, index=False)
+    with atomic_path(md) as tmp:
+        tmp.write_text(markdown(scores.drop(columns=["data"], errors="ignore"), scale))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bonito_repro table", description=__doc__)
+    parser.add_argument("--inputs", nargs="+", required=True, type=Path, help="evaluation JSONs")
+    parser.add_argument("--scale", required=True, help="the config's scale (paper, local, smoke)")
+    parser.add_argument("--csv", required=True, type=Path)
+    parser.add_argument("--md", required=True, type=Path)
+    args = parser.parse_args(argv)
+    setup_logging()
+    write_scores(collect_scores(args.inputs), args.csv, args.md, args.scale)
+    return 0

@@ -1,0 +1,269 @@
+"""Evaluation: templates on the embedded test rows, exact wrapped token ids, rank classification
+(crafted model, batched == per-choice), and the CLI end to end on a tiny model."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from bonito_repro.config import load_config
+from bonito_repro.eval_templates import load_templates, render_all
+from bonito_repro.evaluate import PromptEncoder, gold_labels, main, subsample
+from bonito_repro.models import load_for_inference, load_tokenizer
+from bonito_repro.scoring import score_choices, score_choices_separately
+from bonito_repro.sources import embedded_path
+from conftest import REPO
+
+LOCAL = load_config(REPO / "config" / "local.yaml")
+DATASETS = sorted(LOCAL["datasets"])
+PARAMS = {"generation_backend": "transformers", "max_new_tokens": 5, "max_examples": 6, "max_length": 512,
+          "batch_tokens": 2048, "bf16": False, "bootstrap": {"samples": 50, "confidence": 0.95, "seed": 1},
+          "seed": 42}
+
+
+def embedded_rows(dataset: str) -> list[dict]:
+    return pd.read_json(embedded_path("test", dataset), lines=True).to_dict("records")
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_five_templates_render_on_the_embedded_rows(dataset):
+    templates = load_templates(dataset)
+    rows = embedded_rows(dataset)
+    assert len(templates) == 5 and len({t.name for t in templates}) == 5
+    rank = LOCAL["datasets"][dataset]["task_type"] != "exqa"
+    for template in templates:
+        prompts = render_all(template, rows, seed=0)
+        assert len(prompts) == len(rows) and all(p.strip() == p and len(p) > 20 for p in prompts)
+        assert "{{" not in prompts[0] and "Amazon" not in "".join(prompts) * (dataset == "squadshifts_reddit")
+        assert (template.choices is not None) == rank
+    if rank:
+        gold = gold_labels(rows, LOCAL["datasets"][dataset]["labels"], dataset)
+        assert all(g in t.choices for t in templates for g in gold)
+        assert len(set(gold)) >= 2
+
+
+def test_template_content_follows_the_paper():
+    nli = {t.name: t for t in load_templates("vitaminc")}
+    row = {"evidence": "The lake is 16 m deep.", "claim": "The lake is deep.", "label": "SUPPORTS"}
+    assert nli["can we infer"].render(row) == 'Suppose The lake is 16 m deep. Can we infer that "The lake is deep."? Yes, no, or maybe?'
+    assert nli["take the following as truth"].choices == {"yes": "True", "maybe": "Inconclusive", "no": "False"}
+    reddit = {t.name: t for t in load_templates("squadshifts_reddit")}
+    assert "I searched Reddit and this is what I found" in reddit["wondered"].jinja
+    privacy = load_templates("privacy_qa")
+    assert sum(t.choices == {"yes": "Relevant", "no": "Irrelevant"} for t in privacy) == 1
+    assert sum(t.choices == {"yes": "Yes", "no": "No"} for t in privacy) == 4
+    # the random word of question_num_hint_answer is seeded
+    hint = {t.name: t for t in load_templates("squadshifts_nyt")}["question_num_hint_answer"]
+    rows = embedded_rows("squadshifts_nyt")[:8]
+    assert render_all(hint, rows, seed=5) == render_all(hint, rows, seed=5)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_model_dir):
+    return load_tokenizer(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_dir):
+    return load_for_inference(tiny_model_dir)
+
+
+@pytest.mark.parametrize("wrapper, text", [
+    ("plain", "Instruct: Is it so?\nAnswer:"),
+    ("inst", "[INST] Is it so? [/INST]"),
+    ("io", "<|input|>\nIs it so?\n<|output|>\n"),
+])
+def test_wrapped_prompt_and_answer_ids(tokenizer, wrapper, text):
+    encoder = PromptEncoder(tokenizer, wrapper, max_length=512)
+    (ids,) = encoder.prompts(["  Is it so? "])
+    assert ids[0] == tokenizer.bos_token_id and tokenizer.bos_token_id not in ids[1:]
+    assert tokenizer.decode(ids[1:]) == text
+    answer = encoder.answer(" Yes ")
+    body = tokenizer("Yes", add_special_tokens=False)["input_ids"]
+    assert answer == (body if wrapper == "inst" else body + [tokenizer.eos_token_id])
+
+
+def test_long_prompts_lose_their_end_and_are_counted(tokenizer):
+    encoder = PromptEncoder(tokenizer, "plain", max_length=16)
+    short, long = encoder.prompts(["Yes?", "word " * 100])
+    full = PromptEncoder(tokenizer, "plain", max_length=10_000).prompts(["word " * 100])[0]
+    assert len(long) == 16 and long == full[:16] and encoder.truncated == 1 and len(short) < 16
+
+
+def single_token_texts(tokenizer, n: int) -> list[str]:
+    texts = []
+    for token_id in range(100, len(tokenizer)):
+        text = tokenizer.decode([token_id])
+        if text.strip() == text and tokenizer(text, add_special_tokens=False)["input_ids"] == [token_id]:
+            texts.append(text)
+        if len(texts) == n:
+            return texts
+    raise AssertionError("no single-token texts")
+
+
+def crafted_model(tiny_model_dir, favourite: int):
+    """Every position predicts token ``favourite`` with near certainty: constant embeddings, no
+    layer output, and an output head that only knows that token."""
+    model = load_for_inference(tiny_model_dir)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.fill_(1.0)
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        head = model.get_output_embeddings().weight
+        head.zero_()
+        head[favourite] = 0.5
+    return model
+
+
+def test_rank_classification_picks_the_choice_the_model_prefers(tiny_model_dir, tokenizer):
+    texts = single_token_texts(tokenizer, 3)
+    encoder = PromptEncoder(tokenizer, "plain", max_length=512)
+    prompts = encoder.prompts(["Is the sky blue?", "A much longer question about " * 5 + "grass?"])
+    choices = [[encoder.answer(t) for t in texts]] * len(prompts)
+    for favourite in range(3):
+        token = tokenizer(texts[favourite], add_special_tokens=False)["input_ids"][0]
+        scores = score_choices(crafted_model(tiny_model_dir, token), prompts, choices, batch_tokens=4096,
+                               pad_id=tokenizer.pad_token_id)
+        for row in scores:
+            assert max(range(3), key=row.__getitem__) == favourite
+            assert row[favourite] > max(s for j, s in enumerate(row) if j != favourite) + 10
+
+
+def test_batched_scoring_equals_per_choice_scoring(model, tokenizer):
+    encoder = PromptEncoder(tokenizer, "io", max_length=512)
+    rows = embedded_rows("contract_nli")[:5]
+    prompts, choices = [], []
+    for template in load_templates("contract_nli")[:3]:
+        answers = [encoder.answer(t) for t in template.answer_texts]
+        prompts += encoder.prompts(render_all(template, rows, seed=0))
+        choices += [answers] * len(rows)
+    choices[0] = choices[0][:2]  # examples may have different numbers of choices
+    reference = score_choices_separately(model, prompts, choices, batch_tokens=100_000,
+                                         pad_id=tokenizer.pad_token_id)
+    for budget in (100_000, 300):  # one batch, and one example a batch
+        batched = score_choices(model, prompts, choices, batch_tokens=budget, pad_id=tokenizer.pad_token_id)
+        assert [len(s) for s in batched] == [len(c) for c in choices]
+        assert torch.allclose(torch.tensor(sum(batched, [])), torch.tensor(sum(reference, [])), atol=1e-4)
+
+
+def test_subsample_is_seeded_and_ordered():
+    assert subsample(5, None, 0) == [0, 1, 2, 3, 4] and subsample(5, 9, 0) == [0, 1, 2, 3, 4]
+    picked = subsample(100, 10, 7)
+    assert picked == sorted(picked) and len(set(picked)) == 10 and picked == subsample(100, 10, 7)
+
+
+def run_cli(tmp_path, tiny_model_dir, dataset: str, wrapper: str = "io") -> tuple[dict, pd.DataFrame, dict]:
+    test = tmp_path / f"{dataset}.parquet"
+    pd.DataFrame(embedded_rows(dataset)).to_parquet(test)
+    spec = LOCAL["datasets"][dataset]
+    out = tmp_path / "eval" / f"{dataset}.json"
+    argv = ["--model", str(tiny_model_dir), "--wrapper", wrapper, "--dataset", dataset,
+            "--task-type", spec["task_type"], "--test", str(test), "--params", json.dumps(PARAMS),
+            "--labels", json.dumps(spec.get("labels")), "--out", str(out),
+            "--predictions", str(tmp_path / "eval" / f"{dataset}.predictions.parquet"),
+            "--target", "tiny", "--threads", "1"]
+    assert main(argv) == 0
+    manifest = json.loads((tmp_path / "eval" / f"{dataset}.manifest.json").read_text())
+    return json.loads(out.read_text()), pd.read_parquet(tmp_path / "eval" / f"{dataset}.predictions.parquet"), manifest
+
+
+@pytest.mark.parametrize("dataset", ["pubmed_qa", "squadshifts_amazon"])
+def test_cli_end_to_end(tmp_path, tiny_model_dir, dataset):
+    result, predictions, manifest = run_cli(tmp_path, tiny_model_dir, dataset)
+    assert result["target"] == "tiny" and result["source"] == "zero_shot" and result["wrapper"] == "io"
+    assert result["n_examples"] == PARAMS["max_examples"] and len(result["templates"]) == 5
+    f1s = [t["f1"] for t in result["templates"].values()]
+    assert result["mean"] == pytest.approx(sum(f1s) / 5)
+    assert 0 <= result["ci"][0] <= result["ci"][1] <= 100
+    assert len(predictions) == 5 * PARAMS["max_examples"]
+    assert manifest["counts"]["evaluated"] == 6 and manifest["drops"]["beyond_max_examples"] == 34 + 10 * (
+        dataset != "pubmed_qa")
+    if dataset == "pubmed_qa":
+        assert set(predictions["prediction"]) <= {"yes", "no", "maybe"}
+        for name, scores in result["templates"].items():
+            rows = predictions[predictions.template == name]
+            assert scores["accuracy"] == pytest.approx(100 * rows.correct.mean())
+    else:
+        assert "exact_match" in next(iter(result["templates"].values()))
+
+
+def test_unmapped_label_is_an_error_naming_the_row():
+    rows = [{"label": "SUPPORTS"}, {"label": "MAYBE?"}]
+    with pytest.raises(ValueError, match="row 1"):
+        gold_labels(rows, {"field": "label", "map": {"SUPPORTS": "yes", "REFUTES": "no"}}, "test.parquet")
+    assert gold_labels(rows, {"field": "label", "map": {"SUPPORTS": "yes"}, "default": "maybe"}, "x") == ["yes", "maybe"]
+
+
+# --- an adapter that knows the answers: transformers here, vLLM in its own environment ---------
+
+VLLM_PY = REPO / ".venv-vllm" / "bin" / "python"
+EXQA_PARAMS = {**PARAMS, "max_examples": None, "max_new_tokens": 8}
+
+
+@pytest.fixture(scope="module")
+def answering_adapter(tiny_model_dir, tokenizer, tmp_path_factory):
+    """A LoRA adapter trained to answer "about 30 hours" under every template (io wrapper), and a
+    test file of three squadshifts rows with that gold answer; the base model does not know it."""
+    from peft import LoraConfig, get_peft_model
+
+    out = tmp_path_factory.mktemp("answering")
+    rows = [{**row, "answers": {"text": ["about 30 hours"], "answer_start": [0]}}
+            for row in embedded_rows("squadshifts_amazon")[:3]]
+    pd.DataFrame(rows).to_parquet(out / "test.parquet")
+    encoder = PromptEncoder(tokenizer, "io", max_length=512)
+    answer = encoder.answer("about 30 hours")
+    examples = []
+    for template in load_templates("squadshifts_amazon"):
+        examples += [(p, answer) for p in encoder.prompts(render_all(template, rows, EXQA_PARAMS["seed"]))]
+    torch.manual_seed(0)
+    model = get_peft_model(load_for_inference(tiny_model_dir).train(),
+                           LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "v_proj", "o_proj",
+                                                                             "up_proj", "down_proj"]))
+    optimiser = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for step in range(90):
+        prompt, answer = examples[step % len(examples)]
+        ids = torch.tensor([prompt + answer])
+        labels = torch.tensor([[-100] * len(prompt) + answer])
+        model(input_ids=ids, labels=labels).loss.backward()
+        optimiser.step()
+        optimiser.zero_grad()
+    model.save_pretrained(out / "adapter")
+    return out / "adapter", out / "test.parquet"
+
+
+def exqa_args(tiny_model_dir, adapter, test, out, backend):
+    return ["--model", str(tiny_model_dir), "--adapter", str(adapter), "--wrapper", "io",
+            "--dataset", "squadshifts_amazon", "--task-type", "exqa", "--test", str(test),
+            "--params", json.dumps({**EXQA_PARAMS, "generation_backend": backend}),
+            "--out", str(out), "--threads", "1"]
+
+
+def test_adapter_is_merged_for_generation(tiny_model_dir, answering_adapter, tmp_path):
+    adapter, test = answering_adapter
+    assert main(exqa_args(tiny_model_dir, adapter, test, tmp_path / "out.json", "transformers")) == 0
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["source"] == "adapter" and result["mean"] > 80  # the adapter's answer
+    base = tmp_path / "base.json"
+    assert main([a for a in exqa_args(tiny_model_dir, adapter, test, base, "transformers")
+                 if a not in ("--adapter", str(adapter))]) == 0
+    assert json.loads(base.read_text())["mean"] < 50
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(not VLLM_PY.exists(), reason=f"{VLLM_PY} is missing (make setup-vllm)")
+def test_vllm_backend_with_a_merged_adapter(tiny_model_dir, answering_adapter, tmp_path):
+    import os
+    import subprocess
+
+    adapter, test = answering_adapter
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    run = subprocess.run([str(VLLM_PY), "-m", "bonito_repro", "evaluate",
+                          *exqa_args(tiny_model_dir, adapter, test, tmp_path / "out.json", "vllm")],
+                         capture_output=True, text=True, env=env, timeout=400, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["method"] == "greedy_generation (vllm)" and len(result["templates"]) == 5
+    assert result["mean"] > 80  # the merged adapter's answer (vLLM's CPU build computes in bf16)
