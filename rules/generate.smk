@@ -1,0 +1,113 @@
+# Synthetic tasks per (generator, dataset) (`python -m bonito_repro generate`): the dataset's
+# passages through the generator with the config's `generation` sampling, every generation
+# checked and counted by the funnel; out come the kept tasks (input, output, context_id), every
+# generation with its funnel reason, a manifest, a funnel plot and the tasks in bagel's four
+# prompt formats.
+# - generate: generators of kind `bonito` (`base:` + the adapter trained here, or a full `model:`),
+#   with `generation.backend` (vllm: the vLLM environment's interpreter and envs/vllm.yaml).
+#   Finished shards live under results/shards/ (same relative path), which is not a declared
+#   output: a rerun of a killed job skips them.
+# - published_tasks: generators of kind `published` read a released synthetic set (e.g.
+#   BatsResearch/bonito-experiment, config bonito_<dataset>); `{dataset}` in its source spec is
+#   the dataset key. Local: it downloads, as the data rules do.
+
+SHARDS = f"{R}/shards"
+BONITO_GENERATORS = sorted(g for g, s in config["generators"].items() if s["kind"] == "bonito")
+PUBLISHED_GENERATORS = sorted(g for g, s in config["generators"].items() if s["kind"] == "published")
+GENERATION_PY = VLLM_PY if config["generation"]["backend"] == "vllm" else PY
+GENERATION_ENV = "../envs/vllm.yaml" if config["generation"]["backend"] == "vllm" else "../envs/main.yaml"
+
+
+def synthetic(generator, dataset, suffix=".parquet"):
+    return f"{R}/synthetic/{generator}/{dataset}{suffix}"
+
+
+def synthetic_outputs():
+    """Everything the rules below write for one (generator, dataset)."""
+    return dict(
+        rows=synthetic("{generator}", "{dataset}"),
+        manifest=synthetic("{generator}", "{dataset}", ".manifest.json"),
+        records=synthetic("{generator}", "{dataset}", ".funnel.parquet"),
+        plot=synthetic("{generator}", "{dataset}", ".funnel.png"),
+        formats=directory(synthetic("{generator}", "{dataset}", ".formats")),
+    )
+
+
+def generator_inputs(w):
+    spec = config["generators"][w.generator]
+    if "model" in spec:
+        return {"model": model_dir(spec["model"])}
+    return {"model": model_dir(spec["base"]), "adapter": f"{R}/generators/{w.generator}/adapter"}
+
+
+def published_spec(generator, dataset):
+    """The generator's source spec with `{dataset}` filled in wherever it appears."""
+    return json.loads(json.dumps(config["generators"][generator]["source"]).replace("{dataset}", dataset))
+
+
+rule generate:
+    input:
+        unpack(generator_inputs),
+        passages=f"{R}/unannotated/{{dataset}}.parquet",
+        test=f"{R}/test/{{dataset}}.parquet",
+    output:
+        **synthetic_outputs(),
+    wildcard_constraints:
+        generator=_choice(BONITO_GENERATORS),
+    params:
+        hp=as_json(config["generation"]),
+        task_type=lambda w: config["datasets"][w.dataset]["task_type"],
+        adapter=lambda w, input: f"--adapter {input.adapter}" if "adapter" in input.keys() else "",
+        shards=lambda w: f"{SHARDS}/{w.generator}/{w.dataset}",
+    log:
+        f"{R}/logs/generate/{{generator}}/{{dataset}}.log",
+    benchmark:
+        f"{R}/benchmarks/generate/{{generator}}/{{dataset}}.tsv"
+    threads: res("generate")["threads"]
+    resources:
+        gpu=res("generate")["gpus"],
+        mem_mb=res("generate")["mem_mb"],
+        runtime=res("generate")["runtime"],
+    conda:
+        GENERATION_ENV
+    shell:
+        "{GENERATION_PY} -m bonito_repro generate --dataset {wildcards.dataset}"
+        " --task-type {params.task_type:q} --passages {input.passages} --test {input.test}"
+        " --model {input.model} {params.adapter} --params {params.hp:q} --shards {params.shards}"
+        " --out {output.rows} --manifest {output.manifest} --records {output.records}"
+        " --plot {output.plot} --formats {output.formats} --threads {threads} > {log} 2>&1"
+
+
+if PUBLISHED_GENERATORS:
+
+    localrules:
+        published_tasks,
+
+    rule published_tasks:
+        input:
+            test=f"{R}/test/{{dataset}}.parquet",
+        output:
+            **synthetic_outputs(),
+        wildcard_constraints:
+            generator=_choice(PUBLISHED_GENERATORS),
+        params:
+            hp=as_json(config["generation"]),
+            task_type=lambda w: config["datasets"][w.dataset]["task_type"],
+            source=lambda w: as_json(published_spec(w.generator, w.dataset)),
+            online=lambda w: ONLINE if "hub" in config["generators"][w.generator]["source"] else "",
+        log:
+            f"{R}/logs/generate/{{generator}}/{{dataset}}.log",
+        benchmark:
+            f"{R}/benchmarks/generate/{{generator}}/{{dataset}}.tsv"
+        threads: res("default")["threads"]
+        resources:
+            mem_mb=res("default")["mem_mb"],
+            runtime=res("default")["runtime"],
+        conda:
+            "../envs/main.yaml"
+        shell:
+            "{params.online} {PY} -m bonito_repro generate --dataset {wildcards.dataset}"
+            " --task-type {params.task_type:q} --published {params.source:q} --test {input.test}"
+            " --params {params.hp:q} --out {output.rows} --manifest {output.manifest}"
+            " --records {output.records} --plot {output.plot} --formats {output.formats}"
+            " --threads {threads} > {log} 2>&1"

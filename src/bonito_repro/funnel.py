@@ -1,0 +1,204 @@
+"""The generation funnel: what happens to every generated task, counted by reason.
+
+Each generation gets a flag per check and one ``reason``, the first check it fails, in the
+order of ``REASONS`` (so the reasons plus ``clean`` add up to ``generated``):
+
+- ``unparsable``: splitting on ``<|pipe|>`` does not give exactly two parts (the Bonito
+  package's only filter; always removed).
+- ``empty``: the instruction or the response is empty after stripping (always removed: an empty
+  side cannot be trained on).
+- ``exact_duplicate``: the same (instruction, response) as an earlier row, whitespace collapsed.
+- ``near_duplicate``: cosine >= ``near_duplicate_cosine`` with an earlier row, both embedded
+  (all-MiniLM-L6-v2) as instruction with the passage taken out, response, then passage, so the
+  task itself is never lost to the embedder's 256-token truncation.
+- ``contaminated``: the instruction or response, with the passage taken out, matches a test
+  question, hypothesis, claim or answer (PAPER_FACTS decision 11): it shares a word n-gram
+  (``contamination.ngram`` words) with one, contains a whole test question/hypothesis/claim that
+  is shorter than n words, or its instruction has cosine >= ``contamination.cosine`` with a test
+  question/hypothesis/claim. Short answer spans take part only through the n-gram check: the
+  passages are the test passages, so a name or date from them is expected to recur.
+
+The last three are measured by default and remove rows only where ``filters`` turns them on.
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .prompts import parse_bonito_output
+
+REASONS = ("unparsable", "empty", "exact_duplicate", "near_duplicate", "contaminated")
+ALWAYS_REMOVED = ("unparsable", "empty")
+OPTIONAL_FILTERS = ("exact_duplicates", "near_duplicates", "contaminated")
+FILTER_REASON = {"exact_duplicates": "exact_duplicate", "near_duplicates": "near_duplicate",
+                 "contaminated": "contaminated"}
+# test fields that hold what a task asks (question/hypothesis/claim) and its extractive answers
+QUERY_FIELDS = ("question", "hypothesis", "claim")
+ANSWER_FIELD = "answers"
+_WORD = re.compile(r"\w+")
+
+Embed = Callable[[list[str]], np.ndarray]
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def probe_texts(rows: Iterable[dict]) -> tuple[list[str], list[str]]:
+    """(queries, answers) of a test split: its questions, hypotheses and claims, and the answer
+    texts of extractive QA (``answers.text``). Labels such as yes/no are not probes."""
+    queries: list[str] = []
+    answers: list[str] = []
+    for row in rows:
+        queries.extend(row[f] for f in QUERY_FIELDS if isinstance(row.get(f), str) and row[f].strip())
+        found = row.get(ANSWER_FIELD)
+        if isinstance(found, dict):
+            answers.extend(t for t in list(found.get("text", [])) if isinstance(t, str) and t.strip())
+    return queries, answers
+
+
+class NgramIndex:
+    """Word n-grams of the test probes, plus the whole word sequence of queries shorter than n."""
+
+    def __init__(self, queries: Sequence[str], answers: Sequence[str], n: int):
+        self.n = n
+        self.grams: set[tuple[str, ...]] = set()
+        self.short: dict[int, set[tuple[str, ...]]] = {}
+        for text in [*queries, *answers]:
+            tokens = words(text)
+            self.grams.update(zip(*(tokens[i:] for i in range(n))))
+        for text in queries:
+            tokens = words(text)
+            if 0 < len(tokens) < n:
+                self.short.setdefault(len(tokens), set()).add(tuple(tokens))
+
+    def matches(self, text: str) -> bool:
+        tokens = words(text)
+        if any(g in self.grams for g in zip(*(tokens[i:] for i in range(self.n)))):
+            return True
+        return any(g in grams for size, grams in self.short.items()
+                   for g in zip(*(tokens[i:] for i in range(size))))
+
+
+def without_passage(text: str, passage: str) -> str:
+    """The text with the passage taken out (tasks quote their passage; decision 11)."""
+    passage = passage.strip()
+    return text.replace(passage, " ").strip() if passage else text
+
+
+def _normalise(text: str) -> str:
+    return " ".join(text.split())
+
+
+def run_funnel(generations: pd.DataFrame, params: dict, probes: tuple[list[str], list[str]] = ([], []),
+               embed: Embed | None = None) -> pd.DataFrame:
+    """Every generation with its parsed sides, a flag per check, its ``reason`` (first failed
+    check, or ``clean``) and ``kept``.
+
+    ``generations`` has the column ``passage`` and either ``generation`` (raw Bonito output,
+    parsed here) or ``input`` and ``output`` (tasks parsed elsewhere, such as the published sets);
+    ``params`` is the config's ``generation`` section; ``probes`` comes from ``probe_texts``;
+    ``embed`` maps texts to unit vectors (MiniLM when None, loaded only if a row needs it)."""
+    df = generations.reset_index(drop=True).copy()
+    contexts = [p if isinstance(p, str) else "" for p in df["passage"]]
+    if "generation" in df:
+        parsed = [parse_bonito_output(text, ctx) for text, ctx in zip(df["generation"], contexts)]
+    else:
+        parsed = [(str(i).strip(), str(o).strip()) for i, o in zip(df["input"], df["output"])]
+    df["input"] = [p[0] if p else None for p in parsed]
+    df["output"] = [p[1] if p else None for p in parsed]
+    df["unparsable"] = [p is None for p in parsed]
+    df["empty"] = [p is not None and not (p[0] and p[1]) for p in parsed]
+    for flag in REASONS[2:]:
+        df[flag] = False
+
+    ok = ~(df["unparsable"] | df["empty"])
+    rows = df.index[ok]
+    if len(rows):
+        seen: set[tuple[str, str]] = set()
+        for i in rows:
+            key = (_normalise(df.at[i, "input"]), _normalise(df.at[i, "output"]))
+            df.at[i, "exact_duplicate"] = key in seen
+            seen.add(key)
+
+        instructions = [without_passage(df.at[i, "input"], contexts[i]) for i in rows]
+        responses = [without_passage(df.at[i, "output"], contexts[i]) for i in rows]
+        embed = embed or _default_embedder()
+        task_vectors = embed([f"{q}\n{a}\n{contexts[i]}" for q, a, i in zip(instructions, responses, rows)])
+        from .embeddings import max_cosine, similar_earlier
+
+        df.loc[rows, "near_duplicate"] = similar_earlier(task_vectors, params["near_duplicate_cosine"])
+
+        queries, answers = probes
+        contamination = params["contamination"]
+        ngrams = NgramIndex(queries, answers, contamination["ngram"])
+        by_ngram = np.array([ngrams.matches(q) or ngrams.matches(a) for q, a in zip(instructions, responses)])
+        cosine = max_cosine(embed(queries) if queries else np.zeros((0, task_vectors.shape[1]), np.float32),
+                            embed(instructions))
+        df.loc[rows, "contaminated"] = by_ngram | (cosine >= contamination["cosine"])
+
+    flags = df[list(REASONS)].to_numpy()
+    df["reason"] = [REASONS[row.argmax()] if row.any() else "clean" for row in flags]
+    df["kept"] = ~df[removing_reasons(params)].any(axis=1)
+    return df
+
+
+def removing_reasons(params: dict) -> list[str]:
+    """The checks that remove rows: the format ones always, the others where filters say so."""
+    on = {FILTER_REASON[f] for f in OPTIONAL_FILTERS if params["filters"][f]}
+    return [r for r in REASONS if r in ALWAYS_REMOVED or r in on]
+
+
+def _default_embedder() -> Embed:
+    from .embeddings import Embedder
+
+    return Embedder()
+
+
+def funnel_counts(df: pd.DataFrame, params: dict) -> dict:
+    """The funnel for the manifest: first-failed-reason counts that add up to ``generated``,
+    every check's own count, what was removed by reason, and what was kept."""
+    counts = {"generated": int(len(df))}
+    counts.update({r: int((df["reason"] == r).sum()) for r in REASONS})
+    counts["clean"] = int((df["reason"] == "clean").sum())
+    flagged = {r: int(df[r].sum()) for r in REASONS}
+    removed_reasons = removing_reasons(params)
+    # a removed row counts once, under the first removing check it fails
+    first_removing = df[removed_reasons].idxmax(axis=1).where(~df["kept"])
+    removed = {r: int((first_removing == r).sum()) for r in removed_reasons}
+    kept = int(df["kept"].sum())
+    assert sum(counts[r] for r in REASONS) + counts["clean"] == counts["generated"]
+    assert kept + sum(removed.values()) == counts["generated"]
+    return {"funnel": counts, "flagged": flagged, "removed": removed, "kept": kept,
+            "filters_on": removed_reasons}
+
+
+def plot_funnel(summary: dict, path, title: str) -> None:
+    """A small bar chart of the funnel (PNG): generated, each reason, clean and kept; bars of
+    reasons that removed rows are dark, measured-only ones light."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    funnel = summary["funnel"]
+    labels = ["generated", *REASONS, "clean", "kept"]
+    values = [funnel["generated"], *(funnel[r] for r in REASONS), funnel["clean"], summary["kept"]]
+    colors = ["#4c72b0", *("#c44e52" if r in summary["filters_on"] else "#e8a9ab" for r in REASONS),
+              "#55a868", "#2d6a3e"]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    bars = ax.barh(labels[::-1], values[::-1], color=colors[::-1])
+    ax.bar_label(bars, padding=2, fontsize=8)
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color="#c44e52", label="removed"), Patch(color="#e8a9ab", label="measured only")],
+              fontsize=7, loc="center right")
+    ax.set_xlabel("generated tasks")
+    ax.set_title(title, fontsize=10)
+    ax.margins(x=0.15)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

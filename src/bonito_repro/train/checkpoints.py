@@ -1,0 +1,73 @@
+"""Resume checkpoints: where they live, which are complete, and whether they belong to this run.
+
+Checkpoints sit under a path that is not a declared Snakemake output (Snakemake deletes outputs
+before a retry). A run fingerprint (params, inputs' sizes and mtimes) guards against resuming a
+checkpoint of a different configuration: on a mismatch the directory is cleared.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import shutil
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+FINGERPRINT = "run.json"
+# Trainer writes trainer_state.json last, after weights, optimizer, scheduler and RNG states.
+COMPLETE_MARKER = "trainer_state.json"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def _stat(path: Path) -> list:
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return [[str(f.relative_to(path) if path.is_dir() else f.name), f.stat().st_size, f.stat().st_mtime_ns]
+            for f in files]
+
+
+def fingerprint(settings: dict, inputs: list[str | Path | None]) -> str:
+    """A hash of the run's settings and of its input files (names, sizes, modification times)."""
+    record = {"settings": settings,
+              "inputs": {str(p): _stat(Path(p)) for p in inputs if p is not None}}
+    return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def checkpoints(directory: Path) -> list[tuple[int, Path]]:
+    found = []
+    if directory.is_dir():
+        for child in directory.iterdir():
+            match = _CHECKPOINT.match(child.name)
+            if match and child.is_dir():
+                found.append((int(match.group(1)), child))
+    return sorted(found)
+
+
+def is_complete(checkpoint: Path) -> bool:
+    return (checkpoint / COMPLETE_MARKER).exists()
+
+
+def prepare(directory: Path, run_fingerprint: str) -> Path | None:
+    """Make ``directory`` hold only complete checkpoints of this run; return the latest one
+    (None for a fresh start). A checkpoint killed while being written is removed."""
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = directory / FINGERPRINT
+    if stamp.exists() and json.loads(stamp.read_text()).get("fingerprint") != run_fingerprint:
+        log.warning("%s holds checkpoints of a different configuration or inputs; starting afresh", directory)
+        for child in directory.iterdir():
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+    stamp.write_text(json.dumps({"fingerprint": run_fingerprint}) + "\n")
+    latest = None
+    for step, path in checkpoints(directory):
+        if is_complete(path):
+            latest = path
+        else:
+            log.warning("removing incomplete checkpoint %s", path)
+            shutil.rmtree(path)
+    return latest
+
+
+def latest_complete(directory: Path) -> Path | None:
+    complete = [path for _, path in checkpoints(directory) if is_complete(path)]
+    return complete[-1] if complete else None

