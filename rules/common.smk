@@ -26,9 +26,17 @@ SOURCES = list(config["sources"])
 # Under --sdm conda each rule's environment brings its own interpreter and finds this package
 # through PYTHONPATH; otherwise the configured interpreters (default: the one running snakemake).
 USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-CONDA_PY = f"PYTHONPATH={workflow.basedir}/src python"
-PY = CONDA_PY if USE_CONDA else (config["environments"]["main"] or sys.executable)
-VLLM_PY = CONDA_PY if USE_CONDA else config["environments"]["vllm"]
+if USE_CONDA:
+    shell.prefix(f'set -euo pipefail; export PYTHONPATH="{workflow.basedir}/src${{PYTHONPATH:+:$PYTHONPATH}}"; ')
+else:  # `python` in every command is the main environment's
+    main_python = config["environments"]["main"] or sys.executable
+    shell.prefix(f'set -euo pipefail; export PATH="{os.path.dirname(os.path.abspath(main_python))}:$PATH"; ')
+VLLM_PY = "python" if USE_CONDA else config["environments"]["vllm"]
+
+
+def python_for(backend):
+    """The interpreter of a backend's environment (vLLM has its own)."""
+    return VLLM_PY if backend == "vllm" else "python"
 # Offline first: every job runs without the Hub except the download rules, whose commands start
 # with ONLINE. Tokens (HF_TOKEN) stay in the environment, never in a command line or log.
 os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
@@ -93,3 +101,143 @@ def all_eval_results():
         for s in [ZERO_SHOT, *SOURCES]
         for d in DATASETS
     ]
+
+
+# --- used by ctga.smk
+
+
+def ctga_compare():
+    """Compare the built set with the published one (a paper-scale check that downloads it)."""
+    return CTGA.get("compare_published", False) and not CTGA["use_published"]
+
+
+def ctga_specs():
+    specs = {"published": CTGA["published"]} if CTGA["use_published"] or ctga_compare() else {}
+    if not CTGA["use_published"]:
+        specs.update(CTGA["sources"])
+    return specs
+
+
+def ctga_local_files():
+    """Local files the sources read, so that editing them reruns the build."""
+    files = []
+    for spec in ctga_specs().values():
+        if "embedded" in spec:
+            files.append(str(embedded_path("ctga", spec["embedded"])))
+        elif "files" in spec:
+            files += [spec["files"]] if isinstance(spec["files"], str) else list(spec["files"])
+    return files
+
+
+def ctga_downloads():
+    hub = any("hub" in spec for spec in ctga_specs().values())
+    return [f"{CTGA_DIR}/downloads.json"] if hub else []
+
+
+# --- used by data.smk
+
+
+def data_spec(dataset, kind):
+    return config["datasets"][dataset][kind]
+
+
+def data_inputs(dataset, kind):
+    """Local files a source reads, so that editing them reruns the job."""
+    spec = data_spec(dataset, kind)
+    if "embedded" in spec:
+        return [str(embedded_path(kind, spec["embedded"]))]
+    if "files" in spec:
+        return [spec["files"]] if isinstance(spec["files"], str) else list(spec["files"])
+    return []
+
+
+def data_online(dataset, kind):
+    """Only a Hub source lifts the offline setting (common.smk), and only for this command."""
+    return ONLINE if "hub" in data_spec(dataset, kind) else ""
+
+
+# --- used by evaluate.smk
+
+
+def eval_adapter(target, source, dataset):
+    """The adapter evaluated with the target's base model, or None."""
+    if source == ZERO_SHOT:
+        return init_adapter_dir(target)
+    return adapter_dir(target, source, dataset)
+
+
+def eval_inputs(w):
+    adapter = eval_adapter(w.target, w.source, w.dataset)
+    return {"model": model_dir(config["targets"][w.target]["model"]), "test": f"{R}/test/{w.dataset}.parquet",
+            **({"adapter": adapter} if adapter else {})}
+
+
+def eval_outputs():
+    path = eval_result("{target}", "{source}", "{dataset}")
+    return dict(scores=path, predictions=path.replace(".json", ".predictions.parquet"),
+                manifest=path.replace(".json", ".manifest.json"))
+
+
+def eval_params():
+    return dict(
+        hp=as_json({**config["evaluation"], "seed": config["seed"]}),
+        wrapper=lambda w: config["targets"][w.target]["wrapper"]["zero_shot" if w.source == ZERO_SHOT else "adapted"],
+        task_type=lambda w: config["datasets"][w.dataset]["task_type"],
+        labels=lambda w: as_json(config["datasets"][w.dataset].get("labels")),
+        adapter=lambda w, input: f"--adapter {input.adapter}" if "adapter" in input.keys() else "",
+    )
+
+
+# --- used by generate.smk
+
+
+def synthetic(generator, dataset, suffix=".parquet"):
+    return f"{R}/synthetic/{generator}/{dataset}{suffix}"
+
+
+def synthetic_outputs():
+    """Everything the rules below write for one (generator, dataset)."""
+    return dict(
+        rows=synthetic("{generator}", "{dataset}"),
+        manifest=synthetic("{generator}", "{dataset}", ".manifest.json"),
+        records=synthetic("{generator}", "{dataset}", ".funnel.parquet"),
+        plot=synthetic("{generator}", "{dataset}", ".funnel.png"),
+        formats=directory(synthetic("{generator}", "{dataset}", ".formats")),
+    )
+
+
+def generator_inputs(w):
+    spec = config["generators"][w.generator]
+    if "model" in spec:
+        return {"model": model_dir(spec["model"])}
+    return {"model": model_dir(spec["base"]), "adapter": f"{R}/generators/{w.generator}/adapter"}
+
+
+def published_spec(generator, dataset):
+    """The generator's source spec with `{dataset}` filled in wherever it appears."""
+    return json.loads(json.dumps(config["generators"][generator]["source"]).replace("{dataset}", dataset))
+
+
+# --- used by tables.smk
+
+
+def all_outputs():
+    return MAIN_TABLES
+
+
+# --- used by train.smk
+
+
+def train_command(section):
+    """The training CLI, under torchrun when the config asks for more than one process."""
+    processes = config[section]["processes"]
+    if processes == 1:
+        return "python -m bonito_repro train"
+    return f"python -m torch.distributed.run --standalone --nproc_per_node {processes} -m bonito_repro train"
+
+
+def adaptation_params(source):
+    """The adaptation values a job uses: TAPT ignores the pair lengths, pairs the block size, so
+    that changing one reruns only the jobs it affects."""
+    unused = ("max_input_length", "max_output_length") if source == TAPT else ("tapt_block_size",)
+    return {k: v for k, v in config["adaptation"].items() if k not in unused}

@@ -16,39 +16,12 @@ CTGA_TABLES = [
 ]
 
 
-def ctga_compare():
-    """Compare the built set with the published one (a paper-scale check that downloads it)."""
-    return CTGA.get("compare_published", False) and not CTGA["use_published"]
-
-
-def ctga_specs():
-    specs = {"published": CTGA["published"]} if CTGA["use_published"] or ctga_compare() else {}
-    if not CTGA["use_published"]:
-        specs.update(CTGA["sources"])
-    return specs
-
-
-def ctga_local_files():
-    """Local files the sources read, so that editing them reruns the build."""
-    files = []
-    for spec in ctga_specs().values():
-        if "embedded" in spec:
-            files.append(str(embedded_path("ctga", spec["embedded"])))
-        elif "files" in spec:
-            files += [spec["files"]] if isinstance(spec["files"], str) else list(spec["files"])
-    return files
-
-
-def ctga_downloads():
-    hub = any("hub" in spec for spec in ctga_specs().values())
-    return [f"{CTGA_DIR}/downloads.json"] if hub else []
-
-
 rule ctga_download:
     output:
         f"{CTGA_DIR}/downloads.json",
     params:
         hp=as_json(CTGA),
+        online=ONLINE,
     log:
         f"{R}/logs/ctga/download.log",
     benchmark:
@@ -60,7 +33,7 @@ rule ctga_download:
     conda:
         "../envs/main.yaml"
     shell:
-        "{ONLINE} {PY} -m bonito_repro ctga download --manifest {output} --params {params.hp:q}"
+        "{params.online} python -m bonito_repro ctga download --manifest {output} --params {params.hp:q}"
         " > {log} 2>&1"
 
 
@@ -89,6 +62,6 @@ rule ctga:
     conda:
         "../envs/main.yaml"
     shell:
-        "{PY} -m bonito_repro ctga build --train {output.train} --validation {output.validation}"
+        "python -m bonito_repro ctga build --train {output.train} --validation {output.validation}"
         " --p3 {output.p3} --manifest {output.manifest} {params.comparison}"
         " --num-proc {threads} --params {params.hp:q} > {log} 2>&1"

@@ -12,25 +12,6 @@ localrules:
     test_set,
 
 
-def data_spec(dataset, kind):
-    return config["datasets"][dataset][kind]
-
-
-def data_inputs(dataset, kind):
-    """Local files a source reads, so that editing them reruns the job."""
-    spec = data_spec(dataset, kind)
-    if "embedded" in spec:
-        return [str(embedded_path(kind, spec["embedded"]))]
-    if "files" in spec:
-        return [spec["files"]] if isinstance(spec["files"], str) else list(spec["files"])
-    return []
-
-
-def data_online(dataset, kind):
-    """Only a Hub source lifts the offline setting (common.smk), and only for this command."""
-    return ONLINE if "hub" in data_spec(dataset, kind) else ""
-
-
 rule unannotated:
     input:
         lambda w: data_inputs(w.dataset, "unannotated"),
@@ -51,7 +32,7 @@ rule unannotated:
     conda:
         "../envs/main.yaml"
     shell:
-        "{params.online} {PY} -m bonito_repro data unannotated --dataset {wildcards.dataset}"
+        "{params.online} python -m bonito_repro data unannotated --dataset {wildcards.dataset}"
         " --spec {params.spec:q} --out {output.rows} --manifest {output.manifest} > {log} 2>&1"
 
 
@@ -78,7 +59,7 @@ rule test_set:
     conda:
         "../envs/main.yaml"
     shell:
-        "{params.online} {PY} -m bonito_repro data test --dataset {wildcards.dataset}"
+        "{params.online} python -m bonito_repro data test --dataset {wildcards.dataset}"
         " --spec {params.spec:q} --labels {params.labels:q}"
         " --max-examples {params.max_examples:q} --seed {params.seed}"
         " --out {output.rows} --manifest {output.manifest} > {log} 2>&1"

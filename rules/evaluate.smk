@@ -14,38 +14,8 @@ localrules:
 
 GENERATION_DATASETS = sorted(d for d, s in config["datasets"].items() if task_type_code(s["task_type"]) == "exqa")
 RANK_DATASETS = sorted(set(DATASETS) - set(GENERATION_DATASETS))
-EVAL_GENERATION_PY = VLLM_PY if config["evaluation"]["generation_backend"] == "vllm" else PY
 EVAL_GENERATION_ENV = ("../envs/vllm.yaml" if config["evaluation"]["generation_backend"] == "vllm"
                        else "../envs/main.yaml")
-
-
-def eval_adapter(target, source, dataset):
-    """The adapter evaluated with the target's base model, or None."""
-    if source == ZERO_SHOT:
-        return init_adapter_dir(target)
-    return adapter_dir(target, source, dataset)
-
-
-def eval_inputs(w):
-    adapter = eval_adapter(w.target, w.source, w.dataset)
-    return {"model": model_dir(config["targets"][w.target]["model"]), "test": f"{R}/test/{w.dataset}.parquet",
-            **({"adapter": adapter} if adapter else {})}
-
-
-def eval_outputs():
-    path = eval_result("{target}", "{source}", "{dataset}")
-    return dict(scores=path, predictions=path.replace(".json", ".predictions.parquet"),
-                manifest=path.replace(".json", ".manifest.json"))
-
-
-def eval_params():
-    return dict(
-        hp=as_json({**config["evaluation"], "seed": config["seed"]}),
-        wrapper=lambda w: config["targets"][w.target]["wrapper"]["zero_shot" if w.source == ZERO_SHOT else "adapted"],
-        task_type=lambda w: config["datasets"][w.dataset]["task_type"],
-        labels=lambda w: as_json(config["datasets"][w.dataset].get("labels")),
-        adapter=lambda w, input: f"--adapter {input.adapter}" if "adapter" in input.keys() else "",
-    )
 
 
 EVAL_COMMAND = (
@@ -78,7 +48,7 @@ rule evaluate:
     conda:
         "../envs/main.yaml"
     shell:
-        "{PY}" + EVAL_COMMAND
+        f"python{EVAL_COMMAND}"
 
 
 rule evaluate_generation:
@@ -90,6 +60,7 @@ rule evaluate_generation:
         dataset=_choice(GENERATION_DATASETS),
     params:
         **eval_params(),
+        python=python_for(config["evaluation"]["generation_backend"]),
     log:
         f"{R}/logs/evaluate/{{target}}/{{source}}/{{dataset}}.log",
     benchmark:
@@ -102,7 +73,7 @@ rule evaluate_generation:
     conda:
         EVAL_GENERATION_ENV
     shell:
-        "{EVAL_GENERATION_PY}" + EVAL_COMMAND
+        f"{{params.python}}{EVAL_COMMAND}"
 
 
 rule eval_table:
@@ -120,5 +91,5 @@ rule eval_table:
     conda:
         "../envs/main.yaml"
     shell:
-        "{PY} -m bonito_repro table --inputs {input:q} --scale {params.scale}"
+        "python -m bonito_repro table --inputs {input:q} --scale {params.scale}"
         " --csv {output.csv} --md {output.md} > {log} 2>&1"

@@ -14,35 +14,7 @@
 SHARDS = f"{R}/shards"
 BONITO_GENERATORS = sorted(g for g, s in config["generators"].items() if s["kind"] == "bonito")
 PUBLISHED_GENERATORS = sorted(g for g, s in config["generators"].items() if s["kind"] == "published")
-GENERATION_PY = VLLM_PY if config["generation"]["backend"] == "vllm" else PY
 GENERATION_ENV = "../envs/vllm.yaml" if config["generation"]["backend"] == "vllm" else "../envs/main.yaml"
-
-
-def synthetic(generator, dataset, suffix=".parquet"):
-    return f"{R}/synthetic/{generator}/{dataset}{suffix}"
-
-
-def synthetic_outputs():
-    """Everything the rules below write for one (generator, dataset)."""
-    return dict(
-        rows=synthetic("{generator}", "{dataset}"),
-        manifest=synthetic("{generator}", "{dataset}", ".manifest.json"),
-        records=synthetic("{generator}", "{dataset}", ".funnel.parquet"),
-        plot=synthetic("{generator}", "{dataset}", ".funnel.png"),
-        formats=directory(synthetic("{generator}", "{dataset}", ".formats")),
-    )
-
-
-def generator_inputs(w):
-    spec = config["generators"][w.generator]
-    if "model" in spec:
-        return {"model": model_dir(spec["model"])}
-    return {"model": model_dir(spec["base"]), "adapter": f"{R}/generators/{w.generator}/adapter"}
-
-
-def published_spec(generator, dataset):
-    """The generator's source spec with `{dataset}` filled in wherever it appears."""
-    return json.loads(json.dumps(config["generators"][generator]["source"]).replace("{dataset}", dataset))
 
 
 rule generate:
@@ -59,6 +31,7 @@ rule generate:
         task_type=lambda w: config["datasets"][w.dataset]["task_type"],
         adapter=lambda w, input: f"--adapter {input.adapter}" if "adapter" in input.keys() else "",
         shards=lambda w: f"{SHARDS}/{w.generator}/{w.dataset}",
+        python=python_for(config["generation"]["backend"]),
     log:
         f"{R}/logs/generate/{{generator}}/{{dataset}}.log",
     benchmark:
@@ -71,7 +44,7 @@ rule generate:
     conda:
         GENERATION_ENV
     shell:
-        "{GENERATION_PY} -m bonito_repro generate --dataset {wildcards.dataset}"
+        "{params.python} -m bonito_repro generate --dataset {wildcards.dataset}"
         " --task-type {params.task_type:q} --passages {input.passages} --test {input.test}"
         " --model {input.model} {params.adapter} --params {params.hp:q} --shards {params.shards}"
         " --out {output.rows} --manifest {output.manifest} --records {output.records}"
@@ -106,7 +79,7 @@ if PUBLISHED_GENERATORS:
         conda:
             "../envs/main.yaml"
         shell:
-            "{params.online} {PY} -m bonito_repro generate --dataset {wildcards.dataset}"
+            "{params.online} python -m bonito_repro generate --dataset {wildcards.dataset}"
             " --task-type {params.task_type:q} --published {params.source:q} --test {input.test}"
             " --params {params.hp:q} --out {output.rows} --manifest {output.manifest}"
             " --records {output.records} --plot {output.plot} --formats {output.formats}"

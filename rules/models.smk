@@ -8,6 +8,7 @@ rule prepare_model:
         manifest=f"{R}/models/{{model}}.manifest.json",
     params:
         spec=lambda w: as_json(config["models"][w.model]),
+        online=ONLINE,
     log:
         f"{R}/logs/models/{{model}}.log",
     benchmark:
@@ -19,5 +20,5 @@ rule prepare_model:
     conda:
         "../envs/main.yaml"
     shell:
-        "{ONLINE} {PY} -m bonito_repro model --name {wildcards.model} --spec {params.spec:q}"
+        "{params.online} python -m bonito_repro model --name {wildcards.model} --spec {params.spec:q}"
         " --out {output.model} --manifest {output.manifest} > {log} 2>&1"

@@ -15,6 +15,7 @@ rule main_table:
         MAIN_TABLES,
     params:
         hp=as_json({key: config[key] for key in ("scale", "models", "targets", "datasets", "sources", "tables")}),
+        out_dir=lambda w, output: os.path.dirname(output[0]),
     log:
         f"{R}/logs/paper/main_table.log",
     benchmark:
@@ -22,9 +23,6 @@ rule main_table:
     conda:
         "../envs/main.yaml"
     shell:
-        "{PY} -m bonito_repro main-table --scores {input} --params {params.hp:q}"
-        " --out-dir {R}/paper > {log} 2>&1"
+        "python -m bonito_repro main-table --scores {input} --params {params.hp:q}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
 
-
-def all_outputs():
-    return MAIN_TABLES

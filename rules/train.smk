@@ -15,21 +15,6 @@ P3_MODELS = sorted({config["targets"][t]["model"] for t in TARGETS
                     if config["targets"][t].get("init_adapter", {}).get("train_on") == "p3"})
 
 
-def train_command(section):
-    """The training CLI, under torchrun when the config asks for more than one process."""
-    processes = config[section]["processes"]
-    if processes == 1:
-        return f"{PY} -m bonito_repro train"
-    return f"{PY} -m torch.distributed.run --standalone --nproc_per_node {processes} -m bonito_repro train"
-
-
-def adaptation_params(source):
-    """The adaptation values a job uses: TAPT ignores the pair lengths, pairs the block size, so
-    that changing one reruns only the jobs it affects."""
-    unused = ("max_input_length", "max_output_length") if source == TAPT else ("tapt_block_size",)
-    return {k: v for k, v in config["adaptation"].items() if k not in unused}
-
-
 rule train_bonito:
     input:
         base=lambda w: model_dir(config["generators"][w.generator]["base"]),

@@ -91,6 +91,7 @@ def build_tiny_model(spec: dict, texts: list[str], out_dir: str | Path, seed: in
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
+        initializer_range=spec.get("initializer_range", 0.02),
     )
     torch.manual_seed(seed)
     model = model_cls(config)
