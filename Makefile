@@ -8,7 +8,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup setup-vllm run test bench lint clean
+.PHONY: setup setup-vllm run test lint clean
 setup: $(VENV)/.done
 setup-vllm: $(VLLM_VENV)/.done
 
@@ -35,9 +35,6 @@ run: setup
 
 test: setup setup-vllm
 	pytest -q
-
-bench: setup
-	python bench/run_all.py
 
 lint: setup
 	snakemake --lint
