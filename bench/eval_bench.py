@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from common import smollm2_dir
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 

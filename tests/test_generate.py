@@ -324,6 +324,29 @@ def test_formats_follow_bagel():
     assert llama2("Q?") == "[INST] Q? [/INST]"
 
 
+def test_adapter_with_full_modules_is_merged_for_vllm(tiny_model_dir, tmp_path):
+    """vLLM serves LoRA but refuses modules_to_save (the smoke adapter's lm_head): such an
+    adapter is merged into a temporary model directory that vLLM loads instead."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from bonito_repro.backends import merge_adapter
+    from bonito_repro.models import load_for_inference
+
+    peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                                LoraConfig(r=4, target_modules=["q_proj"], modules_to_save=["lm_head"]))
+    with torch.no_grad():
+        peft_model.base_model.model.lm_head.modules_to_save["default"].weight.normal_()
+    peft_model.save_pretrained(tmp_path / "adapter")
+    merged = merge_adapter(tiny_model_dir, tmp_path / "adapter")
+    expected = load_for_inference(tiny_model_dir, tmp_path / "adapter").state_dict()
+    got = load_for_inference(merged.name).state_dict()
+    assert torch.equal(got["lm_head.weight"], expected["lm_head.weight"])
+    assert (Path(merged.name) / "tokenizer.json").exists()
+    merged.cleanup()
+    assert not Path(merged.name).exists()
+
+
 # --- vLLM, really run in its own environment --------------------------------------------------
 
 @pytest.mark.vllm

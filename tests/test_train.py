@@ -61,7 +61,7 @@ def ctga_files(tmp_path_factory) -> tuple[Path, Path]:
 def job(base: Path, data: Path, out: Path, **kwargs) -> TrainJob:
     return TrainJob(mode=kwargs.pop("mode", "pairs"), base=base, data=data, out=out / "adapter",
                     checkpoints=out / "checkpoints", manifest=out / "manifest.json",
-                    params=kwargs.pop("params", PARAMS), **kwargs)
+                    params=kwargs.pop("params", PARAMS), threads=1, **kwargs)
 
 
 def test_label_mask_covers_exactly_the_input_tokens(tokenizer):

