@@ -91,10 +91,12 @@ def build_tiny_model(spec: dict, texts: list[str], out_dir: str | Path, seed: in
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         tie_word_embeddings=False,
-        initializer_range=spec.get("initializer_range", 0.02),
     )
     torch.manual_seed(seed)
     model = model_cls(config)
+    if "head_init_std" in spec:
+        # a wider head lets a LoRA on the frozen random body learn the Bonito format in seconds
+        torch.nn.init.normal_(model.lm_head.weight, std=spec["head_init_std"])
     tmp = _staging_dir(out_dir)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)

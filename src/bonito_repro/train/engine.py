@@ -209,7 +209,7 @@ def run(job: TrainJob, callbacks: Sequence = ()) -> dict | None:
         "steps_this_run": state.global_step - start_step,
         "train_runtime_seconds": runtime, "tokens_seen": state.num_input_tokens_seen,
         "tokens_per_second": session_tokens / runtime if runtime else None,
-        "parameters": trainable_parameters(model),
+        "trainable_parameters": trainable_parameters(model),
         "train_loss": [{"step": e["step"], "loss": e["loss"], "learning_rate": e.get("learning_rate")}
                        for e in state.log_history if "loss" in e],
         "validation_loss": [{"step": e["step"], "loss": e["eval_loss"]} for e in state.log_history if "eval_loss" in e],

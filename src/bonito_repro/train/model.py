@@ -69,6 +69,6 @@ def _keep_cpu_4bit_layout(model) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def trainable_parameters(model) -> dict[str, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return {"trainable": int(trainable), "total": int(sum(p.numel() for p in model.parameters()))}
+def trainable_parameters(model) -> int:
+    """Parameters the optimizer updates (a 4-bit base's packed weights would miscount a total)."""
+    return int(sum(p.numel() for p in model.parameters() if p.requires_grad))
