@@ -36,6 +36,7 @@ rule generate:
         f"{R}/logs/generate/{{generator}}/{{dataset}}.log",
     benchmark:
         f"{R}/benchmarks/generate/{{generator}}/{{dataset}}.tsv"
+    priority: 1  # after Bonito training, ahead of the jobs off the longest chain
     threads: res("generate")["threads"]
     resources:
         gpu=res("generate")["gpus"],

@@ -34,6 +34,7 @@ rule train_bonito:
         f"{R}/logs/train_bonito/{{generator}}.log",
     benchmark:
         f"{R}/benchmarks/train_bonito/{{generator}}.tsv"
+    priority: 2  # the head of the longest chain (generate, adapt, evaluate): start it first
     threads: res("train_bonito")["threads"]
     resources:
         gpu=res("train_bonito")["gpus"],
