@@ -254,7 +254,7 @@ def test_adapter_is_merged_for_generation(tiny_model_dir, answering_adapter, tmp
 
 @pytest.mark.vllm
 @pytest.mark.skipif(not VLLM_PY.exists(), reason=f"{VLLM_PY} is missing (make setup-vllm)")
-def test_vllm_backend_with_a_merged_adapter(tiny_model_dir, answering_adapter, tmp_path):
+def test_vllm_backend_with_an_adapter(tiny_model_dir, answering_adapter, tmp_path):
     import os
     import subprocess
 

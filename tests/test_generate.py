@@ -13,13 +13,13 @@ import pandas as pd
 import pytest
 import torch
 
-from bonito_repro.backends import token_batches
 from bonito_repro.formats import FORMATS, alpaca, chatml, llama2, vicuna
 from bonito_repro.funnel import REASONS, NgramIndex, probe_texts
 from bonito_repro.generate import (
     EmptySyntheticSetError, generate_tasks, main, passage_seed, run_generation,
 )
 from bonito_repro.prompts import bonito_input, bonito_output
+from bonito_repro.scoring import token_batches
 from conftest import REPO
 
 VLLM_PY = REPO / ".venv-vllm" / "bin" / "python"
@@ -122,7 +122,7 @@ def test_ngram_contamination_rules():
 
 def test_token_batches_respect_the_budget():
     lengths = [5, 30, 12, 30, 7, 100]
-    batches = token_batches(lengths, budget=200, new_tokens=20, n=2)
+    batches = list(token_batches([2 * (n + 20) for n in lengths], 200))  # n=2 samples, 20 new tokens
     assert sorted(i for b in batches for i in b) == list(range(6))
     assert batches[0] == [5]  # too long for a partner: alone, longest first
     for batch in batches:

@@ -1,7 +1,9 @@
-"""Two generation backends behind one interface, chosen by the config (``generation.backend``).
+"""Two generation backends behind one interface, chosen by the config (``generation.backend``
+for task generation, ``evaluation.generation_backend`` for extractive-QA answers).
 
-Both tokenize prompts the same way (``models.encode_with_bos``: exactly one BOS, as in training)
-and return ``n`` sampled completions per prompt:
+Both tokenize prompts the same way (``models.encode_with_bos``: exactly one BOS, as in training),
+or take token ids as they are (``generate_ids``), and return ``n`` completions per prompt
+(greedy at temperature 0):
 
 - ``transformers``: batched ``generate`` with left padding, prompts sorted by length and packed
   into batches by a token budget (prompt + new tokens, times n), seeded sampling.
@@ -17,7 +19,9 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Sequence
+
+from .scoring import token_batches
 
 BACKENDS = ("transformers", "vllm")
 
@@ -41,68 +45,61 @@ class Backend(Protocol):
         ...
 
 
-def token_batches(lengths: list[int], budget: int, new_tokens: int, n: int) -> list[list[int]]:
-    """Prompt indices, longest first, packed so that every batch's padded size
-    (rows x n x (longest prompt + new tokens)) stays within the budget (one prompt at least)."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batches: list[list[int]] = []
-    for i in order:
-        if batches:
-            batch = batches[-1]
-            width = max(lengths[batch[0]], lengths[i]) + new_tokens
-            if (len(batch) + 1) * n * width <= budget:
-                batch.append(i)
-                continue
-        batches.append([i])
-    return batches
-
-
 class TransformersBackend:
     def __init__(self, model_dir: str | Path, adapter_dir: str | Path | None, sampling: Sampling,
-                 token_budget: int, bf16: bool = False):
+                 token_budget: int, bf16: bool = False, progress: str | None = None):
         import torch
 
         from .models import load_for_inference, load_tokenizer
 
         self.sampling = sampling
         self.token_budget = token_budget
+        self.progress = progress  # a progress-bar label, or None for no bar
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.tokenizer = load_tokenizer(model_dir)
         self.model = load_for_inference(model_dir, adapter_dir, bf16=bf16).to(self.device)
 
     def generate(self, prompts: list[str], seeds: list[int]) -> list[list[str]]:
-        import torch
-
         from .models import encode_with_bos
 
-        prompts = encode_with_bos(self.tokenizer, prompts)
+        return self.generate_ids(encode_with_bos(self.tokenizer, prompts), seeds)
+
+    def generate_ids(self, prompts: Sequence[Sequence[int]], seeds: list[int]) -> list[list[str]]:
+        """Batches packed by the token budget: rows x n x (longest prompt + new tokens)."""
+        import torch
+        from tqdm.auto import tqdm
+
         s = self.sampling
         pad = self.tokenizer.pad_token_id
         results: list[list[str]] = [[] for _ in prompts]
         torch.manual_seed(seeds[0] if seeds else 0)
         sample = s.temperature > 0
-        for batch in token_batches([len(p) for p in prompts], self.token_budget, s.max_new_tokens, s.n):
-            width = max(len(prompts[i]) for i in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):  # left padding: every prompt ends where generation starts
-                ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
-                mask[row, width - len(prompts[i]):] = 1
-            with torch.inference_mode():
-                out = self.model.generate(
-                    input_ids=ids.to(self.device), attention_mask=mask.to(self.device), do_sample=sample,
-                    temperature=s.temperature if sample else None, top_p=s.top_p if sample else None,
-                    top_k=0 if sample else None,  # vLLM and the Bonito package apply no top-k
-                    max_new_tokens=s.max_new_tokens, num_return_sequences=s.n, pad_token_id=pad)
-            texts = self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
-            for row, i in enumerate(batch):
-                results[i] = texts[row * s.n:(row + 1) * s.n]
+        lengths = [s.n * (len(p) + s.max_new_tokens) for p in prompts]
+        with tqdm(total=len(prompts), desc=self.progress, unit="prompt", disable=self.progress is None) as bar:
+            for batch in token_batches(lengths, self.token_budget):
+                width = max(len(prompts[i]) for i in batch)
+                ids = torch.full((len(batch), width), pad, dtype=torch.long)
+                mask = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, i in enumerate(batch):  # left padding: every prompt ends where generation starts
+                    ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
+                    mask[row, width - len(prompts[i]):] = 1
+                with torch.inference_mode():
+                    out = self.model.generate(
+                        input_ids=ids.to(self.device), attention_mask=mask.to(self.device), do_sample=sample,
+                        temperature=s.temperature if sample else None, top_p=s.top_p if sample else None,
+                        top_k=0 if sample else None,  # vLLM and the Bonito package apply no top-k
+                        max_new_tokens=s.max_new_tokens, num_return_sequences=s.n, pad_token_id=pad,
+                        eos_token_id=self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id)
+                texts = self.tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+                for row, i in enumerate(batch):
+                    results[i] = texts[row * s.n:(row + 1) * s.n]
+                bar.update(len(batch))
         return results
 
 
 class VLLMBackend:
     def __init__(self, model_dir: str | Path, adapter_dir: str | Path | None, sampling: Sampling,
-                 max_model_len: int, seed: int):
+                 max_model_len: int, seed: int, bf16: bool = False):
         # vLLM's CPU build otherwise reserves most of the machine's memory for its KV cache
         # (a GPU ignores this variable); set it yourself for more
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
@@ -126,20 +123,22 @@ class VLLMBackend:
             self.lora = LoRARequest("generator", 1, str(Path(adapter_dir).resolve()))
         # dtype "auto": the checkpoint's own (bf16 for the paper's models; the CPU build casts
         # float32 checkpoints to bf16 by itself)
-        self.llm = LLM(model=str(model_dir), dtype="auto", max_model_len=max_model_len, seed=seed,
-                       enforce_eager=True, **lora_args)
+        self.llm = LLM(model=str(model_dir), dtype="bfloat16" if bf16 else "auto", max_model_len=max_model_len,
+                       seed=seed, enforce_eager=True, **lora_args)
 
     def generate(self, prompts: list[str], seeds: list[int]) -> list[list[str]]:
-        from vllm import SamplingParams
-
         from .models import encode_with_bos
+
+        return self.generate_ids(encode_with_bos(self.tokenizer, prompts), seeds)
+
+    def generate_ids(self, prompts: Sequence[Sequence[int]], seeds: list[int]) -> list[list[str]]:
+        from vllm import SamplingParams
 
         s = self.sampling
         # one seed per prompt: a passage's samples do not depend on which shard or batch it is in
         params = [SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p,
                                  max_tokens=s.max_new_tokens, seed=seed) for seed in seeds]
-        ids = encode_with_bos(self.tokenizer, prompts)
-        outputs = self.llm.generate([{"prompt_token_ids": p} for p in ids], params,
+        outputs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], params,
                                     lora_request=self.lora, use_tqdm=False)
         return [[c.text for c in o.outputs] for o in outputs]
 
@@ -165,9 +164,26 @@ def merge_adapter(model_dir: str | Path, adapter_dir: str | Path):
 
 
 def make_backend(name: str, model_dir: str | Path, adapter_dir: str | Path | None, sampling: Sampling,
-                 *, token_budget: int, max_model_len: int, seed: int, bf16: bool) -> Backend:
+                 *, token_budget: int, max_model_len: int, seed: int, bf16: bool,
+                 progress: str | None = None) -> TransformersBackend | VLLMBackend:
     if name == "transformers":
-        return TransformersBackend(model_dir, adapter_dir, sampling, token_budget, bf16=bf16)
+        return TransformersBackend(model_dir, adapter_dir, sampling, token_budget, bf16=bf16, progress=progress)
     if name == "vllm":
-        return VLLMBackend(model_dir, adapter_dir, sampling, max_model_len, seed)
-    raise ValueError(f"generation.backend: unknown backend {name!r}; use one of {BACKENDS}")
+        return VLLMBackend(model_dir, adapter_dir, sampling, max_model_len, seed, bf16=bf16)
+    raise ValueError(f"unknown generation backend {name!r}; use one of {BACKENDS}")
+
+
+def greedy_texts(backend_name: str, model_dir: str | Path, adapter_dir: str | Path | None,
+                 prompts: Sequence[Sequence[int]], *, max_new_tokens: int, token_budget: int,
+                 max_model_len: int, bf16: bool, seed: int) -> list[str]:
+    """One stripped greedy completion per prompt (token ids, BOS included), in prompt order:
+    the extractive-QA answers of evaluation (PAPER_FACTS section 3b)."""
+    backend = make_backend(backend_name, model_dir, adapter_dir, Sampling(n=1, temperature=0.0,
+                                                                          max_new_tokens=max_new_tokens),
+                           token_budget=token_budget, max_model_len=max_model_len, seed=seed, bf16=bf16,
+                           progress="greedy decoding")
+    try:
+        return [completions[0].strip() for completions in backend.generate_ids(prompts, [seed] * len(prompts))]
+    finally:
+        if hasattr(backend, "close"):
+            backend.close()

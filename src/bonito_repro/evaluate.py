@@ -134,15 +134,15 @@ def evaluate_rank(model, encoder: PromptEncoder, templates: Sequence[EvalTemplat
 def evaluate_generation(model_dir, adapter_dir, encoder: PromptEncoder,
                         templates: Sequence[EvalTemplate], rows: Sequence[dict], params: dict):
     """Per-template greedy answers."""
-    from .decoding import generate_greedy
+    from .backends import greedy_texts
 
     prompts: list[list[int]] = []
     for template in templates:
         prompts += encoder.prompts(render_all(template, list(rows), params["seed"]))
-    texts = generate_greedy(params["generation_backend"], model_dir, adapter_dir, encoder.tokenizer, prompts,
-                            max_new_tokens=params["max_new_tokens"], batch_tokens=params["batch_tokens"],
-                            max_model_len=params["max_length"] + params["max_new_tokens"],
-                            bf16=params["bf16"], seed=params["seed"])
+    texts = greedy_texts(params["generation_backend"], model_dir, adapter_dir, prompts,
+                         max_new_tokens=params["max_new_tokens"], token_budget=params["batch_tokens"],
+                         max_model_len=params["max_length"] + params["max_new_tokens"],
+                         bf16=params["bf16"], seed=params["seed"])
     return [(template, texts[t * len(rows):(t + 1) * len(rows)]) for t, template in enumerate(templates)]
 
 
