@@ -75,6 +75,8 @@ def test_schema_errors_name_the_key(paper, edit, expected):
         (lambda c: c["datasets"]["pubmed_qa"].update(task_type="poetry"), "datasets.pubmed_qa.task_type"),
         (lambda c: c.update(sources=["tapt", "zephyr"]), "sources[1]: 'zephyr'"),
         (lambda c: c["models"]["mistral_7b_p3"].pop("base"), "models.mistral_7b_p3.base"),
+        (lambda c: c["bonito_training"].update(processes=2),
+         "bonito_training.processes: 2 training processes on resources.train_bonito.gpus = 4 GPUs"),
     ],
 )
 def test_reference_errors_name_the_key(paper, edit, expected):

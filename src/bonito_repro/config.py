@@ -16,6 +16,8 @@ from .tasks import TASK_TYPES, task_type_name
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 ZERO_SHOT = "zero_shot"
 TAPT = "tapt"
+# training section -> the resources section its jobs request (train_p3 runs with the adapt stage's)
+TRAINING_RESOURCES = {"bonito_training": "train_bonito", "p3_training": "adapt", "adaptation": "adapt"}
 
 
 class ConfigError(ValueError):
@@ -80,6 +82,12 @@ def check_references(config: dict) -> None:
         if source != TAPT and source not in generators:
             problems.append(f"sources[{i}]: {source!r} is neither 'tapt' nor a declared generator "
                             f"(known: {sorted(generators)})")
+    for section, stage in TRAINING_RESOURCES.items():
+        gpus = config.get("resources", {}).get(stage, {}).get("gpus", 0)
+        processes = config.get(section, {}).get("processes", gpus)
+        if gpus and processes != gpus:  # one process per GPU: fewer idles GPUs, more oversubscribes them
+            problems.append(f"{section}.processes: {processes} training processes on resources.{stage}.gpus "
+                            f"= {gpus} GPUs; use one process per GPU")
     reserved = {ZERO_SHOT, TAPT} & set(generators)
     if reserved:
         problems.append(f"generators: {sorted(reserved)} are reserved source names")
