@@ -1,11 +1,14 @@
 """The `slurm/` profile against a real Slurm: jobs, GPUs, a killed and a preempted training job,
 a failing job.
 
-Runs tests/slurm_workflow (a GPU rule, a CPU rule, a two-GPU training job that checkpoints, a
-failing rule) through `snakemake --profile slurm`, with the test cluster's settings layered over
-the profile and partition and account given through SLURM_PARTITION and SLURM_ACCOUNT. Checks
-come from Slurm's accounting records (sacct) and each job's Slurm log. Skipped where no Slurm is
-reachable; `.ci/run` starts one and sets BONITO_REQUIRE_SLURM=1, which turns the skip into a failure.
+The first test runs a part of the smoke DAG (model building and ctga-v1 as CPU jobs, P3-adapter
+training and an evaluation as GPU jobs) through `snakemake --profile slurm`, with the test
+cluster's settings layered over the profile, a config overlay that gives the GPU stages one
+(fake) GPU each, and partition and account given through SLURM_PARTITION and SLURM_ACCOUNT.
+The others run tests/slurm_workflow (a two-GPU training job that checkpoints, a failing rule),
+where a job's timing can be controlled. Checks come from Slurm's accounting records (sacct) and
+each job's Slurm log. Skipped where no Slurm is reachable; `.ci/run` starts one and sets
+BONITO_REQUIRE_SLURM=1, which turns the skip into a failure.
 """
 
 import json
@@ -46,18 +49,19 @@ def slurm():
         pytest.skip(reason)
 
 
-def run_workflow(tmp_path, targets, timeout, while_running=None, **settings):
-    profile = write_test_profile(tmp_path / "profile", [WORKFLOW / "config.yaml"], **settings)
+def run_workflow(tmp_path, targets, timeout, while_running=None, snakefile=WORKFLOW / "Snakefile",
+                 configfiles=(WORKFLOW / "config.yaml",), **settings):
+    profile = write_test_profile(tmp_path / "profile", list(configfiles), **settings)
     workdir = tmp_path / "work"
     workdir.mkdir(exist_ok=True)
-    result = run_snakemake_on_slurm(workdir, targets, snakefile=WORKFLOW / "Snakefile",
-                                    profile=profile, timeout=timeout, while_running=while_running)
+    result = run_snakemake_on_slurm(workdir, targets, snakefile=snakefile, profile=profile,
+                                    timeout=timeout, while_running=while_running)
     print(f"snakemake took {result.seconds:.0f} s")
     return workdir, result
 
 
 def last_step(checkpoints):
-    return max(int(re.search(r"step-(\d+)", path).group(1)) for path in checkpoints)
+    return max(int(re.search(r"(?:step|checkpoint)-(\d+)", path).group(1)) for path in checkpoints)
 
 
 def assert_resumed(workdir, interrupted):
@@ -69,24 +73,19 @@ def assert_resumed(workdir, interrupted):
     assert model == {"steps": CONFIG["train"]["steps"], "resumed_from": step}
 
 
-def test_dag_runs_as_slurm_jobs_and_cancelled_training_resumes(slurm, tmp_path):
-    kill = InterruptAfterCheckpoint(tmp_path / "work", "train", CHECKPOINTS, how="cancel")
-    # squeue, not the profile's sacct: plugin 2.8.0 reads sacct's "CANCELLED by <uid>" as still
-    # running and would wait for ever on a cancelled job (squeue says "CANCELLED")
-    workdir, result = run_workflow(tmp_path, [], timeout=150, while_running=kill,
-                                   **{"slurm-status-command": "squeue"})
-    assert result.returncode == 0, result.output[-4000:]
-    jobs = slurm_jobs(workdir)
-
-    # every job that Snakemake did not run locally is a Slurm job, retries included
+def assert_jobs_ran_on_slurm(result, jobs):
+    """Every job that Snakemake did not run locally is a Slurm job, retries included, on the
+    partition and account from the environment."""
     remote_rules = sorted(rule for rule, local in snakemake_jobs(result.output) if not local)
     assert remote_rules == sorted(j.rule for j in jobs)
     assert sorted(submitted_slurm_ids(result.output)) == sorted(j.job_id for j in jobs)
     assert {(j.partition, j.account) for j in jobs} == {(PARTITION, ACCOUNT)}
 
-    # GPUs as the config asks, seen by the job; none for CPU rules
+
+def assert_gpus_as_configured(jobs, gpus_of_rule):
+    """GPUs as the config asks, seen by the job's tasks; none for CPU rules."""
     for job in jobs:
-        gpus = CONFIG["resources"][job.rule]["gpus"]
+        gpus = gpus_of_rule(job.rule)
         assert (job.gpus_requested, job.gpus_allocated) == (gpus, gpus), job
         seen = job.cuda_visible_devices()
         assert seen, f"no task prolog line in the Slurm log {job.log}"
@@ -94,23 +93,66 @@ def test_dag_runs_as_slurm_jobs_and_cancelled_training_resumes(slurm, tmp_path):
             assert all(len(devices.split(",")) == gpus for devices in seen), (job, seen)
         else:
             assert set(seen) == {"unset"}, (job, seen)
-    assert (workdir / "results/logs/gpu_probe.log").read_text().strip() == "CUDA_VISIBLE_DEVICES=0"
-    assert (workdir / "results/logs/cpu_step.log").read_text().strip() == "CUDA_VISIBLE_DEVICES=unset"
+
+
+# The smoke DAG on the test cluster (2 CPUs, 2 fake GPUs): one GPU for training and evaluation
+# as at paper scale, one thread a job, and a P3 adapter that trains long enough to be cancelled
+# after its first checkpoint. rule -> its resources section, as in rules/*.smk.
+SMOKE_TARGET = "results/eval/llama_p3/zero_shot/pubmed_qa.json"
+SMOKE_STAGES = {"prepare_model": "download_model", "ctga": "ctga", "train_p3": "adapt", "evaluate": "evaluate"}
+SMOKE_OVERLAY = {
+    "resources": {
+        "download_model": {"gpus": 0, "threads": 1, "mem_mb": 2000, "runtime": 10},
+        "ctga": {"gpus": 0, "threads": 1, "mem_mb": 2000, "runtime": 10},
+        "adapt": {"gpus": 1, "threads": 1, "mem_mb": 3000, "runtime": 10},
+        "evaluate": {"gpus": 1, "threads": 1, "mem_mb": 3000, "runtime": 10},
+    },
+    "p3_training": {"max_steps": 400, "save_steps": 40},
+}
+P3_CHECKPOINTS = "results/checkpoints/p3/tiny_llama/adapter/checkpoint-*/trainer_state.json"
+
+
+def test_smoke_dag_runs_as_slurm_jobs_and_cancelled_training_resumes(slurm, tmp_path):
+    overlay = tmp_path / "cluster.yaml"
+    overlay.write_text(yaml.safe_dump(SMOKE_OVERLAY))
+    kill = InterruptAfterCheckpoint(tmp_path / "work", "train_p3", P3_CHECKPOINTS, how="cancel")
+    # squeue, not the profile's sacct: plugin 2.8.0 reads sacct's "CANCELLED by <uid>" as still
+    # running and would wait for ever on a cancelled job (squeue says "CANCELLED")
+    workdir, result = run_workflow(tmp_path, [SMOKE_TARGET], timeout=300, while_running=kill,
+                                   snakefile=REPO / "Snakefile",
+                                   configfiles=(REPO / "config" / "smoke.yaml", overlay),
+                                   **{"slurm-status-command": "squeue"})
+    assert result.returncode == 0, result.output[-4000:]
+    jobs = slurm_jobs(workdir)
+    assert_jobs_ran_on_slurm(result, jobs)
+    assert set(SMOKE_STAGES) == {j.rule for j in jobs}, jobs
+    assert_gpus_as_configured(jobs, lambda rule: SMOKE_OVERLAY["resources"][SMOKE_STAGES[rule]]["gpus"])
 
     # the cancelled training job was retried by Snakemake and resumed from its last checkpoint
-    train = [j for j in jobs if j.rule == "train"]
+    train = [j for j in jobs if j.rule == "train_p3"]
     assert kill.job_id == train[0].job_id, (kill.job_id, train)
     assert [(j.state, j.attempt) for j in train] == [("CANCELLED", 1), ("COMPLETED", 2)]
-    assert_resumed(workdir, kill)
+    step = last_step(kill.checkpoints)
+    assert 0 < step < SMOKE_OVERLAY["p3_training"]["max_steps"], kill.checkpoints
+    log = (workdir / "results/logs/train_p3/tiny_llama.log").read_text()
+    assert re.search(rf"resuming from \S*/checkpoint-{step}\b", log), log[-2000:]
+    manifest = json.loads((workdir / "results/p3/tiny_llama/adapter.manifest.json").read_text())
+    assert manifest["resumed_from"].endswith(f"checkpoint-{step}")
+    assert manifest["steps"] == SMOKE_OVERLAY["p3_training"]["max_steps"]
+    assert (workdir / SMOKE_TARGET).exists()
 
 
 def test_preempted_training_is_requeued_and_resumes(slurm, tmp_path):
     preempt = InterruptAfterCheckpoint(tmp_path / "work", "train", CHECKPOINTS, how="preempt")
-    workdir, result = run_workflow(tmp_path, ["results/train/model.json"], timeout=150,
-                                   while_running=preempt)
+    workdir, result = run_workflow(tmp_path, [], timeout=150, while_running=preempt)
     assert result.returncode == 0, result.output[-4000:]
+    jobs = slurm_jobs(workdir)
+    assert_jobs_ran_on_slurm(result, jobs)
+    assert_gpus_as_configured(jobs, lambda rule: CONFIG["resources"][rule]["gpus"])  # 2 for training
+    assert (workdir / "results/logs/gpu_probe.log").read_text().strip() == "CUDA_VISIBLE_DEVICES=0"
+    assert (workdir / "results/logs/cpu_step.log").read_text().strip() == "CUDA_VISIBLE_DEVICES=unset"
     # Slurm requeued the same job (sbatch --requeue from the profile); no Snakemake retry needed
-    runs = slurm_jobs(workdir, requeued=True)
+    runs = [j for j in slurm_jobs(workdir, requeued=True) if j.rule == "train"]
     assert [(j.job_id, j.state, j.attempt) for j in runs] == [
         (preempt.job_id, "PREEMPTED", 1), (preempt.job_id, "COMPLETED", 1)], runs
     assert_resumed(workdir, preempt)
