@@ -45,8 +45,6 @@ rule test_set:
     params:
         spec=lambda w: as_json(data_spec(w.dataset, "test")),
         labels=lambda w: as_json(config["datasets"][w.dataset].get("labels")),
-        max_examples=as_json(config["evaluation"]["max_examples"]),
-        seed=config["seed"],
         online=lambda w: data_online(w.dataset, "test"),
     log:
         f"{R}/logs/test/{{dataset}}.log",
@@ -61,5 +59,4 @@ rule test_set:
     shell:
         "{params.online} python -m bonito_repro data test --dataset {wildcards.dataset}"
         " --spec {params.spec:q} --labels {params.labels:q}"
-        " --max-examples {params.max_examples:q} --seed {params.seed}"
         " --out {output.rows} --manifest {output.manifest} > {log} 2>&1"

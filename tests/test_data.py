@@ -169,7 +169,7 @@ def test_test_split_from_parquet_keeps_the_nested_squad_schema(tmp_path):
     pd.DataFrame(rows).to_parquet(path)
     out, manifest = tmp_path / "t.parquet", tmp_path / "t.json"
     assert run_stage("test", "--dataset", "squadshifts_amazon", "--spec", json.dumps({"files": str(path)}),
-                     "--labels", "null", "--max-examples", "null", "--out", out, "--manifest", manifest) == 0
+                     "--labels", "null", "--out", out, "--manifest", manifest) == 0
     back = load_source({"files": str(out)}, "test")
     assert back.to_list() == rows
     record = json.loads(manifest.read_text())
@@ -177,26 +177,17 @@ def test_test_split_from_parquet_keeps_the_nested_squad_schema(tmp_path):
     assert record["drops"] == {}
 
 
-def test_test_split_from_csv_subsamples_with_a_seed_and_counts_labels(tmp_path):
+def test_test_split_from_csv_keeps_every_row_and_counts_labels(tmp_path):
     rows = embedded_rows("test", "contract_nli")
     path = tmp_path / "contract.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
-    labels = json.dumps(LABELS["contract_nli"])
-    outputs = []
-    for name in ("a", "b"):
-        out, manifest = tmp_path / f"{name}.parquet", tmp_path / f"{name}.json"
-        assert run_stage("test", "--dataset", "contract_nli", "--spec", json.dumps({"files": str(path)}),
-                         "--labels", labels, "--max-examples", "25", "--seed", "3",
-                         "--out", out, "--manifest", manifest) == 0
-        outputs.append(pd.read_parquet(out))
-    pd.testing.assert_frame_equal(outputs[0], outputs[1])
-    pairs = [(r["premise"], r["hypothesis"]) for r in rows]
-    positions = [pairs.index(pair) for pair in zip(outputs[0]["premise"], outputs[0]["hypothesis"])]
-    assert len(set(positions)) == 25 and positions == sorted(positions)  # a subset, in file order
+    out, manifest = tmp_path / "t.parquet", tmp_path / "t.json"
+    assert run_stage("test", "--dataset", "contract_nli", "--spec", json.dumps({"files": str(path)}),
+                     "--labels", json.dumps(LABELS["contract_nli"]), "--out", out, "--manifest", manifest) == 0
+    assert len(pd.read_parquet(out)) == len(rows) == 40
     record = json.loads(manifest.read_text())
-    assert record["drops"] == {"over_max_examples": 15}
-    assert sum(record["counts"]["label_distribution"]["canonical"].values()) == 25
-    assert record["counts"]["label_distribution_in"]["raw"] == {"0": 13, "1": 14, "2": 13}
+    assert record["drops"] == {}
+    assert record["counts"]["label_distribution"]["raw"] == {"0": 13, "1": 14, "2": 13}
 
 
 def test_bad_row_in_the_second_file_names_that_file_and_its_row(tmp_path, caplog):
@@ -222,15 +213,7 @@ def test_hub_spec_reads_a_repository_laid_out_like_the_hub(tmp_path):
     (repo / "README.md").write_text("---\nconfigs:\n- config_name: privacy_qa\n  data_files:\n"
                                     "  - split: test\n    path: privacy_qa/test.jsonl\n---\n")
     spec = {"hub": {"id": str(repo), "config": "privacy_qa", "split": "test", "revision": "main"}}
-    rows, counts, _ = data.load_test_split(spec, "privacy_qa", LABELS["privacy_qa"], None, 42)
+    rows, counts = data.load_test_split(spec, "privacy_qa", LABELS["privacy_qa"])
     assert counts["rows_out"] == 40
     assert counts["label_distribution"]["canonical"] == {"no": 20, "yes": 20}
     assert data.describe(spec, "test").startswith(f"hub {repo} config=privacy_qa split=test")
-
-
-def test_max_examples_must_be_a_positive_integer_or_null():
-    with pytest.raises(SystemExit):
-        data.parse_args(["test", "--dataset", "x", "--spec", "{}", "--out", "o", "--manifest", "m",
-                         "--max-examples", "0"])
-    assert data.parse_args(["test", "--dataset", "x", "--spec", "{}", "--out", "o", "--manifest", "m",
-                            "--max-examples", "null"]).max_examples is None

@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
-from .config import ZERO_SHOT
+from .config import EVAL_DECODING_KEYS, ZERO_SHOT
 from .eval_templates import EvalTemplate, TemplateError, load_templates, render_all
-from .io import Manifest, parse_params, set_threads, setup_logging, write_json, write_parquet
+from .io import Manifest, parse_params, seeded_subset, set_threads, setup_logging, write_json, write_parquet
 from .models import encode_with_bos, load_for_inference, load_tokenizer
 from .prompts import WRAPPERS, wrap
 from .schemas import canonical_label
@@ -36,8 +36,7 @@ log = logging.getLogger(__name__)
 
 RANK_TASK_TYPES = ("ynqa", "nli")
 GENERATION_TASK_TYPES = ("exqa",)
-PARAM_KEYS = ("generation_backend", "max_new_tokens", "max_examples", "max_length", "batch_tokens",
-              "bf16", "bootstrap", "seed")
+PARAM_KEYS = ("max_examples", "max_length", "batch_tokens", "bf16", "bootstrap", "seed")
 
 
 class EvaluationError(ValueError):
@@ -48,14 +47,6 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
     import pyarrow.parquet as pq
 
     return pq.read_table(path).to_pylist()
-
-
-def subsample(n_rows: int, max_examples: int | None, seed: int) -> list[int]:
-    """All row indices, or a seeded random subset of ``max_examples`` of them in file order."""
-    if max_examples is None or n_rows <= max_examples:
-        return list(range(n_rows))
-    rng = np.random.default_rng(seed)
-    return sorted(rng.choice(n_rows, size=max_examples, replace=False).tolist())
 
 
 def gold_labels(rows: Sequence[dict], labels: dict | None, path: str,
@@ -192,8 +183,14 @@ def generation_report(results, references: Sequence[str], row_ids: Sequence[int]
     return per_template, statistic, records
 
 
-def check_params(params: dict) -> dict:
-    missing = [k for k in PARAM_KEYS if k not in params]
+def check_params(params: dict, task_type: str) -> dict:
+    """Every key the job reads is there (decoding keys only for extractive QA)."""
+    try:
+        generation = task_type_code(task_type) in GENERATION_TASK_TYPES
+    except ValueError:  # run() names the bad task type
+        generation = False
+    needed = PARAM_KEYS + (EVAL_DECODING_KEYS if generation else ())
+    missing = [k for k in needed if k not in params]
     if missing:
         raise EvaluationError(f"--params lacks evaluation key(s) {missing}")
     return params
@@ -215,7 +212,7 @@ def run(args: argparse.Namespace, params: dict, manifest: Manifest) -> tuple[dic
                               f"{'lack' if rank else 'have'} answer choices")
     path = str(args.test)
     all_rows = read_rows(args.test)
-    kept = subsample(len(all_rows), params["max_examples"], params["seed"])
+    kept = seeded_subset(len(all_rows), params["max_examples"], params["seed"])
     manifest.drop("beyond_max_examples", len(all_rows) - len(kept))
     rows = [all_rows[i] for i in kept]
     if not rank:  # the paper scores against the first gold answer only
@@ -291,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
     set_threads(args.threads)
-    params = check_params(parse_params(args.params))
+    params = check_params(parse_params(args.params), args.task_type)
     args.labels = parse_params(args.labels) if args.labels and args.labels != "null" else None
     manifest = Manifest("evaluate", params=params, seed=params["seed"])
     scores, predictions = run(args, params, manifest)

@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from .backends import Backend, Sampling, make_backend
 from .funnel import funnel_counts, plot_funnel, probe_texts, run_funnel
-from .io import Manifest, parse_params, set_threads, setup_logging, write_parquet
+from .io import Manifest, parse_params, seeded_subset, set_threads, setup_logging, write_parquet
 from .prompts import bonito_input
 from .tasks import task_type_name
 
@@ -247,9 +247,7 @@ def read_passages(path: str | Path, max_passages: int | None, seed: int) -> tupl
             raise ValueError(f"{path}: row {row}: 'input' must be a string, got {value!r}")
     ids = [i for i, text in enumerate(frame["input"]) if text.strip()]
     counts = {"passages_in_file": len(frame), "blank_passages": len(frame) - len(ids)}
-    if max_passages is not None and len(ids) > max_passages:
-        picked = pd.Series(ids).sample(n=max_passages, random_state=seed)
-        ids = sorted(int(i) for i in picked)
+    ids = [ids[i] for i in seeded_subset(len(ids), max_passages, seed)]
     counts["passages"] = len(ids)
     return [frame["input"].iloc[i] for i in ids], ids, counts
 

@@ -12,6 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pandas as pd
 
 VERSIONED_PACKAGES = ("bonito-repro", "torch", "transformers", "peft", "bitsandbytes", "accelerate",
@@ -113,3 +114,10 @@ def set_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
+
+
+def seeded_subset(n_rows: int, max_rows: int | None, seed: int) -> list[int]:
+    """All row indices, or a seeded random subset of ``max_rows`` of them, in file order."""
+    if max_rows is None or n_rows <= max_rows:
+        return list(range(n_rows))
+    return sorted(np.random.default_rng(seed).choice(n_rows, size=max_rows, replace=False).tolist())

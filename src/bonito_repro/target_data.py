@@ -2,11 +2,12 @@
 (Hub, embedded demo data, or the user's files) and written as parquet with a manifest.
 
     python -m bonito_repro data unannotated --dataset KEY --spec JSON --out X.parquet --manifest M.json
-    python -m bonito_repro data test --dataset KEY --spec JSON --labels JSON --max-examples N|null \\
-        --seed S --out X.parquet --manifest M.json
+    python -m bonito_repro data test --dataset KEY --spec JSON --labels JSON --out X.parquet --manifest M.json
 
 Every row is checked against the schema table (``bonito_repro.schemas``); a bad row stops the
-stage with an error naming the file, the row and the field.
+stage with an error naming the file, the row and the field. The whole test split is kept:
+evaluation samples from it (``evaluation.max_examples``), and the generation funnel checks
+synthetic tasks against all of it for contamination.
 """
 from __future__ import annotations
 
@@ -17,7 +18,6 @@ from collections import Counter
 from typing import Any
 
 import datasets
-import numpy as np
 import pandas as pd
 
 from .io import Manifest, atomic_path, setup_logging, write_parquet
@@ -66,14 +66,6 @@ def unannotated_passages(spec: dict, dataset: str) -> tuple[list[str], dict[str,
     return passages, counts, dict(drops)
 
 
-def subsample(n_rows: int, max_examples: int | None, seed: int) -> list[int] | None:
-    """Row indices to keep (a seeded random subset in original order), or None for all rows."""
-    if max_examples is None or n_rows <= max_examples:
-        return None
-    rng = np.random.default_rng(seed)
-    return sorted(rng.choice(n_rows, size=max_examples, replace=False).tolist())
-
-
 def label_distribution(rows: datasets.Dataset, labels: dict | None) -> dict[str, Any]:
     if not labels or labels["field"] not in rows.column_names:
         return {}
@@ -83,9 +75,8 @@ def label_distribution(rows: datasets.Dataset, labels: dict | None) -> dict[str,
             "canonical": dict(sorted(canonical.items()))}
 
 
-def load_test_split(spec: dict, dataset: str, labels: dict | None, max_examples: int | None,
-                    seed: int) -> tuple[datasets.Dataset, dict[str, Any], dict[str, int]]:
-    """The validated test split (Hub schema kept as is), with counts and drops by reason."""
+def load_test_split(spec: dict, dataset: str, labels: dict | None) -> tuple[datasets.Dataset, dict[str, Any]]:
+    """The validated test split (Hub schema kept as is) and its counts."""
     parts = []
     for origin, part in load_parts(spec, "test"):
         validate_rows(part, dataset, "test", origin, labels=labels, columns=part.column_names)
@@ -93,14 +84,7 @@ def load_test_split(spec: dict, dataset: str, labels: dict | None, max_examples:
     rows = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     if len(rows) == 0:
         raise SchemaError(f"{describe(spec, 'test')}: the test split of {dataset!r} has no rows")
-    counts = {"rows_in": len(rows), "label_distribution_in": label_distribution(rows, labels)}
-    keep = subsample(len(rows), max_examples, seed)
-    drops = {}
-    if keep is not None:
-        drops["over_max_examples"] = len(rows) - len(keep)
-        rows = rows.select(keep)
-    counts |= {"rows_out": len(rows), "label_distribution": label_distribution(rows, labels)}
-    return rows, counts, drops
+    return rows, {"rows_in": len(rows), "rows_out": len(rows), "label_distribution": label_distribution(rows, labels)}
 
 
 def _json_arg(text: str) -> Any:
@@ -108,13 +92,6 @@ def _json_arg(text: str) -> Any:
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise argparse.ArgumentTypeError(f"not valid JSON ({error}): {text!r}") from None
-
-
-def _max_examples(text: str) -> int | None:
-    value = _json_arg(text)
-    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-        raise argparse.ArgumentTypeError(f"expected a positive integer or null, got {text!r}")
-    return value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -131,9 +108,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     test = commands.choices["test"]
     test.add_argument("--labels", type=_json_arg, default=None,
                       help="config datasets.KEY.labels as JSON (null for extractive QA)")
-    test.add_argument("--max-examples", type=_max_examples, default=None,
-                      help="keep a seeded random subset of this many rows (null: all)")
-    test.add_argument("--seed", type=int, default=42)
     return parser.parse_args(argv)
 
 
@@ -142,17 +116,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     params = {"dataset": args.dataset, "spec": args.spec}
     if args.kind == "test":
-        params |= {"labels": args.labels, "max_examples": args.max_examples}
-    manifest = Manifest(f"data {args.kind}", params=params,
-                        seed=args.seed if args.kind == "test" else None)
+        params["labels"] = args.labels
+    manifest = Manifest(f"data {args.kind}", params=params)
     manifest.extra["source"] = describe(args.spec, args.kind)
     try:
         if args.kind == "unannotated":
             passages, counts, drops = unannotated_passages(args.spec, args.dataset)
             write_parquet(pd.DataFrame({"input": pd.Series(passages, dtype=str)}), args.out)
         else:
-            rows, counts, drops = load_test_split(args.spec, args.dataset, args.labels,
-                                                  args.max_examples, args.seed)
+            rows, counts = load_test_split(args.spec, args.dataset, args.labels)
+            drops = {}
             with atomic_path(args.out) as tmp:
                 rows.to_parquet(str(tmp))
     except (SchemaError, SourceError) as error:
