@@ -7,7 +7,7 @@ import sys
 from snakemake.settings.types import DeploymentMethod
 
 import bonito_repro
-from bonito_repro.config import ConfigError, TAPT, ZERO_SHOT, validate
+from bonito_repro.config import EVAL_DECODING_KEYS, ConfigError, TAPT, ZERO_SHOT, validate
 
 try:
     validate(config)
@@ -178,9 +178,14 @@ def eval_outputs():
                 manifest=path.replace(".json", ".manifest.json"))
 
 
-def eval_params():
+def eval_params(generation):
+    """Params of an evaluation rule: rank jobs get no decoding values (changing those reruns only
+    the greedy-decoding jobs)."""
+    values = {**config["evaluation"], "seed": config["seed"]}
+    if not generation:
+        values = {k: v for k, v in values.items() if k not in EVAL_DECODING_KEYS}
     return dict(
-        hp=as_json({**config["evaluation"], "seed": config["seed"]}),
+        hp=as_json(values),
         wrapper=lambda w: config["targets"][w.target]["wrapper"]["zero_shot" if w.source == ZERO_SHOT else "adapted"],
         task_type=lambda w: config["datasets"][w.dataset]["task_type"],
         labels=lambda w: as_json(config["datasets"][w.dataset].get("labels")),

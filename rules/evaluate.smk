@@ -35,7 +35,7 @@ rule evaluate:
     wildcard_constraints:
         dataset=_choice(RANK_DATASETS),
     params:
-        **eval_params(),
+        **eval_params(generation=False),
     log:
         f"{R}/logs/evaluate/{{target}}/{{source}}/{{dataset}}.log",
     benchmark:
@@ -59,7 +59,7 @@ rule evaluate_generation:
     wildcard_constraints:
         dataset=_choice(GENERATION_DATASETS),
     params:
-        **eval_params(),
+        **eval_params(generation=True),
         python=python_for(config["evaluation"]["generation_backend"]),
     log:
         f"{R}/logs/evaluate/{{target}}/{{source}}/{{dataset}}.log",

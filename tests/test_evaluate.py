@@ -10,7 +10,8 @@ import torch
 
 from bonito_repro.config import load_config
 from bonito_repro.eval_templates import load_templates, render_all
-from bonito_repro.evaluate import PromptEncoder, gold_labels, main, subsample
+from bonito_repro.evaluate import EvaluationError, PromptEncoder, check_params, gold_labels, main
+from bonito_repro.io import seeded_subset
 from bonito_repro.models import load_for_inference, load_tokenizer
 from bonito_repro.scoring import score_choices, score_choices_separately
 from bonito_repro.sources import embedded_path
@@ -149,10 +150,17 @@ def test_batched_scoring_equals_per_choice_scoring(model, tokenizer):
         assert torch.allclose(torch.tensor(sum(batched, [])), torch.tensor(sum(reference, [])), atol=1e-4)
 
 
-def test_subsample_is_seeded_and_ordered():
-    assert subsample(5, None, 0) == [0, 1, 2, 3, 4] and subsample(5, 9, 0) == [0, 1, 2, 3, 4]
-    picked = subsample(100, 10, 7)
-    assert picked == sorted(picked) and len(set(picked)) == 10 and picked == subsample(100, 10, 7)
+def test_decoding_values_are_needed_only_for_extractive_qa():
+    rank = {k: v for k, v in PARAMS.items() if k not in ("generation_backend", "max_new_tokens")}
+    assert check_params(rank, "nli") == rank
+    with pytest.raises(EvaluationError, match="generation_backend.*max_new_tokens"):
+        check_params(rank, "exqa")
+
+
+def test_seeded_subset_is_seeded_and_ordered():
+    assert seeded_subset(5, None, 0) == [0, 1, 2, 3, 4] and seeded_subset(5, 9, 0) == [0, 1, 2, 3, 4]
+    picked = seeded_subset(100, 10, 7)
+    assert picked == sorted(picked) and len(set(picked)) == 10 and picked == seeded_subset(100, 10, 7)
 
 
 def run_cli(tmp_path, tiny_model_dir, dataset: str, wrapper: str = "io") -> tuple[dict, pd.DataFrame, dict]:

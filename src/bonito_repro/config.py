@@ -16,6 +16,9 @@ from .tasks import TASK_TYPES, task_type_name
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
 ZERO_SHOT = "zero_shot"
 TAPT = "tapt"
+# evaluation keys that only greedy decoding (extractive QA) reads: rank jobs do not get them, so
+# changing them reruns no rank classification
+EVAL_DECODING_KEYS = ("generation_backend", "max_new_tokens")
 # training section -> the resources section its jobs request (train_p3 runs with the adapt stage's)
 TRAINING_RESOURCES = {"bonito_training": "train_bonito", "p3_training": "adapt", "adaptation": "adapt"}
 
@@ -110,4 +113,5 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
 
 __all__ = ["ConfigError", "load_config", "validate", "validate_schema", "check_references",
-           "TASK_TYPES", "ZERO_SHOT", "TAPT"]
+           "TASK_TYPES", "ZERO_SHOT", "TAPT",
+           "EVAL_DECODING_KEYS"]
