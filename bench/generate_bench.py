@@ -2,7 +2,7 @@
 one-passage-at-a-time loop over the same backend, model and passages, in one run (target: at
 least 4x on 2 cores), and the vLLM backend's rate where its environment is installed.
 
-    python bench/generate_bench.py [--model DIR] [--passages 16] [--max-new-tokens 64] [--threads 2]
+    python bench/generate_bench.py [--model DIR] [--passages 40] [--max-new-tokens 64] [--threads 2]
 
 The model defaults to results/models/smollm2 (the local scale's SmolLM2-135M-Instruct), converted
 from its GGUF package into a temporary directory when that does not exist yet. Passages are the
@@ -80,7 +80,7 @@ def bench_vllm(model: Path, texts: list[str], args) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model")
-    parser.add_argument("--passages", type=int, default=16)
+    parser.add_argument("--passages", type=int, default=40)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--token-budget", type=int, default=16384)
     parser.add_argument("--threads", type=int, default=2)
