@@ -206,7 +206,8 @@ def synthetic_outputs():
         rows=synthetic("{generator}", "{dataset}"),
         manifest=synthetic("{generator}", "{dataset}", ".manifest.json"),
         records=synthetic("{generator}", "{dataset}", ".funnel.parquet"),
-        plot=synthetic("{generator}", "{dataset}", ".funnel.png"),
+        plot=report(synthetic("{generator}", "{dataset}", ".funnel.png"), caption="../report/funnel.rst",
+                    category="Generation", subcategory="{generator}", labels={"dataset": "{dataset}"}),
         formats=directory(synthetic("{generator}", "{dataset}", ".formats")),
     )
 

@@ -80,7 +80,7 @@ rule eval_table:
     input:
         all_eval_results(),
     output:
-        csv=f"{R}/paper/eval_scores.csv",
+        csv=report(f"{R}/paper/eval_scores.csv", caption="../report/eval_scores.rst", category="Main table"),
         md=f"{R}/paper/eval_scores.md",
     params:
         scale=config["scale"],

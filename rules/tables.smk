@@ -12,7 +12,8 @@ rule main_table:
     input:
         f"{R}/paper/eval_scores.csv",
     output:
-        MAIN_TABLES,
+        [report(path, caption=f"../report/{os.path.basename(path)[:-4]}.rst", category="Main table")
+         if path.endswith(".csv") else path for path in MAIN_TABLES],
     params:
         hp=as_json({key: config[key] for key in ("scale", "models", "targets", "datasets", "sources", "tables")}),
         out_dir=lambda w, output: os.path.dirname(output[0]),

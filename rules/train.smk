@@ -23,7 +23,8 @@ rule train_bonito:
     output:
         adapter=directory(f"{R}/generators/{{generator}}/adapter"),
         manifest=f"{R}/generators/{{generator}}/adapter.manifest.json",
-        loss_curve=f"{R}/generators/{{generator}}/adapter.loss.png",
+        loss_curve=report(f"{R}/generators/{{generator}}/adapter.loss.png", caption="../report/loss_curve.rst",
+                          category="Loss curves", subcategory="generators", labels={"job": "{generator}"}),
     wildcard_constraints:
         generator=_choice(TRAINED_GENERATORS),
     params:
@@ -59,7 +60,8 @@ if P3_MODELS:
         output:
             adapter=directory(f"{R}/p3/{{model}}/adapter"),
             manifest=f"{R}/p3/{{model}}/adapter.manifest.json",
-            loss_curve=f"{R}/p3/{{model}}/adapter.loss.png",
+            loss_curve=report(f"{R}/p3/{{model}}/adapter.loss.png", caption="../report/loss_curve.rst",
+                              category="Loss curves", subcategory="P3 stand-in", labels={"job": "{model}"}),
         wildcard_constraints:
             model=_choice(P3_MODELS),
         params:
@@ -92,7 +94,9 @@ rule adapt:
     output:
         adapter=directory(adapter_dir("{target}", "{source}", "{dataset}")),
         manifest=adapter_dir("{target}", "{source}", "{dataset}") + ".manifest.json",
-        loss_curve=adapter_dir("{target}", "{source}", "{dataset}") + ".loss.png",
+        loss_curve=report(adapter_dir("{target}", "{source}", "{dataset}") + ".loss.png",
+                          caption="../report/loss_curve.rst", category="Loss curves", subcategory="adaptation",
+                          labels={"job": "{target} / {source} / {dataset}"}),
     wildcard_constraints:
         source=_choice([TAPT, *GENERATORS]),
     params:

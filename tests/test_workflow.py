@@ -104,6 +104,18 @@ def test_smoke_dag_runs_to_the_main_table(smoke_run):
         assert "Traceback" not in log.read_text(), log
 
 
+@pytest.mark.slow
+def test_report_collects_tables_plots_and_captions(smoke_run):
+    report = smoke_run / "report.html"
+    result = snakemake("-s", str(REPO / "Snakefile"), "-d", str(smoke_run), "--configfile",
+                       str(REPO / "config/smoke.yaml"), "--report", str(report))
+    assert result.returncode == 0, result.stderr[-3000:]
+    page = report.read_text()
+    for name in ("main_table.csv", "published_comparison.csv", "eval_scores.csv", "contract_nli.funnel.png",
+                 "adapter.loss.png", "Embedded demo data (smoke scale)"):
+        assert name in page, name
+
+
 def rerun_after(smoke_run: Path, tmp_path: Path, edit) -> set[str]:
     config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
     edit(config)
