@@ -1,5 +1,5 @@
 # `make run`: set up and run the workflow on the embedded default (no network, no GPU).
-# `make test`: set up (both environments) and run the tests.
+# `make test`: set up (both environments) and run the tests. `make bench`: the benchmarks.
 # Set-up is stamped: a second call takes seconds.
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +8,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup setup-vllm run test lint clean
+.PHONY: setup setup-vllm run test bench lint clean
 setup: $(VENV)/.done
 setup-vllm: $(VLLM_VENV)/.done
 
@@ -35,6 +35,11 @@ run: setup
 
 test: setup setup-vllm
 	pytest -q
+
+# Each benchmark prints a ratio against a baseline measured in the same run (see bench/*.py).
+bench: setup setup-vllm
+	snakemake --profile local results/ctga/train.parquet results/models/smollm2   # what they read
+	for b in ctga train generate eval; do python bench/$${b}_bench.py || exit 1; done
 
 lint: setup
 	snakemake --lint
