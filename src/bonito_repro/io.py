@@ -5,7 +5,7 @@ import json
 import logging
 import os
 import platform
-import tempfile
+import secrets
 import time
 from contextlib import contextmanager
 from importlib import metadata
@@ -25,21 +25,15 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     a killed job never leaves a half-written file that looks finished."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    # created like any other file, so the umask sets its mode (mkstemp's are private, 0600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
-        yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; outputs get the usual mode
+        yield tmp
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+        if tmp.exists():
+            tmp.unlink()
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
