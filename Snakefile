@@ -2,15 +2,15 @@
 # (`python -m bonito_repro STAGE`); all logic lives in src/bonito_repro/.
 #   snakemake --profile local    embedded default (config/local.yaml), 2-core CPU, no network
 #   snakemake --profile slurm    the paper's experiment (config.yaml) on a GPU cluster
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.20")
 
-# A profile or --configfile picks a standalone config; only without one is config.yaml read
-# (config files are deep-merged, so an overlay could never drop the paper's entries).
-if not workflow.overwrite_configfiles:
-
-    configfile: "config.yaml"
+# config.yaml is the base of every scale; a profile's or the command line's --configfile overlays
+# it (Snakemake merges them key by key). By absolute path, so that `-d DIR` runs find it too.
+configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
 report: "report/workflow.rst"

@@ -1,11 +1,15 @@
-"""Shared by the benchmarks: the local scale's SmolLM2 model directory."""
+"""Shared by the benchmarks: the local scale's config and its SmolLM2 model directory."""
 from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
+from bonito_repro.config import load_scale
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def local_config() -> dict:
+    return load_scale("local", REPO)
 
 
 def smollm2_dir(given: str | None, scratch: Path) -> Path:
@@ -17,5 +21,5 @@ def smollm2_dir(given: str | None, scratch: Path) -> Path:
         return local
     from bonito_repro.models import prepare_model
 
-    spec = yaml.safe_load((REPO / "config" / "local.yaml").read_text())["models"]["smollm2"]
+    spec = local_config()["models"]["smollm2"]
     return prepare_model(spec, scratch / "smollm2")

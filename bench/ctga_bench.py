@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import datasets
-import yaml
+from bonito_repro.config import load_scale
 
 from bonito_repro.ctga import build, render, tables
 from bonito_repro.sources import load_source
@@ -49,7 +49,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.disable(logging.WARNING)
     datasets.disable_progress_bars()
-    hp = yaml.safe_load((REPO / "config" / "local.yaml").read_text())["ctga"]
+    hp = load_scale("local", REPO)["ctga"]
 
     start = time.perf_counter()
     local = build.build(hp, num_proc=1)

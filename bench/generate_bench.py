@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from common import smollm2_dir
+from common import local_config, smollm2_dir
 
 # as the generate stage does (bonito_repro.generate.main): before torch loads
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -40,6 +40,15 @@ def passages(count: int) -> list[str]:
 
 
 
+def sampling(args):
+    """The local scale's sampling, with the benchmark's token count."""
+    from bonito_repro.backends import Sampling
+
+    generation = local_config()["generation"]
+    return Sampling(n=generation["n"], temperature=generation["temperature"], top_p=generation["top_p"],
+                    max_new_tokens=args.max_new_tokens)
+
+
 def timed(call) -> float:
     started = time.perf_counter()
     call()
@@ -49,12 +58,12 @@ def timed(call) -> float:
 def bench_transformers(model: Path, texts: list[str], args) -> dict:
     import torch
 
-    from bonito_repro.backends import Sampling, TransformersBackend
+    from bonito_repro.backends import TransformersBackend
     from bonito_repro.prompts import bonito_input
 
     torch.set_num_threads(args.threads)
     prompts = [bonito_input(t, "ynqa") for t in texts]
-    backend = TransformersBackend(model, None, Sampling(max_new_tokens=args.max_new_tokens),
+    backend = TransformersBackend(model, None, sampling(args),
                                   token_budget=args.token_budget, bf16=args.bf16)
     backend.generate(prompts[:1], [0])  # warm-up outside the clock
     batched = timed(lambda: backend.generate(prompts, [0] * len(prompts)))
@@ -64,11 +73,11 @@ def bench_transformers(model: Path, texts: list[str], args) -> dict:
 
 def bench_vllm(model: Path, texts: list[str], args) -> float:
     """Runs inside the vLLM environment: passages per second after start-up."""
-    from bonito_repro.backends import Sampling, VLLMBackend
+    from bonito_repro.backends import VLLMBackend
     from bonito_repro.prompts import bonito_input
 
     prompts = [bonito_input(t, "ynqa") for t in texts]
-    backend = VLLMBackend(model, None, Sampling(max_new_tokens=args.max_new_tokens),
+    backend = VLLMBackend(model, None, sampling(args),
                           max_model_len=2048, seed=42)
     backend.generate(prompts[:1], [0])
     try:

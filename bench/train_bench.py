@@ -33,8 +33,8 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does: no spinning on shared cores
 
-import yaml
-from common import smollm2_dir
+from bonito_repro.config import load_scale
+from common import local_config, smollm2_dir
 
 REPO = Path(__file__).resolve().parents[1]
 MISTRAL_7B_PARAMETERS = 7.24e9
@@ -50,12 +50,12 @@ def measure(base: Path, data: Path, params: dict, out: Path, threads: int) -> di
 
 
 def projection(args: argparse.Namespace) -> list[str]:
-    paper = yaml.safe_load((REPO / "config.yaml").read_text())
+    paper = load_scale("paper", REPO)
     tokens_per_second = args.gpu_tflops * 1e12 * args.mfu / (6 * MISTRAL_7B_PARAMETERS)
     lines = [f"assumed GPU throughput for a 7B Q-LoRA: {tokens_per_second:,.0f} tokens/s "
              f"({args.gpu_tflops:g} TFLOP/s peak x MFU {args.mfu:g} / (6 x {MISTRAL_7B_PARAMETERS:.3g} FLOPs a token))"]
     runs = {"bonito_training": 1,
-            "adaptation": len(paper["targets"]) * len(paper["sources"]) * len(paper["datasets"])}
+            "adaptation": len(paper["targets"]) * len(paper["run"]["sources"]) * len(paper["datasets"])}
     for section, jobs in runs.items():
         p = paper[section]
         batch = p["per_device_batch_size"] * p["grad_accumulation"] * p["processes"]
@@ -82,7 +82,7 @@ def main() -> None:
         raise SystemExit(f"{data} does not exist: build it first (snakemake --profile local {data})")
     logging.disable(logging.WARNING)
 
-    local = yaml.safe_load((REPO / "config" / "local.yaml").read_text())["bonito_training"]
+    local = local_config()["bonito_training"]
     params = dict(local, max_steps=args.steps, save_steps=args.steps, eval_steps=None, logging_steps=args.steps)
     with tempfile.TemporaryDirectory() as scratch:
         base = smollm2_dir(args.model, Path(scratch))

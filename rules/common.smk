@@ -10,9 +10,13 @@ import bonito_repro
 from bonito_repro.config import EVAL_DECODING_KEYS, ConfigError, TAPT, ZERO_SHOT, validate
 
 try:
-    validate(config)
+    resolved = validate(config)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
+# The rules read the resolved config: training sections merged over `training`, the dataset
+# files loaded, and only what `run` selects (bonito_repro.config.resolve).
+config.clear()
+config.update(resolved)
 
 R = "results"
 # the package's data files, by absolute path so that a run in another working directory finds them
@@ -21,7 +25,7 @@ MODELS = sorted(config["models"])
 TARGETS = sorted(config["targets"])
 DATASETS = sorted(config["datasets"])
 GENERATORS = sorted(config["generators"])
-SOURCES = list(config["sources"])
+SOURCES = list(config["run"]["sources"])
 
 # Under --sdm conda each rule's environment brings its own interpreter and finds this package
 # through PYTHONPATH; otherwise the configured interpreters (default: the one running snakemake).
@@ -181,7 +185,7 @@ def eval_outputs():
 def eval_params(generation):
     """Params of an evaluation rule: rank jobs get no decoding values (changing those reruns only
     the greedy-decoding jobs)."""
-    values = {**config["evaluation"], "seed": config["seed"]}
+    values = dict(config["evaluation"])
     if not generation:
         values = {k: v for k, v in values.items() if k not in EVAL_DECODING_KEYS}
     return dict(

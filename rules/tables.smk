@@ -15,7 +15,8 @@ rule main_table:
         [report(path, caption=f"../report/{os.path.basename(path)[:-4]}.rst", category="Main table")
          if path.endswith(".csv") else path for path in MAIN_TABLES],
     params:
-        hp=as_json({key: config[key] for key in ("scale", "models", "targets", "datasets", "sources", "tables")}),
+        hp=as_json({**{key: config[key] for key in ("scale", "run", "models", "targets", "tables")},
+                    "datasets": {d: {"title": spec["title"]} for d, spec in config["datasets"].items()}}),
         out_dir=lambda w, output: os.path.dirname(output[0]),
     log:
         f"{R}/logs/paper/main_table.log",

@@ -1,38 +1,115 @@
-"""The three configs validate; every kind of mistake stops with the key path named."""
+"""The base config and its scale overlays: each resolves and validates, each overlay holds only
+differences (and the README's table lists them all), and every kind of mistake stops with the
+file or key path named."""
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import yaml
 
-from bonito_repro.config import ConfigError, load_config, validate
+from bonito_repro.config import ConfigError, load_config, load_scale, merge, read_yaml, validate
 from conftest import REPO
 
-CONFIGS = ["config.yaml", "config/local.yaml", "config/smoke.yaml"]
+OVERLAYS = {"local": REPO / "config" / "local.yaml", "smoke": REPO / "config" / "smoke.yaml"}
 
 
 @pytest.fixture(scope="module")
-def paper() -> dict:
-    return load_config(REPO / "config.yaml")
+def base() -> dict:
+    return read_yaml(REPO / "config.yaml")
 
 
-@pytest.mark.parametrize("name", CONFIGS)
-def test_shipped_configs_are_valid(name):
-    config = load_config(REPO / name)
-    assert config["scale"] in name or (name == "config.yaml" and config["scale"] == "paper")
-
-
-def test_configs_share_the_same_sections():
-    sections = [set(yaml.safe_load((REPO / n).read_text())) - {"p3_training"} for n in CONFIGS]
-    assert sections[0] == sections[1] == sections[2]
+@pytest.mark.parametrize("scale", ["paper", "local", "smoke"])
+def test_every_scale_resolves(scale):
+    config = load_scale(scale, REPO)
+    assert config["scale"] == scale
+    assert list(config["targets"]) == config["run"]["targets"]
+    assert set(config["generators"]) == set(config["run"]["sources"]) - {"tapt"}
+    for section in ("bonito_training", "p3_training", "adaptation"):  # merged over `training`
+        assert config[section]["seed"] == config["training"]["seed"]
+    origin = "hub" if scale == "paper" else "embedded"
+    for dataset in config["datasets"].values():
+        assert set(dataset["unannotated"]) == set(dataset["test"]) == {origin}
+    assert {next(iter(spec)) for spec in config["ctga"]["sources"].values()} == {origin}
 
 
 def test_local_covers_all_seven_datasets_and_smoke_one_of_each_task_type():
-    local = load_config(REPO / "config/local.yaml")
-    smoke = load_config(REPO / "config/smoke.yaml")
-    assert len(local["datasets"]) == 7
+    local, smoke = load_scale("local", REPO), load_scale("smoke", REPO)
+    assert list(local["datasets"]) == load_scale("paper", REPO)["run"]["datasets"]
     assert sorted(d["task_type"] for d in smoke["datasets"].values()) == ["exqa", "nli", "ynqa"]
+    assert set(local["models"]) == {"smollm2"} and set(smoke["models"]) == {"tiny_mistral", "tiny_llama"}
+
+
+def leaves(tree: dict, prefix: str = "") -> dict[str, object]:
+    """Key path -> value of every leaf; a named collection entry (models.x, targets.x) is a leaf."""
+    out = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value and path.split(".")[0] not in ("models", "targets"):
+            out.update(leaves(value, f"{path}."))
+        else:
+            out[path] = value
+    return out
+
+
+@pytest.mark.parametrize("scale", list(OVERLAYS))
+def test_overlays_hold_only_differences(base, scale):
+    overlay = leaves(read_yaml(OVERLAYS[scale]))
+    flat = leaves(base)
+    same = [path for path, value in overlay.items() if path in flat and flat[path] == value]
+    assert not same, f"{scale} repeats the base's values of {same}"
+    assert len(OVERLAYS[scale].read_text().splitlines()) <= 110
+
+
+def readme_difference_keys() -> list[str]:
+    """The key paths in the first column of the README's table of scale differences."""
+    text = (REPO / "README.md").read_text()
+    table = text[text.index("| config key |"):]
+    table = table[:table.index("\n\n")]
+    keys = []
+    for row in table.splitlines()[2:]:
+        keys += re.findall(r"`([^`]+)`", row.split("|")[1])
+    return keys
+
+
+def test_readme_lists_exactly_the_keys_the_overlays_change():
+    listed = readme_difference_keys()
+    changed = {path for overlay in OVERLAYS.values() for path in leaves(read_yaml(overlay))}
+    covers = lambda key, path: path == key or path.startswith(key + ".")  # noqa: E731
+    unlisted = sorted(p for p in changed if not any(covers(k, p) for k in listed))
+    unused = sorted(k for k in listed if not any(covers(k, p) for p in changed))
+    assert not unlisted, f"README's scale table misses {unlisted}"
+    assert not unused, f"README's scale table lists keys no overlay changes: {unused}"
+
+
+def test_merge_is_snakemakes_rule():
+    merged = merge({"a": {"b": 1, "c": [1, 2]}, "d": 1}, {"a": {"c": [3]}, "e": 2})
+    assert merged == {"a": {"b": 1, "c": [3]}, "d": 1, "e": 2}
+
+
+def test_an_overlay_that_swaps_a_spec_kind_fails_naming_the_key(base):
+    overlay = {"models": {"mistral_7b": {"tiny": {"architecture": "mistral"}}}}
+    with pytest.raises(ConfigError, match=r"models\.mistral_7b"):
+        validate(merge(base, overlay))
+
+
+def test_unknown_key_in_an_overlay_names_its_path(tmp_path):
+    overlay = tmp_path / "mine.yaml"
+    overlay.write_text("generation: {temprature: 0.7}\n")
+    with pytest.raises(ConfigError, match=r"generation: Additional properties .*'temprature'"):
+        load_config(REPO / "config.yaml", overlay)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("", "expected a mapping at the top level, got NoneType"),
+    ("generation: {n: [}\n", "not valid YAML"),
+])
+def test_empty_or_broken_yaml_names_the_file(tmp_path, text, expected):
+    overlay = tmp_path / "broken.yaml"
+    overlay.write_text(text)
+    with pytest.raises(ConfigError, match=rf"broken\.yaml: {expected}"):
+        load_config(REPO / "config.yaml", overlay)
 
 
 def _error(config: dict) -> str:
@@ -45,20 +122,22 @@ def _error(config: dict) -> str:
     "edit, expected",
     [
         (lambda c: c["adaptation"].update(learning_rate="high"), "adaptation.learning_rate"),
+        (lambda c: c["training"].update(learning_rate="high"), "training.learning_rate"),
         (lambda c: c["generation"].update(temperature=-1), "generation.temperature"),
         (lambda c: c["bonito_training"]["lora"].update(r=0), "bonito_training.lora.r"),
         (lambda c: c["evaluation"].update(surprise=1), "evaluation: Additional properties"),
         (lambda c: c.update(unknown_section={}), "<root>: Additional properties"),
         (lambda c: c["targets"]["mistral_7b"].update(wrapper={"zero_shot": "chat", "adapted": "io"}),
          "targets.mistral_7b.wrapper.zero_shot"),
-        (lambda c: c["datasets"]["vitaminc"]["labels"]["map"].update(SUPPORTS="true"),
-         "datasets.vitaminc.labels.map.SUPPORTS"),
         (lambda c: c["resources"]["adapt"].pop("gpus"), "resources.adapt: 'gpus' is a required property"),
         (lambda c: c["models"]["mistral_7b"].update(tiny={}), "models.mistral_7b"),
+        (lambda c: c.update(data="ftp"), "data: 'ftp' is not one of"),
+        (lambda c: c["run"].update(datasets=[]), "run.datasets"),
+        (lambda c: c["training"].pop("seed"), "training: 'seed' is a required property"),
     ],
 )
-def test_schema_errors_name_the_key(paper, edit, expected):
-    config = copy.deepcopy(paper)
+def test_schema_errors_name_the_key(base, edit, expected):
+    config = copy.deepcopy(base)
     edit(config)
     assert expected in _error(config)
 
@@ -69,23 +148,65 @@ def test_schema_errors_name_the_key(paper, edit, expected):
         (lambda c: c["targets"]["mistral_7b"].update(model="gpt5"), "targets.mistral_7b.model: model 'gpt5'"),
         (lambda c: c["targets"]["llama2_7b_p3"].update(init_adapter={"model": "llama2_7b"}),
          "targets.llama2_7b_p3.init_adapter.model: 'llama2_7b' is not an adapter"),
-        (lambda c: c["targets"]["llama2_7b"].update(init_adapter={"train_on": "p3"}),
-         "targets.llama2_7b.init_adapter.train_on: p3 needs a p3_training section"),
         (lambda c: c["generators"]["bonito"].update(base="nope"), "generators.bonito.base: model 'nope'"),
-        (lambda c: c["datasets"]["pubmed_qa"].update(task_type="poetry"), "datasets.pubmed_qa.task_type"),
-        (lambda c: c.update(sources=["tapt", "zephyr"]), "sources[1]: 'zephyr'"),
+        (lambda c: c["run"].update(sources=["tapt", "zephyr"]), "run.sources: ['zephyr']"),
+        (lambda c: c["run"].update(targets=["mistral_7b", "gpt5"]), "run.targets: ['gpt5']"),
+        (lambda c: c["run"].update(datasets=["pubmed_qa", "poetry_qa"]),
+         "run.datasets: no dataset file"),
         (lambda c: c["models"]["mistral_7b_p3"].pop("base"), "models.mistral_7b_p3.base"),
         (lambda c: c["bonito_training"].update(processes=2),
          "bonito_training.processes: 2 training processes on resources.train_bonito.gpus = 4 GPUs"),
     ],
 )
-def test_reference_errors_name_the_key(paper, edit, expected):
-    config = copy.deepcopy(paper)
+def test_reference_errors_name_the_key(base, edit, expected):
+    config = copy.deepcopy(base)
     edit(config)
     assert expected in _error(config)
 
 
-def test_task_types_accept_codes_and_full_names(paper):
-    config = copy.deepcopy(paper)
-    config["datasets"]["pubmed_qa"]["task_type"] = "yes-no question answering"
-    validate(config)
+def test_unselected_entries_are_not_checked(base):
+    config = copy.deepcopy(base)
+    config["targets"]["unused"] = {"model": "gpt5", "wrapper": {"zero_shot": "plain", "adapted": "io"}}
+    assert "unused" not in validate(config)["targets"]
+
+
+def test_a_dataset_file_of_ones_own(base, tmp_path):
+    (tmp_path / "corpus.jsonl").write_text('{"input": "A passage."}\n')
+    own = tmp_path / "legal_qa.yaml"
+    own.write_text(yaml.safe_dump({"title": "LegalQA", "task_type": "yes-no question answering",
+                                   "unannotated": {"files": "corpus.jsonl"},
+                                   "test": {"files": ["test.jsonl"]},
+                                   "labels": {"field": "answer", "map": {"Y": "yes", "N": "no"}}}))
+    config = copy.deepcopy(base)
+    config["run"]["datasets"] = ["pubmed_qa", str(own)]
+    resolved = validate(config)["datasets"]
+    assert list(resolved) == ["pubmed_qa", "legal_qa"]
+    assert resolved["legal_qa"]["unannotated"] == {"files": str(tmp_path / "corpus.jsonl")}
+    assert resolved["legal_qa"]["test"] == {"files": [str(tmp_path / "test.jsonl")]}
+    assert resolved["pubmed_qa"]["unannotated"]["hub"]["config"] == "unannotated_pubmed_qa"
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"task_type": "poetry"}, "legal_qa.yaml: task_type: unknown task type 'poetry'"),
+    ({"labels": {"field": "answer", "map": {"Y": "true"}}}, "legal_qa.yaml: labels.map"),
+    ({"unannotated": {"hub": {"id": "me/corpus"}}}, "legal_qa.yaml: unannotated: no 'embedded' source"),
+    ({"title": None}, "legal_qa.yaml: title: None is not of type 'string'"),
+])
+def test_dataset_file_errors_name_the_file(base, tmp_path, change, expected):
+    own = tmp_path / "legal_qa.yaml"
+    spec = {"title": "LegalQA", "task_type": "ynqa", "unannotated": {"files": "c.jsonl"},
+            "test": {"files": "t.jsonl"}, "labels": {"field": "answer", "map": {"Y": "yes", "N": "no"}}}
+    own.write_text(yaml.safe_dump({**spec, **change}))
+    config = copy.deepcopy(base)
+    config.update(data="embedded")
+    config["run"]["datasets"] = [str(own)]
+    assert expected in _error(config)
+
+
+def test_task_types_accept_codes_and_full_names(base, tmp_path):
+    own = tmp_path / "mine.yaml"
+    own.write_text(yaml.safe_dump({"title": "Mine", "task_type": "yes-no question answering",
+                                   "unannotated": {"files": "c.jsonl"}, "test": {"files": "t.jsonl"}}))
+    config = copy.deepcopy(base)
+    config["run"]["datasets"] = [str(own)]
+    assert validate(config)["datasets"]["mine"]["task_type"] == "yes-no question answering"

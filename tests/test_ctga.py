@@ -5,9 +5,9 @@ from pathlib import Path
 import datasets
 import pandas as pd
 import pytest
-import yaml
 
 from bonito_repro.ctga import build, published, render, tables, templates
+from bonito_repro.config import load_scale
 from bonito_repro.ctga.cli import main
 from bonito_repro.prompts import CONTEXT_PLACEHOLDER, bonito_input, parse_bonito_output
 from bonito_repro.sources import load_source
@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def local_ctga() -> dict:
-    return yaml.safe_load((REPO / "config" / "local.yaml").read_text())["ctga"]
+    return load_scale("local", REPO)["ctga"]
 
 
 def metas_of(source: str) -> dict[str, templates.MetaTemplate]:
@@ -262,5 +262,5 @@ def test_cli_errors_name_the_config_key(tmp_path):
         main(cli_args(tmp_path, hp))
     with pytest.raises(SystemExit, match=r"ctga.validation_size"):
         main(cli_args(tmp_path, {**local_ctga(), "validation_size": 10_000}))
-    with pytest.raises(SystemExit, match=r"ctga.seed"):
+    with pytest.raises(SystemExit, match=r"ctga: 'seed' is a required property"):
         main(cli_args(tmp_path, {k: v for k, v in local_ctga().items() if k != "seed"}))

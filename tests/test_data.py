@@ -11,13 +11,13 @@ import pandas as pd
 import pytest
 
 from bonito_repro import target_data as data
-from bonito_repro.config import load_config
+from bonito_repro.config import load_scale
 from bonito_repro.schemas import (TEST_SCHEMAS, SchemaError, canonical_label, type_problem,
                                   validate_rows)
 from bonito_repro.sources import embedded_path, load_source
 
 REPO = Path(__file__).resolve().parents[1]
-LOCAL = load_config(REPO / "config" / "local.yaml")
+LOCAL = load_scale("local", REPO)
 DATASETS = sorted(LOCAL["datasets"])
 SQUAD = [d for d in DATASETS if d.startswith("squadshifts_")]
 LABELS = {d: LOCAL["datasets"][d].get("labels") for d in DATASETS}

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from bonito_repro.config import load_scale
 from bonito_repro.formats import FORMATS, alpaca, chatml, llama2, vicuna
 from bonito_repro.funnel import REASONS, NgramIndex, probe_texts
 from bonito_repro.generate import (
@@ -26,6 +27,11 @@ VLLM_PY = REPO / ".venv-vllm" / "bin" / "python"
 PASSAGES = ["The heart pumps blood through the body.", "Rain falls when clouds get heavy.",
             "Bees make honey from flowers."]
 QUESTION = "{{context}}\nIs this true?"
+
+
+def generation(**changes) -> dict:
+    """The paper's generation section with a test's changes (stages have no defaults in code)."""
+    return {**load_scale("paper", REPO)["generation"], **changes}
 
 
 class Scripted:
@@ -73,7 +79,7 @@ TEXTS = list(CRAFTED) + [DUPLICATE]  # the last passage repeats the fifth: an ex
 
 
 def test_funnel_on_crafted_outputs(embed):
-    result = run_generation(TEXTS, "exqa", backend=Scripted(CRAFTED), test_rows=TEST_ROWS, embed=embed)
+    result = run_generation(TEXTS, "exqa", generation(), backend=Scripted(CRAFTED), test_rows=TEST_ROWS, embed=embed)
     reasons = list(result.records["reason"])
     assert reasons == ["unparsable", "unparsable", "empty", "empty", "clean", "clean", "contaminated",
                        "clean", "exact_duplicate"]
@@ -91,7 +97,7 @@ def test_funnel_on_crafted_outputs(embed):
 
 
 def test_filters_remove_only_when_configured(embed):
-    params = {"filters": {"exact_duplicates": True, "near_duplicates": True, "contaminated": True}}
+    params = generation(filters={"exact_duplicates": True, "near_duplicates": True, "contaminated": True})
     result = run_generation(TEXTS, "exqa", params, backend=Scripted(CRAFTED), test_rows=TEST_ROWS, embed=embed)
     assert result.summary["removed"] == {"unparsable": 2, "empty": 2, "exact_duplicate": 1, "near_duplicate": 0,
                                          "contaminated": 1}
@@ -103,7 +109,7 @@ def test_near_duplicate_is_a_paraphrase_on_the_same_passage(embed):
     text = "The war ended in 1945 after six years."
     two_samples = {text: ["{{context}}\nWhat year did the war end?\n<|pipe|>\n1945",
                           "{{context}}\nIn which year did the war end?\n<|pipe|>\n1945"]}
-    result = run_generation([text], "exqa", {"n": 2}, backend=Scripted(two_samples), embed=embed)
+    result = run_generation([text], "exqa", generation(n=2), backend=Scripted(two_samples), embed=embed)
     assert result.records["reason"].tolist() == ["clean", "near_duplicate"]
     assert result.records["sample"].tolist() == [0, 1] and len(result.rows) == 2
 
@@ -145,7 +151,7 @@ RESUME = {f"Passage {i} tells a story about the number {i}.": [f"{{{{context}}}}
 
 def test_killed_job_resumes_without_duplicated_or_lost_rows(tmp_path, embed):
     texts = list(RESUME)
-    params = {"shard_size": 2}
+    params = generation(shard_size=2)
     reference = run_generation(texts, "exqa", params, backend=Scripted(RESUME), embed=embed).rows
     shards = tmp_path / "shards"
     with pytest.raises(RuntimeError, match="backend died"):
@@ -170,7 +176,7 @@ def test_killed_job_resumes_without_duplicated_or_lost_rows(tmp_path, embed):
 def test_failed_call_is_never_recorded(tmp_path, embed):
     shards = tmp_path / "shards"
     with pytest.raises(RuntimeError, match="nothing recorded"):
-        run_generation(list(RESUME), "exqa", {"shard_size": 3}, backend=Scripted(RESUME, short=True),
+        run_generation(list(RESUME), "exqa", generation(shard_size=3), backend=Scripted(RESUME, short=True),
                        shards_dir=shards, embed=embed)
     assert not list(shards.glob("*.parquet"))
 
@@ -178,9 +184,9 @@ def test_failed_call_is_never_recorded(tmp_path, embed):
 def test_changed_sampling_does_not_reuse_shards(tmp_path, embed):
     shards = tmp_path / "shards"
     first = Scripted(RESUME)
-    run_generation(list(RESUME), "exqa", {"shard_size": 4}, backend=first, shards_dir=shards, embed=embed)
+    run_generation(list(RESUME), "exqa", generation(shard_size=4), backend=first, shards_dir=shards, embed=embed)
     changed = Scripted(RESUME)
-    run_generation(list(RESUME), "exqa", {"shard_size": 4, "temperature": 0.7}, backend=changed,
+    run_generation(list(RESUME), "exqa", generation(shard_size=4, temperature=0.7), backend=changed,
                    shards_dir=shards, embed=embed)
     assert first.calls == changed.calls == 2
 
@@ -243,12 +249,14 @@ def tiny_generator(tiny_model_dir, tmp_path_factory):
 
 def test_generate_tasks_with_the_tiny_generator(tiny_generator, embed):
     model, adapter = tiny_generator
-    rows = generate_tasks(PASSAGES, "ynqa", model_dir=model, n=2, max_new_tokens=32)
+    rows = generate_tasks(PASSAGES, "ynqa", generation(backend="transformers", bf16=False, n=2, max_new_tokens=32),
+                          model_dir=model)
     assert [r["context_id"] for r in rows] == [0, 0, 1, 1, 2, 2]
     assert {r["output"] for r in rows} == {"yes"}
     assert rows[2]["input"] == f"{PASSAGES[1]}\nIs this true?"
-    adapted = generate_tasks(PASSAGES, "yes-no question answering", model_dir=model, adapter_dir=adapter,
-                             max_new_tokens=32)
+    adapted = generate_tasks(PASSAGES, "yes-no question answering",
+                             generation(backend="transformers", bf16=False, max_new_tokens=32),
+                             model_dir=model, adapter_dir=adapter)
     assert [(r["context_id"], r["output"]) for r in adapted] == [(0, "no"), (1, "no"), (2, "no")]
 
 
@@ -272,7 +280,7 @@ def _cli(tmp_path, passages, test, model, params, extra=(), shards=None):
 def test_cli_writes_rows_funnel_plot_and_formats(tiny_generator, tmp_path, embed):
     model, adapter = tiny_generator
     passages, test = _inputs(tmp_path)
-    params = {"n": 2, "max_new_tokens": 32, "shard_size": 2}
+    params = generation(backend="transformers", bf16=False, n=2, max_new_tokens=32, shard_size=2)
     out, args = _cli(tmp_path, passages, test, model, params, ["--adapter", str(adapter), "--threads", "1"])
     assert main(args) == 0
     rows = pd.read_parquet(out / "pubmed_qa.parquet")
@@ -308,12 +316,23 @@ def test_cli_published_source(tmp_path, embed):
                   "output": ["yes", "no", ""]}).to_parquet(published)
     _, test = _inputs(tmp_path)
     out = tmp_path / "out"
-    assert main(["--dataset", "pubmed_qa", "--task-type", "ynqa", "--test", str(test), "--params", "{}",
-                 "--published", json.dumps({"files": str(published)}), "--out", str(out / "p.parquet"),
+    assert main(["--dataset", "pubmed_qa", "--task-type", "ynqa", "--test", str(test),
+                 "--params", json.dumps(generation()), "--published", json.dumps({"files": str(published)}), "--out", str(out / "p.parquet"),
                  "--manifest", str(out / "p.json")]) == 0
     rows = pd.read_parquet(out / "p.parquet")
     assert rows["output"].tolist() == ["yes", "no"] and rows["context_id"].isna().all()
     assert json.loads((out / "p.json").read_text())["drops"] == {"empty": 1}
+
+
+def test_cli_names_a_missing_or_bad_generation_key(tmp_path):
+    passages, test = _inputs(tmp_path)
+    params = generation(temperature="hot")
+    del params["top_p"]
+    _, args = _cli(tmp_path, passages, test, tmp_path, params)
+    with pytest.raises(SystemExit, match=r"generation: 'top_p' is a required property"):
+        main(args)
+    with pytest.raises(SystemExit, match=r"generation\.temperature: 'hot' is not of type"):
+        main(args)
 
 
 def test_formats_follow_bagel():
@@ -382,7 +401,7 @@ def test_vllm_seeded_sampling_survives_a_chunked_prefill(tiny_generator, tmp_pat
     script = ("import json, sys\n"
               "from bonito_repro.backends import Sampling, VLLMBackend\n"
               "prompts = json.load(open(sys.argv[3]))\n"
-              "backend = VLLMBackend(sys.argv[1], sys.argv[2], Sampling(max_new_tokens=4), max_model_len=1024, seed=42)\n"
+              "backend = VLLMBackend(sys.argv[1], sys.argv[2], Sampling(n=1, temperature=0.5, top_p=0.95, max_new_tokens=4), max_model_len=1024, seed=42)\n"
               "try:\n"
               "    print(json.dumps([len(o) for o in backend.generate(prompts, list(range(len(prompts))))]))\n"
               "finally:\n"

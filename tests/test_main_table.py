@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bonito_repro.config import load_config
+from bonito_repro.config import load_scale
 from bonito_repro.main_table import deltas, published_comparison, score_grid, write_tables
 from conftest import REPO
 
@@ -18,7 +18,7 @@ BONUS = {"zero_shot": 0.0, "tapt": -1.0, "bonito": 20.0}
 
 def scores_for(config: dict) -> pd.DataFrame:
     rows = []
-    for target, source, dataset in itertools.product(config["targets"], ["zero_shot", *config["sources"]],
+    for target, source, dataset in itertools.product(config["targets"], ["zero_shot", *config["run"]["sources"]],
                                                      config["datasets"]):
         base = PUBLISHED_ZERO_SHOT.get(dataset, 30.0) if target == "mistral_7b" else 30.0
         rows.append({"target": target, "source": source, "dataset": dataset, "f1": base + BONUS[source]})
@@ -27,7 +27,7 @@ def scores_for(config: dict) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def paper():
-    return load_config(REPO / "config.yaml")
+    return load_scale("paper", REPO)
 
 
 def test_grid_layout_and_average(paper):
@@ -64,7 +64,7 @@ def test_missing_cell_is_an_error(paper):
 
 
 def test_files_and_demo_label(tmp_path):
-    local = load_config(REPO / "config/local.yaml")
+    local = load_scale("local", REPO)
     outputs = write_tables(scores_for(local), local, tmp_path)
     assert {p.name for p in outputs.values()} >= {"main_table.csv", "main_table.md", "main_table.tex"}
     markdown = (tmp_path / "main_table.md").read_text()

@@ -15,10 +15,10 @@ import bitsandbytes as bnb
 import pandas as pd
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
+from bonito_repro.config import load_scale
 from bonito_repro.models import load_tokenizer
 from bonito_repro.prompts import bonito_input, bonito_output, wrap
 from bonito_repro.train import TrainError, TrainJob, run
@@ -29,7 +29,7 @@ from bonito_repro.train.engine import training_arguments
 from bonito_repro.train.model import load_trainable_model, lora_config
 
 REPO = Path(__file__).resolve().parents[1]
-PAPER = yaml.safe_load((REPO / "config.yaml").read_text())
+PAPER = load_scale("paper", REPO)
 # tiny-model values: a few quick steps, everything else as the config schema wants it
 PARAMS = {"quantization": "nf4", "lora": {"r": 8, "alpha": 16, "dropout": 0.0}, "learning_rate": 1e-3,
           "lr_scheduler": "linear", "warmup_ratio": 0.0, "weight_decay": 0.0, "max_grad_norm": 0.3,

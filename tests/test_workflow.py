@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from bonito_repro.config import load_scale
 from conftest import REPO
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -56,9 +57,9 @@ def paper_dry_run() -> list[dict]:
 
 
 def test_paper_dag_has_the_full_grid(paper_dry_run):
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config = load_scale("paper", REPO)
     counts = Counter(job["rule"] for job in paper_dry_run)
-    targets, datasets, sources = len(config["targets"]), len(config["datasets"]), len(config["sources"])
+    targets, datasets, sources = len(config["targets"]), len(config["datasets"]), len(config["run"]["sources"])
     assert counts["evaluate"] + counts["evaluate_generation"] == targets * datasets * (1 + sources)
     assert counts["adapt"] == targets * datasets * sources
     assert counts["generate"] == len(config["generators"]) * datasets
@@ -67,7 +68,7 @@ def test_paper_dag_has_the_full_grid(paper_dry_run):
 
 
 def test_paper_gpu_resources_come_from_config(paper_dry_run):
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config = load_scale("paper", REPO)
     for job in paper_dry_run:
         gpus = int(job["resources"].get("gpu", 0))
         if job["rule"] in GPU_RULES:
@@ -91,10 +92,10 @@ def smoke_run(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_smoke_dag_runs_to_the_main_table(smoke_run):
-    config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
+    config = load_scale("smoke", REPO)
     results = smoke_run / "results"
     table = pd.read_csv(results / "paper" / "main_table.csv")
-    assert len(table) == len(config["targets"]) * (1 + len(config["sources"]))
+    assert len(table) == len(config["targets"]) * (1 + len(config["run"]["sources"]))
     scores = table.drop(columns=["group", "model", "adaptation"])  # a column per dataset, and the average
     assert len(scores.columns) == len(config["datasets"]) + 1 and scores.notna().all().all(), table
     for dataset in config["datasets"]:  # the smoke generator learnt the format: every dataset has tasks
@@ -135,7 +136,7 @@ TABLES = {"eval_table", "main_table"}
     (lambda c: c["evaluation"].update(max_new_tokens=7), {"evaluate_generation"}, {"evaluate_generation"} | TABLES),
     (lambda c: c["evaluation"].update(max_examples=5), EVALUATION, EVALUATION | TABLES),
     (lambda c: c["adaptation"].update(learning_rate=0.123), {"adapt"}, {"adapt"} | EVALUATION | TABLES),
-    (lambda c: c["tables"].update(decimals=2), {"main_table"}, {"main_table"}),
+    (lambda c: c.setdefault("tables", {}).update(decimals=2), {"main_table"}, {"main_table"}),
 ])
 def test_a_config_edit_reruns_only_what_it_affects(smoke_run, tmp_path, edit, must, may):
     rerun = rerun_after(smoke_run, tmp_path, edit)

@@ -28,12 +28,12 @@ BACKENDS = ("transformers", "vllm")
 
 @dataclass(frozen=True)
 class Sampling:
-    """The documented Bonito sampling (PAPER_FACTS decision 1)."""
+    """How a backend samples: the config's `generation` values (or greedy decoding for evaluation)."""
 
-    n: int = 1
-    temperature: float = 0.5
-    top_p: float = 0.95
-    max_new_tokens: int = 256
+    n: int
+    temperature: float
+    top_p: float
+    max_new_tokens: int
 
 
 class Backend(Protocol):
@@ -191,7 +191,7 @@ def greedy_texts(backend_name: str, model_dir: str | Path, adapter_dir: str | Pa
                  max_model_len: int, bf16: bool, seed: int) -> list[str]:
     """One stripped greedy completion per prompt (token ids, BOS included), in prompt order:
     the extractive-QA answers of evaluation (PAPER_FACTS section 3b)."""
-    backend = make_backend(backend_name, model_dir, adapter_dir, Sampling(n=1, temperature=0.0,
+    backend = make_backend(backend_name, model_dir, adapter_dir, Sampling(n=1, temperature=0.0, top_p=1.0,
                                                                           max_new_tokens=max_new_tokens),
                            token_budget=token_budget, max_model_len=max_model_len, seed=seed, bf16=bf16,
                            progress="greedy decoding")

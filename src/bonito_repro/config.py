@@ -1,21 +1,36 @@
-"""Load and validate a workflow config: the JSON schema first, then cross-references.
+"""Load, validate and resolve a workflow config.
 
-Every error names the key path (``targets.smollm2_p3.init_adapter.model``) so that a bad config
-stops the run before any job starts.
+config.yaml is the paper's experiment and the base of every scale; an overlay (config/local.yaml,
+config/smoke.yaml, a user's file) holds only what differs and is merged on top key by key, as
+Snakemake merges ``--configfile`` files. Then:
+
+1. ``validate_schema``: the merged config against config/schema.yaml;
+2. ``resolve``: the config the rules read: each training section merged over ``training``, the
+   selected dataset files loaded with the sources ``data`` picks, the ctga sources likewise, and
+   the collections cut down to what ``run`` selects;
+3. ``check_references``: names one section uses must be declared in another.
+
+Every error names the file or the key path (``targets.smollm2_p3.init_adapter.model``), so a bad
+config stops the run before any job starts. Stage CLIs check their ``--params`` against the same
+schema (``check_params``): no hyperparameter has a default in code.
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import jsonschema
 import yaml
 
 from .tasks import TASK_TYPES, task_type_name
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "config" / "schema.yaml"
+PACKAGE_DATA = Path(__file__).parent / "data"
+SCHEMA_PATH = PACKAGE_DATA / "config_schema.yaml"   # config/schema.yaml links here
+DATASETS_DIR = PACKAGE_DATA / "datasets"
 ZERO_SHOT = "zero_shot"
 TAPT = "tapt"
+TRAINING_SECTIONS = ("bonito_training", "p3_training", "adaptation")
 # evaluation keys that only greedy decoding (extractive QA) reads: rank jobs do not get them, so
 # changing them reruns no rank classification
 EVAL_DECODING_KEYS = ("generation_backend", "max_new_tokens")
@@ -36,21 +51,150 @@ def load_schema(path: Path = SCHEMA_PATH) -> dict:
         return yaml.safe_load(f)
 
 
+def _schema_errors(instance: Any, schema: dict, prefix: str = "") -> list[str]:
+    """Every violation as "<prefix><key path>: <message>" (the prefix alone at the root)."""
+    validator = jsonschema.Draft202012Validator(schema)
+    lines = []
+    for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path))):
+        best = jsonschema.exceptions.best_match([error])  # a oneOf failure hides the useful message
+        parts = list(best.absolute_path)
+        where = prefix + _path(parts) if parts else prefix.rstrip(".: ") or "<root>"
+        lines.append(f"{where}: {best.message}")
+    return lines
+
+
+def _raise(problems: list[str], what: str = "invalid config") -> None:
+    if problems:
+        raise ConfigError(f"{what}:\n  " + "\n  ".join(problems))
+
+
 def validate_schema(config: dict, schema: dict | None = None) -> None:
     """Raise ConfigError listing every schema violation, each with its key path."""
-    validator = jsonschema.Draft202012Validator(schema or load_schema())
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        lines = []
-        for error in errors:
-            # a oneOf failure hides the useful message in its sub-errors
-            best = jsonschema.exceptions.best_match([error])
-            lines.append(f"{_path(best.absolute_path)}: {best.message}")
-        raise ConfigError("invalid config:\n  " + "\n  ".join(lines))
+    _raise(_schema_errors(config, schema or load_schema()))
+
+
+def _definition(name: str, schema: dict | None = None) -> dict:
+    """A sub-schema of config/schema.yaml, resolvable on its own (it keeps the shared $defs)."""
+    schema = schema or load_schema()
+    return {**schema["$defs"][name], "$defs": schema["$defs"]} if name in schema["$defs"] else \
+        {**schema["properties"][name], "$defs": schema["$defs"]}
+
+
+def merge(base: dict, overlay: dict) -> dict:
+    """``overlay`` over ``base``, key by key (Snakemake's rule for config files): mappings merge,
+    any other value replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping, or a ConfigError naming the file (and the line of a syntax error)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = yaml.safe_load(f)
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(value).__name__}")
+    return value
+
+
+def dataset_file(entry: str) -> tuple[str, Path]:
+    """The name and file of a ``run.datasets`` entry: a name shipped in the package, or a path."""
+    if entry.endswith((".yaml", ".yml")):
+        return Path(entry).stem, Path(entry)
+    return entry, DATASETS_DIR / f"{entry}.yaml"
+
+
+def shipped_datasets() -> list[str]:
+    return sorted(p.stem for p in DATASETS_DIR.glob("*.yaml"))
+
+
+def _pick_source(spec: dict, data: str, where: str, base_dir: Path) -> dict:
+    """One source of a dataset file's two or three: the user's `files` wins, else `data`'s."""
+    if "files" in spec:
+        files = spec["files"]
+        rebase = lambda p: str(p if Path(p).is_absolute() else Path(base_dir, p))  # noqa: E731
+        return {"files": rebase(files) if isinstance(files, str) else [rebase(p) for p in files]}
+    if data not in spec:
+        raise ConfigError(f"{where}: no {data!r} source (config `data: {data}`); it has {sorted(spec)}")
+    return {data: spec[data]}
+
+
+def load_dataset_file(entry: str, data: str) -> tuple[str, dict]:
+    """A dataset's resolved entry: its file validated, with the sources ``data`` picks."""
+    name, path = dataset_file(entry)
+    if not path.exists():
+        known = f"; shipped: {shipped_datasets()}" if path.parent == DATASETS_DIR else ""
+        raise ConfigError(f"run.datasets: no dataset file {str(path)!r} for {entry!r}{known}")
+    spec = read_yaml(path)
+    _raise(_schema_errors(spec, _definition("dataset_file"), prefix=f"{path}: "), "invalid dataset file")
+    resolved = dict(spec)
+    for kind in ("unannotated", "test"):
+        resolved[kind] = _pick_source(spec[kind], data, f"{path}: {kind}", path.parent)
+    resolved["file"] = str(path)
+    return name, resolved
+
+
+def resolve(config: dict) -> dict:
+    """The config the rules read (see the module docstring); ``config`` is left as it is."""
+    resolved = copy.deepcopy(config)
+    training = _definition("training")
+    for section in TRAINING_SECTIONS:
+        resolved[section] = merge(config["training"], config[section])
+        schema = training
+        if section == "adaptation":
+            schema = {**training, "required": [*training["required"], "tapt_block_size"]}
+        _raise(_schema_errors(resolved[section], schema, prefix=f"{section}."))
+    datasets = {}
+    for entry in config["run"]["datasets"]:
+        name, spec = load_dataset_file(entry, config["data"])
+        if name in datasets:
+            raise ConfigError(f"run.datasets: two entries are named {name!r}")
+        datasets[name] = spec
+    resolved["datasets"] = datasets
+    resolved["ctga"]["sources"] = {
+        name: spec if "files" in spec else {"embedded": name} if config["data"] == "embedded" else spec
+        for name, spec in config["ctga"]["sources"].items()}
+    _select(resolved)
+    return resolved
+
+
+def _select(resolved: dict) -> None:
+    """Keep the targets ``run`` selects, the generators its sources name and the models these
+    use, so that the DAG and its wildcards see nothing else."""
+    run = resolved["run"]
+    unknown = [t for t in run["targets"] if t not in resolved["targets"]]
+    if unknown:
+        raise ConfigError(f"run.targets: {unknown} not declared under targets "
+                          f"(known: {sorted(resolved['targets'])})")
+    unknown = [s for s in run["sources"] if s != TAPT and s not in resolved["generators"]]
+    if unknown:
+        raise ConfigError(f"run.sources: {unknown} are neither 'tapt' nor declared generators "
+                          f"(known: {sorted(resolved['generators'])})")
+    resolved["targets"] = {t: resolved["targets"][t] for t in run["targets"]}
+    resolved["generators"] = {g: resolved["generators"][g] for g in run["sources"] if g != TAPT}
+    used = set()
+    for target in resolved["targets"].values():
+        used.add(target["model"])
+        used.add(target.get("init_adapter", {}).get("model"))
+    for generator in resolved["generators"].values():
+        used.update((generator.get("base"), generator.get("model")))
+    for name in list(used):  # an adapter's base comes with it
+        used.add(resolved["models"].get(name, {}).get("base"))
+    resolved["models"] = {m: spec for m, spec in resolved["models"].items() if m in used}
 
 
 def check_references(config: dict) -> None:
-    """Names used in one section must be declared in another; raise ConfigError naming the key."""
+    """Names used in one section must be declared in another; raise ConfigError naming the key.
+    ``config`` is resolved (``resolve``), so only what runs is checked."""
     problems: list[str] = []
     models, targets, generators = config["models"], config["targets"], config["generators"]
 
@@ -70,8 +214,6 @@ def check_references(config: dict) -> None:
             need("model", init["model"], models, f"targets.{name}.init_adapter.model")
             if init["model"] in models and not models[init["model"]].get("adapter"):
                 problems.append(f"targets.{name}.init_adapter.model: {init['model']!r} is not an adapter")
-        if init.get("train_on") == "p3" and "p3_training" not in config:
-            problems.append(f"targets.{name}.init_adapter.train_on: p3 needs a p3_training section")
     for name, generator in generators.items():
         for key in ("base", "model"):
             if key in generator:
@@ -80,38 +222,53 @@ def check_references(config: dict) -> None:
         try:
             task_type_name(dataset["task_type"])
         except ValueError as error:
-            problems.append(f"datasets.{name}.task_type: {error}")
-    for i, source in enumerate(config["sources"]):
-        if source != TAPT and source not in generators:
-            problems.append(f"sources[{i}]: {source!r} is neither 'tapt' nor a declared generator "
-                            f"(known: {sorted(generators)})")
+            problems.append(f"{dataset['file']}: task_type: {error}")
     for section, stage in TRAINING_RESOURCES.items():
-        gpus = config.get("resources", {}).get(stage, {}).get("gpus", 0)
-        processes = config.get(section, {}).get("processes", gpus)
+        gpus = config["resources"].get(stage, {}).get("gpus", 0)
+        processes = config[section]["processes"]
         if gpus and processes != gpus:  # one process per GPU: fewer idles GPUs, more oversubscribes them
             problems.append(f"{section}.processes: {processes} training processes on resources.{stage}.gpus "
                             f"= {gpus} GPUs; use one process per GPU")
-    reserved = {ZERO_SHOT, TAPT} & set(generators)
+    reserved = {ZERO_SHOT, TAPT} & set(config["generators"])
     if reserved:
         problems.append(f"generators: {sorted(reserved)} are reserved source names")
-    if problems:
-        raise ConfigError("invalid config:\n  " + "\n  ".join(problems))
+    _raise(problems)
 
 
 def validate(config: dict) -> dict:
+    """The resolved config of a merged one, or a ConfigError naming every problem found."""
     validate_schema(config)
-    check_references(config)
-    return config
+    resolved = resolve(config)
+    check_references(resolved)
+    return resolved
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
-    with open(path) as f:
-        config = yaml.safe_load(f)
-    if not isinstance(config, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return validate(config)
+def load_config(*paths: str | Path) -> dict[str, Any]:
+    """The resolved config of ``paths`` merged in order (the base config.yaml first)."""
+    merged: dict = {}
+    for path in paths:
+        merged = merge(merged, read_yaml(path))
+    return validate(merged)
 
 
-__all__ = ["ConfigError", "load_config", "validate", "validate_schema", "check_references",
-           "TASK_TYPES", "ZERO_SHOT", "TAPT",
-           "EVAL_DECODING_KEYS"]
+def load_scale(scale: str, root: str | Path) -> dict[str, Any]:
+    """The resolved config of a shipped scale in checkout ``root``: config.yaml, with
+    config/SCALE.yaml on top unless the scale is the paper's."""
+    root = Path(root)
+    return load_config(root / "config.yaml", *([] if scale == "paper" else [root / "config" / f"{scale}.yaml"]))
+
+
+def check_params(params: dict, section: str, omit: Iterable[str] = (), require: Iterable[str] = (),
+                 flag: str = "--params") -> dict:
+    """A stage's ``--params`` against the schema of the config section they come from: every key
+    the stage reads is there and of its type (``omit``: required keys a job of this kind does not
+    get; ``require``: optional ones it needs). Raises ConfigError naming the keys."""
+    schema = _definition(section)
+    required = [k for k in schema.get("required", []) if k not in set(omit)] + list(require)
+    schema = {**schema, "required": required}
+    _raise(_schema_errors(params, schema, prefix=f"{section}."), f"invalid {flag} (the config's {section} section)")
+    return params
+
+
+__all__ = ["ConfigError", "load_config", "validate", "validate_schema", "resolve", "check_references",
+           "check_params", "merge", "load_scale", "TASK_TYPES", "ZERO_SHOT", "TAPT", "EVAL_DECODING_KEYS"]

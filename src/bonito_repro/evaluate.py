@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from . import metrics
+from . import config
 from .config import EVAL_DECODING_KEYS, ZERO_SHOT
 from .eval_templates import EvalTemplate, TemplateError, load_templates, render_all
 from .io import Manifest, parse_params, seeded_subset, set_threads, setup_logging, write_json, write_parquet
@@ -36,7 +37,6 @@ log = logging.getLogger(__name__)
 
 RANK_TASK_TYPES = ("ynqa", "nli")
 GENERATION_TASK_TYPES = ("exqa",)
-PARAM_KEYS = ("max_examples", "max_length", "batch_tokens", "bf16", "bootstrap", "seed")
 
 
 class EvaluationError(ValueError):
@@ -189,11 +189,10 @@ def check_params(params: dict, task_type: str) -> dict:
         generation = task_type_code(task_type) in GENERATION_TASK_TYPES
     except ValueError:  # run() names the bad task type
         generation = False
-    needed = PARAM_KEYS + (EVAL_DECODING_KEYS if generation else ())
-    missing = [k for k in needed if k not in params]
-    if missing:
-        raise EvaluationError(f"--params lacks evaluation key(s) {missing}")
-    return params
+    try:
+        return config.check_params(params, "evaluation", omit=() if generation else EVAL_DECODING_KEYS)
+    except config.ConfigError as error:
+        raise EvaluationError(str(error)) from None
 
 
 def run(args: argparse.Namespace, params: dict, manifest: Manifest) -> tuple[dict, pd.DataFrame]:

@@ -29,18 +29,13 @@ from tqdm import tqdm
 
 from .backends import Backend, Sampling, make_backend
 from .funnel import funnel_counts, plot_funnel, probe_texts, run_funnel
+from .config import ConfigError, check_params
 from .io import Manifest, parse_params, seeded_subset, set_threads, setup_logging, write_parquet
 from .prompts import bonito_input
 from .tasks import task_type_name
 
 log = logging.getLogger(__name__)
 
-DEFAULTS = {
-    "backend": "transformers", "n": 1, "temperature": 0.5, "top_p": 0.95, "max_new_tokens": 256,
-    "seed": 42, "shard_size": 20000, "max_passages": None, "token_budget": 32768, "bf16": False,
-    "filters": {"exact_duplicates": False, "near_duplicates": False, "contaminated": False},
-    "near_duplicate_cosine": 0.95, "contamination": {"ngram": 13, "cosine": 0.9},
-}
 SHARD_COLUMNS = ["context_id", "sample", "generation"]
 
 
@@ -54,13 +49,6 @@ class Generation:
     records: pd.DataFrame     # every generation: raw text, parsed sides, flags, reason, kept
     summary: dict             # funnel counts (funnel.funnel_counts)
     shards: dict              # total, reused, generated, seconds, passages_per_second
-
-
-def with_defaults(params: dict | None) -> dict:
-    merged = {**DEFAULTS, **(params or {})}
-    for key in ("filters", "contamination"):
-        merged[key] = {**DEFAULTS[key], **(params or {}).get(key, {})}
-    return merged
 
 
 def fingerprint(path: str | Path | None) -> str | None:
@@ -155,14 +143,14 @@ def generate_raw(prompts: Sequence[str], context_ids: Sequence[int], params: dic
                  "passages_per_second": round(generated / seconds, 3) if generated else None}
 
 
-def run_generation(texts: Sequence[str], task_type: str, params: dict | None = None, *,
+def run_generation(texts: Sequence[str], task_type: str, params: dict, *,
                    model_dir: str | Path | None = None, adapter_dir: str | Path | None = None,
                    backend: str | Backend | None = None, context_ids: Sequence[int] | None = None,
                    test_rows: Sequence[dict] = (), shards_dir: str | Path | None = None,
                    embed=None) -> Generation:
     """Generate, check and count tasks for ``texts`` (see ``generate_tasks``); ``params`` is the
-    config's ``generation`` section (missing keys take the documented defaults)."""
-    params = with_defaults(params)
+    config's ``generation`` section, checked against its schema."""
+    check_params(params, "generation")
     backend = backend or params["backend"]
     texts = list(texts)
     context_ids = list(range(len(texts))) if context_ids is None else [int(c) for c in context_ids]
@@ -205,29 +193,21 @@ def run_generation(texts: Sequence[str], task_type: str, params: dict | None = N
     return Generation(rows=rows, records=records, summary=summary, shards=shards)
 
 
-def generate_tasks(texts: Sequence[str], task_type: str, *, model_dir: str | Path | None = None,
-                   adapter_dir: str | Path | None = None, backend: str | Backend = "transformers",
-                   n: int = 1, temperature: float = 0.5, top_p: float = 0.95, max_new_tokens: int = 256,
-                   seed: int = 42, token_budget: int = 32768, bf16: bool = False,
-                   shard_size: int = 20000, shards_dir: str | Path | None = None,
-                   test_rows: Sequence[dict] = (), filters: dict | None = None,
-                   near_duplicate_cosine: float = 0.95, contamination: dict | None = None) -> list[dict]:
+def generate_tasks(texts: Sequence[str], task_type: str, params: dict, *, model_dir: str | Path | None = None,
+                   adapter_dir: str | Path | None = None, backend: str | Backend | None = None,
+                   shards_dir: str | Path | None = None, test_rows: Sequence[dict] = ()) -> list[dict]:
     """Synthetic tasks for unannotated ``texts``: one dict per kept task with ``input``
     (instruction, passage filled in), ``output`` (response) and ``context_id`` (index into
     ``texts``), exactly the rows the workflow writes.
 
-    ``task_type`` is a code (``ynqa``) or a full name; ``backend`` is ``"transformers"``,
-    ``"vllm"`` (run this in the vLLM environment) or any object with the ``Backend`` interface.
-    ``model_dir`` is a model directory and ``adapter_dir`` an optional PEFT adapter on it (a
-    trained Bonito). With ``shards_dir`` a rerun skips the shards already generated. By default
-    only malformed tasks (pipe split, empty side) are dropped; ``filters`` turns on dropping
-    exact/near duplicates and tasks matching ``test_rows`` (see ``bonito_repro.funnel``).
+    ``task_type`` is a code (``ynqa``) or a full name; ``params`` is a config's ``generation``
+    section (sampling, batching, filters: ``load_config("config.yaml")["generation"]`` has the
+    paper's). ``backend`` overrides ``params["backend"]``: ``"transformers"``, ``"vllm"`` (run
+    this in the vLLM environment) or any object with the ``Backend`` interface. ``model_dir`` is
+    a model directory and ``adapter_dir`` an optional PEFT adapter on it (a trained Bonito). With
+    ``shards_dir`` a rerun skips the shards already generated. ``params["filters"]`` turns on
+    dropping exact/near duplicates and tasks matching ``test_rows`` (see ``bonito_repro.funnel``).
     Use ``run_generation`` for the funnel counts as well."""
-    params = {"backend": backend if isinstance(backend, str) else "custom", "n": n,
-              "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens, "seed": seed,
-              "shard_size": shard_size, "token_budget": token_budget, "bf16": bf16,
-              "filters": filters or {}, "near_duplicate_cosine": near_duplicate_cosine,
-              "contamination": contamination or {}}
     result = run_generation(texts, task_type, params, model_dir=model_dir, adapter_dir=adapter_dir,
                             backend=backend, test_rows=test_rows, shards_dir=shards_dir)
     if not result.rows:
@@ -293,7 +273,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     setup_logging()
     set_threads(args.threads)
-    params = with_defaults(parse_params(args.params))
+    try:
+        params = check_params(parse_params(args.params), "generation")
+    except ConfigError as error:
+        raise SystemExit(f"generate: {error}") from None
     manifest = Manifest("generate", params=params, seed=params["seed"])
     test_rows = pd.read_parquet(args.test).to_dict("records")
     counts: dict = {}

@@ -16,12 +16,6 @@ from .config import ZERO_SHOT
 from .io import parse_params, setup_logging
 
 PUBLISHED = Path(__file__).parent / "data" / "published.yaml"
-# the paper's column order
-DATASET_ORDER = ["pubmed_qa", "privacy_qa", "squadshifts_nyt", "squadshifts_amazon", "squadshifts_reddit",
-                 "contract_nli", "vitaminc"]
-COLUMN_NAMES = {"pubmed_qa": "PubMedQA", "privacy_qa": "PrivacyQA", "squadshifts_nyt": "NYT",
-                "squadshifts_amazon": "Amazon", "squadshifts_reddit": "Reddit", "contract_nli": "ContractNLI",
-                "vitaminc": "Vitamin C", "average": "Average"}
 SOURCE_NAMES = {ZERO_SHOT: "zero-shot", "tapt": "TAPT", "bonito": "Bonito"}
 DEMO_LABEL = "Embedded demo data ({scale} scale), not comparable with the paper."
 P3_STAND_IN = ("{target}: a P3-style adapter trained in this workflow on ctga's p3 rows stands in for the "
@@ -35,8 +29,13 @@ def group_of(target: dict) -> str:
 
 
 def ordered_datasets(config: dict) -> list[str]:
-    known = [d for d in DATASET_ORDER if d in config["datasets"]]
-    return known + sorted(set(config["datasets"]) - set(known))
+    """The columns in the config's `run.datasets` order (the paper's, in config.yaml)."""
+    return list(config["datasets"])
+
+
+def column_titles(config: dict) -> dict[str, str]:
+    """Each dataset's title from its dataset file (PubMedQA, NYT, ...)."""
+    return {**{d: spec["title"] for d, spec in config["datasets"].items()}, "average": "Average"}
 
 
 def score_grid(scores: pd.DataFrame, config: dict) -> pd.DataFrame:
@@ -44,7 +43,7 @@ def score_grid(scores: pd.DataFrame, config: dict) -> pd.DataFrame:
     Raises if a configured cell is missing, so a table never silently averages fewer datasets."""
     datasets = ordered_datasets(config)
     wide = scores.pivot_table(index=["target", "source"], columns="dataset", values="f1", aggfunc="first")
-    rows = [(t, s) for t in config["targets"] for s in [ZERO_SHOT, *config["sources"]]]
+    rows = [(t, s) for t in config["targets"] for s in [ZERO_SHOT, *config["run"]["sources"]]]
     missing = [(t, s, d) for t, s in rows for d in datasets
                if (t, s) not in wide.index or d not in wide.columns or pd.isna(wide.loc[(t, s), d])]
     if missing:
@@ -72,13 +71,13 @@ def published_comparison(grid: pd.DataFrame, config: dict, published: dict) -> p
                 for column, value in entry["scores"].items():
                     if column in grid.columns:
                         ours = grid.loc[(name, ZERO_SHOT), column]
-                        rows.append({"what": f"{name} zero-shot {COLUMN_NAMES.get(column, column)}",
+                        rows.append({"what": f"{name} zero-shot {column_titles(config).get(column, column)}",
                                      "ours": ours, "published": value, "difference": ours - value,
                                      "published_in": entry["source"]})
     delta = deltas(grid)["average"]
     for entry in published["average_deltas"]:
         targets = [t for t, spec in config["targets"].items() if group_of(spec) == entry["group"]]
-        if entry["source"] in config["sources"] and targets:
+        if entry["source"] in config["run"]["sources"] and targets:
             ours = delta.loc[[(t, entry["source"]) for t in targets]].mean()
             rows.append({"what": f"{entry['group']} average delta, {entry['source']} vs zero-shot "
                                  f"({len(targets)} targets)",
@@ -88,7 +87,7 @@ def published_comparison(grid: pd.DataFrame, config: dict, published: dict) -> p
 
 
 def _display(grid: pd.DataFrame, config: dict) -> pd.DataFrame:
-    table = grid.rename(columns=COLUMN_NAMES).reset_index()
+    table = grid.rename(columns=column_titles(config)).reset_index()
     table.insert(0, "group", [group_of(config["targets"][t]) for t in table["target"]])
     table["source"] = table["source"].map(lambda s: SOURCE_NAMES.get(s, s))
     return table.rename(columns={"target": "model", "source": "adaptation"})
@@ -124,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bonito_repro main-table", description=__doc__)
     parser.add_argument("--scores", required=True, type=Path, help="collected scores (CSV)")
     parser.add_argument("--params", required=True,
-                        help="JSON with the config's scale, models, targets, datasets, sources and tables")
+                        help="JSON with the resolved config's scale, run, models, targets, datasets and tables")
     parser.add_argument("--out-dir", required=True, type=Path)
     args = parser.parse_args(argv)
     setup_logging()

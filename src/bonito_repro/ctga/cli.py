@@ -7,13 +7,12 @@ import logging
 
 import pandas as pd
 
+from ..config import check_params
 from ..io import Manifest, parse_params, setup_logging, write_parquet
 from ..sources import load_source
 from . import build, published
 
 log = logging.getLogger(__name__)
-REQUIRED = ("use_published", "published", "max_examples_per_dataset", "validation_size", "seed",
-            "sources")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -77,10 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
     hp = parse_params(args.params)
-    missing = [key for key in REQUIRED if key not in hp]
-    if missing:
-        raise SystemExit(f"ctga: --params lacks the config keys {[f'ctga.{k}' for k in missing]}")
     try:
+        check_params(hp, "ctga")
         if args.command == "download":
             download(hp, args.manifest)
         else:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from ..config import ConfigError, check_params as check_section
 from ..io import Manifest, set_threads
 from . import checkpoints
 from .data import Collator, Encoded, TrainDataError, effective_batch, encode_pair_rows, encode_tapt, read_rows, \
@@ -20,11 +21,6 @@ from .data import Collator, Encoded, TrainDataError, effective_batch, encode_pai
 log = logging.getLogger(__name__)
 
 MODES = ("pairs", "tapt")
-PARAM_KEYS = ("quantization", "lora", "learning_rate", "lr_scheduler", "warmup_ratio", "weight_decay",
-              "max_grad_norm", "optimizer", "per_device_batch_size", "grad_accumulation", "processes",
-              "max_input_length", "max_output_length", "max_steps", "one_epoch_below", "save_steps",
-              "eval_steps", "max_eval_examples", "logging_steps", "bf16", "gradient_checkpointing",
-              "group_by_length", "seed")
 
 
 class TrainError(RuntimeError):
@@ -53,16 +49,15 @@ class TrainJob:
 
 
 def check_params(params: dict, mode: str) -> None:
-    # TAPT packs blocks of tapt_block_size instead of cutting input and output lengths
-    pair_lengths = ("max_input_length", "max_output_length")
-    needed = [k for k in PARAM_KEYS if not (mode == "tapt" and k in pair_lengths)]
-    missing = [k for k in needed if k not in params]
-    if mode == "tapt" and "tapt_block_size" not in params:
-        missing.append("tapt_block_size")
-    if missing:
-        raise TrainError(f"--params: missing training key(s) {missing}")
     if mode not in MODES:
         raise TrainError(f"unknown mode {mode!r}; use one of {MODES}")
+    # TAPT packs blocks of tapt_block_size instead of cutting input and output lengths
+    tapt = mode == "tapt"
+    try:
+        check_section(params, "training", omit=("max_input_length", "max_output_length") if tapt else (),
+                      require=("tapt_block_size",) if tapt else ())
+    except ConfigError as error:
+        raise TrainError(str(error)) from None
 
 
 def encode(job: TrainJob, tokenizer) -> Encoded:
