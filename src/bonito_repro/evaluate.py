@@ -1,5 +1,5 @@
 """Evaluation of one (target, source, dataset): F1 over the dataset's five prompt templates with
-the paper's protocol (PAPER_FACTS section 3, decisions 4, 12, 13).
+the paper's protocol (docs/protocol.md, section 8, D10, D11, D14).
 
 - Yes-no QA and NLI: rank classification (``scoring``), macro F1 and accuracy per template.
 - Extractive QA: greedy decoding (``decoding``), SQuAD v1.1 token F1 and exact match against the

@@ -12,7 +12,7 @@ order of ``REASONS`` (so the reasons plus ``clean`` add up to ``generated``):
   (all-MiniLM-L6-v2) as instruction with the passage taken out, response, then passage, so the
   task itself is never lost to the embedder's 256-token truncation.
 - ``contaminated``: the instruction or response, with the passage taken out, matches a test
-  question, hypothesis, claim or answer (PAPER_FACTS decision 11): it shares a word n-gram
+  question, hypothesis, claim or answer (docs/protocol.md, D7): it shares a word n-gram
   (``contamination.ngram`` words) with one, contains a whole test question/hypothesis/claim that
   is shorter than n words, or its instruction has cosine >= ``contamination.cosine`` with a test
   question/hypothesis/claim. Short answer spans take part only through the n-gram check: the
@@ -84,7 +84,7 @@ class NgramIndex:
 
 
 def without_passage(text: str, passage: str) -> str:
-    """The text with the passage taken out (tasks quote their passage; decision 11)."""
+    """The text with the passage taken out (tasks quote their passage; docs/protocol.md, D7)."""
     passage = passage.strip()
     return text.replace(passage, " ").strip() if passage else text
 

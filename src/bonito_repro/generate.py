@@ -1,5 +1,5 @@
 """Synthetic tasks from unannotated text: the Bonito package's ``generate_tasks`` at workflow
-scale (PAPER_FACTS section 7, decisions 1, 5 and 11).
+scale (docs/protocol.md, section 6, D5, D6, D7).
 
 Each passage becomes the Bonito input for the dataset's task type; a backend (transformers or
 vLLM, ``backends.py``) samples ``n`` completions per passage; the funnel (``funnel.py``) parses,

@@ -1,4 +1,4 @@
-"""Evaluation metrics (PAPER_FACTS section 3).
+"""Evaluation metrics (docs/protocol.md, section 8).
 
 - Extractive QA: the SQuAD v1.1 answer normalisation, token F1 and exact match (what the paper's
   HF ``evaluate("squad")`` computes), per prediction against a list of references (max over them).

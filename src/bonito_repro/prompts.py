@@ -1,5 +1,5 @@
-"""Exact prompt strings: the Bonito input and output (PAPER_FACTS section 6) and the three
-evaluation/training wrappers (decision 12). The markers are plain text, not special tokens."""
+"""Exact prompt strings: the Bonito input and output (docs/protocol.md, section 3) and the three
+evaluation/training wrappers (section 8.1). The markers are plain text, not special tokens."""
 from __future__ import annotations
 
 from .tasks import task_type_name

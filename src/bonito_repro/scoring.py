@@ -1,4 +1,4 @@
-"""Rank classification (PAPER_FACTS section 3a): the score of an answer choice is the summed
+"""Rank classification (docs/protocol.md, section 8.2): the score of an answer choice is the summed
 log-probability of its tokens given the prompt; the prediction is the best-scoring choice.
 
 ``score_choices`` packs one example's prompt and all its choices into a single sequence: each

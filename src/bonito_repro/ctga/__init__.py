@@ -1,4 +1,4 @@
-"""ctga-v1, Bonito's training set (PAPER_FACTS section 6): P3 templates remixed into
+"""ctga-v1, Bonito's training set (docs/protocol.md, section 4): P3 templates remixed into
 meta-templates whose input is a passage and whose output is a whole task.
 
 - tables: the two reference tables (annotated templates and task types; context expressions)

@@ -1,4 +1,4 @@
-"""Build ctga-v1 (PAPER_FACTS section 6) from the configured sources: meta-templates per source,
+"""Build ctga-v1 (docs/protocol.md, section 4) from the configured sources: meta-templates per source,
 rendered rows, a seeded validation split, and every dropped template and row counted by reason."""
 from __future__ import annotations
 

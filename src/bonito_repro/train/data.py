@@ -43,7 +43,7 @@ def effective_batch(params: dict) -> int:
 
 def training_steps(n_examples: int, params: dict) -> int:
     """max_steps, or one epoch (ceil(n / effective batch) steps) when the set has fewer than
-    one_epoch_below examples (PAPER_FACTS decision 3)."""
+    one_epoch_below examples (docs/protocol.md, D8)."""
     if n_examples < 1:
         raise TrainDataError("no training examples")
     below = params["one_epoch_below"]
@@ -128,7 +128,7 @@ def _features(extra: bool = False) -> datasets.Features:
 
 
 def pack_blocks(passages: list[str], tokenizer, block_size: int) -> tuple[datasets.Dataset, dict[str, int]]:
-    """TAPT (decision 10): passages joined with EOS, cut into blocks of block_size tokens, the
+    """TAPT (docs/protocol.md, D9): passages joined with EOS, cut into blocks of block_size tokens, the
     loss on every token. The last, shorter block is kept, so no token is lost."""
     eos = np.array([tokenizer.eos_token_id], dtype=np.int32)
     pieces: list[np.ndarray] = []

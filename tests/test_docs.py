@@ -1,0 +1,84 @@
+"""The protocol lives in the repository: nothing cites a file outside it, and every citation of
+docs/protocol.md (``docs/protocol.md, section 8.1, D10``, ``docs/protocol.md#d10``) points at a
+section or deviation that exists."""
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PROTOCOL = REPO / "docs" / "protocol.md"
+# The facts sheets the project was first written from; users of the repository do not have them.
+OUTSIDE = re.compile(r"PAPER_FACTS|HUB_FACTS|STACK_NOTES|\.\./shared|\bdecisions? \d")
+# "docs/protocol.md" followed by sections and deviations: ", section 4, D2, D3", ", sections 8 and 9"
+CITATION = re.compile(r"docs/protocol\.md((?:(?:,|;| |and|sections?)*(?:D\d+|\d+(?:\.\d+)?)\b)+)")
+LINK = re.compile(r"docs/protocol\.md#([\w-]+)")
+SECTION_HEADING = re.compile(r"^#{2,3} (\d+(?:\.\d+)?)\.? ", re.MULTILINE)
+DEVIATION_HEADING = re.compile(r'^<a id="d(\d+)"></a>\n### D(\d+)\. (.+)$', re.MULTILINE)
+README_DEVIATION = re.compile(r"^- D(\d+) \[(.+?)\]\(docs/protocol\.md#d(\d+)\)", re.MULTILINE)
+
+
+def tracked_texts() -> dict[str, str]:
+    try:
+        out = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    paths = [p for p in out.decode().split("\0") if p]
+    return {p: (REPO / p).read_text(encoding="utf-8", errors="replace") for p in paths if (REPO / p).is_file()}
+
+
+def protocol_index() -> tuple[set[str], dict[int, str], set[str]]:
+    """Section numbers, deviation number -> title, and explicit anchors of docs/protocol.md."""
+    text = PROTOCOL.read_text(encoding="utf-8")
+    sections = set(SECTION_HEADING.findall(text))
+    deviations: dict[int, str] = {}
+    for anchor, number, title in DEVIATION_HEADING.findall(text):
+        assert anchor == number, f"D{number} has anchor d{anchor}"
+        assert int(number) not in deviations, f"D{number} is numbered twice"
+        deviations[int(number)] = title
+    anchors = set(re.findall(r'<a id="([\w-]+)"></a>', text))
+    return sections, deviations, anchors
+
+
+def test_nothing_cites_files_outside_the_repository():
+    this = Path(__file__).resolve().relative_to(REPO).as_posix()
+    hits = [f"{path}:{n}: {line.strip()}"
+            for path, text in tracked_texts().items() if not path.startswith("docs/") and path != this
+            for n, line in enumerate(text.splitlines(), 1) if OUTSIDE.search(line)]
+    assert not hits, "cite docs/protocol.md instead:\n" + "\n".join(hits)
+
+
+def test_deviations_are_numbered_once_from_one():
+    _, deviations, _ = protocol_index()
+    assert deviations, "docs/protocol.md lists no deviation"
+    assert sorted(deviations) == list(range(1, len(deviations) + 1))
+    text = PROTOCOL.read_text(encoding="utf-8")
+    assert len(re.findall(r"^### D\d+", text, re.MULTILINE)) == len(deviations), \
+        "every deviation heading needs its anchor line <a id=\"dN\"></a> right above it"
+
+
+def test_every_citation_of_the_protocol_exists():
+    sections, deviations, anchors = protocol_index()
+    missing = []
+    for path, text in tracked_texts().items():
+        for match in CITATION.finditer(text):
+            refs = match.group(1)
+            missing += [f"{path}: D{d}" for d in re.findall(r"D(\d+)", refs) if int(d) not in deviations]
+            missing += [f"{path}: section {s}" for s in re.findall(r"(?<![D\d.])(\d+(?:\.\d+)?)", refs)
+                        if s not in sections]
+        missing += [f"{path}: #{a}" for a in LINK.findall(text) if a not in anchors]
+    protocol = PROTOCOL.read_text(encoding="utf-8")
+    missing += [f"docs/protocol.md: D{d}" for d in re.findall(r"\bD(\d+)\b", protocol) if int(d) not in deviations]
+    missing += [f"docs/protocol.md: section {s}" for s in re.findall(r"§(\d+(?:\.\d+)?)", protocol)
+                if s not in sections]
+    assert not missing, "cited but not in docs/protocol.md:\n" + "\n".join(sorted(set(missing)))
+
+
+def test_readme_lists_every_deviation_with_its_title():
+    _, deviations, _ = protocol_index()
+    listed = README_DEVIATION.findall((REPO / "README.md").read_text(encoding="utf-8"))
+    assert all(number == anchor for number, _, anchor in listed)
+    assert {int(number): title for number, title, _ in listed} == deviations
