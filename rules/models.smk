@@ -1,5 +1,9 @@
 # Base models: download (hub), convert (gguf) or build (tiny) once; every other job reads the
-# directory offline.
+# directory offline. A local rule, like the data downloads: on a cluster it runs on the login
+# node, which has the network that compute nodes often lack.
+
+localrules:
+    prepare_model,
 
 
 rule prepare_model:

@@ -99,10 +99,9 @@ def assert_gpus_as_configured(jobs, gpus_of_rule):
 # as at paper scale, one thread a job, and a P3 adapter that trains long enough to be cancelled
 # after its first checkpoint. rule -> its resources section, as in rules/*.smk.
 SMOKE_TARGET = "results/eval/llama_p3/zero_shot/pubmed_qa.json"
-SMOKE_STAGES = {"prepare_model": "download_model", "ctga": "ctga", "train_p3": "adapt", "evaluate": "evaluate"}
+SMOKE_STAGES = {"ctga": "ctga", "train_p3": "adapt", "evaluate": "evaluate"}  # prepare_model is local
 SMOKE_OVERLAY = {
     "resources": {
-        "download_model": {"gpus": 0, "threads": 1, "mem_mb": 2000, "runtime": 10},
         "ctga": {"gpus": 0, "threads": 1, "mem_mb": 2000, "runtime": 10},
         "adapt": {"gpus": 1, "threads": 1, "mem_mb": 3000, "runtime": 10},
         "evaluate": {"gpus": 1, "threads": 1, "mem_mb": 3000, "runtime": 10},

@@ -191,7 +191,7 @@ def greedy_texts(backend_name: str, model_dir: str | Path, adapter_dir: str | Pa
                  max_model_len: int, bf16: bool, seed: int) -> list[str]:
     """One stripped greedy completion per prompt (token ids, BOS included), in prompt order:
     the extractive-QA answers of evaluation (docs/protocol.md, section 8.3)."""
-    backend = make_backend(backend_name, model_dir, adapter_dir, Sampling(n=1, temperature=0.0,
+    backend = make_backend(backend_name, model_dir, adapter_dir, Sampling(n=1, temperature=0.0, top_p=1.0,
                                                                           max_new_tokens=max_new_tokens),
                            token_budget=token_budget, max_model_len=max_model_len, seed=seed, bf16=bf16,
                            progress="greedy decoding")
