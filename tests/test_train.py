@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from bonito_repro.models import load_tokenizer
-from bonito_repro.prompts import bonito_input, bonito_output, wrap
+from bonito_repro.prompts import bonito_input, bonito_output, parse_bonito_output, wrap
 from bonito_repro.train import TrainError, TrainJob, run
 from bonito_repro.train import checkpoints
 from bonito_repro.train.data import IGNORE_INDEX, Collator, encode_pairs, format_pairs, pack_blocks, \
@@ -232,11 +232,22 @@ def _cli(data: Path, validation: Path, base: Path, out: Path, params: dict, proc
                      "--parse-max-new-tokens", "8"]
 
 
+def greedy_generations(base: Path, adapter: Path, validation: Path, contexts: int, max_new_tokens: int) -> list[str]:
+    """Greedy generations of base + adapter on the first validation inputs, as generation reads them."""
+    from bonito_repro.models import load_for_inference
+    from bonito_repro.train.parse_check import greedy_outputs
+
+    prompts = pd.read_parquet(validation)["input"].head(contexts).tolist()
+    model = load_for_inference(base, adapter)
+    return greedy_outputs(model, load_tokenizer(base, padding_side="left"), prompts, max_new_tokens)
+
+
 @pytest.mark.slow
 def test_sigkill_then_rerun_of_the_cli_ends_at_the_same_weights(tmp_path, tiny_model_dir, ctga_files):
     train, validation = ctga_files
     params = dict(PARAMS, max_steps=40, save_steps=5, eval_steps=10)
-    whole = run(job(tiny_model_dir, train, tmp_path / "whole", validation=validation, params=params))
+    whole = run(job(tiny_model_dir, train, tmp_path / "whole", validation=validation, params=params,
+                    parse_check=4, parse_max_new_tokens=8))  # what _cli passes
     out = tmp_path / "killed"
     process = subprocess.Popen(_cli(train, validation, tiny_model_dir, out, params), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -249,7 +260,14 @@ def test_sigkill_then_rerun_of_the_cli_ends_at_the_same_weights(tmp_path, tiny_m
     subprocess.run(_cli(train, validation, tiny_model_dir, out, params), check=True, capture_output=True)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["resumed_from"] is not None and manifest["steps"] == 40
-    assert 0 <= manifest["parse_check"]["trained"] <= 1 and (out / "loss.png").stat().st_size > 0
+    assert (out / "loss.png").stat().st_size > 0
+    # the parse check ran on the resumed run's adapter: the uninterrupted run's result, and a recount
+    check = manifest["parse_check"]
+    assert check["contexts"] == 4 and check["max_new_tokens"] == 8
+    assert check == whole["parse_check"]
+    texts = greedy_generations(tiny_model_dir, out / "adapter", validation, 4, 8)
+    assert check["trained_example"] == texts[0]
+    assert check["trained"] * 4 == sum(parse_bonito_output(text, "") is not None for text in texts)
     a = load_file(tmp_path / "whole" / "adapter" / "adapter_model.safetensors")
     b = load_file(out / "adapter" / "adapter_model.safetensors")
     for key in a:
