@@ -10,17 +10,16 @@ import pandas as pd
 import pytest
 import torch
 
-from bonito_repro.config import load_config
 from bonito_repro.eval_templates import load_templates, render_all
 from bonito_repro.evaluate import EvaluationError, PromptEncoder, check_params, gold_labels, main
 from bonito_repro.io import seeded_subset
 from bonito_repro.models import load_for_inference, load_tokenizer
+from bonito_repro.schemas import TEST_SCHEMAS
 from bonito_repro.scoring import score_choices, score_choices_separately
 from bonito_repro.sources import embedded_path
 from conftest import REPO
 
-LOCAL = load_config(REPO / "config" / "local.yaml")
-DATASETS = sorted(LOCAL["datasets"])
+DATASETS = sorted(TEST_SCHEMAS)
 PARAMS = {"generation_backend": "transformers", "max_new_tokens": 5, "max_examples": 6, "max_length": 512,
           "batch_tokens": 2048, "bf16": False, "bootstrap": {"samples": 50, "confidence": 0.95, "seed": 1},
           "seed": 42}
@@ -31,18 +30,19 @@ def embedded_rows(dataset: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
-def test_five_templates_render_on_the_embedded_rows(dataset):
+def test_five_templates_render_on_the_embedded_rows(dataset, local_config):
     templates = load_templates(dataset)
     rows = embedded_rows(dataset)
     assert len(templates) == 5 and len({t.name for t in templates}) == 5
-    rank = LOCAL["datasets"][dataset]["task_type"] != "exqa"
+    spec = local_config["datasets"][dataset]
+    rank = spec["task_type"] != "exqa"
     for template in templates:
         prompts = render_all(template, rows, seed=0)
         assert len(prompts) == len(rows) and all(p.strip() == p and len(p) > 20 for p in prompts)
         assert "{{" not in prompts[0] and "Amazon" not in "".join(prompts) * (dataset == "squadshifts_reddit")
         assert (template.choices is not None) == rank
     if rank:
-        gold = gold_labels(rows, LOCAL["datasets"][dataset]["labels"], dataset)
+        gold = gold_labels(rows, spec["labels"], dataset)
         assert all(g in t.choices for t in templates for g in gold)
         assert len(set(gold)) >= 2
 
@@ -170,10 +170,9 @@ def test_seeded_subset_is_seeded_and_ordered():
     assert picked == sorted(picked) and len(set(picked)) == 10 and picked == seeded_subset(100, 10, 7)
 
 
-def run_cli(tmp_path, tiny_model_dir, dataset: str, wrapper: str = "io") -> tuple[dict, pd.DataFrame, dict]:
+def run_cli(tmp_path, tiny_model_dir, dataset: str, spec: dict, wrapper: str = "io") -> tuple[dict, pd.DataFrame, dict]:
     test = tmp_path / f"{dataset}.parquet"
     pd.DataFrame(embedded_rows(dataset)).to_parquet(test)
-    spec = LOCAL["datasets"][dataset]
     out = tmp_path / "eval" / f"{dataset}.json"
     argv = ["--model", str(tiny_model_dir), "--wrapper", wrapper, "--dataset", dataset,
             "--task-type", spec["task_type"], "--test", str(test), "--params", json.dumps(PARAMS),
@@ -204,8 +203,8 @@ def bootstrap_from_predictions(predictions: pd.DataFrame, bootstrap: dict) -> li
 
 
 @pytest.mark.parametrize("dataset", ["pubmed_qa", "squadshifts_amazon"])
-def test_cli_end_to_end(tmp_path, tiny_model_dir, dataset):
-    result, predictions, manifest = run_cli(tmp_path, tiny_model_dir, dataset)
+def test_cli_end_to_end(tmp_path, tiny_model_dir, dataset, local_config):
+    result, predictions, manifest = run_cli(tmp_path, tiny_model_dir, dataset, local_config["datasets"][dataset])
     assert result["target"] == "tiny" and result["source"] == "zero_shot" and result["wrapper"] == "io"
     assert result["n_examples"] == PARAMS["max_examples"] and len(result["templates"]) == 5
     f1s = [t["f1"] for t in result["templates"].values()]

@@ -29,7 +29,6 @@ from bonito_repro.train.engine import training_arguments
 from bonito_repro.train.model import load_trainable_model, lora_config
 
 REPO = Path(__file__).resolve().parents[1]
-PAPER = yaml.safe_load((REPO / "config.yaml").read_text())
 # tiny-model values: a few quick steps, everything else as the config schema wants it
 PARAMS = {"quantization": "nf4", "lora": {"r": 8, "alpha": 16, "dropout": 0.0}, "learning_rate": 1e-3,
           "lr_scheduler": "linear", "warmup_ratio": 0.0, "weight_decay": 0.0, "max_grad_norm": 0.3,
@@ -37,6 +36,12 @@ PARAMS = {"quantization": "nf4", "lora": {"r": 8, "alpha": 16, "dropout": 0.0}, 
           "max_input_length": 128, "max_output_length": 64, "max_steps": 7, "one_epoch_below": None,
           "save_steps": 2, "eval_steps": 3, "max_eval_examples": 8, "logging_steps": 1, "bf16": False,
           "gradient_checkpointing": False, "group_by_length": True, "seed": 42, "tapt_block_size": 32}
+
+
+@pytest.fixture(scope="module")
+def paper() -> dict:
+    """config.yaml as written, read by the tests that check its values, not at import."""
+    return yaml.safe_load((REPO / "config.yaml").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +103,8 @@ def test_wrappers_and_blank_rows():
     assert raw == [" Is it? "]  # the Bonito input is used exactly as built
 
 
-def test_step_rule_on_both_sides_of_one_epoch_below():
-    adaptation = dict(PAPER["adaptation"], max_steps=1234)  # a value no epoch count matches by chance
+def test_step_rule_on_both_sides_of_one_epoch_below(paper):
+    adaptation = dict(paper["adaptation"], max_steps=1234)  # a value no epoch count matches by chance
     below = adaptation["one_epoch_below"]
     batch = adaptation["per_device_batch_size"] * adaptation["grad_accumulation"] * adaptation["processes"]
     assert below == 160000 and batch == 16
@@ -125,8 +130,8 @@ def test_tapt_blocks_join_passages_with_eos(tokenizer):
     assert batch["labels"][0].tolist() == blocks[0]  # loss on every token
 
 
-def test_config_values_reach_the_trainer(tmp_path, tiny_model_dir):
-    params = copy.deepcopy(PAPER["bonito_training"])
+def test_config_values_reach_the_trainer(tmp_path, tiny_model_dir, paper):
+    params = copy.deepcopy(paper["bonito_training"])
     args = training_arguments(params, tmp_path, steps=100, evaluate=True)
     assert args.learning_rate == 1e-4 and args.max_grad_norm == 0.3 and args.weight_decay == 0.0
     assert args.lr_scheduler_type == "linear" and args.warmup_steps == 0
