@@ -1,5 +1,6 @@
 # `make run`: set up and run the workflow on the embedded default (no network, no GPU).
-# `make test`: set up (both environments) and run the tests. `make bench`: the benchmarks.
+# `make test`: set up (both environments) and run all the tests. `make test-fast`: the unit tests
+# only (no workflow runs, Slurm or vLLM). `make bench`: the benchmarks.
 # Set-up is stamped: a second call takes seconds.
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup setup-vllm run test bench lint clean
+.PHONY: setup setup-vllm run test test-fast bench lint clean
 setup: $(VENV)/.done
 setup-vllm: $(VLLM_VENV)/.done
 
@@ -33,8 +34,13 @@ $(VLLM_VENV)/.done: requirements-vllm.txt requirements-nodeps.txt pyproject.toml
 run: setup
 	snakemake --profile local
 
+# Every marker; the slowest tests are listed so that a test growing slow shows in CI's log.
 test: setup setup-vllm
-	pytest -q
+	pytest -q --durations=25
+
+# The edit-test loop: what runs in seconds (see the markers in pyproject.toml).
+test-fast: setup
+	pytest -q --durations=10 -m "not slow and not slurm and not vllm"
 
 # Each benchmark prints a ratio against a baseline measured in the same run (see bench/*.py).
 bench: setup setup-vllm

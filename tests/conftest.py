@@ -31,3 +31,13 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from bonito_repro.models import prepare_model
 
     return prepare_model({"tiny": TINY_SPEC}, tmp_path_factory.mktemp("models") / "tiny_mistral")
+
+
+@pytest.fixture(scope="session")
+def local_config() -> dict:
+    """The local scale's resolved config (config.yaml with config/local.yaml over it): read when a
+    test asks for it, never at import, so that a config change fails the tests that read it rather
+    than the collection of their whole module."""
+    from bonito_repro.config import load_scale
+
+    return load_scale("local", REPO)

@@ -11,16 +11,18 @@ import pandas as pd
 import pytest
 
 from bonito_repro import target_data as data
-from bonito_repro.config import load_scale
 from bonito_repro.schemas import (TEST_SCHEMAS, SchemaError, canonical_label, type_problem,
                                   validate_rows)
 from bonito_repro.sources import embedded_path, load_source
 
-REPO = Path(__file__).resolve().parents[1]
-LOCAL = load_scale("local", REPO)
-DATASETS = sorted(LOCAL["datasets"])
+DATASETS = sorted(TEST_SCHEMAS)  # the package's seven; the local config must name the same (below)
 SQUAD = [d for d in DATASETS if d.startswith("squadshifts_")]
-LABELS = {d: LOCAL["datasets"][d].get("labels") for d in DATASETS}
+
+
+@pytest.fixture(scope="module")
+def local_labels(local_config) -> dict[str, dict | None]:
+    """Each dataset's `labels` section in config/local.yaml."""
+    return {d: spec.get("labels") for d, spec in local_config["datasets"].items()}
 
 
 def embedded_rows(kind: str, dataset: str) -> list[dict]:
@@ -32,20 +34,21 @@ def write_jsonl(path: Path, rows: list[dict]) -> Path:
     return path
 
 
-def test_local_config_names_the_seven_datasets_each_with_a_schema():
-    assert DATASETS == sorted(["pubmed_qa", "privacy_qa", "squadshifts_nyt", "squadshifts_amazon",
-                               "squadshifts_reddit", "contract_nli", "vitaminc"])
-    assert set(DATASETS) == set(TEST_SCHEMAS)
+def test_local_config_names_the_seven_datasets_each_with_a_schema(local_config):
+    names = sorted(local_config["datasets"])
+    assert names == sorted(["pubmed_qa", "privacy_qa", "squadshifts_nyt", "squadshifts_amazon",
+                            "squadshifts_reddit", "contract_nli", "vitaminc"])
+    assert set(names) == set(TEST_SCHEMAS)
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
-def test_embedded_data_loads_and_matches_the_schema(dataset):
-    spec = LOCAL["datasets"][dataset]
+def test_embedded_data_loads_and_matches_the_schema(dataset, local_config, local_labels):
+    spec = local_config["datasets"][dataset]
     unannotated = load_source(spec["unannotated"], "unannotated")
     test = load_source(spec["test"], "test")
     assert unannotated.column_names == ["input"]
     assert validate_rows(unannotated, dataset, "unannotated", "u", columns=unannotated.column_names) >= 40
-    assert validate_rows(test, dataset, "test", "t", labels=LABELS[dataset],
+    assert validate_rows(test, dataset, "test", "t", labels=local_labels[dataset],
                          columns=test.column_names) >= 40
     passages = unannotated["input"]
     assert len(set(passages)) == len(passages)
@@ -64,8 +67,8 @@ def test_squad_answers_are_exact_spans_and_passages_are_the_test_contexts(datase
 
 
 @pytest.mark.parametrize("dataset", ["contract_nli", "vitaminc", "pubmed_qa", "privacy_qa"])
-def test_embedded_labels_are_mixed(dataset):
-    labels = LABELS[dataset]
+def test_embedded_labels_are_mixed(dataset, local_labels):
+    labels = local_labels[dataset]
     counts = Counter(canonical_label(r[labels["field"]], labels) for r in embedded_rows("test", dataset))
     n_choices = len((set(labels["map"].values()) | {labels.get("default")}) - {None})
     assert len(counts) == n_choices
@@ -80,8 +83,8 @@ def test_nli_and_qa_passages_are_not_the_test_passages(dataset):
     assert not contexts & {r["input"] for r in embedded_rows("unannotated", dataset)}
 
 
-def test_label_map_default_and_integer_labels():
-    vitaminc, contract, pubmed = LABELS["vitaminc"], LABELS["contract_nli"], LABELS["pubmed_qa"]
+def test_label_map_default_and_integer_labels(local_labels):
+    vitaminc, contract, pubmed = local_labels["vitaminc"], local_labels["contract_nli"], local_labels["pubmed_qa"]
     assert canonical_label("SUPPORTS", vitaminc) == "yes"
     assert canonical_label("REFUTES", vitaminc) == "no"
     assert canonical_label("NOT ENOUGH INFO", vitaminc) == "maybe"  # the map's default
@@ -89,14 +92,14 @@ def test_label_map_default_and_integer_labels():
     assert canonical_label("perhaps", pubmed) is None
 
 
-def test_label_outside_the_map_is_an_error_unless_there_is_a_default(tmp_path):
+def test_label_outside_the_map_is_an_error_unless_there_is_a_default(tmp_path, local_labels):
     rows = embedded_rows("test", "pubmed_qa")[:3]
     rows[2]["final_decision"] = "perhaps"
     with pytest.raises(SchemaError, match=r"bad\.jsonl: row 2 \(0-based\): field 'final_decision'"):
-        validate_rows(rows, "pubmed_qa", "test", "bad.jsonl", labels=LABELS["pubmed_qa"])
+        validate_rows(rows, "pubmed_qa", "test", "bad.jsonl", labels=local_labels["pubmed_qa"])
     rows = embedded_rows("test", "vitaminc")[:2]
     rows[1]["label"] = "DISPUTED"
-    assert validate_rows(rows, "vitaminc", "test", "ok.jsonl", labels=LABELS["vitaminc"]) == 2
+    assert validate_rows(rows, "vitaminc", "test", "ok.jsonl", labels=local_labels["vitaminc"]) == 2
 
 
 @pytest.mark.parametrize("dataset, row, change, message", [
@@ -110,17 +113,17 @@ def test_label_outside_the_map_is_an_error_unless_there_is_a_default(tmp_path):
      r"field 'answers': 2 texts but 1 answer_start values"),
     ("squadshifts_nyt", 0, {"answers": {"text": [], "answer_start": []}}, r"no gold answer"),
 ])
-def test_schema_errors_name_file_row_and_field(dataset, row, change, message):
+def test_schema_errors_name_file_row_and_field(dataset, row, change, message, local_labels):
     rows = embedded_rows("test", dataset)[:3]
     rows[row] = {**rows[row], **change}
     with pytest.raises(SchemaError, match=r"^my/file\.jsonl: .*" + message):
-        validate_rows(rows, dataset, "test", "my/file.jsonl", labels=LABELS[dataset])
+        validate_rows(rows, dataset, "test", "my/file.jsonl", labels=local_labels[dataset])
 
 
-def test_missing_column_names_the_columns_found():
+def test_missing_column_names_the_columns_found(local_labels):
     with pytest.raises(SchemaError, match=r"f\.csv: test rows of 'vitaminc' need column\(s\) \['claim'\]; "
                                           r"columns found: \['evidence', 'label'\]"):
-        validate_rows([], "vitaminc", "test", "f.csv", labels=LABELS["vitaminc"],
+        validate_rows([], "vitaminc", "test", "f.csv", labels=local_labels["vitaminc"],
                       columns=["evidence", "label"])
     with pytest.raises(SchemaError, match="no test schema for dataset 'my_data'"):
         validate_rows([], "my_data", "test", "f.csv")
@@ -177,34 +180,34 @@ def test_test_split_from_parquet_keeps_the_nested_squad_schema(tmp_path):
     assert record["drops"] == {}
 
 
-def test_test_split_from_csv_keeps_every_row_and_counts_labels(tmp_path):
+def test_test_split_from_csv_keeps_every_row_and_counts_labels(tmp_path, local_labels):
     rows = embedded_rows("test", "contract_nli")
     path = tmp_path / "contract.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     out, manifest = tmp_path / "t.parquet", tmp_path / "t.json"
     assert run_stage("test", "--dataset", "contract_nli", "--spec", json.dumps({"files": str(path)}),
-                     "--labels", json.dumps(LABELS["contract_nli"]), "--out", out, "--manifest", manifest) == 0
+                     "--labels", json.dumps(local_labels["contract_nli"]), "--out", out, "--manifest", manifest) == 0
     assert len(pd.read_parquet(out)) == len(rows) == 40
     record = json.loads(manifest.read_text())
     assert record["drops"] == {}
     assert record["counts"]["label_distribution"]["raw"] == {"0": 13, "1": 14, "2": 13}
 
 
-def test_bad_row_in_the_second_file_names_that_file_and_its_row(tmp_path, caplog):
+def test_bad_row_in_the_second_file_names_that_file_and_its_row(tmp_path, caplog, local_labels):
     rows = embedded_rows("test", "vitaminc")
     first = write_jsonl(tmp_path / "part1.jsonl", rows[:5])
     rows[7]["claim"] = None
     second = write_jsonl(tmp_path / "part2.jsonl", rows[5:10])
     spec = json.dumps({"files": [str(first), str(second)]})
     code = run_stage("test", "--dataset", "vitaminc", "--spec", spec, "--labels",
-                     json.dumps(LABELS["vitaminc"]), "--out", tmp_path / "t.parquet",
+                     json.dumps(local_labels["vitaminc"]), "--out", tmp_path / "t.parquet",
                      "--manifest", tmp_path / "t.json")
     assert code == 1
     assert f"{second}: row 2 (0-based): field 'claim': missing" in caplog.text
     assert not (tmp_path / "t.parquet").exists() and not (tmp_path / "t.json").exists()
 
 
-def test_hub_spec_reads_a_repository_laid_out_like_the_hub(tmp_path):
+def test_hub_spec_reads_a_repository_laid_out_like_the_hub(tmp_path, local_labels):
     """The paper-scale code path (datasets.load_dataset with id, config, split, revision) on a local
     folder in the layout of BatsResearch/bonito-experiment-eval."""
     repo = tmp_path / "bonito-experiment-eval"
@@ -213,7 +216,7 @@ def test_hub_spec_reads_a_repository_laid_out_like_the_hub(tmp_path):
     (repo / "README.md").write_text("---\nconfigs:\n- config_name: privacy_qa\n  data_files:\n"
                                     "  - split: test\n    path: privacy_qa/test.jsonl\n---\n")
     spec = {"hub": {"id": str(repo), "config": "privacy_qa", "split": "test", "revision": "main"}}
-    rows, counts = data.load_test_split(spec, "privacy_qa", LABELS["privacy_qa"])
+    rows, counts = data.load_test_split(spec, "privacy_qa", local_labels["privacy_qa"])
     assert counts["rows_out"] == 40
     assert counts["label_distribution"]["canonical"] == {"no": 20, "yes": 20}
     assert data.describe(spec, "test").startswith(f"hub {repo} config=privacy_qa split=test")

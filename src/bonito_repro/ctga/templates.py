@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import copy
 import functools
+import random
 import re
 import warnings
 from dataclasses import dataclass
+
+import jinja2
 
 with warnings.catch_warnings():
     # promptsource imports pkg_resources, which warns that it is deprecated
@@ -24,9 +27,21 @@ from promptsource.templates import DatasetTemplates, Template
 from .tables import Annotation
 
 # promptsource compiles a template's Jinja source on every apply (milliseconds, 16x the cost of
-# rendering). Compiled templates are immutable, so memoising the compile renders exactly the same.
+# rendering). Compiled templates are immutable, so memoising the compile renders the same, but for
+# one thing: Jinja folds a filter on constant arguments into the compiled code, so a cached
+# `["Question", "Problem"] | choice` would keep its first draw for every later render (of any row,
+# seed, and of evaluation templates in the same process). A filter that takes the context is never
+# folded: promptsource's `choice` is replaced by one that draws from `random` at each render.
 if not hasattr(promptsource.env.from_string, "cache_info"):
     promptsource.env.from_string = functools.lru_cache(maxsize=None)(promptsource.env.from_string)
+
+
+@jinja2.pass_context
+def _choice_at_render(_context, choices):
+    return random.choice(choices)
+
+
+promptsource.env.filters["choice"] = _choice_at_render
 
 PLACEHOLDER_VAR = "ctga_context_placeholder"
 PLACEHOLDER_TAG = "{{" + PLACEHOLDER_VAR + "}}"
