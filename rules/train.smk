@@ -5,6 +5,7 @@
 #   init_adapter: {train_on: p3}), trained on ctga's p3 rows;
 # - adapt: LoRA adaptation of each target on each (source, dataset): a generator's synthetic tasks
 #   (loss on the response) or, for `tapt`, the unannotated passages (loss on every token).
+# Their loss curves are drawn from the manifests by loss_curve (plots.smk).
 # Resume checkpoints live under results/checkpoints/ (same relative path as the output), which is
 # not a declared output: Snakemake deletes declared outputs before a retry. A rerun of a killed
 # job continues from the latest complete checkpoint.
@@ -23,8 +24,6 @@ rule train_bonito:
     output:
         adapter=directory(f"{R}/generators/{{generator}}/adapter"),
         manifest=f"{R}/generators/{{generator}}/adapter.manifest.json",
-        loss_curve=report(f"{R}/generators/{{generator}}/adapter.loss.png", caption="../report/loss_curve.rst",
-                          category="Loss curves", subcategory="generators", labels={"job": "{generator}"}),
     wildcard_constraints:
         generator=_choice(TRAINED_GENERATORS),
     params:
@@ -46,9 +45,8 @@ rule train_bonito:
     shell:
         "{params.train} --mode pairs --wrapper none --base {input.base} --data {input.train}"
         " --validation {input.validation} --out {output.adapter} --checkpoints {params.checkpoints}"
-        " --manifest {output.manifest} --loss-curve {output.loss_curve} --params {params.hp:q}"
-        " --threads {threads} --name generator/{wildcards.generator} --parse-check 16"
-        " > {log} 2>&1"
+        " --manifest {output.manifest} --params {params.hp:q} --threads {threads}"
+        " --name generator/{wildcards.generator} --parse-check 16 > {log} 2>&1"
 
 
 if P3_MODELS:
@@ -60,8 +58,6 @@ if P3_MODELS:
         output:
             adapter=directory(f"{R}/p3/{{model}}/adapter"),
             manifest=f"{R}/p3/{{model}}/adapter.manifest.json",
-            loss_curve=report(f"{R}/p3/{{model}}/adapter.loss.png", caption="../report/loss_curve.rst",
-                              category="Loss curves", subcategory="P3 stand-in", labels={"job": "{model}"}),
         wildcard_constraints:
             model=_choice(P3_MODELS),
         params:
@@ -82,7 +78,7 @@ if P3_MODELS:
         shell:
             "{params.train} --mode pairs --wrapper io --base {input.base} --data {input.train}"
             " --out {output.adapter} --checkpoints {params.checkpoints} --manifest {output.manifest}"
-            " --loss-curve {output.loss_curve} --params {params.hp:q} --threads {threads}"
+            " --params {params.hp:q} --threads {threads}"
             " --name p3/{wildcards.model} > {log} 2>&1"
 
 
@@ -94,9 +90,6 @@ rule adapt:
     output:
         adapter=directory(adapter_dir("{target}", "{source}", "{dataset}")),
         manifest=adapter_dir("{target}", "{source}", "{dataset}") + ".manifest.json",
-        loss_curve=report(adapter_dir("{target}", "{source}", "{dataset}") + ".loss.png",
-                          caption="../report/loss_curve.rst", category="Loss curves", subcategory="adaptation",
-                          labels={"job": "{target} / {source} / {dataset}"}),
     wildcard_constraints:
         source=_choice([TAPT, *GENERATORS]),
     params:
@@ -121,5 +114,5 @@ rule adapt:
         "{params.train} --mode {params.mode} --wrapper {params.wrapper} --base {input.base}"
         " {params.init_adapter} --data {input.rows} --out {output.adapter}"
         " --checkpoints {params.checkpoints} --manifest {output.manifest}"
-        " --loss-curve {output.loss_curve} --params {params.hp:q} --threads {threads}"
+        " --params {params.hp:q} --threads {threads}"
         " --name adapt/{wildcards.target}/{wildcards.source}/{wildcards.dataset} > {log} 2>&1"

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from bonito_repro.__main__ import main as bonito_repro
 from bonito_repro.formats import FORMATS, alpaca, chatml, llama2, vicuna
 from bonito_repro.funnel import REASONS, NgramIndex, probe_texts
 from bonito_repro.generate import (
@@ -264,8 +265,7 @@ def _cli(tmp_path, passages, test, model, params, extra=(), shards=None):
     args = ["--dataset", "pubmed_qa", "--task-type", "ynqa", "--passages", str(passages), "--test", str(test),
             "--model", str(model), "--params", json.dumps(params), "--shards", str(shards or tmp_path / "shards"),
             "--out", str(out / "pubmed_qa.parquet"), "--manifest", str(out / "pubmed_qa.manifest.json"),
-            "--records", str(out / "pubmed_qa.funnel.parquet"), "--plot", str(out / "pubmed_qa.funnel.png"),
-            "--formats", str(out / "pubmed_qa.formats"), *extra]
+            "--records", str(out / "pubmed_qa.funnel.parquet"), "--formats", str(out / "pubmed_qa.formats"), *extra]
     return out, args
 
 
@@ -286,6 +286,9 @@ def test_cli_writes_rows_funnel_plot_and_formats(tiny_generator, tmp_path, embed
     assert manifest["funnel"]["contaminated"] + manifest["funnel"]["exact_duplicate"] == 6
     assert manifest["flagged"]["contaminated"] == 6 and manifest["drops"] == {}
     assert manifest["shards"]["total"] == 2 and manifest["shards"]["generated"] == 2
+    # the funnel plot is drawn from the manifest alone (rule funnel_plot)
+    assert bonito_repro(["plot", "funnel", "--manifest", str(out / "pubmed_qa.manifest.json"),
+                         "--params", json.dumps({"dpi": 100}), "--out", str(out / "pubmed_qa.funnel.png")]) == 0
     assert (out / "pubmed_qa.funnel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(pd.read_parquet(out / "pubmed_qa.funnel.parquet")) == 6
     for name in FORMATS:

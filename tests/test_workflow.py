@@ -63,6 +63,9 @@ def test_paper_dag_has_the_full_grid(paper_dry_run):
     assert counts["adapt"] == targets * datasets * sources
     assert counts["generate"] == len(config["generators"]) * datasets
     assert counts["train_bonito"] == 1 and counts["ctga"] == 1
+    # the default target draws every figure
+    assert counts["funnel_plot"] == counts["generate"]
+    assert counts["loss_curve"] == counts["adapt"] + counts["train_bonito"] + counts["train_p3"]
     assert counts["prepare_model"] == 5  # three base models and two P3 adapters (bonito_v1 unused)
 
 
@@ -128,14 +131,16 @@ def rerun_after(smoke_run: Path, tmp_path: Path, edit) -> set[str]:
 
 EVALUATION = {"evaluate", "evaluate_generation"}
 TABLES = {"eval_table", "main_table"}
+PLOTS = {"funnel_plot", "loss_curve"}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("edit, must, may", [
     (lambda c: c["evaluation"].update(max_new_tokens=7), {"evaluate_generation"}, {"evaluate_generation"} | TABLES),
     (lambda c: c["evaluation"].update(max_examples=5), EVALUATION, EVALUATION | TABLES),
-    (lambda c: c["adaptation"].update(learning_rate=0.123), {"adapt"}, {"adapt"} | EVALUATION | TABLES),
+    (lambda c: c["adaptation"].update(learning_rate=0.123), {"adapt"}, {"adapt", "loss_curve"} | EVALUATION | TABLES),
     (lambda c: c["tables"].update(decimals=2), {"main_table"}, {"main_table"}),
+    (lambda c: c["plots"].update(dpi=72), PLOTS, PLOTS),  # a figure's style reruns no compute job
 ])
 def test_a_config_edit_reruns_only_what_it_affects(smoke_run, tmp_path, edit, must, may):
     rerun = rerun_after(smoke_run, tmp_path, edit)

@@ -19,6 +19,7 @@ STAGES = {
     "evaluate": "bonito_repro.evaluate",
     "table": "bonito_repro.tables",
     "main-table": "bonito_repro.main_table",
+    "plot": "bonito_repro.plots",
 }
 
 
