@@ -237,7 +237,7 @@ def loss_curve_section(adapter):
 
 
 def all_outputs():
-    return MAIN_TABLES + FIGURES
+    return MAIN_TABLES + FIGURES + PARSE_CHECKS
 
 
 # --- used by train.smk

@@ -1,6 +1,6 @@
 """Task generation: parsing and the funnel on crafted outputs, shard resume, a tiny trained
-generator through the transformers backend, the CLI's outputs and errors, bagel's formats, and
-the vLLM backend really run in its own environment."""
+generator through the transformers backend, the CLI's outputs and errors, the parse check of a
+trained generator, bagel's formats, and the vLLM backend really run in its own environment."""
 from __future__ import annotations
 
 import json
@@ -251,6 +251,31 @@ def test_generate_tasks_with_the_tiny_generator(tiny_generator, embed):
     adapted = generate_tasks(PASSAGES, "yes-no question answering", model_dir=model, adapter_dir=adapter,
                              max_new_tokens=32)
     assert [(r["context_id"], r["output"]) for r in adapted] == [(0, "no"), (1, "no"), (2, "no")]
+
+
+def test_parse_check_counts_the_trained_generator_against_its_base(tiny_model_dir, tmp_path):
+    """`python -m bonito_repro parse-check` on the random tiny model and a LoRA on it that learnt
+    the Bonito format: the adapter parses on every context, the untrained base on none."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from bonito_repro.models import load_tokenizer
+
+    with one_thread():
+        lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
+                                                                "gate_proj", "up_proj", "down_proj"])
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), lora)
+        memorise(model, load_tokenizer(tiny_model_dir), "no").save_pretrained(tmp_path / "adapter")
+    validation = tmp_path / "validation.parquet"
+    pd.DataFrame({"input": [bonito_input(p, "ynqa") for p in PASSAGES]}).to_parquet(validation)
+    params = {"contexts": 16, "max_new_tokens": 32, "bf16": False}
+    assert bonito_repro(["parse-check", "--base", str(tiny_model_dir), "--adapter", str(tmp_path / "adapter"),
+                         "--validation", str(validation), "--params", json.dumps(params),
+                         "--out", str(tmp_path / "parse_check.json"), "--threads", "1"]) == 0
+    record = json.loads((tmp_path / "parse_check.json").read_text())
+    assert record["counts"] == {"contexts": 3, "trained_parsed": 3, "base_parsed": 0}  # all 3 of 16 asked
+    assert (record["trained"], record["base"]) == (1.0, 0.0) and record["params"] == params
+    assert record["trained_example"].endswith("<|pipe|>\nno")
 
 
 def _inputs(tmp_path: Path) -> tuple[Path, Path]:

@@ -18,7 +18,7 @@ from conftest import REPO
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 GPU_RULES = {"train_bonito": "train_bonito", "generate": "generate", "adapt": "adapt", "evaluate": "evaluate",
-             "evaluate_generation": "evaluate"}  # rule -> its resources section
+             "evaluate_generation": "evaluate", "parse_check": "generate"}  # rule -> its resources section
 
 
 def snakemake(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -63,8 +63,8 @@ def test_paper_dag_has_the_full_grid(paper_dry_run):
     assert counts["adapt"] == targets * datasets * sources
     assert counts["generate"] == len(config["generators"]) * datasets
     assert counts["train_bonito"] == 1 and counts["ctga"] == 1
-    # the default target draws every figure
-    assert counts["funnel_plot"] == counts["generate"]
+    # the default target draws every figure and runs the parse check
+    assert counts["funnel_plot"] == counts["generate"] and counts["parse_check"] == 1
     assert counts["loss_curve"] == counts["adapt"] + counts["train_bonito"] + counts["train_p3"]
     assert counts["prepare_model"] == 5  # three base models and two P3 adapters (bonito_v1 unused)
 
@@ -141,6 +141,7 @@ PLOTS = {"funnel_plot", "loss_curve"}
     (lambda c: c["adaptation"].update(learning_rate=0.123), {"adapt"}, {"adapt", "loss_curve"} | EVALUATION | TABLES),
     (lambda c: c["tables"].update(decimals=2), {"main_table"}, {"main_table"}),
     (lambda c: c["plots"].update(dpi=72), PLOTS, PLOTS),  # a figure's style reruns no compute job
+    (lambda c: c["parse_check"].update(contexts=4), {"parse_check"}, {"parse_check"}),  # and never the training
 ])
 def test_a_config_edit_reruns_only_what_it_affects(smoke_run, tmp_path, edit, must, may):
     rerun = rerun_after(smoke_run, tmp_path, edit)

@@ -43,9 +43,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--params", required=True, help="training section of the config, as JSON")
     parser.add_argument("--threads", type=int, help="CPU threads for all processes together")
     parser.add_argument("--name", default="", help="what is trained, for messages and the manifest")
-    parser.add_argument("--parse-check", type=int, default=0, metavar="N",
-                        help="generate for N validation contexts and report the share that parses")
-    parser.add_argument("--parse-max-new-tokens", type=int, default=128)
     return parser.parse_args(argv)
 
 
@@ -55,7 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     job = TrainJob(mode=args.mode, base=args.base, data=args.data, out=args.out, checkpoints=args.checkpoints,
                    manifest=args.manifest, params=parse_params(args.params), wrapper=args.wrapper,
                    init_adapter=args.init_adapter, validation=args.validation, name=args.name,
-                   parse_check=args.parse_check, parse_max_new_tokens=args.parse_max_new_tokens,
                    threads=args.threads)
     try:
         record = run(job)

@@ -46,8 +46,6 @@ class TrainJob:
     init_adapter: Path | None = None
     validation: Path | None = None
     name: str = ""
-    parse_check: int = 0
-    parse_max_new_tokens: int = 128
     threads: int | None = None
 
 
@@ -215,12 +213,6 @@ def run(job: TrainJob, callbacks: Sequence = ()) -> dict | None:
         "validation_loss": [{"step": e["step"], "loss": e["eval_loss"]} for e in state.log_history if "eval_loss" in e],
     }
     _save_adapter(model, job.out)
-    if job.parse_check and job.validation is not None:
-        from .parse_check import parse_shares
-
-        del trainer, model  # frees the training copy before two inference copies load
-        manifest.extra["parse_check"] = parse_shares(job.base, job.out, job.validation, job.parse_check,
-                                                     job.parse_max_new_tokens, bf16=p["bf16"])
     record = manifest.write(job.manifest)
     shutil.rmtree(job.checkpoints, ignore_errors=True)
     return record
