@@ -103,6 +103,8 @@ def test_smoke_dag_runs_to_the_main_table(smoke_run):
     for dataset in config["datasets"]:  # the smoke generator learnt the format: every dataset has tasks
         manifest = json.loads((results / "synthetic" / "bonito" / f"{dataset}.manifest.json").read_text())
         assert manifest["kept"] > 0, manifest["funnel"]
+    parse = json.loads((results / "generators" / "bonito" / "parse_check.json").read_text())
+    assert parse["counts"]["trained_parsed"] > parse["counts"]["base_parsed"], parse
     for log in (results / "logs").rglob("*.log"):
         assert "Traceback" not in log.read_text(), log
 
