@@ -24,6 +24,7 @@ include: "rules/train.smk"
 include: "rules/generate.smk"
 include: "rules/evaluate.smk"
 include: "rules/tables.smk"
+include: "rules/plots.smk"
 
 
 rule all:

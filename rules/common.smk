@@ -210,8 +210,6 @@ def synthetic_outputs():
         rows=synthetic("{generator}", "{dataset}"),
         manifest=synthetic("{generator}", "{dataset}", ".manifest.json"),
         records=synthetic("{generator}", "{dataset}", ".funnel.parquet"),
-        plot=report(synthetic("{generator}", "{dataset}", ".funnel.png"), caption="../report/funnel.rst",
-                    category="Generation", subcategory="{generator}", labels={"dataset": "{dataset}"}),
         formats=directory(synthetic("{generator}", "{dataset}", ".formats")),
     )
 
@@ -228,11 +226,22 @@ def published_spec(generator, dataset):
     return json.loads(json.dumps(config["generators"][generator]["source"]).replace("{dataset}", dataset))
 
 
+# --- used by plots.smk
+
+
+def loss_curve_section(adapter):
+    """(report subcategory, job label) of a loss curve, from its adapter's path under results/."""
+    kind, *names = adapter.split("/")
+    if kind == "adapters":
+        return "adaptation", " / ".join(names)
+    return {"generators": "generators", "p3": "P3 stand-in"}[kind], names[0]
+
+
 # --- used by tables.smk
 
 
 def all_outputs():
-    return MAIN_TABLES
+    return MAIN_TABLES + FIGURES + PARSE_CHECKS
 
 
 # --- used by train.smk

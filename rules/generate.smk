@@ -1,8 +1,8 @@
 # Synthetic tasks per (generator, dataset) (`python -m bonito_repro generate`): the dataset's
 # passages through the generator with the config's `generation` sampling, every generation
 # checked and counted by the funnel; out come the kept tasks (input, output, context_id), every
-# generation with its funnel reason, a manifest, a funnel plot and the tasks in bagel's four
-# prompt formats.
+# generation with its funnel reason, a manifest (funnel_plot in plots.smk draws its funnel) and the
+# tasks in bagel's four prompt formats.
 # - generate: generators of kind `bonito` (`base:` + the adapter trained here, or a full `model:`),
 #   with `generation.backend` (vllm: the vLLM environment's interpreter and envs/vllm.yaml).
 #   Finished shards live under results/shards/ (same relative path), which is not a declared
@@ -49,7 +49,7 @@ rule generate:
         " --task-type {params.task_type:q} --passages {input.passages} --test {input.test}"
         " --model {input.model} {params.adapter} --params {params.hp:q} --shards {params.shards}"
         " --out {output.rows} --manifest {output.manifest} --records {output.records}"
-        " --plot {output.plot} --formats {output.formats} --threads {threads} > {log} 2>&1"
+        " --formats {output.formats} --threads {threads} > {log} 2>&1"
 
 
 if PUBLISHED_GENERATORS:
@@ -83,5 +83,5 @@ if PUBLISHED_GENERATORS:
             "{params.online} python -m bonito_repro generate --dataset {wildcards.dataset}"
             " --task-type {params.task_type:q} --published {params.source:q} --test {input.test}"
             " --params {params.hp:q} --out {output.rows} --manifest {output.manifest}"
-            " --records {output.records} --plot {output.plot} --formats {output.formats}"
+            " --records {output.records} --formats {output.formats}"
             " --threads {threads} > {log} 2>&1"

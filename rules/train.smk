@@ -4,13 +4,18 @@
 # - train_p3: the P3-style adapter standing in for BatsResearch/*-P3 (targets with
 #   init_adapter: {train_on: p3}), trained on ctga's p3 rows;
 # - adapt: LoRA adaptation of each target on each (source, dataset): a generator's synthetic tasks
-#   (loss on the response) or, for `tapt`, the unannotated passages (loss on every token).
+#   (loss on the response) or, for `tapt`, the unannotated passages (loss on every token);
+# - parse_check (`python -m bonito_repro parse-check`): how many of the first validation contexts
+#   the trained generator's greedy output parses on, against its untrained base; a job of its own
+#   (inference only), so that changing the check never reruns the training.
+# Their loss curves are drawn from the manifests by loss_curve (plots.smk).
 # Resume checkpoints live under results/checkpoints/ (same relative path as the output), which is
 # not a declared output: Snakemake deletes declared outputs before a retry. A rerun of a killed
 # job continues from the latest complete checkpoint.
 
 CHECKPOINTS = f"{R}/checkpoints"
 TRAINED_GENERATORS = sorted(g for g, spec in config["generators"].items() if "base" in spec)
+PARSE_CHECKS = [f"{R}/generators/{g}/parse_check.json" for g in TRAINED_GENERATORS if g in SOURCES]
 P3_MODELS = sorted({config["targets"][t]["model"] for t in TARGETS
                     if config["targets"][t].get("init_adapter", {}).get("train_on") == "p3"})
 
@@ -23,8 +28,6 @@ rule train_bonito:
     output:
         adapter=directory(f"{R}/generators/{{generator}}/adapter"),
         manifest=f"{R}/generators/{{generator}}/adapter.manifest.json",
-        loss_curve=report(f"{R}/generators/{{generator}}/adapter.loss.png", caption="../report/loss_curve.rst",
-                          category="Loss curves", subcategory="generators", labels={"job": "{generator}"}),
     wildcard_constraints:
         generator=_choice(TRAINED_GENERATORS),
     params:
@@ -46,9 +49,37 @@ rule train_bonito:
     shell:
         "{params.train} --mode pairs --wrapper none --base {input.base} --data {input.train}"
         " --validation {input.validation} --out {output.adapter} --checkpoints {params.checkpoints}"
-        " --manifest {output.manifest} --loss-curve {output.loss_curve} --params {params.hp:q}"
-        " --threads {threads} --name generator/{wildcards.generator} --parse-check 16"
-        " > {log} 2>&1"
+        " --manifest {output.manifest} --params {params.hp:q} --threads {threads}"
+        " --name generator/{wildcards.generator} > {log} 2>&1"
+
+
+rule parse_check:
+    input:
+        base=lambda w: model_dir(config["generators"][w.generator]["base"]),
+        adapter=f"{R}/generators/{{generator}}/adapter",
+        validation=f"{R}/ctga/validation.parquet",
+    output:
+        f"{R}/generators/{{generator}}/parse_check.json",
+    wildcard_constraints:
+        generator=_choice(TRAINED_GENERATORS),
+    params:
+        # the base loads as the training loaded it
+        hp=as_json({**config["parse_check"], "bf16": config["bonito_training"]["bf16"]}),
+    log:
+        f"{R}/logs/parse_check/{{generator}}.log",
+    benchmark:
+        f"{R}/benchmarks/parse_check/{{generator}}.tsv"
+    threads: res("generate")["threads"]  # inference with the generator, as generation runs it
+    resources:
+        gpu=res("generate")["gpus"],
+        mem_mb=res("generate")["mem_mb"],
+        runtime=res("generate")["runtime"],
+    conda:
+        "../envs/main.yaml"
+    shell:
+        "python -m bonito_repro parse-check --base {input.base} --adapter {input.adapter}"
+        " --validation {input.validation} --params {params.hp:q} --out {output}"
+        " --threads {threads} > {log} 2>&1"
 
 
 if P3_MODELS:
@@ -60,8 +91,6 @@ if P3_MODELS:
         output:
             adapter=directory(f"{R}/p3/{{model}}/adapter"),
             manifest=f"{R}/p3/{{model}}/adapter.manifest.json",
-            loss_curve=report(f"{R}/p3/{{model}}/adapter.loss.png", caption="../report/loss_curve.rst",
-                              category="Loss curves", subcategory="P3 stand-in", labels={"job": "{model}"}),
         wildcard_constraints:
             model=_choice(P3_MODELS),
         params:
@@ -82,7 +111,7 @@ if P3_MODELS:
         shell:
             "{params.train} --mode pairs --wrapper io --base {input.base} --data {input.train}"
             " --out {output.adapter} --checkpoints {params.checkpoints} --manifest {output.manifest}"
-            " --loss-curve {output.loss_curve} --params {params.hp:q} --threads {threads}"
+            " --params {params.hp:q} --threads {threads}"
             " --name p3/{wildcards.model} > {log} 2>&1"
 
 
@@ -94,9 +123,6 @@ rule adapt:
     output:
         adapter=directory(adapter_dir("{target}", "{source}", "{dataset}")),
         manifest=adapter_dir("{target}", "{source}", "{dataset}") + ".manifest.json",
-        loss_curve=report(adapter_dir("{target}", "{source}", "{dataset}") + ".loss.png",
-                          caption="../report/loss_curve.rst", category="Loss curves", subcategory="adaptation",
-                          labels={"job": "{target} / {source} / {dataset}"}),
     wildcard_constraints:
         source=_choice([TAPT, *GENERATORS]),
     params:
@@ -121,5 +147,5 @@ rule adapt:
         "{params.train} --mode {params.mode} --wrapper {params.wrapper} --base {input.base}"
         " {params.init_adapter} --data {input.rows} --out {output.adapter}"
         " --checkpoints {params.checkpoints} --manifest {output.manifest}"
-        " --loss-curve {output.loss_curve} --params {params.hp:q} --threads {threads}"
+        " --params {params.hp:q} --threads {threads}"
         " --name adapt/{wildcards.target}/{wildcards.source}/{wildcards.dataset} > {log} 2>&1"

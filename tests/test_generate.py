@@ -1,6 +1,6 @@
 """Task generation: parsing and the funnel on crafted outputs, shard resume, a tiny trained
-generator through the transformers backend, the CLI's outputs and errors, bagel's formats, and
-the vLLM backend really run in its own environment."""
+generator through the transformers backend, the CLI's outputs and errors, the parse check of a
+trained generator, bagel's formats, and the vLLM backend really run in its own environment."""
 from __future__ import annotations
 
 import json
@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
+from bonito_repro.__main__ import main as bonito_repro
 from bonito_repro.config import load_scale
 from bonito_repro.formats import FORMATS, alpaca, chatml, llama2, vicuna
 from bonito_repro.funnel import REASONS, NgramIndex, probe_texts
@@ -260,6 +261,31 @@ def test_generate_tasks_with_the_tiny_generator(tiny_generator, embed):
     assert [(r["context_id"], r["output"]) for r in adapted] == [(0, "no"), (1, "no"), (2, "no")]
 
 
+def test_parse_check_counts_the_trained_generator_against_its_base(tiny_model_dir, tmp_path):
+    """`python -m bonito_repro parse-check` on the random tiny model and a LoRA on it that learnt
+    the Bonito format: the adapter parses on every context, the untrained base on none."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from bonito_repro.models import load_tokenizer
+
+    with one_thread():
+        lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
+                                                                "gate_proj", "up_proj", "down_proj"])
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir), lora)
+        memorise(model, load_tokenizer(tiny_model_dir), "no").save_pretrained(tmp_path / "adapter")
+    validation = tmp_path / "validation.parquet"
+    pd.DataFrame({"input": [bonito_input(p, "ynqa") for p in PASSAGES]}).to_parquet(validation)
+    params = {"contexts": 16, "max_new_tokens": 32, "bf16": False}
+    assert bonito_repro(["parse-check", "--base", str(tiny_model_dir), "--adapter", str(tmp_path / "adapter"),
+                         "--validation", str(validation), "--params", json.dumps(params),
+                         "--out", str(tmp_path / "parse_check.json"), "--threads", "1"]) == 0
+    record = json.loads((tmp_path / "parse_check.json").read_text())
+    assert record["counts"] == {"contexts": 3, "trained_parsed": 3, "base_parsed": 0}  # all 3 of 16 asked
+    assert (record["trained"], record["base"]) == (1.0, 0.0) and record["params"] == params
+    assert record["trained_example"].endswith("<|pipe|>\nno")
+
+
 def _inputs(tmp_path: Path) -> tuple[Path, Path]:
     passages, test = tmp_path / "passages.parquet", tmp_path / "test.parquet"
     pd.DataFrame({"input": [PASSAGES[0], "   ", PASSAGES[1], PASSAGES[2]]}).to_parquet(passages)
@@ -272,8 +298,7 @@ def _cli(tmp_path, passages, test, model, params, extra=(), shards=None):
     args = ["--dataset", "pubmed_qa", "--task-type", "ynqa", "--passages", str(passages), "--test", str(test),
             "--model", str(model), "--params", json.dumps(params), "--shards", str(shards or tmp_path / "shards"),
             "--out", str(out / "pubmed_qa.parquet"), "--manifest", str(out / "pubmed_qa.manifest.json"),
-            "--records", str(out / "pubmed_qa.funnel.parquet"), "--plot", str(out / "pubmed_qa.funnel.png"),
-            "--formats", str(out / "pubmed_qa.formats"), *extra]
+            "--records", str(out / "pubmed_qa.funnel.parquet"), "--formats", str(out / "pubmed_qa.formats"), *extra]
     return out, args
 
 
@@ -294,6 +319,9 @@ def test_cli_writes_rows_funnel_plot_and_formats(tiny_generator, tmp_path, embed
     assert manifest["funnel"]["contaminated"] + manifest["funnel"]["exact_duplicate"] == 6
     assert manifest["flagged"]["contaminated"] == 6 and manifest["drops"] == {}
     assert manifest["shards"]["total"] == 2 and manifest["shards"]["generated"] == 2
+    # the funnel plot is drawn from the manifest alone (rule funnel_plot)
+    assert bonito_repro(["plot", "funnel", "--manifest", str(out / "pubmed_qa.manifest.json"),
+                         "--params", json.dumps({"dpi": 100}), "--out", str(out / "pubmed_qa.funnel.png")]) == 0
     assert (out / "pubmed_qa.funnel.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(pd.read_parquet(out / "pubmed_qa.funnel.parquet")) == 6
     for name in FORMATS:

@@ -19,7 +19,7 @@ from conftest import REPO
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 GPU_RULES = {"train_bonito": "train_bonito", "generate": "generate", "adapt": "adapt", "evaluate": "evaluate",
-             "evaluate_generation": "evaluate"}  # rule -> its resources section
+             "evaluate_generation": "evaluate", "parse_check": "generate"}  # rule -> its resources section
 
 
 def snakemake(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:
@@ -64,6 +64,9 @@ def test_paper_dag_has_the_full_grid(paper_dry_run):
     assert counts["adapt"] == targets * datasets * sources
     assert counts["generate"] == len(config["generators"]) * datasets
     assert counts["train_bonito"] == 1 and counts["ctga"] == 1
+    # the default target draws every figure and runs the parse check
+    assert counts["funnel_plot"] == counts["generate"] and counts["parse_check"] == 1
+    assert counts["loss_curve"] == counts["adapt"] + counts["train_bonito"] + counts["train_p3"]
     assert counts["prepare_model"] == 5  # three base models and two P3 adapters (bonito_v1 unused)
 
 
@@ -101,6 +104,8 @@ def test_smoke_dag_runs_to_the_main_table(smoke_run):
     for dataset in config["datasets"]:  # the smoke generator learnt the format: every dataset has tasks
         manifest = json.loads((results / "synthetic" / "bonito" / f"{dataset}.manifest.json").read_text())
         assert manifest["kept"] > 0, manifest["funnel"]
+    parse = json.loads((results / "generators" / "bonito" / "parse_check.json").read_text())
+    assert parse["counts"]["trained_parsed"] > parse["counts"]["base_parsed"], parse
     for log in (results / "logs").rglob("*.log"):
         assert "Traceback" not in log.read_text(), log
 
@@ -129,14 +134,17 @@ def rerun_after(smoke_run: Path, tmp_path: Path, edit) -> set[str]:
 
 EVALUATION = {"evaluate", "evaluate_generation"}
 TABLES = {"eval_table", "main_table"}
+PLOTS = {"funnel_plot", "loss_curve"}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("edit, must, may", [
     (lambda c: c["evaluation"].update(max_new_tokens=7), {"evaluate_generation"}, {"evaluate_generation"} | TABLES),
     (lambda c: c["evaluation"].update(max_examples=5), EVALUATION, EVALUATION | TABLES),
-    (lambda c: c["adaptation"].update(learning_rate=0.123), {"adapt"}, {"adapt"} | EVALUATION | TABLES),
+    (lambda c: c["adaptation"].update(learning_rate=0.123), {"adapt"}, {"adapt", "loss_curve"} | EVALUATION | TABLES),
     (lambda c: c.setdefault("tables", {}).update(decimals=2), {"main_table"}, {"main_table"}),
+    (lambda c: c.setdefault("plots", {}).update(dpi=72), PLOTS, PLOTS),  # a figure's style reruns no compute job
+    (lambda c: c.setdefault("parse_check", {}).update(contexts=4), {"parse_check"}, {"parse_check"}),  # and never the training
 ])
 def test_a_config_edit_reruns_only_what_it_affects(smoke_run, tmp_path, edit, must, may):
     rerun = rerun_after(smoke_run, tmp_path, edit)

@@ -15,10 +15,12 @@ STAGES = {
     "data": "bonito_repro.target_data",
     "ctga": "bonito_repro.ctga",
     "train": "bonito_repro.train",
+    "parse-check": "bonito_repro.train.parse_check",
     "generate": "bonito_repro.generate",
     "evaluate": "bonito_repro.evaluate",
     "table": "bonito_repro.tables",
     "main-table": "bonito_repro.main_table",
+    "plot": "bonito_repro.plots",
 }
 
 

@@ -175,30 +175,3 @@ def funnel_counts(df: pd.DataFrame, params: dict) -> dict:
     return {"funnel": counts, "flagged": flagged, "removed": removed, "kept": kept,
             "filters_on": removed_reasons}
 
-
-def plot_funnel(summary: dict, path, title: str) -> None:
-    """A small bar chart of the funnel (PNG): generated, each reason, clean and kept; bars of
-    reasons that removed rows are dark, measured-only ones light."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    funnel = summary["funnel"]
-    labels = ["generated", *REASONS, "clean", "kept"]
-    values = [funnel["generated"], *(funnel[r] for r in REASONS), funnel["clean"], summary["kept"]]
-    colors = ["#4c72b0", *("#c44e52" if r in summary["filters_on"] else "#e8a9ab" for r in REASONS),
-              "#55a868", "#2d6a3e"]
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    bars = ax.barh(labels[::-1], values[::-1], color=colors[::-1])
-    ax.bar_label(bars, padding=2, fontsize=8)
-    from matplotlib.patches import Patch
-
-    ax.legend(handles=[Patch(color="#c44e52", label="removed"), Patch(color="#e8a9ab", label="measured only")],
-              fontsize=7, loc="center right")
-    ax.set_xlabel("generated tasks")
-    ax.set_title(title, fontsize=10)
-    ax.margins(x=0.15)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)

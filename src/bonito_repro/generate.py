@@ -28,8 +28,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from .backends import Backend, Sampling, make_backend
-from .funnel import funnel_counts, plot_funnel, probe_texts, run_funnel
 from .config import ConfigError, check_params
+from .funnel import funnel_counts, probe_texts, run_funnel
 from .io import Manifest, parse_params, seeded_subset, set_threads, setup_logging, write_parquet
 from .prompts import bonito_input
 from .tasks import task_type_name
@@ -260,7 +260,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, required=True, help="kept tasks (parquet)")
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--records", type=Path, help="every generation with its funnel reason (parquet)")
-    parser.add_argument("--plot", type=Path, help="funnel plot (PNG)")
     parser.add_argument("--formats", type=Path, help="directory for the four bagel prompt formats (JSONL)")
     parser.add_argument("--threads", type=int, default=None)
     return parser
@@ -307,9 +306,6 @@ def main(argv: list[str] | None = None) -> int:
                   args.out)
     if args.records:
         write_parquet(records.drop(columns=["passage"]), args.records)
-    if args.plot:
-        args.plot.parent.mkdir(parents=True, exist_ok=True)
-        plot_funnel(summary, args.plot, f"{args.dataset}: generation funnel")
     formats = {}
     if args.formats:
         from .formats import export_formats

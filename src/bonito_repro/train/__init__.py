@@ -3,7 +3,7 @@ adapter, LoRA adaptation of targets on synthetic tasks, and the TAPT baseline.
 
     python -m bonito_repro train --mode pairs --base results/models/M --data X.parquet \\
         [--validation V.parquet] [--init-adapter DIR] --wrapper none|io|inst --out ADAPTER_DIR \\
-        --checkpoints DIR --manifest M.json --loss-curve L.png --params JSON --threads N
+        --checkpoints DIR --manifest M.json --params JSON --threads N
     python -m bonito_repro train --mode tapt ...   (column `input` only; params need tapt_block_size)
 
 With more than one process, launch it under torchrun:
@@ -40,13 +40,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="final adapter directory")
     parser.add_argument("--checkpoints", type=Path, required=True, help="resume checkpoints (not an output)")
     parser.add_argument("--manifest", type=Path, required=True)
-    parser.add_argument("--loss-curve", type=Path)
     parser.add_argument("--params", required=True, help="training section of the config, as JSON")
     parser.add_argument("--threads", type=int, help="CPU threads for all processes together")
     parser.add_argument("--name", default="", help="what is trained, for messages and the manifest")
-    parser.add_argument("--parse-check", type=int, default=0, metavar="N",
-                        help="generate for N validation contexts and report the share that parses")
-    parser.add_argument("--parse-max-new-tokens", type=int, default=128)
     return parser.parse_args(argv)
 
 
@@ -56,8 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     job = TrainJob(mode=args.mode, base=args.base, data=args.data, out=args.out, checkpoints=args.checkpoints,
                    manifest=args.manifest, params=parse_params(args.params), wrapper=args.wrapper,
                    init_adapter=args.init_adapter, validation=args.validation, name=args.name,
-                   loss_curve=args.loss_curve, parse_check=args.parse_check,
-                   parse_max_new_tokens=args.parse_max_new_tokens, threads=args.threads)
+                   threads=args.threads)
     try:
         record = run(job)
     except TrainError as error:

@@ -42,9 +42,6 @@ class TrainJob:
     init_adapter: Path | None = None
     validation: Path | None = None
     name: str = ""
-    loss_curve: Path | None = None
-    parse_check: int = 0
-    parse_max_new_tokens: int = 128
     threads: int | None = None
 
 
@@ -146,8 +143,9 @@ def _save_adapter(model, out: Path) -> None:
 
 def run(job: TrainJob, callbacks: Sequence = ()) -> dict | None:
     """Train (or resume from the latest complete checkpoint) to the configured step count, save
-    the final adapter, manifest and loss curve; return the manifest record (None on processes
-    other than the first). ``callbacks`` are extra TrainerCallbacks."""
+    the final adapter and the manifest (with the loss histories the loss curve is drawn from);
+    return the manifest record (None on processes other than the first). ``callbacks`` are extra
+    TrainerCallbacks."""
     from transformers import Trainer, set_seed
 
     from ..models import load_tokenizer
@@ -210,16 +208,6 @@ def run(job: TrainJob, callbacks: Sequence = ()) -> dict | None:
         "validation_loss": [{"step": e["step"], "loss": e["eval_loss"]} for e in state.log_history if "eval_loss" in e],
     }
     _save_adapter(model, job.out)
-    if job.parse_check and job.validation is not None:
-        from .parse_check import parse_shares
-
-        del trainer, model  # frees the training copy before two inference copies load
-        manifest.extra["parse_check"] = parse_shares(job.base, job.out, job.validation, job.parse_check,
-                                                     job.parse_max_new_tokens, bf16=p["bf16"])
-    if job.loss_curve:
-        from .plots import plot_loss
-
-        plot_loss(manifest.extra["train_loss"], manifest.extra["validation_loss"], job.loss_curve, job.name)
     record = manifest.write(job.manifest)
     shutil.rmtree(job.checkpoints, ignore_errors=True)
     return record

@@ -1,0 +1,86 @@
+"""Figures, drawn from the manifests the compute jobs write: restyling one (the config's `plots`
+section) reruns only these small jobs, never a generation or a training.
+
+    python -m bonito_repro plot funnel --manifest SYNTHETIC.manifest.json --params JSON --out F.png
+    python -m bonito_repro plot loss --manifest ADAPTER.manifest.json --params JSON --out L.png
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .funnel import REASONS
+from .io import atomic_path, parse_params, read_json, setup_logging
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | Path, dpi: int) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+
+
+def plot_funnel(summary: dict, path: str | Path, title: str, dpi: int) -> None:
+    """A small bar chart of the funnel (the generation manifest's ``funnel``, ``kept`` and
+    ``filters_on``): generated, each reason, clean and kept; bars of reasons that removed rows are
+    dark, measured-only ones light."""
+    plt = _pyplot()
+    from matplotlib.patches import Patch
+
+    funnel = summary["funnel"]
+    labels = ["generated", *REASONS, "clean", "kept"]
+    values = [funnel["generated"], *(funnel[r] for r in REASONS), funnel["clean"], summary["kept"]]
+    colors = ["#4c72b0", *("#c44e52" if r in summary["filters_on"] else "#e8a9ab" for r in REASONS),
+              "#55a868", "#2d6a3e"]
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    bars = ax.barh(labels[::-1], values[::-1], color=colors[::-1])
+    ax.bar_label(bars, padding=2, fontsize=8)
+    ax.legend(handles=[Patch(color="#c44e52", label="removed"), Patch(color="#e8a9ab", label="measured only")],
+              fontsize=7, loc="center right")
+    ax.set_xlabel("generated tasks")
+    ax.set_title(title, fontsize=10)
+    ax.margins(x=0.15)
+    _save(fig, path, dpi)
+
+
+def plot_loss(train: list[dict], validation: list[dict], path: str | Path, title: str, dpi: int) -> None:
+    """Training loss per optimizer step, and the validation loss where there is one (the training
+    manifest's ``train_loss`` and ``validation_loss``)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([e["step"] for e in train], [e["loss"] for e in train], label="train")
+    if validation:
+        ax.plot([e["step"] for e in validation], [e["loss"] for e in validation], "o-", label="validation")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.legend()
+    _save(fig, path, dpi)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="bonito_repro plot", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("kind", choices=("funnel", "loss"))
+    parser.add_argument("--manifest", type=Path, required=True, help="a generation or training manifest")
+    parser.add_argument("--params", required=True, help="the config's plots section (JSON)")
+    parser.add_argument("--out", type=Path, required=True, help="figure (PNG)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    manifest, dpi = read_json(args.manifest), parse_params(args.params)["dpi"]
+    if args.kind == "funnel":
+        plot_funnel(manifest, args.out, f"{manifest['dataset']}: generation funnel", dpi)
+    else:
+        plot_loss(manifest["train_loss"], manifest["validation_loss"], args.out, manifest["name"], dpi)
+    return 0
