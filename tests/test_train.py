@@ -240,8 +240,7 @@ def _cli(data: Path, validation: Path, base: Path, out: Path, params: dict, proc
 def test_sigkill_then_rerun_of_the_cli_ends_at_the_same_weights(tmp_path, tiny_model_dir, ctga_files):
     train, validation = ctga_files
     params = dict(PARAMS, max_steps=40, save_steps=5, eval_steps=10)
-    whole = run(job(tiny_model_dir, train, tmp_path / "whole", validation=validation, params=params,
-                    parse_check=4, parse_max_new_tokens=8))  # what _cli passes
+    whole = run(job(tiny_model_dir, train, tmp_path / "whole", validation=validation, params=params))
     out = tmp_path / "killed"
     process = subprocess.Popen(_cli(train, validation, tiny_model_dir, out, params), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL)
