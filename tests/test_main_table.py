@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,17 @@ def test_grid_layout_and_average(paper):
                                   "squadshifts_reddit", "contract_nli", "vitaminc", "average"]
     assert len(grid) == 5 * 3
     assert grid.loc[("mistral_7b", "zero_shot"), "average"] == pytest.approx(27.6, abs=0.05)
+
+
+def test_rows_and_columns_in_the_papers_order_after_the_rules_json(paper):
+    """The rule hands the config over as JSON with sorted keys; the order still comes from `run`:
+    pretrained targets, then instruction-tuned ones, zero-shot, TAPT, Bonito within each."""
+    passed = json.loads(json.dumps(paper, sort_keys=True))
+    grid = score_grid(scores_for(passed), passed)
+    assert [t for t, _ in grid.index[::3]] == ["mistral_7b", "llama2_7b", "mistral_7b_p3", "llama2_7b_p3",
+                                                "mistral_7b_instruct"]
+    assert [s for _, s in grid.index[:3]] == ["zero_shot", "tapt", "bonito"]
+    assert list(grid.columns)[:3] == ["pubmed_qa", "privacy_qa", "squadshifts_nyt"]
 
 
 def test_deltas_are_against_the_same_targets_zero_shot(paper):

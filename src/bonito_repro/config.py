@@ -160,6 +160,7 @@ def resolve(config: dict) -> dict:
             raise ConfigError(f"run.datasets: two entries are named {name!r}")
         datasets[name] = spec
     resolved["datasets"] = datasets
+    resolved["run"]["datasets"] = list(datasets)  # names, where an entry was a file's path
     resolved["ctga"]["sources"] = {
         name: spec if "files" in spec else {"embedded": name} if config["data"] == "embedded" else spec
         for name, spec in config["ctga"]["sources"].items()}

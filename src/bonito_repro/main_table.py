@@ -28,9 +28,20 @@ def group_of(target: dict) -> str:
     return "pretrained" if target["wrapper"]["zero_shot"] == "plain" else "instruction-tuned"
 
 
+GROUPS = ("pretrained", "instruction-tuned")
+
+
 def ordered_datasets(config: dict) -> list[str]:
-    """The columns in the config's `run.datasets` order (the paper's, in config.yaml)."""
-    return list(config["datasets"])
+    """The columns in the config's `run.datasets` order (the paper's, in config.yaml). Not the
+    order of the `datasets` mapping: the rule passes the config as JSON with sorted keys."""
+    return list(config["run"]["datasets"])
+
+
+def ordered_rows(config: dict) -> list[tuple[str, str]]:
+    """(target, source) rows as the paper orders them: the pretrained models, then the
+    instruction-tuned ones, each in `run.targets` order, each with zero-shot then `run.sources`."""
+    targets = sorted(config["run"]["targets"], key=lambda t: GROUPS.index(group_of(config["targets"][t])))
+    return [(t, s) for t in targets for s in [ZERO_SHOT, *config["run"]["sources"]]]
 
 
 def column_titles(config: dict) -> dict[str, str]:
@@ -43,7 +54,7 @@ def score_grid(scores: pd.DataFrame, config: dict) -> pd.DataFrame:
     Raises if a configured cell is missing, so a table never silently averages fewer datasets."""
     datasets = ordered_datasets(config)
     wide = scores.pivot_table(index=["target", "source"], columns="dataset", values="f1", aggfunc="first")
-    rows = [(t, s) for t in config["targets"] for s in [ZERO_SHOT, *config["run"]["sources"]]]
+    rows = ordered_rows(config)
     missing = [(t, s, d) for t, s in rows for d in datasets
                if (t, s) not in wide.index or d not in wide.columns or pd.isna(wide.loc[(t, s), d])]
     if missing:
