@@ -35,7 +35,7 @@ PARAMS = {"quantization": "nf4", "lora": {"r": 8, "alpha": 16, "dropout": 0.0}, 
           "lr_scheduler": "linear", "warmup_ratio": 0.0, "weight_decay": 0.0, "max_grad_norm": 0.3,
           "optimizer": "adamw_torch", "per_device_batch_size": 4, "grad_accumulation": 1, "processes": 1,
           "max_input_length": 128, "max_output_length": 64, "max_steps": 7, "one_epoch_below": None,
-          "save_steps": 2, "eval_steps": 3, "max_eval_examples": 8, "logging_steps": 1, "bf16": False,
+          "save_steps": 2, "save_minutes": 30, "eval_steps": 3, "max_eval_examples": 8, "logging_steps": 1, "bf16": False,
           "gradient_checkpointing": False, "group_by_length": True, "seed": 42, "tapt_block_size": 32}
 
 
@@ -191,6 +191,33 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, tiny_model_dir, ctga_f
     manifest = json.loads(killed.manifest.read_text())
     assert manifest["counts"]["rows_in"] == manifest["counts"]["sequences"] == 20
     assert manifest["tokens_per_second"] > 0
+
+
+class Saves(TrainerCallback):
+    def __init__(self):
+        self.steps = []
+
+    def on_save(self, args, state, control, **kwargs):
+        self.steps.append(state.global_step)
+
+
+def test_checkpoints_come_by_time_as_well_as_by_steps(tmp_path, tiny_model_dir, ctga_files):
+    train, _ = ctga_files
+    by_steps, by_time = Saves(), Saves()
+    run(job(tiny_model_dir, train, tmp_path / "steps", params={**PARAMS, "save_steps": 1000}), callbacks=[by_steps])
+    run(job(tiny_model_dir, train, tmp_path / "time", params={**PARAMS, "save_steps": 1000, "save_minutes": 1e-9}),
+        callbacks=[by_time])
+    assert by_steps.steps == [PARAMS["max_steps"]]  # the final save only: 1,000 steps never came
+    assert by_time.steps == list(range(1, PARAMS["max_steps"] + 1))  # every step once the minutes passed
+
+
+def test_a_new_checkpoint_cadence_keeps_the_checkpoints(tmp_path, tiny_model_dir, ctga_files):
+    train, _ = ctga_files
+    killed = job(tiny_model_dir, train, tmp_path / "killed")
+    with pytest.raises(KeyboardInterrupt):
+        run(killed, callbacks=[Kill(5)])
+    resumed = run(job(tiny_model_dir, train, tmp_path / "killed", params={**PARAMS, "save_minutes": 5}))
+    assert resumed["resumed_from"].endswith("checkpoint-4")
 
 
 def test_an_initial_adapter_keeps_training_in_tapt_mode(tmp_path, tiny_model_dir, ctga_files):

@@ -8,6 +8,7 @@ import logging
 import math
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -122,6 +123,32 @@ def training_arguments(params: dict, output_dir: Path, steps: int, evaluate: boo
     )
 
 
+def save_every(minutes: float):
+    """A callback that asks for a checkpoint once ``minutes`` have passed since the last one, so a
+    kill or a scheduler's time limit loses minutes of work, not ``save_steps`` of it (10,000
+    Bonito steps are hours). Process 0's clock decides for every process: the save is collective."""
+    from transformers import TrainerCallback
+
+    class SaveEvery(TrainerCallback):
+        def __init__(self) -> None:
+            self.last = time.monotonic()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            due = [time.monotonic() - self.last >= minutes * 60]
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                dist.broadcast_object_list(due, src=0)
+            if due[0]:
+                control.should_save = True
+            return control
+
+        def on_save(self, args, state, control, **kwargs):
+            self.last = time.monotonic()
+
+    return SaveEvery()
+
+
 def _progress(checkpoint: Path | None) -> tuple[int, int]:
     """Optimizer steps and tokens done when a checkpoint was written ((0, 0) for none)."""
     if checkpoint is None:
@@ -167,7 +194,9 @@ def run(job: TrainJob, callbacks: Sequence = ()) -> dict | None:
     steps = training_steps(len(train_set), p)
     args = training_arguments(p, job.checkpoints, steps, evaluate=eval_set is not None)
 
-    settings = {"mode": job.mode, "wrapper": job.wrapper, "params": p, "world": world}
+    # how often checkpoints are written never changes the weights: a new cadence keeps them
+    settings = {"mode": job.mode, "wrapper": job.wrapper, "world": world,
+                "params": {k: v for k, v in p.items() if k != "save_minutes"}}
     run_fingerprint = checkpoints.fingerprint(settings, [job.base, job.data, job.init_adapter, job.validation])
     with args.main_process_first(local=False, desc="checkpoints"):
         if args.process_index == 0:
@@ -180,7 +209,8 @@ def run(job: TrainJob, callbacks: Sequence = ()) -> dict | None:
     set_seed(p["seed"])
     model = load_trainable_model(job.base, p, job.init_adapter)
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
-                      data_collator=Collator(tokenizer.pad_token_id), callbacks=list(callbacks))
+                      data_collator=Collator(tokenizer.pad_token_id),
+                      callbacks=[save_every(p["save_minutes"]), *callbacks])
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     state = trainer.state
     if state.global_step != steps:
