@@ -253,6 +253,18 @@ def test_checkpoints_of_another_configuration_or_half_written_are_removed(tmp_pa
     assert checkpoints.checkpoints(directory) == []
 
 
+def test_a_torn_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
+    directory = tmp_path / "ck"
+    for step, state in ((2, '{"global_step": 2}'), (4, '{"global_st')):  # the save of step 4 was killed
+        (directory / f"checkpoint-{step}").mkdir(parents=True)
+        (directory / f"checkpoint-{step}" / checkpoints.COMPLETE_MARKER).write_text(state)
+    assert checkpoints.prepare(directory, "run-a").name == "checkpoint-2"
+    assert "checkpoint-4 is unreadable (trainer_state.json" in caplog.text
+    (directory / checkpoints.FINGERPRINT).write_text('{"fingerp')  # torn: whose checkpoints are these?
+    assert checkpoints.prepare(directory, "run-a") is None
+    assert "run.json is unreadable" in caplog.text and checkpoints.checkpoints(directory) == []
+
+
 def _cli(data: Path, validation: Path, base: Path, out: Path, params: dict, processes: int = 1) -> list[str]:
     launch = [sys.executable, "-m", "bonito_repro", "train"]
     if processes > 1:

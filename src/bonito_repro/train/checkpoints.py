@@ -13,6 +13,8 @@ import re
 import shutil
 from pathlib import Path
 
+from ..io import write_json
+
 log = logging.getLogger(__name__)
 
 FINGERPRINT = "run.json"
@@ -45,7 +47,26 @@ def checkpoints(directory: Path) -> list[tuple[int, Path]]:
 
 
 def is_complete(checkpoint: Path) -> bool:
-    return (checkpoint / COMPLETE_MARKER).exists()
+    """Its trainer state is there and readable: Trainer writes that file last, and not atomically,
+    so a kill during the save can leave it torn."""
+    try:
+        json.loads((checkpoint / COMPLETE_MARKER).read_text())
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError) as error:
+        log.warning("checkpoint %s is unreadable (%s: %s): treated as unfinished", checkpoint,
+                    COMPLETE_MARKER, error)
+        return False
+    return True
+
+
+def _stamped(stamp: Path) -> str | None:
+    """The fingerprint a checkpoint directory was stamped with (None if unreadable)."""
+    try:
+        return json.loads(stamp.read_text()).get("fingerprint")
+    except (OSError, ValueError, AttributeError) as error:
+        log.warning("%s is unreadable (%s): its checkpoints cannot be matched to this run", stamp, error)
+        return None
 
 
 def prepare(directory: Path, run_fingerprint: str) -> Path | None:
@@ -53,11 +74,12 @@ def prepare(directory: Path, run_fingerprint: str) -> Path | None:
     (None for a fresh start). A checkpoint killed while being written is removed."""
     directory.mkdir(parents=True, exist_ok=True)
     stamp = directory / FINGERPRINT
-    if stamp.exists() and json.loads(stamp.read_text()).get("fingerprint") != run_fingerprint:
-        log.warning("%s holds checkpoints of a different configuration or inputs; starting afresh", directory)
+    if stamp.exists() and _stamped(stamp) != run_fingerprint:
+        log.warning("%s holds checkpoints of a different or unknown configuration or inputs; starting "
+                    "afresh", directory)
         for child in directory.iterdir():
             shutil.rmtree(child) if child.is_dir() else child.unlink()
-    stamp.write_text(json.dumps({"fingerprint": run_fingerprint}) + "\n")
+    write_json({"fingerprint": run_fingerprint}, stamp)
     latest = None
     for step, path in checkpoints(directory):
         if is_complete(path):
