@@ -134,6 +134,11 @@ def _error(config: dict) -> str:
         (lambda c: c.update(data="ftp"), "data: 'ftp' is not one of"),
         (lambda c: c["run"].update(datasets=[]), "run.datasets"),
         (lambda c: c["training"].pop("seed"), "training: 'seed' is a required property"),
+        (lambda c: c["training"].update(per_device_batch_size=4.0), "training.per_device_batch_size: 4.0 is not of type"),
+        (lambda c: c["generation"].update(shard_size=2.0), "generation.shard_size: 2.0 is not of type 'integer'"),
+        (lambda c: c["tables"].update(decimals=1.0), "tables.decimals: 1.0 is not of type 'integer'"),
+        (lambda c: c["evaluation"]["bootstrap"].update(seed=-1), "evaluation.bootstrap.seed: -1 is less than"),
+        (lambda c: c["evaluation"].update(seed=-1), "evaluation.seed: -1 is less than the minimum of 0"),
     ],
 )
 def test_schema_errors_name_the_key(base, edit, expected):
@@ -154,6 +159,7 @@ def test_schema_errors_name_the_key(base, edit, expected):
         (lambda c: c["run"].update(datasets=["pubmed_qa", "poetry_qa"]),
          "run.datasets: no dataset file"),
         (lambda c: c["models"]["mistral_7b_p3"].pop("base"), "models.mistral_7b_p3.base"),
+        (lambda c: c["generation"].update(temperature=0, n=2), "generation.n: 2 samples at temperature 0"),
         (lambda c: c["bonito_training"].update(processes=2),
          "bonito_training.processes: 2 training processes on resources.train_bonito.gpus = 4 GPUs"),
     ],

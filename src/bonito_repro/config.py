@@ -38,6 +38,13 @@ EVAL_DECODING_KEYS = ("generation_backend", "max_new_tokens")
 TRAINING_RESOURCES = {"bonito_training": "train_bonito", "p3_training": "adapt", "adaptation": "adapt"}
 
 
+# JSON Schema counts 4.0 as an integer; torch, pandas and range() do not, so neither does the config
+Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)))
+
+
 class ConfigError(ValueError):
     """A config value is missing, of the wrong type or refers to something undeclared."""
 
@@ -53,7 +60,7 @@ def load_schema(path: Path = SCHEMA_PATH) -> dict:
 
 def _schema_errors(instance: Any, schema: dict, prefix: str = "") -> list[str]:
     """Every violation as "<prefix><key path>: <message>" (the prefix alone at the root)."""
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = Validator(schema)
     lines = []
     for error in sorted(validator.iter_errors(instance), key=lambda e: list(map(str, e.absolute_path))):
         best = jsonschema.exceptions.best_match([error])  # a oneOf failure hides the useful message
@@ -230,6 +237,10 @@ def check_references(config: dict) -> None:
         if gpus and processes != gpus:  # one process per GPU: fewer idles GPUs, more oversubscribes them
             problems.append(f"{section}.processes: {processes} training processes on resources.{stage}.gpus "
                             f"= {gpus} GPUs; use one process per GPU")
+    generation = config["generation"]
+    if generation["temperature"] == 0 and generation["n"] > 1:
+        problems.append(f"generation.n: {generation['n']} samples at temperature 0 (greedy decoding) are "
+                        "all the same; use n: 1 or a temperature above 0")
     reserved = {ZERO_SHOT, TAPT} & set(config["generators"])
     if reserved:
         problems.append(f"generators: {sorted(reserved)} are reserved source names")
