@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from bonito_repro.config import ConfigError, load_config, load_scale, merge, read_yaml, validate
+from bonito_repro.config import ConfigError, load_config, load_dataset_file, load_scale, merge, read_yaml, validate
 from conftest import REPO
 
 OVERLAYS = {"local": REPO / "config" / "local.yaml", "smoke": REPO / "config" / "smoke.yaml"}
@@ -248,3 +248,12 @@ def test_task_types_accept_codes_and_full_names(base, tmp_path):
     config = copy.deepcopy(base)
     config["run"]["datasets"] = [str(own)]
     assert validate(config)["datasets"]["mine"]["task_type"] == "yes-no question answering"
+
+
+def test_the_readmes_dataset_file_example_loads(tmp_path):
+    text = (REPO / "README.md").read_text()
+    example = re.search(r"```yaml\n(# my/legal_qa\.yaml.*?)```", text, re.S).group(1)
+    (tmp_path / "legal_qa.yaml").write_text(example)
+    name, spec = load_dataset_file(str(tmp_path / "legal_qa.yaml"), "hub")
+    assert name == "legal_qa" and spec["test_fields"]["label"] == spec["labels"]["field"]
+    assert [t["name"] for t in spec["templates"]["inline"]] == ["clause then question", "lawyer asks"]
