@@ -6,9 +6,9 @@
 
 Every row is checked (``bonito_repro.schemas``): an unannotated row holds ``input``, a test row
 the dataset file's ``test_fields``; a bad row stops the stage with an error naming the file, the
-row and the field. The whole test split is kept:
-evaluation samples from it (``evaluation.max_examples``), and the generation funnel checks
-synthetic tasks against all of it for contamination.
+row and the field. The whole test split is kept: evaluation samples from it
+(``evaluation.max_examples``), and the generation funnel checks synthetic tasks against all of it
+for contamination.
 """
 from __future__ import annotations
 
