@@ -24,6 +24,7 @@ from common import smollm2_dir
 def inputs(tokenizer, dataset: str, examples: int, templates: int):
     import pandas as pd
 
+    from bonito_repro.config import load_dataset_file
     from bonito_repro.eval_templates import load_templates, render_all
     from bonito_repro.evaluate import PromptEncoder
     from bonito_repro.sources import embedded_path
@@ -31,7 +32,8 @@ def inputs(tokenizer, dataset: str, examples: int, templates: int):
     rows = pd.read_json(embedded_path("test", dataset), lines=True).to_dict("records")[:examples]
     encoder = PromptEncoder(tokenizer, "io", max_length=1024)
     prompts, choices = [], []
-    for template in load_templates(dataset)[:templates]:
+    _, spec = load_dataset_file(dataset, "embedded")
+    for template in load_templates(spec["templates"], spec["file"])[:templates]:
         answers = [encoder.answer(text) for text in template.answer_texts]
         prompts += encoder.prompts(render_all(template, rows, seed=0))
         choices += [answers] * len(rows)

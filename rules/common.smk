@@ -193,6 +193,7 @@ def eval_params(generation):
         wrapper=lambda w: config["targets"][w.target]["wrapper"]["zero_shot" if w.source == ZERO_SHOT else "adapted"],
         task_type=lambda w: config["datasets"][w.dataset]["task_type"],
         labels=lambda w: as_json(config["datasets"][w.dataset].get("labels")),
+        templates=lambda w: as_json(config["datasets"][w.dataset]["templates"]),
         adapter=lambda w, input: f"--adapter {input.adapter}" if "adapter" in input.keys() else "",
     )
 

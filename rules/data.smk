@@ -1,6 +1,6 @@
 # Target data: each dataset's unannotated passages and its labelled test split, read from the
 # source spec in config (Hub, embedded demo data, or the user's files) and checked against the
-# schema table (bonito_repro.schemas).
+# fields its dataset file gives (bonito_repro.schemas).
 #
 # Both rules are local: they take seconds and little memory, and at paper scale they are the
 # jobs that download the datasets, which needs the network a cluster's login node has and its
@@ -44,6 +44,7 @@ rule test_set:
         manifest=f"{R}/test/{{dataset}}.manifest.json",
     params:
         spec=lambda w: as_json(data_spec(w.dataset, "test")),
+        fields=lambda w: as_json(config["datasets"][w.dataset]["test_fields"]),
         labels=lambda w: as_json(config["datasets"][w.dataset].get("labels")),
         online=lambda w: data_online(w.dataset, "test"),
     log:
@@ -58,5 +59,5 @@ rule test_set:
         "../envs/main.yaml"
     shell:
         "{params.online} python -m bonito_repro data test --dataset {wildcards.dataset}"
-        " --spec {params.spec:q} --labels {params.labels:q}"
+        " --spec {params.spec:q} --fields {params.fields:q} --labels {params.labels:q}"
         " --out {output.rows} --manifest {output.manifest} > {log} 2>&1"

@@ -21,7 +21,7 @@ EVAL_GENERATION_ENV = ("../envs/vllm.yaml" if config["evaluation"]["generation_b
 EVAL_COMMAND = (
     " -m bonito_repro evaluate --model {input.model} {params.adapter} --wrapper {params.wrapper}"
     " --dataset {wildcards.dataset} --task-type {params.task_type:q} --test {input.test}"
-    " --labels {params.labels:q} --params {params.hp:q} --target {wildcards.target}"
+    " --templates {params.templates:q} --labels {params.labels:q} --params {params.hp:q} --target {wildcards.target}"
     " --source {wildcards.source} --out {output.scores} --predictions {output.predictions}"
     " --manifest {output.manifest} --threads {threads} > {log} 2>&1"
 )

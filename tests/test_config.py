@@ -9,7 +9,7 @@ import re
 import pytest
 import yaml
 
-from bonito_repro.config import ConfigError, load_config, load_scale, merge, read_yaml, validate
+from bonito_repro.config import ConfigError, load_config, load_dataset_file, load_scale, merge, read_yaml, validate
 from conftest import REPO
 
 OVERLAYS = {"local": REPO / "config" / "local.yaml", "smoke": REPO / "config" / "smoke.yaml"}
@@ -176,33 +176,72 @@ def test_unselected_entries_are_not_checked(base):
     assert "unused" not in validate(config)["targets"]
 
 
+# a dataset file of one's own, as the README shows it
+LEGAL_QA = {"title": "LegalQA", "task_type": "ynqa", "unannotated": {"files": "c.jsonl"},
+            "test": {"files": "t.jsonl"}, "labels": {"field": "answer", "map": {"Y": "yes", "N": "no"}},
+            "test_fields": {"required": {"clause": "str", "question": "str", "answer": "str"}, "label": "answer"},
+            "templates": {"inline": [{"name": "clause", "jinja": "{{clause}} {{question}}",
+                                      "choices": {"yes": "Yes", "no": "No"}}]}}
+SQUAD_FIELDS = {"required": {"context": "str", "question": "str",
+                             "answers": {"text": "list[str]", "answer_start": "list[int]"}}}
+MISSING = object()  # a key the test removes
+
+
 def test_a_dataset_file_of_ones_own(base, tmp_path):
     (tmp_path / "corpus.jsonl").write_text('{"input": "A passage."}\n')
     own = tmp_path / "legal_qa.yaml"
-    own.write_text(yaml.safe_dump({"title": "LegalQA", "task_type": "yes-no question answering",
-                                   "unannotated": {"files": "corpus.jsonl"},
-                                   "test": {"files": ["test.jsonl"]},
-                                   "labels": {"field": "answer", "map": {"Y": "yes", "N": "no"}}}))
+    own.write_text(yaml.safe_dump({**LEGAL_QA, "task_type": "yes-no question answering",
+                                   "unannotated": {"files": "corpus.jsonl"}, "test": {"files": ["test.jsonl"]}}))
     config = copy.deepcopy(base)
     config["run"]["datasets"] = ["pubmed_qa", str(own)]
     resolved = validate(config)["datasets"]
     assert list(resolved) == ["pubmed_qa", "legal_qa"]
     assert resolved["legal_qa"]["unannotated"] == {"files": str(tmp_path / "corpus.jsonl")}
     assert resolved["legal_qa"]["test"] == {"files": [str(tmp_path / "test.jsonl")]}
+    assert resolved["legal_qa"]["templates"] == LEGAL_QA["templates"]
     assert resolved["pubmed_qa"]["unannotated"]["hub"]["config"] == "unannotated_pubmed_qa"
 
 
 @pytest.mark.parametrize("change, expected", [
     ({"task_type": "poetry"}, "legal_qa.yaml: task_type: unknown task type 'poetry'"),
+    ({"task_type": "summarization"}, "legal_qa.yaml: task_type: 'summarization' cannot be evaluated"),
     ({"labels": {"field": "answer", "map": {"Y": "true"}}}, "legal_qa.yaml: labels.map"),
     ({"unannotated": {"hub": {"id": "me/corpus"}}}, "legal_qa.yaml: unannotated: no 'embedded' source"),
     ({"title": None}, "legal_qa.yaml: title: None is not of type 'string'"),
+    # the test fields and templates: a missing or malformed key
+    ({"test_fields": MISSING}, "legal_qa.yaml: 'test_fields' is a required property"),
+    ({"templates": MISSING}, "legal_qa.yaml: 'templates' is a required property"),
+    ({"test_fields": {"required": {"answer": "float"}, "label": "answer"}}, "legal_qa.yaml: test_fields.required.answer"),
+    ({"templates": {"inline": [{"name": "x", "jinja": "{{q}}", "choices": {"true": "T", "no": "N"}}]}},
+     "legal_qa.yaml: templates.inline.0.choices"),
+    ({"templates": {"promptsource": {"dataset": "anli"}}}, "legal_qa.yaml: templates.promptsource: 'names'"),
+    # and across keys
+    ({"labels": {"field": "verdict", "map": {"Y": "yes", "N": "no"}}},
+     "legal_qa.yaml: labels.field: 'verdict', but test_fields.label is 'answer'"),
+    ({"labels": MISSING}, "legal_qa.yaml: labels: missing; test_fields.label 'answer' needs a map"),
+    ({"test_fields": {"required": {"clause": "str"}, "label": "answer"}},
+     "legal_qa.yaml: test_fields.label: 'answer' is not one of test_fields.required ['clause']"),
+    ({"templates": {"inline": [{"name": "x", "jinja": "{{clause}}"}]}},
+     "legal_qa.yaml: templates.inline.0.choices: templates ['x'] have no answer choices, but ynqa datasets"),
+    ({"labels": {"field": "answer", "map": {"Y": "yes", "N": "no"}, "default": "maybe"}},
+     "legal_qa.yaml: templates.inline.0.choices: templates ['clause'] answer ['no', 'yes'], but labels.map "
+     "gives ['maybe', 'no', 'yes']"),
+    ({"templates": {"promptsource": {"dataset": "anli", "names": ["can we infer"], "labels": ["yes", "maybe", "no"]}}},
+     "legal_qa.yaml: templates.promptsource.labels: templates ['can we infer'] answer ['maybe', 'no', 'yes']"),
+    ({"templates": {"inline": [LEGAL_QA["templates"]["inline"][0]] * 2}},
+     "legal_qa.yaml: templates: duplicate template names ['clause', 'clause']"),
+    ({"task_type": "exqa", "labels": MISSING, "test_fields": {**SQUAD_FIELDS, "label": "answers"}},
+     "legal_qa.yaml: labels: missing; test_fields.label 'answers'"),
+    ({"task_type": "exqa", "labels": MISSING, "test_fields": SQUAD_FIELDS},
+     "legal_qa.yaml: templates.inline.0.choices: templates ['clause'] have answer choices, but exqa datasets "
+     "are evaluated by generation"),
+    ({"task_type": "exqa", "labels": MISSING, "test_fields": {"required": {"context": "str"}},
+      "templates": {"inline": [{"name": "x", "jinja": "{{context}}"}]}},
+     "legal_qa.yaml: test_fields.required.answers: the gold answers of exqa datasets are read from answers.text"),
 ])
-def test_dataset_file_errors_name_the_file(base, tmp_path, change, expected):
+def test_dataset_file_errors_name_the_file_and_key(base, tmp_path, change, expected):
     own = tmp_path / "legal_qa.yaml"
-    spec = {"title": "LegalQA", "task_type": "ynqa", "unannotated": {"files": "c.jsonl"},
-            "test": {"files": "t.jsonl"}, "labels": {"field": "answer", "map": {"Y": "yes", "N": "no"}}}
-    own.write_text(yaml.safe_dump({**spec, **change}))
+    own.write_text(yaml.safe_dump({k: v for k, v in {**LEGAL_QA, **change}.items() if v is not MISSING}))
     config = copy.deepcopy(base)
     config.update(data="embedded")
     config["run"]["datasets"] = [str(own)]
@@ -211,8 +250,16 @@ def test_dataset_file_errors_name_the_file(base, tmp_path, change, expected):
 
 def test_task_types_accept_codes_and_full_names(base, tmp_path):
     own = tmp_path / "mine.yaml"
-    own.write_text(yaml.safe_dump({"title": "Mine", "task_type": "yes-no question answering",
-                                   "unannotated": {"files": "c.jsonl"}, "test": {"files": "t.jsonl"}}))
+    own.write_text(yaml.safe_dump({**LEGAL_QA, "task_type": "yes-no question answering"}))
     config = copy.deepcopy(base)
     config["run"]["datasets"] = [str(own)]
     assert validate(config)["datasets"]["mine"]["task_type"] == "yes-no question answering"
+
+
+def test_the_readmes_dataset_file_example_loads(tmp_path):
+    text = (REPO / "README.md").read_text()
+    example = re.search(r"```yaml\n(# my/legal_qa\.yaml.*?)```", text, re.S).group(1)
+    (tmp_path / "legal_qa.yaml").write_text(example)
+    name, spec = load_dataset_file(str(tmp_path / "legal_qa.yaml"), "hub")
+    assert name == "legal_qa" and spec["test_fields"]["label"] == spec["labels"]["field"]
+    assert [t["name"] for t in spec["templates"]["inline"]] == ["clause then question", "lawyer asks"]

@@ -1,5 +1,5 @@
-"""Target data: the schema table, the embedded demo data and the data stage's loaders, on local
-files in the Hub schemas (embedded JSONL, the user's parquet/jsonl/csv, and a local folder laid
+"""Target data: the row schemas (each dataset file's test_fields), the embedded demo data and the
+data stage's loaders, on local files in the Hub schemas (embedded JSONL, the user's parquet/jsonl/csv, and a local folder laid
 out like a Hub dataset repository)."""
 from __future__ import annotations
 
@@ -11,18 +11,24 @@ import pandas as pd
 import pytest
 
 from bonito_repro import target_data as data
-from bonito_repro.schemas import (TEST_SCHEMAS, SchemaError, canonical_label, type_problem,
-                                  validate_rows)
+from bonito_repro.config import shipped_datasets
+from bonito_repro.schemas import SchemaError, canonical_label, type_problem, validate_rows
 from bonito_repro.sources import embedded_path, load_source
 
-DATASETS = sorted(TEST_SCHEMAS)  # the package's seven; the local config must name the same (below)
+DATASETS = shipped_datasets()  # the package's seven; the local config must name the same (below)
 SQUAD = [d for d in DATASETS if d.startswith("squadshifts_")]
 
 
 @pytest.fixture(scope="module")
 def local_labels(local_config) -> dict[str, dict | None]:
-    """Each dataset's `labels` section in config/local.yaml."""
+    """Each dataset's `labels` section in its dataset file."""
     return {d: spec.get("labels") for d, spec in local_config["datasets"].items()}
+
+
+@pytest.fixture(scope="module")
+def local_fields(local_config) -> dict[str, dict]:
+    """Each dataset's `test_fields` section in its dataset file."""
+    return {d: spec["test_fields"] for d, spec in local_config["datasets"].items()}
 
 
 def embedded_rows(kind: str, dataset: str) -> list[dict]:
@@ -38,18 +44,19 @@ def test_local_config_names_the_seven_datasets_each_with_a_schema(local_config):
     names = sorted(local_config["datasets"])
     assert names == sorted(["pubmed_qa", "privacy_qa", "squadshifts_nyt", "squadshifts_amazon",
                             "squadshifts_reddit", "contract_nli", "vitaminc"])
-    assert set(names) == set(TEST_SCHEMAS)
+    assert names == DATASETS
+    assert all(spec["test_fields"]["required"] for spec in local_config["datasets"].values())
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
-def test_embedded_data_loads_and_matches_the_schema(dataset, local_config, local_labels):
+def test_embedded_data_loads_and_matches_the_schema(dataset, local_config, local_labels, local_fields):
     spec = local_config["datasets"][dataset]
     unannotated = load_source(spec["unannotated"], "unannotated")
     test = load_source(spec["test"], "test")
     assert unannotated.column_names == ["input"]
     assert validate_rows(unannotated, dataset, "unannotated", "u", columns=unannotated.column_names) >= 40
-    assert validate_rows(test, dataset, "test", "t", labels=local_labels[dataset],
-                         columns=test.column_names) >= 40
+    assert validate_rows(test, dataset, "test", "t", test_fields=local_fields[dataset],
+                         labels=local_labels[dataset], columns=test.column_names) >= 40
     passages = unannotated["input"]
     assert len(set(passages)) == len(passages)
     assert all(10 <= len(p.split()) <= 100 for p in passages)  # short: prompts stay cheap on CPU
@@ -92,14 +99,16 @@ def test_label_map_default_and_integer_labels(local_labels):
     assert canonical_label("perhaps", pubmed) is None
 
 
-def test_label_outside_the_map_is_an_error_unless_there_is_a_default(tmp_path, local_labels):
+def test_label_outside_the_map_is_an_error_unless_there_is_a_default(tmp_path, local_labels, local_fields):
     rows = embedded_rows("test", "pubmed_qa")[:3]
     rows[2]["final_decision"] = "perhaps"
     with pytest.raises(SchemaError, match=r"bad\.jsonl: row 2 \(0-based\): field 'final_decision'"):
-        validate_rows(rows, "pubmed_qa", "test", "bad.jsonl", labels=local_labels["pubmed_qa"])
+        validate_rows(rows, "pubmed_qa", "test", "bad.jsonl", test_fields=local_fields["pubmed_qa"],
+                      labels=local_labels["pubmed_qa"])
     rows = embedded_rows("test", "vitaminc")[:2]
     rows[1]["label"] = "DISPUTED"
-    assert validate_rows(rows, "vitaminc", "test", "ok.jsonl", labels=local_labels["vitaminc"]) == 2
+    assert validate_rows(rows, "vitaminc", "test", "ok.jsonl", test_fields=local_fields["vitaminc"],
+                         labels=local_labels["vitaminc"]) == 2
 
 
 @pytest.mark.parametrize("dataset, row, change, message", [
@@ -113,22 +122,23 @@ def test_label_outside_the_map_is_an_error_unless_there_is_a_default(tmp_path, l
      r"field 'answers': 2 texts but 1 answer_start values"),
     ("squadshifts_nyt", 0, {"answers": {"text": [], "answer_start": []}}, r"no gold answer"),
 ])
-def test_schema_errors_name_file_row_and_field(dataset, row, change, message, local_labels):
+def test_schema_errors_name_file_row_and_field(dataset, row, change, message, local_labels, local_fields):
     rows = embedded_rows("test", dataset)[:3]
     rows[row] = {**rows[row], **change}
     with pytest.raises(SchemaError, match=r"^my/file\.jsonl: .*" + message):
-        validate_rows(rows, dataset, "test", "my/file.jsonl", labels=local_labels[dataset])
+        validate_rows(rows, dataset, "test", "my/file.jsonl", test_fields=local_fields[dataset],
+                      labels=local_labels[dataset])
 
 
-def test_missing_column_names_the_columns_found(local_labels):
+def test_missing_column_names_the_columns_found(local_labels, local_fields):
     with pytest.raises(SchemaError, match=r"f\.csv: test rows of 'vitaminc' need column\(s\) \['claim'\]; "
                                           r"columns found: \['evidence', 'label'\]"):
-        validate_rows([], "vitaminc", "test", "f.csv", labels=local_labels["vitaminc"],
-                      columns=["evidence", "label"])
-    with pytest.raises(SchemaError, match="no test schema for dataset 'my_data'"):
+        validate_rows([], "vitaminc", "test", "f.csv", test_fields=local_fields["vitaminc"],
+                      labels=local_labels["vitaminc"], columns=["evidence", "label"])
+    with pytest.raises(SchemaError, match="no test_fields for dataset 'my_data'"):
         validate_rows([], "my_data", "test", "f.csv")
     with pytest.raises(SchemaError, match="labels.field"):
-        validate_rows([], "contract_nli", "test", "f.csv", labels=None)
+        validate_rows([], "contract_nli", "test", "f.csv", test_fields=local_fields["contract_nli"], labels=None)
 
 
 def test_type_problem_accepts_the_hub_types():
@@ -166,13 +176,14 @@ def test_unannotated_files_need_an_input_column(tmp_path, suffix):
         data.unannotated_passages({"files": str(path)}, "my_corpus")
 
 
-def test_test_split_from_parquet_keeps_the_nested_squad_schema(tmp_path):
+def test_test_split_from_parquet_keeps_the_nested_squad_schema(tmp_path, local_fields):
     rows = embedded_rows("test", "squadshifts_amazon")
     path = tmp_path / "amazon.parquet"
     pd.DataFrame(rows).to_parquet(path)
     out, manifest = tmp_path / "t.parquet", tmp_path / "t.json"
     assert run_stage("test", "--dataset", "squadshifts_amazon", "--spec", json.dumps({"files": str(path)}),
-                     "--labels", "null", "--out", out, "--manifest", manifest) == 0
+                     "--fields", json.dumps(local_fields["squadshifts_amazon"]), "--labels", "null",
+                     "--out", out, "--manifest", manifest) == 0
     back = load_source({"files": str(out)}, "test")
     assert back.to_list() == rows
     record = json.loads(manifest.read_text())
@@ -180,12 +191,13 @@ def test_test_split_from_parquet_keeps_the_nested_squad_schema(tmp_path):
     assert record["drops"] == {}
 
 
-def test_test_split_from_csv_keeps_every_row_and_counts_labels(tmp_path, local_labels):
+def test_test_split_from_csv_keeps_every_row_and_counts_labels(tmp_path, local_labels, local_fields):
     rows = embedded_rows("test", "contract_nli")
     path = tmp_path / "contract.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     out, manifest = tmp_path / "t.parquet", tmp_path / "t.json"
     assert run_stage("test", "--dataset", "contract_nli", "--spec", json.dumps({"files": str(path)}),
+                     "--fields", json.dumps(local_fields["contract_nli"]),
                      "--labels", json.dumps(local_labels["contract_nli"]), "--out", out, "--manifest", manifest) == 0
     assert len(pd.read_parquet(out)) == len(rows) == 40
     record = json.loads(manifest.read_text())
@@ -193,21 +205,29 @@ def test_test_split_from_csv_keeps_every_row_and_counts_labels(tmp_path, local_l
     assert record["counts"]["label_distribution"]["raw"] == {"0": 13, "1": 14, "2": 13}
 
 
-def test_bad_row_in_the_second_file_names_that_file_and_its_row(tmp_path, caplog, local_labels):
+def test_bad_row_in_the_second_file_names_that_file_and_its_row(tmp_path, caplog, local_labels, local_fields):
     rows = embedded_rows("test", "vitaminc")
     first = write_jsonl(tmp_path / "part1.jsonl", rows[:5])
     rows[7]["claim"] = None
     second = write_jsonl(tmp_path / "part2.jsonl", rows[5:10])
     spec = json.dumps({"files": [str(first), str(second)]})
-    code = run_stage("test", "--dataset", "vitaminc", "--spec", spec, "--labels",
-                     json.dumps(local_labels["vitaminc"]), "--out", tmp_path / "t.parquet",
+    code = run_stage("test", "--dataset", "vitaminc", "--spec", spec, "--fields", json.dumps(local_fields["vitaminc"]),
+                     "--labels", json.dumps(local_labels["vitaminc"]), "--out", tmp_path / "t.parquet",
                      "--manifest", tmp_path / "t.json")
     assert code == 1
     assert f"{second}: row 2 (0-based): field 'claim': missing" in caplog.text
     assert not (tmp_path / "t.parquet").exists() and not (tmp_path / "t.json").exists()
 
 
-def test_hub_spec_reads_a_repository_laid_out_like_the_hub(tmp_path, local_labels):
+def test_malformed_fields_stop_the_stage_naming_the_key(tmp_path, caplog):
+    code = run_stage("test", "--dataset", "mine", "--spec", json.dumps({"files": str(tmp_path / "t.jsonl")}),
+                     "--fields", json.dumps({"required": {"answer": "float"}}), "--labels", "null",
+                     "--out", tmp_path / "t.parquet", "--manifest", tmp_path / "t.json")
+    assert code == 1
+    assert "invalid --fields" in caplog.text and "test_fields.required.answer" in caplog.text
+
+
+def test_hub_spec_reads_a_repository_laid_out_like_the_hub(tmp_path, local_labels, local_fields):
     """The paper-scale code path (datasets.load_dataset with id, config, split, revision) on a local
     folder in the layout of BatsResearch/bonito-experiment-eval."""
     repo = tmp_path / "bonito-experiment-eval"
@@ -216,7 +236,7 @@ def test_hub_spec_reads_a_repository_laid_out_like_the_hub(tmp_path, local_label
     (repo / "README.md").write_text("---\nconfigs:\n- config_name: privacy_qa\n  data_files:\n"
                                     "  - split: test\n    path: privacy_qa/test.jsonl\n---\n")
     spec = {"hub": {"id": str(repo), "config": "privacy_qa", "split": "test", "revision": "main"}}
-    rows, counts = data.load_test_split(spec, "privacy_qa", local_labels["privacy_qa"])
+    rows, counts = data.load_test_split(spec, "privacy_qa", local_fields["privacy_qa"], local_labels["privacy_qa"])
     assert counts["rows_out"] == 40
     assert counts["label_distribution"]["canonical"] == {"no": 20, "yes": 20}
     assert data.describe(spec, "test").startswith(f"hub {repo} config=privacy_qa split=test")

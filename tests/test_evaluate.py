@@ -10,16 +10,16 @@ import pandas as pd
 import pytest
 import torch
 
-from bonito_repro.eval_templates import load_templates, render_all
+from bonito_repro.config import load_dataset_file, shipped_datasets
+from bonito_repro.eval_templates import EvalTemplate, load_templates, render_all
 from bonito_repro.evaluate import EvaluationError, PromptEncoder, check_params, gold_labels, main
 from bonito_repro.io import seeded_subset
 from bonito_repro.models import load_for_inference, load_tokenizer
-from bonito_repro.schemas import TEST_SCHEMAS
 from bonito_repro.scoring import score_choices, score_choices_separately
 from bonito_repro.sources import embedded_path
 from conftest import REPO
 
-DATASETS = sorted(TEST_SCHEMAS)
+DATASETS = shipped_datasets()
 PARAMS = {"generation_backend": "transformers", "max_new_tokens": 5, "max_examples": 6, "max_length": 512,
           "batch_tokens": 2048, "bf16": False, "bootstrap": {"samples": 50, "confidence": 0.95, "seed": 1},
           "seed": 42}
@@ -29,12 +29,18 @@ def embedded_rows(dataset: str) -> list[dict]:
     return pd.read_json(embedded_path("test", dataset), lines=True).to_dict("records")
 
 
+def shipped_templates(dataset: str) -> list[EvalTemplate]:
+    """The templates of a dataset file shipped in the package."""
+    _, spec = load_dataset_file(dataset, "embedded")
+    return load_templates(spec["templates"], spec["file"])
+
+
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_five_templates_render_on_the_embedded_rows(dataset, local_config):
-    templates = load_templates(dataset)
+    spec = local_config["datasets"][dataset]
+    templates = load_templates(spec["templates"], spec["file"])
     rows = embedded_rows(dataset)
     assert len(templates) == 5 and len({t.name for t in templates}) == 5
-    spec = local_config["datasets"][dataset]
     rank = spec["task_type"] != "exqa"
     for template in templates:
         prompts = render_all(template, rows, seed=0)
@@ -48,17 +54,17 @@ def test_five_templates_render_on_the_embedded_rows(dataset, local_config):
 
 
 def test_template_content_follows_the_paper():
-    nli = {t.name: t for t in load_templates("vitaminc")}
+    nli = {t.name: t for t in shipped_templates("vitaminc")}
     row = {"evidence": "The lake is 16 m deep.", "claim": "The lake is deep.", "label": "SUPPORTS"}
     assert nli["can we infer"].render(row) == 'Suppose The lake is 16 m deep. Can we infer that "The lake is deep."? Yes, no, or maybe?'
     assert nli["take the following as truth"].choices == {"yes": "True", "maybe": "Inconclusive", "no": "False"}
-    reddit = {t.name: t for t in load_templates("squadshifts_reddit")}
+    reddit = {t.name: t for t in shipped_templates("squadshifts_reddit")}
     assert "I searched Reddit and this is what I found" in reddit["wondered"].jinja
-    privacy = load_templates("privacy_qa")
+    privacy = shipped_templates("privacy_qa")
     assert sum(t.choices == {"yes": "Relevant", "no": "Irrelevant"} for t in privacy) == 1
     assert sum(t.choices == {"yes": "Yes", "no": "No"} for t in privacy) == 4
     # question_num_hint_answer draws a word and a number at random: from its lists, seeded by render_all
-    hint = {t.name: t for t in load_templates("squadshifts_nyt")}["question_num_hint_answer"]
+    hint = {t.name: t for t in shipped_templates("squadshifts_nyt")}["question_num_hint_answer"]
     rows = embedded_rows("squadshifts_nyt")
     first = render_all(hint, rows, seed=5)
     assert render_all(hint, rows, seed=5) == first
@@ -144,7 +150,7 @@ def test_batched_scoring_equals_per_choice_scoring(model, tokenizer):
     encoder = PromptEncoder(tokenizer, "io", max_length=512)
     rows = embedded_rows("contract_nli")[:5]
     prompts, choices = [], []
-    for template in load_templates("contract_nli")[:3]:
+    for template in shipped_templates("contract_nli")[:3]:
         answers = [encoder.answer(t) for t in template.answer_texts]
         prompts += encoder.prompts(render_all(template, rows, seed=0))
         choices += [answers] * len(rows)
@@ -176,7 +182,7 @@ def run_cli(tmp_path, tiny_model_dir, dataset: str, spec: dict, wrapper: str = "
     out = tmp_path / "eval" / f"{dataset}.json"
     argv = ["--model", str(tiny_model_dir), "--wrapper", wrapper, "--dataset", dataset,
             "--task-type", spec["task_type"], "--test", str(test), "--params", json.dumps(PARAMS),
-            "--labels", json.dumps(spec.get("labels")), "--out", str(out),
+            "--templates", json.dumps(spec["templates"]), "--labels", json.dumps(spec.get("labels")), "--out", str(out),
             "--predictions", str(tmp_path / "eval" / f"{dataset}.predictions.parquet"),
             "--target", "tiny", "--threads", "1"]
     assert main(argv) == 0
@@ -226,6 +232,78 @@ def test_cli_end_to_end(tmp_path, tiny_model_dir, dataset, local_config):
         assert "exact_match" in next(iter(result["templates"].values()))
 
 
+# A dataset of one's own: one file (sources beside it, labels, test fields, inline templates).
+LEGAL_QA = r"""
+title: LegalQA
+task_type: ynqa
+unannotated: {files: corpus.jsonl}
+test: {files: test.jsonl}
+labels: {field: answer, map: {"Y": "yes", "N": "no"}}
+test_fields:
+  required: {clause: str, question: str, answer: str}
+  optional: {id: int}
+  label: answer
+templates:
+  fields: {passage: clause}
+  inline:
+    - name: clause then question
+      jinja: "Clause: {{passage}}\nQuestion: {{question}} Yes or no?"
+      choices: {"yes": "Yes", "no": "No"}
+    - name: does the clause say so
+      jinja: "Does this clause answer \"{{question}}\" with yes?\n{{passage}}"
+      choices: {"yes": "True", "no": "False"}
+"""
+
+
+def test_a_dataset_file_of_ones_own_loads_validates_and_evaluates(tmp_path, tiny_model_dir):
+    from bonito_repro import target_data
+    from bonito_repro.config import load_config
+
+    rows = [{"id": i, "clause": f"The tenant may end the lease with {i + 1} months' notice in writing.",
+             "question": f"Can the tenant leave with {i + 1 + i % 2} months' notice?", "answer": "NY"[i % 2]}
+            for i in range(8)]
+    (tmp_path / "test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (tmp_path / "legal_qa.yaml").write_text(LEGAL_QA)
+    (tmp_path / "run.yaml").write_text(f"run: {{datasets: [{tmp_path / 'legal_qa.yaml'}]}}\n")
+    spec = load_config(REPO / "config.yaml", tmp_path / "run.yaml")["datasets"]["legal_qa"]
+    templates = load_templates(spec["templates"], spec["file"])
+    assert templates[0].render(rows[0]).startswith("Clause: The tenant may end the lease with 1 months'")
+
+    test = tmp_path / "test.parquet"
+    assert target_data.main(["test", "--dataset", "legal_qa", "--spec", json.dumps(spec["test"]),
+                             "--fields", json.dumps(spec["test_fields"]), "--labels", json.dumps(spec["labels"]),
+                             "--out", str(test), "--manifest", str(tmp_path / "test.manifest.json")]) == 0
+    counts = json.loads((tmp_path / "test.manifest.json").read_text())["counts"]
+    assert counts["label_distribution"]["canonical"] == {"no": 4, "yes": 4}
+
+    out, predictions = tmp_path / "eval" / "legal_qa.json", tmp_path / "eval" / "legal_qa.predictions.parquet"
+    assert main(["--model", str(tiny_model_dir), "--wrapper", "io", "--dataset", "legal_qa",
+                 "--task-type", spec["task_type"], "--test", str(test), "--templates", json.dumps(spec["templates"]),
+                 "--labels", json.dumps(spec["labels"]), "--params", json.dumps(PARAMS), "--out", str(out),
+                 "--predictions", str(predictions), "--threads", "1"]) == 0
+    result = json.loads(out.read_text())
+    assert result["dataset"] == "legal_qa" and result["method"] == "rank_classification"
+    assert list(result["templates"]) == ["clause then question", "does the clause say so"]
+    assert result["n_examples"] == PARAMS["max_examples"]
+    predicted = pd.read_parquet(predictions)
+    assert len(predicted) == 2 * PARAMS["max_examples"] and set(predicted["prediction"]) <= {"yes", "no"}
+
+
+@pytest.mark.parametrize("templates, task_type, message", [
+    ({"inline": [{"name": "x"}]}, "ynqa", "templates.inline.0: 'jinja' is a required property"),
+    ({"inline": [{"name": "x", "jinja": "{{question}}", "choices": {"yes": "Y", "no": "N"}}]}, "exqa",
+     "--templates of mine: the dataset is 'exqa' but its templates have answer choices"),
+    ({"inline": [{"name": "x", "jinja": "{{q}}", "choices": {"yes": "Y", "no": "N"}}, {"name": "x", "jinja": "{{q}}"}]},
+     "ynqa", "--templates of mine: duplicate template names"),
+])
+def test_the_cli_checks_the_templates_it_is_given(tmp_path, templates, task_type, message):
+    argv = ["--model", str(tmp_path), "--wrapper", "io", "--dataset", "mine", "--task-type", task_type,
+            "--test", str(tmp_path / "t.parquet"), "--templates", json.dumps(templates),
+            "--params", json.dumps(PARAMS), "--out", str(tmp_path / "out.json")]
+    with pytest.raises(ValueError, match=re.escape(message)):  # EvaluationError or TemplateError
+        main(argv)
+
+
 def test_unmapped_label_is_an_error_naming_the_row():
     rows = [{"label": "SUPPORTS"}, {"label": "MAYBE?"}]
     with pytest.raises(ValueError, match="row 1"):
@@ -252,7 +330,7 @@ def answering_adapter(tiny_model_dir, tokenizer, tmp_path_factory):
     encoder = PromptEncoder(tokenizer, "io", max_length=512)
     answer = encoder.answer("about 30 hours")
     examples = []
-    for template in load_templates("squadshifts_amazon"):
+    for template in shipped_templates("squadshifts_amazon"):
         examples += [(p, answer) for p in encoder.prompts(render_all(template, rows, EXQA_PARAMS["seed"]))]
     torch.manual_seed(0)
     model = get_peft_model(load_for_inference(tiny_model_dir).train(),
@@ -271,8 +349,10 @@ def answering_adapter(tiny_model_dir, tokenizer, tmp_path_factory):
 
 
 def exqa_args(tiny_model_dir, adapter, test, out, backend):
+    templates = load_dataset_file("squadshifts_amazon", "embedded")[1]["templates"]
     return ["--model", str(tiny_model_dir), "--adapter", str(adapter), "--wrapper", "io",
             "--dataset", "squadshifts_amazon", "--task-type", "exqa", "--test", str(test),
+            "--templates", json.dumps(templates),
             "--params", json.dumps({**EXQA_PARAMS, "generation_backend": backend}),
             "--out", str(out), "--threads", "1"]
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from bonito_repro.config import load_scale
+from bonito_repro.config import DATASETS_DIR, load_scale
 from conftest import REPO
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -30,15 +30,16 @@ def snakemake(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.Co
 
 
 def dry_run_jobs(output: str) -> list[dict]:
-    """Each job block of a dry run: rule name and its resources."""
+    """Each job block of a dry run: rule name, its resources and its wildcards."""
     jobs = []
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
         head = re.match(r"(?:local)?rule (\w+):", block)
         if not head:
             continue
-        resources = re.search(r"resources: (.*)", block)
+        resources, wildcards = re.search(r"resources: (.*)", block), re.search(r"wildcards: (.*)", block)
         parsed = dict(kv.split("=", 1) for kv in resources.group(1).split(", ")) if resources else {}
-        jobs.append({"rule": head.group(1), "resources": parsed, "local": block.startswith("localrule")})
+        jobs.append({"rule": head.group(1), "resources": parsed, "local": block.startswith("localrule"),
+                     "wildcards": dict(kv.split("=", 1) for kv in wildcards.group(1).split(", ")) if wildcards else {}})
     return jobs
 
 
@@ -122,14 +123,19 @@ def test_report_collects_tables_plots_and_captions(smoke_run):
         assert name in page, name
 
 
-def rerun_after(smoke_run: Path, tmp_path: Path, edit) -> set[str]:
+def rerun_jobs(smoke_run: Path, tmp_path: Path, edit) -> list[dict]:
+    """The jobs a dry run of the smoke DAG wants after ``edit`` of the smoke overlay."""
     config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
     edit(config)
     edited = tmp_path / "edited.yaml"
     edited.write_text(yaml.safe_dump(config))
     result = snakemake("-s", str(REPO / "Snakefile"), "-d", str(smoke_run), "-n", "--configfile", str(edited))
     assert result.returncode == 0, result.stderr[-3000:]
-    return {job["rule"] for job in dry_run_jobs(result.stdout + result.stderr)} - {"all"}
+    return [job for job in dry_run_jobs(result.stdout + result.stderr) if job["rule"] != "all"]
+
+
+def rerun_after(smoke_run: Path, tmp_path: Path, edit) -> set[str]:
+    return {job["rule"] for job in rerun_jobs(smoke_run, tmp_path, edit)}
 
 
 EVALUATION = {"evaluate", "evaluate_generation"}
@@ -149,6 +155,24 @@ PLOTS = {"funnel_plot", "loss_curve"}
 def test_a_config_edit_reruns_only_what_it_affects(smoke_run, tmp_path, edit, must, may):
     rerun = rerun_after(smoke_run, tmp_path, edit)
     assert must <= rerun <= may, rerun
+
+
+@pytest.mark.slow
+def test_a_dataset_file_edit_reruns_only_that_datasets_evaluations(smoke_run, tmp_path):
+    """A copy of a shipped dataset file, selected by path, reruns no compute job (the main table's
+    params hold `run`); a template edited in it reruns that dataset's evaluations and the tables,
+    not its test set, nor any other dataset's evaluations."""
+    spec = yaml.safe_load((DATASETS_DIR / "contract_nli.yaml").read_text())
+    own = tmp_path / "contract_nli.yaml"
+    select_copy = lambda c: c["run"].update(  # noqa: E731
+        datasets=[str(own) if d == "contract_nli" else d for d in c["run"]["datasets"]])
+    own.write_text(yaml.safe_dump(spec))
+    assert rerun_after(smoke_run, tmp_path, select_copy) <= {"main_table"}
+    spec["templates"]["promptsource"]["replace"] = {"Suppose": "Assume"}
+    own.write_text(yaml.safe_dump(spec))
+    jobs = rerun_jobs(smoke_run, tmp_path, select_copy)
+    assert {job["rule"] for job in jobs} == {"evaluate"} | TABLES, jobs
+    assert {job["wildcards"]["dataset"] for job in jobs if job["rule"] == "evaluate"} == {"contract_nli"}
 
 
 @pytest.mark.slow

@@ -6,8 +6,9 @@ Snakemake merges ``--configfile`` files. Then:
 
 1. ``validate_schema``: the merged config against config/schema.yaml;
 2. ``resolve``: the config the rules read: each training section merged over ``training``, the
-   selected dataset files loaded with the sources ``data`` picks, the ctga sources likewise, and
-   the collections cut down to what ``run`` selects;
+   selected dataset files loaded (each checked against $defs/dataset_file and across its keys:
+   labels, test fields and templates must agree with its task type) with the sources ``data``
+   picks, the ctga sources likewise, and the collections cut down to what ``run`` selects;
 3. ``check_references``: names one section uses must be declared in another.
 
 Every error names the file or the key path (``targets.smollm2_p3.init_adapter.model``), so a bad
@@ -23,7 +24,7 @@ from typing import Any, Iterable
 import jsonschema
 import yaml
 
-from .tasks import TASK_TYPES, task_type_name
+from .tasks import GENERATION_TASK_TYPES, RANK_TASK_TYPES, TASK_TYPES, task_type_code
 
 PACKAGE_DATA = Path(__file__).parent / "data"
 SCHEMA_PATH = PACKAGE_DATA / "config_schema.yaml"   # config/schema.yaml links here
@@ -135,6 +136,69 @@ def _pick_source(spec: dict, data: str, where: str, base_dir: Path) -> dict:
     return {data: spec[data]}
 
 
+def _template_choices(templates: dict) -> list[tuple[str, list[str], list[str] | None]]:
+    """(key path, template names, canonical labels of their answer choices or None) of the
+    templates a ``templates`` entry declares, read from the entry alone (promptsource is not
+    loaded): one group for a promptsource entry, one per template written inline."""
+    if "promptsource" in templates:
+        spec = templates["promptsource"]
+        return [("templates.promptsource.labels", spec["names"], spec.get("labels"))]
+    return [(f"templates.inline.{i}.choices", [t["name"]], list(t["choices"]) if "choices" in t else None)
+            for i, t in enumerate(templates["inline"])]
+
+
+def _dataset_problems(spec: dict, path: Path) -> list[str]:
+    """What a schema-valid dataset file gets wrong across its keys, each "<file>: <key>: ...":
+    the task type must be one evaluation knows; rank classification needs a label map whose field
+    is ``test_fields.label`` and templates whose choices are exactly the labels the map gives;
+    extractive QA needs templates without choices and gold ``answers.text`` in the test rows."""
+    try:
+        task_type = task_type_code(spec["task_type"])
+    except ValueError as error:
+        return [f"{path}: task_type: {error}"]
+    if task_type not in RANK_TASK_TYPES + GENERATION_TASK_TYPES:
+        return [f"{path}: task_type: {task_type!r} cannot be evaluated (rank classification: "
+                f"{list(RANK_TASK_TYPES)}, generation: {list(GENERATION_TASK_TYPES)})"]
+    problems = []
+    fields, labels = spec["test_fields"], spec.get("labels")
+    label = fields.get("label")
+    if label is not None and label not in fields["required"]:
+        problems.append(f"{path}: test_fields.label: {label!r} is not one of test_fields.required "
+                        f"{sorted(fields['required'])}")
+    if labels and labels["field"] != label:
+        problems.append(f"{path}: labels.field: {labels['field']!r}, but test_fields.label is "
+                        f"{'missing' if label is None else repr(label)}; both name the field of the test "
+                        "rows that holds the label")
+    if label is not None and not labels:
+        problems.append(f"{path}: labels: missing; test_fields.label {label!r} needs a map to yes / no / maybe")
+    templates = _template_choices(spec["templates"])
+    all_names = [name for _, names, _ in templates for name in names]
+    if len(set(all_names)) != len(all_names):
+        problems.append(f"{path}: templates: duplicate template names {all_names}")
+    if task_type in GENERATION_TASK_TYPES:  # greedy answers scored against answers.text[0]
+        problems += [f"{path}: {key}: templates {names} have answer choices, but {task_type} datasets are "
+                     "evaluated by generation" for key, names, choices in templates if choices is not None]
+        answers = fields["required"].get("answers")
+        if not isinstance(answers, dict) or answers.get("text") != "list[str]":
+            problems.append(f"{path}: test_fields.required.answers: the gold answers of {task_type} datasets "
+                            "are read from answers.text, a list[str]")
+        return problems
+    if not labels:
+        if label is None:  # else reported above
+            problems.append(f"{path}: labels: missing; {task_type} datasets are scored by rank classification, "
+                            "which needs a label map (and test_fields.label)")
+        return problems
+    given = set(labels["map"].values()) | ({labels["default"]} if "default" in labels else set())
+    for key, names, choices in templates:
+        if choices is None:
+            problems.append(f"{path}: {key}: templates {names} have no answer choices, but {task_type} "
+                            "datasets are scored by rank classification over them")
+        elif set(choices) != given:
+            problems.append(f"{path}: {key}: templates {names} answer {sorted(set(choices))}, but labels.map "
+                            f"gives {sorted(given)}; each gold label needs a choice, each choice a gold label")
+    return problems
+
+
 def load_dataset_file(entry: str, data: str) -> tuple[str, dict]:
     """A dataset's resolved entry: its file validated, with the sources ``data`` picks."""
     name, path = dataset_file(entry)
@@ -143,6 +207,7 @@ def load_dataset_file(entry: str, data: str) -> tuple[str, dict]:
         raise ConfigError(f"run.datasets: no dataset file {str(path)!r} for {entry!r}{known}")
     spec = read_yaml(path)
     _raise(_schema_errors(spec, _definition("dataset_file"), prefix=f"{path}: "), "invalid dataset file")
+    _raise(_dataset_problems(spec, path), "invalid dataset file")
     resolved = dict(spec)
     for kind in ("unannotated", "test"):
         resolved[kind] = _pick_source(spec[kind], data, f"{path}: {kind}", path.parent)
@@ -226,11 +291,6 @@ def check_references(config: dict) -> None:
         for key in ("base", "model"):
             if key in generator:
                 need("model", generator[key], models, f"generators.{name}.{key}")
-    for name, dataset in config["datasets"].items():
-        try:
-            task_type_name(dataset["task_type"])
-        except ValueError as error:
-            problems.append(f"{dataset['file']}: task_type: {error}")
     for section, stage in TRAINING_RESOURCES.items():
         gpus = config["resources"].get(stage, {}).get("gpus", 0)
         processes = config[section]["processes"]

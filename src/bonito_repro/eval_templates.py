@@ -1,9 +1,9 @@
-"""The five evaluation prompt templates of each dataset, kept as data in
-``data/eval_templates.yaml`` (docs/protocol.md, section 8.4, D11), and rendering them.
+"""A dataset's evaluation prompt templates, given in its dataset file's ``templates``
+(``data/datasets/<key>.yaml``; docs/protocol.md, section 8.4, D11), and rendering them.
 
 Rendering goes through promptsource's ``Template.apply`` as the paper's scripts do (every field
 cut at 2,048 characters, the result stripped). Only the prompt side of a template is rendered;
-answer choices come from the data file, keyed by the canonical labels yes / no / maybe.
+answer choices come from the dataset file, keyed by the canonical labels yes / no / maybe.
 """
 from __future__ import annotations
 
@@ -11,12 +11,8 @@ import random
 import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
-from pathlib import Path
 from typing import Any
 
-import yaml
-
-TEMPLATES_PATH = Path(__file__).parent / "data" / "eval_templates.yaml"
 CANONICAL_LABELS = ("yes", "no", "maybe")
 
 
@@ -111,26 +107,21 @@ def _check_choices(template: EvalTemplate, where: str) -> None:
                             f"at least two of {CANONICAL_LABELS} to answer texts")
 
 
-def load_templates(dataset: str, path: str | Path = TEMPLATES_PATH) -> list[EvalTemplate]:
-    """The templates of one dataset key, in the order of the data file."""
-    with open(path) as f:
-        entries = yaml.safe_load(f)
-    if dataset not in entries:
-        raise TemplateError(f"{path}: no evaluation templates for dataset {dataset!r} "
-                            f"(known: {sorted(entries)})")
-    entry = entries[dataset]
-    fields = entry.get("fields", {})
-    if "promptsource" in entry:
-        templates = _from_promptsource(entry["promptsource"], fields, f"{path}: {dataset}")
+def load_templates(spec: dict, where: str) -> list[EvalTemplate]:
+    """The templates a dataset file's ``templates`` entry gives, in its order; ``where`` (the file,
+    or the command-line flag) names the entry in errors."""
+    fields = spec.get("fields", {})
+    if "promptsource" in spec:
+        templates = _from_promptsource(spec["promptsource"], fields, where)
     else:
         templates = [EvalTemplate(name=t["name"], jinja=t["jinja"], choices=t.get("choices"),
-                                  fields=dict(fields)) for t in entry["templates"]]
+                                  fields=dict(fields)) for t in spec["inline"]]
     names = [t.name for t in templates]
     if len(set(names)) != len(names):
-        raise TemplateError(f"{path}: {dataset} has duplicate template names {names}")
+        raise TemplateError(f"{where}: duplicate template names {names}")
     kinds = {t.choices is None for t in templates}
     if len(kinds) != 1:
-        raise TemplateError(f"{path}: {dataset} mixes templates with and without answer choices")
+        raise TemplateError(f"{where}: templates with and without answer choices are mixed")
     for template in templates:
-        _check_choices(template, f"{path}: {dataset}")
+        _check_choices(template, where)
     return templates

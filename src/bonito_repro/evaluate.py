@@ -1,5 +1,6 @@
-"""Evaluation of one (target, source, dataset): F1 over the dataset's five prompt templates with
-the paper's protocol (docs/protocol.md, section 8, D10, D11, D14).
+"""Evaluation of one (target, source, dataset): F1 over the dataset's five prompt templates (its
+dataset file's ``templates``, passed as ``--templates``) with the paper's protocol
+(docs/protocol.md, section 8, D10, D11, D14).
 
 - Yes-no QA and NLI: rank classification (``scoring``), macro F1 and accuracy per template.
 - Extractive QA: greedy decoding (``decoding``), SQuAD v1.1 token F1 and exact match against the
@@ -31,12 +32,9 @@ from .models import encode_with_bos, load_for_inference, load_tokenizer
 from .prompts import WRAPPERS, wrap
 from .schemas import canonical_label
 from .scoring import score_choices, to_accelerator
-from .tasks import task_type_code
+from .tasks import GENERATION_TASK_TYPES, RANK_TASK_TYPES, task_type_code
 
 log = logging.getLogger(__name__)
-
-RANK_TASK_TYPES = ("ynqa", "nli")
-GENERATION_TASK_TYPES = ("exqa",)
 
 
 class EvaluationError(ValueError):
@@ -51,10 +49,10 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
 
 def gold_labels(rows: Sequence[dict], labels: dict | None, path: str,
                 row_ids: Sequence[int] | None = None) -> list[str]:
-    """The canonical label (yes | no | maybe) of every row, through the config's label map;
+    """The canonical label (yes | no | maybe) of every row, through the dataset's label map;
     errors name the row by its index in the file (``row_ids``)."""
     if not labels:
-        raise EvaluationError(f"{path}: rank classification needs the dataset's config `labels` "
+        raise EvaluationError(f"{path}: rank classification needs the dataset file's `labels` "
                               "(field, map, default)")
     gold = []
     for i, row in zip(row_ids or range(len(rows)), rows):
@@ -64,7 +62,7 @@ def gold_labels(rows: Sequence[dict], labels: dict | None, path: str,
         label = canonical_label(row[labels["field"]], labels)
         if label is None:
             raise EvaluationError(f"{path}: row {i}: label {row[labels['field']]!r} is not in the "
-                                  f"config's labels.map {sorted(labels['map'])} and there is no default")
+                                  f"dataset's labels.map {sorted(labels['map'])} and there is no default")
         gold.append(label)
     return gold
 
@@ -195,6 +193,14 @@ def check_params(params: dict, task_type: str) -> dict:
         raise EvaluationError(str(error)) from None
 
 
+def check_templates(spec: dict) -> dict:
+    """The dataset file's ``templates`` entry against its schema (config/schema.yaml)."""
+    try:
+        return config.check_params(spec, "templates", flag="--templates")
+    except config.ConfigError as error:
+        raise EvaluationError(str(error)) from None
+
+
 def run(args: argparse.Namespace, params: dict, manifest: Manifest) -> tuple[dict, pd.DataFrame]:
     """The scores and the per-example predictions of one evaluation job."""
     try:
@@ -204,11 +210,11 @@ def run(args: argparse.Namespace, params: dict, manifest: Manifest) -> tuple[dic
     if task_type not in RANK_TASK_TYPES + GENERATION_TASK_TYPES:
         raise EvaluationError(f"datasets.{args.dataset}.task_type: cannot evaluate {task_type!r} "
                               f"(rank: {RANK_TASK_TYPES}, generation: {GENERATION_TASK_TYPES})")
-    templates = load_templates(args.dataset)
+    templates = load_templates(args.templates, f"--templates of {args.dataset}")
     rank = task_type in RANK_TASK_TYPES
     if rank != (templates[0].choices is not None):
-        raise EvaluationError(f"dataset {args.dataset!r} is {task_type!r} but its templates "
-                              f"{'lack' if rank else 'have'} answer choices")
+        raise EvaluationError(f"--templates of {args.dataset}: the dataset is {task_type!r} but its "
+                              f"templates {'lack' if rank else 'have'} answer choices")
     path = str(args.test)
     all_rows = read_rows(args.test)
     kept = seeded_subset(len(all_rows), params["max_examples"], params["seed"])
@@ -269,10 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, type=Path, help="base model directory")
     parser.add_argument("--adapter", type=Path, help="PEFT adapter directory (merged in)")
     parser.add_argument("--wrapper", required=True, choices=sorted(WRAPPERS))
-    parser.add_argument("--dataset", required=True, help="dataset key (picks the templates)")
+    parser.add_argument("--dataset", required=True, help="dataset key (names it in the report)")
     parser.add_argument("--task-type", required=True, help="the dataset's task type (ynqa, nli, exqa)")
     parser.add_argument("--test", required=True, type=Path, help="test split parquet")
-    parser.add_argument("--labels", default=None, help="the dataset's config `labels` as JSON")
+    parser.add_argument("--templates", required=True, help="the dataset file's `templates` as JSON")
+    parser.add_argument("--labels", default=None, help="the dataset file's `labels` as JSON")
     parser.add_argument("--params", required=True, help="config `evaluation` + `seed` as JSON")
     parser.add_argument("--out", required=True, type=Path, help="scores JSON")
     parser.add_argument("--predictions", type=Path, help="per-template, per-example predictions parquet")
@@ -288,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     set_threads(args.threads)
     params = check_params(parse_params(args.params), args.task_type)
-    args.labels = parse_params(args.labels) if args.labels and args.labels != "null" else None
+    args.labels = parse_params(args.labels, "--labels") if args.labels and args.labels != "null" else None
+    args.templates = check_templates(parse_params(args.templates, "--templates"))
     manifest = Manifest("evaluate", params=params, seed=params["seed"])
     scores, predictions = run(args, params, manifest)
     log.info("%s / %s / %s: F1 mean %.2f (median %.2f) over %d templates, %d examples",

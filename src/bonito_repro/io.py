@@ -96,16 +96,17 @@ def setup_logging(level: int = logging.INFO) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def parse_params(text: str | None) -> dict:
-    """A stage's hyperparameters arrive as one JSON object (from the rule's params)."""
+def parse_params(text: str | None, flag: str = "--params") -> dict:
+    """A stage's hyperparameters (or another config section) arrive as one JSON object (from the
+    rule's params); errors name the command-line ``flag``."""
     if not text:
         return {}
     try:
         value = json.loads(text)
     except json.JSONDecodeError as error:
-        raise SystemExit(f"--params is not valid JSON: {error}") from None
+        raise SystemExit(f"{flag} is not valid JSON: {error}") from None
     if not isinstance(value, dict):
-        raise SystemExit("--params must be a JSON object")
+        raise SystemExit(f"{flag} must be a JSON object")
     return value
 
 

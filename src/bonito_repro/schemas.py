@@ -1,98 +1,25 @@
-"""The row schemas of the target data, in one table, and the check that enforces them.
+"""The row schemas of the target data and the check that enforces them.
 
 Unannotated text (``BatsResearch/bonito-experiment``, configs ``unannotated_<key>``, split
 ``train``): one column, ``input``, one passage a row (the dataset card, PR #2 on the Hub: "each
 context of dataset x"; the generated configs' ``dataset_info.json``, e.g.
 ``zephyr_beta_vitaminc/``, lists ``input`` and ``output``).
 
-Test splits (``BatsResearch/bonito-experiment-eval``, config ``<key>``, split ``test``). The Hub
-files themselves could not be read here (no network); each field below was confirmed in public
-source that reads those rows, as noted per dataset:
-
-- ``pubmed_qa``: ``question``, ``context.contexts`` (list joined with spaces) and
-  ``final_decision`` are what the five templates read (BatsResearch/nayak-aclfindings24-code,
-  ``templates/templates/pubmed_qa.py``, which names ``BatsResearch/bonito-experiment-eval`` /
-  ``pubmed_qa``). ``pubid``, ``long_answer`` and ``context.labels`` / ``context.meshes`` are the
-  other fields of PubMedQA's ``pqa_labeled`` (promptsource ``pubmed_qa/pqa_labeled`` templates read
-  them); that the eval config keeps them is NOT confirmed, so ``pubid`` and ``long_answer`` are
-  optional and the other ``context`` fields are not checked.
-- ``privacy_qa``: ``question``, ``text`` (the policy sentence) and ``answer`` (``Relevant`` /
-  ``Irrelevant``) are what the five templates read (same repository,
-  ``templates/templates/privacy_policy_qa.py``). Other columns of the config: not confirmed.
-- ``squadshifts_*``: ``id``, ``title``, ``context``, ``question``, ``answers`` {``text``: list,
-  ``answer_start``: list of int}, the schema of the Hub ``squadshifts`` dataset that the released
-  evaluation script actually loads (same repository, ``evaluation/merge_and_evaluate_squad.py``:
-  reads ``context``, ``question`` through promptsource and ``answers["text"][0]`` as the
-  reference; promptsource ``squadshifts/{nyt,amazon}`` templates read ``context``, ``question``,
-  ``answers.text``). That the ``squadshifts_*`` eval configs (added 26 Feb 2024) keep exactly this
-  schema is NOT confirmed, so ``id`` and ``title``, which no evaluation template reads, are
-  optional.
-- ``contract_nli``: ``premise``, ``hypothesis`` and an integer ``label`` indexing the answer
-  choices ``No ||| Yes ||| Maybe`` (same repository, ``templates/templates/contract_nli.py``:
-  ``answer_choices[label]``), i.e. 0 contradiction, 1 entailment, 2 neutral, the label order
-  ``["contradiction", "entailment", "neutral"]`` of the Hub loader ``kiddothe2b/contract-nli``.
-- ``vitaminc``: ``claim``, ``evidence`` and a string ``label`` (``SUPPORTS``, ``REFUTES``, any
-  other value read as not enough info) (same repository, ``templates/templates/vitaminc.py``).
-  ``unique_id``, ``case_id``, ``page`` and ``revision`` are the other string fields of
-  ``tals/vitaminc``; that the eval config keeps them is NOT confirmed, so they are optional.
-
-Required fields are the ones the evaluation templates read; they must be present and non-null in
-every row. Optional fields are other known fields of the source, checked only where present.
-Types: ``str``, ``int``, ``list[str]``, ``list[int]``, or a dict for a struct (its fields
-required).
+Test splits: each dataset file's ``test_fields`` (``data/datasets/<key>.yaml``, with a note there
+on the public source that confirmed each field; the Hub files themselves could not be read here).
+Required fields are the ones the evaluation templates read and the gold; they must be present
+and non-null in every row. Optional fields are other known fields of the source, checked only
+where present. ``label`` names the field that holds the gold label (none for extractive QA, whose
+gold is ``answers``). Types: ``str``, ``int``, ``list[str]``, ``list[int]``, or a mapping for a
+struct (its fields required).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Union
 
 FieldType = Union[str, Mapping[str, "FieldType"]]
 
 UNANNOTATED_FIELDS: dict[str, FieldType] = {"input": "str"}
-
-_SQUAD = {
-    "required": {"context": "str", "question": "str",
-                 "answers": {"text": "list[str]", "answer_start": "list[int]"}},
-    "optional": {"id": "str", "title": "str"},
-    "source": "HF squadshifts schema read by evaluation/merge_and_evaluate_squad.py",
-}
-
-
-@dataclass(frozen=True)
-class SplitSchema:
-    """Fields of one dataset's test split: required ones, optional known ones, and the field
-    that holds the gold label (None for extractive QA, whose gold is ``answers``)."""
-
-    required: dict[str, FieldType]
-    source: str
-    optional: dict[str, FieldType] = field(default_factory=dict)
-    label: str | None = None
-
-
-TEST_SCHEMAS: dict[str, SplitSchema] = {
-    "pubmed_qa": SplitSchema(
-        required={"question": "str", "context": {"contexts": "list[str]"},
-                  "final_decision": "str"},
-        optional={"pubid": "int", "long_answer": "str"},
-        label="final_decision",
-        source="templates/templates/pubmed_qa.py (BatsResearch/nayak-aclfindings24-code)"),
-    "privacy_qa": SplitSchema(
-        required={"question": "str", "text": "str", "answer": "str"},
-        label="answer",
-        source="templates/templates/privacy_policy_qa.py (BatsResearch/nayak-aclfindings24-code)"),
-    "squadshifts_nyt": SplitSchema(**_SQUAD),
-    "squadshifts_amazon": SplitSchema(**_SQUAD),
-    "squadshifts_reddit": SplitSchema(**_SQUAD),
-    "contract_nli": SplitSchema(
-        required={"premise": "str", "hypothesis": "str", "label": "int"},
-        label="label",
-        source="templates/templates/contract_nli.py (BatsResearch/nayak-aclfindings24-code)"),
-    "vitaminc": SplitSchema(
-        required={"claim": "str", "evidence": "str", "label": "str"},
-        optional={"unique_id": "str", "case_id": "str", "page": "str", "revision": "str"},
-        label="label",
-        source="templates/templates/vitaminc.py (BatsResearch/nayak-aclfindings24-code)"),
-}
 
 
 class SchemaError(ValueError):
@@ -139,17 +66,17 @@ def _answers_problem(answers: Mapping) -> str | None:
     return None
 
 
-def fields_for(dataset: str, kind: str) -> tuple[dict[str, FieldType], dict[str, FieldType]]:
-    """(required, optional) fields of ``kind`` rows ("unannotated" or "test") of ``dataset``."""
+def fields_for(kind: str, test_fields: Mapping | None, dataset: str) -> tuple[Mapping, Mapping, str | None]:
+    """(required, optional, label field) of ``kind`` rows ("unannotated" or "test"); test rows'
+    come from the dataset file's ``test_fields``."""
     if kind == "unannotated":
-        return UNANNOTATED_FIELDS, {}
+        return UNANNOTATED_FIELDS, {}, None
     if kind != "test":
         raise ValueError(f"unknown kind {kind!r}; use 'unannotated' or 'test'")
-    if dataset not in TEST_SCHEMAS:
-        raise SchemaError(f"no test schema for dataset {dataset!r}; the schema table "
-                          f"(bonito_repro.schemas.TEST_SCHEMAS) knows {sorted(TEST_SCHEMAS)}")
-    schema = TEST_SCHEMAS[dataset]
-    return schema.required, schema.optional
+    if not test_fields:
+        raise SchemaError(f"no test_fields for dataset {dataset!r}: its dataset file must say which "
+                          "fields its test rows hold")
+    return test_fields["required"], test_fields.get("optional", {}), test_fields.get("label")
 
 
 def label_key(value: Any) -> str:
@@ -163,27 +90,25 @@ def canonical_label(value: Any, labels: Mapping) -> str | None:
 
 
 def validate_rows(rows: Iterable[Mapping], dataset: str, kind: str, path: str,
-                  labels: Mapping | None = None, columns: Iterable[str] | None = None) -> int:
-    """Check every row of ``kind`` for ``dataset`` against the schema table; return the row count.
+                  test_fields: Mapping | None = None, labels: Mapping | None = None,
+                  columns: Iterable[str] | None = None) -> int:
+    """Check every row of ``kind`` for ``dataset``; return the row count.
 
     ``path`` names the file (or Hub config) in errors, with the 0-based row index and the field.
-    ``labels`` is the dataset's config ``labels`` section: each row's ``labels.field`` value must
-    be a key of ``labels.map`` unless ``labels.default`` is set. ``columns`` (the source's column
-    names) lets a missing column be reported once, with the columns found.
+    ``test_fields`` is the dataset file's ``test_fields`` (needed for test rows). ``labels`` is its
+    ``labels`` section: each row's ``labels.field`` value must be a key of ``labels.map`` unless
+    ``labels.default`` is set. ``columns`` (the source's column names) lets a missing column be
+    reported once, with the columns found.
     Unannotated rows may hold a null or blank ``input``: the data stage drops and counts those.
     """
-    required, optional = fields_for(dataset, kind)
-    label_field = None
-    if kind == "test" and TEST_SCHEMAS[dataset].label:
-        expected = TEST_SCHEMAS[dataset].label
-        if not labels or labels["field"] != expected:
-            raise SchemaError(f"config datasets.{dataset}.labels: the test rows hold their label "
-                              f"in {expected!r}; set labels.field to it and map its values")
-        label_field = expected
+    required, optional, label_field = fields_for(kind, test_fields, dataset)
+    if label_field and (not labels or labels["field"] != label_field):
+        raise SchemaError(f"datasets.{dataset}.labels: the test rows hold their label in {label_field!r} "
+                          f"(test_fields.label); set labels.field to it and map its values")
     if columns is not None:
         columns = list(columns)
-        missing = [f for f in [*required, *([label_field] if label_field else [])]
-                   if f not in columns]
+        needed = dict.fromkeys([*required, *([label_field] if label_field else [])])
+        missing = [f for f in needed if f not in columns]
         if missing:
             raise SchemaError(f"{path}: {kind} rows of {dataset!r} need column(s) {missing}; "
                               f"columns found: {columns}")
@@ -221,6 +146,6 @@ def _row_problem(row: Mapping, kind: str, required: Mapping, optional: Mapping,
         if value is None:
             return f"field {label_field!r}: missing label"
         if canonical_label(value, labels) is None:
-            return (f"field {label_field!r}: label {value!r} is not in the config's label map "
+            return (f"field {label_field!r}: label {value!r} is not in the dataset's labels.map "
                     f"{sorted(labels['map'])} and the map has no default")
     return None

@@ -2,12 +2,13 @@
 (Hub, embedded demo data, or the user's files) and written as parquet with a manifest.
 
     python -m bonito_repro data unannotated --dataset KEY --spec JSON --out X.parquet --manifest M.json
-    python -m bonito_repro data test --dataset KEY --spec JSON --labels JSON --out X.parquet --manifest M.json
+    python -m bonito_repro data test --dataset KEY --spec JSON --fields JSON --labels JSON --out X.parquet --manifest M.json
 
-Every row is checked against the schema table (``bonito_repro.schemas``); a bad row stops the
-stage with an error naming the file, the row and the field. The whole test split is kept:
-evaluation samples from it (``evaluation.max_examples``), and the generation funnel checks
-synthetic tasks against all of it for contamination.
+Every row is checked (``bonito_repro.schemas``): an unannotated row holds ``input``, a test row
+the dataset file's ``test_fields``; a bad row stops the stage with an error naming the file, the
+row and the field. The whole test split is kept: evaluation samples from it
+(``evaluation.max_examples``), and the generation funnel checks synthetic tasks against all of it
+for contamination.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any
 import datasets
 import pandas as pd
 
+from .config import ConfigError, check_params
 from .io import Manifest, atomic_path, setup_logging, write_parquet
 from .schemas import SchemaError, canonical_label, label_key, validate_rows
 from .sources import SourceError, embedded_path, load_source
@@ -75,11 +77,14 @@ def label_distribution(rows: datasets.Dataset, labels: dict | None) -> dict[str,
             "canonical": dict(sorted(canonical.items()))}
 
 
-def load_test_split(spec: dict, dataset: str, labels: dict | None) -> tuple[datasets.Dataset, dict[str, Any]]:
-    """The validated test split (Hub schema kept as is) and its counts."""
+def load_test_split(spec: dict, dataset: str, fields: dict,
+                    labels: dict | None) -> tuple[datasets.Dataset, dict[str, Any]]:
+    """The test split, validated against the dataset's ``test_fields`` (Hub schema kept as is),
+    and its counts."""
     parts = []
     for origin, part in load_parts(spec, "test"):
-        validate_rows(part, dataset, "test", origin, labels=labels, columns=part.column_names)
+        validate_rows(part, dataset, "test", origin, test_fields=fields, labels=labels,
+                      columns=part.column_names)
         parts.append(part)
     rows = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     if len(rows) == 0:
@@ -106,8 +111,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         sub.add_argument("--out", required=True, help="output parquet")
         sub.add_argument("--manifest", required=True, help="output manifest JSON")
     test = commands.choices["test"]
+    test.add_argument("--fields", required=True, type=_json_arg,
+                      help="the dataset file's test_fields as JSON: {required: {...}, optional: {...}, label: FIELD}")
     test.add_argument("--labels", type=_json_arg, default=None,
-                      help="config datasets.KEY.labels as JSON (null for extractive QA)")
+                      help="the dataset file's labels as JSON (null for extractive QA)")
     return parser.parse_args(argv)
 
 
@@ -116,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     params = {"dataset": args.dataset, "spec": args.spec}
     if args.kind == "test":
-        params["labels"] = args.labels
+        params.update(fields=args.fields, labels=args.labels)
     manifest = Manifest(f"data {args.kind}", params=params)
     manifest.extra["source"] = describe(args.spec, args.kind)
     try:
@@ -124,11 +131,12 @@ def main(argv: list[str] | None = None) -> int:
             passages, counts, drops = unannotated_passages(args.spec, args.dataset)
             write_parquet(pd.DataFrame({"input": pd.Series(passages, dtype=str)}), args.out)
         else:
-            rows, counts = load_test_split(args.spec, args.dataset, args.labels)
+            fields = check_params(args.fields, "test_fields", flag="--fields")
+            rows, counts = load_test_split(args.spec, args.dataset, fields, args.labels)
             drops = {}
             with atomic_path(args.out) as tmp:
                 rows.to_parquet(str(tmp))
-    except (SchemaError, SourceError) as error:
+    except (ConfigError, SchemaError, SourceError) as error:
         log.error("%s", error)
         return 1
     manifest.counts, manifest.drops = counts, drops

@@ -35,3 +35,9 @@ def task_type_name(task_type: str) -> str:
 def task_type_code(task_type: str) -> str:
     """Short code for a short code or a full name."""
     return _FULL_TO_CODE[task_type_name(task_type)]
+
+
+# The task types a dataset can be evaluated as (docs/protocol.md, section 8): rank classification
+# over its templates' answer choices, or greedy generation scored against the gold answer.
+RANK_TASK_TYPES = ("ynqa", "nli")
+GENERATION_TASK_TYPES = ("exqa",)
