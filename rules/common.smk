@@ -59,9 +59,21 @@ wildcard_constraints:
     source=_choice([ZERO_SHOT, TAPT, *GENERATORS]),
 
 
-def res(stage):
-    """Resources of a stage from config (profiles carry only executor and site settings)."""
-    return config["resources"].get(stage, config["resources"]["default"])
+# Stages whose jobs may run on GPUs; downloads, the data rules and ctga request none.
+GPU_STAGES = {"train_bonito", "generate", "adapt", "evaluate"}
+
+
+def threads_of(stage):
+    """A stage's threads, from config `resources` (profiles carry only executor and site settings)."""
+    return config["resources"][stage]["threads"]
+
+
+def resources_of(stage):
+    """A stage's job resources from config `resources`, for `resources: **resources_of(stage)`:
+    memory, runtime (minutes) and, for the GPU stages, `gpu`."""
+    values = config["resources"][stage]
+    gpu = {"gpu": values["gpus"]} if stage in GPU_STAGES else {}
+    return {**gpu, "mem_mb": values["mem_mb"], "runtime": values["runtime"]}
 
 
 def as_json(value):

@@ -26,10 +26,8 @@ rule ctga_download:
         f"{R}/logs/ctga/download.log",
     benchmark:
         f"{R}/benchmarks/ctga/download.tsv"
-    threads: res("download_model")["threads"]
-    resources:
-        mem_mb=res("download_model")["mem_mb"],
-        runtime=res("download_model")["runtime"],
+    threads: threads_of("download_model")
+    resources: **resources_of("download_model")
     conda:
         "../envs/main.yaml"
     shell:
@@ -55,10 +53,8 @@ rule ctga:
         f"{R}/logs/ctga/build.log",
     benchmark:
         f"{R}/benchmarks/ctga/build.tsv"
-    threads: res("ctga")["threads"]
-    resources:
-        mem_mb=res("ctga")["mem_mb"],
-        runtime=res("ctga")["runtime"],
+    threads: threads_of("ctga")
+    resources: **resources_of("ctga")
     conda:
         "../envs/main.yaml"
     shell:

@@ -25,10 +25,8 @@ rule unannotated:
         f"{R}/logs/unannotated/{{dataset}}.log",
     benchmark:
         f"{R}/benchmarks/unannotated/{{dataset}}.tsv"
-    threads: res("default")["threads"]
-    resources:
-        mem_mb=res("default")["mem_mb"],
-        runtime=res("default")["runtime"],
+    threads: threads_of("default")
+    resources: **resources_of("default")
     conda:
         "../envs/main.yaml"
     shell:
@@ -50,10 +48,8 @@ rule test_set:
         f"{R}/logs/test/{{dataset}}.log",
     benchmark:
         f"{R}/benchmarks/test/{{dataset}}.tsv"
-    threads: res("default")["threads"]
-    resources:
-        mem_mb=res("default")["mem_mb"],
-        runtime=res("default")["runtime"],
+    threads: threads_of("default")
+    resources: **resources_of("default")
     conda:
         "../envs/main.yaml"
     shell:

@@ -40,11 +40,8 @@ rule evaluate:
         f"{R}/logs/evaluate/{{target}}/{{source}}/{{dataset}}.log",
     benchmark:
         f"{R}/benchmarks/evaluate/{{target}}/{{source}}/{{dataset}}.tsv"
-    threads: res("evaluate")["threads"]
-    resources:
-        gpu=res("evaluate")["gpus"],
-        mem_mb=res("evaluate")["mem_mb"],
-        runtime=res("evaluate")["runtime"],
+    threads: threads_of("evaluate")
+    resources: **resources_of("evaluate")
     conda:
         "../envs/main.yaml"
     shell:
@@ -65,11 +62,8 @@ rule evaluate_generation:
         f"{R}/logs/evaluate/{{target}}/{{source}}/{{dataset}}.log",
     benchmark:
         f"{R}/benchmarks/evaluate/{{target}}/{{source}}/{{dataset}}.tsv"
-    threads: res("evaluate")["threads"]
-    resources:
-        gpu=res("evaluate")["gpus"],
-        mem_mb=res("evaluate")["mem_mb"],
-        runtime=res("evaluate")["runtime"],
+    threads: threads_of("evaluate")
+    resources: **resources_of("evaluate")
     conda:
         EVAL_GENERATION_ENV
     shell:

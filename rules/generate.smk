@@ -37,11 +37,8 @@ rule generate:
     benchmark:
         f"{R}/benchmarks/generate/{{generator}}/{{dataset}}.tsv"
     priority: 1  # after Bonito training, ahead of the jobs off the longest chain
-    threads: res("generate")["threads"]
-    resources:
-        gpu=res("generate")["gpus"],
-        mem_mb=res("generate")["mem_mb"],
-        runtime=res("generate")["runtime"],
+    threads: threads_of("generate")
+    resources: **resources_of("generate")
     conda:
         GENERATION_ENV
     shell:
@@ -73,10 +70,8 @@ if PUBLISHED_GENERATORS:
             f"{R}/logs/generate/{{generator}}/{{dataset}}.log",
         benchmark:
             f"{R}/benchmarks/generate/{{generator}}/{{dataset}}.tsv"
-        threads: res("default")["threads"]
-        resources:
-            mem_mb=res("default")["mem_mb"],
-            runtime=res("default")["runtime"],
+        threads: threads_of("default")
+        resources: **resources_of("default")
         conda:
             "../envs/main.yaml"
         shell:

@@ -39,11 +39,8 @@ rule train_bonito:
     benchmark:
         f"{R}/benchmarks/train_bonito/{{generator}}.tsv"
     priority: 2  # the head of the longest chain (generate, adapt, evaluate): start it first
-    threads: res("train_bonito")["threads"]
-    resources:
-        gpu=res("train_bonito")["gpus"],
-        mem_mb=res("train_bonito")["mem_mb"],
-        runtime=res("train_bonito")["runtime"],
+    threads: threads_of("train_bonito")
+    resources: **resources_of("train_bonito")
     conda:
         "../envs/main.yaml"
     shell:
@@ -69,11 +66,8 @@ rule parse_check:
         f"{R}/logs/parse_check/{{generator}}.log",
     benchmark:
         f"{R}/benchmarks/parse_check/{{generator}}.tsv"
-    threads: res("generate")["threads"]  # inference with the generator, as generation runs it
-    resources:
-        gpu=res("generate")["gpus"],
-        mem_mb=res("generate")["mem_mb"],
-        runtime=res("generate")["runtime"],
+    threads: threads_of("generate")  # inference with the generator, as generation runs it
+    resources: **resources_of("generate")
     conda:
         "../envs/main.yaml"
     shell:
@@ -101,11 +95,8 @@ if P3_MODELS:
             f"{R}/logs/train_p3/{{model}}.log",
         benchmark:
             f"{R}/benchmarks/train_p3/{{model}}.tsv"
-        threads: res("adapt")["threads"]
-        resources:
-            gpu=res("adapt")["gpus"],
-            mem_mb=res("adapt")["mem_mb"],
-            runtime=res("adapt")["runtime"],
+        threads: threads_of("adapt")
+        resources: **resources_of("adapt")
         conda:
             "../envs/main.yaml"
         shell:
@@ -136,11 +127,8 @@ rule adapt:
         f"{R}/logs/adapt/{{target}}/{{source}}/{{dataset}}.log",
     benchmark:
         f"{R}/benchmarks/adapt/{{target}}/{{source}}/{{dataset}}.tsv"
-    threads: res("adapt")["threads"]
-    resources:
-        gpu=res("adapt")["gpus"],
-        mem_mb=res("adapt")["mem_mb"],
-        runtime=res("adapt")["runtime"],
+    threads: threads_of("adapt")
+    resources: **resources_of("adapt")
     conda:
         "../envs/main.yaml"
     shell:
