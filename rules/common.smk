@@ -249,14 +249,12 @@ def loss_curve_section(adapter):
     return {"generators": "generators", "p3": "P3 stand-in"}[kind], names[0]
 
 
-# --- used by tables.smk
+# --- used by train.smk and adapt.smk
 
 
-def all_outputs():
-    return MAIN_TABLES + FIGURES + PARSE_CHECKS
-
-
-# --- used by train.smk
+# Resume checkpoints of the training jobs (train.smk, adapt.smk), at the same relative path as the
+# output: not a declared output, which Snakemake deletes before a retry.
+CHECKPOINTS = f"{R}/checkpoints"
 
 
 def train_command(section):
