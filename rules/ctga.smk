@@ -2,8 +2,6 @@
 # `ctga_download` is the only step that needs the network: a local rule that fills the datasets
 # cache with the Hub sources (paper scale only; embedded and file sources need no download).
 # `ctga` then renders offline, in parallel, with the job's threads.
-from bonito_repro.sources import embedded_path
-
 localrules:
     ctga_download,
 
@@ -14,6 +12,15 @@ CTGA_TABLES = [
     f"{PACKAGE_DATA}/ctga_template_task_types.csv",
     f"{PACKAGE_DATA}/ctga_context_fields.csv",
 ]
+# compare the built set with the published one (a paper-scale check that downloads it)
+CTGA_COMPARE = CTGA.get("compare_published", False) and not CTGA["use_published"]
+# the sources the build reads: the published set (used or compared) and the P3 sources
+CTGA_SOURCES = {"published": CTGA["published"]} if CTGA["use_published"] or CTGA_COMPARE else {}
+if not CTGA["use_published"]:
+    CTGA_SOURCES.update(CTGA["sources"])
+# local files they read (editing one reruns the build), and the download Hub sources need
+CTGA_FILES = [path for spec in CTGA_SOURCES.values() for path in local_files("ctga", spec)]
+CTGA_DOWNLOADS = [f"{CTGA_DIR}/downloads.json"] if any("hub" in s for s in CTGA_SOURCES.values()) else []
 
 
 rule ctga_download:
@@ -38,17 +45,17 @@ rule ctga_download:
 rule ctga:
     input:
         tables=CTGA_TABLES,
-        files=ctga_local_files(),
-        downloads=ctga_downloads(),
+        files=CTGA_FILES,
+        downloads=CTGA_DOWNLOADS,
     output:
         train=f"{CTGA_DIR}/train.parquet",
         validation=f"{CTGA_DIR}/validation.parquet",
         p3=f"{CTGA_DIR}/p3.parquet",
         manifest=f"{CTGA_DIR}/manifest.json",
-        **({"comparison": f"{CTGA_DIR}/published_comparison.csv"} if ctga_compare() else {}),
+        **({"comparison": f"{CTGA_DIR}/published_comparison.csv"} if CTGA_COMPARE else {}),
     params:
         hp=as_json(CTGA),
-        comparison=lambda w, output: f"--comparison {output.comparison}" if ctga_compare() else "",
+        comparison=lambda w, output: f"--comparison {output.comparison}" if CTGA_COMPARE else "",
     log:
         f"{R}/logs/ctga/build.log",
     benchmark:

@@ -5,8 +5,6 @@
 # Both rules are local: they take seconds and little memory, and at paper scale they are the
 # jobs that download the datasets, which needs the network a cluster's login node has and its
 # compute nodes often lack. Later jobs read the parquet files offline.
-from bonito_repro.sources import embedded_path
-
 localrules:
     unannotated,
     test_set,
@@ -14,7 +12,7 @@ localrules:
 
 rule unannotated:
     input:
-        lambda w: data_inputs(w.dataset, "unannotated"),
+        lambda w: local_files("unannotated", data_spec(w.dataset, "unannotated")),
     output:
         rows=f"{R}/unannotated/{{dataset}}.parquet",
         manifest=f"{R}/unannotated/{{dataset}}.manifest.json",
@@ -36,7 +34,7 @@ rule unannotated:
 
 rule test_set:
     input:
-        lambda w: data_inputs(w.dataset, "test"),
+        lambda w: local_files("test", data_spec(w.dataset, "test")),
     output:
         rows=f"{R}/test/{{dataset}}.parquet",
         manifest=f"{R}/test/{{dataset}}.manifest.json",

@@ -15,6 +15,13 @@ SHARDS = f"{R}/shards"
 BONITO_GENERATORS = sorted(g for g, s in config["generators"].items() if s["kind"] == "bonito")
 PUBLISHED_GENERATORS = sorted(g for g, s in config["generators"].items() if s["kind"] == "published")
 GENERATION_ENV = "../envs/vllm.yaml" if config["generation"]["backend"] == "vllm" else "../envs/main.yaml"
+# everything both rules write for one (generator, dataset)
+SYNTHETIC_OUTPUTS = dict(
+    rows=synthetic("{generator}", "{dataset}"),
+    manifest=synthetic("{generator}", "{dataset}", ".manifest.json"),
+    records=synthetic("{generator}", "{dataset}", ".funnel.parquet"),
+    formats=directory(synthetic("{generator}", "{dataset}", ".formats")),
+)
 
 
 rule generate:
@@ -23,7 +30,7 @@ rule generate:
         passages=f"{R}/unannotated/{{dataset}}.parquet",
         test=f"{R}/test/{{dataset}}.parquet",
     output:
-        **synthetic_outputs(),
+        **SYNTHETIC_OUTPUTS,
     wildcard_constraints:
         generator=_choice(BONITO_GENERATORS),
     params:
@@ -58,7 +65,7 @@ if PUBLISHED_GENERATORS:
         input:
             test=f"{R}/test/{{dataset}}.parquet",
         output:
-            **synthetic_outputs(),
+            **SYNTHETIC_OUTPUTS,
         wildcard_constraints:
             generator=_choice(PUBLISHED_GENERATORS),
         params:
