@@ -7,7 +7,7 @@
 
 rule adapt:
     input:
-        base=lambda w: model_dir(config["targets"][w.target]["model"]),
+        base=model_at("targets/{target}/model"),
         init_adapter=lambda w: init_adapter_dir(w.target) or [],
         rows=lambda w: training_rows(w.source, w.dataset),
     output:

@@ -90,6 +90,14 @@ def model_dir(name):
     return f"{R}/models/{name}"
 
 
+def model_at(dpath):
+    """Input function: the directory of the model that config names at `dpath`, a path with
+    wildcards such as "targets/{target}/model". Only for schema-checked names: dpath reads `*?[`
+    as a glob, and dataset names (file stems) may contain them."""
+    name = lookup(dpath=dpath, within=config)
+    return lambda w: model_dir(name(w))
+
+
 def init_adapter_dir(target):
     """Adapter a target starts from (published P3 adapter, or the one trained here), or None."""
     spec = config["targets"][target].get("init_adapter", {})

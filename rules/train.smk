@@ -17,7 +17,7 @@ P3_MODELS = sorted({config["targets"][t]["model"] for t in TARGETS
 
 rule train_bonito:
     input:
-        base=lambda w: model_dir(config["generators"][w.generator]["base"]),
+        base=model_at("generators/{generator}/base"),
         train=f"{R}/ctga/train.parquet",
         validation=f"{R}/ctga/validation.parquet",
     output:
@@ -47,7 +47,7 @@ rule train_bonito:
 
 rule parse_check:
     input:
-        base=lambda w: model_dir(config["generators"][w.generator]["base"]),
+        base=model_at("generators/{generator}/base"),
         adapter=f"{R}/generators/{{generator}}/adapter",
         validation=f"{R}/ctga/validation.parquet",
     output:
@@ -75,7 +75,7 @@ if P3_MODELS:
 
     rule train_p3:
         input:
-            base=lambda w: model_dir(w.model),
+            base=model_dir("{model}"),
             train=f"{R}/ctga/p3.parquet",
         output:
             adapter=directory(f"{R}/p3/{{model}}/adapter"),
