@@ -7,7 +7,6 @@ import sys
 
 from snakemake.settings.types import DeploymentMethod
 
-import bonito_repro
 from bonito_repro.config import EVAL_DECODING_KEYS, ConfigError, TAPT, ZERO_SHOT, validate
 from bonito_repro.sources import embedded_path
 
@@ -21,8 +20,6 @@ config.clear()
 config.update(resolved)
 
 R = "results"
-# the package's data files, by absolute path so that a run in another working directory finds them
-PACKAGE_DATA = os.path.join(os.path.dirname(bonito_repro.__file__), "data")
 MODELS = sorted(config["models"])
 TARGETS = sorted(config["targets"])
 DATASETS = sorted(config["datasets"])

@@ -5,6 +5,7 @@
 # Both rules are local: they take seconds and little memory, and at paper scale they are the
 # jobs that download the datasets, which needs the network a cluster's login node has and its
 # compute nodes often lack. Later jobs read the parquet files offline.
+
 localrules:
     unannotated,
     test_set,
