@@ -40,6 +40,8 @@ VLLM_PY = "python" if USE_CONDA else config["environments"]["vllm"]
 def python_for(backend):
     """The interpreter of a backend's environment (vLLM has its own)."""
     return VLLM_PY if backend == "vllm" else "python"
+
+
 # Offline first: every job runs without the Hub except the download rules, whose commands start
 # with ONLINE. Tokens (HF_TOKEN) stay in the environment, never in a command line or log.
 os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
