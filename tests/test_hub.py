@@ -1,0 +1,137 @@
+"""Hub access at paper scale, offline: the local Hub server itself (fast, in-process), and the
+project's download commands run as workflow jobs against repositories laid out as the real ones
+of config.yaml are (slow: each job is a Python process)."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from http.client import HTTPConnection
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from bonito_repro.localhub import server as hubserver
+
+
+# ---------------------------------------------------------------- the server (in-process, fast)
+@pytest.fixture
+def small_hub(tmp_path, monkeypatch):
+    """A server over two hand-written repositories, and an HfApi pointed at it (online)."""
+    import huggingface_hub.constants
+    from huggingface_hub import HfApi
+
+    root = tmp_path / "repos"
+    data = root / "datasets" / "org" / "set"
+    for revision, files in {"main": {"README.md": "---\n---\n", "set.py": "# script"},
+                            "refs%2Fconvert%2Fparquet": {"cfg/train/0000.parquet": "PAR1"}}.items():
+        for path, text in files.items():
+            (data / revision / path).parent.mkdir(parents=True, exist_ok=True)
+            (data / revision / path).write_text(text)
+    model = root / "models" / "org" / "gated"
+    for revision in ("main", "refs%2Fpr%2F5"):
+        (model / revision).mkdir(parents=True)
+        (model / revision / "config.json").write_text("{}")
+    (model / "refs%2Fpr%2F5" / "model.safetensors").write_bytes(b"x" * 100)
+    (model / "repo.json").write_text('{"gated": "manual"}')
+    (root / "tokens.json").write_text('{"hf_test": "tester"}')
+    srv = hubserver.make_server(root, log_path=tmp_path / "log.jsonl")
+    srv.serve_in_threads()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # conftest sets it
+    yield srv, HfApi(endpoint=srv.endpoint), tmp_path / "log.jsonl"
+    srv.stop()
+
+
+def http(method: str, url: str, **headers) -> tuple[int, dict, bytes]:
+    """One raw request (no redirect followed): status, headers, body."""
+    parts = urlsplit(url)
+    connection = HTTPConnection(parts.netloc, timeout=10)
+    connection.request(method, parts.path, headers=headers)
+    response = connection.getresponse()
+    result = response.status, dict(response.getheaders()), response.read()
+    connection.close()
+    return result
+
+
+def test_server_answers_as_the_hub_does(small_hub, tmp_path):
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError,
+                                        RepositoryNotFoundError, RevisionNotFoundError)
+
+    srv, api, log = small_hub
+    main = api.dataset_info("org/set")
+    branch = api.dataset_info("org/set", revision="refs/convert/parquet")
+    assert main.sha != branch.sha and len(main.sha) == 40
+    assert api.dataset_info("org/set", revision=branch.sha).sha == branch.sha  # a sha is a revision
+    assert sorted(s.rfilename for s in branch.siblings) == ["cfg/train/0000.parquet"]
+    refs = api.list_repo_refs("org/set", repo_type="dataset")
+    assert [(r.ref, r.target_commit) for r in refs.converts] == [("refs/convert/parquet", branch.sha)]
+    prs = api.list_repo_refs("org/gated", include_pull_requests=True).pull_requests
+    assert [r.ref for r in prs] == ["refs/pr/5"]
+    tree = api.list_repo_tree("org/set", repo_type="dataset", revision="refs/convert/parquet", recursive=True)
+    assert {(e.path, type(e).__name__) for e in tree} == {
+        ("cfg", "RepoFolder"), ("cfg/train", "RepoFolder"), ("cfg/train/0000.parquet", "RepoFile")}
+    [info] = api.get_paths_info("org/set", ["cfg/train/0000.parquet", "absent"], repo_type="dataset",
+                                revision="refs/convert/parquet")
+    assert info.lfs.sha256 == hubserver._blob(
+        srv.hub.root / "datasets/org/set/refs%2Fconvert%2Fparquet/cfg/train/0000.parquet").sha256
+
+    # resolve: plain files answered directly, LFS files by a redirect to the CDN origin
+    status, headers, _ = http("HEAD", f"{srv.endpoint}/datasets/org/set/resolve/main/README.md")
+    assert status == 200 and headers["X-Repo-Commit"] == main.sha and headers["Content-Length"] == "8"
+    assert headers["ETag"].strip('"') == hubserver._blob(srv.hub.root / "datasets/org/set/main/README.md").oid
+    status, lfs, _ = http("HEAD", f"{srv.endpoint}/datasets/org/set/resolve/refs%2Fconvert%2Fparquet/"
+                          "cfg/train/0000.parquet")
+    assert status == 302 and lfs["X-Linked-Size"] == "4" and lfs["X-Repo-Commit"] == branch.sha
+    assert lfs["X-Linked-Etag"].strip('"') == info.lfs.sha256
+    assert urlsplit(lfs["Location"]).port != urlsplit(srv.endpoint).port  # another origin, as a CDN
+    assert http("GET", lfs["Location"], Range="bytes=1-2")[::2] == (206, b"AR")
+    # the unquoted special ref, as the Hub also accepts it
+    assert http("HEAD", f"{srv.endpoint}/datasets/org/set/resolve/refs/convert/parquet/"
+                "cfg/train/0000.parquet")[0] == 302
+    cache = tmp_path / "cache"
+    path = hf_hub_download("org/set", "cfg/train/0000.parquet", repo_type="dataset",
+                           revision="refs/convert/parquet", endpoint=srv.endpoint, cache_dir=cache)
+    assert Path(path).read_text() == "PAR1"
+
+    # errors carry the codes the libraries turn into their exceptions
+    with pytest.raises(RevisionNotFoundError):
+        api.dataset_info("org/set", revision="refs/pr/9")
+    with pytest.raises(RepositoryNotFoundError):
+        api.model_info("org/absent")
+    with pytest.raises(EntryNotFoundError):
+        hf_hub_download("org/set", "absent.txt", repo_type="dataset", endpoint=srv.endpoint, cache_dir=cache)
+
+    # gated: metadata is public, files need a valid token; an unknown token is refused
+    assert api.model_info("org/gated").gated == "manual"
+    with pytest.raises(GatedRepoError):
+        hf_hub_download("org/gated", "config.json", endpoint=srv.endpoint, cache_dir=cache)
+    with pytest.raises(GatedRepoError):
+        api.auth_check("org/gated")
+    api.auth_check("org/gated", token="hf_test")
+    assert hf_hub_download("org/gated", "model.safetensors", revision="refs/pr/5", token="hf_test",
+                           endpoint=srv.endpoint, cache_dir=cache)
+    assert api.whoami(token="hf_test")["name"] == "tester"
+    with pytest.raises(HfHubHTTPError):
+        api.whoami(token="hf_wrong")
+    with pytest.raises(HfHubHTTPError):
+        api.model_info("org/gated", token="hf_wrong")
+
+    # an endpoint the server does not have is a 404 that the log marks as unhandled
+    assert http("GET", f"{srv.endpoint}/api/datasets/org/set/parquet")[0] == 404
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    assert records[-1] == {"method": "GET", "path": "/api/datasets/org/set/parquet", "endpoint": None,
+                           "status": 404}
+    assert {r["endpoint"] for r in records[:-1]} <= set(hubserver.ENDPOINTS)
+
+
+@pytest.mark.slow  # reads what the slow tests above asked
+def test_every_request_was_answered_by_a_real_endpoint(local_hub):
+    """What huggingface_hub and datasets asked the local Hub during this session: each request
+    reached one of the server's handlers (none fell through to the unknown-endpoint 404). Runs last
+    in this module, so it sees the requests of the tests above."""
+    seen = Counter((r["method"], r["endpoint"]) for r in local_hub.requests())
+    print("endpoints called:", dict(sorted(seen.items(), key=str)))
+    unknown = sorted({(r["method"], r["path"]) for r in local_hub.requests() if r["endpoint"] is None})
+    assert not unknown, f"requests no handler answered: {unknown}"
+    assert {endpoint for _, endpoint in seen} <= set(hubserver.ENDPOINTS)
