@@ -10,8 +10,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+import yaml
 
 from bonito_repro.localhub import server as hubserver
+from bonito_repro.localhub.build import rows_for
+from conftest import REPO
+
+PAPER = yaml.safe_load((REPO / "config.yaml").read_text())
+HUB_SPEC = yaml.safe_load((REPO / "src/bonito_repro/data/local_hub.yaml").read_text())
 
 
 # ---------------------------------------------------------------- the server (in-process, fast)
@@ -123,6 +129,41 @@ def test_server_answers_as_the_hub_does(small_hub, tmp_path):
     assert records[-1] == {"method": "GET", "path": "/api/datasets/org/set/parquet", "endpoint": None,
                            "status": 404}
     assert {r["endpoint"] for r in records[:-1]} <= set(hubserver.ENDPOINTS)
+
+
+# ---------------------------------------------------------------- the loaders, as workflow jobs
+# The ctga sources of config.yaml that the local Hub serves, each in its real layout: Parquet on
+# main by config name, script repositories with only the conversion branch (one config, several
+# configs, the 2023 file names).
+CTGA_SOURCES = ["super_glue/boolq", "super_glue/record", "super_glue/wsc.fixed", "super_glue/wic",
+                "super_glue/copa", "super_glue/rte", "super_glue/cb", "anli", "quartz",
+                "paws/labeled_final", "cosmos_qa", "wiki_hop/original", "xsum"]
+
+
+def served_rows(repo_id: str, revision: str, config: str, split: str) -> list[dict]:
+    """The rows the local Hub serves for a config and split (from the builder's spec)."""
+    source = HUB_SPEC["datasets"][repo_id][revision]["configs"][config]
+    return rows_for(source, split)
+
+
+def ok(result) -> None:
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.slow  # a job is a Python process
+def test_paper_ctga_sources_download(local_hub, tmp_path):
+    """The paper config's ctga sources load as configured: by name on main, by folder on the
+    conversion branch."""
+    hp = {**PAPER["ctga"], "max_examples_per_dataset": 20, "validation_size": 5,
+          "sources": {name: PAPER["ctga"]["sources"][name] for name in CTGA_SOURCES}}
+    downloads = tmp_path / "downloads.json"
+    ok(local_hub.run(["ctga", "download", "--manifest", downloads, "--params", json.dumps(hp)], tmp_path / "hf"))
+    record = json.loads(downloads.read_text())
+    for name in CTGA_SOURCES:
+        hub = hp["sources"][name]["hub"]
+        folder = hub.get("config") or ("plain_text" if name == "anli" else "default")
+        expected = served_rows(hub["id"], hub["revision"], folder, hub["split"])
+        assert record["counts"][name] == len(expected), name  # wiki_hop: `original` only, not `masked`
 
 
 @pytest.mark.slow  # reads what the slow tests above asked

@@ -17,6 +17,9 @@ if TYPE_CHECKING:
 EMBEDDED_DIR = Path(__file__).parent / "data" / "embedded"
 KINDS = ("unannotated", "test", "ctga")
 _BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
+# The Hub's automatic Parquet conversion of a dataset: one folder per config and no README, so
+# datasets 4+ sees a single config `default` there and a config is chosen by folder (data_dir).
+PARQUET_BRANCH = "refs/convert/parquet"
 
 
 class SourceError(ValueError):
@@ -46,8 +49,13 @@ def load_source(spec: dict, kind: str) -> "datasets.Dataset":
 
     if "hub" in spec:
         hub = spec["hub"]
-        return datasets.load_dataset(hub["id"], hub.get("config"), split=hub.get("split", "train"),
-                                     revision=hub.get("revision"))
+        config = hub.get("config")
+        # on the conversion branch a config is a folder; a name would fail ("BuilderConfig not found")
+        # or, with no name, every config's folder would load as one
+        by_folder = hub.get("revision") == PARQUET_BRANCH
+        return datasets.load_dataset(hub["id"], None if by_folder else config,
+                                     data_dir=config if by_folder else None,
+                                     split=hub.get("split", "train"), revision=hub.get("revision"))
     if "embedded" in spec:
         path = embedded_path(kind, spec["embedded"])
         if not path.exists():
