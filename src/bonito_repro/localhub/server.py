@@ -240,16 +240,14 @@ class Handler(BaseHTTPRequestHandler):
         # read a POST body first: an error answered before reading it would break keep-alive
         length = int(self.headers.get("Content-Length") or 0)
         self.form = parse_qs(self.rfile.read(length).decode()) if length else {}
-        endpoint, status = None, 404
+        self.endpoint = None
         try:
-            endpoint, handler = self._route(parts)
+            self.endpoint, handler = self._route(parts)
             if handler is None:
                 raise HubError(404, None, f"no such endpoint: {self.command} {url.path}")
-            status = handler(query)
+            handler(query)
         except HubError as error:
-            status = error.status
             self._error(error)
-        self.hub.record({"method": self.command, "path": url.path, "endpoint": endpoint, "status": status})
 
     def _route(self, parts: list[str]):
         """(endpoint name, bound handler) for the request path, (None, None) if none matches."""
@@ -294,7 +292,10 @@ class Handler(BaseHTTPRequestHandler):
         return None, None
 
     # ------------------------------------------------------------------ responses
-    def _send(self, status: int, body: bytes = b"", headers: dict | None = None) -> int:
+    def _send(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
+        # logged before answering, so a client that got its answer finds the request in the log
+        self.hub.record({"method": self.command, "path": urlsplit(self.path).path,
+                         "endpoint": self.endpoint, "status": int(status)})
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)
@@ -302,9 +303,8 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
-        return status
 
-    def _json(self, obj, headers: dict | None = None) -> int:
+    def _json(self, obj, headers: dict | None = None) -> None:
         return self._send(200, json.dumps(obj).encode(), {"Content-Type": "application/json", **(headers or {})})
 
     def _error(self, error: HubError) -> None:
@@ -316,7 +316,7 @@ class Handler(BaseHTTPRequestHandler):
         self._send(error.status, json.dumps({"error": error.message}).encode(), headers)
 
     # ------------------------------------------------------------------ endpoints
-    def _whoami(self, query) -> int:
+    def _whoami(self, query) -> None:
         user = self.hub.user(self.headers)
         if user is None:
             raise HubError(401, None, "Invalid credentials in Authorization header")
@@ -324,7 +324,7 @@ class Handler(BaseHTTPRequestHandler):
                            "auth": {"type": "access_token",
                                     "accessToken": {"displayName": "localhub", "role": "read"}}})
 
-    def _repo_info(self, repo_type: str, repo_id: str, revision: str, query) -> int:
+    def _repo_info(self, repo_type: str, repo_id: str, revision: str, query) -> None:
         self.hub.user(self.headers)
         repo = self.hub.repo(repo_type, repo_id)
         rev = self.hub.revision(repo, revision)
@@ -345,7 +345,7 @@ class Handler(BaseHTTPRequestHandler):
             info["modelId"] = repo_id
         return self._json(info)
 
-    def _tree(self, repo_type: str, repo_id: str, revision: str, path: str, query) -> int:
+    def _tree(self, repo_type: str, repo_id: str, revision: str, path: str, query) -> None:
         self.hub.user(self.headers)
         repo = self.hub.repo(repo_type, repo_id)
         rev = self.hub.revision(repo, revision)
@@ -356,7 +356,7 @@ class Handler(BaseHTTPRequestHandler):
         expand = query.get("expand", [""])[0].lower() == "true"
         return self._json([_path_info(rev, p, expand) for p in _children(rev, path, recursive)])
 
-    def _paths_info(self, repo_type: str, repo_id: str, revision: str) -> int:
+    def _paths_info(self, repo_type: str, repo_id: str, revision: str) -> None:
         self.hub.user(self.headers)
         form = self.form
         repo = self.hub.repo(repo_type, repo_id)
@@ -365,7 +365,7 @@ class Handler(BaseHTTPRequestHandler):
         paths = [p.strip("/") for p in form.get("paths", [])]
         return self._json([_path_info(rev, p, expand) for p in paths if p in rev.files or p in rev.dirs])
 
-    def _refs(self, repo_type: str, repo_id: str, query) -> int:
+    def _refs(self, repo_type: str, repo_id: str, query) -> None:
         self.hub.user(self.headers)
         repo = self.hub.repo(repo_type, repo_id)
         kinds: dict[str, list] = {"branches": [], "converts": [], "tags": [], "pullRequests": []}
@@ -381,12 +381,12 @@ class Handler(BaseHTTPRequestHandler):
             del kinds["pullRequests"]
         return self._json(kinds)
 
-    def _auth_check(self, repo_type: str, repo_id: str) -> int:
+    def _auth_check(self, repo_type: str, repo_id: str) -> None:
         user = self.hub.user(self.headers)
         self.hub.check_access(self.hub.repo(repo_type, repo_id), user)
         return self._json({})
 
-    def _resolve(self, repo_type: str, repo_id: str, revision: str, path: str) -> int:
+    def _resolve(self, repo_type: str, repo_id: str, revision: str, path: str) -> None:
         user = self.hub.user(self.headers)
         repo = self.hub.repo(repo_type, repo_id)
         rev = self.hub.revision(repo, revision)
@@ -402,13 +402,13 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(302, b"", headers)
         return self._file(blob, {**common, "ETag": f'"{blob.oid}"'})
 
-    def _cdn(self, sha256: str) -> int:
+    def _cdn(self, sha256: str) -> None:
         blob = self.hub.blobs.get(sha256)
         if blob is None:
             raise HubError(404, None, "no such blob")
         return self._file(blob, {"ETag": f'"{sha256}"', "Accept-Ranges": "bytes"})
 
-    def _file(self, blob: Blob, headers: dict) -> int:
+    def _file(self, blob: Blob, headers: dict) -> None:
         data = blob.path.read_bytes()
         match = re.fullmatch(r"bytes=(\d*)-(\d*)", self.headers.get("Range", "").strip())
         if match and (match[1] or match[2]):
