@@ -51,6 +51,7 @@ rule ctga:
     params:
         hp=as_json(CTGA),
         comparison=lambda w, output: f"--comparison {output.comparison}" if ctga_compare() else "",
+        downloads=" ".join(f"--downloads {path}" for path in ctga_downloads()),
     log:
         f"{R}/logs/ctga/build.log",
     benchmark:
@@ -63,5 +64,5 @@ rule ctga:
         "../envs/main.yaml"
     shell:
         "python -m bonito_repro ctga build --train {output.train} --validation {output.validation}"
-        " --p3 {output.p3} --manifest {output.manifest} {params.comparison}"
+        " --p3 {output.p3} --manifest {output.manifest} {params.comparison} {params.downloads}"
         " --num-proc {threads} --params {params.hp:q} > {log} 2>&1"

@@ -1,6 +1,6 @@
 """Target data: the schema table, the embedded demo data and the data stage's loaders, on local
-files in the Hub schemas (embedded JSONL, the user's parquet/jsonl/csv, and a local folder laid
-out like a Hub dataset repository)."""
+files in the Hub schemas (embedded JSONL, the user's parquet/jsonl/csv). Hub specs are read from
+the local Hub in test_hub.py."""
 from __future__ import annotations
 
 import json
@@ -205,18 +205,3 @@ def test_bad_row_in_the_second_file_names_that_file_and_its_row(tmp_path, caplog
     assert code == 1
     assert f"{second}: row 2 (0-based): field 'claim': missing" in caplog.text
     assert not (tmp_path / "t.parquet").exists() and not (tmp_path / "t.json").exists()
-
-
-def test_hub_spec_reads_a_repository_laid_out_like_the_hub(tmp_path, local_labels):
-    """The paper-scale code path (datasets.load_dataset with id, config, split, revision) on a local
-    folder in the layout of BatsResearch/bonito-experiment-eval."""
-    repo = tmp_path / "bonito-experiment-eval"
-    (repo / "privacy_qa").mkdir(parents=True)
-    write_jsonl(repo / "privacy_qa" / "test.jsonl", embedded_rows("test", "privacy_qa"))
-    (repo / "README.md").write_text("---\nconfigs:\n- config_name: privacy_qa\n  data_files:\n"
-                                    "  - split: test\n    path: privacy_qa/test.jsonl\n---\n")
-    spec = {"hub": {"id": str(repo), "config": "privacy_qa", "split": "test", "revision": "main"}}
-    rows, counts = data.load_test_split(spec, "privacy_qa", local_labels["privacy_qa"])
-    assert counts["rows_out"] == 40
-    assert counts["label_distribution"]["canonical"] == {"no": 20, "yes": 20}
-    assert data.describe(spec, "test").startswith(f"hub {repo} config=privacy_qa split=test")

@@ -4,16 +4,20 @@ of config.yaml are (slow: each job is a Python process)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from http.client import HTTPConnection
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pandas as pd
 import pytest
 import yaml
 
 from bonito_repro.localhub import server as hubserver
 from bonito_repro.localhub.build import rows_for
+from bonito_repro.sources import SourceError, load_source
 from conftest import REPO
 
 PAPER = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -140,6 +144,10 @@ CTGA_SOURCES = ["super_glue/boolq", "super_glue/record", "super_glue/wsc.fixed",
                 "paws/labeled_final", "cosmos_qa", "wiki_hop/original", "xsum"]
 
 
+def served_sha(hub, repo_type: str, repo_id: str, revision: str) -> str:
+    return hubserver.load_repos(hub.root)[(repo_type, repo_id)].find(revision).sha
+
+
 def served_rows(repo_id: str, revision: str, config: str, split: str) -> list[dict]:
     """The rows the local Hub serves for a config and split (from the builder's spec)."""
     source = HUB_SPEC["datasets"][repo_id][revision]["configs"][config]
@@ -150,10 +158,11 @@ def ok(result) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
 
 
-@pytest.mark.slow  # a job is a Python process
-def test_paper_ctga_sources_download(local_hub, tmp_path):
+@pytest.mark.slow  # two jobs, each a Python process
+def test_paper_ctga_sources_download_then_build_offline(local_hub, tmp_path):
     """The paper config's ctga sources load as configured: by name on main, by folder on the
-    conversion branch."""
+    conversion branch, each at the commit its revision points at; the offline build reads exactly
+    the downloaded commits."""
     hp = {**PAPER["ctga"], "max_examples_per_dataset": 20, "validation_size": 5,
           "sources": {name: PAPER["ctga"]["sources"][name] for name in CTGA_SOURCES}}
     downloads = tmp_path / "downloads.json"
@@ -164,6 +173,79 @@ def test_paper_ctga_sources_download(local_hub, tmp_path):
         folder = hub.get("config") or ("plain_text" if name == "anli" else "default")
         expected = served_rows(hub["id"], hub["revision"], folder, hub["split"])
         assert record["counts"][name] == len(expected), name  # wiki_hop: `original` only, not `masked`
+        assert record["hub"][name]["sha"] == served_sha(local_hub, "dataset", hub["id"], hub["revision"]), name
+
+    before = len(local_hub.requests())
+    out = tmp_path / "ctga"
+    ok(local_hub.run(["ctga", "build", "--train", out / "train.parquet", "--validation", out / "validation.parquet",
+                      "--p3", out / "p3.parquet", "--manifest", out / "manifest.json", "--downloads", downloads,
+                      "--params", json.dumps(hp)], tmp_path / "hf", offline=True))
+    assert len(local_hub.requests()) == before  # offline: read from the downloaded files only
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["params"] == hp
+    assert {n: s["sampled"] for n, s in manifest["counts"]["per_source"].items()} == record["counts"]
+    assert manifest["hub"] == {n: {k: r[k] for k in ("id", "revision", "sha")} for n, r in record["hub"].items()}
+
+    # the downloaded files are read back only as the commit they were recorded for
+    pinned = record["hub"]["wiki_hop/original"]
+    assert len(load_source({"hub": pinned}, "ctga")) == record["counts"]["wiki_hop/original"]
+    with pytest.raises(SourceError, match="belong to another commit"):
+        load_source({"hub": {**pinned, "sha": "0" * 40}}, "ctga")
+
+
+@pytest.mark.slow  # one job
+def test_rows_of_another_commit_are_refused(local_hub, tmp_path):
+    """datasets answers a failed load (here a script-based main) with whatever it has cached for the
+    repository, with only a log line: after the conversion branch was loaded, main "loads" the
+    branch's rows. A load by commit refuses them."""
+    script = """
+import json
+from bonito_repro.sources import SourceError, load_source
+spec = {"hub": {"id": "allenai/cosmos_qa", "split": "train", "revision": "refs/convert/parquet"}}
+load_source(spec, "ctga")
+try:
+    print(json.dumps(len(load_source({"hub": {**spec["hub"], "revision": "main"}}, "ctga"))))
+except SourceError as error:
+    print(json.dumps(str(error)))
+"""
+    result = subprocess.run([sys.executable, "-c", script], env=local_hub.env(tmp_path / "hf"),
+                            capture_output=True, text=True, timeout=300)
+    ok(result)
+    answer = json.loads(result.stdout.strip().splitlines()[-1])
+    main_sha = served_sha(local_hub, "dataset", "allenai/cosmos_qa", "main")
+    branch_sha = served_sha(local_hub, "dataset", "allenai/cosmos_qa", "refs/convert/parquet")
+    assert isinstance(answer, str), f"main returned {answer} rows (the branch's, from the cache)"
+    assert f"commit {main_sha}" in answer and f"rows of commit {branch_sha}" in answer
+    assert "script-based" in answer
+
+
+@pytest.mark.slow  # three jobs
+def test_target_data_and_published_sets_record_their_commit(local_hub, tmp_path):
+    """The data stage reads the paper's dataset files' Hub specs (bonito-experiment and -eval at
+    main), and generate --published a published synthetic set; each manifest names the commit."""
+    dataset = yaml.safe_load((REPO / "src/bonito_repro/data/datasets/vitaminc.yaml").read_text())
+    eval_sha = served_sha(local_hub, "dataset", "BatsResearch/bonito-experiment-eval", "main")
+    experiment_sha = served_sha(local_hub, "dataset", "BatsResearch/bonito-experiment", "main")
+    for kind, extra in (("unannotated", []), ("test", ["--labels", json.dumps(dataset["labels"])])):
+        out = tmp_path / f"{kind}.parquet"
+        ok(local_hub.run(["data", kind, "--dataset", "vitaminc", "--spec", json.dumps({"hub": dataset[kind]["hub"]}),
+                          *extra, "--out", out, "--manifest", tmp_path / f"{kind}.json"], tmp_path / "hf"))
+        manifest = json.loads((tmp_path / f"{kind}.json").read_text())
+        hub = dataset[kind]["hub"]
+        assert manifest["hub"] == {**hub, "sha": eval_sha if kind == "test" else experiment_sha}
+        assert len(pd.read_parquet(out)) == len(served_rows(hub["id"], "main", hub["config"], hub["split"]))
+
+    spec = {"hub": {"id": "BatsResearch/bonito-experiment", "config": "bonito_vitaminc", "split": "train",
+                    "revision": "main"}}
+    generation = {**PAPER["generation"], "backend": "transformers"}
+    ok(local_hub.run(["generate", "--dataset", "vitaminc", "--task-type", dataset["task_type"],
+                      "--published", json.dumps(spec), "--test", tmp_path / "test.parquet",
+                      "--params", json.dumps(generation), "--out", tmp_path / "synthetic.parquet",
+                      "--manifest", tmp_path / "synthetic.json"], tmp_path / "hf"))
+    manifest = json.loads((tmp_path / "synthetic.json").read_text())
+    assert manifest["source"]["published"]["hub"] == {**spec["hub"], "sha": experiment_sha}
+    assert manifest["funnel"]["generated"] == len(served_rows("BatsResearch/bonito-experiment", "main",
+                                                              "bonito_vitaminc", "train"))
 
 
 @pytest.mark.slow  # reads what the slow tests above asked
