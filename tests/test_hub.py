@@ -248,6 +248,52 @@ def test_target_data_and_published_sets_record_their_commit(local_hub, tmp_path)
                                                               "bonito_vitaminc", "train"))
 
 
+@pytest.mark.slow  # four jobs
+def test_paper_models_download_as_safetensors(local_hub, tmp_path):
+    """config.yaml's model specs against the repositories' real layouts: the P3 adapter (a pickle in
+    adapter_model/), bonito-v1 (pickled shards on main) and a gated base model."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from bonito_repro.models import load_for_inference
+
+    def prepare(name: str, **env):
+        return local_hub.run(["model", "--name", name, "--spec", json.dumps(PAPER["models"][name]),
+                              "--out", tmp_path / name, "--manifest", tmp_path / f"{name}.json"],
+                             tmp_path / "hf", **env)
+
+    refused = prepare("mistral_7b")
+    assert refused.returncode != 0 and "gated repository; set HF_TOKEN" in refused.stderr
+    for name, env in (("mistral_7b", {"token": True}), ("mistral_7b_p3", {}), ("bonito_v1", {})):
+        ok(prepare(name, **env))
+        hub = json.loads((tmp_path / f"{name}.json").read_text())["hub"]
+        spec = PAPER["models"][name]["hub"]
+        assert hub["sha"] == served_sha(local_hub, "model", spec["id"], spec["revision"])
+        assert not list((tmp_path / name).rglob("*.bin")) and list((tmp_path / name).glob("*.safetensors"))
+        served = local_hub.root / "models" / spec["id"] / spec["revision"]
+        for path, digest in hub["downloaded_sha256"].items():
+            assert digest == hubserver._blob(served / path).sha256, path
+        assert set(hub["files_sha256"]) == {p.name for p in (tmp_path / name).iterdir()}
+
+    p3 = tmp_path / "mistral_7b_p3"
+    assert sorted(p.name for p in p3.iterdir()) == ["adapter_config.json", "adapter_model.safetensors"]
+    served = local_hub.root / "models/BatsResearch/Mistral-7B-v0.1-P3/main"
+    ids = torch.tensor([[1, 5, 9, 42]])
+    with torch.no_grad():
+        base = load_for_inference(tmp_path / "mistral_7b")(ids).logits
+        adapted = load_for_inference(tmp_path / "mistral_7b", p3)(ids).logits
+        # peft reading the repository's own pickle, the way the authors' code loads it
+        original = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tmp_path / "mistral_7b"),
+                                             served, subfolder="adapter_model").merge_and_unload()(ids).logits
+        bonito = load_for_inference(tmp_path / "bonito_v1")(ids).logits
+        # the safetensors the Hub's conversion bot put on refs/pr/5, for comparison
+        bot = load_for_inference(local_hub.root / "models/BatsResearch/bonito-v1/refs%2Fpr%2F5")(ids).logits
+    assert not torch.allclose(adapted, base)
+    assert torch.equal(adapted, original)
+    assert torch.equal(bonito, bot)
+
+
 @pytest.mark.slow  # reads what the slow tests above asked
 def test_every_request_was_answered_by_a_real_endpoint(local_hub):
     """What huggingface_hub and datasets asked the local Hub during this session: each request
