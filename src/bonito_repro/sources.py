@@ -1,8 +1,9 @@
 """Where rows come from: one loader for the three kinds of source spec in the config.
 
-- ``{hub: {id, config, split, revision}}``: the Hugging Face Hub (paper scale; downloads once,
-  then the datasets cache serves it offline). The revision is resolved to its commit sha first
-  and the rows are loaded by that sha (``pin_source``); the sha is what manifests record.
+- ``{hub: {id, config, split, revision}}``: the Hugging Face Hub (paper scale). The revision is
+  resolved to its commit sha first and the rows are loaded by that sha (``pin_source``), which
+  manifests record; an offline job reads back the datasets-cache files a download step recorded
+  for that commit (``hub_record``).
 - ``{embedded: NAME}``: demo data the project ships in ``data/embedded/KIND/NAME.jsonl``
   (local and smoke scales), in exactly the schema of the Hub source it stands in for.
 - ``{files: PATH or [PATHS]}``: a user's own parquet, json, jsonl or csv files.

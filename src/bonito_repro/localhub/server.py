@@ -14,8 +14,11 @@ Each revision folder is one commit: its sha is derived from the repository, revi
 file contents, so it changes when the files do. Revisions named ``refs/convert/*`` are listed as
 converts, ``refs/pr/N`` as pull requests, any other name as a branch.
 
-Endpoints (all the two libraries call in this project's tests; anything else is a 404 that the
-request log marks ``endpoint: null``, so a test can tell a missing endpoint from a real 404):
+Endpoints: every one ``huggingface_hub`` and ``datasets`` call in this project's downloads (the
+last test of tests/test_hub.py lists them), and those of the ``HfApi`` calls a person checking a
+repository makes (refs, paths-info, whoami, auth-check). Anything else is a 404 that the request
+log marks ``endpoint: null``, so a test can tell a missing endpoint from a real 404. Listings come
+in one page (the repositories are small; the Hub pages at 1,000 entries).
 
 - ``whoami``: ``GET /api/whoami-v2`` (token check; ``HfApi.whoami``).
 - ``agent_harnesses``: ``GET /api/agent-harnesses`` (``huggingface_hub`` fetches this registry for
@@ -53,7 +56,6 @@ import re
 import sys
 import threading
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
