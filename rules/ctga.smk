@@ -60,6 +60,7 @@ rule ctga:
     params:
         hp=as_json(CTGA),
         comparison=lambda w, output: f"--comparison {output.comparison}" if CTGA_COMPARE else "",
+        downloads=" ".join(f"--downloads {path}" for path in CTGA_DOWNLOADS),
     log:
         f"{R}/logs/ctga/build.log",
     benchmark:
@@ -70,5 +71,5 @@ rule ctga:
         "../envs/main.yaml"
     shell:
         "python -m bonito_repro ctga build --train {output.train} --validation {output.validation}"
-        " --p3 {output.p3} --manifest {output.manifest} {params.comparison}"
+        " --p3 {output.p3} --manifest {output.manifest} {params.comparison} {params.downloads}"
         " --num-proc {threads} --params {params.hp:q} > {log} 2>&1"

@@ -1,7 +1,16 @@
-"""Shared fixtures: offline Hugging Face caches in a temp dir and a tiny model built once."""
+"""Shared fixtures: offline Hugging Face caches in a temp dir, a tiny model built once, and a local
+Hub server for the paper-scale loaders."""
 from __future__ import annotations
 
+import atexit
+import json
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -10,19 +19,15 @@ REPO = Path(__file__).resolve().parents[1]
 TINY_SPEC = {"architecture": "mistral", "vocab_size": 2000, "hidden_size": 64, "intermediate_size": 128,
              "layers": 2, "heads": 2, "kv_heads": 1}
 
-
-@pytest.fixture(scope="session", autouse=True)
-def offline_hf(tmp_path_factory):
-    """No test touches the network or the user's caches."""
-    home = tmp_path_factory.mktemp("hf_home")
-    saved = {k: os.environ.get(k) for k in ("HF_HOME", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
-    os.environ.update(HF_HOME=str(home), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+# No test touches the network or the user's caches. Set at import, before any test module imports
+# huggingface_hub or datasets: both read these variables once, when imported. The endpoint is a
+# closed loopback port, so even a call that ignored offline mode could not leave the machine; tests
+# of Hub access start subprocesses pointed at the local Hub (fixture `local_hub`).
+_HF_HOME = tempfile.mkdtemp(prefix="bonito-test-hf-")
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
+os.environ.update(HF_HOME=_HF_HOME, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+                  HF_ENDPOINT="http://127.0.0.1:9")
+os.environ.pop("HF_TOKEN", None)
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +46,56 @@ def local_config() -> dict:
     from bonito_repro.config import load_scale
 
     return load_scale("local", REPO)
+
+
+@dataclass
+class LocalHub:
+    """A running local Hub (bonito_repro.localhub) and how to run the project's commands against it."""
+
+    endpoint: str
+    root: Path          # the repositories it serves
+    log: Path           # one JSON line per request it answered
+    token: str          # a token it accepts (opens the gated repositories)
+
+    def env(self, hf_home: Path, *, offline: bool = False, token: bool = False) -> dict[str, str]:
+        """A job's environment: this Hub, its own HF_HOME, online unless `offline`."""
+        env = {**os.environ, "HF_ENDPOINT": self.endpoint, "HF_HOME": str(hf_home),
+               "HF_HUB_OFFLINE": str(int(offline)), "HF_DATASETS_OFFLINE": str(int(offline)),
+               "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
+        if token:
+            env["HF_TOKEN"] = self.token
+        return env
+
+    def run(self, args: list[str], hf_home: Path, **env) -> subprocess.CompletedProcess:
+        """`python -m bonito_repro ARGS` as a workflow job runs it, output captured."""
+        return subprocess.run([sys.executable, "-m", "bonito_repro", *map(str, args)], cwd=REPO,
+                              env=self.env(hf_home, **env), capture_output=True, text=True, timeout=300)
+
+    def requests(self) -> list[dict]:
+        return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
+
+
+@pytest.fixture(scope="session")
+def local_hub(tmp_path_factory) -> LocalHub:
+    """The repositories of data/local_hub.yaml, served on 127.0.0.1 for the whole session by the
+    same command a person or CI would start (`python -m bonito_repro.localhub serve`)."""
+    from bonito_repro.localhub.build import build
+
+    base = tmp_path_factory.mktemp("local_hub")
+    root = build(base / "repos")
+    log, endpoint_file = base / "requests.jsonl", base / "endpoint"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bonito_repro.localhub", "serve", str(root), "--log", str(log),
+         "--endpoint-file", str(endpoint_file)],
+        cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO / "src")},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 60
+    while not endpoint_file.exists():
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            pytest.fail(f"the local Hub did not start: {server.communicate()[0]}")
+        time.sleep(0.05)
+    token = next(iter(json.loads((root / "tokens.json").read_text())))
+    yield LocalHub(endpoint_file.read_text().strip(), root, log, token)
+    server.terminate()
+    server.wait(timeout=10)

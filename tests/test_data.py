@@ -1,6 +1,6 @@
 """Target data: the row schemas (each dataset file's test_fields), the embedded demo data and the
-data stage's loaders, on local files in the Hub schemas (embedded JSONL, the user's parquet/jsonl/csv, and a local folder laid
-out like a Hub dataset repository)."""
+data stage's loaders, on local files in the Hub schemas (embedded JSONL, the user's parquet/jsonl/csv).
+Hub specs are read from the local Hub in test_hub.py."""
 from __future__ import annotations
 
 import json
@@ -226,17 +226,3 @@ def test_malformed_fields_stop_the_stage_naming_the_key(tmp_path, caplog):
     assert code == 1
     assert "invalid --fields" in caplog.text and "test_fields.required.answer" in caplog.text
 
-
-def test_hub_spec_reads_a_repository_laid_out_like_the_hub(tmp_path, local_labels, local_fields):
-    """The paper-scale code path (datasets.load_dataset with id, config, split, revision) on a local
-    folder in the layout of BatsResearch/bonito-experiment-eval."""
-    repo = tmp_path / "bonito-experiment-eval"
-    (repo / "privacy_qa").mkdir(parents=True)
-    write_jsonl(repo / "privacy_qa" / "test.jsonl", embedded_rows("test", "privacy_qa"))
-    (repo / "README.md").write_text("---\nconfigs:\n- config_name: privacy_qa\n  data_files:\n"
-                                    "  - split: test\n    path: privacy_qa/test.jsonl\n---\n")
-    spec = {"hub": {"id": str(repo), "config": "privacy_qa", "split": "test", "revision": "main"}}
-    rows, counts = data.load_test_split(spec, "privacy_qa", local_fields["privacy_qa"], local_labels["privacy_qa"])
-    assert counts["rows_out"] == 40
-    assert counts["label_distribution"]["canonical"] == {"no": 20, "yes": 20}
-    assert data.describe(spec, "test").startswith(f"hub {repo} config=privacy_qa split=test")

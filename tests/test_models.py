@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from bonito_repro.models import (
-    ModelError, convert_gguf, encode_with_bos, gguf_path, load_for_inference, load_tokenizer, main,
-    prepare_model,
+    ModelError, convert_gguf, convert_pickles, encode_with_bos, gguf_path, load_for_inference,
+    load_tokenizer, main, prepare_model,
 )
 from conftest import TINY_SPEC
 
@@ -83,3 +83,38 @@ def test_gguf_conversion_gives_a_safetensors_llama(tmp_path):
     text = tokenizer.decode(model.generate(**batch, max_new_tokens=4, do_sample=False)[0])
     assert "Paris" in text  # a real pretrained model, not random weights
     assert json.loads((tmp_path / "m.json").read_text())["counts"]["files"] >= 4
+
+
+class _RunsCode:
+    """What a malicious pickle holds: an object whose unpickling calls a function."""
+
+    def __reduce__(self):
+        return (print, ("this ran",))
+
+
+def test_pickled_weights_become_safetensors_without_running_code(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    tied = torch.randn(4, 3)
+    shards = {"pytorch_model-00001-of-00002.bin": {"embed.weight": tied, "head.weight": tied},
+              "pytorch_model-00002-of-00002.bin": {"norm.weight": torch.ones(3, dtype=torch.bfloat16)}}
+    for name, state in shards.items():
+        torch.save(state, tmp_path / name)
+    (tmp_path / "pytorch_model.bin.index.json").write_text(json.dumps(
+        {"metadata": {"total_size": 102}, "weight_map": {k: n for n, st in shards.items() for k in st}}))
+    assert convert_pickles(tmp_path) == {"pytorch_model-00001-of-00002.bin": "model-00001-of-00002.safetensors",
+                                         "pytorch_model-00002-of-00002.bin": "model-00002-of-00002.safetensors"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json"]
+    index = json.loads((tmp_path / "model.safetensors.index.json").read_text())
+    assert index["weight_map"]["norm.weight"] == "model-00002-of-00002.safetensors"
+    first = load_file(tmp_path / "model-00001-of-00002.safetensors")
+    assert torch.equal(first["embed.weight"], tied) and torch.equal(first["head.weight"], tied)
+    assert load_file(tmp_path / "model-00002-of-00002.safetensors")["norm.weight"].dtype == torch.bfloat16
+
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    torch.save({"w": tied, "payload": _RunsCode()}, evil / "adapter_model.bin")
+    with pytest.raises(ModelError, match="adapter_model.bin: not loadable as plain weights"):
+        convert_pickles(evil)
+    assert "this ran" not in capsys.readouterr().out

@@ -32,6 +32,7 @@ from .config import ConfigError, check_params
 from .funnel import funnel_counts, probe_texts, run_funnel
 from .io import Manifest, parse_params, seeded_subset, set_threads, setup_logging, write_parquet
 from .prompts import bonito_input
+from .sources import pin_source
 from .tasks import task_type_name
 
 log = logging.getLogger(__name__)
@@ -280,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     test_rows = pd.read_parquet(args.test).to_dict("records")
     counts: dict = {}
     if args.published:
-        spec = parse_params(args.published)
+        spec = pin_source(parse_params(args.published))  # the manifest records the commit read
         records_in = load_published(spec)
         records = run_funnel(records_in, params, probe_texts(test_rows))
         summary = funnel_counts(records, params)

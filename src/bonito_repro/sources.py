@@ -1,7 +1,9 @@
 """Where rows come from: one loader for the three kinds of source spec in the config.
 
-- ``{hub: {id, config, split, revision}}``: the Hugging Face Hub (paper scale; downloads once,
-  then the datasets cache serves it offline).
+- ``{hub: {id, config, split, revision}}``: the Hugging Face Hub (paper scale). The revision is
+  resolved to its commit sha first and the rows are loaded by that sha (``pin_source``), which
+  manifests record; an offline job reads back the datasets-cache files a download step recorded
+  for that commit (``hub_record``).
 - ``{embedded: NAME}``: demo data the project ships in ``data/embedded/KIND/NAME.jsonl``
   (local and smoke scales), in exactly the schema of the Hub source it stands in for.
 - ``{files: PATH or [PATHS]}``: a user's own parquet, json, jsonl or csv files.
@@ -11,12 +13,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .hub import HubError, resolve_revision
+
 if TYPE_CHECKING:
     import datasets
 
 EMBEDDED_DIR = Path(__file__).parent / "data" / "embedded"
 KINDS = ("unannotated", "test", "ctga")
 _BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
+# The Hub's automatic Parquet conversion of a dataset: one folder per config and no README, so
+# datasets 4+ sees a single config `default` there and a config is chosen by folder (data_dir).
+PARQUET_BRANCH = "refs/convert/parquet"
 
 
 class SourceError(ValueError):
@@ -40,14 +47,73 @@ def _builder(paths: list[str]) -> str:
     return _BUILDERS[suffixes.pop()]
 
 
+def describe_hub(hub: dict) -> str:
+    """How errors name a Hub source."""
+    return (f"hub {hub['id']} config={hub.get('config')} split={hub.get('split', 'train')} "
+            f"revision={hub.get('revision', 'main')}")
+
+
+def pin_source(spec: dict) -> dict:
+    """The spec with its Hub revision resolved to a commit sha (``hub.sha``); other specs as they
+    are. Loading by the sha makes every later read of the spec read the same rows."""
+    if "hub" not in spec or "sha" in spec["hub"]:
+        return spec
+    hub = spec["hub"]
+    try:
+        sha = resolve_revision(hub["id"], hub.get("revision", "main"), "dataset")
+    except HubError as error:
+        raise SourceError(f"{describe_hub(hub)}: {error}") from None
+    return {**spec, "hub": {**hub, "sha": sha}}
+
+
+def hub_record(spec: dict, dataset: "datasets.Dataset") -> dict:
+    """What a download manifest records of a loaded Hub source: the spec, the commit sha, and
+    the datasets-cache files that hold its rows (read back offline by ``load_source``)."""
+    return {**spec["hub"], "sha": _cached_sha(dataset),
+            "arrow": [f["filename"] for f in dataset.cache_files]}
+
+
+def _cached_sha(dataset: "datasets.Dataset") -> str | None:
+    """The commit a Hub dataset's cached rows came from: datasets keeps them in a folder named
+    after the sha (``.../<config>/<version>/<sha>/*.arrow``)."""
+    shas = {Path(f["filename"]).parent.name for f in dataset.cache_files}
+    return shas.pop() if len(shas) == 1 else None
+
+
+def _load_hub(hub: dict) -> "datasets.Dataset":
+    import datasets
+
+    where = f"{describe_hub(hub)} (commit {hub['sha']})"
+    if "arrow" in hub:
+        # rows a download step cached, read back by an offline job: the files of that very commit
+        missing = [f for f in hub["arrow"] if not Path(f).exists()]
+        if missing or any(Path(f).parent.name != hub["sha"] for f in hub["arrow"]):
+            raise SourceError(f"{where}: the downloaded rows are gone from the datasets cache or "
+                              f"belong to another commit ({missing or hub['arrow']}); download again")
+        return datasets.concatenate_datasets([datasets.Dataset.from_file(f) for f in hub["arrow"]])
+    config = hub.get("config")
+    # on the conversion branch a config is a folder; a name would fail ("BuilderConfig not found")
+    # or, with no name, every config's folder would load as one
+    by_folder = hub.get("revision") == PARQUET_BRANCH
+    rows = datasets.load_dataset(hub["id"], None if by_folder else config,
+                                 data_dir=config if by_folder else None,
+                                 split=hub.get("split", "train"), revision=hub["sha"])
+    cached = _cached_sha(rows)
+    if cached != hub["sha"]:
+        # datasets falls back to whatever it has cached for the repository when loading fails
+        # (a script-based revision, an unreachable Hub), with only a log line
+        raise SourceError(f"{where}: datasets returned rows of commit {cached} instead (its cache "
+                          "fallback after a failed load; is this revision script-based? then load "
+                          f"its {PARQUET_BRANCH} branch)")
+    return rows
+
+
 def load_source(spec: dict, kind: str) -> "datasets.Dataset":
     """Rows of one source as a ``datasets.Dataset`` (same code path for Hub and local files)."""
     import datasets  # here, not at the top: the Snakefile imports this module and stays fast
 
     if "hub" in spec:
-        hub = spec["hub"]
-        return datasets.load_dataset(hub["id"], hub.get("config"), split=hub.get("split", "train"),
-                                     revision=hub.get("revision"))
+        return _load_hub(pin_source(spec)["hub"])
     if "embedded" in spec:
         path = embedded_path(kind, spec["embedded"])
         if not path.exists():

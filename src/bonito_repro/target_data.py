@@ -24,7 +24,7 @@ import pandas as pd
 from .config import ConfigError, check_params
 from .io import Manifest, atomic_path, setup_logging, write_parquet
 from .schemas import SchemaError, canonical_label, label_key, validate_rows
-from .sources import SourceError, embedded_path, load_source
+from .sources import SourceError, embedded_path, load_source, pin_source
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = Manifest(f"data {args.kind}", params=params)
     manifest.extra["source"] = describe(args.spec, args.kind)
     try:
+        args.spec = pin_source(args.spec)  # a Hub source: every read below is of this commit
         if args.kind == "unannotated":
             passages, counts, drops = unannotated_passages(args.spec, args.dataset)
             write_parquet(pd.DataFrame({"input": pd.Series(passages, dtype=str)}), args.out)
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s", error)
         return 1
     manifest.counts, manifest.drops = counts, drops
+    manifest.extra["hub"] = args.spec.get("hub")  # id, config, split, revision and the commit sha
     manifest.write(args.manifest)
     log.info("%s %s: %d rows in, %d out, drops %s", args.kind, args.dataset, counts["rows_in"],
              counts["rows_out"], drops or "none")

@@ -8,8 +8,8 @@ import logging
 import pandas as pd
 
 from ..config import check_params
-from ..io import Manifest, parse_params, setup_logging, write_csv, write_parquet
-from ..sources import load_source
+from ..io import Manifest, parse_params, read_json, setup_logging, write_csv, write_parquet
+from ..sources import hub_record, load_source, pin_source
 from . import build, published
 
 log = logging.getLogger(__name__)
@@ -28,6 +28,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     run.add_argument("--comparison", help="rows per task type, built vs the published set (csv); "
                      "reads the config's `published` source")
     run.add_argument("--num-proc", type=int, default=1, help="processes for rendering")
+    run.add_argument("--downloads", help="the manifest of `download`: read the Hub sources offline, "
+                     "from the commits and cached files it records")
     for sub in (download, run):
         sub.add_argument("--params", required=True, help="the config section `ctga` as JSON")
     return parser.parse_args(argv)
@@ -43,10 +45,33 @@ def hub_specs(hp: dict, compare: bool) -> dict[str, dict]:
 
 def download(hp: dict, manifest_path: str) -> None:
     manifest = Manifest("ctga_download", params=hp, seed=hp["seed"])
+    manifest.extra["hub"] = {}
     for name, spec in hub_specs(hp, hp.get("compare_published", False)).items():
-        manifest.counts[name] = len(load_source(spec, "ctga"))
-        log.info("%s: %d rows", name, manifest.counts[name])
+        spec = pin_source(spec)
+        rows = load_source(spec, "ctga")
+        manifest.counts[name] = len(rows)
+        manifest.extra["hub"][name] = hub_record(spec, rows)
+        log.info("%s: %d rows of %s@%s (%s)", name, len(rows), spec["hub"]["id"],
+                 spec["hub"].get("revision", "main"), spec["hub"]["sha"])
     manifest.write(manifest_path)
+
+
+def downloaded(hp: dict, downloads_path: str, compare: bool) -> dict:
+    """The section with each Hub source replaced by what `download` recorded of it (its commit
+    and cached files), so that an offline build reads exactly the downloaded rows."""
+    records = read_json(downloads_path)["hub"]
+    hp = {**hp, "sources": dict(hp["sources"])}
+    for name, spec in hub_specs(hp, compare).items():
+        record = records.get(name)
+        if record is None or any(record.get(k) != v for k, v in spec["hub"].items()):
+            key = "ctga.published" if name == "published" else f"ctga.sources.{name}"
+            raise ValueError(f"{key}: {downloads_path} has no download of {spec['hub']} "
+                             "(the config changed since; run `ctga download` again)")
+        if name == "published":
+            hp["published"] = {"hub": record}
+        else:
+            hp["sources"][name] = {"hub": record}
+    return hp
 
 
 def run_build(args: argparse.Namespace, hp: dict) -> None:
@@ -54,6 +79,11 @@ def run_build(args: argparse.Namespace, hp: dict) -> None:
         raise ValueError("--comparison compares a built set with the published one; "
                          "ctga.use_published is true, so nothing is built")
     manifest = Manifest("ctga", params=hp, seed=hp["seed"])
+    if args.downloads:
+        hp = downloaded(hp, args.downloads, bool(args.comparison))
+        manifest.extra["hub"] = {name: {"id": s["hub"]["id"], "revision": s["hub"].get("revision", "main"),
+                                        "sha": s["hub"]["sha"]}
+                                 for name, s in hub_specs(hp, bool(args.comparison)).items()}
     result = published.from_published(hp) if hp["use_published"] else build.build(hp, args.num_proc)
     if args.comparison:
         built = pd.concat([result.train, result.validation])
