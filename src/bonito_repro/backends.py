@@ -19,11 +19,23 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
-
-from .scoring import token_batches
+from typing import Iterator, Protocol, Sequence
 
 BACKENDS = ("transformers", "vllm")
+
+
+def token_batches(lengths: Sequence[int], batch_tokens: int) -> Iterator[list[int]]:
+    """Indices grouped, longest first, so that batch size x longest length <= batch_tokens
+    (a single longer sequence still gets a batch of its own)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) + 1) * lengths[batch[0]] > batch_tokens:
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .prompts import parse_bonito_output
+from ..prompts import parse_bonito_output
 
 REASONS = ("unparsable", "empty", "exact_duplicate", "near_duplicate", "contaminated")
 ALWAYS_REMOVED = ("unparsable", "empty")
