@@ -17,8 +17,8 @@ STAGES = {
     "train": "bonito_repro.train",
     "parse-check": "bonito_repro.train.parse_check",
     "generate": "bonito_repro.generate",
-    "evaluate": "bonito_repro.evaluate",
-    "table": "bonito_repro.tables",
+    "evaluate": "bonito_repro.evaluate.cli",
+    "table": "bonito_repro.evaluate.table",
     "main-table": "bonito_repro.main_table",
     "plot": "bonito_repro.plots",
 }

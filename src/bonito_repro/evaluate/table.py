@@ -11,8 +11,8 @@ from typing import Iterable
 
 import pandas as pd
 
-from .io import atomic_path, read_json, setup_logging
-from .main_table import DEMO_LABEL
+from ..io import atomic_path, read_json, setup_logging
+from ..main_table import DEMO_LABEL
 
 COLUMNS = ["target", "source", "dataset", "task_type", "wrapper", "n_examples", "f1", "f1_median",
            "ci_low", "ci_high", "confidence", "templates", "template_f1"]
