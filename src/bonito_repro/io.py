@@ -1,6 +1,7 @@
-"""Small shared helpers: atomic writes, manifests, logging, CLI params."""
+"""Small shared helpers: atomic writes, manifests, logging, CLI params, file fingerprints."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -48,6 +49,23 @@ def write_json(obj: Any, path: str | Path) -> None:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def file_listing(path: Path) -> list[list]:
+    """Name, size and modification time of a file, or of every file under a directory (named by
+    its path inside it): cheap to take, and a rewritten file changes it."""
+    if not path.is_dir():
+        return [[path.name, path.stat().st_size, path.stat().st_mtime_ns]]
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return [[str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+
+
+def fingerprint(path: str | Path | None) -> str | None:
+    """A hash of a model or adapter directory's file listing: a retrained adapter or a
+    re-downloaded model changes it."""
+    if path is None:
+        return None
+    return hashlib.sha256(json.dumps(file_listing(Path(path))).encode()).hexdigest()
 
 
 def package_versions() -> dict[str, str]:

@@ -7,7 +7,6 @@ the funnel (``funnel.py``) parses, checks and counts every one.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ import pandas as pd
 
 from ..backends import Backend, Sampling, make_backend
 from ..config import check_params
+from ..io import fingerprint
 from ..prompts import bonito_input
 from ..tasks import task_type_name
 from .funnel import funnel_counts, probe_texts, run_funnel
@@ -32,16 +32,6 @@ class Generation:
     records: pd.DataFrame     # every generation: raw text, parsed sides, flags, reason, kept
     summary: dict             # funnel counts (funnel.funnel_counts)
     shards: dict              # total, reused, generated, seconds, passages_per_second
-
-
-def fingerprint(path: str | Path | None) -> str | None:
-    """Names, sizes and modification times of a model or adapter directory's files: cheap,
-    and a retrained adapter or re-downloaded model changes it."""
-    if path is None:
-        return None
-    files = sorted(p for p in Path(path).rglob("*") if p.is_file())
-    listing = [(str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-    return hashlib.sha256(json.dumps(listing).encode()).hexdigest()
 
 
 def prompt_lengths(model_dir: str | Path, prompts: Sequence[str]) -> list[int]:
