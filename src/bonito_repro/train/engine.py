@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import ConfigError, check_params as check_section
-from ..io import Manifest, set_threads
+from ..io import ColumnsError, Manifest, read_parquet, set_threads
 from . import checkpoints
-from .data import Collator, Encoded, TrainDataError, effective_batch, encode_pair_rows, encode_tapt, read_rows, \
-    training_steps
+from .data import Collator, Encoded, TrainDataError, effective_batch, encode_pair_rows, encode_tapt, training_steps
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +61,12 @@ def encode(job: TrainJob, tokenizer) -> Encoded:
     """The training sequences of the job's data file; an empty set stops the run."""
     origin = f"{job.name or 'training'} ({job.data})"
     try:
+        rows = read_parquet(job.data, ["input"] if job.mode == "tapt" else ["input", "output"]).to_pandas()
         if job.mode == "tapt":
-            return encode_tapt(read_rows(job.data, ["input"]), tokenizer, job.params["tapt_block_size"], origin)
-        rows = read_rows(job.data, ["input", "output"])
+            return encode_tapt(rows, tokenizer, job.params["tapt_block_size"], origin)
         return encode_pair_rows(rows, tokenizer, job.wrapper, job.params["max_input_length"],
                                 job.params["max_output_length"], origin)
-    except TrainDataError as error:
+    except (ColumnsError, TrainDataError) as error:
         raise TrainError(str(error)) from None
 
 
@@ -76,7 +75,7 @@ def validation_set(job: TrainJob, tokenizer):
     p = job.params
     if job.validation is None or not p["eval_steps"] or not p["max_eval_examples"]:
         return None
-    rows = read_rows(job.validation, ["input", "output"]).head(p["max_eval_examples"])
+    rows = read_parquet(job.validation, ["input", "output"]).to_pandas().head(p["max_eval_examples"])
     return encode_pair_rows(rows, tokenizer, job.wrapper, p["max_input_length"], p["max_output_length"],
                             f"validation ({job.validation})").dataset
 

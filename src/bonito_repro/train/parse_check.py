@@ -16,9 +16,8 @@ from pathlib import Path
 
 import torch
 
-from ..io import Manifest, parse_params, set_threads, setup_logging
+from ..io import Manifest, parse_params, read_parquet, set_threads, setup_logging
 from ..prompts import parse_bonito_output
-from .data import read_rows
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +45,7 @@ def parse_shares(base_dir: str | Path, adapter_dir: str | Path, validation: str 
 
     from ..models import load_for_inference, load_tokenizer
 
-    prompts = [str(p) for p in read_rows(validation, ["input"])["input"].head(contexts)]
+    prompts = [str(p) for p in read_parquet(validation, ["input"]).to_pandas()["input"].head(contexts)]
     tokenizer = load_tokenizer(base_dir, padding_side="left")
     model = load_for_inference(base_dir, bf16=bf16)
     if torch.cuda.is_available():
