@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..models import encode_with_bos
 from ..prompts import wrap
 
 IGNORE_INDEX = -100
@@ -85,13 +86,12 @@ def encode_pairs(prompts: list[str], targets: list[str], tokenizer, max_input_le
                  max_output_length: int, batch_size: int = 1000) -> tuple[datasets.Dataset, dict[str, int]]:
     """BOS + prompt (cut to max_input_length) then target + EOS (cut to max_output_length),
     tokenized apart as the paper's collator does; the loss skips the prompt part."""
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     eos = [tokenizer.eos_token_id]
 
     def encode(batch: dict) -> dict:
         ids, prompt_lengths, lengths, cut_in, cut_out = [], [], [], [], []
-        for source, target in zip(_ids(tokenizer, batch["prompt"]), _ids(tokenizer, batch["target"])):
-            source, target = bos + source, target + eos
+        for source, target in zip(encode_with_bos(tokenizer, batch["prompt"]), _ids(tokenizer, batch["target"])):
+            target = target + eos
             cut_in.append(len(source) > max_input_length)
             cut_out.append(len(target) > max_output_length)
             source, target = source[:max_input_length], target[:max_output_length]
