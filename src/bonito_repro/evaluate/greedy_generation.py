@@ -13,7 +13,7 @@ from .templates import EvalTemplate, render_all
 
 def evaluate_generation(model_dir, adapter_dir, encoder: PromptEncoder,
                         templates: Sequence[EvalTemplate], rows: Sequence[dict], params: dict):
-    """Per-template greedy answers."""
+    """Per-template greedy answers, stripped."""
     from ..backends import greedy_texts
 
     prompts: list[list[int]] = []
@@ -23,6 +23,7 @@ def evaluate_generation(model_dir, adapter_dir, encoder: PromptEncoder,
                          max_new_tokens=params["max_new_tokens"], token_budget=params["batch_tokens"],
                          max_model_len=params["max_length"] + params["max_new_tokens"],
                          bf16=params["bf16"], seed=params["seed"])
+    texts = [text.strip() for text in texts]
     return [(template, texts[t * len(rows):(t + 1) * len(rows)]) for t, template in enumerate(templates)]
 
 
