@@ -31,7 +31,7 @@ class Generation:
     rows: list[dict]          # kept tasks: input, output, context_id
     records: pd.DataFrame     # every generation: raw text, parsed sides, flags, reason, kept
     summary: dict             # funnel counts (funnel.funnel_counts)
-    shards: dict              # total, reused, generated, seconds, passages_per_second
+    shards: dict | None       # total, reused, generated, seconds, passages_per_second (None: a published set)
 
 
 def prompt_lengths(model_dir: str | Path, prompts: Sequence[str]) -> list[int]:
