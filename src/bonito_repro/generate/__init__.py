@@ -9,7 +9,6 @@ Bonito generator, checked and counted by the funnel.
 - formats: a synthetic set in bagel's four prompt formats
 - cli: ``python -m bonito_repro generate``
 """
-from .cli import main
 from .synthetic_tasks import generate_tasks, run_generation
 
-__all__ = ["generate_tasks", "run_generation", "main"]
+__all__ = ["generate_tasks", "run_generation"]
