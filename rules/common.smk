@@ -1,4 +1,5 @@
-# Config validation, names, paths and resources shared by every rule file.
+# What the rule files share (the validated, resolved config, names, environments, wildcard
+# constraints, resources and paths) and, last, the input and params functions of each.
 import json
 import os
 import re
@@ -6,8 +7,8 @@ import sys
 
 from snakemake.settings.types import DeploymentMethod
 
-import bonito_repro
 from bonito_repro.config import EVAL_DECODING_KEYS, ConfigError, TAPT, ZERO_SHOT, validate
+from bonito_repro.sources import embedded_path
 
 try:
     resolved = validate(config)
@@ -19,8 +20,6 @@ config.clear()
 config.update(resolved)
 
 R = "results"
-# the package's data files, by absolute path so that a run in another working directory finds them
-PACKAGE_DATA = os.path.join(os.path.dirname(bonito_repro.__file__), "data")
 MODELS = sorted(config["models"])
 TARGETS = sorted(config["targets"])
 DATASETS = sorted(config["datasets"])
@@ -41,6 +40,8 @@ VLLM_PY = "python" if USE_CONDA else config["environments"]["vllm"]
 def python_for(backend):
     """The interpreter of a backend's environment (vLLM has its own)."""
     return VLLM_PY if backend == "vllm" else "python"
+
+
 # Offline first: every job runs without the Hub except the download rules, whose commands start
 # with ONLINE. Tokens (HF_TOKEN) stay in the environment, never in a command line or log.
 os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
@@ -59,9 +60,21 @@ wildcard_constraints:
     source=_choice([ZERO_SHOT, TAPT, *GENERATORS]),
 
 
-def res(stage):
-    """Resources of a stage from config (profiles carry only executor and site settings)."""
-    return config["resources"].get(stage, config["resources"]["default"])
+# Stages whose jobs may run on GPUs; downloads, the data rules and ctga request none.
+GPU_STAGES = {"train_bonito", "generate", "adapt", "evaluate"}
+
+
+def threads_of(stage):
+    """A stage's threads, from config `resources` (profiles carry only executor and site settings)."""
+    return config["resources"][stage]["threads"]
+
+
+def resources_of(stage):
+    """A stage's job resources from config `resources`, for `resources: **resources_of(stage)`:
+    memory, runtime (minutes) and, for the GPU stages, `gpu`."""
+    values = config["resources"][stage]
+    gpu = {"gpu": values["gpus"]} if stage in GPU_STAGES else {}
+    return {**gpu, "mem_mb": values["mem_mb"], "runtime": values["runtime"]}
 
 
 def as_json(value):
@@ -69,8 +82,19 @@ def as_json(value):
     return json.dumps(value, sort_keys=True)
 
 
+# --- paths and commands several rule files share
+
+
 def model_dir(name):
     return f"{R}/models/{name}"
+
+
+def model_at(dpath):
+    """Input function: the directory of the model that config names at `dpath`, a path with
+    wildcards such as "targets/{target}/model". Only for schema-checked names: dpath reads `*?[`
+    as a glob, and dataset names (file stems) may contain them."""
+    name = lookup(dpath=dpath, within=config)
+    return lambda w: model_dir(name(w))
 
 
 def init_adapter_dir(target):
@@ -87,55 +111,37 @@ def adapter_dir(target, source, dataset):
     return f"{R}/adapters/{target}/{source}/{dataset}"
 
 
-def training_rows(source, dataset):
-    """What an adaptation of `source` trains on: unannotated text (tapt) or synthetic tasks."""
-    if source == TAPT:
-        return f"{R}/unannotated/{dataset}.parquet"
-    return f"{R}/synthetic/{source}/{dataset}.parquet"
+def synthetic(generator, dataset, suffix=".parquet"):
+    return f"{R}/synthetic/{generator}/{dataset}{suffix}"
 
 
-def eval_result(target, source, dataset):
-    return f"{R}/eval/{target}/{source}/{dataset}.json"
+# Resume checkpoints of the training jobs (train.smk, adapt.smk), at the same relative path as the
+# output: not a declared output, which Snakemake deletes before a retry.
+CHECKPOINTS = f"{R}/checkpoints"
 
 
-def all_eval_results():
-    return [
-        eval_result(t, s, d)
-        for t in TARGETS
-        for s in [ZERO_SHOT, *SOURCES]
-        for d in DATASETS
-    ]
+def train_command(section):
+    """The training CLI (train.smk, adapt.smk), under torchrun when the config asks for more than
+    one process."""
+    processes = config[section]["processes"]
+    if processes == 1:
+        return "python -m bonito_repro train"
+    return f"python -m torch.distributed.run --standalone --nproc_per_node {processes} -m bonito_repro train"
 
 
-# --- used by ctga.smk
+def local_files(kind, spec):
+    """Local files a source spec reads (embedded demo rows or the user's own), so that editing one
+    reruns its job (data.smk, ctga.smk)."""
+    if "embedded" in spec:
+        return [str(embedded_path(kind, spec["embedded"]))]
+    if "files" in spec:
+        return [spec["files"]] if isinstance(spec["files"], str) else list(spec["files"])
+    return []
 
 
-def ctga_compare():
-    """Compare the built set with the published one (a paper-scale check that downloads it)."""
-    return CTGA.get("compare_published", False) and not CTGA["use_published"]
-
-
-def ctga_specs():
-    specs = {"published": CTGA["published"]} if CTGA["use_published"] or ctga_compare() else {}
-    if not CTGA["use_published"]:
-        specs.update(CTGA["sources"])
-    return specs
-
-
-def ctga_local_files():
-    """Local files the sources read, so that editing them reruns the build."""
-    files = []
-    for spec in ctga_specs().values():
-        if "embedded" in spec:
-            files.append(str(embedded_path("ctga", spec["embedded"])))
-        elif "files" in spec:
-            files += [spec["files"]] if isinstance(spec["files"], str) else list(spec["files"])
-    return files
-
-
-def ctga_downloads():
-    hub = any("hub" in spec for spec in ctga_specs().values())
-    return [f"{CTGA_DIR}/downloads.json"] if hub else []
+# --- Input and params functions of one rule file each, in DAG order. Snakemake's linter wants no
+# functions beside rules ("Mixed rules and functions in same snakefile"), so they live here; they
+# read only config and the names above, never a rule file's.
 
 
 # --- used by data.smk
@@ -145,41 +151,55 @@ def data_spec(dataset, kind):
     return config["datasets"][dataset][kind]
 
 
-def data_inputs(dataset, kind):
-    """Local files a source reads, so that editing them reruns the job."""
-    spec = data_spec(dataset, kind)
-    if "embedded" in spec:
-        return [str(embedded_path(kind, spec["embedded"]))]
-    if "files" in spec:
-        return [spec["files"]] if isinstance(spec["files"], str) else list(spec["files"])
-    return []
-
-
 def data_online(dataset, kind):
     """Only a Hub source lifts the offline setting (common.smk), and only for this command."""
     return ONLINE if "hub" in data_spec(dataset, kind) else ""
 
 
+# --- used by generate.smk
+
+
+def generator_inputs(w):
+    spec = config["generators"][w.generator]
+    if "model" in spec:
+        return {"model": model_dir(spec["model"])}
+    return {"model": model_dir(spec["base"]), "adapter": f"{R}/generators/{w.generator}/adapter"}
+
+
+def published_spec(generator, dataset):
+    """The generator's source spec with `{dataset}` filled in wherever it appears."""
+    return json.loads(json.dumps(config["generators"][generator]["source"]).replace("{dataset}", dataset))
+
+
+# --- used by adapt.smk
+
+
+def training_rows(source, dataset):
+    """What an adaptation of `source` trains on: unannotated text (tapt) or synthetic tasks."""
+    if source == TAPT:
+        return f"{R}/unannotated/{dataset}.parquet"
+    return synthetic(source, dataset)
+
+
+def adaptation_params(source):
+    """The adaptation values a job uses: TAPT ignores the pair lengths, pairs the block size, so
+    that changing one reruns only the jobs it affects."""
+    unused = ("max_input_length", "max_output_length") if source == TAPT else ("tapt_block_size",)
+    return {k: v for k, v in config["adaptation"].items() if k not in unused}
+
+
 # --- used by evaluate.smk
 
 
-def eval_adapter(target, source, dataset):
-    """The adapter evaluated with the target's base model, or None."""
-    if source == ZERO_SHOT:
-        return init_adapter_dir(target)
-    return adapter_dir(target, source, dataset)
-
-
 def eval_inputs(w):
-    adapter = eval_adapter(w.target, w.source, w.dataset)
+    """The target's base model, the test split and the adapter evaluated with them, if any: the
+    target's starting adapter for zero_shot, else the one adapt trained on the source."""
+    if w.source == ZERO_SHOT:
+        adapter = init_adapter_dir(w.target)
+    else:
+        adapter = adapter_dir(w.target, w.source, w.dataset)
     return {"model": model_dir(config["targets"][w.target]["model"]), "test": f"{R}/test/{w.dataset}.parquet",
             **({"adapter": adapter} if adapter else {})}
-
-
-def eval_outputs():
-    path = eval_result("{target}", "{source}", "{dataset}")
-    return dict(scores=path, predictions=path.replace(".json", ".predictions.parquet"),
-                manifest=path.replace(".json", ".manifest.json"))
 
 
 def eval_params(generation):
@@ -198,35 +218,6 @@ def eval_params(generation):
     )
 
 
-# --- used by generate.smk
-
-
-def synthetic(generator, dataset, suffix=".parquet"):
-    return f"{R}/synthetic/{generator}/{dataset}{suffix}"
-
-
-def synthetic_outputs():
-    """Everything the rules below write for one (generator, dataset)."""
-    return dict(
-        rows=synthetic("{generator}", "{dataset}"),
-        manifest=synthetic("{generator}", "{dataset}", ".manifest.json"),
-        records=synthetic("{generator}", "{dataset}", ".funnel.parquet"),
-        formats=directory(synthetic("{generator}", "{dataset}", ".formats")),
-    )
-
-
-def generator_inputs(w):
-    spec = config["generators"][w.generator]
-    if "model" in spec:
-        return {"model": model_dir(spec["model"])}
-    return {"model": model_dir(spec["base"]), "adapter": f"{R}/generators/{w.generator}/adapter"}
-
-
-def published_spec(generator, dataset):
-    """The generator's source spec with `{dataset}` filled in wherever it appears."""
-    return json.loads(json.dumps(config["generators"][generator]["source"]).replace("{dataset}", dataset))
-
-
 # --- used by plots.smk
 
 
@@ -236,28 +227,3 @@ def loss_curve_section(adapter):
     if kind == "adapters":
         return "adaptation", " / ".join(names)
     return {"generators": "generators", "p3": "P3 stand-in"}[kind], names[0]
-
-
-# --- used by tables.smk
-
-
-def all_outputs():
-    return MAIN_TABLES + FIGURES + PARSE_CHECKS
-
-
-# --- used by train.smk
-
-
-def train_command(section):
-    """The training CLI, under torchrun when the config asks for more than one process."""
-    processes = config[section]["processes"]
-    if processes == 1:
-        return "python -m bonito_repro train"
-    return f"python -m torch.distributed.run --standalone --nproc_per_node {processes} -m bonito_repro train"
-
-
-def adaptation_params(source):
-    """The adaptation values a job uses: TAPT ignores the pair lengths, pairs the block size, so
-    that changing one reruns only the jobs it affects."""
-    unused = ("max_input_length", "max_output_length") if source == TAPT else ("tapt_block_size",)
-    return {k: v for k, v in config["adaptation"].items() if k not in unused}

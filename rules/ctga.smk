@@ -2,7 +2,7 @@
 # `ctga_download` is the only step that needs the network: a local rule that fills the datasets
 # cache with the Hub sources (paper scale only; embedded and file sources need no download).
 # `ctga` then renders offline, in parallel, with the job's threads.
-from bonito_repro.sources import embedded_path
+import bonito_repro
 
 localrules:
     ctga_download,
@@ -10,10 +10,21 @@ localrules:
 
 CTGA = config["ctga"]
 CTGA_DIR = f"{R}/ctga"
+# the package's data files, by absolute path so that a run in another working directory finds them
+PACKAGE_DATA = os.path.join(os.path.dirname(bonito_repro.__file__), "data")
 CTGA_TABLES = [
     f"{PACKAGE_DATA}/ctga_template_task_types.csv",
     f"{PACKAGE_DATA}/ctga_context_fields.csv",
 ]
+# compare the built set with the published one (a paper-scale check that downloads it)
+CTGA_COMPARE = CTGA.get("compare_published", False) and not CTGA["use_published"]
+# the sources the build reads: the published set (used or compared) and the P3 sources
+CTGA_SOURCES = {"published": CTGA["published"]} if CTGA["use_published"] or CTGA_COMPARE else {}
+if not CTGA["use_published"]:
+    CTGA_SOURCES.update(CTGA["sources"])
+# local files they read (editing one reruns the build), and the download Hub sources need
+CTGA_FILES = [path for spec in CTGA_SOURCES.values() for path in local_files("ctga", spec)]
+CTGA_DOWNLOADS = [f"{CTGA_DIR}/downloads.json"] if any("hub" in s for s in CTGA_SOURCES.values()) else []
 
 
 rule ctga_download:
@@ -26,10 +37,8 @@ rule ctga_download:
         f"{R}/logs/ctga/download.log",
     benchmark:
         f"{R}/benchmarks/ctga/download.tsv"
-    threads: res("download_model")["threads"]
-    resources:
-        mem_mb=res("download_model")["mem_mb"],
-        runtime=res("download_model")["runtime"],
+    threads: threads_of("download_model")
+    resources: **resources_of("download_model")
     conda:
         "../envs/main.yaml"
     shell:
@@ -40,25 +49,23 @@ rule ctga_download:
 rule ctga:
     input:
         tables=CTGA_TABLES,
-        files=ctga_local_files(),
-        downloads=ctga_downloads(),
+        files=CTGA_FILES,
+        downloads=CTGA_DOWNLOADS,
     output:
         train=f"{CTGA_DIR}/train.parquet",
         validation=f"{CTGA_DIR}/validation.parquet",
         p3=f"{CTGA_DIR}/p3.parquet",
         manifest=f"{CTGA_DIR}/manifest.json",
-        **({"comparison": f"{CTGA_DIR}/published_comparison.csv"} if ctga_compare() else {}),
+        **({"comparison": f"{CTGA_DIR}/published_comparison.csv"} if CTGA_COMPARE else {}),
     params:
         hp=as_json(CTGA),
-        comparison=lambda w, output: f"--comparison {output.comparison}" if ctga_compare() else "",
+        comparison=lambda w, output: f"--comparison {output.comparison}" if CTGA_COMPARE else "",
     log:
         f"{R}/logs/ctga/build.log",
     benchmark:
         f"{R}/benchmarks/ctga/build.tsv"
-    threads: res("ctga")["threads"]
-    resources:
-        mem_mb=res("ctga")["mem_mb"],
-        runtime=res("ctga")["runtime"],
+    threads: threads_of("ctga")
+    resources: **resources_of("ctga")
     conda:
         "../envs/main.yaml"
     shell:

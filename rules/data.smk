@@ -5,7 +5,6 @@
 # Both rules are local: they take seconds and little memory, and at paper scale they are the
 # jobs that download the datasets, which needs the network a cluster's login node has and its
 # compute nodes often lack. Later jobs read the parquet files offline.
-from bonito_repro.sources import embedded_path
 
 localrules:
     unannotated,
@@ -14,7 +13,7 @@ localrules:
 
 rule unannotated:
     input:
-        lambda w: data_inputs(w.dataset, "unannotated"),
+        lambda w: local_files("unannotated", data_spec(w.dataset, "unannotated")),
     output:
         rows=f"{R}/unannotated/{{dataset}}.parquet",
         manifest=f"{R}/unannotated/{{dataset}}.manifest.json",
@@ -25,10 +24,8 @@ rule unannotated:
         f"{R}/logs/unannotated/{{dataset}}.log",
     benchmark:
         f"{R}/benchmarks/unannotated/{{dataset}}.tsv"
-    threads: res("default")["threads"]
-    resources:
-        mem_mb=res("default")["mem_mb"],
-        runtime=res("default")["runtime"],
+    threads: threads_of("default")
+    resources: **resources_of("default")
     conda:
         "../envs/main.yaml"
     shell:
@@ -38,7 +35,7 @@ rule unannotated:
 
 rule test_set:
     input:
-        lambda w: data_inputs(w.dataset, "test"),
+        lambda w: local_files("test", data_spec(w.dataset, "test")),
     output:
         rows=f"{R}/test/{{dataset}}.parquet",
         manifest=f"{R}/test/{{dataset}}.manifest.json",
@@ -51,10 +48,8 @@ rule test_set:
         f"{R}/logs/test/{{dataset}}.log",
     benchmark:
         f"{R}/benchmarks/test/{{dataset}}.tsv"
-    threads: res("default")["threads"]
-    resources:
-        mem_mb=res("default")["mem_mb"],
-        runtime=res("default")["runtime"],
+    threads: threads_of("default")
+    resources: **resources_of("default")
     conda:
         "../envs/main.yaml"
     shell:

@@ -16,6 +16,11 @@ GENERATION_DATASETS = sorted(d for d, s in config["datasets"].items() if task_ty
 RANK_DATASETS = sorted(set(DATASETS) - set(GENERATION_DATASETS))
 EVAL_GENERATION_ENV = ("../envs/vllm.yaml" if config["evaluation"]["generation_backend"] == "vllm"
                        else "../envs/main.yaml")
+# what an evaluation job writes; eval_table collects every job's scores
+EVAL = f"{R}/eval/{{target}}/{{source}}/{{dataset}}"
+EVAL_OUTPUTS = dict(scores=f"{EVAL}.json", predictions=f"{EVAL}.predictions.parquet",
+                    manifest=f"{EVAL}.manifest.json")
+EVAL_RESULTS = expand(f"{EVAL}.json", target=TARGETS, source=[ZERO_SHOT, *SOURCES], dataset=DATASETS)
 
 
 EVAL_COMMAND = (
@@ -31,7 +36,7 @@ rule evaluate:
     input:
         unpack(eval_inputs),
     output:
-        **eval_outputs(),
+        **EVAL_OUTPUTS,
     wildcard_constraints:
         dataset=_choice(RANK_DATASETS),
     params:
@@ -40,11 +45,8 @@ rule evaluate:
         f"{R}/logs/evaluate/{{target}}/{{source}}/{{dataset}}.log",
     benchmark:
         f"{R}/benchmarks/evaluate/{{target}}/{{source}}/{{dataset}}.tsv"
-    threads: res("evaluate")["threads"]
-    resources:
-        gpu=res("evaluate")["gpus"],
-        mem_mb=res("evaluate")["mem_mb"],
-        runtime=res("evaluate")["runtime"],
+    threads: threads_of("evaluate")
+    resources: **resources_of("evaluate")
     conda:
         "../envs/main.yaml"
     shell:
@@ -55,7 +57,7 @@ rule evaluate_generation:
     input:
         unpack(eval_inputs),
     output:
-        **eval_outputs(),
+        **EVAL_OUTPUTS,
     wildcard_constraints:
         dataset=_choice(GENERATION_DATASETS),
     params:
@@ -65,11 +67,8 @@ rule evaluate_generation:
         f"{R}/logs/evaluate/{{target}}/{{source}}/{{dataset}}.log",
     benchmark:
         f"{R}/benchmarks/evaluate/{{target}}/{{source}}/{{dataset}}.tsv"
-    threads: res("evaluate")["threads"]
-    resources:
-        gpu=res("evaluate")["gpus"],
-        mem_mb=res("evaluate")["mem_mb"],
-        runtime=res("evaluate")["runtime"],
+    threads: threads_of("evaluate")
+    resources: **resources_of("evaluate")
     conda:
         EVAL_GENERATION_ENV
     shell:
@@ -78,7 +77,7 @@ rule evaluate_generation:
 
 rule eval_table:
     input:
-        all_eval_results(),
+        EVAL_RESULTS,
     output:
         csv=report(f"{R}/paper/eval_scores.csv", caption="../report/eval_scores.rst", category="Main table"),
         md=f"{R}/paper/eval_scores.md",

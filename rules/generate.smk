@@ -15,6 +15,13 @@ SHARDS = f"{R}/shards"
 BONITO_GENERATORS = sorted(g for g, s in config["generators"].items() if s["kind"] == "bonito")
 PUBLISHED_GENERATORS = sorted(g for g, s in config["generators"].items() if s["kind"] == "published")
 GENERATION_ENV = "../envs/vllm.yaml" if config["generation"]["backend"] == "vllm" else "../envs/main.yaml"
+# everything both rules write for one (generator, dataset)
+SYNTHETIC_OUTPUTS = dict(
+    rows=synthetic("{generator}", "{dataset}"),
+    manifest=synthetic("{generator}", "{dataset}", ".manifest.json"),
+    records=synthetic("{generator}", "{dataset}", ".funnel.parquet"),
+    formats=directory(synthetic("{generator}", "{dataset}", ".formats")),
+)
 
 
 rule generate:
@@ -23,7 +30,7 @@ rule generate:
         passages=f"{R}/unannotated/{{dataset}}.parquet",
         test=f"{R}/test/{{dataset}}.parquet",
     output:
-        **synthetic_outputs(),
+        **SYNTHETIC_OUTPUTS,
     wildcard_constraints:
         generator=_choice(BONITO_GENERATORS),
     params:
@@ -37,11 +44,8 @@ rule generate:
     benchmark:
         f"{R}/benchmarks/generate/{{generator}}/{{dataset}}.tsv"
     priority: 1  # after Bonito training, ahead of the jobs off the longest chain
-    threads: res("generate")["threads"]
-    resources:
-        gpu=res("generate")["gpus"],
-        mem_mb=res("generate")["mem_mb"],
-        runtime=res("generate")["runtime"],
+    threads: threads_of("generate")
+    resources: **resources_of("generate")
     conda:
         GENERATION_ENV
     shell:
@@ -61,7 +65,7 @@ if PUBLISHED_GENERATORS:
         input:
             test=f"{R}/test/{{dataset}}.parquet",
         output:
-            **synthetic_outputs(),
+            **SYNTHETIC_OUTPUTS,
         wildcard_constraints:
             generator=_choice(PUBLISHED_GENERATORS),
         params:
@@ -73,10 +77,8 @@ if PUBLISHED_GENERATORS:
             f"{R}/logs/generate/{{generator}}/{{dataset}}.log",
         benchmark:
             f"{R}/benchmarks/generate/{{generator}}/{{dataset}}.tsv"
-        threads: res("default")["threads"]
-        resources:
-            mem_mb=res("default")["mem_mb"],
-            runtime=res("default")["runtime"],
+        threads: threads_of("default")
+        resources: **resources_of("default")
         conda:
             "../envs/main.yaml"
         shell:

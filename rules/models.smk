@@ -17,10 +17,8 @@ rule prepare_model:
         f"{R}/logs/models/{{model}}.log",
     benchmark:
         f"{R}/benchmarks/models/{{model}}.tsv"
-    threads: res("download_model")["threads"]
-    resources:
-        mem_mb=res("download_model")["mem_mb"],
-        runtime=res("download_model")["runtime"],
+    threads: threads_of("download_model")
+    resources: **resources_of("download_model")
     conda:
         "../envs/main.yaml"
     shell:

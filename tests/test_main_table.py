@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 import json
 
 import numpy as np
@@ -73,6 +74,20 @@ def test_missing_cell_is_an_error(paper):
     scores = scores_for(paper)
     with pytest.raises(ValueError, match="llama2_7b"):
         score_grid(scores[~((scores.target == "llama2_7b") & (scores.dataset == "vitaminc"))], paper)
+
+
+def test_a_write_killed_half_way_leaves_no_torn_table(tmp_path, monkeypatch):
+    local = load_scale("local", REPO)
+    real = Path.write_text
+
+    def killed_half_way(self, text, *args, **kwargs):
+        real(self, text[:len(text) // 2], *args, **kwargs)
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(Path, "write_text", killed_half_way)
+    with pytest.raises(KeyboardInterrupt):
+        write_tables(scores_for(local), local, tmp_path)
+    assert not (tmp_path / "main_table.md").exists()  # the declared path is whole or absent
 
 
 def test_files_and_demo_label(tmp_path):

@@ -62,9 +62,18 @@ def read_parquet(path: str | Path, columns: Sequence[str] = ()) -> "pa.Table":
     return table
 
 
-def write_json(obj: Any, path: str | Path) -> None:
+def write_text(text: str, path: str | Path) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+        tmp.write_text(text)
+
+
+def write_csv(df: pd.DataFrame, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def write_json(obj: Any, path: str | Path) -> None:
+    write_text(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n", path)
 
 
 def read_json(path: str | Path) -> Any:

@@ -13,7 +13,7 @@ import pandas as pd
 import yaml
 
 from .config import ZERO_SHOT
-from .io import parse_params, setup_logging
+from .io import parse_params, setup_logging, write_csv, write_text
 
 PUBLISHED = Path(__file__).parent / "data" / "published.yaml"
 SOURCE_NAMES = {ZERO_SHOT: "zero-shot", "tapt": "TAPT", "bonito": "Bonito"}
@@ -121,11 +121,11 @@ def write_tables(scores: pd.DataFrame, config: dict, out_dir: Path) -> dict[str,
     }.items():
         table = table.round(decimals)
         csv, md, tex = (out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex"))
-        table.to_csv(csv, index=False)
+        write_csv(table, csv)
         header = f"{caption}\n\n" + "".join(f"**{note}**\n\n" for note in notes)
-        md.write_text(header + table.to_markdown(index=False, floatfmt=f".{decimals}f") + "\n")
+        write_text(header + table.to_markdown(index=False, floatfmt=f".{decimals}f") + "\n", md)
         latex = table.to_latex(index=False, float_format=f"%.{decimals}f", na_rep="--", escape=True)
-        tex.write_text("".join(f"% {note}\n" for note in notes) + latex)
+        write_text("".join(f"% {note}\n" for note in notes) + latex, tex)
         outputs.update({f"{name}.csv": csv, f"{name}.md": md, f"{name}.tex": tex})
     return outputs
 

@@ -8,7 +8,7 @@ import logging
 import pandas as pd
 
 from ..config import check_params
-from ..io import Manifest, parse_params, setup_logging, write_parquet
+from ..io import Manifest, parse_params, setup_logging, write_csv, write_parquet
 from ..sources import load_source
 from . import build, published
 
@@ -58,7 +58,7 @@ def run_build(args: argparse.Namespace, hp: dict) -> None:
     if args.comparison:
         built = pd.concat([result.train, result.validation])
         table = published.compare_task_types(built, published.published_task_types(hp["published"]))
-        table.to_csv(args.comparison, index=False)
+        write_csv(table, args.comparison)
         manifest.extra["published_comparison"] = table.to_dict(orient="records")
     write_parquet(result.train, args.train)
     write_parquet(result.validation, args.validation)
