@@ -25,8 +25,8 @@ def inputs(tokenizer, dataset: str, examples: int, templates: int):
     import pandas as pd
 
     from bonito_repro.config import load_dataset_file
-    from bonito_repro.eval_templates import load_templates, render_all
-    from bonito_repro.evaluate import PromptEncoder
+    from bonito_repro.evaluate.encoder import PromptEncoder
+    from bonito_repro.evaluate.templates import load_templates, render_all
     from bonito_repro.sources import embedded_path
 
     rows = pd.read_json(embedded_path("test", dataset), lines=True).to_dict("records")[:examples]
@@ -53,7 +53,7 @@ def main() -> None:
     import torch
 
     from bonito_repro.models import load_for_inference, load_tokenizer
-    from bonito_repro.scoring import score_choices, score_choices_separately
+    from bonito_repro.evaluate.scoring import score_choices, score_choices_separately
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:

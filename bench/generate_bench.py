@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from common import local_config, smollm2_dir
 
-# as the generate stage does (bonito_repro.generate.main): before torch loads
+# as the generate stage does (bonito_repro.generate.cli.main): before torch loads
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parents[1]
 VLLM_PY = REPO / ".venv-vllm" / "bin" / "python"

@@ -11,11 +11,14 @@ import pytest
 import torch
 
 from bonito_repro.config import load_dataset_file, shipped_datasets
-from bonito_repro.eval_templates import EvalTemplate, load_templates, render_all
-from bonito_repro.evaluate import EvaluationError, PromptEncoder, check_params, gold_labels, main
+from bonito_repro.evaluate.cli import check_params, main
+from bonito_repro.evaluate.encoder import PromptEncoder
+from bonito_repro.evaluate.errors import EvaluationError
+from bonito_repro.evaluate.rank_classification import gold_labels
+from bonito_repro.evaluate.scoring import score_choices, score_choices_separately
+from bonito_repro.evaluate.templates import EvalTemplate, load_templates, render_all
 from bonito_repro.io import seeded_subset
 from bonito_repro.models import load_for_inference, load_tokenizer
-from bonito_repro.scoring import score_choices, score_choices_separately
 from bonito_repro.sources import embedded_path
 from conftest import REPO
 

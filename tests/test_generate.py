@@ -15,13 +15,13 @@ import torch
 
 from bonito_repro.__main__ import main as bonito_repro
 from bonito_repro.config import load_scale
-from bonito_repro.formats import FORMATS, alpaca, chatml, llama2, vicuna
-from bonito_repro.funnel import REASONS, NgramIndex, probe_texts
-from bonito_repro.generate import (
-    EmptySyntheticSetError, generate_tasks, main, passage_seed, run_generation,
-)
+from bonito_repro.backends import token_batches
+from bonito_repro.generate import generate_tasks, run_generation
+from bonito_repro.generate.cli import EmptySyntheticSetError, main
+from bonito_repro.generate.formats import FORMATS, alpaca, chatml, llama2, vicuna
+from bonito_repro.generate.funnel import REASONS, NgramIndex, probe_texts
+from bonito_repro.generate.shards import passage_seed
 from bonito_repro.prompts import bonito_input, bonito_output
-from bonito_repro.scoring import token_batches
 from conftest import REPO
 
 VLLM_PY = REPO / ".venv-vllm" / "bin" / "python"
@@ -53,7 +53,7 @@ class Scripted:
 
 @pytest.fixture(scope="module")
 def embed():
-    from bonito_repro.embeddings import Embedder
+    from bonito_repro.generate.embeddings import Embedder
 
     return Embedder()
 

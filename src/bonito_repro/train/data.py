@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import datasets
 import numpy as np
 import pandas as pd
 import torch
 
+from ..models import encode_with_bos
 from ..prompts import wrap
 
 IGNORE_INDEX = -100
@@ -23,7 +23,7 @@ PAIR_WRAPPERS = ("none", "io", "inst")
 
 
 class TrainDataError(ValueError):
-    """The training rows are unusable (missing column, nothing left to train on)."""
+    """The training rows are unusable (nothing left to train on)."""
 
 
 @dataclass
@@ -50,14 +50,6 @@ def training_steps(n_examples: int, params: dict) -> int:
     if below is not None and n_examples < below:
         return math.ceil(n_examples / effective_batch(params))
     return params["max_steps"]
-
-
-def read_rows(path: str | Path, columns: list[str]) -> pd.DataFrame:
-    df = pd.read_parquet(path)
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise TrainDataError(f"{path}: missing column(s) {missing}; it has {list(df.columns)}")
-    return df
 
 
 def format_pairs(df: pd.DataFrame, wrapper: str, origin: str) -> tuple[list[str], list[str], dict[str, int]]:
@@ -94,13 +86,12 @@ def encode_pairs(prompts: list[str], targets: list[str], tokenizer, max_input_le
                  max_output_length: int, batch_size: int = 1000) -> tuple[datasets.Dataset, dict[str, int]]:
     """BOS + prompt (cut to max_input_length) then target + EOS (cut to max_output_length),
     tokenized apart as the paper's collator does; the loss skips the prompt part."""
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     eos = [tokenizer.eos_token_id]
 
     def encode(batch: dict) -> dict:
         ids, prompt_lengths, lengths, cut_in, cut_out = [], [], [], [], []
-        for source, target in zip(_ids(tokenizer, batch["prompt"]), _ids(tokenizer, batch["target"])):
-            source, target = bos + source, target + eos
+        for source, target in zip(encode_with_bos(tokenizer, batch["prompt"]), _ids(tokenizer, batch["target"])):
+            target = target + eos
             cut_in.append(len(source) > max_input_length)
             cut_out.append(len(target) > max_output_length)
             source, target = source[:max_input_length], target[:max_output_length]

@@ -14,10 +14,9 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import ConfigError, check_params as check_section
-from ..io import Manifest, set_threads
+from ..io import ColumnsError, Manifest, read_parquet, set_threads
 from . import checkpoints
-from .data import Collator, Encoded, TrainDataError, effective_batch, encode_pair_rows, encode_tapt, read_rows, \
-    training_steps
+from .data import Collator, Encoded, TrainDataError, effective_batch, encode_pair_rows, encode_tapt, training_steps
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +61,12 @@ def encode(job: TrainJob, tokenizer) -> Encoded:
     """The training sequences of the job's data file; an empty set stops the run."""
     origin = f"{job.name or 'training'} ({job.data})"
     try:
+        rows = read_parquet(job.data, ["input"] if job.mode == "tapt" else ["input", "output"]).to_pandas()
         if job.mode == "tapt":
-            return encode_tapt(read_rows(job.data, ["input"]), tokenizer, job.params["tapt_block_size"], origin)
-        rows = read_rows(job.data, ["input", "output"])
+            return encode_tapt(rows, tokenizer, job.params["tapt_block_size"], origin)
         return encode_pair_rows(rows, tokenizer, job.wrapper, job.params["max_input_length"],
                                 job.params["max_output_length"], origin)
-    except TrainDataError as error:
+    except (ColumnsError, TrainDataError) as error:
         raise TrainError(str(error)) from None
 
 
@@ -76,7 +75,7 @@ def validation_set(job: TrainJob, tokenizer):
     p = job.params
     if job.validation is None or not p["eval_steps"] or not p["max_eval_examples"]:
         return None
-    rows = read_rows(job.validation, ["input", "output"]).head(p["max_eval_examples"])
+    rows = read_parquet(job.validation, ["input", "output"]).to_pandas().head(p["max_eval_examples"])
     return encode_pair_rows(rows, tokenizer, job.wrapper, p["max_input_length"], p["max_output_length"],
                             f"validation ({job.validation})").dataset
 
@@ -168,66 +167,67 @@ def _save_adapter(model, out: Path) -> None:
     tmp.rename(out)
 
 
-def run(job: TrainJob, callbacks: Sequence = ()) -> dict | None:
-    """Train (or resume from the latest complete checkpoint) to the configured step count, save
-    the final adapter and the manifest (with the loss histories the loss curve is drawn from);
-    return the manifest record (None on processes other than the first). ``callbacks`` are extra
-    TrainerCallbacks."""
-    from transformers import Trainer, set_seed
-
-    from ..models import load_tokenizer
-    from .model import load_trainable_model, trainable_parameters
-
-    check_params(job.params, job.mode)
-    p = job.params
+def world_size(params: dict) -> int:
+    """The processes of this run (torchrun's WORLD_SIZE), with a warning when the config counts
+    another number: the effective batch follows the processes that run."""
     world = int(os.environ.get("WORLD_SIZE", 1))
-    if world != p["processes"]:
+    if world != params["processes"]:
         log.warning("running %d process(es) but the config says processes=%d: the effective batch is %d",
-                    world, p["processes"], p["per_device_batch_size"] * p["grad_accumulation"] * world)
-    set_threads(max(1, (job.threads or os.cpu_count() or 1) // world))
-    manifest = Manifest("train", params=p, seed=p["seed"])
+                    world, params["processes"], params["per_device_batch_size"] * params["grad_accumulation"] * world)
+    return world
 
-    tokenizer = load_tokenizer(job.base, padding_side="right")
-    encoded = encode(job, tokenizer)
-    train_set = encoded.dataset
-    eval_set = validation_set(job, tokenizer)
-    steps = training_steps(len(train_set), p)
-    args = training_arguments(p, job.checkpoints, steps, evaluate=eval_set is not None)
 
+def resume_checkpoint(job: TrainJob, args, world: int) -> Path | None:
+    """The latest complete checkpoint of this very run (settings and inputs fingerprinted), or None
+    for a fresh start; process 0 first clears the checkpoints of any other run."""
     # how often checkpoints are written never changes the weights: a new cadence keeps them
     settings = {"mode": job.mode, "wrapper": job.wrapper, "world": world,
-                "params": {k: v for k, v in p.items() if k != "save_minutes"}}
+                "params": {k: v for k, v in job.params.items() if k != "save_minutes"}}
     run_fingerprint = checkpoints.fingerprint(settings, [job.base, job.data, job.init_adapter, job.validation])
     with args.main_process_first(local=False, desc="checkpoints"):
         if args.process_index == 0:
             checkpoints.prepare(job.checkpoints, run_fingerprint)
     resume = checkpoints.latest_complete(job.checkpoints)
-    start_step, start_tokens = _progress(resume)
     if resume:
         log.info("resuming from %s", resume)
+    return resume
 
-    set_seed(p["seed"])
-    model = load_trainable_model(job.base, p, job.init_adapter)
+
+def train(job: TrainJob, args, train_set, eval_set, tokenizer, resume: Path | None, callbacks: Sequence):
+    """(model, trainer, train output) after Trainer's loop from ``resume`` (or from the start)."""
+    from transformers import Trainer, set_seed
+
+    from .model import load_trainable_model
+
+    set_seed(job.params["seed"])
+    model = load_trainable_model(job.base, job.params, job.init_adapter)
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                       data_collator=Collator(tokenizer.pad_token_id),
-                      callbacks=[save_every(p["save_minutes"]), *callbacks])
+                      callbacks=[save_every(job.params["save_minutes"]), *callbacks])
     result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    state = trainer.state
-    if state.global_step != steps:
-        raise TrainError(f"training stopped at step {state.global_step} of {steps}")
-    if not trainer.is_world_process_zero():
-        return None
+    return model, trainer, result
 
-    runtime = result.metrics.get("train_runtime", 0.0)
+
+def data_counts(encoded: Encoded, eval_set) -> dict[str, int]:
+    """Rows in and used, sequences, and what encoding counted (tokens, truncations, blocks)."""
+    return {"rows_in": encoded.rows_in, "rows_used": encoded.rows_in - sum(encoded.drops.values()),
+            "sequences": len(encoded.dataset), **encoded.counts,
+            "validation_sequences": len(eval_set) if eval_set is not None else 0}
+
+
+def run_record(job: TrainJob, state, runtime: float, model, world: int, resume: Path | None,
+               start: tuple[int, int]) -> dict:
+    """What the run did: its inputs, steps and epochs, throughput of this session (``start``: the
+    steps and tokens done before it), trainable parameters and the loss histories."""
+    from .model import trainable_parameters
+
+    start_step, start_tokens = start
     session_tokens = state.num_input_tokens_seen - start_tokens
-    manifest.counts = {"rows_in": encoded.rows_in, "rows_used": encoded.rows_in - sum(encoded.drops.values()),
-                       "sequences": len(train_set), **encoded.counts,
-                       "validation_sequences": len(eval_set) if eval_set is not None else 0}
-    manifest.drops = encoded.drops
-    manifest.extra = {
+    return {
         "name": job.name, "mode": job.mode, "wrapper": job.wrapper, "base": str(job.base),
         "init_adapter": str(job.init_adapter) if job.init_adapter else None, "data": str(job.data),
-        "steps": state.global_step, "epochs": state.epoch, "effective_batch": effective_batch({**p, "processes": world}),
+        "steps": state.global_step, "epochs": state.epoch,
+        "effective_batch": effective_batch({**job.params, "processes": world}),
         "processes": world, "resumed_from": str(resume) if resume else None,
         "steps_this_run": state.global_step - start_step,
         "train_runtime_seconds": runtime, "tokens_seen": state.num_input_tokens_seen,
@@ -237,6 +237,36 @@ def run(job: TrainJob, callbacks: Sequence = ()) -> dict | None:
                        for e in state.log_history if "loss" in e],
         "validation_loss": [{"step": e["step"], "loss": e["eval_loss"]} for e in state.log_history if "eval_loss" in e],
     }
+
+
+def run(job: TrainJob, callbacks: Sequence = ()) -> dict | None:
+    """Train (or resume from the latest complete checkpoint) to the configured step count, save
+    the final adapter and the manifest (with the loss histories the loss curve is drawn from);
+    return the manifest record (None on processes other than the first). ``callbacks`` are extra
+    TrainerCallbacks."""
+    from ..models import load_tokenizer
+
+    check_params(job.params, job.mode)
+    world = world_size(job.params)
+    set_threads(max(1, (job.threads or os.cpu_count() or 1) // world))
+    manifest = Manifest("train", params=job.params, seed=job.params["seed"])
+
+    tokenizer = load_tokenizer(job.base, padding_side="right")
+    encoded = encode(job, tokenizer)
+    eval_set = validation_set(job, tokenizer)
+    steps = training_steps(len(encoded.dataset), job.params)
+    args = training_arguments(job.params, job.checkpoints, steps, evaluate=eval_set is not None)
+    resume = resume_checkpoint(job, args, world)
+    start = _progress(resume)  # read now: the checkpoint is rotated away once training saves another
+    model, trainer, result = train(job, args, encoded.dataset, eval_set, tokenizer, resume, callbacks)
+    if trainer.state.global_step != steps:
+        raise TrainError(f"training stopped at step {trainer.state.global_step} of {steps}")
+    if not trainer.is_world_process_zero():
+        return None
+
+    manifest.counts, manifest.drops = data_counts(encoded, eval_set), encoded.drops
+    manifest.extra = run_record(job, trainer.state, result.metrics.get("train_runtime", 0.0), model, world,
+                                resume, start)
     _save_adapter(model, job.out)
     record = manifest.write(job.manifest)
     shutil.rmtree(job.checkpoints, ignore_errors=True)

@@ -14,24 +14,12 @@ import argparse
 import logging
 from pathlib import Path
 
-import torch
-
-from ..io import Manifest, parse_params, set_threads, setup_logging
+from ..backends import greedy_texts
+from ..io import Manifest, parse_params, read_parquet, set_threads, setup_logging
+from ..models import encode_with_bos, load_tokenizer
 from ..prompts import parse_bonito_output
-from .data import read_rows
 
 log = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def greedy_outputs(model, tokenizer, prompts: list[str], max_new_tokens: int) -> list[str]:
-    """Greedy continuations of BOS + prompt (the training layout), one batch, left-padded."""
-    bos = tokenizer.bos_token or ""
-    batch = tokenizer([bos + p for p in prompts], add_special_tokens=False, padding=True,
-                      return_tensors="pt").to(model.device)
-    out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, use_cache=True,
-                         pad_token_id=tokenizer.pad_token_id)
-    return tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
 
 
 def parsed(texts: list[str]) -> int:
@@ -40,20 +28,15 @@ def parsed(texts: list[str]) -> int:
 
 def parse_shares(base_dir: str | Path, adapter_dir: str | Path, validation: str | Path, contexts: int,
                  max_new_tokens: int, bf16: bool = False) -> dict:
-    """Parsable greedy generations for the first validation contexts, untrained base and base +
-    trained adapter: counts, shares and one example of each."""
-    from peft import PeftModel
-
-    from ..models import load_for_inference, load_tokenizer
-
-    prompts = [str(p) for p in read_rows(validation, ["input"])["input"].head(contexts)]
-    tokenizer = load_tokenizer(base_dir, padding_side="left")
-    model = load_for_inference(base_dir, bf16=bf16)
-    if torch.cuda.is_available():
-        model = model.to("cuda")
-    base = greedy_outputs(model, tokenizer, prompts, max_new_tokens)
-    model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload().eval()
-    trained = greedy_outputs(model, tokenizer, prompts, max_new_tokens)
+    """Parsable greedy generations of BOS + prompt (the training layout) for the first validation
+    contexts, untrained base and base + trained adapter, all prompts in one batch: counts, shares
+    and one example of each."""
+    prompts = [str(p) for p in read_parquet(validation, ["input"]).to_pandas()["input"].head(contexts)]
+    ids = encode_with_bos(load_tokenizer(base_dir), prompts)
+    longest = max(map(len, ids)) + max_new_tokens
+    decoding = {"max_new_tokens": max_new_tokens, "token_budget": len(ids) * longest, "max_model_len": longest,
+                "bf16": bf16, "seed": 0}  # greedy: the seed draws nothing
+    base, trained = (greedy_texts("transformers", base_dir, adapter, ids, **decoding) for adapter in (None, adapter_dir))
     counts = {"contexts": len(prompts), "trained_parsed": parsed(trained), "base_parsed": parsed(base)}
     return {"counts": counts, "decoding": "greedy", "trained": counts["trained_parsed"] / len(prompts),
             "base": counts["base_parsed"] / len(prompts), "trained_example": trained[0], "base_example": base[0]}

@@ -10,25 +10,13 @@ choice), kept as the reference the tests and the benchmark compare against.
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 
+from ..backends import token_batches
+
 TokenIds = list[int]
-
-
-def token_batches(lengths: Sequence[int], batch_tokens: int) -> Iterator[list[int]]:
-    """Indices grouped, longest first, so that batch size x longest length <= batch_tokens
-    (a single longer sequence still gets a batch of its own)."""
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    batch: list[int] = []
-    for i in order:
-        if batch and (len(batch) + 1) * lengths[batch[0]] > batch_tokens:
-            yield batch
-            batch = []
-        batch.append(i)
-    if batch:
-        yield batch
 
 
 def to_accelerator(model):

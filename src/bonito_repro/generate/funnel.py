@@ -28,7 +28,8 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .prompts import parse_bonito_output
+from ..prompts import parse_bonito_output
+from .embeddings import Embedder, max_cosine, similar_earlier
 
 REASONS = ("unparsable", "empty", "exact_duplicate", "near_duplicate", "contaminated")
 ALWAYS_REMOVED = ("unparsable", "empty")
@@ -93,6 +94,37 @@ def _normalise(text: str) -> str:
     return " ".join(text.split())
 
 
+def parse_tasks(generations: pd.DataFrame, contexts: list[str]) -> list[tuple[str, str] | None]:
+    """(instruction, response) of every row, None where it does not parse: raw generations are
+    parsed here, tasks parsed elsewhere only stripped."""
+    if "generation" in generations:
+        return [parse_bonito_output(text, ctx) for text, ctx in zip(generations["generation"], contexts)]
+    return [(str(i).strip(), str(o).strip()) for i, o in zip(generations["input"], generations["output"])]
+
+
+def exact_duplicates(instructions: Iterable[str], responses: Iterable[str]) -> list[bool]:
+    """Whether each (instruction, response), whitespace collapsed, is the same as an earlier one."""
+    seen: set[tuple[str, str]] = set()
+    flags = []
+    for instruction, response in zip(instructions, responses):
+        key = (_normalise(instruction), _normalise(response))
+        flags.append(key in seen)
+        seen.add(key)
+    return flags
+
+
+def contaminated(instructions: list[str], responses: list[str], probes: tuple[list[str], list[str]],
+                 params: dict, embed: Embed, dimension: int) -> np.ndarray:
+    """Whether each task (passage taken out) matches a test probe: a shared word n-gram or a whole
+    short query, or an instruction with cosine >= ``params["cosine"]`` to a test query (``params``
+    is the ``contamination`` section; ``dimension`` that of ``embed``'s vectors)."""
+    queries, answers = probes
+    ngrams = NgramIndex(queries, answers, params["ngram"])
+    by_ngram = np.array([ngrams.matches(q) or ngrams.matches(a) for q, a in zip(instructions, responses)])
+    cosine = max_cosine(embed(queries) if queries else np.zeros((0, dimension), np.float32), embed(instructions))
+    return by_ngram | (cosine >= params["cosine"])
+
+
 def run_funnel(generations: pd.DataFrame, params: dict, probes: tuple[list[str], list[str]] = ([], []),
                embed: Embed | None = None) -> pd.DataFrame:
     """Every generation with its parsed sides, a flag per check, its ``reason`` (first failed
@@ -104,10 +136,7 @@ def run_funnel(generations: pd.DataFrame, params: dict, probes: tuple[list[str],
     ``embed`` maps texts to unit vectors (MiniLM when None, loaded only if a row needs it)."""
     df = generations.reset_index(drop=True).copy()
     contexts = [p if isinstance(p, str) else "" for p in df["passage"]]
-    if "generation" in df:
-        parsed = [parse_bonito_output(text, ctx) for text, ctx in zip(df["generation"], contexts)]
-    else:
-        parsed = [(str(i).strip(), str(o).strip()) for i, o in zip(df["input"], df["output"])]
+    parsed = parse_tasks(df, contexts)
     df["input"] = [p[0] if p else None for p in parsed]
     df["output"] = [p[1] if p else None for p in parsed]
     df["unparsable"] = [p is None for p in parsed]
@@ -115,30 +144,16 @@ def run_funnel(generations: pd.DataFrame, params: dict, probes: tuple[list[str],
     for flag in REASONS[2:]:
         df[flag] = False
 
-    ok = ~(df["unparsable"] | df["empty"])
-    rows = df.index[ok]
+    rows = df.index[~(df["unparsable"] | df["empty"])]
     if len(rows):
-        seen: set[tuple[str, str]] = set()
-        for i in rows:
-            key = (_normalise(df.at[i, "input"]), _normalise(df.at[i, "output"]))
-            df.at[i, "exact_duplicate"] = key in seen
-            seen.add(key)
-
+        df.loc[rows, "exact_duplicate"] = exact_duplicates(df.loc[rows, "input"], df.loc[rows, "output"])
         instructions = [without_passage(df.at[i, "input"], contexts[i]) for i in rows]
         responses = [without_passage(df.at[i, "output"], contexts[i]) for i in rows]
-        embed = embed or _default_embedder()
+        embed = embed or Embedder()
         task_vectors = embed([f"{q}\n{a}\n{contexts[i]}" for q, a, i in zip(instructions, responses, rows)])
-        from .embeddings import max_cosine, similar_earlier
-
         df.loc[rows, "near_duplicate"] = similar_earlier(task_vectors, params["near_duplicate_cosine"])
-
-        queries, answers = probes
-        contamination = params["contamination"]
-        ngrams = NgramIndex(queries, answers, contamination["ngram"])
-        by_ngram = np.array([ngrams.matches(q) or ngrams.matches(a) for q, a in zip(instructions, responses)])
-        cosine = max_cosine(embed(queries) if queries else np.zeros((0, task_vectors.shape[1]), np.float32),
-                            embed(instructions))
-        df.loc[rows, "contaminated"] = by_ngram | (cosine >= contamination["cosine"])
+        df.loc[rows, "contaminated"] = contaminated(instructions, responses, probes, params["contamination"],
+                                                    embed, task_vectors.shape[1])
 
     flags = df[list(REASONS)].to_numpy()
     df["reason"] = [REASONS[row.argmax()] if row.any() else "clean" for row in flags]
@@ -150,12 +165,6 @@ def removing_reasons(params: dict) -> list[str]:
     """The checks that remove rows: the format ones always, the others where filters say so."""
     on = {FILTER_REASON[f] for f in OPTIONAL_FILTERS if params["filters"][f]}
     return [r for r in REASONS if r in ALWAYS_REMOVED or r in on]
-
-
-def _default_embedder() -> Embed:
-    from .embeddings import Embedder
-
-    return Embedder()
 
 
 def funnel_counts(df: pd.DataFrame, params: dict) -> dict:

@@ -11,8 +11,8 @@ from typing import Iterable
 
 import pandas as pd
 
-from .io import atomic_path, read_json, setup_logging
-from .main_table import DEMO_LABEL
+from ..io import read_json, setup_logging, write_csv, write_text
+from ..main_table import DEMO_LABEL
 
 COLUMNS = ["target", "source", "dataset", "task_type", "wrapper", "n_examples", "f1", "f1_median",
            "ci_low", "ci_high", "confidence", "templates", "template_f1"]
@@ -52,10 +52,8 @@ def markdown(scores: pd.DataFrame, scale: str, decimals: int = 1) -> str:
 def write_scores(scores: pd.DataFrame, csv: Path, md: Path, scale: str) -> None:
     if scale != "paper":
         scores = scores.assign(data=DEMO_LABEL.format(scale=scale))
-    with atomic_path(csv) as tmp:
-        scores.to_csv(tmp, index=False)
-    with atomic_path(md) as tmp:
-        tmp.write_text(markdown(scores.drop(columns=["data"], errors="ignore"), scale))
+    write_csv(scores, csv)
+    write_text(markdown(scores.drop(columns=["data"], errors="ignore"), scale), md)
 
 
 def main(argv: list[str] | None = None) -> int:

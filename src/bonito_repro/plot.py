@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .funnel import REASONS
+from .generate.funnel import REASONS
 from .io import atomic_path, parse_params, read_json, setup_logging
 
 

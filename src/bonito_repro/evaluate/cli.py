@@ -1,0 +1,90 @@
+"""Evaluation of one (target, source, dataset): F1 over the dataset's five prompt templates (its
+dataset file's ``templates``, passed as ``--templates``) with the paper's protocol
+(docs/protocol.md, section 8, D10, D11, D14).
+
+- Yes-no QA and NLI: rank classification (``rank_classification``), macro F1 and accuracy per
+  template.
+- Extractive QA: greedy decoding (``greedy_generation``), SQuAD v1.1 token F1 and exact match
+  against the first gold answer.
+Every prompt is wrapped (``plain``, ``inst`` or ``io``, chosen per target by the config) and
+starts with BOS; prompt and answer are tokenized separately and concatenated, the answer followed
+by EOS except under ``inst``; prompts longer than ``max_length`` tokens lose their end, as the
+paper's collator does (counted). The table number is the mean over templates; the median, a
+bootstrap interval (examples resampled, the mean over templates recomputed) and the example count
+go beside it. Scores are in percent.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from .. import config
+from ..config import EVAL_DECODING_KEYS
+from ..io import Manifest, parse_params, set_threads, setup_logging, write_json, write_parquet
+from ..prompts import WRAPPERS
+from ..tasks import GENERATION_TASK_TYPES, task_type_code
+from .errors import EvaluationError
+from .job import run
+
+log = logging.getLogger(__name__)
+
+
+def check_params(params: dict, task_type: str) -> dict:
+    """Every key the job reads is there (decoding keys only for extractive QA)."""
+    try:
+        generation = task_type_code(task_type) in GENERATION_TASK_TYPES
+    except ValueError:  # run() names the bad task type
+        generation = False
+    try:
+        return config.check_params(params, "evaluation", omit=() if generation else EVAL_DECODING_KEYS)
+    except config.ConfigError as error:
+        raise EvaluationError(str(error)) from None
+
+
+def check_templates(spec: dict) -> dict:
+    """The dataset file's ``templates`` entry against its schema (config/schema.yaml)."""
+    try:
+        return config.check_params(spec, "templates", flag="--templates")
+    except config.ConfigError as error:
+        raise EvaluationError(str(error)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bonito_repro evaluate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, type=Path, help="base model directory")
+    parser.add_argument("--adapter", type=Path, help="PEFT adapter directory (merged in)")
+    parser.add_argument("--wrapper", required=True, choices=sorted(WRAPPERS))
+    parser.add_argument("--dataset", required=True, help="dataset key (names it in the report)")
+    parser.add_argument("--task-type", required=True, help="the dataset's task type (ynqa, nli, exqa)")
+    parser.add_argument("--test", required=True, type=Path, help="test split parquet")
+    parser.add_argument("--templates", required=True, help="the dataset file's `templates` as JSON")
+    parser.add_argument("--labels", default=None, help="the dataset file's `labels` as JSON")
+    parser.add_argument("--params", required=True, help="config `evaluation` + `seed` as JSON")
+    parser.add_argument("--out", required=True, type=Path, help="scores JSON")
+    parser.add_argument("--predictions", type=Path, help="per-template, per-example predictions parquet")
+    parser.add_argument("--manifest", type=Path, help="manifest JSON (default: beside --out)")
+    parser.add_argument("--target", help="target name for the report (default: model dir name)")
+    parser.add_argument("--source", help="source name for the report (default: zero_shot without adapter)")
+    parser.add_argument("--threads", type=int, default=None)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    set_threads(args.threads)
+    params = check_params(parse_params(args.params), args.task_type)
+    args.labels = parse_params(args.labels, "--labels") if args.labels and args.labels != "null" else None
+    args.templates = check_templates(parse_params(args.templates, "--templates"))
+    manifest = Manifest("evaluate", params=params, seed=params["seed"])
+    scores, predictions = run(args, params, manifest)
+    log.info("%s / %s / %s: F1 mean %.2f (median %.2f) over %d templates, %d examples",
+             scores["target"], scores["source"], args.dataset, scores["mean"], scores["median"],
+             len(scores["templates"]), scores["n_examples"])
+    write_json(scores, args.out)
+    if args.predictions:
+        write_parquet(predictions, args.predictions)
+    manifest.write(args.manifest or args.out.with_suffix(".manifest.json"))
+    return 0

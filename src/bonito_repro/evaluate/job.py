@@ -1,0 +1,127 @@
+"""One evaluation job: the test rows it scores, the scores of every template, and the result
+record with the table number (the mean over templates), the median and the bootstrap interval."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from .. import metrics
+from ..config import ZERO_SHOT
+from ..io import Manifest, read_parquet, seeded_subset
+from ..models import load_for_inference, load_tokenizer
+from ..tasks import GENERATION_TASK_TYPES, RANK_TASK_TYPES, task_type_code
+from .encoder import PromptEncoder
+from .errors import EvaluationError
+from .greedy_generation import evaluate_generation, generation_report
+from .rank_classification import evaluate_rank, gold_labels, rank_report
+from .scoring import to_accelerator
+from .templates import EvalTemplate, load_templates
+
+# per-template scores, the bootstrap statistic over resampled examples, per-example records
+Report = tuple[dict[str, dict], Callable[[np.ndarray], np.ndarray], list[dict]]
+
+
+def summarise(per_template: dict[str, dict], statistic, n_examples: int, bootstrap: dict) -> dict:
+    """Mean (the table number) and median over templates, and the bootstrap interval of the mean."""
+    f1s = [scores["f1"] for scores in per_template.values()]
+    low, high = metrics.bootstrap_interval(statistic, n_examples, bootstrap["samples"],
+                                           bootstrap["confidence"], bootstrap["seed"])
+    return {"mean": float(np.mean(f1s)), "median": float(np.median(f1s)), "ci": [low, high],
+            "confidence": bootstrap["confidence"], "bootstrap_samples": bootstrap["samples"]}
+
+
+def task_and_templates(args: argparse.Namespace) -> tuple[str, list[EvalTemplate]]:
+    """The dataset's task type (its code) and its templates, which must fit it: answer choices for
+    rank classification, none for generation."""
+    try:
+        task_type = task_type_code(args.task_type)
+    except ValueError as error:
+        raise EvaluationError(f"datasets.{args.dataset}.task_type: {error}") from None
+    if task_type not in RANK_TASK_TYPES + GENERATION_TASK_TYPES:
+        raise EvaluationError(f"datasets.{args.dataset}.task_type: cannot evaluate {task_type!r} "
+                              f"(rank: {RANK_TASK_TYPES}, generation: {GENERATION_TASK_TYPES})")
+    templates = load_templates(args.templates, f"--templates of {args.dataset}")
+    rank = task_type in RANK_TASK_TYPES
+    if rank != (templates[0].choices is not None):
+        raise EvaluationError(f"--templates of {args.dataset}: the dataset is {task_type!r} but its "
+                              f"templates {'lack' if rank else 'have'} answer choices")
+    return task_type, templates
+
+
+def select_rows(path: Path, params: dict, rank: bool, manifest: Manifest) -> tuple[int, list[dict], list[int]]:
+    """(rows in the file, the rows evaluated, their indices in the file): a seeded sample of
+    ``max_examples``, for extractive QA only rows with a gold answer; drops counted."""
+    all_rows = read_parquet(path).to_pylist()
+    kept = seeded_subset(len(all_rows), params["max_examples"], params["seed"])
+    manifest.drop("beyond_max_examples", len(all_rows) - len(kept))
+    rows = [all_rows[i] for i in kept]
+    if not rank:  # the paper scores against the first gold answer only
+        answered = [i for i, row in zip(kept, rows) if (row.get("answers") or {}).get("text")]
+        manifest.drop("no_gold_answer", len(kept) - len(answered))
+        kept, rows = answered, [all_rows[i] for i in answered]
+    if not rows:
+        raise EvaluationError(f"{path}: no test rows left to evaluate")
+    return len(all_rows), rows, kept
+
+
+def score(args: argparse.Namespace, params: dict, templates: list[EvalTemplate], rows: list[dict],
+          row_ids: list[int], rank: bool) -> tuple[Report, int, dict[str, float]]:
+    """Every template's scores with the statistic and per-example records, how many prompts were
+    cut, and the seconds spent loading (rank classification) and on inference."""
+    timings: dict[str, float] = {}
+    started = time.time()
+    encoder = PromptEncoder(load_tokenizer(args.model), args.wrapper, params["max_length"])
+    if rank:
+        gold = gold_labels(rows, args.labels, str(args.test), row_ids)
+        model = to_accelerator(load_for_inference(args.model, args.adapter, bf16=params["bf16"]))
+        timings["load_seconds"] = time.time() - started
+        started = time.time()
+        report = rank_report(evaluate_rank(model, encoder, templates, rows, gold, row_ids, params, str(args.test)),
+                             row_ids)
+    else:
+        references = [row["answers"]["text"][0] for row in rows]
+        results = evaluate_generation(args.model, args.adapter, encoder, templates, rows, params)
+        report = generation_report(results, references, row_ids)
+    timings["inference_seconds"] = time.time() - started
+    return report, encoder.truncated, timings
+
+
+def result_record(args: argparse.Namespace, params: dict, task_type: str, n_examples: int, truncated: int,
+                  per_template: dict[str, dict], summary: dict) -> dict:
+    """The evaluation's result: what was evaluated and how, per-template scores and the summary."""
+    rank = task_type in RANK_TASK_TYPES
+    return {
+        "target": args.target or Path(args.model).name,
+        "source": args.source or (ZERO_SHOT if args.adapter is None else Path(args.adapter).name),
+        "dataset": args.dataset,
+        "task_type": task_type,
+        "method": "rank_classification" if rank else f"greedy_generation ({params['generation_backend']})",
+        "wrapper": args.wrapper,
+        "model": str(args.model),
+        "adapter": None if args.adapter is None else str(args.adapter),
+        "metric": "f1",
+        "unit": "percent",
+        "n_examples": n_examples,
+        "truncated_prompts": truncated,
+        "templates": per_template,
+        **summary,
+    }
+
+
+def run(args: argparse.Namespace, params: dict, manifest: Manifest) -> tuple[dict, pd.DataFrame]:
+    """The scores and the per-example predictions of one evaluation job."""
+    task_type, templates = task_and_templates(args)
+    rank = task_type in RANK_TASK_TYPES
+    n_rows, rows, row_ids = select_rows(args.test, params, rank, manifest)
+    (per_template, statistic, records), truncated, timings = score(args, params, templates, rows, row_ids, rank)
+    summary = summarise(per_template, statistic, len(rows), params["bootstrap"])
+    manifest.counts = {"test_rows": n_rows, "evaluated": len(rows), "templates": len(templates),
+                       "prompts": len(rows) * len(templates), "truncated_prompts": truncated}
+    manifest.extra = {"timings": {k: round(v, 3) for k, v in timings.items()}}
+    record = result_record(args, params, task_type, len(rows), truncated, per_template, summary)
+    return record, pd.DataFrame.from_records(records)

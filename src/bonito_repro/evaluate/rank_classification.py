@@ -1,0 +1,84 @@
+"""Rank classification of yes-no QA and NLI (docs/protocol.md, section 8.2): every answer choice
+of every template scored (``scoring``), the best one predicted, macro F1 and accuracy per template."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from .. import metrics
+from ..schemas import canonical_label
+from .encoder import PromptEncoder
+from .errors import EvaluationError
+from .scoring import score_choices
+from .templates import EvalTemplate, TemplateError, render_all
+
+
+def gold_labels(rows: Sequence[dict], labels: dict | None, path: str,
+                row_ids: Sequence[int] | None = None) -> list[str]:
+    """The canonical label (yes | no | maybe) of every row, through the dataset's label map;
+    errors name the row by its index in the file (``row_ids``)."""
+    if not labels:
+        raise EvaluationError(f"{path}: rank classification needs the dataset file's `labels` "
+                              "(field, map, default)")
+    gold = []
+    for i, row in zip(row_ids or range(len(rows)), rows):
+        if labels["field"] not in row:
+            raise EvaluationError(f"{path}: row {i} has no label field {labels['field']!r} "
+                                  f"(fields: {sorted(row)})")
+        label = canonical_label(row[labels["field"]], labels)
+        if label is None:
+            raise EvaluationError(f"{path}: row {i}: label {row[labels['field']]!r} is not in the "
+                                  f"dataset's labels.map {sorted(labels['map'])} and there is no default")
+        gold.append(label)
+    return gold
+
+
+def _template_gold(template: EvalTemplate, gold: Sequence[str], row_ids: Sequence[int], path: str) -> np.ndarray:
+    for i, label in zip(row_ids, gold):
+        if label not in template.choices:
+            raise TemplateError(f"{path}: row {i} has gold label {label!r}, which template "
+                                f"{template.name!r} cannot answer (choices {template.choices})")
+    return np.array([template.labels.index(label) for label in gold])
+
+
+def evaluate_rank(model, encoder: PromptEncoder, templates: Sequence[EvalTemplate], rows: Sequence[dict],
+                  gold: Sequence[str], row_ids: Sequence[int], params: dict, path: str):
+    """Per-template predictions (choice indices), gold indices and choice scores."""
+    from tqdm.auto import tqdm
+
+    gold_index = [_template_gold(template, gold, row_ids, path) for template in templates]
+    prompts: list[list[int]] = []
+    choices: list[list[list[int]]] = []
+    for template in templates:
+        answers = [encoder.answer(text) for text in template.answer_texts]
+        prompts += encoder.prompts(render_all(template, list(rows), params["seed"]))
+        choices += [answers] * len(rows)
+    with tqdm(total=len(prompts), desc="rank classification", unit="prompt") as progress:
+        scores = score_choices(model, prompts, choices, params["batch_tokens"],
+                               pad_id=encoder.tokenizer.pad_token_id, progress=progress)
+    results = []
+    for t, template in enumerate(templates):
+        block = scores[t * len(rows):(t + 1) * len(rows)]
+        predictions = np.array([int(np.argmax(s)) for s in block])
+        results.append((template, predictions, gold_index[t], block))
+    return results
+
+
+def rank_report(results, row_ids: Sequence[int]):
+    per_template, records, arrays = {}, [], []
+    for template, predictions, gold, scores in results:
+        per_template[template.name] = {
+            "f1": 100 * metrics.macro_f1(predictions, gold),
+            "accuracy": 100 * metrics.accuracy(predictions, gold),
+            "n": len(gold),
+        }
+        arrays.append((predictions, gold, len(template.choices)))
+        records += [{"template": template.name, "row": row, "gold": template.labels[g],
+                     "prediction": template.labels[p], "correct": bool(p == g), "choice_scores": s}
+                    for row, p, g, s in zip(row_ids, predictions, gold, scores)]
+
+    def statistic(index: np.ndarray) -> np.ndarray:
+        return 100 * np.mean([metrics.macro_f1_rows(p[index], g[index], k) for p, g, k in arrays], axis=0)
+
+    return per_template, statistic, records

@@ -1,0 +1,38 @@
+"""What the generate stage reads: the passages of an unannotated parquet, or a published
+synthetic set in their place."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..io import seeded_subset
+from ..sources import load_source
+
+
+def read_passages(path: str | Path, max_passages: int | None, seed: int) -> tuple[list[str], list[int], dict]:
+    """(passages, context_ids, counts) from an unannotated parquet: context_id is the row index
+    in that file; blank passages are skipped and counted; ``max_passages`` takes a seeded random
+    subset (kept in file order), as the experiment code's --max_eval_samples with --shuffle."""
+    frame = pd.read_parquet(path)
+    if "input" not in frame:
+        raise ValueError(f"{path}: no column 'input' (columns: {list(frame.columns)})")
+    for row, value in enumerate(frame["input"]):
+        if not isinstance(value, str):
+            raise ValueError(f"{path}: row {row}: 'input' must be a string, got {value!r}")
+    ids = [i for i, text in enumerate(frame["input"]) if text.strip()]
+    counts = {"passages_in_file": len(frame), "blank_passages": len(frame) - len(ids)}
+    ids = [ids[i] for i in seeded_subset(len(ids), max_passages, seed)]
+    counts["passages"] = len(ids)
+    return [frame["input"].iloc[i] for i in ids], ids, counts
+
+
+def load_published(spec: dict) -> pd.DataFrame:
+    """A published synthetic set (``BatsResearch/bonito-experiment``, config ``bonito_<key>``, or
+    files of the same schema: ``input``, ``output``) as funnel input; its passages are unknown."""
+    rows = load_source(spec, "synthetic").to_pandas()
+    missing = {"input", "output"} - set(rows.columns)
+    if missing:
+        raise ValueError(f"published set {spec}: missing columns {sorted(missing)}")
+    return pd.DataFrame({"context_id": pd.array([None] * len(rows), dtype="Int64"), "sample": 0,
+                         "input": rows["input"], "output": rows["output"], "passage": ""})

@@ -1,0 +1,127 @@
+"""Synthetic tasks from unannotated text: the Bonito package's ``generate_tasks`` at workflow
+scale (docs/protocol.md, section 6, D5, D6, D7).
+
+Each passage becomes the Bonito input for the dataset's task type; a backend (transformers or
+vLLM, ``backends.py``) samples ``n`` completions per passage, shard by shard (``shards.py``);
+the funnel (``funnel.py``) parses, checks and counts every one.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from ..backends import Backend, Sampling, make_backend
+from ..config import check_params
+from ..io import fingerprint
+from ..prompts import bonito_input
+from ..tasks import task_type_name
+from .funnel import funnel_counts, probe_texts, run_funnel
+from .shards import generate_raw
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Generation:
+    rows: list[dict]          # kept tasks: input, output, context_id
+    records: pd.DataFrame     # every generation: raw text, parsed sides, flags, reason, kept
+    summary: dict             # funnel counts (funnel.funnel_counts)
+    shards: dict | None       # total, reused, generated, seconds, passages_per_second (None: a published set)
+
+
+def prompt_lengths(model_dir: str | Path, prompts: Sequence[str]) -> list[int]:
+    from ..models import encode_with_bos, load_tokenizer
+
+    return [len(ids) for ids in encode_with_bos(load_tokenizer(model_dir), list(prompts))]
+
+
+def check_lengths(model_dir: str | Path, prompts: Sequence[str], context_ids: Sequence[int],
+                  max_new_tokens: int) -> int:
+    """The longest prompt plus the new tokens (vLLM's max_model_len); stops naming the passage
+    when that does not fit the model's positions."""
+    lengths = prompt_lengths(model_dir, prompts)
+    longest = max(range(len(lengths)), key=lengths.__getitem__)
+    need = lengths[longest] + max_new_tokens
+    config = json.loads((Path(model_dir) / "config.json").read_text())
+    limit = config.get("max_position_embeddings")
+    if limit and need > limit:
+        raise ValueError(f"passage context_id={context_ids[longest]} needs {lengths[longest]} prompt tokens "
+                         f"+ {max_new_tokens} new tokens > the model's {limit} positions ({model_dir})")
+    return need
+
+
+def run_generation(texts: Sequence[str], task_type: str, params: dict, *,
+                   model_dir: str | Path | None = None, adapter_dir: str | Path | None = None,
+                   backend: str | Backend | None = None, context_ids: Sequence[int] | None = None,
+                   test_rows: Sequence[dict] = (), shards_dir: str | Path | None = None,
+                   embed=None) -> Generation:
+    """Generate, check and count tasks for ``texts`` (see ``generate_tasks``); ``params`` is the
+    config's ``generation`` section, checked against its schema."""
+    check_params(params, "generation")
+    backend = backend or params["backend"]
+    texts = list(texts)
+    context_ids = list(range(len(texts))) if context_ids is None else [int(c) for c in context_ids]
+    prompts = [bonito_input(text, task_type) for text in texts]
+    sampling = Sampling(n=params["n"], temperature=params["temperature"], top_p=params["top_p"],
+                        max_new_tokens=params["max_new_tokens"])
+    if isinstance(backend, str):
+        if model_dir is None:
+            raise ValueError("generate_tasks: model_dir is required with a named backend")
+        shaping = {k: params[k] for k in ("n", "temperature", "top_p", "max_new_tokens", "seed", "bf16")}
+        shaping["backend"] = backend
+        if backend == "transformers":  # its batches, hence its random stream, follow the budget
+            shaping["token_budget"] = params["token_budget"]
+        key = json.dumps({"task_type": task_type_name(task_type), "model": fingerprint(model_dir),
+                          "adapter": fingerprint(adapter_dir), **shaping}, sort_keys=True)
+
+        def factory() -> Backend:
+            max_len = check_lengths(model_dir, prompts, context_ids, params["max_new_tokens"])
+            return make_backend(backend, model_dir, adapter_dir, sampling, token_budget=params["token_budget"],
+                                max_model_len=max_len, seed=params["seed"], bf16=params["bf16"])
+    else:
+        given = backend
+        key = json.dumps({"task_type": task_type_name(task_type), "backend": type(given).__name__,
+                          **{k: params[k] for k in ("n", "temperature", "top_p", "max_new_tokens", "seed")}},
+                         sort_keys=True)
+
+        def factory() -> Backend:
+            return given
+
+    # a backend passed in belongs to the caller, who may use it again
+    raw, shards = generate_raw(prompts, context_ids, params, factory, shards_dir, key,
+                               close=isinstance(backend, str))
+    passage_of = dict(zip(context_ids, texts))
+    raw["passage"] = [passage_of[int(c)] for c in raw["context_id"]]
+    records = run_funnel(raw, params, probe_texts(test_rows), embed=embed)
+    summary = funnel_counts(records, params)
+    kept = records[records["kept"]]
+    rows = [{"input": i, "output": o, "context_id": int(c)}
+            for i, o, c in zip(kept["input"], kept["output"], kept["context_id"])]
+    return Generation(rows=rows, records=records, summary=summary, shards=shards)
+
+
+def generate_tasks(texts: Sequence[str], task_type: str, params: dict, *, model_dir: str | Path | None = None,
+                   adapter_dir: str | Path | None = None, backend: str | Backend | None = None,
+                   shards_dir: str | Path | None = None, test_rows: Sequence[dict] = ()) -> list[dict]:
+    """Synthetic tasks for unannotated ``texts``: one dict per kept task with ``input``
+    (instruction, passage filled in), ``output`` (response) and ``context_id`` (index into
+    ``texts``), exactly the rows the workflow writes.
+
+    ``task_type`` is a code (``ynqa``) or a full name; ``params`` is a config's ``generation``
+    section (sampling, batching, filters: ``load_config("config.yaml")["generation"]`` has the
+    paper's). ``backend`` overrides ``params["backend"]``: ``"transformers"``, ``"vllm"`` (run
+    this in the vLLM environment) or any object with the ``Backend`` interface. ``model_dir`` is
+    a model directory and ``adapter_dir`` an optional PEFT adapter on it (a trained Bonito). With
+    ``shards_dir`` a rerun skips the shards already generated. ``params["filters"]`` turns on
+    dropping exact/near duplicates and tasks matching ``test_rows`` (see ``bonito_repro.generate.funnel``).
+    Use ``run_generation`` for the funnel counts as well."""
+    result = run_generation(texts, task_type, params, model_dir=model_dir, adapter_dir=adapter_dir,
+                            backend=backend, test_rows=test_rows, shards_dir=shards_dir)
+    if not result.rows:
+        log.warning("no task survived the funnel: %s", result.summary["funnel"])
+    return result.rows
