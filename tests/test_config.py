@@ -127,7 +127,7 @@ def _error(config: dict) -> str:
         (lambda c: c["bonito_training"]["lora"].update(r=0), "bonito_training.lora.r"),
         (lambda c: c["evaluation"].update(surprise=1), "evaluation: Additional properties"),
         (lambda c: c.update(unknown_section={}), "<root>: Additional properties"),
-        (lambda c: c["targets"]["mistral_7b"].update(wrapper={"zero_shot": "chat", "adapted": "io"}),
+        (lambda c: c["targets"]["mistral_7b"].update(wrapper={"zero_shot": "chatml", "tapt": "plain", "adapted": "io"}),
          "targets.mistral_7b.wrapper.zero_shot"),
         (lambda c: c["resources"]["adapt"].pop("gpus"), "resources.adapt: 'gpus' is a required property"),
         (lambda c: c["models"]["mistral_7b"].update(tiny={}), "models.mistral_7b"),
@@ -172,7 +172,7 @@ def test_reference_errors_name_the_key(base, edit, expected):
 
 def test_unselected_entries_are_not_checked(base):
     config = copy.deepcopy(base)
-    config["targets"]["unused"] = {"model": "gpt5", "wrapper": {"zero_shot": "plain", "adapted": "io"}}
+    config["targets"]["unused"] = {"model": "gpt5", "wrapper": {"zero_shot": "plain", "tapt": "plain", "adapted": "io"}}
     assert "unused" not in validate(config)["targets"]
 
 

@@ -102,6 +102,23 @@ def test_wrapped_prompt_and_answer_ids(tokenizer, wrapper, text):
     assert answer == (body if wrapper == "inst" else body + [tokenizer.eos_token_id])
 
 
+def test_the_chat_wrapper_is_the_local_models_own_template_with_one_bos(smollm2_tokenizer):
+    """SmolLM2-Instruct after `<|im_start|>Instruct: ...\nAnswer:` most likely ends the turn, so an
+    instruction-tuned model is prompted with its own chat template; the template starts with the
+    BOS (<|im_start|>) itself, so the encoder must not add a second one."""
+    tokenizer = smollm2_tokenizer
+    encoder = PromptEncoder(tokenizer, "chat", max_length=512)
+    (ids,) = encoder.prompts(["  Is it so? "])
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": "Is it so?"}], tokenize=False,
+                                         add_generation_prompt=True)
+    assert tokenizer.decode(ids) == chat and chat.startswith(tokenizer.bos_token)
+    assert ids[0] == tokenizer.bos_token_id != ids[1]
+    assert chat.endswith("<|im_start|>assistant\n") and "<|im_start|>user\nIs it so?<|im_end|>" in chat
+    assert encoder.answer(" Yes ") == tokenizer("Yes", add_special_tokens=False)["input_ids"]  # no EOS
+    (plain,) = PromptEncoder(tokenizer, "plain", max_length=512).prompts(["Is it so?"])
+    assert tokenizer.decode(plain) == "<|im_start|>Instruct: Is it so?\nAnswer:"  # the pretrained models' wrapper
+
+
 def test_long_prompts_lose_their_end_and_are_counted(tokenizer):
     encoder = PromptEncoder(tokenizer, "plain", max_length=16)
     short, long = encoder.prompts(["Yes?", "word " * 100])

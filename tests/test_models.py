@@ -82,6 +82,7 @@ def test_gguf_conversion_gives_a_safetensors_llama(tmp_path):
     batch = tokenizer(["The capital of France is"], return_tensors="pt")
     text = tokenizer.decode(model.generate(**batch, max_new_tokens=4, do_sample=False)[0])
     assert "Paris" in text  # a real pretrained model, not random weights
+    assert "<|im_start|>assistant" in tokenizer.chat_template  # the local targets' `chat` wrapper needs it
     assert json.loads((tmp_path / "m.json").read_text())["counts"]["files"] >= 4
 
 

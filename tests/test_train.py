@@ -95,11 +95,14 @@ def test_truncation_is_counted_and_keeps_the_limits(tokenizer):
     assert encoded[0]["prompt_length"] == 10 and len(encoded[0]["input_ids"]) == 15
 
 
-def test_wrappers_and_blank_rows():
+def test_wrappers_and_blank_rows(tokenizer):
     df = pd.DataFrame({"input": [" Is it? ", "", "Q", None], "output": [" yes ", "a", "  ", "b"]})
     prompts, targets, drops = format_pairs(df, "inst", "x.parquet")
-    assert prompts == ["[INST] Is it? [/INST]"] and targets == ["yes"]
+    assert prompts == ["Is it?"] and targets == ["yes"]
     assert drops == {"empty_input": 2, "empty_output": 1}
+    encoded, _ = encode_pairs(prompts, targets, tokenizer, 128, 64, wrapper="inst")  # wrapped when encoded
+    source = encoded[0]["input_ids"][:encoded[0]["prompt_length"]]
+    assert source == [tokenizer.bos_token_id] + tokenizer("[INST] Is it? [/INST]", add_special_tokens=False)["input_ids"]
     raw, _, _ = format_pairs(df.head(1), "none", "x.parquet")
     assert raw == [" Is it? "]  # the Bonito input is used exactly as built
 

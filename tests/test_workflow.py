@@ -84,6 +84,26 @@ def test_paper_gpu_resources_come_from_config(paper_dry_run):
     assert any(int(j["resources"].get("gpu", 0)) == 4 for j in paper_dry_run if j["rule"] == "train_bonito")
 
 
+# The authors' wrappers (docs/protocol.md, section 8.1): plain for a pretrained model with no
+# adapter and after TAPT, inst for Mistral-7B-Instruct-v0.2, io for every other model with an adapter
+PAPER_WRAPPERS = {
+    ("mistral_7b", "zero_shot"): "plain", ("mistral_7b", "tapt"): "plain", ("mistral_7b", "bonito"): "io",
+    ("llama2_7b", "zero_shot"): "plain", ("llama2_7b", "tapt"): "plain", ("llama2_7b", "bonito"): "io",
+    **{(t, s): "io" for t in ("mistral_7b_p3", "llama2_7b_p3") for s in ("zero_shot", "tapt", "bonito")},
+    **{("mistral_7b_instruct", s): "inst" for s in ("zero_shot", "tapt", "bonito")},
+}
+
+
+def test_paper_evaluations_use_the_authors_wrappers():
+    result = snakemake("-n", "-p", "--profile", "slurm")
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = {}
+    for command in re.findall(r"bonito_repro evaluate .*", result.stdout + result.stderr):
+        target, source, wrapper = (re.search(rf"--{k} (\S+)", command).group(1) for k in ("target", "source", "wrapper"))
+        seen.setdefault((target, source), set()).add(wrapper)
+    assert seen == {key: {wrapper} for key, wrapper in PAPER_WRAPPERS.items()}
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory) -> Path:
     """The whole smoke DAG (Snakemake's default target: the main table), once, in a scratch directory."""

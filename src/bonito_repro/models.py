@@ -339,6 +339,21 @@ def encode_with_bos(tokenizer, texts: list[str]) -> list[list[int]]:
     return [[bos, *row] if bos is not None else row for row in ids]
 
 
+def encode_prompts(tokenizer, prompts: list[str], wrapper: str) -> list[list[int]]:
+    """Token ids of prompts under a wrapper: BOS + the wrapped prompt (``none``: the prompt as it
+    is), or, for ``chat``, the tokenizer's chat template with the prompt as the user's turn and the
+    assistant's turn opened, which carries the model's own special tokens (so no second BOS)."""
+    from .prompts import CHAT, wrap
+
+    if wrapper == CHAT:
+        if not getattr(tokenizer, "chat_template", None):
+            raise ModelError(f"wrapper {CHAT!r}: the tokenizer has no chat template")
+        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                               add_generation_prompt=True) for p in prompts]
+        return tokenizer(texts, add_special_tokens=False)["input_ids"]
+    return encode_with_bos(tokenizer, prompts if wrapper == "none" else [wrap(p, wrapper) for p in prompts])
+
+
 def load_for_inference(model_dir: str | Path, adapter_dir: str | Path | None = None, bf16: bool = False):
     """A model in eval mode, with a PEFT adapter merged in where given."""
     import torch

@@ -1,4 +1,4 @@
-"""Exact prompt strings: the Bonito input and output (docs/protocol.md, section 3) and the three
+"""Exact prompt strings: the Bonito input and output (docs/protocol.md, section 3) and the
 evaluation/training wrappers (section 8.1). The markers are plain text, not special tokens."""
 from __future__ import annotations
 
@@ -11,6 +11,11 @@ WRAPPERS = {
     "inst": "[INST] {prompt} [/INST]",
     "io": "<|input|>\n{prompt}\n<|output|>\n",
 }
+# the model's own chat template (tokenizer.apply_chat_template): an instruction-tuned model's
+# format, as inst is Mistral-7B-Instruct-v0.2's; models.encode_prompts applies it
+CHAT = "chat"
+# wrappers of instruction-tuned models: their answers are scored without EOS (section 8.1)
+INSTRUCTION_WRAPPERS = ("inst", CHAT)
 
 
 def bonito_input(context: str, task_type: str) -> str:
@@ -36,8 +41,8 @@ def parse_bonito_output(text: str, context: str) -> tuple[str, str] | None:
 
 
 def wrap(prompt: str, wrapper: str) -> str:
-    """Apply an evaluation/training wrapper (``plain``, ``inst`` or ``io``); BOS is the
-    tokenizer's job."""
+    """Apply a string wrapper (``plain``, ``inst`` or ``io``; ``chat`` needs the tokenizer, see
+    models.encode_prompts); BOS is the tokenizer's job."""
     try:
         return WRAPPERS[wrapper].format(prompt=prompt)
     except KeyError:

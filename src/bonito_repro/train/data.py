@@ -14,12 +14,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..models import encode_with_bos
-from ..prompts import wrap
+from ..models import encode_prompts
 
 IGNORE_INDEX = -100
 # `none`: the input column is already the whole prompt (Bonito's ctga inputs)
-PAIR_WRAPPERS = ("none", "io", "inst")
+PAIR_WRAPPERS = ("none", "io", "inst", "chat")
 
 
 class TrainDataError(ValueError):
@@ -54,8 +53,9 @@ def training_steps(n_examples: int, params: dict) -> int:
 
 def format_pairs(df: pd.DataFrame, wrapper: str, origin: str) -> tuple[list[str], list[str], dict[str, int]]:
     """Prompt and target strings: ``none`` keeps both as they are (the Bonito input is already
-    exact); ``io``/``inst`` wrap the stripped instruction and strip the response, as the paper's
-    training script does. Rows with a blank side are dropped and counted by reason."""
+    exact); otherwise both are stripped, as the paper's training script does, and the prompt is
+    wrapped when encoded (``encode_pairs``). Rows with a blank side are dropped and counted by
+    reason."""
     if wrapper not in PAIR_WRAPPERS:
         raise TrainDataError(f"unknown wrapper {wrapper!r}; use one of {PAIR_WRAPPERS}")
     prompts, targets = [], []
@@ -71,7 +71,7 @@ def format_pairs(df: pd.DataFrame, wrapper: str, origin: str) -> tuple[list[str]
             prompts.append(source)
             targets.append(target)
         else:
-            prompts.append(wrap(source.strip(), wrapper))
+            prompts.append(source.strip())
             targets.append(target.strip())
     if not prompts:
         raise TrainDataError(f"{origin}: all {len(df)} rows have an empty input or output ({drops})")
@@ -83,14 +83,16 @@ def _ids(tokenizer, texts: list[str]) -> list[list[int]]:
 
 
 def encode_pairs(prompts: list[str], targets: list[str], tokenizer, max_input_length: int,
-                 max_output_length: int, batch_size: int = 1000) -> tuple[datasets.Dataset, dict[str, int]]:
-    """BOS + prompt (cut to max_input_length) then target + EOS (cut to max_output_length),
-    tokenized apart as the paper's collator does; the loss skips the prompt part."""
+                 max_output_length: int, wrapper: str = "none",
+                 batch_size: int = 1000) -> tuple[datasets.Dataset, dict[str, int]]:
+    """BOS + wrapped prompt (cut to max_input_length) then target + EOS (cut to
+    max_output_length), tokenized apart as the paper's collator does; the loss skips the prompt
+    part."""
     eos = [tokenizer.eos_token_id]
 
     def encode(batch: dict) -> dict:
         ids, prompt_lengths, lengths, cut_in, cut_out = [], [], [], [], []
-        for source, target in zip(encode_with_bos(tokenizer, batch["prompt"]), _ids(tokenizer, batch["target"])):
+        for source, target in zip(encode_prompts(tokenizer, batch["prompt"], wrapper), _ids(tokenizer, batch["target"])):
             target = target + eos
             cut_in.append(len(source) > max_input_length)
             cut_out.append(len(target) > max_output_length)
@@ -157,7 +159,7 @@ def encode_pair_rows(df: pd.DataFrame, tokenizer, wrapper: str, max_input_length
     if df.empty:
         raise TrainDataError(f"{origin}: no rows to train on (the set is empty)")
     prompts, targets, drops = format_pairs(df, wrapper, origin)
-    dataset, counts = encode_pairs(prompts, targets, tokenizer, max_input_length, max_output_length)
+    dataset, counts = encode_pairs(prompts, targets, tokenizer, max_input_length, max_output_length, wrapper)
     return Encoded(dataset, rows_in=len(df), drops=drops, counts=counts)
 
 
