@@ -223,9 +223,12 @@ def test_a_dataset_file_of_ones_own(base, tmp_path):
      "legal_qa.yaml: test_fields.label: 'answer' is not one of test_fields.required ['clause']"),
     ({"templates": {"inline": [{"name": "x", "jinja": "{{clause}}"}]}},
      "legal_qa.yaml: templates.inline.0.choices: templates ['x'] have no answer choices, but ynqa datasets"),
-    ({"labels": {"field": "answer", "map": {"Y": "yes", "N": "no"}, "default": "maybe"}},
+    ({"labels": {"field": "answer", "map": {"Y": "yes", "N": "no", "?": "maybe"}}},
      "legal_qa.yaml: templates.inline.0.choices: templates ['clause'] answer ['no', 'yes'], but labels.map "
      "gives ['maybe', 'no', 'yes']"),
+    # every label is mapped explicitly: there is no catch-all
+    ({"labels": {"field": "answer", "map": {"Y": "yes", "N": "no"}, "default": "maybe"}},
+     "legal_qa.yaml: labels: Additional properties are not allowed ('default' was unexpected)"),
     ({"templates": {"promptsource": {"dataset": "anli", "names": ["can we infer"], "labels": ["yes", "maybe", "no"]}}},
      "legal_qa.yaml: templates.promptsource.labels: templates ['can we infer'] answer ['maybe', 'no', 'yes']"),
     ({"templates": {"inline": [LEGAL_QA["templates"]["inline"][0]] * 2}},

@@ -308,10 +308,11 @@ def test_the_cli_checks_the_templates_it_is_given(tmp_path, templates, task_type
 
 
 def test_unmapped_label_is_an_error_naming_the_row():
-    rows = [{"label": "SUPPORTS"}, {"label": "MAYBE?"}]
-    with pytest.raises(ValueError, match="row 1"):
-        gold_labels(rows, {"field": "label", "map": {"SUPPORTS": "yes", "REFUTES": "no"}}, "test.parquet")
-    assert gold_labels(rows, {"field": "label", "map": {"SUPPORTS": "yes"}, "default": "maybe"}, "x") == ["yes", "maybe"]
+    rows = [{"label": "SUPPORTS"}, {"label": "supports"}]
+    labels = {"field": "label", "map": {"SUPPORTS": "yes", "REFUTES": "no", "NOT ENOUGH INFO": "maybe"}}
+    with pytest.raises(EvaluationError, match=r"^test\.parquet: row 7: label 'supports' is not in the "
+                                              r"dataset's labels\.map"):
+        gold_labels(rows, labels, "test.parquet", row_ids=[3, 7])
 
 
 # --- an adapter that knows the answers: transformers here, vLLM in its own environment ---------

@@ -188,7 +188,7 @@ def _dataset_problems(spec: dict, path: Path) -> list[str]:
             problems.append(f"{path}: labels: missing; {task_type} datasets are scored by rank classification, "
                             "which needs a label map (and test_fields.label)")
         return problems
-    given = set(labels["map"].values()) | ({labels["default"]} if "default" in labels else set())
+    given = set(labels["map"].values())
     for key, names, choices in templates:
         if choices is None:
             problems.append(f"{path}: {key}: templates {names} have no answer choices, but {task_type} "
