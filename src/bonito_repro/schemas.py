@@ -84,6 +84,11 @@ def label_key(value: Any) -> str:
     return str(value)
 
 
+def raw_label(key: str, field_type: FieldType | None) -> str | int:
+    """The row value a labels.map key stands for: the key itself, or its integer for an int field."""
+    return int(key) if field_type == "int" else key
+
+
 def canonical_label(value: Any, labels: Mapping) -> str | None:
     """The canonical choice (yes | no | maybe) of a raw label, or None if the map lacks it: every
     label is mapped explicitly, so a misspelt one is never read as some answer."""
