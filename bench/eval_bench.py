@@ -33,7 +33,8 @@ def inputs(tokenizer, dataset: str, examples: int, templates: int):
     encoder = PromptEncoder(tokenizer, "io", max_length=1024)
     prompts, choices = [], []
     _, spec = load_dataset_file(dataset, "embedded")
-    for template in load_templates(spec["templates"], spec["file"])[:templates]:
+    for template in load_templates(spec["templates"], spec.get("labels"), spec["test_fields"],
+                                   spec["file"])[:templates]:
         answers = [encoder.answer(text) for text in template.answer_texts]
         prompts += encoder.prompts(render_all(template, rows, seed=0))
         choices += [answers] * len(rows)

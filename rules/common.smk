@@ -214,6 +214,7 @@ def eval_params(generation):
         task_type=lambda w: config["datasets"][w.dataset]["task_type"],
         labels=lambda w: as_json(config["datasets"][w.dataset].get("labels")),
         templates=lambda w: as_json(config["datasets"][w.dataset]["templates"]),
+        fields=lambda w: as_json(config["datasets"][w.dataset]["test_fields"]),
         adapter=lambda w, input: f"--adapter {input.adapter}" if "adapter" in input.keys() else "",
     )
 

@@ -2,7 +2,8 @@
 # triple covering the dataset's five templates, and the table collecting them.
 # - source `zero_shot`: the target's base model with its starting adapter if it has one (the P3
 #   variants), under the target's `wrapper.zero_shot`; any other source: the adapter trained by
-#   `adapt`, under `wrapper.adapted` (docs/protocol.md, section 8.1, D10).
+#   `adapt`, under `wrapper.tapt` after TAPT and `wrapper.adapted` otherwise (docs/protocol.md,
+#   section 8.1).
 # - evaluate: rank classification (yes-no QA, NLI datasets), main environment.
 # - evaluate_generation: greedy decoding (extractive QA datasets) with
 #   `evaluation.generation_backend` (vllm: the vLLM environment's interpreter and envs/vllm.yaml).
@@ -26,7 +27,8 @@ EVAL_RESULTS = expand(f"{EVAL}.json", target=TARGETS, source=[ZERO_SHOT, *SOURCE
 EVAL_COMMAND = (
     " -m bonito_repro evaluate --model {input.model} {params.adapter} --wrapper {params.wrapper}"
     " --dataset {wildcards.dataset} --task-type {params.task_type:q} --test {input.test}"
-    " --templates {params.templates:q} --labels {params.labels:q} --params {params.hp:q} --target {wildcards.target}"
+    " --templates {params.templates:q} --labels {params.labels:q} --fields {params.fields:q}"
+    " --params {params.hp:q} --target {wildcards.target}"
     " --source {wildcards.source} --out {output.scores} --predictions {output.predictions}"
     " --manifest {output.manifest} --threads {threads} > {log} 2>&1"
 )

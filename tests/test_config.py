@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from bonito_repro.config import ConfigError, load_config, load_dataset_file, load_scale, merge, read_yaml, validate
+from bonito_repro.evaluate.templates import load_templates
 from conftest import REPO
 
 OVERLAYS = {"local": REPO / "config" / "local.yaml", "smoke": REPO / "config" / "smoke.yaml"}
@@ -223,17 +224,34 @@ def test_a_dataset_file_of_ones_own(base, tmp_path):
      "legal_qa.yaml: test_fields.label: 'answer' is not one of test_fields.required ['clause']"),
     ({"templates": {"inline": [{"name": "x", "jinja": "{{clause}}"}]}},
      "legal_qa.yaml: templates.inline.0.choices: templates ['x'] have no answer choices, but ynqa datasets"),
-    ({"labels": {"field": "answer", "map": {"Y": "yes", "N": "no"}, "default": "maybe"}},
+    ({"labels": {"field": "answer", "map": {"Y": "yes", "N": "no", "?": "maybe"}}},
      "legal_qa.yaml: templates.inline.0.choices: templates ['clause'] answer ['no', 'yes'], but labels.map "
      "gives ['maybe', 'no', 'yes']"),
+    # every label is mapped explicitly: there is no catch-all
+    ({"labels": {"field": "answer", "map": {"Y": "yes", "N": "no"}, "default": "maybe"}},
+     "legal_qa.yaml: labels: Additional properties are not allowed ('default' was unexpected)"),
     ({"templates": {"promptsource": {"dataset": "anli", "names": ["can we infer"], "labels": ["yes", "maybe", "no"]}}},
      "legal_qa.yaml: templates.promptsource.labels: templates ['can we infer'] answer ['maybe', 'no', 'yes']"),
     ({"templates": {"inline": [LEGAL_QA["templates"]["inline"][0]] * 2}},
      "legal_qa.yaml: templates: duplicate template names ['clause', 'clause']"),
+    # promptsource-style templates kept whole: each label's target must render one of the choices
+    ({"templates": {"verbatim": [{"name": "asked", "jinja": "{{clause}} {{question}}|||{{answer}}",
+                                  "answer_choices": "Yes ||| No"}]}},
+     "legal_qa.yaml: template 'asked': label 'N' (no) renders the target 'N', which is not one of its answer "
+     "choices ['Yes', 'No']"),
+    ({"templates": {"verbatim": [{"name": "asked", "jinja": "{{clause}} {{question}}", "answer_choices": "Y ||| N"}]}},
+     "legal_qa.yaml: template 'asked': its jinja needs one '|||' between the prompt and the target, it has 0"),
+    ({"test_fields": {"required": {"clause": "str", "question": "str", "answer": "int"}, "label": "answer"}},
+     "legal_qa.yaml: labels.map: key 'Y' is not an integer, but the label field 'answer' is int"),
     ({"task_type": "exqa", "labels": MISSING, "test_fields": {**SQUAD_FIELDS, "label": "answers"}},
      "legal_qa.yaml: labels: missing; test_fields.label 'answers'"),
     ({"task_type": "exqa", "labels": MISSING, "test_fields": SQUAD_FIELDS},
      "legal_qa.yaml: templates.inline.0.choices: templates ['clause'] have answer choices, but exqa datasets "
+     "are evaluated by generation"),
+    ({"task_type": "exqa", "labels": MISSING, "test_fields": SQUAD_FIELDS,
+      "templates": {"verbatim": [{"name": "x", "jinja": "{{context}}|||{{answers.text[0]}}",
+                                  "answer_choices": "a ||| b"}]}},
+     "legal_qa.yaml: templates.verbatim.0.answer_choices: templates ['x'] have answer choices, but exqa datasets "
      "are evaluated by generation"),
     ({"task_type": "exqa", "labels": MISSING, "test_fields": {"required": {"context": "str"}},
       "templates": {"inline": [{"name": "x", "jinja": "{{context}}"}]}},
@@ -263,3 +281,9 @@ def test_the_readmes_dataset_file_example_loads(tmp_path):
     name, spec = load_dataset_file(str(tmp_path / "legal_qa.yaml"), "hub")
     assert name == "legal_qa" and spec["test_fields"]["label"] == spec["labels"]["field"]
     assert [t["name"] for t in spec["templates"]["inline"]] == ["clause then question", "lawyer asks"]
+    # the same file with the verbatim templates the README shows next
+    kept_whole = re.search(r"```yaml\n# templates of my/legal_qa\.yaml, kept whole.*?\n(templates:.*?)```", text, re.S)
+    (tmp_path / "legal_qa.yaml").write_text(example.split("templates:")[0] + kept_whole.group(1))
+    _, spec = load_dataset_file(str(tmp_path / "legal_qa.yaml"), "hub")
+    (template,) = load_templates(spec["templates"], spec["labels"], spec["test_fields"], spec["file"])
+    assert template.choices == {"yes": "Yes", "no": "No"}

@@ -77,7 +77,7 @@ def test_squad_answers_are_exact_spans_and_passages_are_the_test_contexts(datase
 def test_embedded_labels_are_mixed(dataset, local_labels):
     labels = local_labels[dataset]
     counts = Counter(canonical_label(r[labels["field"]], labels) for r in embedded_rows("test", dataset))
-    n_choices = len((set(labels["map"].values()) | {labels.get("default")}) - {None})
+    n_choices = len(set(labels["map"].values()))
     assert len(counts) == n_choices
     assert min(counts.values()) >= 40 / n_choices * (0.6 if dataset == "pubmed_qa" else 0.9)
 
@@ -90,25 +90,41 @@ def test_nli_and_qa_passages_are_not_the_test_passages(dataset):
     assert not contexts & {r["input"] for r in embedded_rows("unannotated", dataset)}
 
 
-def test_label_map_default_and_integer_labels(local_labels):
+def test_every_label_is_mapped_explicitly_and_integer_labels_match_by_text(local_labels):
     vitaminc, contract, pubmed = local_labels["vitaminc"], local_labels["contract_nli"], local_labels["pubmed_qa"]
     assert canonical_label("SUPPORTS", vitaminc) == "yes"
     assert canonical_label("REFUTES", vitaminc) == "no"
-    assert canonical_label("NOT ENOUGH INFO", vitaminc) == "maybe"  # the map's default
+    assert canonical_label("NOT ENOUGH INFO", vitaminc) == "maybe"
+    assert canonical_label("supports", vitaminc) is None  # no fall-through to maybe
     assert [canonical_label(i, contract) for i in (0, 1, 2)] == ["no", "yes", "maybe"]
     assert canonical_label("perhaps", pubmed) is None
 
 
-def test_label_outside_the_map_is_an_error_unless_there_is_a_default(tmp_path, local_labels, local_fields):
-    rows = embedded_rows("test", "pubmed_qa")[:3]
-    rows[2]["final_decision"] = "perhaps"
-    with pytest.raises(SchemaError, match=r"bad\.jsonl: row 2 \(0-based\): field 'final_decision'"):
-        validate_rows(rows, "pubmed_qa", "test", "bad.jsonl", test_fields=local_fields["pubmed_qa"],
-                      labels=local_labels["pubmed_qa"])
-    rows = embedded_rows("test", "vitaminc")[:2]
-    rows[1]["label"] = "DISPUTED"
-    assert validate_rows(rows, "vitaminc", "test", "ok.jsonl", test_fields=local_fields["vitaminc"],
-                         labels=local_labels["vitaminc"]) == 2
+@pytest.mark.parametrize("dataset, field, value", [
+    ("pubmed_qa", "final_decision", "perhaps"),
+    ("vitaminc", "label", "supports"),  # the real label lower-cased: not read as not enough info
+    ("vitaminc", "label", "DISPUTED"),
+])
+def test_a_label_outside_the_map_is_an_error_naming_file_row_and_value(local_labels, local_fields,
+                                                                       dataset, field, value):
+    rows = embedded_rows("test", dataset)[:3]
+    rows[2][field] = value
+    with pytest.raises(SchemaError, match=rf"^bad\.jsonl: row 2 \(0-based\): field '{field}': label "
+                                          rf"'{value}' is not in the dataset's labels\.map"):
+        validate_rows(rows, dataset, "test", "bad.jsonl", test_fields=local_fields[dataset],
+                      labels=local_labels[dataset])
+
+
+def test_the_data_stage_stops_on_an_unknown_label(tmp_path, caplog, local_labels, local_fields):
+    rows = embedded_rows("test", "vitaminc")
+    rows[5]["label"] = "supports"
+    path = write_jsonl(tmp_path / "vitaminc.jsonl", rows)
+    code = run_stage("test", "--dataset", "vitaminc", "--spec", json.dumps({"files": str(path)}),
+                     "--fields", json.dumps(local_fields["vitaminc"]), "--labels", json.dumps(local_labels["vitaminc"]),
+                     "--out", tmp_path / "t.parquet", "--manifest", tmp_path / "t.json")
+    assert code == 1
+    assert f"{path}: row 5 (0-based): field 'label': label 'supports' is not in the dataset's labels.map" in caplog.text
+    assert not (tmp_path / "t.parquet").exists()
 
 
 @pytest.mark.parametrize("dataset, row, change, message", [

@@ -18,6 +18,7 @@ CITATION = re.compile(r"docs/protocol\.md((?:(?:,|;| |and|sections?)*(?:D\d+|\d+
 LINK = re.compile(r"docs/protocol\.md#([\w-]+)")
 SECTION_HEADING = re.compile(r"^#{2,3} (\d+(?:\.\d+)?)\.? ", re.MULTILINE)
 DEVIATION_HEADING = re.compile(r'^<a id="d(\d+)"></a>\n### D(\d+)\. (.+)$', re.MULTILINE)
+RESOLVED = " (resolved)"
 README_DEVIATION = re.compile(r"^- D(\d+) \[(.+?)\]\(docs/protocol\.md#d(\d+)\)", re.MULTILINE)
 
 
@@ -77,8 +78,11 @@ def test_every_citation_of_the_protocol_exists():
     assert not missing, "cited but not in docs/protocol.md:\n" + "\n".join(sorted(set(missing)))
 
 
-def test_readme_lists_every_deviation_with_its_title():
+def test_readme_lists_every_open_deviation_with_its_title():
+    """A resolved entry keeps its number in docs/protocol.md (its title ends "(resolved)") and
+    leaves the README's list."""
     _, deviations, _ = protocol_index()
     listed = README_DEVIATION.findall((REPO / "README.md").read_text(encoding="utf-8"))
     assert all(number == anchor for number, _, anchor in listed)
-    assert {int(number): title for number, title, _ in listed} == deviations
+    assert {int(number): title for number, title, _ in listed} == {
+        number: title for number, title in deviations.items() if not title.endswith(RESOLVED)}

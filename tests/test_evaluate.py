@@ -16,9 +16,10 @@ from bonito_repro.evaluate.encoder import PromptEncoder
 from bonito_repro.evaluate.errors import EvaluationError
 from bonito_repro.evaluate.rank_classification import gold_labels
 from bonito_repro.evaluate.scoring import score_choices, score_choices_separately
-from bonito_repro.evaluate.templates import EvalTemplate, load_templates, render_all
+from bonito_repro.evaluate.templates import EvalTemplate, TemplateError, load_templates, render_all
 from bonito_repro.io import seeded_subset
 from bonito_repro.models import load_for_inference, load_tokenizer
+from bonito_repro.schemas import canonical_label
 from bonito_repro.sources import embedded_path
 from conftest import REPO
 
@@ -32,16 +33,20 @@ def embedded_rows(dataset: str) -> list[dict]:
     return pd.read_json(embedded_path("test", dataset), lines=True).to_dict("records")
 
 
+def templates_of(spec: dict) -> list[EvalTemplate]:
+    """The templates of a resolved dataset entry."""
+    return load_templates(spec["templates"], spec.get("labels"), spec["test_fields"], spec["file"])
+
+
 def shipped_templates(dataset: str) -> list[EvalTemplate]:
     """The templates of a dataset file shipped in the package."""
-    _, spec = load_dataset_file(dataset, "embedded")
-    return load_templates(spec["templates"], spec["file"])
+    return templates_of(load_dataset_file(dataset, "embedded")[1])
 
 
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_five_templates_render_on_the_embedded_rows(dataset, local_config):
     spec = local_config["datasets"][dataset]
-    templates = load_templates(spec["templates"], spec["file"])
+    templates = templates_of(spec)
     rows = embedded_rows(dataset)
     assert len(templates) == 5 and len({t.name for t in templates}) == 5
     rank = spec["task_type"] != "exqa"
@@ -56,16 +61,139 @@ def test_five_templates_render_on_the_embedded_rows(dataset, local_config):
         assert len(set(gold)) >= 2
 
 
-def test_template_content_follows_the_paper():
-    nli = {t.name: t for t in shipped_templates("vitaminc")}
-    row = {"evidence": "The lake is 16 m deep.", "claim": "The lake is deep.", "label": "SUPPORTS"}
-    assert nli["can we infer"].render(row) == 'Suppose The lake is 16 m deep. Can we infer that "The lake is deep."? Yes, no, or maybe?'
-    assert nli["take the following as truth"].choices == {"yes": "True", "maybe": "Inconclusive", "no": "False"}
+# --- the authors' templates (docs/protocol.md, section 8.4), kept verbatim in the dataset files ---
+
+AUTHORS = ["pubmed_qa", "privacy_qa", "contract_nli", "vitaminc"]
+# one hand-written row per dataset, in the schema of its test split
+FIXED_ROWS = {
+    "pubmed_qa": {"pubid": 7, "question": "Does tea lower blood pressure?", "final_decision": "maybe",
+                  "context": {"contexts": ["We followed 40 adults.", "Pressure fell in some."]},
+                  "long_answer": "Possibly."},
+    "privacy_qa": {"question": "Do you sell my data?", "text": "We never sell personal data.", "answer": "Relevant"},
+    "contract_nli": {"premise": "The parties keep all terms secret.", "hypothesis": "Terms may be shared.", "label": 0},
+    "vitaminc": {"evidence": "The lake is 16 m deep.", "claim": "The lake is deep.", "label": "SUPPORTS",
+                 "unique_id": "u1", "case_id": "c1", "page": "Lake"},
+}
+# the prompt of one template of each on its fixed row, as promptsource renders it (stripped)
+PROMPTS = {
+    ("pubmed_qa", "Given a passage (question at end)"):
+        "Given a passage: We followed 40 adults. Pressure fell in some.\n\nAnswer the question: Does tea lower "
+        "blood pressure?\n\nSummarize the above answer as YES, NO, or MAYBE?",
+    ("privacy_qa", "prompt_4"): "As a lawyer, can you answer the question given the context?\nQuestion: Do you "
+                                "sell my data?\nContext:We never sell personal data.",
+    ("contract_nli", "prompt_3"): 'Take the following as truth: The parties keep all terms secret. Then the following '
+                                  'statement: "Terms may be shared." is true, false, or inconclusive?',
+    ("vitaminc", "prompt_4"): 'The lake is 16 m deep.\nBased on that information, is the claim: "The lake is deep." '
+                              'true, false, or inconclusive?',
+}
+YES_NO_MAYBE = [("no", "No"), ("yes", "Yes"), ("maybe", "Maybe")]
+TRUE_FALSE = [("no", "False"), ("yes", "True"), ("maybe", "Inconclusive")]
+# the answer text scored for each canonical label, in the authors' order of answer_choices
+CHOICES = {
+    "pubmed_qa": {name: [("yes", "yes"), ("no", "no"), ("maybe", "maybe")] for name in [
+        "Given a passage (question at end)", "Im a doctor", "What is the answer", "Please answer",
+        "Given a passage (question at start)"]},
+    "privacy_qa": {"prompt_1": [("yes", "Relevant"), ("no", "Irrelevant")],
+                   **{f"prompt_{i}": [("yes", "Yes"), ("no", "No")] for i in range(2, 6)}},
+    "contract_nli": {"prompt_1": YES_NO_MAYBE, "prompt_2": YES_NO_MAYBE, "prompt_3": TRUE_FALSE,
+                     "prompt_4": TRUE_FALSE, "prompt_5": YES_NO_MAYBE},
+    "vitaminc": {"prompt_1": YES_NO_MAYBE, "prompt_2": YES_NO_MAYBE, "prompt_3": TRUE_FALSE,
+                 "prompt_4": TRUE_FALSE, "prompt_5": YES_NO_MAYBE},
+}
+
+
+def promptsource_template(entry: dict):
+    """promptsource's own Template over a dataset file's verbatim entry."""
+    from promptsource.templates import Template
+
+    return Template(name=entry["name"], jinja=entry["jinja"], reference="", answer_choices=entry["answer_choices"])
+
+
+@pytest.mark.parametrize("dataset", AUTHORS)
+def test_authors_prompts_are_what_promptsource_renders_from_their_jinja(dataset, local_config):
+    spec = local_config["datasets"][dataset]
+    entries = spec["templates"]["verbatim"]
+    templates = templates_of(spec)
+    assert [t.name for t in templates] == [e["name"] for e in entries] == list(CHOICES[dataset])
+    row = FIXED_ROWS[dataset]
+    for entry, template in zip(entries, templates):
+        assert entry["jinja"].count("|||") == 1  # prompt ||| target, kept whole in the file
+        assert template.render(row) == promptsource_template(entry).apply(dict(row))[0]
+    (name, prompt), = [(n, p) for (d, n), p in PROMPTS.items() if d == dataset]
+    assert {t.name: t for t in templates}[name].render(row) == prompt
+
+
+@pytest.mark.parametrize("dataset", AUTHORS)
+def test_answer_choices_come_from_rendering_each_labels_target(dataset, local_config):
+    """Which answer text each canonical label scores: what the authors' target renders for a row of
+    that label (e.g. ContractNLI's answer_choices[label], Vitamin C's spaced " Yes " stripped)."""
+    spec = local_config["datasets"][dataset]
+    templates = templates_of(spec)
+    assert {t.name: list(t.choices.items()) for t in templates} == CHOICES[dataset]
+    labels = spec["labels"]
+    for entry, template in zip(spec["templates"]["verbatim"], templates):
+        source = promptsource_template(entry)
+        assert template.answer_texts == source.get_fixed_answer_choices_list()
+        for row in embedded_rows(dataset):  # the authors' target of every demo row is its label's choice
+            assert source.apply(dict(row))[1] == template.choices[canonical_label(row[labels["field"]], labels)]
+
+
+@pytest.mark.parametrize("dataset", AUTHORS)
+def test_demo_rows_hold_every_field_the_templates_read_and_the_real_labels(dataset, local_config):
+    from jinja2 import Environment, meta
+
+    spec = local_config["datasets"][dataset]
+    read = set().union(*(meta.find_undeclared_variables(Environment().parse(e["jinja"]))
+                         for e in spec["templates"]["verbatim"])) - {"answer_choices"}
+    assert read <= set(spec["test_fields"]["required"])
+    rows = embedded_rows(dataset)
+    assert all(row.get(name) is not None for row in rows for name in read)
+    labels = spec["labels"]
+    real = {"pubmed_qa": {"yes", "no", "maybe"}, "privacy_qa": {"Relevant", "Irrelevant"},
+            "contract_nli": {0, 1, 2}, "vitaminc": {"SUPPORTS", "REFUTES", "NOT ENOUGH INFO"}}[dataset]
+    assert {row[labels["field"]] for row in rows} == real
+    assert set(labels["map"]) == {str(label) for label in real}
+
+
+def verbatim(jinja: str, answer_choices: str) -> dict:
+    return {"verbatim": [{"name": "mine", "jinja": jinja, "answer_choices": answer_choices}]}
+
+
+NLI_TARGET = '{% if label == "REFUTES" %} No {% elif label == "SUPPORTS" %} Yes {% else %} Maybe {% endif %}'
+NLI_LABELS = {"field": "label", "map": {"SUPPORTS": "yes", "REFUTES": "no", "NOT ENOUGH INFO": "maybe"}}
+NLI_FIELDS = {"required": {"claim": "str", "evidence": "str", "label": "str"}, "label": "label"}
+
+
+@pytest.mark.parametrize("templates, labels, message", [
+    (verbatim("{{claim}}|||" + NLI_TARGET, "No ||| Yes ||| Unsure"), NLI_LABELS,
+     "my.yaml: template 'mine': label 'NOT ENOUGH INFO' (maybe) renders the target 'Maybe', which is not one of "
+     "its answer choices ['No', 'Yes', 'Unsure']"),
+    (verbatim('{{claim}}|||{% if label == "REFUTES" %} No {% else %} Yes {% endif %}', "No ||| Yes ||| Maybe"),
+     NLI_LABELS,
+     "my.yaml: template 'mine': labels 'SUPPORTS' (yes) and 'NOT ENOUGH INFO' (maybe) both render the target 'Yes'"),
+    (verbatim("{{claim}}|||" + NLI_TARGET, "No ||| Yes ||| Maybe"),
+     {**NLI_LABELS, "map": {**NLI_LABELS["map"], "NOT ENOUGH INFO": "yes"}},
+     "my.yaml: template 'mine': labels 'SUPPORTS' and 'NOT ENOUGH INFO' are both yes but render the targets "
+     "'Yes' and 'Maybe'"),
+    (verbatim("{{claim}} {{evidence}}", "No ||| Yes ||| Maybe"), NLI_LABELS,
+     "my.yaml: template 'mine': its jinja needs one '|||' between the prompt and the target, it has 0"),
+    (verbatim("{{claim}}|||" + NLI_TARGET, "No ||| Yes ||| Maybe ||| Perhaps"), NLI_LABELS,
+     "my.yaml: template 'mine': no label renders the answer choice(s) ['Perhaps']; each choice needs a gold label"),
+    (verbatim("{{claim}}|||{{answer_choices[label]}}", "{{evidence}} ||| Yes"), NLI_LABELS,
+     "my.yaml: template 'mine': answer_choices must be a fixed list (no template variables)"),
+    (verbatim("{{claim}}|||{{ label.first.second }}", "No ||| Yes ||| Maybe"), NLI_LABELS,
+     "my.yaml: template 'mine': its target fails for label 'SUPPORTS': "),
+    (verbatim("{{claim}}|||" + NLI_TARGET, "No ||| Yes ||| No"), NLI_LABELS,
+     "my.yaml: template 'mine': answer_choices repeat a choice: ['No', 'Yes', 'No']"),
+])
+def test_a_target_that_is_not_one_answer_choice_fails_at_load(templates, labels, message):
+    with pytest.raises(TemplateError, match=re.escape(message)):
+        load_templates(templates, labels, NLI_FIELDS, "my.yaml")
+
+
+def test_squadshifts_templates_follow_the_paper():
     reddit = {t.name: t for t in shipped_templates("squadshifts_reddit")}
     assert "I searched Reddit and this is what I found" in reddit["wondered"].jinja
-    privacy = shipped_templates("privacy_qa")
-    assert sum(t.choices == {"yes": "Relevant", "no": "Irrelevant"} for t in privacy) == 1
-    assert sum(t.choices == {"yes": "Yes", "no": "No"} for t in privacy) == 4
     # question_num_hint_answer draws a word and a number at random: from its lists, seeded by render_all
     hint = {t.name: t for t in shipped_templates("squadshifts_nyt")}["question_num_hint_answer"]
     rows = embedded_rows("squadshifts_nyt")
@@ -202,7 +330,8 @@ def run_cli(tmp_path, tiny_model_dir, dataset: str, spec: dict, wrapper: str = "
     out = tmp_path / "eval" / f"{dataset}.json"
     argv = ["--model", str(tiny_model_dir), "--wrapper", wrapper, "--dataset", dataset,
             "--task-type", spec["task_type"], "--test", str(test), "--params", json.dumps(PARAMS),
-            "--templates", json.dumps(spec["templates"]), "--labels", json.dumps(spec.get("labels")), "--out", str(out),
+            "--templates", json.dumps(spec["templates"]), "--labels", json.dumps(spec.get("labels")),
+            "--fields", json.dumps(spec["test_fields"]), "--out", str(out),
             "--predictions", str(tmp_path / "eval" / f"{dataset}.predictions.parquet"),
             "--target", "tiny", "--threads", "1"]
     assert main(argv) == 0
@@ -286,7 +415,7 @@ def test_a_dataset_file_of_ones_own_loads_validates_and_evaluates(tmp_path, tiny
     (tmp_path / "legal_qa.yaml").write_text(LEGAL_QA)
     (tmp_path / "run.yaml").write_text(f"run: {{datasets: [{tmp_path / 'legal_qa.yaml'}]}}\n")
     spec = load_config(REPO / "config.yaml", tmp_path / "run.yaml")["datasets"]["legal_qa"]
-    templates = load_templates(spec["templates"], spec["file"])
+    templates = templates_of(spec)
     assert templates[0].render(rows[0]).startswith("Clause: The tenant may end the lease with 1 months'")
 
     test = tmp_path / "test.parquet"
@@ -299,8 +428,9 @@ def test_a_dataset_file_of_ones_own_loads_validates_and_evaluates(tmp_path, tiny
     out, predictions = tmp_path / "eval" / "legal_qa.json", tmp_path / "eval" / "legal_qa.predictions.parquet"
     assert main(["--model", str(tiny_model_dir), "--wrapper", "io", "--dataset", "legal_qa",
                  "--task-type", spec["task_type"], "--test", str(test), "--templates", json.dumps(spec["templates"]),
-                 "--labels", json.dumps(spec["labels"]), "--params", json.dumps(PARAMS), "--out", str(out),
-                 "--predictions", str(predictions), "--threads", "1"]) == 0
+                 "--labels", json.dumps(spec["labels"]), "--fields", json.dumps(spec["test_fields"]),
+                 "--params", json.dumps(PARAMS), "--out", str(out), "--predictions", str(predictions),
+                 "--threads", "1"]) == 0
     result = json.loads(out.read_text())
     assert result["dataset"] == "legal_qa" and result["method"] == "rank_classification"
     assert list(result["templates"]) == ["clause then question", "does the clause say so"]
@@ -315,20 +445,24 @@ def test_a_dataset_file_of_ones_own_loads_validates_and_evaluates(tmp_path, tiny
      "--templates of mine: the dataset is 'exqa' but its templates have answer choices"),
     ({"inline": [{"name": "x", "jinja": "{{q}}", "choices": {"yes": "Y", "no": "N"}}, {"name": "x", "jinja": "{{q}}"}]},
      "ynqa", "--templates of mine: duplicate template names"),
+    (verbatim("{{q}}|||{{a}}", "Yes ||| No"), "ynqa",
+     "--templates of mine: template 'mine': answer_choices need the dataset's labels"),
 ])
 def test_the_cli_checks_the_templates_it_is_given(tmp_path, templates, task_type, message):
     argv = ["--model", str(tmp_path), "--wrapper", "io", "--dataset", "mine", "--task-type", task_type,
             "--test", str(tmp_path / "t.parquet"), "--templates", json.dumps(templates),
+            "--fields", json.dumps({"required": {"q": "str", "a": "str"}}),
             "--params", json.dumps(PARAMS), "--out", str(tmp_path / "out.json")]
     with pytest.raises(ValueError, match=re.escape(message)):  # EvaluationError or TemplateError
         main(argv)
 
 
 def test_unmapped_label_is_an_error_naming_the_row():
-    rows = [{"label": "SUPPORTS"}, {"label": "MAYBE?"}]
-    with pytest.raises(ValueError, match="row 1"):
-        gold_labels(rows, {"field": "label", "map": {"SUPPORTS": "yes", "REFUTES": "no"}}, "test.parquet")
-    assert gold_labels(rows, {"field": "label", "map": {"SUPPORTS": "yes"}, "default": "maybe"}, "x") == ["yes", "maybe"]
+    rows = [{"label": "SUPPORTS"}, {"label": "supports"}]
+    labels = {"field": "label", "map": {"SUPPORTS": "yes", "REFUTES": "no", "NOT ENOUGH INFO": "maybe"}}
+    with pytest.raises(EvaluationError, match=r"^test\.parquet: row 7: label 'supports' is not in the "
+                                              r"dataset's labels\.map"):
+        gold_labels(rows, labels, "test.parquet", row_ids=[3, 7])
 
 
 # --- an adapter that knows the answers: transformers here, vLLM in its own environment ---------
@@ -369,10 +503,10 @@ def answering_adapter(tiny_model_dir, tokenizer, tmp_path_factory):
 
 
 def exqa_args(tiny_model_dir, adapter, test, out, backend):
-    templates = load_dataset_file("squadshifts_amazon", "embedded")[1]["templates"]
+    spec = load_dataset_file("squadshifts_amazon", "embedded")[1]
     return ["--model", str(tiny_model_dir), "--adapter", str(adapter), "--wrapper", "io",
             "--dataset", "squadshifts_amazon", "--task-type", "exqa", "--test", str(test),
-            "--templates", json.dumps(templates),
+            "--templates", json.dumps(spec["templates"]), "--fields", json.dumps(spec["test_fields"]),
             "--params", json.dumps({**EXQA_PARAMS, "generation_backend": backend}),
             "--out", str(out), "--threads", "1"]
 

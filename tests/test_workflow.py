@@ -188,7 +188,8 @@ def test_a_dataset_file_edit_reruns_only_that_datasets_evaluations(smoke_run, tm
         datasets=[str(own) if d == "contract_nli" else d for d in c["run"]["datasets"]])
     own.write_text(yaml.safe_dump(spec))
     assert rerun_after(smoke_run, tmp_path, select_copy) <= {"main_table"}
-    spec["templates"]["promptsource"]["replace"] = {"Suppose": "Assume"}
+    first = spec["templates"]["verbatim"][0]
+    first["jinja"] = first["jinja"].replace("Suppose", "Assume")
     own.write_text(yaml.safe_dump(spec))
     jobs = rerun_jobs(smoke_run, tmp_path, select_copy)
     assert {job["rule"] for job in jobs} == {"evaluate"} | TABLES, jobs

@@ -18,12 +18,14 @@ schema (``check_params``): no hyperparameter has a default in code.
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Iterable
 
 import jsonschema
 import yaml
 
+from .evaluate.templates import TemplateError, load_templates
 from .tasks import GENERATION_TASK_TYPES, RANK_TASK_TYPES, TASK_TYPES, task_type_code
 
 PACKAGE_DATA = Path(__file__).parent / "data"
@@ -136,13 +138,17 @@ def _pick_source(spec: dict, data: str, where: str, base_dir: Path) -> dict:
     return {data: spec[data]}
 
 
-def _template_choices(templates: dict) -> list[tuple[str, list[str], list[str] | None]]:
+def _template_choices(templates: dict, given: set[str]) -> list[tuple[str, list[str], list[str] | None]]:
     """(key path, template names, canonical labels of their answer choices or None) of the
     templates a ``templates`` entry declares, read from the entry alone (promptsource is not
-    loaded): one group for a promptsource entry, one per template written inline."""
+    loaded): one group for a promptsource entry, one per template written inline or verbatim. A
+    verbatim template's choices are derived from the labels ``given`` (checked by deriving them)."""
     if "promptsource" in templates:
         spec = templates["promptsource"]
         return [("templates.promptsource.labels", spec["names"], spec.get("labels"))]
+    if "verbatim" in templates:
+        return [(f"templates.verbatim.{i}.answer_choices", [t["name"]],
+                 sorted(given) if "answer_choices" in t else None) for i, t in enumerate(templates["verbatim"])]
     return [(f"templates.inline.{i}.choices", [t["name"]], list(t["choices"]) if "choices" in t else None)
             for i, t in enumerate(templates["inline"])]
 
@@ -150,8 +156,9 @@ def _template_choices(templates: dict) -> list[tuple[str, list[str], list[str] |
 def _dataset_problems(spec: dict, path: Path) -> list[str]:
     """What a schema-valid dataset file gets wrong across its keys, each "<file>: <key>: ...":
     the task type must be one evaluation knows; rank classification needs a label map whose field
-    is ``test_fields.label`` and templates whose choices are exactly the labels the map gives;
-    extractive QA needs templates without choices and gold ``answers.text`` in the test rows."""
+    is ``test_fields.label`` and templates whose choices are exactly the labels the map gives (a
+    verbatim template's derived by rendering its target for each label); extractive QA needs
+    templates without choices and gold ``answers.text`` in the test rows."""
     try:
         task_type = task_type_code(spec["task_type"])
     except ValueError as error:
@@ -171,7 +178,11 @@ def _dataset_problems(spec: dict, path: Path) -> list[str]:
                         "rows that holds the label")
     if label is not None and not labels:
         problems.append(f"{path}: labels: missing; test_fields.label {label!r} needs a map to yes / no / maybe")
-    templates = _template_choices(spec["templates"])
+    if labels and fields["required"].get(label) == "int":  # the rows' values are matched by their text
+        problems += [f"{path}: labels.map: key {key!r} is not an integer, but the label field {label!r} is int"
+                     for key in labels["map"] if not re.fullmatch(r"-?[0-9]+", key)]
+    given = set(labels["map"].values()) if labels else set()
+    templates = _template_choices(spec["templates"], given)
     all_names = [name for _, names, _ in templates for name in names]
     if len(set(all_names)) != len(all_names):
         problems.append(f"{path}: templates: duplicate template names {all_names}")
@@ -182,20 +193,23 @@ def _dataset_problems(spec: dict, path: Path) -> list[str]:
         if not isinstance(answers, dict) or answers.get("text") != "list[str]":
             problems.append(f"{path}: test_fields.required.answers: the gold answers of {task_type} datasets "
                             "are read from answers.text, a list[str]")
-        return problems
-    if not labels:
+    elif not labels:
         if label is None:  # else reported above
             problems.append(f"{path}: labels: missing; {task_type} datasets are scored by rank classification, "
                             "which needs a label map (and test_fields.label)")
-        return problems
-    given = set(labels["map"].values()) | ({labels["default"]} if "default" in labels else set())
-    for key, names, choices in templates:
-        if choices is None:
-            problems.append(f"{path}: {key}: templates {names} have no answer choices, but {task_type} "
-                            "datasets are scored by rank classification over them")
-        elif set(choices) != given:
-            problems.append(f"{path}: {key}: templates {names} answer {sorted(set(choices))}, but labels.map "
-                            f"gives {sorted(given)}; each gold label needs a choice, each choice a gold label")
+    else:
+        for key, names, choices in templates:
+            if choices is None:
+                problems.append(f"{path}: {key}: templates {names} have no answer choices, but {task_type} "
+                                "datasets are scored by rank classification over them")
+            elif set(choices) != given:
+                problems.append(f"{path}: {key}: templates {names} answer {sorted(set(choices))}, but labels.map "
+                                f"gives {sorted(given)}; each gold label needs a choice, each choice a gold label")
+    if not problems and "verbatim" in spec["templates"]:  # render each label's target, once the keys agree
+        try:
+            load_templates(spec["templates"], labels, fields, str(path))
+        except TemplateError as error:
+            problems.append(str(error))
     return problems
 
 

@@ -84,9 +84,15 @@ def label_key(value: Any) -> str:
     return str(value)
 
 
+def raw_label(key: str, field_type: FieldType | None) -> str | int:
+    """The row value a labels.map key stands for: the key itself, or its integer for an int field."""
+    return int(key) if field_type == "int" else key
+
+
 def canonical_label(value: Any, labels: Mapping) -> str | None:
-    """The canonical choice (yes | no | maybe) of a raw label, or None if the map has none."""
-    return labels["map"].get(label_key(value), labels.get("default"))
+    """The canonical choice (yes | no | maybe) of a raw label, or None if the map lacks it: every
+    label is mapped explicitly, so a misspelt one is never read as some answer."""
+    return labels["map"].get(label_key(value))
 
 
 def validate_rows(rows: Iterable[Mapping], dataset: str, kind: str, path: str,
@@ -96,8 +102,8 @@ def validate_rows(rows: Iterable[Mapping], dataset: str, kind: str, path: str,
 
     ``path`` names the file (or Hub config) in errors, with the 0-based row index and the field.
     ``test_fields`` is the dataset file's ``test_fields`` (needed for test rows). ``labels`` is its
-    ``labels`` section: each row's ``labels.field`` value must be a key of ``labels.map`` unless
-    ``labels.default`` is set. ``columns`` (the source's column names) lets a missing column be
+    ``labels`` section: each row's ``labels.field`` value must be a key of ``labels.map``.
+    ``columns`` (the source's column names) lets a missing column be
     reported once, with the columns found.
     Unannotated rows may hold a null or blank ``input``: the data stage drops and counts those.
     """
@@ -147,5 +153,5 @@ def _row_problem(row: Mapping, kind: str, required: Mapping, optional: Mapping,
             return f"field {label_field!r}: missing label"
         if canonical_label(value, labels) is None:
             return (f"field {label_field!r}: label {value!r} is not in the dataset's labels.map "
-                    f"{sorted(labels['map'])} and the map has no default")
+                    f"{sorted(labels['map'])}")
     return None

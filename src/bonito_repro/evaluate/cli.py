@@ -1,6 +1,6 @@
 """Evaluation of one (target, source, dataset): F1 over the dataset's five prompt templates (its
 dataset file's ``templates``, passed as ``--templates``) with the paper's protocol
-(docs/protocol.md, section 8, D10, D11, D14).
+(docs/protocol.md, section 8, D14).
 
 - Yes-no QA and NLI: rank classification (``rank_classification``), macro F1 and accuracy per
   template.
@@ -42,10 +42,11 @@ def check_params(params: dict, task_type: str) -> dict:
         raise EvaluationError(str(error)) from None
 
 
-def check_templates(spec: dict) -> dict:
-    """The dataset file's ``templates`` entry against its schema (config/schema.yaml)."""
+def check_section(spec: dict, section: str, flag: str) -> dict:
+    """A section of the dataset file (``templates``, ``test_fields``) against its schema
+    (config/schema.yaml)."""
     try:
-        return config.check_params(spec, "templates", flag="--templates")
+        return config.check_params(spec, section, flag=flag)
     except config.ConfigError as error:
         raise EvaluationError(str(error)) from None
 
@@ -61,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test", required=True, type=Path, help="test split parquet")
     parser.add_argument("--templates", required=True, help="the dataset file's `templates` as JSON")
     parser.add_argument("--labels", default=None, help="the dataset file's `labels` as JSON")
+    parser.add_argument("--fields", required=True,
+                        help="the dataset file's `test_fields` as JSON (the label field's type)")
     parser.add_argument("--params", required=True, help="config `evaluation` + `seed` as JSON")
     parser.add_argument("--out", required=True, type=Path, help="scores JSON")
     parser.add_argument("--predictions", type=Path, help="per-template, per-example predictions parquet")
@@ -77,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     params = check_params(parse_params(args.params), args.task_type)
     args.labels = parse_params(args.labels, "--labels") if args.labels and args.labels != "null" else None
-    args.templates = check_templates(parse_params(args.templates, "--templates"))
+    args.templates = check_section(parse_params(args.templates, "--templates"), "templates", "--templates")
+    args.fields = check_section(parse_params(args.fields, "--fields"), "test_fields", "--fields")
     manifest = Manifest("evaluate", params=params, seed=params["seed"])
     scores, predictions = run(args, params, manifest)
     log.info("%s / %s / %s: F1 mean %.2f (median %.2f) over %d templates, %d examples",

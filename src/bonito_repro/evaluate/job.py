@@ -45,7 +45,7 @@ def task_and_templates(args: argparse.Namespace) -> tuple[str, list[EvalTemplate
     if task_type not in RANK_TASK_TYPES + GENERATION_TASK_TYPES:
         raise EvaluationError(f"datasets.{args.dataset}.task_type: cannot evaluate {task_type!r} "
                               f"(rank: {RANK_TASK_TYPES}, generation: {GENERATION_TASK_TYPES})")
-    templates = load_templates(args.templates, f"--templates of {args.dataset}")
+    templates = load_templates(args.templates, args.labels, args.fields, f"--templates of {args.dataset}")
     rank = task_type in RANK_TASK_TYPES
     if rank != (templates[0].choices is not None):
         raise EvaluationError(f"--templates of {args.dataset}: the dataset is {task_type!r} but its "

@@ -20,7 +20,7 @@ def gold_labels(rows: Sequence[dict], labels: dict | None, path: str,
     errors name the row by its index in the file (``row_ids``)."""
     if not labels:
         raise EvaluationError(f"{path}: rank classification needs the dataset file's `labels` "
-                              "(field, map, default)")
+                              "(field, map)")
     gold = []
     for i, row in zip(row_ids or range(len(rows)), rows):
         if labels["field"] not in row:
@@ -29,7 +29,7 @@ def gold_labels(rows: Sequence[dict], labels: dict | None, path: str,
         label = canonical_label(row[labels["field"]], labels)
         if label is None:
             raise EvaluationError(f"{path}: row {i}: label {row[labels['field']]!r} is not in the "
-                                  f"dataset's labels.map {sorted(labels['map'])} and there is no default")
+                                  f"dataset's labels.map {sorted(labels['map'])}")
         gold.append(label)
     return gold
 
