@@ -230,6 +230,15 @@ def test_a_dataset_file_of_ones_own(base, tmp_path):
      "legal_qa.yaml: templates.promptsource.labels: templates ['can we infer'] answer ['maybe', 'no', 'yes']"),
     ({"templates": {"inline": [LEGAL_QA["templates"]["inline"][0]] * 2}},
      "legal_qa.yaml: templates: duplicate template names ['clause', 'clause']"),
+    # the passage: required text fields
+    ({"passage": "clauses"}, "legal_qa.yaml: passage: 'clauses' is not a required test field of type str or "
+                             "list[str] (test_fields.required: no such field)"),
+    ({"passage": ["question", "clause.text"]}, "legal_qa.yaml: passage: 'clause.text' is not a required"),
+    ({"passage": "clause", "test_fields": {"required": {"clause": "list[int]", "question": "str", "answer": "str"},
+                                           "label": "answer"}},
+     "legal_qa.yaml: passage: 'clause' is not a required test field of type str or list[str] "
+     "(test_fields.required: list[int])"),
+    ({"passage": []}, "legal_qa.yaml: passage: [] should be non-empty"),
     ({"task_type": "exqa", "labels": MISSING, "test_fields": {**SQUAD_FIELDS, "label": "answers"}},
      "legal_qa.yaml: labels: missing; test_fields.label 'answers'"),
     ({"task_type": "exqa", "labels": MISSING, "test_fields": SQUAD_FIELDS},
