@@ -26,7 +26,8 @@ EVAL_RESULTS = expand(f"{EVAL}.json", target=TARGETS, source=[ZERO_SHOT, *SOURCE
 EVAL_COMMAND = (
     " -m bonito_repro evaluate --model {input.model} {params.adapter} --wrapper {params.wrapper}"
     " --dataset {wildcards.dataset} --task-type {params.task_type:q} --test {input.test}"
-    " --templates {params.templates:q} --labels {params.labels:q} --params {params.hp:q} --target {wildcards.target}"
+    " --templates {params.templates:q} --labels {params.labels:q} --passage {params.passage:q}"
+    " --params {params.hp:q} --target {wildcards.target}"
     " --source {wildcards.source} --out {output.scores} --predictions {output.predictions}"
     " --manifest {output.manifest} --threads {threads} > {log} 2>&1"
 )

@@ -329,6 +329,9 @@ def check_references(config: dict) -> None:
     if generation["temperature"] == 0 and generation["n"] > 1:
         problems.append(f"generation.n: {generation['n']} samples at temperature 0 (greedy decoding) are "
                         "all the same; use n: 1 or a temperature above 0")
+    if config["evaluation"]["truncation"] == "passage":
+        problems += [f"{spec['file']}: passage: missing; evaluation.truncation is 'passage', which shortens "
+                     "the test fields this key names" for spec in config["datasets"].values() if "passage" not in spec]
     reserved = {ZERO_SHOT, TAPT} & set(config["generators"])
     if reserved:
         problems.append(f"generators: {sorted(reserved)} are reserved source names")
