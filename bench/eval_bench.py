@@ -26,17 +26,17 @@ def inputs(tokenizer, dataset: str, examples: int, templates: int):
 
     from bonito_repro.config import load_dataset_file
     from bonito_repro.evaluate.encoder import PromptEncoder
-    from bonito_repro.evaluate.templates import load_templates, render_all
+    from bonito_repro.evaluate.templates import load_templates
     from bonito_repro.sources import embedded_path
 
     rows = pd.read_json(embedded_path("test", dataset), lines=True).to_dict("records")[:examples]
-    encoder = PromptEncoder(tokenizer, "io", max_length=1024)
+    encoder = PromptEncoder(tokenizer, "io", max_length=1024, truncation="right", dataset=dataset)
     prompts, choices = [], []
     _, spec = load_dataset_file(dataset, "embedded")
     for template in load_templates(spec["templates"], spec.get("labels"), spec["test_fields"],
                                    spec["file"])[:templates]:
         answers = [encoder.answer(text) for text in template.answer_texts]
-        prompts += encoder.prompts(render_all(template, rows, seed=0))
+        prompts += encoder.prompts(template, rows, list(range(len(rows))), seed=0)
         choices += [answers] * len(rows)
     return prompts, choices
 

@@ -204,10 +204,12 @@ def eval_inputs(w):
 
 def eval_params(generation):
     """Params of an evaluation rule: rank jobs get no decoding values (changing those reruns only
-    the greedy-decoding jobs)."""
+    the greedy-decoding jobs), and a job gets its dataset's passage fields only under
+    `evaluation.truncation: passage` (changing them reruns that dataset's evaluations only)."""
     values = dict(config["evaluation"])
     if not generation:
         values = {k: v for k, v in values.items() if k not in EVAL_DECODING_KEYS}
+    shortens = values["truncation"] == "passage"
     return dict(
         hp=as_json(values),
         wrapper=lambda w: config["targets"][w.target]["wrapper"][{ZERO_SHOT: "zero_shot", TAPT: "tapt"}.get(w.source, "adapted")],
@@ -215,6 +217,7 @@ def eval_params(generation):
         labels=lambda w: as_json(config["datasets"][w.dataset].get("labels")),
         templates=lambda w: as_json(config["datasets"][w.dataset]["templates"]),
         fields=lambda w: as_json(config["datasets"][w.dataset]["test_fields"]),
+        passage=lambda w: as_json(config["datasets"][w.dataset]["passage"] if shortens else None),
         adapter=lambda w, input: f"--adapter {input.adapter}" if "adapter" in input.keys() else "",
     )
 

@@ -28,6 +28,7 @@ EVAL_COMMAND = (
     " -m bonito_repro evaluate --model {input.model} {params.adapter} --wrapper {params.wrapper}"
     " --dataset {wildcards.dataset} --task-type {params.task_type:q} --test {input.test}"
     " --templates {params.templates:q} --labels {params.labels:q} --fields {params.fields:q}"
+    " --passage {params.passage:q}"
     " --params {params.hp:q} --target {wildcards.target}"
     " --source {wildcards.source} --out {output.scores} --predictions {output.predictions}"
     " --manifest {output.manifest} --threads {threads} > {log} 2>&1"

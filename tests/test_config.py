@@ -140,6 +140,7 @@ def _error(config: dict) -> str:
         (lambda c: c["tables"].update(decimals=1.0), "tables.decimals: 1.0 is not of type 'integer'"),
         (lambda c: c["evaluation"]["bootstrap"].update(seed=-1), "evaluation.bootstrap.seed: -1 is less than"),
         (lambda c: c["evaluation"].update(seed=-1), "evaluation.seed: -1 is less than the minimum of 0"),
+        (lambda c: c["evaluation"].update(truncation="left"), "evaluation.truncation: 'left' is not one of"),
     ],
 )
 def test_schema_errors_name_the_key(base, edit, expected):
@@ -243,6 +244,15 @@ def test_a_dataset_file_of_ones_own(base, tmp_path):
      "legal_qa.yaml: template 'asked': its jinja needs one '|||' between the prompt and the target, it has 0"),
     ({"test_fields": {"required": {"clause": "str", "question": "str", "answer": "int"}, "label": "answer"}},
      "legal_qa.yaml: labels.map: key 'Y' is not an integer, but the label field 'answer' is int"),
+    # the passage: required text fields
+    ({"passage": "clauses"}, "legal_qa.yaml: passage: 'clauses' is not a required test field of type str or "
+                             "list[str] (test_fields.required: no such field)"),
+    ({"passage": ["question", "clause.text"]}, "legal_qa.yaml: passage: 'clause.text' is not a required"),
+    ({"passage": "clause", "test_fields": {"required": {"clause": "list[int]", "question": "str", "answer": "str"},
+                                           "label": "answer"}},
+     "legal_qa.yaml: passage: 'clause' is not a required test field of type str or list[str] "
+     "(test_fields.required: list[int])"),
+    ({"passage": []}, "legal_qa.yaml: passage: [] should be non-empty"),
     ({"task_type": "exqa", "labels": MISSING, "test_fields": {**SQUAD_FIELDS, "label": "answers"}},
      "legal_qa.yaml: labels: missing; test_fields.label 'answers'"),
     ({"task_type": "exqa", "labels": MISSING, "test_fields": SQUAD_FIELDS},
@@ -264,6 +274,20 @@ def test_dataset_file_errors_name_the_file_and_key(base, tmp_path, change, expec
     config.update(data="embedded")
     config["run"]["datasets"] = [str(own)]
     assert expected in _error(config)
+
+
+def test_passage_truncation_needs_every_dataset_to_name_its_passage(base, tmp_path):
+    own = tmp_path / "legal_qa.yaml"
+    own.write_text(yaml.safe_dump(LEGAL_QA))
+    config = copy.deepcopy(base)
+    config["run"]["datasets"] = ["pubmed_qa", "privacy_qa", str(own)]
+    assert validate(config)["evaluation"]["truncation"] == "right"  # the authors' cut needs no passage
+    config["evaluation"]["truncation"] = "passage"
+    assert _error(config).endswith(f"{own}: passage: missing; evaluation.truncation is 'passage', which "
+                                   "shortens the test fields this key names")
+    own.write_text(yaml.safe_dump({**LEGAL_QA, "passage": "clause"}))
+    datasets = validate(config)["datasets"]  # one field or a list of them: a list once resolved
+    assert [datasets[d]["passage"] for d in datasets] == [["context.contexts"], ["text"], ["clause"]]
 
 
 def test_task_types_accept_codes_and_full_names(base, tmp_path):

@@ -18,15 +18,15 @@ from bonito_repro.evaluate.rank_classification import gold_labels
 from bonito_repro.evaluate.scoring import score_choices, score_choices_separately
 from bonito_repro.evaluate.templates import EvalTemplate, TemplateError, load_templates, render_all
 from bonito_repro.io import seeded_subset
-from bonito_repro.models import load_for_inference, load_tokenizer
+from bonito_repro.models import encode_prompts, load_for_inference, load_tokenizer
 from bonito_repro.schemas import canonical_label
 from bonito_repro.sources import embedded_path
 from conftest import REPO
 
 DATASETS = shipped_datasets()
 PARAMS = {"generation_backend": "transformers", "max_new_tokens": 5, "max_examples": 6, "max_length": 512,
-          "batch_tokens": 2048, "bf16": False, "bootstrap": {"samples": 50, "confidence": 0.95, "seed": 1},
-          "seed": 42}
+          "truncation": "right", "batch_tokens": 2048, "bf16": False,
+          "bootstrap": {"samples": 50, "confidence": 0.95, "seed": 1}, "seed": 42}
 
 
 def embedded_rows(dataset: str) -> list[dict]:
@@ -221,8 +221,8 @@ def model(tiny_model_dir):
     ("io", "<|input|>\nIs it so?\n<|output|>\n"),
 ])
 def test_wrapped_prompt_and_answer_ids(tokenizer, wrapper, text):
-    encoder = PromptEncoder(tokenizer, wrapper, max_length=512)
-    (ids,) = encoder.prompts(["  Is it so? "])
+    encoder = PromptEncoder(tokenizer, wrapper, max_length=512, truncation="right", dataset="test")
+    (ids,) = encoder.encode(["  Is it so? "])
     assert ids[0] == tokenizer.bos_token_id and tokenizer.bos_token_id not in ids[1:]
     assert tokenizer.decode(ids[1:]) == text
     answer = encoder.answer(" Yes ")
@@ -235,23 +235,104 @@ def test_the_chat_wrapper_is_the_local_models_own_template_with_one_bos(smollm2_
     instruction-tuned model is prompted with its own chat template; the template starts with the
     BOS (<|im_start|>) itself, so the encoder must not add a second one."""
     tokenizer = smollm2_tokenizer
-    encoder = PromptEncoder(tokenizer, "chat", max_length=512)
-    (ids,) = encoder.prompts(["  Is it so? "])
+    encoder = PromptEncoder(tokenizer, "chat", max_length=512, truncation="right", dataset="test")
+    (ids,) = encoder.encode(["  Is it so? "])
     chat = tokenizer.apply_chat_template([{"role": "user", "content": "Is it so?"}], tokenize=False,
                                          add_generation_prompt=True)
     assert tokenizer.decode(ids) == chat and chat.startswith(tokenizer.bos_token)
     assert ids[0] == tokenizer.bos_token_id != ids[1]
     assert chat.endswith("<|im_start|>assistant\n") and "<|im_start|>user\nIs it so?<|im_end|>" in chat
     assert encoder.answer(" Yes ") == tokenizer("Yes", add_special_tokens=False)["input_ids"]  # no EOS
-    (plain,) = PromptEncoder(tokenizer, "plain", max_length=512).prompts(["Is it so?"])
+    (plain,) = PromptEncoder(tokenizer, "plain", max_length=512, truncation="right", dataset="test").encode(["Is it so?"])
     assert tokenizer.decode(plain) == "<|im_start|>Instruct: Is it so?\nAnswer:"  # the pretrained models' wrapper
 
 
-def test_long_prompts_lose_their_end_and_are_counted(tokenizer):
-    encoder = PromptEncoder(tokenizer, "plain", max_length=16)
-    short, long = encoder.prompts(["Yes?", "word " * 100])
-    full = PromptEncoder(tokenizer, "plain", max_length=10_000).prompts(["word " * 100])[0]
-    assert len(long) == 16 and long == full[:16] and encoder.truncated == 1 and len(short) < 16
+# --- prompts over max_length (evaluation.truncation) ---------------------------------------------
+
+INSTRUCTION = "Summarize the above answer as YES, NO, or MAYBE?"
+
+
+def long_pubmed_row() -> dict:
+    """A PubMedQA row of a real abstract's length (about 280 words in four sections, over 512
+    tokens in any template for the tiny tokenizer): the question of one embedded row, the
+    passage made of the next four rows' sections."""
+    rows = embedded_rows("pubmed_qa")
+    sections = [" ".join(row["context"]["contexts"]) for row in rows[1:5]]
+    return {**rows[0], "context": {**rows[0]["context"], "contexts": sections}}
+
+
+def long_squad_row(dataset: str) -> dict:
+    row = embedded_rows(dataset)[0]
+    return {**row, "context": " ".join([row["context"]] * 8)}
+
+
+def test_passage_truncation_keeps_the_question_and_the_instruction(tokenizer):
+    row = long_pubmed_row()
+    encoder = PromptEncoder(tokenizer, "io", 512, "passage", dataset="pubmed_qa", passage=["context.contexts"])
+    templates, excess = shipped_templates("pubmed_qa"), 0
+    for template in templates:
+        whole = encoder.encode([template.render(row)])[0]
+        excess += len(whole) - 512
+        (ids,) = encoder.prompts(template, [row], [7], seed=0)
+        text = tokenizer.decode(ids)
+        assert len(whole) > 560 and 504 <= len(ids) <= 512  # fits, and the passage lost no more than it had to
+        assert row["question"] in text and f"{INSTRUCTION}\n<|output|>" in text, text
+        assert row["context"]["contexts"][0] in text and row["context"]["contexts"][-1][-200:] not in text
+        assert INSTRUCTION not in tokenizer.decode(whole[:512])  # what the authors' right cut keeps
+    assert encoder.counts["passage_shortened"] == len(templates) and encoder.counts["truncated_right"] == 0
+    assert excess <= encoder.counts["passage_shortened_tokens"] <= excess + 8 * len(templates)
+
+
+def test_passage_truncation_draws_the_same_random_words_and_leaves_short_prompts_alone(tokenizer):
+    """question_num_hint_answer draws its first words at random: the shortened prompt keeps them."""
+    template = {t.name: t for t in shipped_templates("squadshifts_nyt")}["question_num_hint_answer"]
+    rows = embedded_rows("squadshifts_nyt")[1:4]
+    rows[1] = long_squad_row("squadshifts_nyt")
+    right = PromptEncoder(tokenizer, "io", 512, "right", dataset="squadshifts_nyt")
+    passage = PromptEncoder(tokenizer, "io", 512, "passage", dataset="squadshifts_nyt", passage=["context"])
+    cut, shortened = right.prompts(template, rows, [1, 2, 3], seed=5), passage.prompts(template, rows, [1, 2, 3], seed=5)
+    assert shortened[0] == cut[0] and shortened[2] == cut[2] and len(shortened[1]) <= 512
+    head = re.compile(r"(Question|Problem) \d+: ")
+    assert head.search(tokenizer.decode(shortened[1])).group() == head.search(tokenizer.decode(cut[1])).group()
+    assert passage.counts["passage_shortened"] == right.counts["truncated_right"] == 1
+
+
+def test_right_truncation_keeps_the_first_max_length_tokens_as_the_authors(tokenizer):
+    rows = [long_pubmed_row(), *embedded_rows("pubmed_qa")[5:7]]
+    encoder = PromptEncoder(tokenizer, "plain", 512, "right", dataset="pubmed_qa")
+    cut = 0
+    for template in shipped_templates("pubmed_qa"):
+        whole = encode_prompts(tokenizer, [p.strip() for p in render_all(template, rows, 42)], "plain")
+        assert encoder.prompts(template, rows, [0, 5, 6], seed=42) == [whole[0][:512], whole[1], whole[2]]
+        cut += len(whole[0]) - 512
+    assert encoder.counts == {"truncated_right": 5, "truncated_right_tokens": cut, "passage_shortened": 0,
+                              "passage_shortened_tokens": 0}
+    for template in shipped_templates("squadshifts_nyt"):  # the same words drawn at random as render_all's
+        rows = embedded_rows("squadshifts_nyt")
+        whole = encode_prompts(tokenizer, [p.strip() for p in render_all(template, rows, 42)], "plain")
+        assert encoder.prompts(template, rows, list(range(len(rows))), seed=42) == whole
+
+
+def test_fail_truncation_names_the_dataset_template_row_and_lengths(tokenizer):
+    template = shipped_templates("pubmed_qa")[0]
+    rows = [embedded_rows("pubmed_qa")[3], long_pubmed_row()]
+    encoder = PromptEncoder(tokenizer, "io", 512, "fail", dataset="pubmed_qa")
+    length = len(encoder.encode([template.render(rows[1])])[0])
+    with pytest.raises(EvaluationError, match=re.escape(
+            f"pubmed_qa: template {template.name!r}, row 7: the prompt is {length} tokens, over "
+            "evaluation.max_length 512 (evaluation.truncation: fail)")):
+        encoder.prompts(template, rows, [3, 7], seed=0)
+
+
+def test_a_prompt_too_long_even_without_its_passage_names_the_row(tokenizer):
+    template = shipped_templates("pubmed_qa")[0]
+    row = {**long_pubmed_row(), "question": "Is it so? " * 300}
+    encoder = PromptEncoder(tokenizer, "io", 512, "passage", dataset="pubmed_qa", passage=["context.contexts"])
+    with pytest.raises(EvaluationError, match=re.escape(f"pubmed_qa: template {template.name!r}, row 4: the prompt is ")
+                       + r"\d+ tokens with an empty passage \(context\.contexts\), over evaluation\.max_length 512"):
+        encoder.prompts(template, [row], [4], seed=0)
+    with pytest.raises(EvaluationError, match="pubmed_qa: evaluation.truncation is 'passage', but no passage field"):
+        PromptEncoder(tokenizer, "io", 512, "passage", dataset="pubmed_qa")
 
 
 def single_token_texts(tokenizer, n: int) -> list[str]:
@@ -282,8 +363,8 @@ def crafted_model(tiny_model_dir, favourite: int):
 
 def test_rank_classification_picks_the_choice_the_model_prefers(tiny_model_dir, tokenizer):
     texts = single_token_texts(tokenizer, 3)
-    encoder = PromptEncoder(tokenizer, "plain", max_length=512)
-    prompts = encoder.prompts(["Is the sky blue?", "A much longer question about " * 5 + "grass?"])
+    encoder = PromptEncoder(tokenizer, "plain", max_length=512, truncation="right", dataset="test")
+    prompts = encoder.encode(["Is the sky blue?", "A much longer question about " * 5 + "grass?"])
     choices = [[encoder.answer(t) for t in texts]] * len(prompts)
     for favourite in range(3):
         token = tokenizer(texts[favourite], add_special_tokens=False)["input_ids"][0]
@@ -295,12 +376,12 @@ def test_rank_classification_picks_the_choice_the_model_prefers(tiny_model_dir, 
 
 
 def test_batched_scoring_equals_per_choice_scoring(model, tokenizer):
-    encoder = PromptEncoder(tokenizer, "io", max_length=512)
+    encoder = PromptEncoder(tokenizer, "io", max_length=512, truncation="right", dataset="contract_nli")
     rows = embedded_rows("contract_nli")[:5]
     prompts, choices = [], []
     for template in shipped_templates("contract_nli")[:3]:
         answers = [encoder.answer(t) for t in template.answer_texts]
-        prompts += encoder.prompts(render_all(template, rows, seed=0))
+        prompts += encoder.prompts(template, rows, range(5), seed=0)
         choices += [answers] * len(rows)
     choices[0] = choices[0][:2]  # examples may have different numbers of choices
     reference = score_choices_separately(model, prompts, choices, batch_tokens=100_000,
@@ -324,14 +405,18 @@ def test_seeded_subset_is_seeded_and_ordered():
     assert picked == sorted(picked) and len(set(picked)) == 10 and picked == seeded_subset(100, 10, 7)
 
 
-def run_cli(tmp_path, tiny_model_dir, dataset: str, spec: dict, wrapper: str = "io") -> tuple[dict, pd.DataFrame, dict]:
+def run_cli(tmp_path, tiny_model_dir, dataset: str, spec: dict, params: dict, rows: list[dict] | None = None,
+            wrapper: str = "io") -> tuple[dict, pd.DataFrame, dict]:
+    """The evaluate command on ``rows`` (default: the embedded test split), ``spec`` the dataset's
+    resolved entry: its result, predictions and manifest."""
     test = tmp_path / f"{dataset}.parquet"
-    pd.DataFrame(embedded_rows(dataset)).to_parquet(test)
+    tmp_path.mkdir(exist_ok=True)
+    pd.DataFrame(rows or embedded_rows(dataset)).to_parquet(test)
     out = tmp_path / "eval" / f"{dataset}.json"
     argv = ["--model", str(tiny_model_dir), "--wrapper", wrapper, "--dataset", dataset,
-            "--task-type", spec["task_type"], "--test", str(test), "--params", json.dumps(PARAMS),
+            "--task-type", spec["task_type"], "--test", str(test), "--params", json.dumps(params),
             "--templates", json.dumps(spec["templates"]), "--labels", json.dumps(spec.get("labels")),
-            "--fields", json.dumps(spec["test_fields"]), "--out", str(out),
+            "--fields", json.dumps(spec["test_fields"]), "--passage", json.dumps(spec["passage"]), "--out", str(out),
             "--predictions", str(tmp_path / "eval" / f"{dataset}.predictions.parquet"),
             "--target", "tiny", "--threads", "1"]
     assert main(argv) == 0
@@ -359,7 +444,8 @@ def bootstrap_from_predictions(predictions: pd.DataFrame, bootstrap: dict) -> li
 
 @pytest.mark.parametrize("dataset", ["pubmed_qa", "squadshifts_amazon"])
 def test_cli_end_to_end(tmp_path, tiny_model_dir, dataset, local_config):
-    result, predictions, manifest = run_cli(tmp_path, tiny_model_dir, dataset, local_config["datasets"][dataset])
+    params = {**PARAMS, "truncation": local_config["evaluation"]["truncation"]}  # the local scale's: passage
+    result, predictions, manifest = run_cli(tmp_path, tiny_model_dir, dataset, local_config["datasets"][dataset], params)
     assert result["target"] == "tiny" and result["source"] == "zero_shot" and result["wrapper"] == "io"
     assert result["n_examples"] == PARAMS["max_examples"] and len(result["templates"]) == 5
     f1s = [t["f1"] for t in result["templates"].values()]
@@ -379,6 +465,28 @@ def test_cli_end_to_end(tmp_path, tiny_model_dir, dataset, local_config):
             assert scores["accuracy"] == pytest.approx(100 * rows.correct.mean())
     else:
         assert "exact_match" in next(iter(result["templates"].values()))
+
+
+@pytest.mark.parametrize("dataset", ["pubmed_qa", "squadshifts_amazon"])  # rank classification and generation
+def test_the_manifest_counts_prompts_over_max_length_by_mode(tmp_path, tiny_model_dir, dataset, local_config):
+    rows = embedded_rows(dataset)[:3]
+    rows[1] = long_pubmed_row() if dataset == "pubmed_qa" else long_squad_row(dataset)
+    params = {**PARAMS, "max_examples": None, "max_new_tokens": 2}
+    counts = {}
+    for mode in ("right", "passage"):
+        result, _, manifest = run_cli(tmp_path / mode, tiny_model_dir, dataset, local_config["datasets"][dataset],
+                                      {**params, "truncation": mode}, rows)
+        counts[mode] = {k: manifest["counts"][k] for k in ("truncated_right", "truncated_right_tokens",
+                                                           "passage_shortened", "passage_shortened_tokens")}
+        assert result["truncation"] == {"mode": mode, **counts[mode]} and manifest["params"]["truncation"] == mode
+        assert manifest["counts"]["prompts"] == 15
+    assert counts["right"]["truncated_right"] == 5 and counts["right"]["truncated_right_tokens"] > 5 * 40
+    assert counts["passage"]["passage_shortened"] == 5 and counts["passage"]["passage_shortened_tokens"] > 5 * 40
+    assert counts["right"]["passage_shortened"] == counts["passage"]["truncated_right"] == 0
+    with pytest.raises(EvaluationError, match=re.escape(f"{dataset}: template ") + r".*, row 1: the prompt is \d+ "
+                       r"tokens, over evaluation.max_length 512 \(evaluation.truncation: fail\)"):
+        run_cli(tmp_path / "fail", tiny_model_dir, dataset, local_config["datasets"][dataset],
+                {**params, "truncation": "fail"}, rows)
 
 
 # A dataset of one's own: one file (sources beside it, labels, test fields, inline templates).
@@ -481,11 +589,11 @@ def answering_adapter(tiny_model_dir, tokenizer, tmp_path_factory):
     rows = [{**row, "answers": {"text": ["about 30 hours"], "answer_start": [0]}}
             for row in embedded_rows("squadshifts_amazon")[:3]]
     pd.DataFrame(rows).to_parquet(out / "test.parquet")
-    encoder = PromptEncoder(tokenizer, "io", max_length=512)
+    encoder = PromptEncoder(tokenizer, "io", max_length=512, truncation="right", dataset="squadshifts_amazon")
     answer = encoder.answer("about 30 hours")
     examples = []
     for template in shipped_templates("squadshifts_amazon"):
-        examples += [(p, answer) for p in encoder.prompts(render_all(template, rows, EXQA_PARAMS["seed"]))]
+        examples += [(p, answer) for p in encoder.prompts(template, rows, range(3), EXQA_PARAMS["seed"])]
     torch.manual_seed(0)
     model = get_peft_model(load_for_inference(tiny_model_dir).train(),
                            LoraConfig(r=16, lora_alpha=32, target_modules=["q_proj", "v_proj", "o_proj",

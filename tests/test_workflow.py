@@ -167,6 +167,7 @@ PLOTS = {"funnel_plot", "loss_curve"}
 @pytest.mark.parametrize("edit, must, may", [
     (lambda c: c["evaluation"].update(max_new_tokens=7), {"evaluate_generation"}, {"evaluate_generation"} | TABLES),
     (lambda c: c["evaluation"].update(max_examples=5), EVALUATION, EVALUATION | TABLES),
+    (lambda c: c["evaluation"].update(truncation="right"), EVALUATION, EVALUATION | TABLES),
     (lambda c: c["adaptation"].update(learning_rate=0.123), {"adapt"}, {"adapt", "loss_curve"} | EVALUATION | TABLES),
     (lambda c: c.setdefault("tables", {}).update(decimals=2), {"main_table"}, {"main_table"}),
     (lambda c: c.setdefault("plots", {}).update(dpi=72), PLOTS, PLOTS),  # a figure's style reruns no compute job
@@ -180,8 +181,9 @@ def test_a_config_edit_reruns_only_what_it_affects(smoke_run, tmp_path, edit, mu
 @pytest.mark.slow
 def test_a_dataset_file_edit_reruns_only_that_datasets_evaluations(smoke_run, tmp_path):
     """A copy of a shipped dataset file, selected by path, reruns no compute job (the main table's
-    params hold `run`); a template edited in it reruns that dataset's evaluations and the tables,
-    not its test set, nor any other dataset's evaluations."""
+    params hold `run`); a template or its passage field (under the smoke scale's
+    `evaluation.truncation: passage`) edited in it reruns that dataset's evaluations and the
+    tables, not its test set, nor any other dataset's evaluations."""
     spec = yaml.safe_load((DATASETS_DIR / "contract_nli.yaml").read_text())
     own = tmp_path / "contract_nli.yaml"
     select_copy = lambda c: c["run"].update(  # noqa: E731
@@ -189,11 +191,13 @@ def test_a_dataset_file_edit_reruns_only_that_datasets_evaluations(smoke_run, tm
     own.write_text(yaml.safe_dump(spec))
     assert rerun_after(smoke_run, tmp_path, select_copy) <= {"main_table"}
     first = spec["templates"]["verbatim"][0]
-    first["jinja"] = first["jinja"].replace("Suppose", "Assume")
-    own.write_text(yaml.safe_dump(spec))
-    jobs = rerun_jobs(smoke_run, tmp_path, select_copy)
-    assert {job["rule"] for job in jobs} == {"evaluate"} | TABLES, jobs
-    assert {job["wildcards"]["dataset"] for job in jobs if job["rule"] == "evaluate"} == {"contract_nli"}
+    edited = {"verbatim": [{**first, "jinja": first["jinja"].replace("Suppose", "Assume")},
+                           *spec["templates"]["verbatim"][1:]]}
+    for edit in ({"templates": edited}, {"passage": ["premise", "hypothesis"]}):
+        own.write_text(yaml.safe_dump({**spec, **edit}))
+        jobs = rerun_jobs(smoke_run, tmp_path, select_copy)
+        assert {job["rule"] for job in jobs} == {"evaluate"} | TABLES, jobs
+        assert {job["wildcards"]["dataset"] for job in jobs if job["rule"] == "evaluate"} == {"contract_nli"}
 
 
 @pytest.mark.slow

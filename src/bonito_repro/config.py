@@ -153,12 +153,38 @@ def _template_choices(templates: dict, given: set[str]) -> list[tuple[str, list[
             for i, t in enumerate(templates["inline"])]
 
 
+def passage_fields(spec: dict) -> list[str]:
+    """A dataset file's ``passage`` as a list of field paths (none where it names none)."""
+    passage = spec.get("passage", [])
+    return [passage] if isinstance(passage, str) else list(passage)
+
+
+def _field_type(fields: dict, path: str) -> Any:
+    """The declared type of a dotted field path (``context.contexts``) in ``fields``, or None."""
+    value: Any = fields
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    return value
+
+
+def _passage_problems(spec: dict, path: Path) -> list[str]:
+    """Each ``passage`` field must be a required test field holding text (str or list[str])."""
+    required = spec["test_fields"]["required"]
+    declared = {field: _field_type(required, field) for field in passage_fields(spec)}
+    return [f"{path}: passage: {field!r} is not a required test field of type str or list[str] "
+            f"(test_fields.required: {'no such field' if kind is None else kind})"
+            for field, kind in declared.items() if kind not in ("str", "list[str]")]
+
+
 def _dataset_problems(spec: dict, path: Path) -> list[str]:
     """What a schema-valid dataset file gets wrong across its keys, each "<file>: <key>: ...":
-    the task type must be one evaluation knows; rank classification needs a label map whose field
-    is ``test_fields.label`` and templates whose choices are exactly the labels the map gives (a
-    verbatim template's derived by rendering its target for each label); extractive QA needs
-    templates without choices and gold ``answers.text`` in the test rows."""
+    the task type must be one evaluation knows; the passage must be required text fields; rank
+    classification needs a label map whose field is ``test_fields.label`` and templates whose
+    choices are exactly the labels the map gives (a verbatim template's derived by rendering its
+    target for each label); extractive QA needs templates without choices and gold
+    ``answers.text`` in the test rows."""
     try:
         task_type = task_type_code(spec["task_type"])
     except ValueError as error:
@@ -166,7 +192,7 @@ def _dataset_problems(spec: dict, path: Path) -> list[str]:
     if task_type not in RANK_TASK_TYPES + GENERATION_TASK_TYPES:
         return [f"{path}: task_type: {task_type!r} cannot be evaluated (rank classification: "
                 f"{list(RANK_TASK_TYPES)}, generation: {list(GENERATION_TASK_TYPES)})"]
-    problems = []
+    problems = _passage_problems(spec, path)
     fields, labels = spec["test_fields"], spec.get("labels")
     label = fields.get("label")
     if label is not None and label not in fields["required"]:
@@ -225,6 +251,8 @@ def load_dataset_file(entry: str, data: str) -> tuple[str, dict]:
     resolved = dict(spec)
     for kind in ("unannotated", "test"):
         resolved[kind] = _pick_source(spec[kind], data, f"{path}: {kind}", path.parent)
+    if "passage" in spec:
+        resolved["passage"] = passage_fields(spec)
     resolved["file"] = str(path)
     return name, resolved
 
@@ -315,6 +343,9 @@ def check_references(config: dict) -> None:
     if generation["temperature"] == 0 and generation["n"] > 1:
         problems.append(f"generation.n: {generation['n']} samples at temperature 0 (greedy decoding) are "
                         "all the same; use n: 1 or a temperature above 0")
+    if config["evaluation"]["truncation"] == "passage":
+        problems += [f"{spec['file']}: passage: missing; evaluation.truncation is 'passage', which shortens "
+                     "the test fields this key names" for spec in config["datasets"].values() if "passage" not in spec]
     reserved = {ZERO_SHOT, TAPT} & set(config["generators"])
     if reserved:
         problems.append(f"generators: {sorted(reserved)} are reserved source names")

@@ -2,7 +2,8 @@
 templates, and the scores of a run collected into one table.
 
 - templates: a dataset's evaluation templates and rendering them
-- encoder: token ids of prompts and answer choices (BOS, wrapper, truncation)
+- encoder: token ids of prompts and answer choices (BOS, wrapper, prompts over max_length)
+- truncation: the passage cut that lets an over-long prompt keep its question and instruction
 - rank_classification: yes-no QA and NLI, every answer choice scored (``scoring``)
 - greedy_generation: extractive QA, greedy answers against the gold answer
 - job: one evaluation, its rows, its scores and the result record

@@ -6,16 +6,20 @@ dataset file's ``templates``, passed as ``--templates``) with the paper's protoc
   template.
 - Extractive QA: greedy decoding (``greedy_generation``), SQuAD v1.1 token F1 and exact match
   against the first gold answer.
-Every prompt is wrapped (``plain``, ``inst`` or ``io``, chosen per target by the config) and
-starts with BOS; prompt and answer are tokenized separately and concatenated, the answer followed
-by EOS except under ``inst``; prompts longer than ``max_length`` tokens lose their end, as the
-paper's collator does (counted). The table number is the mean over templates; the median, a
-bootstrap interval (examples resampled, the mean over templates recomputed) and the example count
-go beside it. Scores are in percent.
+Every prompt is wrapped (``plain``, ``inst``, ``io`` or ``chat``, chosen per target by the config)
+and starts with BOS; prompt and answer are tokenized separately and concatenated, the answer
+followed by EOS except under ``inst`` and ``chat``. A prompt longer than ``max_length`` tokens is
+fitted as ``truncation`` says (docs/protocol.md, section 8.5): ``right`` keeps its first
+``max_length`` tokens, as the paper's collator does; ``passage`` shortens the passage
+(``--passage``, the dataset file's ``passage`` fields) so that the question and instruction after
+it survive; ``fail`` stops; the manifest counts each. The table number is the mean over templates;
+the median, a bootstrap interval (examples resampled, the mean over templates recomputed) and the
+example count go beside it. Scores are in percent.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -51,6 +55,17 @@ def check_section(spec: dict, section: str, flag: str) -> dict:
         raise EvaluationError(str(error)) from None
 
 
+def parse_passage(text: str) -> list[str]:
+    """``--passage``: the dataset file's passage fields as a JSON list (null: none)."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise EvaluationError(f"--passage is not valid JSON: {error}") from None
+    if value is not None and not (isinstance(value, list) and all(isinstance(v, str) and v for v in value)):
+        raise EvaluationError(f"--passage must be a JSON list of field paths or null, not {text}")
+    return value or []
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bonito_repro evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--labels", default=None, help="the dataset file's `labels` as JSON")
     parser.add_argument("--fields", required=True,
                         help="the dataset file's `test_fields` as JSON (the label field's type)")
+    parser.add_argument("--passage", default="null",
+                        help="the dataset file's `passage` fields as a JSON list (evaluation.truncation: passage)")
     parser.add_argument("--params", required=True, help="config `evaluation` + `seed` as JSON")
     parser.add_argument("--out", required=True, type=Path, help="scores JSON")
     parser.add_argument("--predictions", type=Path, help="per-template, per-example predictions parquet")
@@ -82,11 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     args.labels = parse_params(args.labels, "--labels") if args.labels and args.labels != "null" else None
     args.templates = check_section(parse_params(args.templates, "--templates"), "templates", "--templates")
     args.fields = check_section(parse_params(args.fields, "--fields"), "test_fields", "--fields")
+    args.passage = parse_passage(args.passage)
     manifest = Manifest("evaluate", params=params, seed=params["seed"])
     scores, predictions = run(args, params, manifest)
-    log.info("%s / %s / %s: F1 mean %.2f (median %.2f) over %d templates, %d examples",
-             scores["target"], scores["source"], args.dataset, scores["mean"], scores["median"],
-             len(scores["templates"]), scores["n_examples"])
+    log.info("%s / %s / %s: F1 mean %.2f (median %.2f) over %d templates, %d examples; prompts over %d "
+             "tokens: %s", scores["target"], scores["source"], args.dataset, scores["mean"], scores["median"],
+             len(scores["templates"]), scores["n_examples"], params["max_length"], scores["truncation"])
     write_json(scores, args.out)
     if args.predictions:
         write_parquet(predictions, args.predictions)

@@ -8,17 +8,17 @@ import numpy as np
 
 from .. import metrics
 from .encoder import PromptEncoder
-from .templates import EvalTemplate, render_all
+from .templates import EvalTemplate
 
 
-def evaluate_generation(model_dir, adapter_dir, encoder: PromptEncoder,
-                        templates: Sequence[EvalTemplate], rows: Sequence[dict], params: dict):
-    """Per-template greedy answers, stripped."""
+def evaluate_generation(model_dir, adapter_dir, encoder: PromptEncoder, templates: Sequence[EvalTemplate],
+                        rows: Sequence[dict], row_ids: Sequence[int], params: dict):
+    """Per-template greedy answers, stripped; ``row_ids`` name the rows in errors."""
     from ..backends import greedy_texts
 
     prompts: list[list[int]] = []
     for template in templates:
-        prompts += encoder.prompts(render_all(template, list(rows), params["seed"]))
+        prompts += encoder.prompts(template, rows, row_ids, params["seed"])
     texts = greedy_texts(params["generation_backend"], model_dir, adapter_dir, prompts,
                          max_new_tokens=params["max_new_tokens"], token_budget=params["batch_tokens"],
                          max_model_len=params["max_length"] + params["max_new_tokens"],

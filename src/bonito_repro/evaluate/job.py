@@ -70,12 +70,14 @@ def select_rows(path: Path, params: dict, rank: bool, manifest: Manifest) -> tup
 
 
 def score(args: argparse.Namespace, params: dict, templates: list[EvalTemplate], rows: list[dict],
-          row_ids: list[int], rank: bool) -> tuple[Report, int, dict[str, float]]:
-    """Every template's scores with the statistic and per-example records, how many prompts were
-    cut, and the seconds spent loading (rank classification) and on inference."""
+          row_ids: list[int], rank: bool) -> tuple[Report, dict[str, int], dict[str, float]]:
+    """Every template's scores with the statistic and per-example records, the counts of prompts
+    over max_length and of the tokens cut from them (``PromptEncoder.counts``), and the seconds
+    spent loading (rank classification) and on inference."""
     timings: dict[str, float] = {}
     started = time.time()
-    encoder = PromptEncoder(load_tokenizer(args.model), args.wrapper, params["max_length"])
+    encoder = PromptEncoder(load_tokenizer(args.model), args.wrapper, params["max_length"], params["truncation"],
+                            dataset=args.dataset, passage=args.passage)
     if rank:
         gold = gold_labels(rows, args.labels, str(args.test), row_ids)
         model = to_accelerator(load_for_inference(args.model, args.adapter, bf16=params["bf16"]))
@@ -85,15 +87,16 @@ def score(args: argparse.Namespace, params: dict, templates: list[EvalTemplate],
                              row_ids)
     else:
         references = [row["answers"]["text"][0] for row in rows]
-        results = evaluate_generation(args.model, args.adapter, encoder, templates, rows, params)
+        results = evaluate_generation(args.model, args.adapter, encoder, templates, rows, row_ids, params)
         report = generation_report(results, references, row_ids)
     timings["inference_seconds"] = time.time() - started
-    return report, encoder.truncated, timings
+    return report, encoder.counts, timings
 
 
-def result_record(args: argparse.Namespace, params: dict, task_type: str, n_examples: int, truncated: int,
-                  per_template: dict[str, dict], summary: dict) -> dict:
-    """The evaluation's result: what was evaluated and how, per-template scores and the summary."""
+def result_record(args: argparse.Namespace, params: dict, task_type: str, n_examples: int,
+                  truncation: dict[str, int], per_template: dict[str, dict], summary: dict) -> dict:
+    """The evaluation's result: what was evaluated and how (the truncation mode with its counts),
+    per-template scores and the summary."""
     rank = task_type in RANK_TASK_TYPES
     return {
         "target": args.target or Path(args.model).name,
@@ -107,7 +110,7 @@ def result_record(args: argparse.Namespace, params: dict, task_type: str, n_exam
         "metric": "f1",
         "unit": "percent",
         "n_examples": n_examples,
-        "truncated_prompts": truncated,
+        "truncation": {"mode": params["truncation"], **truncation},
         "templates": per_template,
         **summary,
     }
@@ -118,10 +121,10 @@ def run(args: argparse.Namespace, params: dict, manifest: Manifest) -> tuple[dic
     task_type, templates = task_and_templates(args)
     rank = task_type in RANK_TASK_TYPES
     n_rows, rows, row_ids = select_rows(args.test, params, rank, manifest)
-    (per_template, statistic, records), truncated, timings = score(args, params, templates, rows, row_ids, rank)
+    (per_template, statistic, records), truncation, timings = score(args, params, templates, rows, row_ids, rank)
     summary = summarise(per_template, statistic, len(rows), params["bootstrap"])
     manifest.counts = {"test_rows": n_rows, "evaluated": len(rows), "templates": len(templates),
-                       "prompts": len(rows) * len(templates), "truncated_prompts": truncated}
+                       "prompts": len(rows) * len(templates), **truncation}
     manifest.extra = {"timings": {k: round(v, 3) for k, v in timings.items()}}
-    record = result_record(args, params, task_type, len(rows), truncated, per_template, summary)
+    record = result_record(args, params, task_type, len(rows), truncation, per_template, summary)
     return record, pd.DataFrame.from_records(records)

@@ -11,7 +11,7 @@ from ..schemas import canonical_label
 from .encoder import PromptEncoder
 from .errors import EvaluationError
 from .scoring import score_choices
-from .templates import EvalTemplate, TemplateError, render_all
+from .templates import EvalTemplate, TemplateError
 
 
 def gold_labels(rows: Sequence[dict], labels: dict | None, path: str,
@@ -52,7 +52,7 @@ def evaluate_rank(model, encoder: PromptEncoder, templates: Sequence[EvalTemplat
     choices: list[list[list[int]]] = []
     for template in templates:
         answers = [encoder.answer(text) for text in template.answer_texts]
-        prompts += encoder.prompts(render_all(template, list(rows), params["seed"]))
+        prompts += encoder.prompts(template, rows, row_ids, params["seed"])
         choices += [answers] * len(rows)
     with tqdm(total=len(prompts), desc="rank classification", unit="prompt") as progress:
         scores = score_choices(model, prompts, choices, params["batch_tokens"],

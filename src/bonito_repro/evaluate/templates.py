@@ -79,16 +79,33 @@ def render_all(template: EvalTemplate, rows: list[dict[str, Any]], seed: int) ->
     """Prompts of one template for every row. Some promptsource templates draw words at random
     (question_num_hint_answer's ``choice`` filter); the paper left that unseeded, here it is
     seeded per template so that a rerun gives the same prompts."""
+    return [prompt for prompt, _ in render_with_states(template, rows, seed)]
+
+
+def render_with_states(template: EvalTemplate, rows: list[dict[str, Any]], seed: int) -> list[tuple[str, Any]]:
+    """``render_all``'s prompts, each with the random state its rendering started from, so that
+    ``render_again`` can render the row changed (a shortened passage) with the same random words."""
     random.seed(f"{seed}:{template.name}")
-    prompts = []
+    rendered = []
     for i, row in enumerate(rows):
-        try:
-            prompts.append(template.render(row))
-        except TemplateError:
-            raise
-        except Exception as error:  # jinja errors name neither the template nor the row
-            raise TemplateError(f"template {template.name!r} fails on test row {i}: {error}") from error
-    return prompts
+        state = random.getstate()
+        rendered.append((_render(template, row, i), state))
+    return rendered
+
+
+def render_again(template: EvalTemplate, row: dict[str, Any], i: int, state: Any) -> str:
+    """Row ``i`` of a ``render_with_states`` call, changed, rendered from the random state it had."""
+    random.setstate(state)
+    return _render(template, row, i)
+
+
+def _render(template: EvalTemplate, row: dict[str, Any], i: int) -> str:
+    try:
+        return template.render(row)
+    except TemplateError:
+        raise
+    except Exception as error:  # jinja errors name neither the template nor the row
+        raise TemplateError(f"template {template.name!r} fails on test row {i}: {error}") from error
 
 
 def _from_promptsource(spec: dict, fields: dict, where: str) -> list[EvalTemplate]:
