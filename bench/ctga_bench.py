@@ -21,7 +21,7 @@ import datasets
 from bonito_repro.config import load_scale
 
 from bonito_repro.ctga import build, render, tables
-from bonito_repro.sources import load_source
+from bonito_repro.origins import load_origin
 
 PAPER_ROWS = 1_650_000
 PAPER_CORES = 16
@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def repeated(source: str, rows: int) -> datasets.Dataset:
-    dataset = load_source({"embedded": source}, "ctga")
+    dataset = load_origin({"embedded": source}, "ctga")
     copies = -(-rows // len(dataset))
     return datasets.concatenate_datasets([dataset] * copies).select(range(rows))
 

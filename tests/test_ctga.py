@@ -10,7 +10,7 @@ from bonito_repro.ctga import build, published, render, tables, templates
 from bonito_repro.config import load_scale
 from bonito_repro.ctga.cli import main
 from bonito_repro.prompts import CONTEXT_PLACEHOLDER, bonito_input, parse_bonito_output
-from bonito_repro.sources import load_source
+from bonito_repro.origins import load_origin
 from bonito_repro.tasks import TASK_TYPES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,7 +30,7 @@ def metas_of(source: str) -> dict[str, templates.MetaTemplate]:
 
 
 def rows_of(source: str) -> list[dict]:
-    return list(load_source({"embedded": source}, "ctga"))
+    return list(load_origin({"embedded": source}, "ctga"))
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +165,7 @@ def test_sampling_is_seeded_per_source_and_capped():
 
 def test_parallel_rendering_gives_the_same_rows():
     source = "super_glue/cb"
-    dataset = datasets.concatenate_datasets([load_source({"embedded": source}, "ctga")] * 8)
+    dataset = datasets.concatenate_datasets([load_origin({"embedded": source}, "ctga")] * 8)
     metas = list(metas_of(source).values())
     one = render.render_source(dataset, source, metas, 100, 42, num_proc=1)
     two = render.render_source(dataset, source, metas, 100, 42, num_proc=2, rows_per_process=10)

@@ -17,7 +17,7 @@ import yaml
 
 from bonito_repro.localhub import server as hubserver
 from bonito_repro.localhub.build import rows_for
-from bonito_repro.sources import SourceError, load_source
+from bonito_repro.origins import OriginError, load_origin
 from conftest import REPO
 
 HUB_SPEC = yaml.safe_load((REPO / "src/bonito_repro/data/local_hub.yaml").read_text())
@@ -193,9 +193,9 @@ def test_paper_ctga_sources_download_then_build_offline(local_hub, tmp_path, pap
 
     # the downloaded files are read back only as the commit they were recorded for
     pinned = record["hub"]["wiki_hop/original"]
-    assert len(load_source({"hub": pinned}, "ctga")) == record["counts"]["wiki_hop/original"]
-    with pytest.raises(SourceError, match="belong to another commit"):
-        load_source({"hub": {**pinned, "sha": "0" * 40}}, "ctga")
+    assert len(load_origin({"hub": pinned}, "ctga")) == record["counts"]["wiki_hop/original"]
+    with pytest.raises(OriginError, match="belong to another commit"):
+        load_origin({"hub": {**pinned, "sha": "0" * 40}}, "ctga")
 
 
 @pytest.mark.slow  # one job
@@ -205,12 +205,12 @@ def test_rows_of_another_commit_are_refused(local_hub, tmp_path):
     branch's rows. A load by commit refuses them."""
     script = """
 import json
-from bonito_repro.sources import SourceError, load_source
+from bonito_repro.origins import OriginError, load_origin
 spec = {"hub": {"id": "allenai/cosmos_qa", "split": "train", "revision": "refs/convert/parquet"}}
-load_source(spec, "ctga")
+load_origin(spec, "ctga")
 try:
-    print(json.dumps(len(load_source({"hub": {**spec["hub"], "revision": "main"}}, "ctga"))))
-except SourceError as error:
+    print(json.dumps(len(load_origin({"hub": {**spec["hub"], "revision": "main"}}, "ctga"))))
+except OriginError as error:
     print(json.dumps(str(error)))
 """
     result = subprocess.run([sys.executable, "-c", script], env=local_hub.env(tmp_path / "hf"),
@@ -234,7 +234,7 @@ def test_target_data_and_published_sets_record_their_commit(local_hub, tmp_path,
     test_args = ["--fields", json.dumps(dataset["test_fields"]), "--labels", json.dumps(dataset["labels"])]
     for kind, extra in (("unannotated", []), ("test", test_args)):
         out = tmp_path / f"{kind}.parquet"
-        ok(local_hub.run(["target-data", kind, "--dataset", "vitaminc", "--spec", json.dumps({"hub": dataset[kind]["hub"]}),
+        ok(local_hub.run(["target-data", kind, "--dataset", "vitaminc", "--origin", json.dumps({"hub": dataset[kind]["hub"]}),
                           *extra, "--out", out, "--manifest", tmp_path / f"{kind}.json"], tmp_path / "hf"))
         manifest = json.loads((tmp_path / f"{kind}.json").read_text())
         hub = dataset[kind]["hub"]

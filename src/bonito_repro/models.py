@@ -276,7 +276,7 @@ def download(hub: dict, out_dir: str | Path) -> dict:
 
 def embedded_texts() -> list[str]:
     """Every string in the embedded demo data: the tiny tokenizer's training text."""
-    from .sources import EMBEDDED_DIR
+    from .origins import EMBEDDED_DIR
 
     texts: list[str] = []
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..sources import load_source
+from ..origins import load_origin
 from . import render, tables, templates
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def source_meta_templates(source: str, annotations: dict,
 def build_source(source: str, spec: dict, metas: list[templates.MetaTemplate], hp: dict,
                  num_proc: int) -> tuple[pd.DataFrame, dict]:
     """Rendered rows of one source and its counts (sampled = kept + drops)."""
-    dataset = load_source(spec, "ctga")
+    dataset = load_origin(spec, "ctga")
     rendered = render.render_source(dataset, source, metas, hp["max_examples_per_dataset"],
                                     hp["seed"], num_proc)
     statuses = rendered["status"].value_counts().to_dict()

@@ -13,7 +13,7 @@ import datasets
 import pandas as pd
 
 from ..prompts import parse_bonito_output
-from ..sources import load_source
+from ..origins import load_origin
 from ..tasks import task_type_name
 from .build import OUTPUT_COLUMNS, CtgaBuild, per_task_type, split_validation
 
@@ -39,10 +39,10 @@ def _source_names(frame: pd.DataFrame) -> list[str]:
     return [f"{d}/{c}" if pd.notna(c) and c else str(d) for d, c in zip(frame["dataset"], configs)]
 
 
-def _require_columns(dataset: datasets.Dataset, spec: dict) -> None:
+def _require_columns(dataset: datasets.Dataset, origin: dict) -> None:
     missing = {"input", "output"} - set(dataset.column_names)
     if missing:
-        raise ValueError(f"ctga.published {spec}: missing columns {sorted(missing)} "
+        raise ValueError(f"ctga.published {origin}: missing columns {sorted(missing)} "
                          f"(has {dataset.column_names})")
 
 
@@ -71,7 +71,7 @@ def published_rows(dataset: datasets.Dataset) -> tuple[pd.DataFrame, pd.DataFram
 
 def from_published(hp: dict) -> CtgaBuild:
     """The published ctga-v1 in this stage's schema, split like a built one."""
-    dataset = load_source(hp["published"], "ctga")
+    dataset = load_origin(hp["published"], "ctga")
     _require_columns(dataset, hp["published"])
     ctga, p3, drops = published_rows(dataset)
     (validation, p3_validation), (train, p3_train) = split_validation(
@@ -89,10 +89,10 @@ def from_published(hp: dict) -> CtgaBuild:
     return CtgaBuild(train, validation, p3, counts, drops)
 
 
-def published_task_types(spec: dict) -> pd.Series:
+def published_task_types(origin: dict) -> pd.Series:
     """Rows per task type (full names) of the published set."""
-    dataset = load_source(spec, "ctga")
-    _require_columns(dataset, spec)
+    dataset = load_origin(origin, "ctga")
+    _require_columns(dataset, origin)
     if "task_type" in dataset.column_names:
         names = [task_type_name(t.strip()) for t in dataset["task_type"]]
     else:

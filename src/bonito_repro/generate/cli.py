@@ -4,7 +4,7 @@ the funnel counts (docs/protocol.md, section 6).
 
     python -m bonito_repro generate --dataset KEY --task-type T --passages P --test T
         --model DIR [--adapter DIR] --params JSON --shards DIR --out PARQUET --manifest JSON
-    python -m bonito_repro generate --published SPEC ...   (a published set through the funnel)
+    python -m bonito_repro generate --published ORIGIN ...   (a published set through the funnel)
 
 A killed job started again with the same arguments reuses the shards finished under --shards.
 """
@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..config import ConfigError, check_params
 from ..io import Manifest, parse_params, set_threads, setup_logging, write_parquet
-from ..sources import pin_source
+from ..origins import pin_origin
 from ..tasks import task_type_name
 from .funnel import funnel_counts, probe_texts, run_funnel
 from .inputs import load_published, read_passages
@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--test", type=Path, required=True, help="test split parquet (contamination probes)")
     parser.add_argument("--model", type=Path, help="base or full generator model directory")
     parser.add_argument("--adapter", type=Path, help="PEFT adapter of the generator on --model")
-    parser.add_argument("--published", help="instead of generating: a published set's source spec (JSON)")
+    parser.add_argument("--published", help="instead of generating: a published set's origin (JSON)")
     parser.add_argument("--params", required=True, help="the config's generation section (JSON)")
     parser.add_argument("--shards", type=Path, help="scratch directory of finished shards (resume)")
     parser.add_argument("--out", type=Path, required=True, help="kept tasks (parquet)")
@@ -62,12 +62,12 @@ def generation_params(text: str) -> dict:
 
 def from_published(args: argparse.Namespace, params: dict, test_rows: list[dict]) -> tuple[Generation, dict, dict]:
     """A published set through the funnel: (its tasks, no passage counts, its source)."""
-    spec = pin_source(parse_params(args.published))  # the manifest records the commit read
-    records = run_funnel(load_published(spec), params, probe_texts(test_rows))
+    origin = pin_origin(parse_params(args.published))  # the manifest records the commit read
+    records = run_funnel(load_published(origin), params, probe_texts(test_rows))
     kept = records[records["kept"]]
     rows = [{"input": i, "output": o, "context_id": None} for i, o in zip(kept["input"], kept["output"])]
     result = Generation(rows=rows, records=records, summary=funnel_counts(records, params), shards=None)
-    return result, {}, {"source": {"published": spec}}
+    return result, {}, {"source": {"published": origin}}
 
 
 def from_generator(args: argparse.Namespace, params: dict, test_rows: list[dict]) -> tuple[Generation, dict, dict]:

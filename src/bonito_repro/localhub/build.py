@@ -15,7 +15,7 @@ from urllib.parse import quote
 import yaml
 
 from ..prompts import bonito_input, bonito_output
-from ..sources import EMBEDDED_DIR
+from ..origins import EMBEDDED_DIR
 
 SPEC_PATH = Path(__file__).resolve().parents[1] / "data" / "local_hub.yaml"
 GITATTRIBUTES = "".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n"
