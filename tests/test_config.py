@@ -31,7 +31,7 @@ def test_every_scale_resolves(scale):
     origin = "hub" if scale == "paper" else "embedded"
     for dataset in config["datasets"].values():
         assert set(dataset["unannotated"]) == set(dataset["test"]) == {origin}
-    assert {next(iter(spec)) for spec in config["ctga"]["sources"].values()} == {origin}
+    assert {next(iter(p3_origin)) for p3_origin in config["ctga"]["p3_datasets"].values()} == {origin}
 
 
 def test_local_covers_all_seven_datasets_and_smoke_one_of_each_task_type():

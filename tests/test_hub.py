@@ -141,12 +141,12 @@ def test_server_answers_as_the_hub_does(small_hub, tmp_path):
 
 
 # ---------------------------------------------------------------- the loaders, as workflow jobs
-# The ctga sources of config.yaml that the local Hub serves, each in its real layout: Parquet on
+# The P3 datasets of config.yaml's ctga section that the local Hub serves, each in its real layout: Parquet on
 # main by config name, script repositories with only the conversion branch (one config, several
 # configs, the 2023 file names).
-CTGA_SOURCES = ["super_glue/boolq", "super_glue/record", "super_glue/wsc.fixed", "super_glue/wic",
-                "super_glue/copa", "super_glue/rte", "super_glue/cb", "anli", "quartz",
-                "paws/labeled_final", "cosmos_qa", "wiki_hop/original", "xsum"]
+CTGA_P3_DATASETS = ["super_glue/boolq", "super_glue/record", "super_glue/wsc.fixed", "super_glue/wic",
+                    "super_glue/copa", "super_glue/rte", "super_glue/cb", "anli", "quartz",
+                    "paws/labeled_final", "cosmos_qa", "wiki_hop/original", "xsum"]
 
 
 def served_sha(hub, repo_type: str, repo_id: str, revision: str) -> str:
@@ -155,8 +155,8 @@ def served_sha(hub, repo_type: str, repo_id: str, revision: str) -> str:
 
 def served_rows(repo_id: str, revision: str, config: str, split: str) -> list[dict]:
     """The rows the local Hub serves for a config and split (from the builder's spec)."""
-    source = HUB_SPEC["datasets"][repo_id][revision]["configs"][config]
-    return rows_for(source, split)
+    rows = HUB_SPEC["datasets"][repo_id][revision]["configs"][config]
+    return rows_for(rows, split)
 
 
 def ok(result) -> None:
@@ -164,17 +164,17 @@ def ok(result) -> None:
 
 
 @pytest.mark.slow  # two jobs, each a Python process
-def test_paper_ctga_sources_download_then_build_offline(local_hub, tmp_path, paper):
-    """The paper config's ctga sources load as configured: by name on main, by folder on the
+def test_paper_ctga_p3_datasets_download_then_build_offline(local_hub, tmp_path, paper):
+    """The paper config's ctga P3 datasets load as configured: by name on main, by folder on the
     conversion branch, each at the commit its revision points at; the offline build reads exactly
     the downloaded commits."""
     hp = {**paper["ctga"], "max_examples_per_dataset": 20, "validation_size": 5,
-          "sources": {name: paper["ctga"]["sources"][name] for name in CTGA_SOURCES}}
+          "p3_datasets": {name: paper["ctga"]["p3_datasets"][name] for name in CTGA_P3_DATASETS}}
     downloads = tmp_path / "downloads.json"
     ok(local_hub.run(["ctga", "download", "--manifest", downloads, "--params", json.dumps(hp)], tmp_path / "hf"))
     record = json.loads(downloads.read_text())
-    for name in CTGA_SOURCES:
-        hub = hp["sources"][name]["hub"]
+    for name in CTGA_P3_DATASETS:
+        hub = hp["p3_datasets"][name]["hub"]
         folder = hub.get("config") or ("plain_text" if name == "anli" else "default")
         expected = served_rows(hub["id"], hub["revision"], folder, hub["split"])
         assert record["counts"][name] == len(expected), name  # wiki_hop: `original` only, not `masked`
@@ -188,7 +188,7 @@ def test_paper_ctga_sources_download_then_build_offline(local_hub, tmp_path, pap
     assert len(local_hub.requests()) == before  # offline: read from the downloaded files only
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["params"] == hp
-    assert {n: s["sampled"] for n, s in manifest["counts"]["per_source"].items()} == record["counts"]
+    assert {n: s["sampled"] for n, s in manifest["counts"]["per_p3_dataset"].items()} == record["counts"]
     assert manifest["hub"] == {n: {k: r[k] for k in ("id", "revision", "sha")} for n, r in record["hub"].items()}
 
     # the downloaded files are read back only as the commit they were recorded for

@@ -8,7 +8,7 @@ Snakemake merges ``--configfile`` files. Then:
 2. ``resolve``: the config the rules read: each training section merged over ``training``, the
    selected dataset files loaded (each checked against $defs/dataset_file and across its keys:
    labels, test fields and templates must agree with its task type) with the origins ``data``
-   picks, the ctga sources likewise, and the collections cut down to what ``run`` selects;
+   picks, ctga's P3 datasets likewise, and the collections cut down to what ``run`` selects;
 3. ``check_references``: names one section uses must be declared in another.
 
 Every error names the file or the key path (``targets.smollm2_p3.init_adapter.model``), so a bad
@@ -233,9 +233,9 @@ def resolve(config: dict) -> dict:
         datasets[name] = spec
     resolved["datasets"] = datasets
     resolved["run"]["datasets"] = list(datasets)  # names, where an entry was a file's path
-    resolved["ctga"]["sources"] = {
-        name: spec if "files" in spec else {"embedded": name} if config["data"] == "embedded" else spec
-        for name, spec in config["ctga"]["sources"].items()}
+    resolved["ctga"]["p3_datasets"] = {
+        name: origin if "files" in origin else {"embedded": name} if config["data"] == "embedded" else origin
+        for name, origin in config["ctga"]["p3_datasets"].items()}
     _select(resolved)
     return resolved
 

@@ -1,4 +1,4 @@
-"""`python -m bonito_repro ctga {download,build}`: fetch the Hub sources once (the one step that
+"""`python -m bonito_repro ctga {download,build}`: fetch the Hub datasets once (the one step that
 needs the network), then build (or take the published) ctga-v1 offline and write its tables."""
 from __future__ import annotations
 
@@ -18,17 +18,17 @@ log = logging.getLogger(__name__)
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bonito_repro ctga", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    download = commands.add_parser("download", help="load every Hub source once (fills the cache)")
-    download.add_argument("--manifest", required=True, help="rows per downloaded source (json)")
+    download = commands.add_parser("download", help="load every Hub dataset once (fills the cache)")
+    download.add_argument("--manifest", required=True, help="rows per downloaded dataset (json)")
     run = commands.add_parser("build", help="build ctga-v1 (or take the published set)")
     run.add_argument("--train", required=True, help="ctga training rows (parquet)")
     run.add_argument("--validation", required=True, help="ctga validation rows (parquet)")
     run.add_argument("--p3", required=True, help="the same rows as P3 prompt/target (parquet)")
     run.add_argument("--manifest", required=True, help="counts, drops, params (json)")
     run.add_argument("--comparison", help="rows per task type, built vs the published set (csv); "
-                     "reads the config's `published` source")
+                     "reads the config's `published` origin")
     run.add_argument("--num-proc", type=int, default=1, help="processes for rendering")
-    run.add_argument("--downloads", help="the manifest of `download`: read the Hub sources offline, "
+    run.add_argument("--downloads", help="the manifest of `download`: read the Hub datasets offline, "
                      "from the commits and cached files it records")
     for sub in (download, run):
         sub.add_argument("--params", required=True, help="the config section `ctga` as JSON")
@@ -37,7 +37,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def hub_origins(hp: dict, compare: bool) -> dict[str, dict]:
     """The Hub origins a build with these settings reads, by name."""
-    origins = {} if hp["use_published"] else dict(hp["sources"])
+    origins = {} if hp["use_published"] else dict(hp["p3_datasets"])
     if hp["use_published"] or compare:
         origins["published"] = hp["published"]
     return {name: origin for name, origin in origins.items() if "hub" in origin}
@@ -60,17 +60,17 @@ def downloaded(hp: dict, downloads_path: str, compare: bool) -> dict:
     """The section with each Hub origin replaced by what `download` recorded of it (its commit
     and cached files), so that an offline build reads exactly the downloaded rows."""
     records = read_json(downloads_path)["hub"]
-    hp = {**hp, "sources": dict(hp["sources"])}
+    hp = {**hp, "p3_datasets": dict(hp["p3_datasets"])}
     for name, origin in hub_origins(hp, compare).items():
         record = records.get(name)
         if record is None or any(record.get(k) != v for k, v in origin["hub"].items()):
-            key = "ctga.published" if name == "published" else f"ctga.sources.{name}"
+            key = "ctga.published" if name == "published" else f"ctga.p3_datasets.{name}"
             raise ValueError(f"{key}: {downloads_path} has no download of {origin['hub']} "
                              "(the config changed since; run `ctga download` again)")
         if name == "published":
             hp["published"] = {"hub": record}
         else:
-            hp["sources"][name] = {"hub": record}
+            hp["p3_datasets"][name] = {"hub": record}
     return hp
 
 

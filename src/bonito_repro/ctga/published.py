@@ -32,7 +32,7 @@ def parse_bonito_input(text: str) -> tuple[str, str] | None:
         return None
 
 
-def _source_names(frame: pd.DataFrame) -> list[str]:
+def _p3_dataset_names(frame: pd.DataFrame) -> list[str]:
     if "dataset" not in frame.columns:
         return ["published"] * len(frame)
     configs = frame["dataset_config"] if "dataset_config" in frame.columns else [None] * len(frame)
@@ -50,10 +50,10 @@ def published_rows(dataset: datasets.Dataset) -> tuple[pd.DataFrame, pd.DataFram
     """ctga rows and P3 rows (the instruction and response with the passage filled in) of the
     published set, and the rows dropped by reason."""
     frame = dataset.to_pandas()
-    sources = _source_names(frame)
+    p3_datasets = _p3_dataset_names(frame)
     ctga, p3 = [], []
     drops = {"published_unparseable_input": 0, "published_unparseable_output": 0}
-    for text, output, source in zip(frame["input"], frame["output"], sources):
+    for text, output, p3_dataset in zip(frame["input"], frame["output"], p3_datasets):
         parsed = parse_bonito_input(text)
         if parsed is None:
             drops["published_unparseable_input"] += 1
@@ -63,8 +63,8 @@ def published_rows(dataset: datasets.Dataset) -> tuple[pd.DataFrame, pd.DataFram
         if pair is None:
             drops["published_unparseable_output"] += 1
             continue
-        ctga.append((text, output, task_type, source, None))
-        p3.append((*pair, task_type, source, None))
+        ctga.append((text, output, task_type, p3_dataset, None))
+        p3.append((*pair, task_type, p3_dataset, None))
     return (pd.DataFrame(ctga, columns=OUTPUT_COLUMNS), pd.DataFrame(p3, columns=OUTPUT_COLUMNS),
             {k: v for k, v in drops.items() if v})
 
@@ -83,7 +83,7 @@ def from_published(hp: dict) -> CtgaBuild:
         "train": len(train),
         "validation": len(validation),
         "p3": len(p3),
-        "per_source": ctga["source"].value_counts().sort_index().to_dict(),
+        "per_p3_dataset": ctga["p3_dataset"].value_counts().sort_index().to_dict(),
         "per_task_type": per_task_type({"train": train, "validation": validation}),
     }
     return CtgaBuild(train, validation, p3, counts, drops)
