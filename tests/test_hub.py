@@ -249,7 +249,7 @@ def test_target_data_and_published_sets_record_their_commit(local_hub, tmp_path,
                       "--params", json.dumps(generation), "--out", tmp_path / "synthetic.parquet",
                       "--manifest", tmp_path / "synthetic.json"], tmp_path / "hf"))
     manifest = json.loads((tmp_path / "synthetic.json").read_text())
-    assert manifest["source"]["published"]["hub"] == {**spec["hub"], "sha": experiment_sha}
+    assert manifest["provenance"]["published"]["hub"] == {**spec["hub"], "sha": experiment_sha}
     assert manifest["funnel"]["generated"] == len(served_rows("BatsResearch/bonito-experiment", "main",
                                                               "bonito_vitaminc", "train"))
 

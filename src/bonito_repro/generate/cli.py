@@ -61,24 +61,25 @@ def generation_params(text: str) -> dict:
 
 
 def from_published(args: argparse.Namespace, params: dict, test_rows: list[dict]) -> tuple[Generation, dict, dict]:
-    """A published set through the funnel: (its tasks, no passage counts, its source)."""
+    """A published set through the funnel: (its tasks, no passage counts, their provenance)."""
     origin = pin_origin(parse_params(args.published))  # the manifest records the commit read
     records = run_funnel(load_published(origin), params, probe_texts(test_rows))
     kept = records[records["kept"]]
     rows = [{"input": i, "output": o, "context_id": None} for i, o in zip(kept["input"], kept["output"])]
     result = Generation(rows=rows, records=records, summary=funnel_counts(records, params), shards=None)
-    return result, {}, {"source": {"published": origin}}
+    return result, {}, {"provenance": {"published": origin}}
 
 
 def from_generator(args: argparse.Namespace, params: dict, test_rows: list[dict]) -> tuple[Generation, dict, dict]:
-    """The generator's tasks for the passages: (the tasks, passage counts, source and shards)."""
+    """The generator's tasks for the passages: (the tasks, passage counts, their provenance and
+    shards)."""
     if args.passages is None or args.model is None:
         raise SystemExit("generate: --passages and --model are required unless --published is given")
     texts, ids, counts = read_passages(args.passages, params["max_passages"], params["seed"])
     result = run_generation(texts, args.task_type, params, model_dir=args.model, adapter_dir=args.adapter,
                             context_ids=ids, test_rows=test_rows, shards_dir=args.shards)
-    source = {"model": str(args.model), "adapter": str(args.adapter) if args.adapter else None}
-    return result, counts, {"source": source, "shards": result.shards}
+    provenance = {"model": str(args.model), "adapter": str(args.adapter) if args.adapter else None}
+    return result, counts, {"provenance": provenance, "shards": result.shards}
 
 
 def require_tasks(dataset: str, result: Generation) -> None:
@@ -108,12 +109,12 @@ def write_tasks(args: argparse.Namespace, result: Generation) -> dict[str, int]:
 
 
 def write_manifest(manifest: Manifest, args: argparse.Namespace, result: Generation, counts: dict,
-                   source: dict, formats: dict[str, int]) -> None:
+                   extra: dict, formats: dict[str, int]) -> None:
     summary = result.summary
     for reason, removed in summary["removed"].items():
         manifest.drop(reason, removed)
     manifest.counts = {**counts, "generated": summary["funnel"]["generated"], "kept": summary["kept"]}
-    manifest.extra = {"dataset": args.dataset, "task_type": task_type_name(args.task_type), **source,
+    manifest.extra = {"dataset": args.dataset, "task_type": task_type_name(args.task_type), **extra,
                       **summary, "formats": formats}
     manifest.write(args.manifest)
 
@@ -128,10 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     params = generation_params(args.params)
     manifest = Manifest("generate", params=params, seed=params["seed"])
     test_rows = pd.read_parquet(args.test).to_dict("records")
-    result, counts, source = (from_published if args.published else from_generator)(args, params, test_rows)
+    result, counts, extra = (from_published if args.published else from_generator)(args, params, test_rows)
     require_tasks(args.dataset, result)
     formats = write_tasks(args, result)
-    write_manifest(manifest, args, result, counts, source, formats)
+    write_manifest(manifest, args, result, counts, extra, formats)
     summary = result.summary
     log.info("%s: kept %d of %d generated tasks; funnel %s", args.dataset, summary["kept"],
              summary["funnel"]["generated"], summary["funnel"])
