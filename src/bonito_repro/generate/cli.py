@@ -105,7 +105,7 @@ def write_tasks(args: argparse.Namespace, result: Generation) -> dict[str, int]:
         return {}
     from .formats import export_formats
 
-    return export_formats(result.rows, args.formats, source=args.dataset)
+    return export_formats(result.rows, args.formats, dataset=args.dataset)
 
 
 def write_manifest(manifest: Manifest, args: argparse.Namespace, result: Generation, counts: dict,
