@@ -27,7 +27,7 @@ def inputs(tokenizer, dataset: str, examples: int, templates: int):
     from bonito_repro.config import load_dataset_file
     from bonito_repro.evaluate.encoder import PromptEncoder
     from bonito_repro.evaluate.templates import load_templates
-    from bonito_repro.sources import embedded_path
+    from bonito_repro.origins import embedded_path
 
     rows = pd.read_json(embedded_path("test", dataset), lines=True).to_dict("records")[:examples]
     encoder = PromptEncoder(tokenizer, "io", max_length=1024, truncation="right", dataset=dataset)

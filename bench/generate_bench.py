@@ -29,7 +29,7 @@ MARKER = "vllm passages/s: "
 
 
 def passages(count: int) -> list[str]:
-    from bonito_repro.sources import embedded_path
+    from bonito_repro.origins import embedded_path
 
     path = embedded_path("unannotated", "pubmed_qa")
     texts = [json.loads(line)["input"] for line in path.read_text().splitlines() if line.strip()] \

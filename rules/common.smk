@@ -8,7 +8,7 @@ import sys
 from snakemake.settings.types import DeploymentMethod
 
 from bonito_repro.config import EVAL_DECODING_KEYS, ConfigError, TAPT, ZERO_SHOT, validate
-from bonito_repro.sources import embedded_path
+from bonito_repro.origins import embedded_path
 
 try:
     resolved = validate(config)
@@ -129,13 +129,13 @@ def train_command(section):
     return f"python -m torch.distributed.run --standalone --nproc_per_node {processes} -m bonito_repro train"
 
 
-def local_files(kind, spec):
-    """Local files a source spec reads (embedded demo rows or the user's own), so that editing one
+def local_files(kind, origin):
+    """Local files an origin reads (embedded demo rows or the user's own), so that editing one
     reruns its job (data.smk, ctga.smk)."""
-    if "embedded" in spec:
-        return [str(embedded_path(kind, spec["embedded"]))]
-    if "files" in spec:
-        return [spec["files"]] if isinstance(spec["files"], str) else list(spec["files"])
+    if "embedded" in origin:
+        return [str(embedded_path(kind, origin["embedded"]))]
+    if "files" in origin:
+        return [origin["files"]] if isinstance(origin["files"], str) else list(origin["files"])
     return []
 
 
@@ -147,13 +147,13 @@ def local_files(kind, spec):
 # --- used by data.smk
 
 
-def data_spec(dataset, kind):
+def data_origin(dataset, kind):
     return config["datasets"][dataset][kind]
 
 
 def data_online(dataset, kind):
-    """Only a Hub source lifts the offline setting (common.smk), and only for this command."""
-    return ONLINE if "hub" in data_spec(dataset, kind) else ""
+    """Only a Hub origin lifts the offline setting (common.smk), and only for this command."""
+    return ONLINE if "hub" in data_origin(dataset, kind) else ""
 
 
 # --- used by generate.smk
@@ -166,9 +166,9 @@ def generator_inputs(w):
     return {"model": model_dir(spec["base"]), "adapter": f"{R}/generators/{w.generator}/adapter"}
 
 
-def published_spec(generator, dataset):
-    """The generator's source spec with `{dataset}` filled in wherever it appears."""
-    return json.loads(json.dumps(config["generators"][generator]["source"]).replace("{dataset}", dataset))
+def published_origin(generator, dataset):
+    """The generator's origin with `{dataset}` filled in wherever it appears."""
+    return json.loads(json.dumps(config["generators"][generator]["origin"]).replace("{dataset}", dataset))
 
 
 # --- used by adapt.smk

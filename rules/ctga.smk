@@ -1,6 +1,6 @@
 # ctga-v1, Bonito's training set: P3 templates remixed into meta-templates (docs/protocol.md, section 4).
 # `ctga_download` is the only step that needs the network: a local rule that fills the datasets
-# cache with the Hub sources (paper scale only; embedded and file sources need no download).
+# cache with the Hub datasets (paper scale only; embedded and file origins need no download).
 # `ctga` then renders offline, in parallel, with the job's threads.
 import bonito_repro
 
@@ -18,13 +18,13 @@ CTGA_TABLES = [
 ]
 # compare the built set with the published one (a paper-scale check that downloads it)
 CTGA_COMPARE = CTGA.get("compare_published", False) and not CTGA["use_published"]
-# the sources the build reads: the published set (used or compared) and the P3 sources
-CTGA_SOURCES = {"published": CTGA["published"]} if CTGA["use_published"] or CTGA_COMPARE else {}
+# the origins the build reads: the published set's (used or compared) and the P3 datasets'
+CTGA_ORIGINS = {"published": CTGA["published"]} if CTGA["use_published"] or CTGA_COMPARE else {}
 if not CTGA["use_published"]:
-    CTGA_SOURCES.update(CTGA["sources"])
-# local files they read (editing one reruns the build), and the download Hub sources need
-CTGA_FILES = [path for spec in CTGA_SOURCES.values() for path in local_files("ctga", spec)]
-CTGA_DOWNLOADS = [f"{CTGA_DIR}/downloads.json"] if any("hub" in s for s in CTGA_SOURCES.values()) else []
+    CTGA_ORIGINS.update(CTGA["p3_datasets"])
+# local files they read (editing one reruns the build), and the download Hub origins need
+CTGA_FILES = [path for origin in CTGA_ORIGINS.values() for path in local_files("ctga", origin)]
+CTGA_DOWNLOADS = [f"{CTGA_DIR}/downloads.json"] if any("hub" in o for o in CTGA_ORIGINS.values()) else []
 
 
 rule ctga_download:

@@ -1,5 +1,5 @@
-# Target data: each dataset's unannotated passages and its labelled test split, read from the
-# source spec in config (Hub, embedded demo data, or the user's files) and checked against the
+# Target data: each dataset's unannotated passages and its labelled test split, read from their
+# origin in config (Hub, embedded demo data, or the user's files) and checked against the
 # fields its dataset file gives (bonito_repro.schemas).
 #
 # Both rules are local: they take seconds and little memory, and at paper scale they are the
@@ -13,12 +13,12 @@ localrules:
 
 rule unannotated:
     input:
-        lambda w: local_files("unannotated", data_spec(w.dataset, "unannotated")),
+        lambda w: local_files("unannotated", data_origin(w.dataset, "unannotated")),
     output:
         rows=f"{R}/unannotated/{{dataset}}.parquet",
         manifest=f"{R}/unannotated/{{dataset}}.manifest.json",
     params:
-        spec=lambda w: as_json(data_spec(w.dataset, "unannotated")),
+        origin=lambda w: as_json(data_origin(w.dataset, "unannotated")),
         online=lambda w: data_online(w.dataset, "unannotated"),
     log:
         f"{R}/logs/unannotated/{{dataset}}.log",
@@ -30,17 +30,17 @@ rule unannotated:
         "../envs/main.yaml"
     shell:
         "{params.online} python -m bonito_repro target-data unannotated --dataset {wildcards.dataset}"
-        " --spec {params.spec:q} --out {output.rows} --manifest {output.manifest} > {log} 2>&1"
+        " --origin {params.origin:q} --out {output.rows} --manifest {output.manifest} > {log} 2>&1"
 
 
 rule test_set:
     input:
-        lambda w: local_files("test", data_spec(w.dataset, "test")),
+        lambda w: local_files("test", data_origin(w.dataset, "test")),
     output:
         rows=f"{R}/test/{{dataset}}.parquet",
         manifest=f"{R}/test/{{dataset}}.manifest.json",
     params:
-        spec=lambda w: as_json(data_spec(w.dataset, "test")),
+        origin=lambda w: as_json(data_origin(w.dataset, "test")),
         fields=lambda w: as_json(config["datasets"][w.dataset]["test_fields"]),
         labels=lambda w: as_json(config["datasets"][w.dataset].get("labels")),
         online=lambda w: data_online(w.dataset, "test"),
@@ -54,5 +54,5 @@ rule test_set:
         "../envs/main.yaml"
     shell:
         "{params.online} python -m bonito_repro target-data test --dataset {wildcards.dataset}"
-        " --spec {params.spec:q} --fields {params.fields:q} --labels {params.labels:q}"
+        " --origin {params.origin:q} --fields {params.fields:q} --labels {params.labels:q}"
         " --out {output.rows} --manifest {output.manifest} > {log} 2>&1"

@@ -8,7 +8,7 @@
 #   Finished shards live under results/shards/ (same relative path), which is not a declared
 #   output: a rerun of a killed job skips them.
 # - published_tasks: generators of kind `published` read a released synthetic set (e.g.
-#   BatsResearch/bonito-experiment, config bonito_<dataset>); `{dataset}` in its source spec is
+#   BatsResearch/bonito-experiment, config bonito_<dataset>); `{dataset}` in its origin is
 #   the dataset key. Local: it downloads, as the data rules do.
 
 SHARDS = f"{R}/shards"
@@ -71,8 +71,8 @@ if PUBLISHED_GENERATORS:
         params:
             hp=as_json(config["generation"]),
             task_type=lambda w: config["datasets"][w.dataset]["task_type"],
-            source=lambda w: as_json(published_spec(w.generator, w.dataset)),
-            online=lambda w: ONLINE if "hub" in config["generators"][w.generator]["source"] else "",
+            origin=lambda w: as_json(published_origin(w.generator, w.dataset)),
+            online=lambda w: ONLINE if "hub" in config["generators"][w.generator]["origin"] else "",
         log:
             f"{R}/logs/generate/{{generator}}/{{dataset}}.log",
         benchmark:
@@ -83,7 +83,7 @@ if PUBLISHED_GENERATORS:
             "../envs/main.yaml"
         shell:
             "{params.online} python -m bonito_repro generate --dataset {wildcards.dataset}"
-            " --task-type {params.task_type:q} --published {params.source:q} --test {input.test}"
+            " --task-type {params.task_type:q} --published {params.origin:q} --test {input.test}"
             " --params {params.hp:q} --out {output.rows} --manifest {output.manifest}"
             " --records {output.records} --formats {output.formats}"
             " --threads {threads} > {log} 2>&1"

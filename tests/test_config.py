@@ -32,7 +32,7 @@ def test_every_scale_resolves(scale):
     origin = "hub" if scale == "paper" else "embedded"
     for dataset in config["datasets"].values():
         assert set(dataset["unannotated"]) == set(dataset["test"]) == {origin}
-    assert {next(iter(spec)) for spec in config["ctga"]["sources"].values()} == {origin}
+    assert {next(iter(p3_origin)) for p3_origin in config["ctga"]["p3_datasets"].values()} == {origin}
 
 
 def test_local_covers_all_seven_datasets_and_smoke_one_of_each_task_type():
@@ -208,7 +208,7 @@ def test_a_dataset_file_of_ones_own(base, tmp_path):
     ({"task_type": "poetry"}, "legal_qa.yaml: task_type: unknown task type 'poetry'"),
     ({"task_type": "summarization"}, "legal_qa.yaml: task_type: 'summarization' cannot be evaluated"),
     ({"labels": {"field": "answer", "map": {"Y": "true"}}}, "legal_qa.yaml: labels.map"),
-    ({"unannotated": {"hub": {"id": "me/corpus"}}}, "legal_qa.yaml: unannotated: no 'embedded' source"),
+    ({"unannotated": {"hub": {"id": "me/corpus"}}}, "legal_qa.yaml: unannotated: no 'embedded' origin"),
     ({"title": None}, "legal_qa.yaml: title: None is not of type 'string'"),
     # the test fields and templates: a missing or malformed key
     ({"test_fields": MISSING}, "legal_qa.yaml: 'test_fields' is a required property"),

@@ -10,7 +10,7 @@ from bonito_repro.ctga import build, published, render, tables, templates
 from bonito_repro.config import load_scale
 from bonito_repro.ctga.cli import main
 from bonito_repro.prompts import CONTEXT_PLACEHOLDER, bonito_input, parse_bonito_output
-from bonito_repro.sources import load_source
+from bonito_repro.origins import load_origin
 from bonito_repro.tasks import TASK_TYPES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,17 +20,17 @@ def local_ctga() -> dict:
     return load_scale("local", REPO)["ctga"]
 
 
-def metas_of(source: str) -> dict[str, templates.MetaTemplate]:
-    dataset, config = tables.split_source(source)
+def metas_of(p3_dataset: str) -> dict[str, templates.MetaTemplate]:
+    dataset, config = tables.split_p3_dataset(p3_dataset)
     metas, dropped = templates.build_meta_templates(
-        source, tables.read_annotations()[source], tables.read_context_expressions()[source],
+        p3_dataset, tables.read_annotations()[p3_dataset], tables.read_context_expressions()[p3_dataset],
         templates.promptsource_templates(dataset, config))
     assert not any(dropped.values())
     return {m.name: m for m in metas}
 
 
-def rows_of(source: str) -> list[dict]:
-    return list(load_source({"embedded": source}, "ctga"))
+def rows_of(p3_dataset: str) -> list[dict]:
+    return list(load_origin({"embedded": p3_dataset}, "ctga"))
 
 
 @pytest.fixture(scope="module")
@@ -83,9 +83,9 @@ def test_exact_matching_for_qasc_and_missing_context():
 def test_every_annotated_template_gets_a_meta_template():
     annotations, expressions = tables.read_annotations(), tables.read_context_expressions()
     total = 0
-    for source in annotations:
-        metas, dropped = build.source_meta_templates(source, annotations, expressions)
-        assert not any(dropped.values()), (source, dropped)
+    for p3_dataset in annotations:
+        metas, dropped = build.p3_dataset_meta_templates(p3_dataset, annotations, expressions)
+        assert not any(dropped.values()), (p3_dataset, dropped)
         total += len(metas)
     assert total == 323
 
@@ -105,7 +105,7 @@ def test_a_template_without_the_context_is_dropped_by_name():
 
 
 # ---------------------------------------------------------------- rendering
-@pytest.mark.parametrize("source,template", [
+@pytest.mark.parametrize("p3_dataset,template", [
     ("super_glue/boolq", "GPT-3 Style"),
     ("squad", "answer_given_context_and_question"),
     ("anli", "GPT-3 style"),
@@ -115,10 +115,10 @@ def test_a_template_without_the_context_is_dropped_by_name():
     ("hellaswag", "Randomized prompts template"),
     ("app_reviews", "generate_review"),
 ])
-def test_filling_the_context_gives_back_the_p3_rendering(source, template):
-    meta = metas_of(source)[template]
-    for i, example in enumerate(rows_of(source)):
-        row = render.render_row(example, meta, f"42/{source}/{i}")
+def test_filling_the_context_gives_back_the_p3_rendering(p3_dataset, template):
+    meta = metas_of(p3_dataset)[template]
+    for i, example in enumerate(rows_of(p3_dataset)):
+        row = render.render_row(example, meta, f"42/{p3_dataset}/{i}")
         assert row["status"] == "", row["error"]
         context = row["context"]
         assert row["instruction"].replace(CONTEXT_PLACEHOLDER, context) == row["p3_input"]
@@ -154,7 +154,7 @@ def test_empty_targets_and_render_errors_are_statuses():
     assert row["status"] == "render_error" and "TypeError" in row["error"]
 
 
-def test_sampling_is_seeded_per_source_and_capped():
+def test_sampling_is_seeded_per_p3_dataset_and_capped():
     rows, choices = render.sample(1000, 7, 50, 42, "imdb")
     again = render.sample(1000, 7, 50, 42, "imdb")
     assert len(rows) == 50 == len(set(rows)) and rows.tolist() == again[0].tolist()
@@ -164,11 +164,11 @@ def test_sampling_is_seeded_per_source_and_capped():
 
 
 def test_parallel_rendering_gives_the_same_rows():
-    source = "super_glue/cb"
-    dataset = datasets.concatenate_datasets([load_source({"embedded": source}, "ctga")] * 8)
-    metas = list(metas_of(source).values())
-    one = render.render_source(dataset, source, metas, 100, 42, num_proc=1)
-    two = render.render_source(dataset, source, metas, 100, 42, num_proc=2, rows_per_process=10)
+    p3_dataset = "super_glue/cb"
+    dataset = datasets.concatenate_datasets([load_origin({"embedded": p3_dataset}, "ctga")] * 8)
+    metas = list(metas_of(p3_dataset).values())
+    one = render.render_p3_dataset(dataset, p3_dataset, metas, 100, 42, num_proc=1)
+    two = render.render_p3_dataset(dataset, p3_dataset, metas, 100, 42, num_proc=2, rows_per_process=10)
     pd.testing.assert_frame_equal(one, two)
 
 
@@ -195,8 +195,8 @@ def test_local_build_counts_add_up(local_build):
     assert counts["rows_sampled"] == counts["rows_kept"] + sum(drops.values())
     assert counts["rows_kept"] == counts["train"] + counts["validation"] == counts["p3"]
     assert drops.get("empty_target", 0) > 0  # the demo data has rows whose templates render nothing
-    for source, stats in counts["per_source"].items():
-        assert stats["sampled"] == stats["kept"] + sum(stats["drops"].values()), source
+    for p3_dataset, stats in counts["per_p3_dataset"].items():
+        assert stats["sampled"] == stats["kept"] + sum(stats["drops"].values()), p3_dataset
     per_type = counts["per_task_type"]
     assert sum(v["train"] for v in per_type.values()) == counts["train"]
 
@@ -205,7 +205,7 @@ def test_p3_rows_are_the_same_rows_with_the_original_templates(local_build):
     p3 = local_build.p3
     assert len(p3) == len(local_build.train) + len(local_build.validation)
     ctga = pd.concat([local_build.train, local_build.validation], ignore_index=True)
-    assert (p3["template"] == ctga["template"]).all() and (p3["source"] == ctga["source"]).all()
+    assert (p3["template"] == ctga["template"]).all() and (p3["p3_dataset"] == ctga["p3_dataset"]).all()
     exact = 0
     for (_, c), (_, p) in zip(ctga.iterrows(), p3.iterrows()):
         context = published.parse_bonito_input(c["input"])[1]
@@ -220,8 +220,8 @@ def test_published_set_in_its_schema_is_read_back(tmp_path, local_build):
     frame = pd.DataFrame({
         "context": [published.parse_bonito_input(t)[1] for t in rows["input"]],
         "task_input": "", "task_output": "",
-        "dataset": [s.split("/")[0] for s in rows["source"]],
-        "dataset_config": [s.split("/")[1] if "/" in s else None for s in rows["source"]],
+        "dataset": [s.split("/")[0] for s in rows["p3_dataset"]],
+        "dataset_config": [s.split("/")[1] if "/" in s else None for s in rows["p3_dataset"]],
         "task_type": rows["task_type"], "input": rows["input"], "output": rows["output"]})
     frame.loc[len(frame)] = {**frame.iloc[0].to_dict(), "output": "no pipe here"}
     path = tmp_path / "ctga-v1.parquet"
@@ -231,7 +231,7 @@ def test_published_set_in_its_schema_is_read_back(tmp_path, local_build):
     result = published.from_published(hp)
     assert result.drops == {"published_unparseable_output": 1}
     assert len(result.train) + len(result.validation) == 40 == len(result.p3)
-    assert set(result.train["source"]) <= set(rows["source"])
+    assert set(result.train["p3_dataset"]) <= set(rows["p3_dataset"])
     read_back = result.train["input"].tolist() + result.validation["input"].tolist()
     assert sorted(read_back) == sorted(rows["input"])
     table = published.compare_task_types(rows, published.published_task_types({"files": str(path)}))
@@ -247,7 +247,7 @@ def cli_args(tmp_path, hp):
 
 def test_cli_writes_tables_and_manifest(tmp_path):
     hp = {**local_ctga(), "validation_size": 4, "max_examples_per_dataset": 5,
-          "sources": {s: {"embedded": s} for s in ["squad", "super_glue/boolq", "anli"]}}
+          "p3_datasets": {d: {"embedded": d} for d in ["squad", "super_glue/boolq", "anli"]}}
     assert main(cli_args(tmp_path, hp)) == 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert manifest["counts"]["rows_sampled"] == 15
@@ -257,8 +257,8 @@ def test_cli_writes_tables_and_manifest(tmp_path):
 
 
 def test_cli_errors_name_the_config_key(tmp_path):
-    hp = {**local_ctga(), "sources": {"no_such_dataset": {"embedded": "no_such_dataset"}}}
-    with pytest.raises(SystemExit, match=r"ctga.sources.no_such_dataset"):
+    hp = {**local_ctga(), "p3_datasets": {"no_such_dataset": {"embedded": "no_such_dataset"}}}
+    with pytest.raises(SystemExit, match=r"ctga.p3_datasets.no_such_dataset"):
         main(cli_args(tmp_path, hp))
     with pytest.raises(SystemExit, match=r"ctga.validation_size"):
         main(cli_args(tmp_path, {**local_ctga(), "validation_size": 10_000}))

@@ -13,7 +13,7 @@ import pytest
 from bonito_repro import target_data as data
 from bonito_repro.config import shipped_datasets
 from bonito_repro.schemas import SchemaError, canonical_label, type_problem, validate_rows
-from bonito_repro.sources import embedded_path, load_source
+from bonito_repro.origins import embedded_path, load_origin
 
 DATASETS = shipped_datasets()  # the package's seven; the local config must name the same (below)
 SQUAD = [d for d in DATASETS if d.startswith("squadshifts_")]
@@ -51,8 +51,8 @@ def test_local_config_names_the_seven_datasets_each_with_a_schema(local_config):
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_embedded_data_loads_and_matches_the_schema(dataset, local_config, local_labels, local_fields):
     spec = local_config["datasets"][dataset]
-    unannotated = load_source(spec["unannotated"], "unannotated")
-    test = load_source(spec["test"], "test")
+    unannotated = load_origin(spec["unannotated"], "unannotated")
+    test = load_origin(spec["test"], "test")
     assert unannotated.column_names == ["input"]
     assert validate_rows(unannotated, dataset, "unannotated", "u", columns=unannotated.column_names) >= 40
     assert validate_rows(test, dataset, "test", "t", test_fields=local_fields[dataset],
@@ -119,7 +119,7 @@ def test_the_data_stage_stops_on_an_unknown_label(tmp_path, caplog, local_labels
     rows = embedded_rows("test", "vitaminc")
     rows[5]["label"] = "supports"
     path = write_jsonl(tmp_path / "vitaminc.jsonl", rows)
-    code = run_stage("test", "--dataset", "vitaminc", "--spec", json.dumps({"files": str(path)}),
+    code = run_stage("test", "--dataset", "vitaminc", "--origin", json.dumps({"files": str(path)}),
                      "--fields", json.dumps(local_fields["vitaminc"]), "--labels", json.dumps(local_labels["vitaminc"]),
                      "--out", tmp_path / "t.parquet", "--manifest", tmp_path / "t.json")
     assert code == 1
@@ -172,7 +172,7 @@ def test_unannotated_from_files_counts_drops_and_duplicates(tmp_path):
                                                  {"input": None}, {"input": "A passage."},
                                                  {"input": "Another one.\n"}, {"input": "   "}])
     out, manifest = tmp_path / "u.parquet", tmp_path / "u.json"
-    assert run_stage("unannotated", "--dataset", "pubmed_qa", "--spec", json.dumps({"files": str(path)}),
+    assert run_stage("unannotated", "--dataset", "pubmed_qa", "--origin", json.dumps({"files": str(path)}),
                      "--out", out, "--manifest", manifest) == 0
     assert pd.read_parquet(out)["input"].tolist() == ["A passage.", "A passage.", "Another one."]
     record = json.loads(manifest.read_text())
@@ -197,10 +197,10 @@ def test_test_split_from_parquet_keeps_the_nested_squad_schema(tmp_path, local_f
     path = tmp_path / "amazon.parquet"
     pd.DataFrame(rows).to_parquet(path)
     out, manifest = tmp_path / "t.parquet", tmp_path / "t.json"
-    assert run_stage("test", "--dataset", "squadshifts_amazon", "--spec", json.dumps({"files": str(path)}),
+    assert run_stage("test", "--dataset", "squadshifts_amazon", "--origin", json.dumps({"files": str(path)}),
                      "--fields", json.dumps(local_fields["squadshifts_amazon"]), "--labels", "null",
                      "--out", out, "--manifest", manifest) == 0
-    back = load_source({"files": str(out)}, "test")
+    back = load_origin({"files": str(out)}, "test")
     assert back.to_list() == rows
     record = json.loads(manifest.read_text())
     assert record["counts"]["rows_in"] == record["counts"]["rows_out"] == len(rows)
@@ -212,7 +212,7 @@ def test_test_split_from_csv_keeps_every_row_and_counts_labels(tmp_path, local_l
     path = tmp_path / "contract.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     out, manifest = tmp_path / "t.parquet", tmp_path / "t.json"
-    assert run_stage("test", "--dataset", "contract_nli", "--spec", json.dumps({"files": str(path)}),
+    assert run_stage("test", "--dataset", "contract_nli", "--origin", json.dumps({"files": str(path)}),
                      "--fields", json.dumps(local_fields["contract_nli"]),
                      "--labels", json.dumps(local_labels["contract_nli"]), "--out", out, "--manifest", manifest) == 0
     assert len(pd.read_parquet(out)) == len(rows) == 40
@@ -226,8 +226,8 @@ def test_bad_row_in_the_second_file_names_that_file_and_its_row(tmp_path, caplog
     first = write_jsonl(tmp_path / "part1.jsonl", rows[:5])
     rows[7]["claim"] = None
     second = write_jsonl(tmp_path / "part2.jsonl", rows[5:10])
-    spec = json.dumps({"files": [str(first), str(second)]})
-    code = run_stage("test", "--dataset", "vitaminc", "--spec", spec, "--fields", json.dumps(local_fields["vitaminc"]),
+    origin = json.dumps({"files": [str(first), str(second)]})
+    code = run_stage("test", "--dataset", "vitaminc", "--origin", origin, "--fields", json.dumps(local_fields["vitaminc"]),
                      "--labels", json.dumps(local_labels["vitaminc"]), "--out", tmp_path / "t.parquet",
                      "--manifest", tmp_path / "t.json")
     assert code == 1
@@ -236,7 +236,7 @@ def test_bad_row_in_the_second_file_names_that_file_and_its_row(tmp_path, caplog
 
 
 def test_malformed_fields_stop_the_stage_naming_the_key(tmp_path, caplog):
-    code = run_stage("test", "--dataset", "mine", "--spec", json.dumps({"files": str(tmp_path / "t.jsonl")}),
+    code = run_stage("test", "--dataset", "mine", "--origin", json.dumps({"files": str(tmp_path / "t.jsonl")}),
                      "--fields", json.dumps({"required": {"answer": "float"}}), "--labels", "null",
                      "--out", tmp_path / "t.parquet", "--manifest", tmp_path / "t.json")
     assert code == 1

@@ -19,8 +19,8 @@ from bonito_repro.evaluate.scoring import score_choices, score_choices_separatel
 from bonito_repro.evaluate.templates import EvalTemplate, TemplateError, load_templates, render_all
 from bonito_repro.io import seeded_subset
 from bonito_repro.models import encode_prompts, load_for_inference, load_tokenizer
+from bonito_repro.origins import embedded_path
 from bonito_repro.schemas import canonical_label
-from bonito_repro.sources import embedded_path
 from conftest import REPO
 
 DATASETS = shipped_datasets()
@@ -489,7 +489,7 @@ def test_the_manifest_counts_prompts_over_max_length_by_mode(tmp_path, tiny_mode
                 {**params, "truncation": "fail"}, rows)
 
 
-# A dataset of one's own: one file (sources beside it, labels, test fields, inline templates).
+# A dataset of one's own: one file (its rows' files beside it, labels, test fields, inline templates).
 LEGAL_QA = r"""
 title: LegalQA
 task_type: ynqa
@@ -527,7 +527,7 @@ def test_a_dataset_file_of_ones_own_loads_validates_and_evaluates(tmp_path, tiny
     assert templates[0].render(rows[0]).startswith("Clause: The tenant may end the lease with 1 months'")
 
     test = tmp_path / "test.parquet"
-    assert target_data.main(["test", "--dataset", "legal_qa", "--spec", json.dumps(spec["test"]),
+    assert target_data.main(["test", "--dataset", "legal_qa", "--origin", json.dumps(spec["test"]),
                              "--fields", json.dumps(spec["test_fields"]), "--labels", json.dumps(spec["labels"]),
                              "--out", str(test), "--manifest", str(tmp_path / "test.manifest.json")]) == 0
     counts = json.loads((tmp_path / "test.manifest.json").read_text())["counts"]

@@ -338,7 +338,7 @@ def test_cli_writes_rows_funnel_plot_and_formats(tiny_generator, tmp_path, embed
     assert not (out2 / "pubmed_qa.parquet").exists()
 
 
-def test_cli_published_source(tmp_path, embed):
+def test_cli_published_origin(tmp_path, embed):
     published = tmp_path / "bonito_pubmed_qa.parquet"
     pd.DataFrame({"input": ["A passage.\nIs it?", "B passage.\nIs it?", "bad"],
                   "output": ["yes", "no", ""]}).to_parquet(published)

@@ -17,7 +17,7 @@ import yaml
 
 from bonito_repro.localhub import server as hubserver
 from bonito_repro.localhub.build import rows_for
-from bonito_repro.sources import SourceError, load_source
+from bonito_repro.origins import OriginError, load_origin
 from conftest import REPO
 
 HUB_SPEC = yaml.safe_load((REPO / "src/bonito_repro/data/local_hub.yaml").read_text())
@@ -141,12 +141,12 @@ def test_server_answers_as_the_hub_does(small_hub, tmp_path):
 
 
 # ---------------------------------------------------------------- the loaders, as workflow jobs
-# The ctga sources of config.yaml that the local Hub serves, each in its real layout: Parquet on
+# The P3 datasets of config.yaml's ctga section that the local Hub serves, each in its real layout: Parquet on
 # main by config name, script repositories with only the conversion branch (one config, several
 # configs, the 2023 file names).
-CTGA_SOURCES = ["super_glue/boolq", "super_glue/record", "super_glue/wsc.fixed", "super_glue/wic",
-                "super_glue/copa", "super_glue/rte", "super_glue/cb", "anli", "quartz",
-                "paws/labeled_final", "cosmos_qa", "wiki_hop/original", "xsum"]
+CTGA_P3_DATASETS = ["super_glue/boolq", "super_glue/record", "super_glue/wsc.fixed", "super_glue/wic",
+                    "super_glue/copa", "super_glue/rte", "super_glue/cb", "anli", "quartz",
+                    "paws/labeled_final", "cosmos_qa", "wiki_hop/original", "xsum"]
 
 
 def served_sha(hub, repo_type: str, repo_id: str, revision: str) -> str:
@@ -155,8 +155,8 @@ def served_sha(hub, repo_type: str, repo_id: str, revision: str) -> str:
 
 def served_rows(repo_id: str, revision: str, config: str, split: str) -> list[dict]:
     """The rows the local Hub serves for a config and split (from the builder's spec)."""
-    source = HUB_SPEC["datasets"][repo_id][revision]["configs"][config]
-    return rows_for(source, split)
+    rows = HUB_SPEC["datasets"][repo_id][revision]["configs"][config]
+    return rows_for(rows, split)
 
 
 def ok(result) -> None:
@@ -164,17 +164,17 @@ def ok(result) -> None:
 
 
 @pytest.mark.slow  # two jobs, each a Python process
-def test_paper_ctga_sources_download_then_build_offline(local_hub, tmp_path, paper):
-    """The paper config's ctga sources load as configured: by name on main, by folder on the
+def test_paper_ctga_p3_datasets_download_then_build_offline(local_hub, tmp_path, paper):
+    """The paper config's ctga P3 datasets load as configured: by name on main, by folder on the
     conversion branch, each at the commit its revision points at; the offline build reads exactly
     the downloaded commits."""
     hp = {**paper["ctga"], "max_examples_per_dataset": 20, "validation_size": 5,
-          "sources": {name: paper["ctga"]["sources"][name] for name in CTGA_SOURCES}}
+          "p3_datasets": {name: paper["ctga"]["p3_datasets"][name] for name in CTGA_P3_DATASETS}}
     downloads = tmp_path / "downloads.json"
     ok(local_hub.run(["ctga", "download", "--manifest", downloads, "--params", json.dumps(hp)], tmp_path / "hf"))
     record = json.loads(downloads.read_text())
-    for name in CTGA_SOURCES:
-        hub = hp["sources"][name]["hub"]
+    for name in CTGA_P3_DATASETS:
+        hub = hp["p3_datasets"][name]["hub"]
         folder = hub.get("config") or ("plain_text" if name == "anli" else "default")
         expected = served_rows(hub["id"], hub["revision"], folder, hub["split"])
         assert record["counts"][name] == len(expected), name  # wiki_hop: `original` only, not `masked`
@@ -188,14 +188,14 @@ def test_paper_ctga_sources_download_then_build_offline(local_hub, tmp_path, pap
     assert len(local_hub.requests()) == before  # offline: read from the downloaded files only
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["params"] == hp
-    assert {n: s["sampled"] for n, s in manifest["counts"]["per_source"].items()} == record["counts"]
+    assert {n: s["sampled"] for n, s in manifest["counts"]["per_p3_dataset"].items()} == record["counts"]
     assert manifest["hub"] == {n: {k: r[k] for k in ("id", "revision", "sha")} for n, r in record["hub"].items()}
 
     # the downloaded files are read back only as the commit they were recorded for
     pinned = record["hub"]["wiki_hop/original"]
-    assert len(load_source({"hub": pinned}, "ctga")) == record["counts"]["wiki_hop/original"]
-    with pytest.raises(SourceError, match="belong to another commit"):
-        load_source({"hub": {**pinned, "sha": "0" * 40}}, "ctga")
+    assert len(load_origin({"hub": pinned}, "ctga")) == record["counts"]["wiki_hop/original"]
+    with pytest.raises(OriginError, match="belong to another commit"):
+        load_origin({"hub": {**pinned, "sha": "0" * 40}}, "ctga")
 
 
 @pytest.mark.slow  # one job
@@ -205,12 +205,12 @@ def test_rows_of_another_commit_are_refused(local_hub, tmp_path):
     branch's rows. A load by commit refuses them."""
     script = """
 import json
-from bonito_repro.sources import SourceError, load_source
+from bonito_repro.origins import OriginError, load_origin
 spec = {"hub": {"id": "allenai/cosmos_qa", "split": "train", "revision": "refs/convert/parquet"}}
-load_source(spec, "ctga")
+load_origin(spec, "ctga")
 try:
-    print(json.dumps(len(load_source({"hub": {**spec["hub"], "revision": "main"}}, "ctga"))))
-except SourceError as error:
+    print(json.dumps(len(load_origin({"hub": {**spec["hub"], "revision": "main"}}, "ctga"))))
+except OriginError as error:
     print(json.dumps(str(error)))
 """
     result = subprocess.run([sys.executable, "-c", script], env=local_hub.env(tmp_path / "hf"),
@@ -234,7 +234,7 @@ def test_target_data_and_published_sets_record_their_commit(local_hub, tmp_path,
     test_args = ["--fields", json.dumps(dataset["test_fields"]), "--labels", json.dumps(dataset["labels"])]
     for kind, extra in (("unannotated", []), ("test", test_args)):
         out = tmp_path / f"{kind}.parquet"
-        ok(local_hub.run(["target-data", kind, "--dataset", "vitaminc", "--spec", json.dumps({"hub": dataset[kind]["hub"]}),
+        ok(local_hub.run(["target-data", kind, "--dataset", "vitaminc", "--origin", json.dumps({"hub": dataset[kind]["hub"]}),
                           *extra, "--out", out, "--manifest", tmp_path / f"{kind}.json"], tmp_path / "hf"))
         manifest = json.loads((tmp_path / f"{kind}.json").read_text())
         hub = dataset[kind]["hub"]
@@ -249,7 +249,7 @@ def test_target_data_and_published_sets_record_their_commit(local_hub, tmp_path,
                       "--params", json.dumps(generation), "--out", tmp_path / "synthetic.parquet",
                       "--manifest", tmp_path / "synthetic.json"], tmp_path / "hf"))
     manifest = json.loads((tmp_path / "synthetic.json").read_text())
-    assert manifest["source"]["published"]["hub"] == {**spec["hub"], "sha": experiment_sha}
+    assert manifest["provenance"]["published"]["hub"] == {**spec["hub"], "sha": experiment_sha}
     assert manifest["funnel"]["generated"] == len(served_rows("BatsResearch/bonito-experiment", "main",
                                                               "bonito_vitaminc", "train"))
 

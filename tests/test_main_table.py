@@ -60,10 +60,10 @@ def test_deltas_are_against_the_same_targets_zero_shot(paper):
 
 def test_published_comparison(paper):
     table = published_comparison(score_grid(scores_for(paper), paper), paper,
-                                 {"zero_shot_rows": [{"model": "mistralai/Mistral-7B-v0.1", "source": "card",
+                                 {"zero_shot_rows": [{"model": "mistralai/Mistral-7B-v0.1", "provenance": "card",
                                                       "scores": {**PUBLISHED_ZERO_SHOT, "average": 27.6}}],
                                   "average_deltas": [{"group": "instruction-tuned", "source": "bonito",
-                                                      "delta": 22.1, "where": "abstract"}]})
+                                                      "delta": 22.1, "provenance": "abstract"}]})
     assert table["difference"].iloc[:8].abs().max() < 0.05  # our fake zero-shot row is the published one
     last = table.iloc[-1]
     assert "3 targets" in last["what"] and last["ours"] == pytest.approx(20.0)

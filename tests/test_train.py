@@ -76,14 +76,14 @@ def test_label_mask_covers_exactly_the_input_tokens(tokenizer):
     encoded, counts = encode_pairs(prompts, targets, tokenizer, max_input_length=128, max_output_length=64)
     batch = Collator(tokenizer.pad_token_id)([encoded[0], encoded[1]])
     for row, (prompt, target) in enumerate(zip(prompts, targets)):
-        source = [tokenizer.bos_token_id] + tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        prompt_ids = [tokenizer.bos_token_id] + tokenizer(prompt, add_special_tokens=False)["input_ids"]
         answer = tokenizer(target, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        n = len(source) + len(answer)
-        assert encoded[row]["prompt_length"] == len(source)
-        assert batch["input_ids"][row, :n].tolist() == source + answer  # BOS first, EOS last
+        n = len(prompt_ids) + len(answer)
+        assert encoded[row]["prompt_length"] == len(prompt_ids)
+        assert batch["input_ids"][row, :n].tolist() == prompt_ids + answer  # BOS first, EOS last
         labels = batch["labels"][row]
-        assert labels[:len(source)].eq(IGNORE_INDEX).all()
-        assert labels[len(source):n].tolist() == answer
+        assert labels[:len(prompt_ids)].eq(IGNORE_INDEX).all()
+        assert labels[len(prompt_ids):n].tolist() == answer
         assert labels[n:].eq(IGNORE_INDEX).all() and batch["attention_mask"][row, n:].eq(0).all()
     assert counts["truncated_input"] == counts["truncated_output"] == 0
 
@@ -101,8 +101,8 @@ def test_wrappers_and_blank_rows(tokenizer):
     assert prompts == ["Is it?"] and targets == ["yes"]
     assert drops == {"empty_input": 2, "empty_output": 1}
     encoded, _ = encode_pairs(prompts, targets, tokenizer, 128, 64, wrapper="inst")  # wrapped when encoded
-    source = encoded[0]["input_ids"][:encoded[0]["prompt_length"]]
-    assert source == [tokenizer.bos_token_id] + tokenizer("[INST] Is it? [/INST]", add_special_tokens=False)["input_ids"]
+    prompt_ids = encoded[0]["input_ids"][:encoded[0]["prompt_length"]]
+    assert prompt_ids == [tokenizer.bos_token_id] + tokenizer("[INST] Is it? [/INST]", add_special_tokens=False)["input_ids"]
     raw, _, _ = format_pairs(df.head(1), "none", "x.parquet")
     assert raw == [" Is it? "]  # the Bonito input is used exactly as built
 

@@ -7,8 +7,8 @@ Snakemake merges ``--configfile`` files. Then:
 1. ``validate_schema``: the merged config against config/schema.yaml;
 2. ``resolve``: the config the rules read: each training section merged over ``training``, the
    selected dataset files loaded (each checked against $defs/dataset_file and across its keys:
-   labels, test fields and templates must agree with its task type) with the sources ``data``
-   picks, the ctga sources likewise, and the collections cut down to what ``run`` selects;
+   labels, test fields and templates must agree with its task type) with the origins ``data``
+   picks, ctga's P3 datasets likewise, and the collections cut down to what ``run`` selects;
 3. ``check_references``: names one section uses must be declared in another.
 
 Every error names the file or the key path (``targets.smollm2_p3.init_adapter.model``), so a bad
@@ -127,15 +127,15 @@ def shipped_datasets() -> list[str]:
     return sorted(p.stem for p in DATASETS_DIR.glob("*.yaml"))
 
 
-def _pick_source(spec: dict, data: str, where: str, base_dir: Path) -> dict:
-    """One source of a dataset file's two or three: the user's `files` wins, else `data`'s."""
-    if "files" in spec:
-        files = spec["files"]
+def _pick_origin(origins: dict, data: str, where: str, base_dir: Path) -> dict:
+    """One origin of a dataset file's two or three: the user's `files` wins, else `data`'s."""
+    if "files" in origins:
+        files = origins["files"]
         rebase = lambda p: str(p if Path(p).is_absolute() else Path(base_dir, p))  # noqa: E731
         return {"files": rebase(files) if isinstance(files, str) else [rebase(p) for p in files]}
-    if data not in spec:
-        raise ConfigError(f"{where}: no {data!r} source (config `data: {data}`); it has {sorted(spec)}")
-    return {data: spec[data]}
+    if data not in origins:
+        raise ConfigError(f"{where}: no {data!r} origin (config `data: {data}`); it has {sorted(origins)}")
+    return {data: origins[data]}
 
 
 def _template_choices(templates: dict, given: set[str]) -> list[tuple[str, list[str], list[str] | None]]:
@@ -240,7 +240,7 @@ def _dataset_problems(spec: dict, path: Path) -> list[str]:
 
 
 def load_dataset_file(entry: str, data: str) -> tuple[str, dict]:
-    """A dataset's resolved entry: its file validated, with the sources ``data`` picks."""
+    """A dataset's resolved entry: its file validated, with the origins ``data`` picks."""
     name, path = dataset_file(entry)
     if not path.exists():
         known = f"; shipped: {shipped_datasets()}" if path.parent == DATASETS_DIR else ""
@@ -250,7 +250,7 @@ def load_dataset_file(entry: str, data: str) -> tuple[str, dict]:
     _raise(_dataset_problems(spec, path), "invalid dataset file")
     resolved = dict(spec)
     for kind in ("unannotated", "test"):
-        resolved[kind] = _pick_source(spec[kind], data, f"{path}: {kind}", path.parent)
+        resolved[kind] = _pick_origin(spec[kind], data, f"{path}: {kind}", path.parent)
     if "passage" in spec:
         resolved["passage"] = passage_fields(spec)
     resolved["file"] = str(path)
@@ -275,9 +275,9 @@ def resolve(config: dict) -> dict:
         datasets[name] = spec
     resolved["datasets"] = datasets
     resolved["run"]["datasets"] = list(datasets)  # names, where an entry was a file's path
-    resolved["ctga"]["sources"] = {
-        name: spec if "files" in spec else {"embedded": name} if config["data"] == "embedded" else spec
-        for name, spec in config["ctga"]["sources"].items()}
+    resolved["ctga"]["p3_datasets"] = {
+        name: origin if "files" in origin else {"embedded": name} if config["data"] == "embedded" else origin
+        for name, origin in config["ctga"]["p3_datasets"].items()}
     _select(resolved)
     return resolved
 

@@ -84,7 +84,7 @@ def published_comparison(grid: pd.DataFrame, config: dict, published: dict) -> p
                         ours = grid.loc[(name, ZERO_SHOT), column]
                         rows.append({"what": f"{name} zero-shot {column_titles(config).get(column, column)}",
                                      "ours": ours, "published": value, "difference": ours - value,
-                                     "published_in": entry["source"]})
+                                     "published_in": entry["provenance"]})
     delta = deltas(grid)["average"]
     for entry in published["average_deltas"]:
         targets = [t for t, spec in config["targets"].items() if group_of(spec) == entry["group"]]
@@ -93,7 +93,7 @@ def published_comparison(grid: pd.DataFrame, config: dict, published: dict) -> p
             rows.append({"what": f"{entry['group']} average delta, {entry['source']} vs zero-shot "
                                  f"({len(targets)} targets)",
                          "ours": ours, "published": entry["delta"], "difference": ours - entry["delta"],
-                         "published_in": entry["where"]})
+                         "published_in": entry["provenance"]})
     return pd.DataFrame(rows, columns=["what", "ours", "published", "difference", "published_in"])
 
 

@@ -276,7 +276,7 @@ def download(hub: dict, out_dir: str | Path) -> dict:
 
 def embedded_texts() -> list[str]:
     """Every string in the embedded demo data: the tiny tokenizer's training text."""
-    from .sources import EMBEDDED_DIR
+    from .origins import EMBEDDED_DIR
 
     texts: list[str] = []
 
@@ -310,12 +310,12 @@ def prepare_model(spec: dict, out_dir: str | Path) -> Path:
                    "[INST]", "[/INST]", "Instruct:", "Answer:", "{{context}}"]
         return build_tiny_model(spec["tiny"], embedded_texts() + markers * 20, out_dir)
     if "path" in spec:
-        source = Path(spec["path"])
-        if not (source / "config.json").exists() and not (source / "adapter_config.json").exists():
-            raise ModelError(f"{source}: not a model or adapter directory (no config.json)")
+        local_dir = Path(spec["path"])
+        if not (local_dir / "config.json").exists() and not (local_dir / "adapter_config.json").exists():
+            raise ModelError(f"{local_dir}: not a model or adapter directory (no config.json)")
         out_dir = Path(out_dir)
         tmp = _staging_dir(out_dir)
-        shutil.copytree(source, tmp, dirs_exist_ok=True)
+        shutil.copytree(local_dir, tmp, dirs_exist_ok=True)
         _replace_dir(tmp, out_dir)
         return out_dir
     raise ModelError(f"model spec {spec!r} needs one of: hub, gguf, tiny, path")

@@ -6,9 +6,9 @@ context of dataset x"; the generated configs' ``dataset_info.json``, e.g.
 ``zephyr_beta_vitaminc/``, lists ``input`` and ``output``).
 
 Test splits: each dataset file's ``test_fields`` (``data/datasets/<key>.yaml``, with a note there
-on the public source that confirmed each field; the Hub files themselves could not be read here).
-Required fields are the ones the evaluation templates read and the gold; they must be present
-and non-null in every row. Optional fields are other known fields of the source, checked only
+on the provenance of each field; the Hub files themselves could not be read here). Required
+fields are the ones the evaluation templates read and the gold; they must be present and
+non-null in every row. Optional fields are other known fields of the dataset, checked only
 where present. ``label`` names the field that holds the gold label (none for extractive QA, whose
 gold is ``answers``). Types: ``str``, ``int``, ``list[str]``, ``list[int]``, or a mapping for a
 struct (its fields required).
@@ -103,7 +103,7 @@ def validate_rows(rows: Iterable[Mapping], dataset: str, kind: str, path: str,
     ``path`` names the file (or Hub config) in errors, with the 0-based row index and the field.
     ``test_fields`` is the dataset file's ``test_fields`` (needed for test rows). ``labels`` is its
     ``labels`` section: each row's ``labels.field`` value must be a key of ``labels.map``.
-    ``columns`` (the source's column names) lets a missing column be
+    ``columns`` (the column names of the rows) lets a missing column be
     reported once, with the columns found.
     Unannotated rows may hold a null or blank ``input``: the data stage drops and counts those.
     """

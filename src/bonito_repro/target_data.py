@@ -1,8 +1,8 @@
-"""Target data stage: unannotated passages and labelled test splits, read from a source spec
+"""Target data stage: unannotated passages and labelled test splits, read from their origin
 (Hub, embedded demo data, or the user's files) and written as parquet with a manifest.
 
-    python -m bonito_repro target-data unannotated --dataset KEY --spec JSON --out X.parquet --manifest M.json
-    python -m bonito_repro target-data test --dataset KEY --spec JSON --fields JSON --labels JSON --out X.parquet --manifest M.json
+    python -m bonito_repro target-data unannotated --dataset KEY --origin JSON --out X.parquet --manifest M.json
+    python -m bonito_repro target-data test --dataset KEY --origin JSON --fields JSON --labels JSON --out X.parquet --manifest M.json
 
 Every row is checked (``bonito_repro.schemas``): an unannotated row holds ``input``, a test row
 the dataset file's ``test_fields``; a bad row stops the stage with an error naming the file, the
@@ -24,36 +24,36 @@ import pandas as pd
 from .config import ConfigError, check_params
 from .io import Manifest, atomic_path, setup_logging, write_parquet
 from .schemas import SchemaError, canonical_label, label_key, validate_rows
-from .sources import SourceError, embedded_path, load_source, pin_source
+from .origins import OriginError, embedded_path, load_origin, pin_origin
 
 log = logging.getLogger(__name__)
 
 
-def describe(spec: dict, kind: str) -> str:
-    """How errors name a source: the file path, or the Hub id, config, split and revision."""
-    if "hub" in spec:
-        hub = spec["hub"]
+def describe_origin(origin: dict, kind: str) -> str:
+    """How errors name an origin: the file path, or the Hub id, config, split and revision."""
+    if "hub" in origin:
+        hub = origin["hub"]
         return (f"hub {hub['id']} config={hub.get('config')} split={hub.get('split', 'train')} "
                 f"revision={hub.get('revision')}")
-    if "embedded" in spec:
-        return str(embedded_path(kind, spec["embedded"]))
-    return ", ".join(spec["files"]) if isinstance(spec.get("files"), list) else str(spec.get("files"))
+    if "embedded" in origin:
+        return str(embedded_path(kind, origin["embedded"]))
+    return ", ".join(origin["files"]) if isinstance(origin.get("files"), list) else str(origin.get("files"))
 
 
-def load_parts(spec: dict, kind: str) -> list[tuple[str, datasets.Dataset]]:
-    """The rows of a source, one part per file, so that errors name the file and its row."""
-    if isinstance(spec.get("files"), list):
-        return [(path, load_source({"files": path}, kind)) for path in spec["files"]]
-    return [(describe(spec, kind), load_source(spec, kind))]
+def load_parts(origin: dict, kind: str) -> list[tuple[str, datasets.Dataset]]:
+    """The rows of an origin, one part per file, so that errors name the file and its row."""
+    if isinstance(origin.get("files"), list):
+        return [(path, load_origin({"files": path}, kind)) for path in origin["files"]]
+    return [(describe_origin(origin, kind), load_origin(origin, kind))]
 
 
-def unannotated_passages(spec: dict, dataset: str) -> tuple[list[str], dict[str, int], dict[str, int]]:
-    """Stripped passages of a source, with counts and drops by reason (null or blank input)."""
+def unannotated_passages(origin: dict, dataset: str) -> tuple[list[str], dict[str, int], dict[str, int]]:
+    """Stripped passages of an origin, with counts and drops by reason (null or blank input)."""
     passages: list[str] = []
     drops: Counter[str] = Counter()
     rows_in = 0
-    for origin, part in load_parts(spec, "unannotated"):
-        rows_in += validate_rows(part, dataset, "unannotated", origin, columns=part.column_names)
+    for where, part in load_parts(origin, "unannotated"):
+        rows_in += validate_rows(part, dataset, "unannotated", where, columns=part.column_names)
         for value in part["input"]:
             text = (value or "").strip()
             if not text:
@@ -61,7 +61,7 @@ def unannotated_passages(spec: dict, dataset: str) -> tuple[list[str], dict[str,
                 continue
             passages.append(text)
     if not passages:
-        raise SchemaError(f"{describe(spec, 'unannotated')}: no passage left of {rows_in} rows "
+        raise SchemaError(f"{describe_origin(origin, 'unannotated')}: no passage left of {rows_in} rows "
                           f"(drops: {dict(drops)})")
     duplicates = len(passages) - len(set(passages))
     counts = {"rows_in": rows_in, "rows_out": len(passages), "exact_duplicates_kept": duplicates}
@@ -77,18 +77,18 @@ def label_distribution(rows: datasets.Dataset, labels: dict | None) -> dict[str,
             "canonical": dict(sorted(canonical.items()))}
 
 
-def load_test_split(spec: dict, dataset: str, fields: dict,
+def load_test_split(origin: dict, dataset: str, fields: dict,
                     labels: dict | None) -> tuple[datasets.Dataset, dict[str, Any]]:
     """The test split, validated against the dataset's ``test_fields`` (Hub schema kept as is),
     and its counts."""
     parts = []
-    for origin, part in load_parts(spec, "test"):
-        validate_rows(part, dataset, "test", origin, test_fields=fields, labels=labels,
+    for where, part in load_parts(origin, "test"):
+        validate_rows(part, dataset, "test", where, test_fields=fields, labels=labels,
                       columns=part.column_names)
         parts.append(part)
     rows = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     if len(rows) == 0:
-        raise SchemaError(f"{describe(spec, 'test')}: the test split of {dataset!r} has no rows")
+        raise SchemaError(f"{describe_origin(origin, 'test')}: the test split of {dataset!r} has no rows")
     return rows, {"rows_in": len(rows), "rows_out": len(rows), "label_distribution": label_distribution(rows, labels)}
 
 
@@ -106,8 +106,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     for kind in ("unannotated", "test"):
         sub = commands.add_parser(kind)
         sub.add_argument("--dataset", required=True, help="dataset key (config datasets.KEY)")
-        sub.add_argument("--spec", required=True, type=_json_arg,
-                         help="source spec as JSON: {hub: {...}}, {embedded: NAME} or {files: ...}")
+        sub.add_argument("--origin", required=True, type=_json_arg,
+                         help="where the rows come from, as JSON: {hub: {...}}, {embedded: NAME} or {files: ...}")
         sub.add_argument("--out", required=True, help="output parquet")
         sub.add_argument("--manifest", required=True, help="output manifest JSON")
     test = commands.choices["test"]
@@ -121,27 +121,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     setup_logging()
     args = parse_args(argv)
-    params = {"dataset": args.dataset, "spec": args.spec}
+    params = {"dataset": args.dataset, "origin": args.origin}
     if args.kind == "test":
         params.update(fields=args.fields, labels=args.labels)
     manifest = Manifest(f"data {args.kind}", params=params)
-    manifest.extra["source"] = describe(args.spec, args.kind)
+    manifest.extra["origin"] = describe_origin(args.origin, args.kind)
     try:
-        args.spec = pin_source(args.spec)  # a Hub source: every read below is of this commit
+        args.origin = pin_origin(args.origin)  # a Hub origin: every read below is of this commit
         if args.kind == "unannotated":
-            passages, counts, drops = unannotated_passages(args.spec, args.dataset)
+            passages, counts, drops = unannotated_passages(args.origin, args.dataset)
             write_parquet(pd.DataFrame({"input": pd.Series(passages, dtype=str)}), args.out)
         else:
             fields = check_params(args.fields, "test_fields", flag="--fields")
-            rows, counts = load_test_split(args.spec, args.dataset, fields, args.labels)
+            rows, counts = load_test_split(args.origin, args.dataset, fields, args.labels)
             drops = {}
             with atomic_path(args.out) as tmp:
                 rows.to_parquet(str(tmp))
-    except (ConfigError, SchemaError, SourceError) as error:
+    except (ConfigError, SchemaError, OriginError) as error:
         log.error("%s", error)
         return 1
     manifest.counts, manifest.drops = counts, drops
-    manifest.extra["hub"] = args.spec.get("hub")  # id, config, split, revision and the commit sha
+    manifest.extra["hub"] = args.origin.get("hub")  # id, config, split, revision and the commit sha
     manifest.write(args.manifest)
     log.info("%s %s: %d rows in, %d out, drops %s", args.kind, args.dataset, counts["rows_in"],
              counts["rows_out"], drops or "none")

@@ -1,5 +1,6 @@
-"""Build ctga-v1 (docs/protocol.md, section 4) from the configured sources: meta-templates per source,
-rendered rows, a seeded validation split, and every dropped template and row counted by reason."""
+"""Build ctga-v1 (docs/protocol.md, section 4) from the configured P3 datasets: meta-templates per
+P3 dataset, rendered rows, a seeded validation split, and every dropped template and row counted by
+reason."""
 from __future__ import annotations
 
 import logging
@@ -8,11 +9,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..sources import load_source
+from ..origins import load_origin
 from . import render, tables, templates
 
 log = logging.getLogger(__name__)
-OUTPUT_COLUMNS = ["input", "output", "task_type", "source", "template"]
+OUTPUT_COLUMNS = ["input", "output", "task_type", "p3_dataset", "template"]
 
 
 @dataclass
@@ -32,30 +33,31 @@ def _add(drops: dict[str, int], reason: str, n: int) -> None:
         drops[reason] = drops.get(reason, 0) + n
 
 
-def source_meta_templates(source: str, annotations: dict,
-                          expressions: dict) -> tuple[list[templates.MetaTemplate], dict]:
-    """A configured source's meta-templates and the annotated template names it lost, by reason."""
-    if source not in expressions:
-        raise ValueError(f"ctga.sources.{source}: no context expression for this source in "
-                         f"{tables.CONTEXT_FIELDS_CSV.name} (known: {sorted(expressions)})")
-    if source not in annotations:
+def p3_dataset_meta_templates(p3_dataset: str, annotations: dict,
+                              expressions: dict) -> tuple[list[templates.MetaTemplate], dict]:
+    """A configured P3 dataset's meta-templates and the annotated template names it lost, by
+    reason."""
+    if p3_dataset not in expressions:
+        raise ValueError(f"ctga.p3_datasets.{p3_dataset}: no context expression for this P3 dataset "
+                         f"in {tables.CONTEXT_FIELDS_CSV.name} (known: {sorted(expressions)})")
+    if p3_dataset not in annotations:
         return [], {}
-    dataset, config = tables.split_source(source)
-    return templates.build_meta_templates(source, annotations[source], expressions[source],
+    dataset, config = tables.split_p3_dataset(p3_dataset)
+    return templates.build_meta_templates(p3_dataset, annotations[p3_dataset], expressions[p3_dataset],
                                           templates.promptsource_templates(dataset, config))
 
 
-def build_source(source: str, spec: dict, metas: list[templates.MetaTemplate], hp: dict,
-                 num_proc: int) -> tuple[pd.DataFrame, dict]:
-    """Rendered rows of one source and its counts (sampled = kept + drops)."""
-    dataset = load_source(spec, "ctga")
-    rendered = render.render_source(dataset, source, metas, hp["max_examples_per_dataset"],
-                                    hp["seed"], num_proc)
+def build_p3_dataset(p3_dataset: str, origin: dict, metas: list[templates.MetaTemplate], hp: dict,
+                     num_proc: int) -> tuple[pd.DataFrame, dict]:
+    """Rendered rows of one P3 dataset and its counts (sampled = kept + drops)."""
+    dataset = load_origin(origin, "ctga")
+    rendered = render.render_p3_dataset(dataset, p3_dataset, metas, hp["max_examples_per_dataset"],
+                                        hp["seed"], num_proc)
     statuses = rendered["status"].value_counts().to_dict()
     kept = rendered[rendered["status"] == render.OK].reset_index(drop=True)
     errors = rendered[rendered["status"] == "render_error"].drop_duplicates("template")
     for name, message in zip(errors["template"], errors["error"]):
-        log.warning("%s / %s: render error, e.g. %s", source, name, message)
+        log.warning("%s / %s: render error, e.g. %s", p3_dataset, name, message)
     stats = {
         "available": len(dataset),
         "sampled": len(rendered),
@@ -92,35 +94,35 @@ def per_task_type(frames: dict[str, pd.DataFrame]) -> dict[str, dict[str, int]]:
 
 
 def build(hp: dict, num_proc: int = 1) -> CtgaBuild:
-    """ctga-v1 from the sources of the config section ``ctga`` (the paper's recipe)."""
+    """ctga-v1 from the P3 datasets of the config section ``ctga`` (the paper's recipe)."""
     annotations = tables.read_annotations()
     expressions = tables.read_context_expressions()
     drops: dict[str, int] = {}
-    per_source: dict[str, dict] = {}
+    per_p3_dataset: dict[str, dict] = {}
     template_drops: dict[str, dict[str, list[str]]] = {}
     ctga_parts, p3_parts = [], []
     annotated = 0
-    for source, spec in hp["sources"].items():
-        metas, dropped = source_meta_templates(source, annotations, expressions)
-        annotated += len(annotations.get(source, []))
+    for p3_dataset, origin in hp["p3_datasets"].items():
+        metas, dropped = p3_dataset_meta_templates(p3_dataset, annotations, expressions)
+        annotated += len(annotations.get(p3_dataset, []))
         for reason, names in dropped.items():
             _add(drops, reason, len(names))
         if any(dropped.values()):
-            template_drops[source] = {r: names for r, names in dropped.items() if names}
+            template_drops[p3_dataset] = {r: names for r, names in dropped.items() if names}
         if not metas:
-            log.warning("%s: no usable annotated template; source skipped", source)
-            per_source[source] = {"templates": 0, "skipped": "no usable annotated template"}
+            log.warning("%s: no usable annotated template; P3 dataset skipped", p3_dataset)
+            per_p3_dataset[p3_dataset] = {"templates": 0, "skipped": "no usable annotated template"}
             continue
-        kept, stats = build_source(source, spec, metas, hp, num_proc)
+        kept, stats = build_p3_dataset(p3_dataset, origin, metas, hp, num_proc)
         for reason, n in stats["drops"].items():
             _add(drops, reason, n)
-        per_source[source] = stats
-        ctga_parts.append(render.ctga_rows(kept, source))
-        p3_parts.append(render.p3_rows(kept, source))
-        log.info("%s: %d of %d sampled rows kept (%d templates)", source, stats["kept"],
+        per_p3_dataset[p3_dataset] = stats
+        ctga_parts.append(render.ctga_rows(kept, p3_dataset))
+        p3_parts.append(render.p3_rows(kept, p3_dataset))
+        log.info("%s: %d of %d sampled rows kept (%d templates)", p3_dataset, stats["kept"],
                  stats["sampled"], stats["templates"])
     if not ctga_parts:
-        raise ValueError("ctga.sources: no source produced rows")
+        raise ValueError("ctga.p3_datasets: no P3 dataset produced rows")
     ctga = pd.concat(ctga_parts, ignore_index=True)
     p3 = pd.concat(p3_parts, ignore_index=True)
     (validation, p3_validation), (train, p3_train) = split_validation(
@@ -129,13 +131,13 @@ def build(hp: dict, num_proc: int = 1) -> CtgaBuild:
     p3 = pd.concat([p3_train, p3_validation], ignore_index=True)
     counts = {
         "templates_annotated": annotated,
-        "templates_used": sum(s.get("templates", 0) for s in per_source.values()),
-        "rows_sampled": sum(s.get("sampled", 0) for s in per_source.values()),
+        "templates_used": sum(s.get("templates", 0) for s in per_p3_dataset.values()),
+        "rows_sampled": sum(s.get("sampled", 0) for s in per_p3_dataset.values()),
         "rows_kept": len(ctga),
         "train": len(train),
         "validation": len(validation),
         "p3": len(p3),
-        "per_source": per_source,
+        "per_p3_dataset": per_p3_dataset,
         "per_task_type": per_task_type({"train": train, "validation": validation}),
     }
     return CtgaBuild(train, validation, p3, counts, drops, {"template_drops": template_drops})

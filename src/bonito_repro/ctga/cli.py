@@ -1,4 +1,4 @@
-"""`python -m bonito_repro ctga {download,build}`: fetch the Hub sources once (the one step that
+"""`python -m bonito_repro ctga {download,build}`: fetch the Hub datasets once (the one step that
 needs the network), then build (or take the published) ctga-v1 offline and write its tables."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..config import check_params
 from ..io import Manifest, parse_params, read_json, setup_logging, write_csv, write_parquet
-from ..sources import hub_record, load_source, pin_source
+from ..origins import hub_record, load_origin, pin_origin
 from . import build, published
 
 log = logging.getLogger(__name__)
@@ -18,59 +18,59 @@ log = logging.getLogger(__name__)
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bonito_repro ctga", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    download = commands.add_parser("download", help="load every Hub source once (fills the cache)")
-    download.add_argument("--manifest", required=True, help="rows per downloaded source (json)")
+    download = commands.add_parser("download", help="load every Hub dataset once (fills the cache)")
+    download.add_argument("--manifest", required=True, help="rows per downloaded dataset (json)")
     run = commands.add_parser("build", help="build ctga-v1 (or take the published set)")
     run.add_argument("--train", required=True, help="ctga training rows (parquet)")
     run.add_argument("--validation", required=True, help="ctga validation rows (parquet)")
     run.add_argument("--p3", required=True, help="the same rows as P3 prompt/target (parquet)")
     run.add_argument("--manifest", required=True, help="counts, drops, params (json)")
     run.add_argument("--comparison", help="rows per task type, built vs the published set (csv); "
-                     "reads the config's `published` source")
+                     "reads the config's `published` origin")
     run.add_argument("--num-proc", type=int, default=1, help="processes for rendering")
-    run.add_argument("--downloads", help="the manifest of `download`: read the Hub sources offline, "
+    run.add_argument("--downloads", help="the manifest of `download`: read the Hub datasets offline, "
                      "from the commits and cached files it records")
     for sub in (download, run):
         sub.add_argument("--params", required=True, help="the config section `ctga` as JSON")
     return parser.parse_args(argv)
 
 
-def hub_specs(hp: dict, compare: bool) -> dict[str, dict]:
-    """The Hub sources a build with these settings reads, by name."""
-    specs = {} if hp["use_published"] else dict(hp["sources"])
+def hub_origins(hp: dict, compare: bool) -> dict[str, dict]:
+    """The Hub origins a build with these settings reads, by name."""
+    origins = {} if hp["use_published"] else dict(hp["p3_datasets"])
     if hp["use_published"] or compare:
-        specs["published"] = hp["published"]
-    return {name: spec for name, spec in specs.items() if "hub" in spec}
+        origins["published"] = hp["published"]
+    return {name: origin for name, origin in origins.items() if "hub" in origin}
 
 
 def download(hp: dict, manifest_path: str) -> None:
     manifest = Manifest("ctga_download", params=hp, seed=hp["seed"])
     manifest.extra["hub"] = {}
-    for name, spec in hub_specs(hp, hp.get("compare_published", False)).items():
-        spec = pin_source(spec)
-        rows = load_source(spec, "ctga")
+    for name, origin in hub_origins(hp, hp.get("compare_published", False)).items():
+        origin = pin_origin(origin)
+        rows = load_origin(origin, "ctga")
         manifest.counts[name] = len(rows)
-        manifest.extra["hub"][name] = hub_record(spec, rows)
-        log.info("%s: %d rows of %s@%s (%s)", name, len(rows), spec["hub"]["id"],
-                 spec["hub"].get("revision", "main"), spec["hub"]["sha"])
+        manifest.extra["hub"][name] = hub_record(origin, rows)
+        log.info("%s: %d rows of %s@%s (%s)", name, len(rows), origin["hub"]["id"],
+                 origin["hub"].get("revision", "main"), origin["hub"]["sha"])
     manifest.write(manifest_path)
 
 
 def downloaded(hp: dict, downloads_path: str, compare: bool) -> dict:
-    """The section with each Hub source replaced by what `download` recorded of it (its commit
+    """The section with each Hub origin replaced by what `download` recorded of it (its commit
     and cached files), so that an offline build reads exactly the downloaded rows."""
     records = read_json(downloads_path)["hub"]
-    hp = {**hp, "sources": dict(hp["sources"])}
-    for name, spec in hub_specs(hp, compare).items():
+    hp = {**hp, "p3_datasets": dict(hp["p3_datasets"])}
+    for name, origin in hub_origins(hp, compare).items():
         record = records.get(name)
-        if record is None or any(record.get(k) != v for k, v in spec["hub"].items()):
-            key = "ctga.published" if name == "published" else f"ctga.sources.{name}"
-            raise ValueError(f"{key}: {downloads_path} has no download of {spec['hub']} "
+        if record is None or any(record.get(k) != v for k, v in origin["hub"].items()):
+            key = "ctga.published" if name == "published" else f"ctga.p3_datasets.{name}"
+            raise ValueError(f"{key}: {downloads_path} has no download of {origin['hub']} "
                              "(the config changed since; run `ctga download` again)")
         if name == "published":
             hp["published"] = {"hub": record}
         else:
-            hp["sources"][name] = {"hub": record}
+            hp["p3_datasets"][name] = {"hub": record}
     return hp
 
 
@@ -81,9 +81,9 @@ def run_build(args: argparse.Namespace, hp: dict) -> None:
     manifest = Manifest("ctga", params=hp, seed=hp["seed"])
     if args.downloads:
         hp = downloaded(hp, args.downloads, bool(args.comparison))
-        manifest.extra["hub"] = {name: {"id": s["hub"]["id"], "revision": s["hub"].get("revision", "main"),
-                                        "sha": s["hub"]["sha"]}
-                                 for name, s in hub_specs(hp, bool(args.comparison)).items()}
+        manifest.extra["hub"] = {name: {"id": o["hub"]["id"], "revision": o["hub"].get("revision", "main"),
+                                        "sha": o["hub"]["sha"]}
+                                 for name, o in hub_origins(hp, bool(args.comparison)).items()}
     result = published.from_published(hp) if hp["use_published"] else build.build(hp, args.num_proc)
     if args.comparison:
         built = pd.concat([result.train, result.validation])
@@ -112,6 +112,6 @@ def main(argv: list[str] | None = None) -> int:
             download(hp, args.manifest)
         else:
             run_build(args, hp)
-    except ValueError as error:  # SourceError included: a bad config value or input file
+    except ValueError as error:  # OriginError included: a bad config value or input file
         raise SystemExit(f"ctga: {error}") from None
     return 0

@@ -13,7 +13,7 @@ import datasets
 import pandas as pd
 
 from ..prompts import parse_bonito_output
-from ..sources import load_source
+from ..origins import load_origin
 from ..tasks import task_type_name
 from .build import OUTPUT_COLUMNS, CtgaBuild, per_task_type, split_validation
 
@@ -32,17 +32,17 @@ def parse_bonito_input(text: str) -> tuple[str, str] | None:
         return None
 
 
-def _source_names(frame: pd.DataFrame) -> list[str]:
+def _p3_dataset_names(frame: pd.DataFrame) -> list[str]:
     if "dataset" not in frame.columns:
         return ["published"] * len(frame)
     configs = frame["dataset_config"] if "dataset_config" in frame.columns else [None] * len(frame)
     return [f"{d}/{c}" if pd.notna(c) and c else str(d) for d, c in zip(frame["dataset"], configs)]
 
 
-def _require_columns(dataset: datasets.Dataset, spec: dict) -> None:
+def _require_columns(dataset: datasets.Dataset, origin: dict) -> None:
     missing = {"input", "output"} - set(dataset.column_names)
     if missing:
-        raise ValueError(f"ctga.published {spec}: missing columns {sorted(missing)} "
+        raise ValueError(f"ctga.published {origin}: missing columns {sorted(missing)} "
                          f"(has {dataset.column_names})")
 
 
@@ -50,10 +50,10 @@ def published_rows(dataset: datasets.Dataset) -> tuple[pd.DataFrame, pd.DataFram
     """ctga rows and P3 rows (the instruction and response with the passage filled in) of the
     published set, and the rows dropped by reason."""
     frame = dataset.to_pandas()
-    sources = _source_names(frame)
+    p3_datasets = _p3_dataset_names(frame)
     ctga, p3 = [], []
     drops = {"published_unparseable_input": 0, "published_unparseable_output": 0}
-    for text, output, source in zip(frame["input"], frame["output"], sources):
+    for text, output, p3_dataset in zip(frame["input"], frame["output"], p3_datasets):
         parsed = parse_bonito_input(text)
         if parsed is None:
             drops["published_unparseable_input"] += 1
@@ -63,15 +63,15 @@ def published_rows(dataset: datasets.Dataset) -> tuple[pd.DataFrame, pd.DataFram
         if pair is None:
             drops["published_unparseable_output"] += 1
             continue
-        ctga.append((text, output, task_type, source, None))
-        p3.append((*pair, task_type, source, None))
+        ctga.append((text, output, task_type, p3_dataset, None))
+        p3.append((*pair, task_type, p3_dataset, None))
     return (pd.DataFrame(ctga, columns=OUTPUT_COLUMNS), pd.DataFrame(p3, columns=OUTPUT_COLUMNS),
             {k: v for k, v in drops.items() if v})
 
 
 def from_published(hp: dict) -> CtgaBuild:
     """The published ctga-v1 in this stage's schema, split like a built one."""
-    dataset = load_source(hp["published"], "ctga")
+    dataset = load_origin(hp["published"], "ctga")
     _require_columns(dataset, hp["published"])
     ctga, p3, drops = published_rows(dataset)
     (validation, p3_validation), (train, p3_train) = split_validation(
@@ -83,16 +83,16 @@ def from_published(hp: dict) -> CtgaBuild:
         "train": len(train),
         "validation": len(validation),
         "p3": len(p3),
-        "per_source": ctga["source"].value_counts().sort_index().to_dict(),
+        "per_p3_dataset": ctga["p3_dataset"].value_counts().sort_index().to_dict(),
         "per_task_type": per_task_type({"train": train, "validation": validation}),
     }
     return CtgaBuild(train, validation, p3, counts, drops)
 
 
-def published_task_types(spec: dict) -> pd.Series:
+def published_task_types(origin: dict) -> pd.Series:
     """Rows per task type (full names) of the published set."""
-    dataset = load_source(spec, "ctga")
-    _require_columns(dataset, spec)
+    dataset = load_origin(origin, "ctga")
+    _require_columns(dataset, origin)
     if "task_type" in dataset.column_names:
         names = [task_type_name(t.strip()) for t in dataset["task_type"]]
     else:

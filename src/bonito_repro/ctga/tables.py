@@ -1,5 +1,5 @@
 """The two reference tables of ctga-v1 (see data/README.md for their origin): which promptsource
-templates count as which task type, and which Jinja expression holds the passage per source."""
+templates count as which task type, and which Jinja expression holds the passage per P3 dataset."""
 from __future__ import annotations
 
 import csv
@@ -21,13 +21,13 @@ class Annotation:
     task_type: str
 
 
-def source_name(dataset: str, config: str | None) -> str:
-    """The key of a source everywhere in the project: ``dataset`` or ``dataset/config``."""
+def p3_dataset_name(dataset: str, config: str | None) -> str:
+    """The key of a P3 dataset everywhere in the project: ``dataset`` or ``dataset/config``."""
     return f"{dataset}/{config}" if config else dataset
 
 
-def split_source(source: str) -> tuple[str, str | None]:
-    dataset, _, config = source.partition("/")
+def split_p3_dataset(p3_dataset: str) -> tuple[str, str | None]:
+    dataset, _, config = p3_dataset.partition("/")
     return dataset, config or None
 
 
@@ -41,7 +41,7 @@ def _rows(path: Path, columns: list[str]) -> list[dict[str, str]]:
 
 
 def read_annotations(path: Path = TASK_TYPES_CSV) -> dict[str, list[Annotation]]:
-    """source -> its annotated templates, in table order. Task types are checked here."""
+    """P3 dataset -> its annotated templates, in table order. Task types are checked here."""
     annotations: dict[str, list[Annotation]] = {}
     columns = ["dataset_name", "dataset_config_name", "template_name", "task_type"]
     for line, row in enumerate(_rows(path, columns), start=2):
@@ -49,13 +49,13 @@ def read_annotations(path: Path = TASK_TYPES_CSV) -> dict[str, list[Annotation]]
             task_type = task_type_name(row["task_type"].strip())
         except ValueError as error:
             raise ValueError(f"{path}, line {line}: {error}") from None
-        source = source_name(row["dataset_name"], row["dataset_config_name"])
-        annotations.setdefault(source, []).append(Annotation(row["template_name"], task_type))
+        p3_dataset = p3_dataset_name(row["dataset_name"], row["dataset_config_name"])
+        annotations.setdefault(p3_dataset, []).append(Annotation(row["template_name"], task_type))
     return annotations
 
 
 def read_context_expressions(path: Path = CONTEXT_FIELDS_CSV) -> dict[str, str]:
-    """source -> the Jinja expression that renders its passage."""
+    """P3 dataset -> the Jinja expression that renders its passage."""
     columns = ["dataset_name", "dataset_config_name", "context_expression"]
-    return {source_name(row["dataset_name"], row["dataset_config_name"]): row["context_expression"]
+    return {p3_dataset_name(row["dataset_name"], row["dataset_config_name"]): row["context_expression"]
             for row in _rows(path, columns)}

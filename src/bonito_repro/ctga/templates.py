@@ -47,7 +47,7 @@ PLACEHOLDER_VAR = "ctga_context_placeholder"
 PLACEHOLDER_TAG = "{{" + PLACEHOLDER_VAR + "}}"
 # Stands in for the original template's "|||" inside the meta-template's output part.
 TASK_SEPARATOR = "<|ctga-task-separator|>"
-# Sources whose templates count only where they hold the context expression verbatim (the
+# P3 datasets whose templates count only where they hold the context expression verbatim (the
 # authors' rule for qasc, whose expression spans two tags).
 EXACT_ONLY = frozenset({"qasc"})
 
@@ -57,7 +57,7 @@ _DELIMITERS = re.compile(r"\s*(\{\{|\}\}|\{%|%\}|\||\(|\)|,)\s*")
 
 @dataclass(frozen=True)
 class MetaTemplate:
-    source: str
+    p3_dataset: str
     name: str
     task_type: str       # full task-type name
     original: Template
@@ -96,10 +96,10 @@ def meta_jinja(jinja: str, expression: str, exact: bool = False) -> str | None:
 
 
 def build_meta_templates(
-    source: str, annotations: list[Annotation], expression: str, templates: dict[str, Template],
+    p3_dataset: str, annotations: list[Annotation], expression: str, templates: dict[str, Template],
 ) -> tuple[list[MetaTemplate], dict[str, list[str]]]:
-    """Meta-templates of a source's annotated templates, and the names dropped by reason."""
-    exact = source.partition("/")[0] in EXACT_ONLY
+    """Meta-templates of a P3 dataset's annotated templates, and the names dropped by reason."""
+    exact = p3_dataset.partition("/")[0] in EXACT_ONLY
     metas: list[MetaTemplate] = []
     dropped: dict[str, list[str]] = {"template_missing_in_promptsource": [],
                                      "template_context_not_found": []}
@@ -114,6 +114,6 @@ def build_meta_templates(
             continue
         meta = copy.deepcopy(original)
         meta.jinja = jinja
-        metas.append(MetaTemplate(source, annotation.template, annotation.task_type, original,
+        metas.append(MetaTemplate(p3_dataset, annotation.template, annotation.task_type, original,
                                   meta))
     return metas, dropped

@@ -4,7 +4,7 @@ the funnel counts (docs/protocol.md, section 6).
 
     python -m bonito_repro generate --dataset KEY --task-type T --passages P --test T
         --model DIR [--adapter DIR] --params JSON --shards DIR --out PARQUET --manifest JSON
-    python -m bonito_repro generate --published SPEC ...   (a published set through the funnel)
+    python -m bonito_repro generate --published ORIGIN ...   (a published set through the funnel)
 
 A killed job started again with the same arguments reuses the shards finished under --shards.
 """
@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..config import ConfigError, check_params
 from ..io import Manifest, parse_params, set_threads, setup_logging, write_parquet
-from ..sources import pin_source
+from ..origins import pin_origin
 from ..tasks import task_type_name
 from .funnel import funnel_counts, probe_texts, run_funnel
 from .inputs import load_published, read_passages
@@ -41,7 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--test", type=Path, required=True, help="test split parquet (contamination probes)")
     parser.add_argument("--model", type=Path, help="base or full generator model directory")
     parser.add_argument("--adapter", type=Path, help="PEFT adapter of the generator on --model")
-    parser.add_argument("--published", help="instead of generating: a published set's source spec (JSON)")
+    parser.add_argument("--published", help="instead of generating: a published set's origin (JSON)")
     parser.add_argument("--params", required=True, help="the config's generation section (JSON)")
     parser.add_argument("--shards", type=Path, help="scratch directory of finished shards (resume)")
     parser.add_argument("--out", type=Path, required=True, help="kept tasks (parquet)")
@@ -61,24 +61,25 @@ def generation_params(text: str) -> dict:
 
 
 def from_published(args: argparse.Namespace, params: dict, test_rows: list[dict]) -> tuple[Generation, dict, dict]:
-    """A published set through the funnel: (its tasks, no passage counts, its source)."""
-    spec = pin_source(parse_params(args.published))  # the manifest records the commit read
-    records = run_funnel(load_published(spec), params, probe_texts(test_rows))
+    """A published set through the funnel: (its tasks, no passage counts, their provenance)."""
+    origin = pin_origin(parse_params(args.published))  # the manifest records the commit read
+    records = run_funnel(load_published(origin), params, probe_texts(test_rows))
     kept = records[records["kept"]]
     rows = [{"input": i, "output": o, "context_id": None} for i, o in zip(kept["input"], kept["output"])]
     result = Generation(rows=rows, records=records, summary=funnel_counts(records, params), shards=None)
-    return result, {}, {"source": {"published": spec}}
+    return result, {}, {"provenance": {"published": origin}}
 
 
 def from_generator(args: argparse.Namespace, params: dict, test_rows: list[dict]) -> tuple[Generation, dict, dict]:
-    """The generator's tasks for the passages: (the tasks, passage counts, source and shards)."""
+    """The generator's tasks for the passages: (the tasks, passage counts, their provenance and
+    shards)."""
     if args.passages is None or args.model is None:
         raise SystemExit("generate: --passages and --model are required unless --published is given")
     texts, ids, counts = read_passages(args.passages, params["max_passages"], params["seed"])
     result = run_generation(texts, args.task_type, params, model_dir=args.model, adapter_dir=args.adapter,
                             context_ids=ids, test_rows=test_rows, shards_dir=args.shards)
-    source = {"model": str(args.model), "adapter": str(args.adapter) if args.adapter else None}
-    return result, counts, {"source": source, "shards": result.shards}
+    provenance = {"model": str(args.model), "adapter": str(args.adapter) if args.adapter else None}
+    return result, counts, {"provenance": provenance, "shards": result.shards}
 
 
 def require_tasks(dataset: str, result: Generation) -> None:
@@ -104,16 +105,16 @@ def write_tasks(args: argparse.Namespace, result: Generation) -> dict[str, int]:
         return {}
     from .formats import export_formats
 
-    return export_formats(result.rows, args.formats, source=args.dataset)
+    return export_formats(result.rows, args.formats, dataset=args.dataset)
 
 
 def write_manifest(manifest: Manifest, args: argparse.Namespace, result: Generation, counts: dict,
-                   source: dict, formats: dict[str, int]) -> None:
+                   extra: dict, formats: dict[str, int]) -> None:
     summary = result.summary
     for reason, removed in summary["removed"].items():
         manifest.drop(reason, removed)
     manifest.counts = {**counts, "generated": summary["funnel"]["generated"], "kept": summary["kept"]}
-    manifest.extra = {"dataset": args.dataset, "task_type": task_type_name(args.task_type), **source,
+    manifest.extra = {"dataset": args.dataset, "task_type": task_type_name(args.task_type), **extra,
                       **summary, "formats": formats}
     manifest.write(args.manifest)
 
@@ -128,10 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     params = generation_params(args.params)
     manifest = Manifest("generate", params=params, seed=params["seed"])
     test_rows = pd.read_parquet(args.test).to_dict("records")
-    result, counts, source = (from_published if args.published else from_generator)(args, params, test_rows)
+    result, counts, extra = (from_published if args.published else from_generator)(args, params, test_rows)
     require_tasks(args.dataset, result)
     formats = write_tasks(args, result)
-    write_manifest(manifest, args, result, counts, source, formats)
+    write_manifest(manifest, args, result, counts, extra, formats)
     summary = result.summary
     log.info("%s: kept %d of %d generated tasks; funnel %s", args.dataset, summary["kept"],
              summary["funnel"]["generated"], summary["funnel"])

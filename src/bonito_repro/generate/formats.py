@@ -38,9 +38,10 @@ def llama2(instruction: str) -> str:
 FORMATS = {"alpaca": alpaca, "vicuna": vicuna, "chatml": chatml, "llama2": llama2}
 
 
-def export_formats(rows: Iterable[dict], out_dir: str | Path, source: str) -> dict[str, int]:
-    """Write ``out_dir/<format>.jsonl`` for every format (fields ``input``, ``output``, ``source``
-    and ``context_id``); bagel strips the response's leading whitespace. Returns rows per file."""
+def export_formats(rows: Iterable[dict], out_dir: str | Path, dataset: str) -> dict[str, int]:
+    """Write ``out_dir/<format>.jsonl`` for every format (fields ``input``, ``output``, bagel's
+    ``source``: ``<dataset>_<format>``, and ``context_id``); bagel strips the response's leading
+    whitespace. Returns rows per file."""
     rows = list(rows)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -48,6 +49,6 @@ def export_formats(rows: Iterable[dict], out_dir: str | Path, source: str) -> di
         with atomic_path(out_dir / f"{name}.jsonl") as tmp, open(tmp, "w") as f:
             for row in rows:
                 record = {"input": render(row["input"]), "output": row["output"].lstrip(),
-                          "source": f"{source}_{name}", "context_id": row.get("context_id")}
+                          "source": f"{dataset}_{name}", "context_id": row.get("context_id")}
                 f.write(json.dumps(record, ensure_ascii=False) + "\n")
     return {name: len(rows) for name in FORMATS}

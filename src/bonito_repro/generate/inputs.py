@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..io import seeded_subset
-from ..sources import load_source
+from ..origins import load_origin
 
 
 def read_passages(path: str | Path, max_passages: int | None, seed: int) -> tuple[list[str], list[int], dict]:
@@ -27,12 +27,12 @@ def read_passages(path: str | Path, max_passages: int | None, seed: int) -> tupl
     return [frame["input"].iloc[i] for i in ids], ids, counts
 
 
-def load_published(spec: dict) -> pd.DataFrame:
+def load_published(origin: dict) -> pd.DataFrame:
     """A published synthetic set (``BatsResearch/bonito-experiment``, config ``bonito_<key>``, or
     files of the same schema: ``input``, ``output``) as funnel input; its passages are unknown."""
-    rows = load_source(spec, "synthetic").to_pandas()
+    rows = load_origin(origin, "synthetic").to_pandas()
     missing = {"input", "output"} - set(rows.columns)
     if missing:
-        raise ValueError(f"published set {spec}: missing columns {sorted(missing)}")
+        raise ValueError(f"published set {origin}: missing columns {sorted(missing)}")
     return pd.DataFrame({"context_id": pd.array([None] * len(rows), dtype="Int64"), "sample": 0,
                          "input": rows["input"], "output": rows["output"], "passage": ""})

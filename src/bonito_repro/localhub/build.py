@@ -15,7 +15,7 @@ from urllib.parse import quote
 import yaml
 
 from ..prompts import bonito_input, bonito_output
-from ..sources import EMBEDDED_DIR
+from ..origins import EMBEDDED_DIR
 
 SPEC_PATH = Path(__file__).resolve().parents[1] / "data" / "local_hub.yaml"
 GITATTRIBUTES = "".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n"
@@ -27,9 +27,10 @@ def _jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def rows_for(source: str | dict, split: str) -> list[dict]:
-    """The rows of one config and split: a training split gets every row, other splits two."""
-    spec = {"rows": source} if isinstance(source, str) else source
+def rows_for(rows: str | dict, split: str) -> list[dict]:
+    """The rows of one config and split (its ``rows`` entry in the YAML file, alone or with
+    ``relabel``): a training split gets every row, other splits two."""
+    spec = {"rows": rows} if isinstance(rows, str) else rows
     name = spec["rows"]
     if name == "ctga_v1":
         rows = _ctga_v1_rows()
@@ -75,10 +76,10 @@ def write_save_to_disk(rev: dict, out: Path) -> None:
     import datasets
 
     configs = []
-    for config, source in rev["configs"].items():
+    for config, rows in rev["configs"].items():
         split = rev["split"]
         folder = rev["folder"].format(config=config, split=split)
-        datasets.Dataset.from_list(rows_for(source, split)).save_to_disk(str(out / folder))
+        datasets.Dataset.from_list(rows_for(rows, split)).save_to_disk(str(out / folder))
         configs.append({"config_name": config, "data_files": [{"split": split, "path": f"{folder}/*.arrow"}]})
     (out / "README.md").write_text(_readme(configs))
 
@@ -87,12 +88,12 @@ def write_parquet(rev: dict, out: Path, repo_name: str) -> None:
     import pandas as pd
 
     configs = []
-    for config, source in rev["configs"].items():
+    for config, rows in rev["configs"].items():
         data_files = []
         for split in _split_names(rev):
             path = rev["path"].format(config=config, split=split, name=repo_name)
             (out / path).parent.mkdir(parents=True, exist_ok=True)
-            pd.DataFrame(rows_for(source, split)).to_parquet(out / path, index=False)
+            pd.DataFrame(rows_for(rows, split)).to_parquet(out / path, index=False)
             data_files.append({"split": split, "path": path})
         configs.append({"config_name": config, "data_files": data_files})
     if rev.get("readme"):
@@ -142,10 +143,10 @@ def write_model(rev: dict, out: Path, tiny_specs: dict, cache: dict, work: Path)
     import torch
     from safetensors.torch import load_file
 
-    source = _tiny_weights(tiny_specs[rev["tiny"]], cache, work)
+    tiny_dir = _tiny_weights(tiny_specs[rev["tiny"]], cache, work)
     dtype = getattr(torch, rev.get("dtype", "float32"))
-    state = {k: v.to(dtype) for k, v in load_file(str(source / "model.safetensors")).items()}
-    for path in source.iterdir():
+    state = {k: v.to(dtype) for k, v in load_file(str(tiny_dir / "model.safetensors")).items()}
+    for path in tiny_dir.iterdir():
         if path.suffix != ".safetensors":
             shutil.copy(path, out / path.name)
     for fmt in rev["weights"]:

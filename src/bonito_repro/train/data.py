@@ -60,18 +60,18 @@ def format_pairs(df: pd.DataFrame, wrapper: str, origin: str) -> tuple[list[str]
         raise TrainDataError(f"unknown wrapper {wrapper!r}; use one of {PAIR_WRAPPERS}")
     prompts, targets = [], []
     drops = {"empty_input": 0, "empty_output": 0}
-    for i, (source, target) in enumerate(zip(df["input"], df["output"])):
-        if not isinstance(source, str) or not source.strip():
+    for i, (prompt, target) in enumerate(zip(df["input"], df["output"])):
+        if not isinstance(prompt, str) or not prompt.strip():
             drops["empty_input"] += 1
             continue
         if not isinstance(target, str) or not target.strip():
             drops["empty_output"] += 1
             continue
         if wrapper == "none":
-            prompts.append(source)
+            prompts.append(prompt)
             targets.append(target)
         else:
-            prompts.append(source.strip())
+            prompts.append(prompt.strip())
             targets.append(target.strip())
     if not prompts:
         raise TrainDataError(f"{origin}: all {len(df)} rows have an empty input or output ({drops})")
@@ -92,14 +92,14 @@ def encode_pairs(prompts: list[str], targets: list[str], tokenizer, max_input_le
 
     def encode(batch: dict) -> dict:
         ids, prompt_lengths, lengths, cut_in, cut_out = [], [], [], [], []
-        for source, target in zip(encode_prompts(tokenizer, batch["prompt"], wrapper), _ids(tokenizer, batch["target"])):
+        for prompt, target in zip(encode_prompts(tokenizer, batch["prompt"], wrapper), _ids(tokenizer, batch["target"])):
             target = target + eos
-            cut_in.append(len(source) > max_input_length)
+            cut_in.append(len(prompt) > max_input_length)
             cut_out.append(len(target) > max_output_length)
-            source, target = source[:max_input_length], target[:max_output_length]
-            ids.append(source + target)
-            prompt_lengths.append(len(source))
-            lengths.append(len(source) + len(target))
+            prompt, target = prompt[:max_input_length], target[:max_output_length]
+            ids.append(prompt + target)
+            prompt_lengths.append(len(prompt))
+            lengths.append(len(prompt) + len(target))
         return {"input_ids": ids, "prompt_length": prompt_lengths, "length": lengths,
                 "cut_input": cut_in, "cut_output": cut_out}
 

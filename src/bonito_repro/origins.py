@@ -1,11 +1,11 @@
-"""Where rows come from: one loader for the three kinds of source spec in the config.
+"""Where rows come from (an origin): one loader for the three kinds of origin in the config.
 
 - ``{hub: {id, config, split, revision}}``: the Hugging Face Hub (paper scale). The revision is
-  resolved to its commit sha first and the rows are loaded by that sha (``pin_source``), which
+  resolved to its commit sha first and the rows are loaded by that sha (``pin_origin``), which
   manifests record; an offline job reads back the datasets-cache files a download step recorded
   for that commit (``hub_record``).
 - ``{embedded: NAME}``: demo data the project ships in ``data/embedded/KIND/NAME.jsonl``
-  (local and smoke scales), in exactly the schema of the Hub source it stands in for.
+  (local and smoke scales), in exactly the schema of the Hub dataset it stands in for.
 - ``{files: PATH or [PATHS]}``: a user's own parquet, json, jsonl or csv files.
 """
 from __future__ import annotations
@@ -26,13 +26,13 @@ _BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "
 PARQUET_BRANCH = "refs/convert/parquet"
 
 
-class SourceError(ValueError):
-    """A source spec names something that does not exist or cannot be read."""
+class OriginError(ValueError):
+    """An origin names something that does not exist or cannot be read."""
 
 
 def embedded_path(kind: str, name: str) -> Path:
     if kind not in KINDS:
-        raise SourceError(f"unknown embedded kind {kind!r}; use one of {KINDS}")
+        raise OriginError(f"unknown embedded kind {kind!r}; use one of {KINDS}")
     return EMBEDDED_DIR / kind / f"{name.replace('/', '__')}.jsonl"
 
 
@@ -43,33 +43,33 @@ def embedded_names(kind: str) -> list[str]:
 def _builder(paths: list[str]) -> str:
     suffixes = {Path(p).suffix for p in paths}
     if len(suffixes) != 1 or next(iter(suffixes)) not in _BUILDERS:
-        raise SourceError(f"files {paths}: use one format of {sorted(_BUILDERS)}")
+        raise OriginError(f"files {paths}: use one format of {sorted(_BUILDERS)}")
     return _BUILDERS[suffixes.pop()]
 
 
 def describe_hub(hub: dict) -> str:
-    """How errors name a Hub source."""
+    """How errors name a Hub origin."""
     return (f"hub {hub['id']} config={hub.get('config')} split={hub.get('split', 'train')} "
             f"revision={hub.get('revision', 'main')}")
 
 
-def pin_source(spec: dict) -> dict:
-    """The spec with its Hub revision resolved to a commit sha (``hub.sha``); other specs as they
-    are. Loading by the sha makes every later read of the spec read the same rows."""
-    if "hub" not in spec or "sha" in spec["hub"]:
-        return spec
-    hub = spec["hub"]
+def pin_origin(origin: dict) -> dict:
+    """The origin with its Hub revision resolved to a commit sha (``hub.sha``); other origins as
+    they are. Loading by the sha makes every later read of the origin read the same rows."""
+    if "hub" not in origin or "sha" in origin["hub"]:
+        return origin
+    hub = origin["hub"]
     try:
         sha = resolve_revision(hub["id"], hub.get("revision", "main"), "dataset")
     except HubError as error:
-        raise SourceError(f"{describe_hub(hub)}: {error}") from None
-    return {**spec, "hub": {**hub, "sha": sha}}
+        raise OriginError(f"{describe_hub(hub)}: {error}") from None
+    return {**origin, "hub": {**hub, "sha": sha}}
 
 
-def hub_record(spec: dict, dataset: "datasets.Dataset") -> dict:
-    """What a download manifest records of a loaded Hub source: the spec, the commit sha, and
-    the datasets-cache files that hold its rows (read back offline by ``load_source``)."""
-    return {**spec["hub"], "sha": _cached_sha(dataset),
+def hub_record(origin: dict, dataset: "datasets.Dataset") -> dict:
+    """What a download manifest records of a loaded Hub origin: its ``hub`` entry, the commit
+    sha, and the datasets-cache files that hold its rows (read back offline by ``load_origin``)."""
+    return {**origin["hub"], "sha": _cached_sha(dataset),
             "arrow": [f["filename"] for f in dataset.cache_files]}
 
 
@@ -88,7 +88,7 @@ def _load_hub(hub: dict) -> "datasets.Dataset":
         # rows a download step cached, read back by an offline job: the files of that very commit
         missing = [f for f in hub["arrow"] if not Path(f).exists()]
         if missing or any(Path(f).parent.name != hub["sha"] for f in hub["arrow"]):
-            raise SourceError(f"{where}: the downloaded rows are gone from the datasets cache or "
+            raise OriginError(f"{where}: the downloaded rows are gone from the datasets cache or "
                               f"belong to another commit ({missing or hub['arrow']}); download again")
         return datasets.concatenate_datasets([datasets.Dataset.from_file(f) for f in hub["arrow"]])
     config = hub.get("config")
@@ -102,28 +102,28 @@ def _load_hub(hub: dict) -> "datasets.Dataset":
     if cached != hub["sha"]:
         # datasets falls back to whatever it has cached for the repository when loading fails
         # (a script-based revision, an unreachable Hub), with only a log line
-        raise SourceError(f"{where}: datasets returned rows of commit {cached} instead (its cache "
+        raise OriginError(f"{where}: datasets returned rows of commit {cached} instead (its cache "
                           "fallback after a failed load; is this revision script-based? then load "
                           f"its {PARQUET_BRANCH} branch)")
     return rows
 
 
-def load_source(spec: dict, kind: str) -> "datasets.Dataset":
-    """Rows of one source as a ``datasets.Dataset`` (same code path for Hub and local files)."""
+def load_origin(origin: dict, kind: str) -> "datasets.Dataset":
+    """Rows of one origin as a ``datasets.Dataset`` (same code path for Hub and local files)."""
     import datasets  # here, not at the top: the Snakefile imports this module and stays fast
 
-    if "hub" in spec:
-        return _load_hub(pin_source(spec)["hub"])
-    if "embedded" in spec:
-        path = embedded_path(kind, spec["embedded"])
+    if "hub" in origin:
+        return _load_hub(pin_origin(origin)["hub"])
+    if "embedded" in origin:
+        path = embedded_path(kind, origin["embedded"])
         if not path.exists():
-            raise SourceError(f"no embedded {kind} data named {spec['embedded']!r} ({path}); "
+            raise OriginError(f"no embedded {kind} data named {origin['embedded']!r} ({path}); "
                               f"available: {embedded_names(kind)}")
         return datasets.load_dataset("json", data_files=str(path), split="train")
-    if "files" in spec:
-        paths = [spec["files"]] if isinstance(spec["files"], str) else list(spec["files"])
+    if "files" in origin:
+        paths = [origin["files"]] if isinstance(origin["files"], str) else list(origin["files"])
         missing = [p for p in paths if not Path(p).exists()]
         if missing:
-            raise SourceError(f"files not found: {missing}")
+            raise OriginError(f"files not found: {missing}")
         return datasets.load_dataset(_builder(paths), data_files=paths, split="train")
-    raise SourceError(f"source spec {spec!r} needs one of: hub, embedded, files")
+    raise OriginError(f"origin {origin!r} needs one of: hub, embedded, files")
