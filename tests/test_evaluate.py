@@ -424,6 +424,23 @@ def run_cli(tmp_path, tiny_model_dir, dataset: str, spec: dict, params: dict, ro
     return json.loads(out.read_text()), pd.read_parquet(tmp_path / "eval" / f"{dataset}.predictions.parquet"), manifest
 
 
+def test_cli_with_the_chat_wrapper(tmp_path, tiny_model_dir, local_config):
+    """The local instruction-tuned target is evaluated under `chat`: the CLI takes it and the
+    predictions come from the tokenizer's chat template."""
+    import shutil
+
+    model = tmp_path / "chat_model"
+    shutil.copytree(tiny_model_dir, model)
+    tokenizer = load_tokenizer(model)
+    tokenizer.chat_template = ("{% for m in messages %}<s>User: {{ m['content'] }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}Assistant:{% endif %}")
+    tokenizer.save_pretrained(model)
+    params = {**PARAMS, "truncation": "right"}
+    result, predictions, _ = run_cli(tmp_path, model, "pubmed_qa", local_config["datasets"]["pubmed_qa"], params,
+                                     wrapper="chat")
+    assert result["wrapper"] == "chat" and len(predictions) == 5 * PARAMS["max_examples"]
+
+
 def bootstrap_from_predictions(predictions: pd.DataFrame, bootstrap: dict) -> list[float]:
     """The interval recomputed from the per-example predictions, with scikit-learn's macro F1 for
     rank classification: the mean over templates of each resample of the examples, its percentiles."""

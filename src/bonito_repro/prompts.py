@@ -16,6 +16,7 @@ WRAPPERS = {
 CHAT = "chat"
 # wrappers of instruction-tuned models: their answers are scored without EOS (section 8.1)
 INSTRUCTION_WRAPPERS = ("inst", CHAT)
+ALL_WRAPPERS = (*WRAPPERS, CHAT)
 
 
 def bonito_input(context: str, task_type: str) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path
 from .. import config
 from ..config import EVAL_DECODING_KEYS
 from ..io import Manifest, parse_params, set_threads, setup_logging, write_json, write_parquet
-from ..prompts import WRAPPERS
+from ..prompts import ALL_WRAPPERS
 from ..tasks import GENERATION_TASK_TYPES, task_type_code
 from .errors import EvaluationError
 from .job import run
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=Path, help="base model directory")
     parser.add_argument("--adapter", type=Path, help="PEFT adapter directory (merged in)")
-    parser.add_argument("--wrapper", required=True, choices=sorted(WRAPPERS))
+    parser.add_argument("--wrapper", required=True, choices=sorted(ALL_WRAPPERS))
     parser.add_argument("--dataset", required=True, help="dataset key (names it in the report)")
     parser.add_argument("--task-type", required=True, help="the dataset's task type (ynqa, nli, exqa)")
     parser.add_argument("--test", required=True, type=Path, help="test split parquet")

@@ -5,7 +5,7 @@ import logging
 from typing import Any, Sequence
 
 from ..models import encode_prompts
-from ..prompts import CHAT, INSTRUCTION_WRAPPERS, WRAPPERS
+from ..prompts import ALL_WRAPPERS, INSTRUCTION_WRAPPERS
 from .errors import EvaluationError
 from .templates import EvalTemplate, render_again, render_with_states
 from .truncation import cut_passage, largest_fitting, passage_texts
@@ -27,8 +27,8 @@ class PromptEncoder:
 
     def __init__(self, tokenizer, wrapper: str, max_length: int, truncation: str, *, dataset: str,
                  passage: Sequence[str] = ()):
-        if wrapper not in [*WRAPPERS, CHAT]:
-            raise EvaluationError(f"unknown wrapper {wrapper!r}; use one of {sorted([*WRAPPERS, CHAT])}")
+        if wrapper not in ALL_WRAPPERS:
+            raise EvaluationError(f"unknown wrapper {wrapper!r}; use one of {sorted(ALL_WRAPPERS)}")
         if truncation == "passage" and not passage:
             raise EvaluationError(f"{dataset}: evaluation.truncation is 'passage', but no passage field is "
                                   "given (its dataset file's `passage`)")
