@@ -18,6 +18,7 @@ schema (``check_params``): no hyperparameter has a default in code.
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from pathlib import Path
 from typing import Any, Iterable
@@ -56,7 +57,10 @@ def _path(parts) -> str:
     return ".".join(str(p) for p in parts) or "<root>"
 
 
+@functools.cache
 def load_schema(path: Path = SCHEMA_PATH) -> dict:
+    """The schema, parsed once a process (one config load checks it against about ten of its
+    definitions); read it, never change it."""
     with open(path) as f:
         return yaml.safe_load(f)
 
