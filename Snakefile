@@ -29,10 +29,12 @@ include: "rules/tables.smk"
 include: "rules/plots.smk"
 
 
-# The default target: the paper's tables, every figure and the trained generators' parse checks.
+# The default target: the paper's tables beside the no-model baselines, every figure and the
+# trained generators' parse checks.
 rule all:
     input:
         MAIN_TABLES,
+        BASELINES,
         FIGURES,
         PARSE_CHECKS,
     default_target: True

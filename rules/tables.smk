@@ -2,10 +2,12 @@
 
 localrules:
     main_table,
+    baselines,
 
 
 MAIN_TABLES = [f"{R}/paper/{name}.{ext}" for name in ("main_table", "main_table_deltas", "published_comparison")
                for ext in ("csv", "md", "tex")]
+BASELINES = [f"{R}/paper/baselines.csv", f"{R}/paper/baselines.md"]
 
 
 rule main_table:
@@ -28,3 +30,25 @@ rule main_table:
         "python -m bonito_repro main-table --scores {input} --params {params.hp:q}"
         " --out-dir {params.out_dir} > {log} 2>&1"
 
+
+
+# Majority-class, random-label and random-span F1 on the rows the evaluations score: no model.
+rule baselines:
+    input:
+        [f"{R}/test/{dataset}.parquet" for dataset in config["run"]["datasets"]],
+    output:
+        csv=report(f"{R}/paper/baselines.csv", caption="../report/baselines.rst", category="Main table"),
+        md=f"{R}/paper/baselines.md",
+        manifest=f"{R}/paper/baselines.manifest.json",
+    params:
+        hp=as_json({"scale": config["scale"], "tables": config["tables"],
+                    "evaluation": {k: config["evaluation"][k] for k in ("max_examples", "seed", "bootstrap")},
+                    "datasets": {d: {k: spec.get(k) for k in ("title", "task_type", "labels", "passage")}
+                                 for d, spec in config["datasets"].items()}}),
+    log:
+        f"{R}/logs/paper/baselines.log",
+    conda:
+        "../envs/main.yaml"
+    shell:
+        "python -m bonito_repro baselines --tests {input:q} --params {params.hp:q}"
+        " --csv {output.csv} --md {output.md} --manifest {output.manifest} > {log} 2>&1"

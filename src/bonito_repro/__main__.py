@@ -20,6 +20,7 @@ STAGES = {
     "generate": "bonito_repro.generate.cli",
     "evaluate": "bonito_repro.evaluate.cli",
     "table": "bonito_repro.evaluate.table",
+    "baselines": "bonito_repro.evaluate.baselines",
     "main-table": "bonito_repro.main_table",
     "plot": "bonito_repro.plot",
 }
