@@ -23,6 +23,7 @@ STAGES = {
     "main-table": "bonito_repro.main_table",
     "plot": "bonito_repro.plot",
     "cost": "bonito_repro.cost",
+    "preflight": "bonito_repro.preflight",
 }
 
 
