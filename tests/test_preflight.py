@@ -148,3 +148,28 @@ def test_preflight_names_a_missing_config_and_a_missing_token(local_hub, tmp_pat
     assert "BuilderConfig 'bonito_privacy_qa' not found" in summary
     assert ("FAIL hub: models.mistral_7b.hub: mistralai/Mistral-7B-v0.1@main: gated repository and no token: "
             "set HF_TOKEN") in summary
+
+
+@pytest.mark.slurm
+def test_the_gpu_check_runs_as_a_one_gpu_slurm_job(paper, monkeypatch):
+    """Through a real srun on the test cluster's fake GPUs: the job gets one GPU (one device in
+    CUDA_VISIBLE_DEVICES) and, with no CUDA behind it, says so."""
+    import os
+    import re
+
+    from slurm_cluster import ACCOUNT, PARTITION, unavailable_reason
+
+    reason = unavailable_reason()
+    if reason:
+        if os.environ.get("BONITO_REQUIRE_SLURM") == "1":
+            pytest.fail(f"BONITO_REQUIRE_SLURM=1 but {reason}")
+        pytest.skip(reason)
+    monkeypatch.setenv("SLURM_PARTITION", PARTITION)
+    monkeypatch.setenv("SLURM_ACCOUNT", ACCOUNT)
+    config = copy.deepcopy(paper)
+    config["generation"]["backend"] = config["evaluation"]["generation_backend"] = "transformers"
+    checks = preflight.check_gpu_node(config, REPO, timeout=300)
+    assert [c.item for c in checks] == ["CUDA", "bf16", "bitsandbytes 4-bit"], checks
+    assert all(c.status == preflight.FAIL for c in checks)
+    assert checks[0].detail.startswith("no CUDA device")
+    assert re.search(r"\(CUDA_VISIBLE_DEVICES=\d, ", checks[0].detail), checks[0].detail
