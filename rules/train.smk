@@ -7,7 +7,10 @@
 #   the trained generator's greedy output parses on, against its untrained base; a job of its own
 #   (inference only), so that changing the check never reruns the training.
 # Their loss curves are drawn from the manifests by loss_curve (plots.smk). A rerun of a killed
-# job continues from its latest complete checkpoint (CHECKPOINTS, common.smk).
+# job continues from its latest complete checkpoint (CHECKPOINTS, common.smk). train_bonito runs
+# longer than a job may (resources.max_runtime): each attempt ends at its time limit and the next,
+# one of the retries the cost model projects, resumes from the last checkpoint.
+from bonito_repro.cost import bonito_retries
 
 TRAINED_GENERATORS = sorted(g for g, spec in config["generators"].items() if "base" in spec)
 PARSE_CHECKS = [f"{R}/generators/{g}/parse_check.json" for g in TRAINED_GENERATORS if g in SOURCES]
@@ -34,6 +37,7 @@ rule train_bonito:
     benchmark:
         f"{R}/benchmarks/train_bonito/{{generator}}.tsv"
     priority: 2  # the head of the longest chain (generate, adapt, evaluate): start it first
+    retries: bonito_retries(config)
     threads: threads_of("train_bonito")
     resources: **resources_of("train_bonito")
     conda:

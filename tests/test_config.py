@@ -164,6 +164,9 @@ def test_schema_errors_name_the_key(base, edit, expected):
         (lambda c: c["generation"].update(temperature=0, n=2), "generation.n: 2 samples at temperature 0"),
         (lambda c: c["bonito_training"].update(processes=2),
          "bonito_training.processes: 2 training processes on resources.train_bonito.gpus = 4 GPUs"),
+        (lambda c: c["resources"]["train_bonito"].update(runtime=5760),
+         "resources.train_bonito.runtime: 5760 minutes, more than resources.max_runtime (2880)"),
+        (lambda c: c["resources"].update(max_runtime=600), "resources.ctga.runtime: 720 minutes"),
     ],
 )
 def test_reference_errors_name_the_key(base, edit, expected):

@@ -256,6 +256,20 @@ def test_cli_writes_tables_and_manifest(tmp_path):
     assert manifest["mode"] == "built" and manifest["params"] == hp
 
 
+def test_a_p3_dataset_losing_rows_to_render_errors_stops_the_build(tmp_path):
+    rows = rows_of("super_glue/wsc.fixed")
+    broken = tmp_path / "wsc.jsonl"  # a span index as text: the templates that slice by it fail
+    broken.write_text("".join(json.dumps({**row, "span2_index": "three"}) + "\n" for row in rows))
+    hp = {**local_ctga(), "validation_size": 2,
+          "p3_datasets": {"super_glue/wsc.fixed": {"files": str(broken)}, "squad": {"embedded": "squad"}}}
+    with pytest.raises(ValueError, match=r"ctga.p3_datasets.super_glue/wsc.fixed: 4 of 10 sampled rows "
+                       r"failed to render \(40%.*first error, template 'in other words': TypeError"):
+        build.build(hp)
+    tolerated = build.build({**hp, "max_render_error_share": 1.0})
+    assert tolerated.drops["render_error"] == 4
+    assert tolerated.counts["per_p3_dataset"]["super_glue/wsc.fixed"]["kept"] == 6
+
+
 def test_cli_errors_name_the_config_key(tmp_path):
     hp = {**local_ctga(), "p3_datasets": {"no_such_dataset": {"embedded": "no_such_dataset"}}}
     with pytest.raises(SystemExit, match=r"ctga.p3_datasets.no_such_dataset"):

@@ -86,3 +86,14 @@ def test_readme_lists_every_open_deviation_with_its_title():
     assert all(number == anchor for number, _, anchor in listed)
     assert {int(number): title for number, title, _ in listed} == {
         number: title for number, title in deviations.items() if not title.endswith(RESOLVED)}
+
+
+def test_readme_names_every_reason_the_funnel_and_ctga_drop_rows_for():
+    """A user reading why rows went missing finds every reason a manifest can give."""
+    from bonito_repro.generate.funnel import REASONS
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    statuses = set(re.findall(r'"(render_error|empty_\w+)"', (REPO / "src/bonito_repro/ctga/render.py").read_text()))
+    assert statuses == {"render_error", "empty_context", "empty_target"}
+    missing = [reason for reason in [*REASONS, *sorted(statuses)] if f"`{reason}`" not in readme]
+    assert not missing, f"README.md does not name these drop reasons: {missing}"

@@ -5,7 +5,8 @@ The first test runs a part of the smoke DAG (model building and ctga-v1 as CPU j
 training and an evaluation as GPU jobs) through `snakemake --profile slurm`, with the test
 cluster's settings layered over the profile, a config overlay that gives the GPU stages one
 (fake) GPU each, and partition and account given through SLURM_PARTITION and SLURM_ACCOUNT.
-The others run tests/slurm_workflow (a two-GPU training job that checkpoints, a failing rule),
+The others run tests/slurm_workflow (a two-GPU training job that checkpoints, one that outlasts its
+time limit, a failing rule),
 where a job's timing can be controlled. Checks come from Slurm's accounting records (sacct) and
 each job's Slurm log. Skipped where no Slurm is reachable; `.ci/run` starts one and sets
 BONITO_REQUIRE_SLURM=1, which turns the skip into a failure.
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bonito_repro.cost import chain_retries
 from slurm_cluster import (
     ACCOUNT,
     PARTITION,
@@ -155,6 +157,30 @@ def test_preempted_training_is_requeued_and_resumes(slurm, tmp_path):
     assert [(j.job_id, j.state, j.attempt) for j in runs] == [
         (preempt.job_id, "PREEMPTED", 1), (preempt.job_id, "COMPLETED", 1)], runs
     assert_resumed(workdir, preempt)
+
+
+def test_timed_out_training_is_retried_by_snakemake_and_resumes(slurm, tmp_path):
+    """--requeue puts a preempted job back, not one Slurm ended at its time limit (TIMEOUT): that
+    comes back through Snakemake's retries, which the rule takes from the cost model (as
+    train_bonito does), and each attempt resumes from the last checkpoint of the one before. The
+    profile's own retries are off here, so only the rule's can bring it back."""
+    chain = CONFIG["train_chained"]
+    limit = CONFIG["resources"]["train_chained"]["runtime"]
+    retries = chain_retries(chain["steps"] * chain["seconds_per_step"] / 3600, limit)
+    workdir, result = run_workflow(tmp_path, ["results/train_chained/model.json"], timeout=540, retries=0)
+    assert result.returncode == 0, result.output[-4000:]
+    runs = [j for j in slurm_jobs(workdir) if j.rule == "train_chained"]
+    print("attempts:", [(j.job_id, j.state, j.attempt) for j in runs])
+    assert [j.attempt for j in runs] == list(range(1, len(runs) + 1)), runs
+    assert [j.state for j in runs] == ["TIMEOUT"] * (len(runs) - 1) + ["COMPLETED"], runs
+    assert 2 <= len(runs) <= retries + 1, runs
+    # the last attempt started from a checkpoint (at the last step, where the attempt before
+    # finished its steps but not the job in time)
+    model = json.loads((workdir / "results/train_chained/model.json").read_text())
+    assert model["steps"] == chain["steps"] and 0 < model["resumed_from"] <= chain["steps"], model
+    assert model["resumed_from"] % chain["save_every"] == 0, model
+    log = (workdir / "results/logs/train_chained.log").read_text()
+    assert f"resumed from step {model['resumed_from']}" in log
 
 
 def test_failing_job_fails_the_run_and_shows_its_log(slurm, tmp_path):

@@ -24,8 +24,8 @@ from bonito_repro.models import load_tokenizer
 from bonito_repro.prompts import bonito_input, bonito_output, wrap
 from bonito_repro.train import TrainError, TrainJob, run
 from bonito_repro.train import checkpoints
-from bonito_repro.train.data import IGNORE_INDEX, Collator, encode_pairs, format_pairs, pack_blocks, \
-    training_steps
+from bonito_repro.steps import training_steps
+from bonito_repro.train.data import IGNORE_INDEX, Collator, encode_pairs, format_pairs, pack_blocks
 from bonito_repro.train.engine import training_arguments
 from bonito_repro.train.model import load_trainable_model, lora_config
 

@@ -23,6 +23,8 @@ STAGES = {
     "baselines": "bonito_repro.evaluate.baselines",
     "main-table": "bonito_repro.main_table",
     "plot": "bonito_repro.plot",
+    "cost": "bonito_repro.cost",
+    "preflight": "bonito_repro.preflight",
 }
 
 

@@ -211,6 +211,18 @@ def _hub_listing(hub_id: str, sha: str, subfolder: str | None) -> dict[str, tupl
             for e in entries if isinstance(e, RepoFile)}
 
 
+def download_patterns(hub: dict) -> tuple[list[str], list[str]]:
+    """(allow, ignore) patterns of the files ``download`` fetches from a model repository: one
+    kind of weights and only its index (a repository may hold both kinds), under the subfolder."""
+    if hub.get("weights", "safetensors") == "bin":
+        patterns, ignore = [p for p in HUB_PATTERNS if p != "*.safetensors"] + ["*.bin"], ["*.safetensors.index.json"]
+    else:
+        patterns, ignore = HUB_PATTERNS, ["*.bin.index.json"]
+    subfolder = hub.get("subfolder", "").strip("/")
+    prefix = f"{subfolder}/" if subfolder else ""
+    return [prefix + p for p in patterns], ignore
+
+
 def download(hub: dict, out_dir: str | Path) -> dict:
     """Download a model or adapter repository once, at the commit its revision points at, and
     return what the manifest records: the commit, and the sha256 of every file downloaded
@@ -231,13 +243,8 @@ def download(hub: dict, out_dir: str | Path) -> dict:
         sha = resolve_revision(hub_id, revision, "model")
     except HubError as error:
         raise ModelError(str(error)) from None
-    # one kind of weights and only its index (a repository may hold both kinds)
-    if weights == "bin":
-        patterns, ignore = [p for p in HUB_PATTERNS if p != "*.safetensors"] + ["*.bin"], ["*.safetensors.index.json"]
-    else:
-        patterns, ignore = HUB_PATTERNS, ["*.bin.index.json"]
+    patterns, ignore = download_patterns(hub)
     prefix = f"{subfolder}/" if subfolder else ""
-    patterns = [prefix + p for p in patterns]
     out_dir = Path(out_dir)
     tmp = _staging_dir(out_dir)
     fetched = tmp / ".hub"

@@ -80,6 +80,16 @@ def _cached_sha(dataset: "datasets.Dataset") -> str | None:
     return shas.pop() if len(shas) == 1 else None
 
 
+def load_arguments(hub: dict) -> dict:
+    """How ``datasets.load_dataset`` (or ``load_dataset_builder``) is called for a pinned Hub
+    origin, split aside: on the conversion branch a config is a folder, since a name would fail
+    ("BuilderConfig not found") or, with no name, every config's folder would load as one."""
+    config = hub.get("config")
+    by_folder = hub.get("revision") == PARQUET_BRANCH
+    return {"path": hub["id"], "name": None if by_folder else config, "data_dir": config if by_folder else None,
+            "revision": hub["sha"]}
+
+
 def _load_hub(hub: dict) -> "datasets.Dataset":
     import datasets
 
@@ -91,13 +101,7 @@ def _load_hub(hub: dict) -> "datasets.Dataset":
             raise OriginError(f"{where}: the downloaded rows are gone from the datasets cache or "
                               f"belong to another commit ({missing or hub['arrow']}); download again")
         return datasets.concatenate_datasets([datasets.Dataset.from_file(f) for f in hub["arrow"]])
-    config = hub.get("config")
-    # on the conversion branch a config is a folder; a name would fail ("BuilderConfig not found")
-    # or, with no name, every config's folder would load as one
-    by_folder = hub.get("revision") == PARQUET_BRANCH
-    rows = datasets.load_dataset(hub["id"], None if by_folder else config,
-                                 data_dir=config if by_folder else None,
-                                 split=hub.get("split", "train"), revision=hub["sha"])
+    rows = datasets.load_dataset(**load_arguments(hub), split=hub.get("split", "train"))
     cached = _cached_sha(rows)
     if cached != hub["sha"]:
         # datasets falls back to whatever it has cached for the repository when loading fails

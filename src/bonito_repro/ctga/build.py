@@ -47,6 +47,19 @@ def p3_dataset_meta_templates(p3_dataset: str, annotations: dict,
                                           templates.promptsource_templates(dataset, config))
 
 
+def check_render_errors(p3_dataset: str, failed: pd.DataFrame, sampled: int, max_share: float) -> None:
+    """Stop the build when more than ``max_share`` of a P3 dataset's sampled rows fail to render:
+    a loss that large is a broken template or a changed schema, not a few malformed rows, and
+    would silently shift ctga-v1's task-type mix. Empty targets (a template's {% if %} skipping a
+    row) are the templates' own choice and do not count."""
+    if sampled and len(failed) / sampled > max_share:
+        first = failed.iloc[0]
+        raise ValueError(
+            f"ctga.p3_datasets.{p3_dataset}: {len(failed)} of {sampled} sampled rows failed to render "
+            f"({len(failed) / sampled:.0%}, more than ctga.max_render_error_share {max_share:.0%}); "
+            f"first error, template {first['template']!r}: {first['error']}")
+
+
 def build_p3_dataset(p3_dataset: str, origin: dict, metas: list[templates.MetaTemplate], hp: dict,
                      num_proc: int) -> tuple[pd.DataFrame, dict]:
     """Rendered rows of one P3 dataset and its counts (sampled = kept + drops)."""
@@ -55,7 +68,9 @@ def build_p3_dataset(p3_dataset: str, origin: dict, metas: list[templates.MetaTe
                                         hp["seed"], num_proc)
     statuses = rendered["status"].value_counts().to_dict()
     kept = rendered[rendered["status"] == render.OK].reset_index(drop=True)
-    errors = rendered[rendered["status"] == "render_error"].drop_duplicates("template")
+    failed = rendered[rendered["status"] == "render_error"]
+    check_render_errors(p3_dataset, failed, len(rendered), hp["max_render_error_share"])
+    errors = failed.drop_duplicates("template")
     for name, message in zip(errors["template"], errors["error"]):
         log.warning("%s / %s: render error, e.g. %s", p3_dataset, name, message)
     stats = {

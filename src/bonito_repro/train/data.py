@@ -1,12 +1,11 @@
 """Training sequences: (input, output) pairs with the loss on the output only, or TAPT blocks
-with the loss on every token; the batch collator; and the step rule.
+with the loss on every token; and the batch collator (the step rule is bonito_repro.steps).
 
 A sequence is stored as its token ids and ``prompt_length``, the number of leading tokens that
 carry no loss; the collator turns that into labels, so a million-row set keeps one int column.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import datasets
@@ -15,14 +14,11 @@ import pandas as pd
 import torch
 
 from ..models import encode_prompts
+from ..steps import TrainDataError
 
 IGNORE_INDEX = -100
 # `none`: the input column is already the whole prompt (Bonito's ctga inputs)
 PAIR_WRAPPERS = ("none", "io", "inst", "chat")
-
-
-class TrainDataError(ValueError):
-    """The training rows are unusable (nothing left to train on)."""
 
 
 @dataclass
@@ -34,21 +30,6 @@ class Encoded:
     rows_in: int
     drops: dict[str, int] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
-
-
-def effective_batch(params: dict) -> int:
-    return params["per_device_batch_size"] * params["grad_accumulation"] * params["processes"]
-
-
-def training_steps(n_examples: int, params: dict) -> int:
-    """max_steps, or one epoch (ceil(n / effective batch) steps) when the set has fewer than
-    one_epoch_below examples (docs/protocol.md, D8)."""
-    if n_examples < 1:
-        raise TrainDataError("no training examples")
-    below = params["one_epoch_below"]
-    if below is not None and n_examples < below:
-        return math.ceil(n_examples / effective_batch(params))
-    return params["max_steps"]
 
 
 def format_pairs(df: pd.DataFrame, wrapper: str, origin: str) -> tuple[list[str], list[str], dict[str, int]]:

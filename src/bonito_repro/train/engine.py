@@ -15,8 +15,9 @@ from typing import Sequence
 
 from ..config import ConfigError, check_params as check_section
 from ..io import ColumnsError, Manifest, read_parquet, set_threads
+from ..steps import effective_batch, training_steps
 from . import checkpoints
-from .data import Collator, Encoded, TrainDataError, effective_batch, encode_pair_rows, encode_tapt, training_steps
+from .data import Collator, Encoded, TrainDataError, encode_pair_rows, encode_tapt
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,406 @@
+"""`python -m bonito_repro preflight`: what can fail before any GPU job runs, checked from a
+networked login node in minutes, printed as one table; the exit status is 1 if any check failed.
+
+- hub: every Hub reference of the active config (the models the run uses, the datasets' test and
+  unannotated origins, ctga's P3 datasets or published set where the run builds a generator,
+  published generators' sets): the repository and revision (resolved to a commit), access (a
+  token for gated repositories), the config and split as the loader will ask for them, and the
+  files it will read, with their sizes. Nothing is downloaded but metadata (repository info,
+  listings, READMEs).
+- disk: the bytes those downloads need against the free space of results/ (models) and of the
+  Hugging Face cache (datasets and their Arrow copies).
+- environment: each interpreter the rules will run starts and imports its stage's packages.
+- gpu (``--gpu-check``): a one-GPU Slurm job (srun) on a compute node checks CUDA, bf16,
+  bitsandbytes' 4-bit kernels and vLLM's CUDA platform.
+- cost: the cost model's table (bonito_repro.cost), with a warning where a job cannot finish
+  in its runtime.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import cost
+from .config import ConfigError, load_config
+from .hub import HubError, resolve_revision
+from .origins import load_arguments
+from .tasks import task_type_code
+
+OK, FAIL, WARN = "ok", "FAIL", "warn"
+# packages each environment's jobs import (the main one runs every stage but vLLM's)
+MAIN_PACKAGES = ["torch", "transformers", "peft", "datasets", "accelerate", "bitsandbytes", "pandas", "bonito_repro"]
+VLLM_PACKAGES = ["vllm", "transformers", "bonito_repro"]
+# Arrow rows take about this many times the bytes of their Parquet file (compression); Arrow
+# files are copied as they are
+ARROW_PER_PARQUET_BYTE = 3
+
+
+@dataclass
+class Check:
+    kind: str     # hub, disk, environment, gpu, cost
+    item: str     # what was checked, as the config names it
+    status: str   # ok, FAIL, warn
+    detail: str
+    nbytes: int = 0  # what its downloads need (hub checks)
+    target: str = ""  # where they go: "results" or "cache"
+
+
+@dataclass
+class HubReference:
+    where: str      # the config key (or dataset file) that names it
+    repo_type: str  # model | dataset
+    hub: dict
+
+
+# ---------------------------------------------------------------- what the run reads from the Hub
+
+
+def _needs_ctga(config: dict) -> bool:
+    """ctga-v1 is read where a generator is trained here or a target's adapter is trained on p3."""
+    return (any("base" in g for g in config["generators"].values() if g["kind"] == "bonito")
+            or any(t.get("init_adapter", {}).get("train_on") == "p3" for t in config["targets"].values()))
+
+
+def hub_references(config: dict) -> list[HubReference]:
+    """Every Hub origin and model the resolved config's run reads, with the key that names it."""
+    refs = [HubReference(f"models.{name}.hub", "model", spec["hub"])
+            for name, spec in config["models"].items() if "hub" in spec]
+    for name, spec in config["datasets"].items():
+        for kind in ("unannotated", "test"):
+            if "hub" in spec[kind]:
+                refs.append(HubReference(f"datasets.{name}.{kind}", "dataset", spec[kind]["hub"]))
+    ctga = config["ctga"]
+    if _needs_ctga(config):
+        if not ctga["use_published"]:
+            refs += [HubReference(f"ctga.p3_datasets.{name}", "dataset", origin["hub"])
+                     for name, origin in ctga["p3_datasets"].items() if "hub" in origin]
+        if (ctga["use_published"] or ctga.get("compare_published")) and "hub" in ctga["published"]:
+            refs.append(HubReference("ctga.published", "dataset", ctga["published"]["hub"]))
+    for name, spec in config["generators"].items():
+        if spec["kind"] == "published" and "hub" in spec["origin"]:
+            for dataset in config["datasets"]:
+                hub = json.loads(json.dumps(spec["origin"]["hub"]).replace("{dataset}", dataset))
+                refs.append(HubReference(f"generators.{name}.origin ({dataset})", "dataset", hub))
+    return refs
+
+
+def describe(ref: HubReference) -> str:
+    hub = ref.hub
+    parts = [f"{hub['id']}@{hub.get('revision', 'main')}"]
+    parts += [f"{k}={hub[k]}" for k in ("config", "split", "subfolder") if hub.get(k)]
+    return " ".join(parts)
+
+
+def _access(repo_id: str, repo_type: str) -> str | None:
+    """Why the token cannot read the repository (gated, private), or None."""
+    from huggingface_hub import HfApi, get_token
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        HfApi().auth_check(repo_id, repo_type=repo_type)
+    except GatedRepoError:
+        if get_token() is None:
+            return "gated repository and no token: set HF_TOKEN to a token granted access on its Hub page"
+        return "gated repository: HF_TOKEN has not been granted access (request it on the repository's Hub page)"
+    except RepositoryNotFoundError:
+        return "repository not found (or private, and HF_TOKEN cannot see it)"
+    return None
+
+
+def check_model(ref: HubReference) -> Check:
+    """The repository, revision, access and the files the download will fetch (weights of the
+    configured kind and a config among them)."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoFile
+    from huggingface_hub.utils import filter_repo_objects
+
+    from .models import download_patterns
+
+    item, hub = f"{ref.where}: {describe(ref)}", ref.hub
+    problem = _access(hub["id"], "model")
+    if problem:
+        return Check("hub", item, FAIL, problem)
+    try:
+        sha = resolve_revision(hub["id"], hub.get("revision", "main"), "model")
+    except HubError as error:
+        return Check("hub", item, FAIL, str(error))
+    subfolder = hub.get("subfolder", "").strip("/") or None
+    listing = [e for e in HfApi().list_repo_tree(hub["id"], path_in_repo=subfolder, recursive=True, revision=sha)
+               if isinstance(e, RepoFile)]
+    allow, ignore = download_patterns(hub)
+    files = list(filter_repo_objects(listing, allow_patterns=allow, ignore_patterns=ignore, key=lambda e: e.path))
+    names = [e.path.rsplit("/", 1)[-1] for e in files]
+    suffix = ".bin" if hub.get("weights") == "bin" else ".safetensors"
+    missing = [what for what, found in (
+        (f"{suffix} weights", any(n.endswith(suffix) for n in names)),
+        ("config.json or adapter_config.json", any(n in ("config.json", "adapter_config.json") for n in names)),
+    ) if not found]
+    if missing:
+        held = sorted(e.path for e in listing)[:12]
+        return Check("hub", item, FAIL, f"commit {sha[:10]}: no {' and no '.join(missing)} "
+                     f"{'under ' + subfolder + '/' if subfolder else 'at the root'} (it holds {held}); "
+                     "see `subfolder` and `weights` in the model spec")
+    nbytes = sum(e.size for e in files)
+    # converting pickles writes the safetensors copy before the pickle is removed
+    need = 2 * nbytes if suffix == ".bin" else nbytes
+    return Check("hub", item, OK, f"commit {sha[:10]}, {len(files)} files, {_gb(nbytes)}", need, "results")
+
+
+def check_dataset(ref: HubReference) -> Check:
+    """The repository, revision, access, and the config and split as ``origins.load_origin``
+    asks ``datasets`` for them (``load_dataset_builder`` with the same arguments: it reads the
+    README and the file listing, no rows), with the files the split reads."""
+    import datasets
+    from huggingface_hub import HfApi
+
+    item, hub = f"{ref.where}: {describe(ref)}", ref.hub
+    problem = _access(hub["id"], "dataset")
+    if problem:
+        return Check("hub", item, FAIL, problem)
+    try:
+        sha = resolve_revision(hub["id"], hub.get("revision", "main"), "dataset")
+    except HubError as error:
+        return Check("hub", item, FAIL, str(error))
+    arguments = load_arguments({**hub, "sha": sha})
+    try:
+        builder = datasets.load_dataset_builder(**arguments)
+    except Exception as error:  # the loader's own message: a missing config, a script, no data files
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return Check("hub", item, FAIL, f"commit {sha[:10]}: datasets cannot load config "
+                     f"{hub.get('config')!r}: {message}")
+    split = hub.get("split", "train")
+    data_files = builder.config.data_files or {}
+    splits = sorted(data_files) or sorted(builder.info.splits or {})
+    if split not in splits:
+        return Check("hub", item, FAIL, f"commit {sha[:10]}: no split {split!r} (it has {splits})")
+    prefix = f"@{sha}/"
+    paths = [str(f).split(prefix, 1)[1] for f in data_files.get(split, []) if prefix in str(f)]
+    infos = HfApi().get_paths_info(hub["id"], paths, revision=sha, repo_type="dataset") if paths else []
+    nbytes = sum(getattr(i, "size", 0) or 0 for i in infos)
+    arrow = sum((getattr(i, "size", 0) or 0) * (ARROW_PER_PARQUET_BYTE if i.path.endswith(".parquet") else 1)
+                for i in infos)
+    return Check("hub", item, OK, f"commit {sha[:10]}, split {split}: {len(paths)} files, {_gb(nbytes)}",
+                 nbytes + arrow, "cache")
+
+
+def check_hub(config: dict) -> list[Check]:
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return [Check("hub", "HF_HUB_OFFLINE", FAIL, "offline mode is on: the preflight reads the Hub; "
+                      "unset HF_HUB_OFFLINE (jobs set it themselves)")]
+    return [check_model(ref) if ref.repo_type == "model" else check_dataset(ref) for ref in hub_references(config)]
+
+
+# ---------------------------------------------------------------- disk
+
+
+def _gb(nbytes: float) -> str:
+    return f"{nbytes / 1e9:.2f} GB"
+
+
+def _existing(path: Path) -> Path:
+    """The path, or its nearest existing parent (disk usage of a folder not made yet)."""
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    return path
+
+
+def check_disk(hub_checks: list[Check], results: Path, cache: Path) -> list[Check]:
+    """Free space against what the downloads need, per filesystem (results/ and the Hugging Face
+    cache may share one)."""
+    need = {"results": sum(c.nbytes for c in hub_checks if c.target == "results"),
+            "cache": sum(c.nbytes for c in hub_checks if c.target == "cache")}
+    places = {"results": _existing(results), "cache": _existing(cache)}
+    by_device: dict[int, list[str]] = {}
+    for name, path in places.items():
+        by_device.setdefault(path.stat().st_dev, []).append(name)
+    checks = []
+    for names in by_device.values():
+        needed = sum(need[n] for n in names)
+        free = shutil.disk_usage(places[names[0]]).free
+        item = " + ".join(f"{n} ({places[n]})" for n in names)
+        status = OK if free >= needed else FAIL
+        checks.append(Check("disk", item, status, f"needs {_gb(needed)}, {_gb(free)} free"))
+    return checks
+
+
+# ---------------------------------------------------------------- environments
+
+
+def uses_vllm(config: dict) -> bool:
+    """Whether any job runs in the vLLM environment: generation by a Bonito generator, or greedy
+    evaluation of an extractive QA dataset, with the vllm backend."""
+    generates = any(g["kind"] == "bonito" for g in config["generators"].values())
+    exqa = any(task_type_code(d["task_type"]) == "exqa" for d in config["datasets"].values())
+    return ((generates and config["generation"]["backend"] == "vllm")
+            or (exqa and config["evaluation"]["generation_backend"] == "vllm"))
+
+
+def interpreters(config: dict, workdir: Path) -> dict[str, tuple[str, list[str]]]:
+    """environment name -> (interpreter, packages its jobs import), as the rules resolve them
+    (a relative path is relative to the workflow's directory)."""
+    def resolve(python: str) -> str:
+        return str(workdir / python) if os.sep in python and not os.path.isabs(python) else python
+
+    envs = {"main": (resolve(config["environments"]["main"] or sys.executable), MAIN_PACKAGES)}
+    if uses_vllm(config):
+        envs["vllm"] = (resolve(config["environments"]["vllm"]), VLLM_PACKAGES)
+    return envs
+
+
+def check_environment(name: str, python: str, packages: list[str], timeout: int = 600) -> Check:
+    """The interpreter starts and imports every package (versions reported)."""
+    code = ("import importlib, json\nversions = {}\nfor name in %r:\n"
+            "    versions[name] = getattr(importlib.import_module(name), '__version__', '?')\n"
+            "print(json.dumps(versions))" % packages)
+    item = f"environments.{name}: {python}"
+    try:
+        done = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError:
+        return Check("environment", item, FAIL, "no such interpreter (set it up first; see the README)")
+    except subprocess.TimeoutExpired:
+        return Check("environment", item, FAIL, f"importing {packages} took over {timeout} s")
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["exit status %d" % done.returncode])[-1]
+        return Check("environment", item, FAIL, f"cannot import its packages: {last}")
+    versions = json.loads(done.stdout.strip().splitlines()[-1])
+    return Check("environment", item, OK, ", ".join(f"{k} {v}" for k, v in versions.items()))
+
+
+# ---------------------------------------------------------------- on a GPU node
+
+
+def gpu_node_checks(vllm_python: str | None) -> list[Check]:
+    """Run on the compute node: CUDA visible, bf16, a 4-bit bitsandbytes layer on the GPU, and
+    vLLM's platform in its own environment (where the run uses it)."""
+    import torch
+
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
+    if not torch.cuda.is_available():
+        built = torch.version.cuda or "none (a CPU build of torch)"
+        missing = (f"no CUDA device: torch.cuda.is_available() is False (CUDA_VISIBLE_DEVICES={visible}, "
+                   f"torch {torch.__version__} built for CUDA {built})")
+        checks = [Check("gpu", "CUDA", FAIL, missing)]
+        checks += [Check("gpu", what, FAIL, "not checked: no CUDA device") for what in ("bf16", "bitsandbytes 4-bit")]
+        if vllm_python:
+            checks.append(Check("gpu", "vLLM", FAIL, "not checked: no CUDA device"))
+        return checks
+    checks = [Check("gpu", "CUDA", OK, f"{torch.cuda.device_count()} device(s), {torch.cuda.get_device_name(0)}, "
+                    f"CUDA {torch.version.cuda} (CUDA_VISIBLE_DEVICES={visible})")]
+    bf16 = torch.cuda.is_bf16_supported()
+    checks.append(Check("gpu", "bf16", OK if bf16 else FAIL, "supported" if bf16 else
+                        "not supported on this GPU: set training/generation/evaluation bf16: false"))
+    try:
+        import bitsandbytes as bnb
+
+        layer = bnb.nn.Linear4bit(64, 64, compute_dtype=torch.bfloat16, quant_type="nf4").cuda()
+        out = layer(torch.randn(2, 64, dtype=torch.bfloat16, device="cuda"))
+        checks.append(Check("gpu", "bitsandbytes 4-bit", OK, f"bitsandbytes {bnb.__version__}, NF4 forward {tuple(out.shape)}"))
+    except Exception as error:  # any failure of the kernel is the finding
+        checks.append(Check("gpu", "bitsandbytes 4-bit", FAIL, f"{type(error).__name__}: {error}"))
+    if vllm_python:
+        code = ("import vllm\nfrom vllm.platforms import current_platform\n"
+                "print(vllm.__version__, current_platform.is_cuda())")
+        done = subprocess.run([vllm_python, "-c", code], capture_output=True, text=True, timeout=600, check=False)
+        words = done.stdout.split()
+        if done.returncode == 0 and words[-1:] == ["True"]:
+            checks.append(Check("gpu", "vLLM", OK, f"vllm {words[0]} on CUDA ({vllm_python})"))
+        else:
+            why = (done.stderr.strip().splitlines() or [done.stdout.strip() or "?"])[-1]
+            checks.append(Check("gpu", "vLLM", FAIL, f"{vllm_python}: not a CUDA vLLM ({why})"))
+    return checks
+
+
+def check_gpu_node(config: dict, workdir: Path, timeout: int = 1800) -> list[Check]:
+    """``gpu_node_checks`` in a one-GPU Slurm job (srun), on the partition and account of the
+    slurm profile (SLURM_PARTITION, SLURM_ACCOUNT)."""
+    if shutil.which("srun") is None:
+        return [Check("gpu", "srun", FAIL, "srun not found: run the GPU check on the cluster's login node")]
+    envs = interpreters(config, workdir)
+    cmd = ["srun", "--gres=gpu:1", "--ntasks=1", "--time=30", "--job-name=bonito-preflight"]
+    cmd += [f"--{key}={os.environ[var]}" for key, var in (("partition", "SLURM_PARTITION"), ("account", "SLURM_ACCOUNT"))
+            if os.environ.get(var)]
+    cmd += [envs["main"][0], "-m", "bonito_repro", "preflight", "--on-gpu-node"]
+    if "vllm" in envs:
+        cmd += ["--vllm-python", envs["vllm"][0]]
+    try:
+        done = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return [Check("gpu", "srun", FAIL, f"no result in {timeout} s (is the GPU queue long?)")]
+    found = [Check(**json.loads(line)) for line in done.stdout.splitlines() if line.startswith('{"kind": "gpu"')]
+    if not found:
+        tail = (done.stdout + done.stderr).strip().splitlines()[-3:]
+        return [Check("gpu", "srun", FAIL, f"the GPU job gave no result (exit {done.returncode}): {' / '.join(tail)}")]
+    return found
+
+
+# ---------------------------------------------------------------- the report
+
+
+def check_cost(config: dict, configfiles: list[str], workdir: Path) -> tuple[list[Check], str]:
+    """The cost table, and a warning check for each stage with a job that cannot finish in its
+    runtime."""
+    try:
+        jobs = cost.workflow_jobs(configfiles, workdir)
+    except RuntimeError as error:
+        return [Check("cost", "snakemake dry run", FAIL, str(error).splitlines()[0])], ""
+    stages = cost.stage_costs(config, jobs)
+    checks = [Check("cost", s.stage, WARN, s.warning) for s in stages if s.warning.startswith("WARNING")]
+    return checks, cost.format_table(stages, config)
+
+
+def format_checks(checks: list[Check]) -> str:
+    width = min(90, max((len(c.item) for c in checks), default=10))
+    return "\n".join(f"{c.status:<5} {c.kind:<12} {c.item:<{width}}  {c.detail}" for c in checks)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bonito_repro preflight", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configfile", nargs="*", default=[], help="overlays of config.yaml, as given to snakemake")
+    parser.add_argument("--directory", type=Path, default=Path("."), help="the checkout (Snakefile, config.yaml)")
+    parser.add_argument("--results", type=Path, help="where results/ lives (default: DIRECTORY/results)")
+    parser.add_argument("--gpu-check", action="store_true", help="also run the GPU checks in a one-GPU Slurm job")
+    parser.add_argument("--on-gpu-node", action="store_true", help=argparse.SUPPRESS)  # what that job runs
+    parser.add_argument("--vllm-python", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.on_gpu_node:  # one JSON line per check, read back by check_gpu_node
+        checks = gpu_node_checks(args.vllm_python)
+        for check in checks:
+            print(json.dumps(asdict(check)))
+        return int(any(c.status == FAIL for c in checks))
+    workdir = args.directory.resolve()
+    try:
+        config = load_config(*cost.config_paths(workdir, args.configfile))
+    except ConfigError as error:
+        print(f"FAIL  config: {error}")
+        return 1
+    from huggingface_hub import constants
+
+    checks = check_hub(config)
+    checks += check_disk(checks, args.results or workdir / "results", Path(constants.HF_HOME))
+    checks += [check_environment(name, python, packages)
+               for name, (python, packages) in interpreters(config, workdir).items()]
+    if args.gpu_check:
+        checks += check_gpu_node(config, workdir)
+    cost_checks, table = check_cost(config, args.configfile, workdir)
+    checks += cost_checks
+    print(format_checks(checks))
+    if table:
+        print("\nprojected cost (bonito_repro.cost):\n" + table)
+    failed = [c for c in checks if c.status == FAIL]
+    print(f"\npreflight: {len(checks)} checks, {len(failed)} failed" +
+          "".join(f"\n  FAIL {c.kind}: {c.item}: {c.detail}" for c in failed))
+    return int(bool(failed))
