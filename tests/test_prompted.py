@@ -1,0 +1,224 @@
+"""Alternative task generators: the prompted kind's requests and parser on good and malformed
+replies, answer-in-passage for every kind, a killed prompted run that resumes from its shards,
+the chat encoding with the reply's start, the paper's published alternative sets, and an empty
+set carried through adaptation, evaluation and the tables as "no tasks (0 of N kept)"."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from bonito_repro.config import load_scale
+from bonito_repro.evaluate.cli import main as evaluate
+from bonito_repro.evaluate.table import collect_scores
+from bonito_repro.generate import run_generation
+from bonito_repro.generate.cli import EmptySyntheticSetError, main as generate
+from bonito_repro.generate.funnel import run_funnel
+from bonito_repro.generate.prompted import parse_prompted_output, prompted_request
+from bonito_repro.main_table import write_tables
+from bonito_repro.tasks import TASK_TYPES
+from bonito_repro.train.cli import main as train
+from conftest import REPO
+
+PASSAGE = "The Nile flows north through Egypt into the Mediterranean Sea."
+
+
+def generation(**changes) -> dict:
+    return {**load_scale("paper", REPO)["generation"], **changes}
+
+
+# --- requests and the parser ------------------------------------------------------------------
+
+def test_every_task_type_has_a_request_with_the_passage():
+    for code, name in TASK_TYPES.items():
+        request = prompted_request(f"  {PASSAGE}\n", code)
+        assert f'"""\n{PASSAGE}\n"""' in request and "Instruction:" in request and "Response:" in request
+        assert request == prompted_request(PASSAGE, name)  # code or full name
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ("Instruction: Which way does the Nile flow?\nResponse: north",
+     (f"{PASSAGE}\n\nWhich way does the Nile flow?", "north")),
+    ("**Instruction:** Which way does the Nile flow?\n\n**Response:** north\n",
+     (f"{PASSAGE}\n\nWhich way does the Nile flow?", "north")),
+    ("Sure!\nINSTRUCTION: {{context}}\nDoes it flow south? Yes or no.\nresponse:\nNo, it flows north.",
+     (f"{PASSAGE}\nDoes it flow south? Yes or no.", "No, it flows north.")),
+    ("Instruction: Name the sea.\nResponse: the Mediterranean Sea, as {{context}} says",
+     (f"{PASSAGE}\n\nName the sea.", f"the Mediterranean Sea, as {PASSAGE} says")),
+])
+def test_parser_on_good_replies(reply, expected):
+    assert parse_prompted_output(reply, PASSAGE) == expected
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ("Which way does the Nile flow? north", None),                      # no labels at all
+    ("Instruction: Which way does the Nile flow?", None),               # no response
+    ("Response: north\nInstruction: Which way?", None),                 # the wrong order
+    ("Instruction: a\nInstruction: b\nResponse: c", None),              # two instructions
+    ("Instruction: a\nResponse: b\nResponse: c", None),                 # two responses
+    ("The instruction: a, the response: b", None),                      # labels inside a line
+    ("Instruction:\nResponse: north", ("", "north")),                   # empty side: counted as empty
+    ("Instruction: Which way?\nResponse:   ", (f"{PASSAGE}\n\nWhich way?", "")),
+])
+def test_parser_on_malformed_replies(reply, expected):
+    assert parse_prompted_output(reply, PASSAGE) == expected
+
+
+class Scripted:
+    """A prompted backend answering each passage with a given reply (what a local model writes
+    after the `Instruction:` its reply is started with), failing on a given call."""
+
+    def __init__(self, replies: dict[str, str], task_type: str, fail_on_call: int | None = None):
+        self.by_prompt = {prompted_request(p, task_type): [r] for p, r in replies.items()}
+        self.fail_on_call, self.calls = fail_on_call, 0
+
+    def generate(self, prompts, seeds):
+        self.calls += 1
+        if self.calls == self.fail_on_call:
+            raise RuntimeError("backend died")
+        return [self.by_prompt[p] for p in prompts]
+
+
+REPLIES = {
+    "The Nile flows north.": " Which way does the Nile flow?\nResponse: north",
+    "Rain falls from clouds.": " What falls from clouds?\nResponse: snow",           # not in the passage
+    "Bees make honey.": " What do bees make?",                                         # no response label
+    "Owls hunt at night.": "\nResponse: night",                                         # no instruction
+    "Cats sleep a lot.": " When do cats sleep?\nResponse: a lot",
+}
+
+
+def test_prompted_funnel_counts_every_reply_and_resumes_after_a_kill(tmp_path, embed):
+    texts, params = list(REPLIES), generation(shard_size=2)
+    shards = tmp_path / "shards"
+    with pytest.raises(RuntimeError, match="backend died"):
+        run_generation(texts, "exqa", params, backend=Scripted(REPLIES, "exqa", fail_on_call=2),
+                       shards_dir=shards, embed=embed, kind="prompted")
+    assert len(list(shards.glob("shard-*.parquet"))) == 1
+    rerun = Scripted(REPLIES, "exqa")
+    result = run_generation(texts, "exqa", params, backend=rerun, shards_dir=shards, embed=embed, kind="prompted")
+    assert rerun.calls == 2 and (result.shards["reused"], result.shards["generated"]) == (1, 2)
+    assert result.records["reason"].tolist() == ["clean", "answer_not_in_passage", "unparsable", "empty", "clean"]
+    assert result.summary["removed"] == {"unparsable": 1, "empty": 1}
+    assert result.rows[0] == {"input": "The Nile flows north.\n\nWhich way does the Nile flow?", "output": "north",
+                              "context_id": 0}
+    # the same replies asked of Bonito's kind are other shards, never reused for it
+    bonito = Scripted({}, "exqa")
+    with pytest.raises(KeyError):
+        run_generation(texts, "exqa", params, backend=bonito, shards_dir=shards, embed=embed)
+
+
+def test_answer_in_passage_is_measured_for_extractive_qa_only_and_for_published_sets(embed):
+    yes_no = run_generation(list(REPLIES)[:2], "ynqa", generation(), embed=embed, kind="prompted",
+                            backend=Scripted(dict(list(REPLIES.items())[:2]), "ynqa"))
+    assert yes_no.records["reason"].tolist() == ["clean", "clean"]
+    # a published set's passage is unknown: its instruction, which carries the passage, stands in
+    published = pd.DataFrame({"input": [f"{PASSAGE}\nWhere does it flow?", f"{PASSAGE}\nWhat is it?"],
+                              "output": ["into the Mediterranean Sea", "a desert"], "passage": ""})
+    records = run_funnel(published, generation(), embed=embed, task_type="exqa")
+    assert records["reason"].tolist() == ["clean", "answer_not_in_passage"]
+
+
+def test_chat_encoding_starts_the_reply(smollm2_tokenizer):
+    from bonito_repro.backends import encode_for_generation
+
+    ids = encode_for_generation(smollm2_tokenizer, ["Write a task."], "chat", "Instruction:")[0]
+    text = smollm2_tokenizer.decode(ids)
+    assert text.startswith("<|im_start|>") and text.endswith("<|im_start|>assistant\nInstruction:")
+    assert text.count("Write a task.") == 1
+
+
+# --- the paper's alternative generators ------------------------------------------------------
+
+def test_paper_config_declares_the_alternative_generators():
+    paper = load_scale("paper", REPO)
+    assert paper["run"]["sources"] == ["tapt", "bonito"]  # the main grid; ablations select the others
+    from bonito_repro.config import read_yaml
+
+    generators = read_yaml(REPO / "config.yaml")["generators"]
+    assert generators["mistral_instruct"] == {"kind": "prompted", "model": "mistral_7b_instruct"}
+    assert generators["zephyr_beta"] == {"kind": "prompted", "model": "zephyr_7b_beta"}
+    for name in ("mistral_instruct", "zephyr_beta"):
+        hub = generators[f"{name}_published"]["origin"]["hub"]
+        assert hub == {"id": "BatsResearch/bonito-experiment", "config": f"{name}_{{dataset}}", "split": "train",
+                       "revision": "main"}
+    assert read_yaml(REPO / "config.yaml")["models"]["zephyr_7b_beta"]["hub"]["id"] == "HuggingFaceH4/zephyr-7b-beta"
+
+
+# --- empty sets -------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def chat_model(tiny_model_dir, tmp_path_factory):
+    """The tiny random model with a chat template: a prompted generator that never writes the format."""
+    from bonito_repro.models import load_tokenizer
+
+    out = tmp_path_factory.mktemp("chat") / "model"
+    shutil.copytree(tiny_model_dir, out)
+    tokenizer = load_tokenizer(out)
+    tokenizer.chat_template = ("{% for m in messages %}<s>{{ m['content'] }}</s>{% endfor %}"
+                               "{% if add_generation_prompt %}<s>{% endif %}")
+    tokenizer.save_pretrained(out)
+    return out
+
+
+def generate_argv(tmp_path, model, kind: str, dataset: str, task_type: str) -> list[str]:
+    from bonito_repro.origins import load_origin
+
+    spec = load_scale("local", REPO)["datasets"][dataset]
+    passages, test = tmp_path / "passages.parquet", tmp_path / "test.parquet"
+    load_origin(spec["unannotated"], "unannotated").to_pandas().head(3).to_parquet(passages)
+    load_origin(spec["test"], "test").to_pandas().head(3).to_parquet(test)
+    params = generation(backend="transformers", bf16=False, max_new_tokens=6)
+    out = tmp_path / "synthetic" / kind / f"{dataset}"
+    return ["--dataset", dataset, "--task-type", task_type, "--kind", kind, "--passages", str(passages),
+            "--test", str(test), "--model", str(model), "--params", json.dumps(params),
+            "--shards", str(tmp_path / "shards" / kind), "--out", f"{out}.parquet", "--manifest",
+            f"{out}.manifest.json", "--formats", f"{out}.formats", "--threads", "1"]
+
+
+def test_an_empty_alternative_set_is_a_result_carried_to_the_tables(tmp_path, chat_model, embed):
+    local = load_scale("local", REPO)
+    with pytest.raises(EmptySyntheticSetError):  # a Bonito set that keeps nothing still stops the run
+        generate(generate_argv(tmp_path, chat_model, "bonito", "pubmed_qa", "ynqa"))
+    assert generate(generate_argv(tmp_path, chat_model, "prompted", "pubmed_qa", "ynqa")) == 0
+    synthetic = tmp_path / "synthetic" / "prompted" / "pubmed_qa"
+    manifest = json.loads(synthetic.with_suffix(".manifest.json").read_text())
+    assert manifest["empty_is_result"] and manifest["kind"] == "prompted" and manifest["kept"] == 0
+    assert manifest["funnel"]["generated"] == 3 and len(pd.read_parquet(synthetic.with_suffix(".parquet"))) == 0
+
+    adapter = tmp_path / "adapters" / "smollm2" / "prompted" / "pubmed_qa"
+    assert train(["--mode", "pairs", "--base", str(chat_model), "--data", str(synthetic.with_suffix(".parquet")),
+                  "--wrapper", "chat", "--out", str(adapter), "--checkpoints", str(tmp_path / "ckpt"),
+                  "--manifest", f"{adapter}.manifest.json", "--params", json.dumps(local["adaptation"])]) == 0
+    assert [p.name for p in adapter.iterdir()] == ["no_tasks.json"]
+    assert json.loads(adapter.with_name("pubmed_qa.manifest.json").read_text())["no_tasks"] == "no tasks (0 of 3 kept)"
+
+    spec = local["datasets"]["pubmed_qa"]
+    result = tmp_path / "eval" / "smollm2" / "prompted" / "pubmed_qa.json"
+    params = {**local["evaluation"]}
+    assert evaluate(["--model", "no-model-is-loaded", "--adapter", str(adapter), "--wrapper", "chat",
+                     "--dataset", "pubmed_qa", "--task-type", "ynqa", "--test", str(tmp_path / "test.parquet"),
+                     "--templates", json.dumps(spec["templates"]), "--labels", json.dumps(spec["labels"]),
+                     "--fields", json.dumps(spec["test_fields"]), "--params", json.dumps(params),
+                     "--target", "smollm2", "--source", "prompted", "--out", str(result)]) == 0
+    assert json.loads(result.read_text())["no_tasks"] == "no tasks (0 of 3 kept)"
+
+    config = {**local, "run": {**local["run"], "targets": ["smollm2"], "sources": ["prompted"]},
+              "targets": {"smollm2": local["targets"]["smollm2"]}}
+    scored = [{"target": "smollm2", "source": s, "dataset": d, "f1": 40.0}
+              for s in ("zero_shot", "prompted") for d in local["run"]["datasets"]
+              if (s, d) != ("prompted", "pubmed_qa")]
+    scores = pd.concat([pd.DataFrame(scored), collect_scores([result])], ignore_index=True)
+    write_tables(scores, config, tmp_path / "paper")
+    table = (tmp_path / "paper" / "main_table.md").read_text()
+    assert "no tasks (0 of 3 kept)" in table
+    assert "no tasks (0 of 3 kept)" in (tmp_path / "paper" / "main_table_deltas.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def embed():
+    from bonito_repro.generate.embeddings import Embedder
+
+    return Embedder()
