@@ -222,3 +222,101 @@ def embed():
     from bonito_repro.generate.embeddings import Embedder
 
     return Embedder()
+
+
+# --- an endpoint: vLLM's OpenAI-compatible server, really run -----------------------------------
+
+VLLM_PY = REPO / ".venv-vllm" / "bin" / "python"
+API_KEY = "sk-test-not-a-real-key"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model, port: int, log):
+    """vLLM's OpenAI-compatible server from the CPU environment, serving ``model`` as `tiny` and
+    asking for API_KEY; returns the process once /health answers."""
+    import os
+    import subprocess
+    import time
+    import urllib.request
+
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    server = subprocess.Popen(
+        [str(VLLM_PY), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--served-model-name",
+         "tiny", "--port", str(port), "--host", "127.0.0.1", "--max-model-len", "1024", "--enforce-eager",
+         "--no-enable-chunked-prefill", "--max-num-batched-tokens", "4096", "--api-key", API_KEY],
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the vLLM server exited with {server.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                return server
+        except OSError:
+            time.sleep(1)
+    server.kill()
+    raise RuntimeError("the vLLM server did not start in 240 s")
+
+
+def stop(server) -> None:
+    server.kill()
+    server.wait(timeout=60)
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+@pytest.mark.skipif(not VLLM_PY.exists(), reason=f"{VLLM_PY} is missing (make setup-vllm)")
+def test_endpoint_retries_then_resumes_without_asking_finished_passages_again(tmp_path, chat_model, embed,
+                                                                              monkeypatch):
+    from bonito_repro.backends import Sampling
+    from bonito_repro.generate.endpoint import EndpointBackend, EndpointError
+
+    port = free_port()
+    spec = {"kind": "endpoint", "base_url": f"http://127.0.0.1:{port}/v1", "served_model": "tiny",
+            "api_key_env": "TEST_ENDPOINT_KEY", "concurrency": 2, "max_retries": 2, "backoff_seconds": 0.2,
+            "timeout_seconds": 60}
+    monkeypatch.setenv("TEST_ENDPOINT_KEY", API_KEY)
+    params = generation(shard_size=2, max_new_tokens=8)
+    sampling = Sampling(n=1, temperature=params["temperature"], top_p=params["top_p"], max_new_tokens=8)
+    texts = [f"Passage {i}: the river flows north past town {i}." for i in range(6)]
+    shards = tmp_path / "shards"
+    log = open(tmp_path / "server.log", "w")
+    server = start_server(chat_model, port, log)
+
+    first = EndpointBackend(spec, sampling)
+    answer = first.generate
+
+    def dies_after_the_first_shard(prompts, seeds):
+        replies = answer(prompts, seeds)
+        stop(server)
+        return replies
+
+    first.generate = dies_after_the_first_shard
+    try:
+        with pytest.raises(EndpointError, match="after 2 retries"):
+            run_generation(texts, "exqa", params, backend=first, shards_dir=shards, embed=embed, kind="endpoint")
+    finally:
+        stop(server)
+    assert first.requests == 2 + 2 * 3  # two passages answered; the next two, side by side: a try and two retries each
+    assert len(list(shards.glob("shard-*.parquet"))) == 1
+
+    server = start_server(chat_model, port, log)
+    try:
+        rerun = EndpointBackend(spec, sampling)
+        result = run_generation(texts, "exqa", params, backend=rerun, shards_dir=shards, embed=embed, kind="endpoint")
+    finally:
+        stop(server)
+    assert rerun.requests == 4  # only the passages of the two unfinished shards
+    assert (result.shards["reused"], result.shards["generated"]) == (1, 2)
+    assert result.summary["funnel"]["generated"] == 6
+    monkeypatch.setenv("TEST_ENDPOINT_KEY", "sk-wrong")
+    with pytest.raises(EndpointError, match="refused|HTTP 401"):  # the key was sent and checked
+        run_generation(texts[:1], "exqa", params, backend=EndpointBackend(spec, sampling), embed=embed,
+                       kind="endpoint")
