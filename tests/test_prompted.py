@@ -320,3 +320,69 @@ def test_endpoint_retries_then_resumes_without_asking_finished_passages_again(tm
     with pytest.raises(EndpointError, match="refused|HTTP 401"):  # the key was sent and checked
         run_generation(texts[:1], "exqa", params, backend=EndpointBackend(spec, sampling), embed=embed,
                        kind="endpoint")
+
+
+# --- through Snakemake ------------------------------------------------------------------------
+
+ALTERNATIVES = ["mistral_instruct", "zephyr_beta", "mistral_instruct_published", "zephyr_beta_published"]
+
+
+def select_sources(tmp_path, sources: list[str], **sections) -> str:
+    overlay = tmp_path / "alternatives.yaml"
+    overlay.write_text(json.dumps({"run": {"sources": sources}, **sections}))
+    return str(overlay)
+
+
+def test_paper_dry_run_has_the_prompted_generators_on_vllm_gpus_and_the_published_sets(tmp_path):
+    from test_workflow import dry_run_jobs, snakemake
+
+    paper = load_scale("paper", REPO)
+    result = snakemake("-n", "-p", "--profile", "slurm", "--configfile", "config.yaml",
+                       select_sources(tmp_path, ["tapt", "bonito", *ALTERNATIVES]))
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    jobs = dry_run_jobs(output)
+    datasets = set(paper["run"]["datasets"])
+    for generator in ("mistral_instruct", "zephyr_beta"):
+        generate = [j for j in jobs if j["rule"] == "generate" and j["wildcards"]["generator"] == generator]
+        assert {j["wildcards"]["dataset"] for j in generate} == datasets
+        assert all(int(j["resources"]["gpu"]) == paper["resources"]["generate"]["gpus"] for j in generate)
+    for generator in ("mistral_instruct_published", "zephyr_beta_published"):
+        published = [j for j in jobs if j["rule"] == "published_tasks" and j["wildcards"]["generator"] == generator]
+        assert {j["wildcards"]["dataset"] for j in published} == datasets
+    assert {j["wildcards"]["model"] for j in jobs if j["rule"] == "prepare_model"} >= {"mistral_7b_instruct",
+                                                                                     "zephyr_7b_beta"}
+    commands = [line for line in output.splitlines() if "bonito_repro generate" in line]
+    prompted = [c for c in commands if "--kind prompted" in c]
+    assert len(prompted) == 2 * len(datasets) and all('"backend": "vllm"' in c for c in prompted)
+    assert any("results/models/zephyr_7b_beta" in c for c in prompted)
+    assert sum("mistral_instruct_pubmed_qa" in c for c in commands) == 1  # the released set's config
+
+
+def test_local_dry_run_generates_with_smollm2_for_all_seven_datasets(tmp_path):
+    from test_workflow import dry_run_jobs, snakemake
+
+    result = snakemake("-n", "-p", "--configfile", "config/local.yaml",
+                       select_sources(tmp_path, ["tapt", "bonito", "mistral_instruct"]))
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = [j for j in dry_run_jobs(result.stdout + result.stderr) if j["rule"] == "generate"]
+    prompted = {j["wildcards"]["dataset"] for j in jobs if j["wildcards"]["generator"] == "mistral_instruct"}
+    assert prompted == set(load_scale("local", REPO)["run"]["datasets"])
+    assert "--kind prompted" in result.stdout and "--model results/models/smollm2 " in result.stdout
+
+
+@pytest.mark.slow
+def test_local_prompted_generation_runs_one_dataset_through_the_dag(tmp_path):
+    from test_workflow import snakemake
+
+    overlay = select_sources(tmp_path, ["mistral_instruct"], generation={"max_passages": 3})
+    target = "results/synthetic/mistral_instruct/squadshifts_nyt.funnel.png"
+    result = snakemake("-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-c2", target, "--configfile",
+                       str(REPO / "config/local.yaml"), overlay, timeout=1200)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    manifest = json.loads((tmp_path / "results/synthetic/mistral_instruct/squadshifts_nyt.manifest.json").read_text())
+    funnel = manifest["funnel"]
+    assert manifest["kind"] == "prompted" and funnel["generated"] == 3
+    assert manifest["kept"] + sum(manifest["removed"].values()) == 3
+    assert manifest["empty_is_result"] == (manifest["kept"] == 0)
+    assert (tmp_path / target).exists()
