@@ -307,19 +307,28 @@ def test_endpoint_retries_then_resumes_without_asking_finished_passages_again(tm
     assert first.requests == 2 + 2 * 3  # two passages answered; the next two, side by side: a try and two retries each
     assert len(list(shards.glob("shard-*.parquet"))) == 1
 
+    # the rerun is the workflow's command, as rule endpoint_tasks runs it
+    pd.DataFrame({"input": texts}).to_parquet(tmp_path / "passages.parquet")
+    pd.DataFrame({"question": ["Where?"], "answers": [{"text": ["north"], "answer_start": [0]}]}).to_parquet(
+        tmp_path / "test.parquet")
+    out = tmp_path / "synthetic" / "served"
     server = start_server(chat_model, port, log)
     try:
-        rerun = EndpointBackend(spec, sampling)
-        result = run_generation(texts, "exqa", params, backend=rerun, shards_dir=shards, embed=embed, kind="endpoint")
+        monkeypatch.setenv("TEST_ENDPOINT_KEY", "sk-wrong")
+        with pytest.raises(EndpointError, match="HTTP 401"):  # the key is sent, and checked; no retry
+            EndpointBackend(spec, sampling).generate(["Write a task."], [0])
+        monkeypatch.setenv("TEST_ENDPOINT_KEY", API_KEY)
+        assert generate(["--dataset", "squadshifts_nyt", "--task-type", "exqa", "--kind", "endpoint",
+                         "--passages", str(tmp_path / "passages.parquet"), "--test", str(tmp_path / "test.parquet"),
+                         "--endpoint", json.dumps(spec), "--params", json.dumps(params), "--shards", str(shards),
+                         "--out", f"{out}.parquet", "--manifest", f"{out}.manifest.json"]) == 0
     finally:
         stop(server)
-    assert rerun.requests == 4  # only the passages of the two unfinished shards
-    assert (result.shards["reused"], result.shards["generated"]) == (1, 2)
-    assert result.summary["funnel"]["generated"] == 6
-    monkeypatch.setenv("TEST_ENDPOINT_KEY", "sk-wrong")
-    with pytest.raises(EndpointError, match="refused|HTTP 401"):  # the key was sent and checked
-        run_generation(texts[:1], "exqa", params, backend=EndpointBackend(spec, sampling), embed=embed,
-                       kind="endpoint")
+    manifest = json.loads((tmp_path / "synthetic" / "served.manifest.json").read_text())
+    assert manifest["shards"]["requests"] == 4  # only the passages of the two unfinished shards
+    assert (manifest["shards"]["reused"], manifest["shards"]["generated"]) == (1, 2)
+    assert manifest["funnel"]["generated"] == 6 and manifest["kind"] == "endpoint"
+    assert API_KEY not in json.dumps(manifest) and manifest["provenance"]["endpoint_model"] == "tiny"
 
 
 # --- through Snakemake ------------------------------------------------------------------------
