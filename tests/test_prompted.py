@@ -395,3 +395,27 @@ def test_local_prompted_generation_runs_one_dataset_through_the_dag(tmp_path):
     assert manifest["kept"] + sum(manifest["removed"].values()) == 3
     assert manifest["empty_is_result"] == (manifest["kept"] == 0)
     assert (tmp_path / target).exists()
+
+
+@pytest.mark.slow  # two jobs, each a Python process
+def test_released_alternative_sets_load_as_the_paper_config_names_them(local_hub, tmp_path):
+    """mistral_instruct_published and zephyr_beta_published of config.yaml, `{dataset}` filled in
+    as rule published_tasks does, from the local Hub laid out as bonito-experiment is."""
+    from test_hub import ok, served_rows
+
+    from bonito_repro.config import read_yaml
+
+    generators = read_yaml(REPO / "config.yaml")["generators"]
+    pd.DataFrame({"question": ["Is it?"]}).to_parquet(tmp_path / "test.parquet")
+    for generator, dataset, task_type in (("mistral_instruct_published", "pubmed_qa", "ynqa"),
+                                          ("zephyr_beta_published", "vitaminc", "nli")):
+        origin = json.loads(json.dumps(generators[generator]["origin"]).replace("{dataset}", dataset))
+        out = tmp_path / generator
+        ok(local_hub.run(["generate", "--dataset", dataset, "--task-type", task_type, "--published",
+                          json.dumps(origin), "--test", tmp_path / "test.parquet",
+                          "--params", json.dumps(generation()), "--out", f"{out}.parquet",
+                          "--manifest", f"{out}.json"], tmp_path / "hf"))
+        manifest = json.loads((tmp_path / f"{generator}.json").read_text())
+        hub = origin["hub"]
+        assert manifest["kind"] == "published" and hub["config"] == f"{generator.removesuffix('_published')}_{dataset}"
+        assert manifest["funnel"]["generated"] == len(served_rows(hub["id"], "main", hub["config"], "train"))
