@@ -147,7 +147,34 @@ def test_paper_config_declares_the_alternative_generators():
     assert read_yaml(REPO / "config.yaml")["models"]["zephyr_7b_beta"]["hub"]["id"] == "HuggingFaceH4/zephyr-7b-beta"
 
 
+def test_a_generators_own_sampling_is_checked_with_its_name():
+    from bonito_repro.config import ConfigError, merge, read_yaml, validate
+
+    base = read_yaml(REPO / "config.yaml")
+    overlay = {"run": {"sources": ["mistral_instruct"]},
+               "generators": {"mistral_instruct": {"sampling": {"temperature": 0, "n": 2}}}}
+    with pytest.raises(ConfigError, match=r"generators\.mistral_instruct\.sampling: 2 samples at temperature 0"):
+        validate(merge(base, overlay))
+    overlay["generators"]["mistral_instruct"]["sampling"] = {"temprature": 0.7}
+    with pytest.raises(ConfigError, match=r"generators\.mistral_instruct"):
+        validate(merge(base, overlay))
+
+
 # --- empty sets -------------------------------------------------------------------------------
+
+def test_a_skipped_adaptations_loss_figure_says_why(tmp_path):
+    from bonito_repro.__main__ import main as bonito_repro
+
+    manifest = {"name": "adapt/smollm2/mistral_instruct/pubmed_qa", "train_loss": [], "validation_loss": [],
+                "no_tasks": "no tasks (0 of 40 kept)"}
+    figures = []
+    for name, record in (("skipped", manifest), ("blank", {k: v for k, v in manifest.items() if k != "no_tasks"})):
+        (tmp_path / f"{name}.json").write_text(json.dumps(record))
+        assert bonito_repro(["plot", "loss", "--manifest", str(tmp_path / f"{name}.json"), "--params",
+                             '{"dpi": 50}', "--out", str(tmp_path / f"{name}.png")]) == 0
+        figures.append((tmp_path / f"{name}.png").read_bytes())
+    assert figures[0][:4] == b"\x89PNG" and figures[0] != figures[1]  # not an empty plot: the reason is written
+
 
 @pytest.fixture(scope="module")
 def chat_model(tiny_model_dir, tmp_path_factory):
