@@ -166,6 +166,11 @@ def generator_inputs(w):
     return {"model": model_dir(spec["base"]), "adapter": f"{R}/generators/{w.generator}/adapter"}
 
 
+def generation_params(generator):
+    """The `generation` section with the generator's own `sampling` over it (prompted kinds)."""
+    return {**config["generation"], **config["generators"][generator].get("sampling", {})}
+
+
 def published_origin(generator, dataset):
     """The generator's origin with `{dataset}` filled in wherever it appears."""
     return json.loads(json.dumps(config["generators"][generator]["origin"]).replace("{dataset}", dataset))

@@ -3,16 +3,20 @@
 # checked and counted by the funnel; out come the kept tasks (input, output, context_id), every
 # generation with its funnel reason, a manifest (funnel_plot in plots.smk draws its funnel) and the
 # tasks in bagel's four prompt formats.
-# - generate: generators of kind `bonito` (`base:` + the adapter trained here, or a full `model:`),
-#   with `generation.backend` (vllm: the vLLM environment's interpreter and envs/vllm.yaml).
+# - generate: generators of kind `bonito` (`base:` + the adapter trained here, or a full `model:`)
+#   and `prompted` (an instruction-tuned `model:` under its chat template), with
+#   `generation.backend` (vllm: the vLLM environment's interpreter and envs/vllm.yaml).
 #   Finished shards live under results/shards/ (same relative path), which is not a declared
 #   output: a rerun of a killed job skips them.
+# - endpoint_tasks: generators of kind `endpoint` (an OpenAI-compatible chat endpoint), run where
+#   the endpoint is reachable (a local rule, as downloads are), resumed from shards the same way.
 # - published_tasks: generators of kind `published` read a released synthetic set (e.g.
 #   BatsResearch/bonito-experiment, config bonito_<dataset>); `{dataset}` in its origin is
 #   the dataset key. Local: it downloads, as the data rules do.
 
 SHARDS = f"{R}/shards"
-BONITO_GENERATORS = sorted(g for g, s in config["generators"].items() if s["kind"] == "bonito")
+MODEL_GENERATORS = sorted(g for g, s in config["generators"].items() if s["kind"] in ("bonito", "prompted"))
+ENDPOINT_GENERATORS = sorted(g for g, s in config["generators"].items() if s["kind"] == "endpoint")
 PUBLISHED_GENERATORS = sorted(g for g, s in config["generators"].items() if s["kind"] == "published")
 GENERATION_ENV = "../envs/vllm.yaml" if config["generation"]["backend"] == "vllm" else "../envs/main.yaml"
 # everything both rules write for one (generator, dataset)
@@ -32,9 +36,10 @@ rule generate:
     output:
         **SYNTHETIC_OUTPUTS,
     wildcard_constraints:
-        generator=_choice(BONITO_GENERATORS),
+        generator=_choice(MODEL_GENERATORS),
     params:
-        hp=as_json(config["generation"]),
+        hp=lambda w: as_json(generation_params(w.generator)),
+        kind=lambda w: config["generators"][w.generator]["kind"],
         task_type=lambda w: config["datasets"][w.dataset]["task_type"],
         adapter=lambda w, input: f"--adapter {input.adapter}" if "adapter" in input.keys() else "",
         shards=lambda w: f"{SHARDS}/{w.generator}/{w.dataset}",
@@ -49,7 +54,7 @@ rule generate:
     conda:
         GENERATION_ENV
     shell:
-        "{params.python} -m bonito_repro generate --dataset {wildcards.dataset}"
+        "{params.python} -m bonito_repro generate --dataset {wildcards.dataset} --kind {params.kind}"
         " --task-type {params.task_type:q} --passages {input.passages} --test {input.test}"
         " --model {input.model} {params.adapter} --params {params.hp:q} --shards {params.shards}"
         " --out {output.rows} --manifest {output.manifest} --records {output.records}"
@@ -87,3 +92,37 @@ if PUBLISHED_GENERATORS:
             " --params {params.hp:q} --out {output.rows} --manifest {output.manifest}"
             " --records {output.records} --formats {output.formats}"
             " --threads {threads} > {log} 2>&1"
+
+
+if ENDPOINT_GENERATORS:
+
+    localrules:
+        endpoint_tasks,
+
+    rule endpoint_tasks:
+        input:
+            passages=f"{R}/unannotated/{{dataset}}.parquet",
+            test=f"{R}/test/{{dataset}}.parquet",
+        output:
+            **SYNTHETIC_OUTPUTS,
+        wildcard_constraints:
+            generator=_choice(ENDPOINT_GENERATORS),
+        params:
+            hp=lambda w: as_json(generation_params(w.generator)),
+            endpoint=lambda w: as_json({k: v for k, v in config["generators"][w.generator].items() if k != "sampling"}),
+            task_type=lambda w: config["datasets"][w.dataset]["task_type"],
+            shards=lambda w: f"{SHARDS}/{w.generator}/{w.dataset}",
+        log:
+            f"{R}/logs/generate/{{generator}}/{{dataset}}.log",
+        benchmark:
+            f"{R}/benchmarks/generate/{{generator}}/{{dataset}}.tsv"
+        threads: threads_of("default")
+        resources: **resources_of("default")
+        conda:
+            "../envs/main.yaml"
+        shell:
+            "python -m bonito_repro generate --dataset {wildcards.dataset} --kind endpoint"
+            " --task-type {params.task_type:q} --passages {input.passages} --test {input.test}"
+            " --endpoint {params.endpoint:q} --params {params.hp:q} --shards {params.shards}"
+            " --out {output.rows} --manifest {output.manifest} --records {output.records}"
+            " --formats {output.formats} --threads {threads} > {log} 2>&1"

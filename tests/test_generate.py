@@ -82,11 +82,12 @@ TEXTS = list(CRAFTED) + [DUPLICATE]  # the last passage repeats the fifth: an ex
 def test_funnel_on_crafted_outputs(embed):
     result = run_generation(TEXTS, "exqa", generation(), backend=Scripted(CRAFTED), test_rows=TEST_ROWS, embed=embed)
     reasons = list(result.records["reason"])
-    assert reasons == ["unparsable", "unparsable", "empty", "empty", "clean", "clean", "contaminated",
-                       "clean", "exact_duplicate"]
+    # "wind" is no span of the sailors' passage, "the monk Bede" none of the books' (extractive QA)
+    assert reasons == ["unparsable", "unparsable", "empty", "empty", "clean", "answer_not_in_passage",
+                       "contaminated", "answer_not_in_passage", "exact_duplicate"]
     funnel = result.summary["funnel"]
     assert funnel == {"generated": 9, "unparsable": 2, "empty": 2, "exact_duplicate": 1, "near_duplicate": 0,
-                      "contaminated": 1, "clean": 3}
+                      "contaminated": 1, "answer_not_in_passage": 2, "clean": 1}
     assert sum(funnel[r] for r in REASONS) + funnel["clean"] == funnel["generated"]
     # by default only the format filter removes rows; the rest is measured and kept
     assert result.summary["removed"] == {"unparsable": 2, "empty": 2}
@@ -98,12 +99,17 @@ def test_funnel_on_crafted_outputs(embed):
 
 
 def test_filters_remove_only_when_configured(embed):
-    params = generation(filters={"exact_duplicates": True, "near_duplicates": True, "contaminated": True})
+    params = generation(filters={"exact_duplicates": True, "near_duplicates": True, "contaminated": True,
+                                 "answer_not_in_passage": False})
     result = run_generation(TEXTS, "exqa", params, backend=Scripted(CRAFTED), test_rows=TEST_ROWS, embed=embed)
     assert result.summary["removed"] == {"unparsable": 2, "empty": 2, "exact_duplicate": 1, "near_duplicate": 0,
                                          "contaminated": 1}
     assert result.summary["kept"] + sum(result.summary["removed"].values()) == 9
     assert [r["context_id"] for r in result.rows] == [4, 5, 7]
+    answers = generation(filters={**params["filters"], "answer_not_in_passage": True})
+    result = run_generation(TEXTS, "exqa", answers, backend=Scripted(CRAFTED), test_rows=TEST_ROWS, embed=embed)
+    assert result.summary["removed"]["answer_not_in_passage"] == 2
+    assert [r["context_id"] for r in result.rows] == [4]
 
 
 def test_near_duplicate_is_a_paraphrase_on_the_same_passage(embed):
@@ -330,7 +336,8 @@ def test_cli_writes_rows_funnel_plot_and_formats(tiny_generator, tmp_path, embed
 
     # filtering contamination now leaves nothing: an error naming the dataset and its funnel,
     # and the finished shards are reused rather than generated again
-    filtered = {**params, "filters": {"exact_duplicates": False, "near_duplicates": False, "contaminated": True}}
+    filtered = {**params, "filters": {"exact_duplicates": False, "near_duplicates": False, "contaminated": True,
+                                      "answer_not_in_passage": False}}
     out2, args2 = _cli(tmp_path / "second", passages, test, model, filtered, ["--adapter", str(adapter)],
                        shards=tmp_path / "shards")
     with pytest.raises(EmptySyntheticSetError, match=r"pubmed_qa.*'contaminated': [1-6]"):

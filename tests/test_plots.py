@@ -10,7 +10,7 @@ from bonito_repro.__main__ import main as bonito_repro
 
 FUNNEL = {"dataset": "pubmed_qa", "kept": 3, "filters_on": ["unparsable", "empty"],
           "funnel": {"generated": 6, "unparsable": 2, "empty": 1, "exact_duplicate": 0, "near_duplicate": 0,
-                     "contaminated": 1, "clean": 2}}
+                     "contaminated": 1, "answer_not_in_passage": 0, "clean": 2}}
 LOSS = {"name": "adapt/mistral/bonito/pubmed_qa", "validation_loss": [{"step": 2, "loss": 2.5}],
         "train_loss": [{"step": 1, "loss": 3.0, "learning_rate": 1e-3}, {"step": 2, "loss": 2.0, "learning_rate": 0}]}
 

@@ -1,9 +1,10 @@
 """Two generation backends behind one interface, chosen by the config (``generation.backend``
 for task generation, ``evaluation.generation_backend`` for extractive-QA answers).
 
-Both tokenize prompts the same way (``models.encode_with_bos``: exactly one BOS, as in training),
-or take token ids as they are (``generate_ids``), and return ``n`` completions per prompt
-(greedy at temperature 0):
+Both tokenize prompts the same way (``models.encode_prompts`` under the backend's ``wrapper``:
+``none``, exactly one BOS, as in training; ``chat``, the model's chat template, for the prompted
+generators, whose replies may be started with a ``reply_prefix``), or take token ids as they are
+(``generate_ids``), and return ``n`` completions per prompt (greedy at temperature 0):
 
 - ``transformers``: batched ``generate`` with left padding, prompts sorted by length and packed
   into batches by a token budget (prompt + new tokens, times n), seeded sampling.
@@ -38,6 +39,15 @@ def token_batches(lengths: Sequence[int], batch_tokens: int) -> Iterator[list[in
         yield batch
 
 
+def encode_for_generation(tokenizer, prompts: list[str], wrapper: str, reply_prefix: str) -> list[list[int]]:
+    """Token ids of prompts under a wrapper, each followed by the start of its reply, if any."""
+    from .models import encode_prompts
+
+    ids = encode_prompts(tokenizer, prompts, wrapper)
+    prefix = tokenizer(reply_prefix, add_special_tokens=False)["input_ids"] if reply_prefix else []
+    return [row + prefix for row in ids]
+
+
 @dataclass(frozen=True)
 class Sampling:
     """How a backend samples: the config's `generation` values (or greedy decoding for evaluation)."""
@@ -59,12 +69,14 @@ class Backend(Protocol):
 
 class TransformersBackend:
     def __init__(self, model_dir: str | Path, adapter_dir: str | Path | None, sampling: Sampling,
-                 token_budget: int, bf16: bool = False, progress: str | None = None):
+                 token_budget: int, bf16: bool = False, progress: str | None = None, wrapper: str = "none",
+                 reply_prefix: str = ""):
         import torch
 
         from .models import load_for_inference, load_tokenizer
 
         self.sampling = sampling
+        self.wrapper, self.reply_prefix = wrapper, reply_prefix
         self.token_budget = token_budget
         self.progress = progress  # a progress-bar label, or None for no bar
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -72,9 +84,8 @@ class TransformersBackend:
         self.model = load_for_inference(model_dir, adapter_dir, bf16=bf16).to(self.device)
 
     def generate(self, prompts: list[str], seeds: list[int]) -> list[list[str]]:
-        from .models import encode_with_bos
-
-        return self.generate_ids(encode_with_bos(self.tokenizer, prompts), seeds)
+        return self.generate_ids(encode_for_generation(self.tokenizer, prompts, self.wrapper, self.reply_prefix),
+                                 seeds)
 
     def generate_ids(self, prompts: Sequence[Sequence[int]], seeds: list[int]) -> list[list[str]]:
         """Batches packed by the token budget: rows x n x (longest prompt + new tokens)."""
@@ -111,7 +122,7 @@ class TransformersBackend:
 
 class VLLMBackend:
     def __init__(self, model_dir: str | Path, adapter_dir: str | Path | None, sampling: Sampling,
-                 max_model_len: int, seed: int, bf16: bool = False):
+                 max_model_len: int, seed: int, bf16: bool = False, wrapper: str = "none", reply_prefix: str = ""):
         # vLLM's CPU build otherwise reserves most of the machine's memory for its KV cache
         # (a GPU ignores this variable); set it yourself for more
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
@@ -121,6 +132,7 @@ class VLLMBackend:
 
         self.tokenizer = load_tokenizer(model_dir)
         self.sampling = sampling
+        self.wrapper, self.reply_prefix = wrapper, reply_prefix
         self.lora = None
         self.merged = None
         lora_args = {}
@@ -139,9 +151,8 @@ class VLLMBackend:
                        seed=seed, enforce_eager=True, **lora_args, **_whole_prefill_on_cpu(max_model_len))
 
     def generate(self, prompts: list[str], seeds: list[int]) -> list[list[str]]:
-        from .models import encode_with_bos
-
-        return self.generate_ids(encode_with_bos(self.tokenizer, prompts), seeds)
+        return self.generate_ids(encode_for_generation(self.tokenizer, prompts, self.wrapper, self.reply_prefix),
+                                 seeds)
 
     def generate_ids(self, prompts: Sequence[Sequence[int]], seeds: list[int]) -> list[list[str]]:
         from vllm import SamplingParams
@@ -190,11 +201,14 @@ def merge_adapter(model_dir: str | Path, adapter_dir: str | Path):
 
 def make_backend(name: str, model_dir: str | Path, adapter_dir: str | Path | None, sampling: Sampling,
                  *, token_budget: int, max_model_len: int, seed: int, bf16: bool,
-                 progress: str | None = None) -> TransformersBackend | VLLMBackend:
+                 progress: str | None = None, wrapper: str = "none",
+                 reply_prefix: str = "") -> TransformersBackend | VLLMBackend:
     if name == "transformers":
-        return TransformersBackend(model_dir, adapter_dir, sampling, token_budget, bf16=bf16, progress=progress)
+        return TransformersBackend(model_dir, adapter_dir, sampling, token_budget, bf16=bf16, progress=progress,
+                                   wrapper=wrapper, reply_prefix=reply_prefix)
     if name == "vllm":
-        return VLLMBackend(model_dir, adapter_dir, sampling, max_model_len, seed, bf16=bf16)
+        return VLLMBackend(model_dir, adapter_dir, sampling, max_model_len, seed, bf16=bf16, wrapper=wrapper,
+                           reply_prefix=reply_prefix)
     raise ValueError(f"unknown generation backend {name!r}; use one of {BACKENDS}")
 
 

@@ -351,6 +351,11 @@ def check_references(config: dict) -> None:
     if generation["temperature"] == 0 and generation["n"] > 1:
         problems.append(f"generation.n: {generation['n']} samples at temperature 0 (greedy decoding) are "
                         "all the same; use n: 1 or a temperature above 0")
+    for name, generator in generators.items():  # a prompted generator's own sampling, over generation's
+        sampling = {**generation, **generator.get("sampling", {})}
+        if "sampling" in generator and sampling["temperature"] == 0 and sampling["n"] > 1:
+            problems.append(f"generators.{name}.sampling: {sampling['n']} samples at temperature 0 are all the "
+                            "same; use n: 1 or a temperature above 0")
     if config["evaluation"]["truncation"] == "passage":
         problems += [f"{spec['file']}: passage: missing; evaluation.truncation is 'passage', which shortens "
                      "the test fields this key names" for spec in config["datasets"].values() if "passage" not in spec]

@@ -2,7 +2,8 @@
 
 Reads only the collected evaluation scores, so a change of style here never reruns a model.
 Writes the table (CSV, Markdown, LaTeX), the deltas against zero-shot, and the comparison with
-the few published figures (data/published.yaml).
+the few published figures (data/published.yaml). A cell whose alternative generator kept no task
+shows "no tasks (0 of N kept)", and its row has no average.
 """
 from __future__ import annotations
 
@@ -49,18 +50,29 @@ def column_titles(config: dict) -> dict[str, str]:
     return {**{d: spec["title"] for d, spec in config["datasets"].items()}, "average": "Average"}
 
 
+def no_task_notes(scores: pd.DataFrame) -> dict[tuple[str, str, str], str]:
+    """(target, source, dataset) -> "no tasks (0 of N kept)" for the cells with no tasks."""
+    if "no_tasks" not in scores:
+        return {}
+    empty = scores[scores["no_tasks"].notna()]
+    return {(t, s, d): note for t, s, d, note in zip(empty.target, empty.source, empty.dataset, empty.no_tasks)}
+
+
 def score_grid(scores: pd.DataFrame, config: dict) -> pd.DataFrame:
     """One row per (target, source), one column per dataset plus the average, F1 in percent.
-    Raises if a configured cell is missing, so a table never silently averages fewer datasets."""
+    Raises if a configured cell is missing, so a table never silently averages fewer datasets;
+    a cell with no tasks (``no_task_notes``) is NaN, and so is its row's average."""
     datasets = ordered_datasets(config)
-    wide = scores.pivot_table(index=["target", "source"], columns="dataset", values="f1", aggfunc="first")
+    wide = scores.pivot_table(index=["target", "source"], columns="dataset", values="f1", aggfunc="first",
+                              dropna=False)
     rows = ordered_rows(config)
-    missing = [(t, s, d) for t, s in rows for d in datasets
-               if (t, s) not in wide.index or d not in wide.columns or pd.isna(wide.loc[(t, s), d])]
+    notes = no_task_notes(scores)
+    missing = [(t, s, d) for t, s in rows for d in datasets if (t, s, d) not in notes and
+               ((t, s) not in wide.index or d not in wide.columns or pd.isna(wide.loc[(t, s), d]))]
     if missing:
         raise ValueError(f"no score for (target, source, dataset) {missing[:5]} ({len(missing)} missing)")
-    grid = wide.loc[rows, datasets].copy()
-    grid["average"] = grid[datasets].mean(axis=1)
+    grid = wide.reindex(index=pd.MultiIndex.from_tuples(rows, names=["target", "source"]), columns=datasets)
+    grid["average"] = grid[datasets].mean(axis=1, skipna=False)
     return grid
 
 
@@ -97,7 +109,16 @@ def published_comparison(grid: pd.DataFrame, config: dict, published: dict) -> p
     return pd.DataFrame(rows, columns=["what", "ours", "published", "difference", "published_in"])
 
 
-def _display(grid: pd.DataFrame, config: dict) -> pd.DataFrame:
+def _display(grid: pd.DataFrame, config: dict, notes: dict[tuple[str, str, str], str],
+             decimals: int) -> pd.DataFrame:
+    """The grid as printed: rounded, each no-task cell's note in place of its number."""
+    grid = grid.round(decimals)
+    if notes:
+        grid = grid.astype(object)
+        for (t, s, d), note in notes.items():
+            if (t, s) in grid.index and d in grid.columns:
+                grid.loc[(t, s), d] = note
+                grid.loc[(t, s), "average"] = "n/a"
     table = grid.rename(columns=column_titles(config)).reset_index()
     table.insert(0, "group", [group_of(config["targets"][t]) for t in table["target"]])
     table["source"] = table["source"].map(lambda s: SOURCE_NAMES.get(s, s))
@@ -108,6 +129,7 @@ def write_tables(scores: pd.DataFrame, config: dict, out_dir: Path) -> dict[str,
     out_dir.mkdir(parents=True, exist_ok=True)
     published = yaml.safe_load(PUBLISHED.read_text())
     grid = score_grid(scores, config)
+    empty_cells = no_task_notes(scores)
     notes = [] if config["scale"] == "paper" else [DEMO_LABEL.format(scale=config["scale"])]
     notes += [P3_STAND_IN.format(target=t) for t, spec in config["targets"].items()
               if spec.get("init_adapter", {}).get("train_on") == "p3"]
@@ -115,11 +137,10 @@ def write_tables(scores: pd.DataFrame, config: dict, out_dir: Path) -> dict[str,
     decimals = config.get("tables", {}).get("decimals", 1)
     outputs = {}
     for name, table in {
-        "main_table": _display(grid, config),
-        "main_table_deltas": _display(deltas(grid), config),
-        "published_comparison": published_comparison(grid, config, published),
+        "main_table": _display(grid, config, empty_cells, decimals),
+        "main_table_deltas": _display(deltas(grid), config, empty_cells, decimals),
+        "published_comparison": published_comparison(grid, config, published).round(decimals),
     }.items():
-        table = table.round(decimals)
         csv, md, tex = (out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex"))
         write_csv(table, csv)
         header = f"{caption}\n\n" + "".join(f"**{note}**\n\n" for note in notes)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .empty_sets import cell_note
 from .generate.funnel import REASONS
 from .io import atomic_path, parse_params, read_json, setup_logging
 
@@ -54,11 +55,19 @@ def plot_funnel(summary: dict, path: str | Path, title: str, dpi: int) -> None:
     _save(fig, path, dpi)
 
 
-def plot_loss(train: list[dict], validation: list[dict], path: str | Path, title: str, dpi: int) -> None:
+def plot_loss(train: list[dict], validation: list[dict], path: str | Path, title: str, dpi: int,
+              no_tasks: str | None = None) -> None:
     """Training loss per optimizer step, and the validation loss where there is one (the training
-    manifest's ``train_loss`` and ``validation_loss``)."""
+    manifest's ``train_loss`` and ``validation_loss``); a skipped adaptation's figure says why
+    (``no_tasks``: its generator kept no task)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
+    if no_tasks:
+        ax.text(0.5, 0.5, f"not adapted: {no_tasks}", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        ax.set_title(title)
+        _save(fig, path, dpi)
+        return
     ax.plot([e["step"] for e in train], [e["loss"] for e in train], label="train")
     if validation:
         ax.plot([e["step"] for e in validation], [e["loss"] for e in validation], "o-", label="validation")
@@ -80,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     manifest, dpi = read_json(args.manifest), parse_params(args.params)["dpi"]
     if args.kind == "funnel":
-        plot_funnel(manifest, args.out, f"{manifest['dataset']}: generation funnel", dpi)
+        title = f"{manifest['dataset']}: generation funnel"
+        if manifest.get("empty_is_result"):
+            title += f" ({cell_note(manifest['funnel']['generated'])})"
+        plot_funnel(manifest, args.out, title, dpi)
     else:
-        plot_loss(manifest["train_loss"], manifest["validation_loss"], args.out, manifest["name"], dpi)
+        plot_loss(manifest["train_loss"], manifest["validation_loss"], args.out, manifest["name"], dpi,
+                  no_tasks=manifest.get("no_tasks"))
     return 0

@@ -14,7 +14,9 @@ fitted as ``truncation`` says (docs/protocol.md, section 8.5): ``right`` keeps i
 (``--passage``, the dataset file's ``passage`` fields) so that the question and instruction after
 it survive; ``fail`` stops; the manifest counts each. The table number is the mean over templates;
 the median, a bootstrap interval (examples resampled, the mean over templates recomputed) and the
-example count go beside it. Scores are in percent.
+example count go beside it. Scores are in percent. An adapter that is a skipped adaptation's
+marker (an alternative generator kept no task: bonito_repro.empty_sets) is not evaluated: the
+result says "no tasks (0 of N kept)" in place of scores.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from pathlib import Path
 
 from .. import config
 from ..config import EVAL_DECODING_KEYS
+from ..empty_sets import skipped_adapter
 from ..io import Manifest, parse_params, set_threads, setup_logging, write_json, write_parquet
 from ..prompts import ALL_WRAPPERS
 from ..tasks import GENERATION_TASK_TYPES, task_type_code
@@ -91,6 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def write_skipped(args: argparse.Namespace, skipped: dict, manifest: Manifest) -> None:
+    """The result of a cell whose adaptation was skipped: no scores, the reason instead."""
+    import pandas as pd
+
+    log.warning("%s / %s / %s: %s, not evaluated", args.target, args.source, args.dataset, skipped["note"])
+    write_json({"target": args.target, "source": args.source, "dataset": args.dataset,
+                "task_type": args.task_type, "wrapper": args.wrapper, "no_tasks": skipped["note"],
+                "generated": skipped["generated"]}, args.out)
+    if args.predictions:
+        write_parquet(pd.DataFrame(), args.predictions)
+    manifest.counts = {"evaluated": 0}
+    manifest.extra = {"no_tasks": skipped["note"]}
+    manifest.write(args.manifest or args.out.with_suffix(".manifest.json"))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
@@ -101,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     args.fields = check_section(parse_params(args.fields, "--fields"), "test_fields", "--fields")
     args.passage = parse_passage(args.passage)
     manifest = Manifest("evaluate", params=params, seed=params["seed"])
+    skipped = skipped_adapter(args.adapter)
+    if skipped is not None:
+        write_skipped(args, skipped, manifest)
+        return 0
     scores, predictions = run(args, params, manifest)
     log.info("%s / %s / %s: F1 mean %.2f (median %.2f) over %d templates, %d examples; prompts over %d "
              "tokens: %s", scores["target"], scores["source"], args.dataset, scores["mean"], scores["median"],

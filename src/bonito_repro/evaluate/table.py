@@ -1,7 +1,9 @@
 """Collect evaluation results (results/eval/{target}/{source}/{dataset}.json) into one table:
 per (target, source, dataset) the F1 mean over templates (the table number), the median, the
 bootstrap interval and the example count. The CSV is what the main table and the plots read.
-Tables made at the local or smoke scale say that they come from embedded demo data.
+A cell whose alternative generator kept no task has no scores and says so (``no_tasks``: "no
+tasks (0 of N kept)"). Tables made at the local or smoke scale say that they come from embedded
+demo data.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from ..io import read_json, setup_logging, write_csv, write_text
 from ..main_table import DEMO_LABEL
 
 COLUMNS = ["target", "source", "dataset", "task_type", "wrapper", "n_examples", "f1", "f1_median",
-           "ci_low", "ci_high", "confidence", "templates", "template_f1"]
+           "ci_low", "ci_high", "confidence", "templates", "template_f1", "no_tasks"]
 
 
 def collect_scores(paths: Iterable[str | Path]) -> pd.DataFrame:
@@ -23,6 +25,10 @@ def collect_scores(paths: Iterable[str | Path]) -> pd.DataFrame:
     rows = []
     for path in paths:
         result = read_json(path)
+        if "no_tasks" in result:  # an alternative generator's empty set: nothing was evaluated
+            rows.append({**{k: result[k] for k in ("target", "source", "dataset", "task_type", "wrapper")},
+                         "n_examples": 0, "templates": 0, "template_f1": "", "no_tasks": result["no_tasks"]})
+            continue
         try:
             rows.append({
                 "target": result["target"], "source": result["source"], "dataset": result["dataset"],
@@ -31,6 +37,7 @@ def collect_scores(paths: Iterable[str | Path]) -> pd.DataFrame:
                 "ci_low": result["ci"][0], "ci_high": result["ci"][1], "confidence": result["confidence"],
                 "templates": len(result["templates"]),
                 "template_f1": "; ".join(f"{name}: {s['f1']:.1f}" for name, s in result["templates"].items()),
+                "no_tasks": None,
             })
         except KeyError as error:
             raise ValueError(f"{path}: not an evaluation result (no key {error})") from None
@@ -41,9 +48,9 @@ def collect_scores(paths: Iterable[str | Path]) -> pd.DataFrame:
 def markdown(scores: pd.DataFrame, scale: str, decimals: int = 1) -> str:
     notes = "" if scale == "paper" else f"**{DEMO_LABEL.format(scale=scale)}**\n\n"
     shown = scores.drop(columns=["template_f1"]).copy()
-    shown["ci"] = [f"[{lo:.{decimals}f}, {hi:.{decimals}f}] ({100 * c:g}%)"
-                   for lo, hi, c in zip(shown.ci_low, shown.ci_high, shown.confidence)]
-    shown = shown.drop(columns=["ci_low", "ci_high", "confidence"])
+    shown["ci"] = [note if isinstance(note, str) else f"[{lo:.{decimals}f}, {hi:.{decimals}f}] ({100 * c:g}%)"
+                   for lo, hi, c, note in zip(shown.ci_low, shown.ci_high, shown.confidence, shown.no_tasks)]
+    shown = shown.drop(columns=["ci_low", "ci_high", "confidence", "no_tasks"])
     caption = ("F1 in percent: mean over the templates (the table number), median, and the bootstrap "
                "interval of the mean at the given confidence.\n\n")
     return caption + notes + shown.to_markdown(index=False, floatfmt=f".{decimals}f") + "\n"

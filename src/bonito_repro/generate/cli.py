@@ -3,10 +3,14 @@
 the funnel counts (docs/protocol.md, section 6).
 
     python -m bonito_repro generate --dataset KEY --task-type T --passages P --test T
-        --model DIR [--adapter DIR] --params JSON --shards DIR --out PARQUET --manifest JSON
+        [--kind bonito|prompted] --model DIR [--adapter DIR] --params JSON --shards DIR
+        --out PARQUET --manifest JSON
+    python -m bonito_repro generate --kind endpoint --endpoint SPEC ...   (an OpenAI-compatible endpoint)
     python -m bonito_repro generate --published ORIGIN ...   (a published set through the funnel)
 
 A killed job started again with the same arguments reuses the shards finished under --shards.
+An alternative generator (kinds prompted and endpoint) that keeps no task writes an empty set
+and says so in its manifest (`empty_is_result`): adaptation and evaluation then skip the cell.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from ..origins import pin_origin
 from ..tasks import task_type_name
 from .funnel import funnel_counts, probe_texts, run_funnel
 from .inputs import load_published, read_passages
+from .kinds import KINDS, PUBLISHED
 from .synthetic_tasks import Generation, run_generation
 
 log = logging.getLogger(__name__)
@@ -39,7 +44,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--task-type", required=True, help="task type code or full name")
     parser.add_argument("--passages", type=Path, help="unannotated parquet (column input)")
     parser.add_argument("--test", type=Path, required=True, help="test split parquet (contamination probes)")
+    parser.add_argument("--kind", choices=sorted(KINDS), default="bonito",
+                        help="generator kind: what is asked and how replies are parsed (generate.kinds)")
     parser.add_argument("--model", type=Path, help="base or full generator model directory")
+    parser.add_argument("--endpoint", help="kind endpoint: the generator's config entry (JSON)")
     parser.add_argument("--adapter", type=Path, help="PEFT adapter of the generator on --model")
     parser.add_argument("--published", help="instead of generating: a published set's origin (JSON)")
     parser.add_argument("--params", required=True, help="the config's generation section (JSON)")
@@ -63,7 +71,7 @@ def generation_params(text: str) -> dict:
 def from_published(args: argparse.Namespace, params: dict, test_rows: list[dict]) -> tuple[Generation, dict, dict]:
     """A published set through the funnel: (its tasks, no passage counts, their provenance)."""
     origin = pin_origin(parse_params(args.published))  # the manifest records the commit read
-    records = run_funnel(load_published(origin), params, probe_texts(test_rows))
+    records = run_funnel(load_published(origin), params, probe_texts(test_rows), task_type=args.task_type)
     kept = records[records["kept"]]
     rows = [{"input": i, "output": o, "context_id": None} for i, o in zip(kept["input"], kept["output"])]
     result = Generation(rows=rows, records=records, summary=funnel_counts(records, params), shards=None)
@@ -73,18 +81,42 @@ def from_published(args: argparse.Namespace, params: dict, test_rows: list[dict]
 def from_generator(args: argparse.Namespace, params: dict, test_rows: list[dict]) -> tuple[Generation, dict, dict]:
     """The generator's tasks for the passages: (the tasks, passage counts, their provenance and
     shards)."""
-    if args.passages is None or args.model is None:
-        raise SystemExit("generate: --passages and --model are required unless --published is given")
+    if args.passages is None or (args.model is None) == (args.endpoint is None):
+        raise SystemExit("generate: --passages and one of --model (kinds bonito, prompted) or --endpoint "
+                         "(kind endpoint) are required unless --published is given")
+    if (args.endpoint is not None) != (args.kind == "endpoint"):
+        raise SystemExit(f"generate: --endpoint goes with --kind endpoint (got --kind {args.kind})")
     texts, ids, counts = read_passages(args.passages, params["max_passages"], params["seed"])
-    result = run_generation(texts, args.task_type, params, model_dir=args.model, adapter_dir=args.adapter,
-                            context_ids=ids, test_rows=test_rows, shards_dir=args.shards)
-    provenance = {"model": str(args.model), "adapter": str(args.adapter) if args.adapter else None}
-    return result, counts, {"provenance": provenance, "shards": result.shards}
+    if args.endpoint is None:
+        result = run_generation(texts, args.task_type, params, model_dir=args.model, adapter_dir=args.adapter,
+                                context_ids=ids, test_rows=test_rows, shards_dir=args.shards, kind=args.kind)
+        provenance = {"model": str(args.model), "adapter": str(args.adapter) if args.adapter else None}
+        return result, counts, {"provenance": provenance, "shards": result.shards}
+    from ..backends import Sampling
+    from .endpoint import EndpointBackend
+
+    spec = parse_params(args.endpoint)
+    endpoint = EndpointBackend(spec, Sampling(n=params["n"], temperature=params["temperature"],
+                                              top_p=params["top_p"], max_new_tokens=params["max_new_tokens"]))
+    try:
+        result = run_generation(texts, args.task_type, params, backend=endpoint, context_ids=ids,
+                                test_rows=test_rows, shards_dir=args.shards, kind=args.kind)
+    finally:
+        log.info("%d requests sent to %s", endpoint.requests, endpoint.url)
+    shards = {**result.shards, "requests": endpoint.requests}
+    return result, counts, {"provenance": endpoint.identity, "shards": shards}
 
 
-def require_tasks(dataset: str, result: Generation) -> None:
-    """Stop when no task survived the funnel, showing the first generations."""
+def require_tasks(dataset: str, kind: str, result: Generation) -> None:
+    """Stop when no task survived the funnel, showing the first generations, unless the kind is
+    an alternative generator, for which an empty set is a result."""
     if result.rows:
+        return
+    if kind != PUBLISHED and KINDS[kind].empty_is_result:
+        summary = result.summary
+        log.warning("%s: no task kept (0 of %d generated; removed: %s): the set is empty, and adaptation "
+                    "and evaluation of this cell are skipped", dataset, summary["funnel"]["generated"],
+                    summary["removed"])
         return
     summary = result.summary
     examples = [g[:200] for g in result.records.get("generation", pd.Series(dtype=str)).head(3)]
@@ -114,8 +146,10 @@ def write_manifest(manifest: Manifest, args: argparse.Namespace, result: Generat
     for reason, removed in summary["removed"].items():
         manifest.drop(reason, removed)
     manifest.counts = {**counts, "generated": summary["funnel"]["generated"], "kept": summary["kept"]}
-    manifest.extra = {"dataset": args.dataset, "task_type": task_type_name(args.task_type), **extra,
-                      **summary, "formats": formats}
+    kind = PUBLISHED if args.published else args.kind
+    manifest.extra = {"dataset": args.dataset, "task_type": task_type_name(args.task_type), "kind": kind,
+                      "empty_is_result": not result.rows and kind != PUBLISHED and KINDS[kind].empty_is_result,
+                      **extra, **summary, "formats": formats}
     manifest.write(args.manifest)
 
 
@@ -130,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = Manifest("generate", params=params, seed=params["seed"])
     test_rows = pd.read_parquet(args.test).to_dict("records")
     result, counts, extra = (from_published if args.published else from_generator)(args, params, test_rows)
-    require_tasks(args.dataset, result)
+    require_tasks(args.dataset, PUBLISHED if args.published else args.kind, result)
     formats = write_tasks(args, result)
     write_manifest(manifest, args, result, counts, extra, formats)
     summary = result.summary

@@ -17,8 +17,11 @@ order of ``REASONS`` (so the reasons plus ``clean`` add up to ``generated``):
   is shorter than n words, or its instruction has cosine >= ``contamination.cosine`` with a test
   question/hypothesis/claim. Short answer spans take part only through the n-gram check: the
   passages are the test passages, so a name or date from them is expected to recur.
+- ``answer_not_in_passage`` (extractive QA only): the response, SQuAD-normalised, is not a span
+  of the passage (of the instruction, which carries the passage, where the passage is unknown:
+  the published sets). Measured for every generator kind; Bonito's pipeline never filtered on it.
 
-The last three are measured by default and remove rows only where ``filters`` turns them on.
+The last four are measured by default and remove rows only where ``filters`` turns them on.
 """
 from __future__ import annotations
 
@@ -28,14 +31,18 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from ..metrics import normalize_answer
 from ..prompts import parse_bonito_output
+from ..tasks import task_type_code
 from .embeddings import Embedder, max_cosine, similar_earlier
 
-REASONS = ("unparsable", "empty", "exact_duplicate", "near_duplicate", "contaminated")
+REASONS = ("unparsable", "empty", "exact_duplicate", "near_duplicate", "contaminated", "answer_not_in_passage")
 ALWAYS_REMOVED = ("unparsable", "empty")
-OPTIONAL_FILTERS = ("exact_duplicates", "near_duplicates", "contaminated")
+OPTIONAL_FILTERS = ("exact_duplicates", "near_duplicates", "contaminated", "answer_not_in_passage")
 FILTER_REASON = {"exact_duplicates": "exact_duplicate", "near_duplicates": "near_duplicate",
-                 "contaminated": "contaminated"}
+                 "contaminated": "contaminated", "answer_not_in_passage": "answer_not_in_passage"}
+# task types whose responses should be spans of the passage
+EXTRACTIVE = ("exqa",)
 # test fields that hold what a task asks (question/hypothesis/claim) and its extractive answers
 QUERY_FIELDS = ("question", "hypothesis", "claim")
 ANSWER_FIELD = "answers"
@@ -94,11 +101,15 @@ def _normalise(text: str) -> str:
     return " ".join(text.split())
 
 
-def parse_tasks(generations: pd.DataFrame, contexts: list[str]) -> list[tuple[str, str] | None]:
+Parse = Callable[[str, str], tuple[str, str] | None]
+
+
+def parse_tasks(generations: pd.DataFrame, contexts: list[str],
+                parse: Parse = parse_bonito_output) -> list[tuple[str, str] | None]:
     """(instruction, response) of every row, None where it does not parse: raw generations are
-    parsed here, tasks parsed elsewhere only stripped."""
+    parsed here by the generator kind's ``parse``, tasks parsed elsewhere only stripped."""
     if "generation" in generations:
-        return [parse_bonito_output(text, ctx) for text, ctx in zip(generations["generation"], contexts)]
+        return [parse(text, ctx) for text, ctx in zip(generations["generation"], contexts)]
     return [(str(i).strip(), str(o).strip()) for i, o in zip(generations["input"], generations["output"])]
 
 
@@ -111,6 +122,13 @@ def exact_duplicates(instructions: Iterable[str], responses: Iterable[str]) -> l
         flags.append(key in seen)
         seen.add(key)
     return flags
+
+
+def answer_in_passage(response: str, passage: str) -> bool:
+    """Whether the response, SQuAD-normalised (case, punctuation, articles, spaces), is a span of
+    the passage normalised alike, on word boundaries."""
+    answer = normalize_answer(response)
+    return bool(answer) and f" {answer} " in f" {normalize_answer(passage)} "
 
 
 def contaminated(instructions: list[str], responses: list[str], probes: tuple[list[str], list[str]],
@@ -126,17 +144,19 @@ def contaminated(instructions: list[str], responses: list[str], probes: tuple[li
 
 
 def run_funnel(generations: pd.DataFrame, params: dict, probes: tuple[list[str], list[str]] = ([], []),
-               embed: Embed | None = None) -> pd.DataFrame:
+               embed: Embed | None = None, *, task_type: str, parse: Parse = parse_bonito_output) -> pd.DataFrame:
     """Every generation with its parsed sides, a flag per check, its ``reason`` (first failed
     check, or ``clean``) and ``kept``.
 
     ``generations`` has the column ``passage`` and either ``generation`` (raw Bonito output,
     parsed here) or ``input`` and ``output`` (tasks parsed elsewhere, such as the published sets);
     ``params`` is the config's ``generation`` section; ``probes`` comes from ``probe_texts``;
-    ``embed`` maps texts to unit vectors (MiniLM when None, loaded only if a row needs it)."""
+    ``embed`` maps texts to unit vectors (MiniLM when None, loaded only if a row needs it);
+    ``task_type`` says whether answers are checked against the passage; ``parse`` is the
+    generator kind's parser of raw generations (generate.kinds)."""
     df = generations.reset_index(drop=True).copy()
     contexts = [p if isinstance(p, str) else "" for p in df["passage"]]
-    parsed = parse_tasks(df, contexts)
+    parsed = parse_tasks(df, contexts, parse)
     df["input"] = [p[0] if p else None for p in parsed]
     df["output"] = [p[1] if p else None for p in parsed]
     df["unparsable"] = [p is None for p in parsed]
@@ -154,6 +174,9 @@ def run_funnel(generations: pd.DataFrame, params: dict, probes: tuple[list[str],
         df.loc[rows, "near_duplicate"] = similar_earlier(task_vectors, params["near_duplicate_cosine"])
         df.loc[rows, "contaminated"] = contaminated(instructions, responses, probes, params["contamination"],
                                                     embed, task_vectors.shape[1])
+        if task_type_code(task_type) in EXTRACTIVE:
+            df.loc[rows, "answer_not_in_passage"] = [
+                not answer_in_passage(df.at[i, "output"], contexts[i] or df.at[i, "input"]) for i in rows]
 
     flags = df[list(REASONS)].to_numpy()
     df["reason"] = [REASONS[row.argmax()] if row.any() else "clean" for row in flags]

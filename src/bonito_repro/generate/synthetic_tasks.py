@@ -1,9 +1,10 @@
 """Synthetic tasks from unannotated text: the Bonito package's ``generate_tasks`` at workflow
 scale (docs/protocol.md, section 6, D5, D6, D7).
 
-Each passage becomes the Bonito input for the dataset's task type; a backend (transformers or
-vLLM, ``backends.py``) samples ``n`` completions per passage, shard by shard (``shards.py``);
-the funnel (``funnel.py``) parses, checks and counts every one.
+Each passage becomes the generator kind's prompt for the dataset's task type (``kinds.py``: the
+Bonito input, or the prompted generators' request); a backend (transformers, vLLM or an
+endpoint) samples ``n`` completions per passage, shard by shard (``shards.py``); the funnel
+(``funnel.py``) parses, checks and counts every one.
 """
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ import pandas as pd
 from ..backends import Backend, Sampling, make_backend
 from ..config import check_params
 from ..io import fingerprint
-from ..prompts import bonito_input
 from ..tasks import task_type_name
 from .funnel import funnel_counts, probe_texts, run_funnel
+from .kinds import KINDS
 from .shards import generate_raw
 
 log = logging.getLogger(__name__)
@@ -34,17 +35,19 @@ class Generation:
     shards: dict | None       # total, reused, generated, seconds, passages_per_second (None: a published set)
 
 
-def prompt_lengths(model_dir: str | Path, prompts: Sequence[str]) -> list[int]:
-    from ..models import encode_with_bos, load_tokenizer
+def prompt_lengths(model_dir: str | Path, prompts: Sequence[str], wrapper: str = "none",
+                   reply_prefix: str = "") -> list[int]:
+    from ..backends import encode_for_generation
+    from ..models import load_tokenizer
 
-    return [len(ids) for ids in encode_with_bos(load_tokenizer(model_dir), list(prompts))]
+    return [len(ids) for ids in encode_for_generation(load_tokenizer(model_dir), list(prompts), wrapper, reply_prefix)]
 
 
 def check_lengths(model_dir: str | Path, prompts: Sequence[str], context_ids: Sequence[int],
-                  max_new_tokens: int) -> int:
-    """The longest prompt plus the new tokens (vLLM's max_model_len); stops naming the passage
-    when that does not fit the model's positions."""
-    lengths = prompt_lengths(model_dir, prompts)
+                  max_new_tokens: int, wrapper: str = "none", reply_prefix: str = "") -> int:
+    """The longest prompt (as the backend encodes it) plus the new tokens (vLLM's max_model_len);
+    stops naming the passage when that does not fit the model's positions."""
+    lengths = prompt_lengths(model_dir, prompts, wrapper, reply_prefix)
     longest = max(range(len(lengths)), key=lengths.__getitem__)
     need = lengths[longest] + max_new_tokens
     config = json.loads((Path(model_dir) / "config.json").read_text())
@@ -59,14 +62,16 @@ def run_generation(texts: Sequence[str], task_type: str, params: dict, *,
                    model_dir: str | Path | None = None, adapter_dir: str | Path | None = None,
                    backend: str | Backend | None = None, context_ids: Sequence[int] | None = None,
                    test_rows: Sequence[dict] = (), shards_dir: str | Path | None = None,
-                   embed=None) -> Generation:
+                   embed=None, kind: str = "bonito") -> Generation:
     """Generate, check and count tasks for ``texts`` (see ``generate_tasks``); ``params`` is the
-    config's ``generation`` section, checked against its schema."""
+    config's ``generation`` section, checked against its schema; ``kind`` the generator kind
+    (``generate.kinds``), which says what is asked and how replies are parsed."""
     check_params(params, "generation")
     backend = backend or params["backend"]
     texts = list(texts)
     context_ids = list(range(len(texts))) if context_ids is None else [int(c) for c in context_ids]
-    prompts = [bonito_input(text, task_type) for text in texts]
+    spec = KINDS[kind]
+    prompts = [spec.prompt(text, task_type) for text in texts]
     sampling = Sampling(n=params["n"], temperature=params["temperature"], top_p=params["top_p"],
                         max_new_tokens=params["max_new_tokens"])
     if isinstance(backend, str):
@@ -77,15 +82,19 @@ def run_generation(texts: Sequence[str], task_type: str, params: dict, *,
         if backend == "transformers":  # its batches, hence its random stream, follow the budget
             shaping["token_budget"] = params["token_budget"]
         key = json.dumps({"task_type": task_type_name(task_type), "model": fingerprint(model_dir),
-                          "adapter": fingerprint(adapter_dir), **shaping}, sort_keys=True)
+                          "adapter": fingerprint(adapter_dir), **_kind_key(kind), **shaping}, sort_keys=True)
 
         def factory() -> Backend:
-            max_len = check_lengths(model_dir, prompts, context_ids, params["max_new_tokens"])
+            max_len = check_lengths(model_dir, prompts, context_ids, params["max_new_tokens"], spec.wrapper,
+                                    spec.reply_prefix())
             return make_backend(backend, model_dir, adapter_dir, sampling, token_budget=params["token_budget"],
-                                max_model_len=max_len, seed=params["seed"], bf16=params["bf16"])
+                                max_model_len=max_len, seed=params["seed"], bf16=params["bf16"],
+                                wrapper=spec.wrapper, reply_prefix=spec.reply_prefix())
     else:
         given = backend
+        # a backend may name what else shapes its answers (an endpoint: its URL and model)
         key = json.dumps({"task_type": task_type_name(task_type), "backend": type(given).__name__,
+                          **getattr(given, "identity", {}), **_kind_key(kind),
                           **{k: params[k] for k in ("n", "temperature", "top_p", "max_new_tokens", "seed")}},
                          sort_keys=True)
 
@@ -97,7 +106,7 @@ def run_generation(texts: Sequence[str], task_type: str, params: dict, *,
                                close=isinstance(backend, str))
     passage_of = dict(zip(context_ids, texts))
     raw["passage"] = [passage_of[int(c)] for c in raw["context_id"]]
-    records = run_funnel(raw, params, probe_texts(test_rows), embed=embed)
+    records = run_funnel(raw, params, probe_texts(test_rows), embed=embed, task_type=task_type, parse=spec.parse)
     summary = funnel_counts(records, params)
     kept = records[records["kept"]]
     rows = [{"input": i, "output": o, "context_id": int(c)}
@@ -105,9 +114,17 @@ def run_generation(texts: Sequence[str], task_type: str, params: dict, *,
     return Generation(rows=rows, records=records, summary=summary, shards=shards)
 
 
+def _kind_key(kind: str) -> dict:
+    """What a shard's name records of the kind: nothing for Bonito (so shards written before
+    kinds existed stay valid), else the kind and its reply prefix (its prompts are hashed with
+    each shard)."""
+    return {} if kind == "bonito" else {"kind": kind, "reply_prefix": KINDS[kind].reply_prefix()}
+
+
 def generate_tasks(texts: Sequence[str], task_type: str, params: dict, *, model_dir: str | Path | None = None,
                    adapter_dir: str | Path | None = None, backend: str | Backend | None = None,
-                   shards_dir: str | Path | None = None, test_rows: Sequence[dict] = ()) -> list[dict]:
+                   shards_dir: str | Path | None = None, test_rows: Sequence[dict] = (),
+                   kind: str = "bonito") -> list[dict]:
     """Synthetic tasks for unannotated ``texts``: one dict per kept task with ``input``
     (instruction, passage filled in), ``output`` (response) and ``context_id`` (index into
     ``texts``), exactly the rows the workflow writes.
@@ -119,9 +136,11 @@ def generate_tasks(texts: Sequence[str], task_type: str, params: dict, *, model_
     a model directory and ``adapter_dir`` an optional PEFT adapter on it (a trained Bonito). With
     ``shards_dir`` a rerun skips the shards already generated. ``params["filters"]`` turns on
     dropping exact/near duplicates and tasks matching ``test_rows`` (see ``bonito_repro.generate.funnel``).
+    ``kind`` is the generator kind: ``bonito``, or ``prompted`` for an instruction-tuned model
+    asked under its chat template (``bonito_repro.generate.kinds``).
     Use ``run_generation`` for the funnel counts as well."""
     result = run_generation(texts, task_type, params, model_dir=model_dir, adapter_dir=adapter_dir,
-                            backend=backend, test_rows=test_rows, shards_dir=shards_dir)
+                            backend=backend, test_rows=test_rows, shards_dir=shards_dir, kind=kind)
     if not result.rows:
         log.warning("no task survived the funnel: %s", result.summary["funnel"])
     return result.rows

@@ -9,7 +9,9 @@ adapter, LoRA adaptation of targets on synthetic tasks, and the TAPT baseline.
 With more than one process, launch it under torchrun:
     python -m torch.distributed.run --standalone --nproc_per_node N -m bonito_repro train ...
 A killed run started again with the same arguments resumes from the latest complete checkpoint
-under --checkpoints and ends at the same step count with the same weights.
+under --checkpoints and ends at the same step count with the same weights. Pairs that are an
+alternative generator's empty set (bonito_repro.empty_sets) train nothing: --out gets only a
+marker saying "no tasks (0 of N kept)", which evaluation and the tables carry on.
 """
 from __future__ import annotations
 
@@ -17,7 +19,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..io import parse_params, setup_logging
+from ..empty_sets import empty_set, write_marker
+from ..io import Manifest, parse_params, setup_logging
 from .data import PAIR_WRAPPERS
 from .engine import MODES, TrainError, TrainJob, run
 
@@ -44,9 +47,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def skip_empty_set(args: argparse.Namespace, empty: dict) -> None:
+    """The marker instead of an adapter, and a manifest with no loss (its figure says why)."""
+    write_marker(args.out, empty)
+    manifest = Manifest("train", params=parse_params(args.params))
+    manifest.counts = {"examples": 0, "steps": 0}
+    manifest.extra = {"name": args.name, "no_tasks": empty["note"], "train_loss": [], "validation_loss": []}
+    manifest.write(args.manifest)
+    log.warning("%s: %s: nothing to adapt on, adaptation skipped", args.name or args.out, empty["note"])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging()
+    empty = empty_set(args.data) if args.mode == "pairs" else None
+    if empty is not None:
+        skip_empty_set(args, empty)
+        return 0
     job = TrainJob(mode=args.mode, base=args.base, data=args.data, out=args.out, checkpoints=args.checkpoints,
                    manifest=args.manifest, params=parse_params(args.params), wrapper=args.wrapper,
                    init_adapter=args.init_adapter, validation=args.validation, name=args.name,
