@@ -22,6 +22,7 @@ STAGES = {
     "table": "bonito_repro.evaluate.table",
     "main-table": "bonito_repro.main_table",
     "plot": "bonito_repro.plot",
+    "corpus": "bonito_repro.corpus",
 }
 
 
