@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from bonito_repro import corpus
 from bonito_repro.config import load_config
@@ -127,7 +128,7 @@ def test_bad_options_and_test_sets_stop_with_a_clear_error(tmp_path, caplog, fla
 
 
 def test_generator_and_targets_must_exist_in_the_scale(tmp_path, caplog):
-    assert "--generator: 'nope' is not a generator of the local config (declared: ['bonito'])" in \
+    assert "--generator: 'nope' is not a generator of the local config (declared: ['bonito', 'bonito_v1'])" in \
         error_of(caplog, tmp_path, *EXAMPLE_ARGS, "--generator", "nope")
     assert "--targets: ['nope'] are not targets of the local config" in \
         error_of(caplog, tmp_path, *EXAMPLE_ARGS, "--targets", "nope")
@@ -153,3 +154,11 @@ def test_nli_and_extractive_qa_take_the_schema_of_the_papers_dataset(tmp_path):
     assert code == 0 and manifest["templates_of"] == "squadshifts_nyt"
     row = json.loads((tmp_path / "qa" / "out" / "test.jsonl").read_text())
     assert row["answers"] == {"text": ["the first"], "answer_start": [15]}
+
+
+def test_paper_scale_defaults_to_the_published_generator_on_slurm(tmp_path, capsys):
+    code, _ = run(tmp_path, *EXAMPLE_ARGS, "--scale", "paper")
+    assert code == 0
+    overlay = yaml.safe_load((tmp_path / "out" / "run.yaml").read_text())
+    assert overlay["run"]["sources"] == ["tapt", "bonito_v1"] and "targets" not in overlay["run"]
+    assert capsys.readouterr().out.startswith("snakemake --profile slurm --configfile ")
