@@ -27,12 +27,15 @@ include: "rules/adapt.smk"
 include: "rules/evaluate.smk"
 include: "rules/tables.smk"
 include: "rules/plots.smk"
+include: "rules/cards.smk"
 
 
-# The default target: the paper's tables, every figure and the trained generators' parse checks.
+# The default target: the paper's tables, every figure, the trained generators' parse checks and
+# the cards of every synthetic set and adapter.
 rule all:
     input:
         MAIN_TABLES,
         FIGURES,
         PARSE_CHECKS,
+        CARDS,
     default_target: True

@@ -231,3 +231,30 @@ def loss_curve_section(adapter):
     if kind == "adapters":
         return "adaptation", " / ".join(names)
     return {"generators": "generators", "p3": "P3 stand-in"}[kind], names[0]
+
+
+# --- used by cards.smk
+
+
+def _dataset_info(dataset):
+    spec = config["datasets"][dataset]
+    origin = spec["unannotated"]
+    where = {"hub": lambda: f"Hub dataset {origin['hub']['id']} ({origin['hub'].get('config')})",
+             "embedded": lambda: f"the project's embedded demo rows `{origin['embedded']}`",
+             "files": lambda: f"the user's files {origin['files']}"}[next(iter(origin))]()
+    # a dataset file of the user's own names its license (the corpus command asks for it)
+    return {"dataset": dataset, "title": spec["title"], "task_type": spec["task_type"], "origin": where,
+            "license": spec.get("license", "other"), "scale": config["scale"]}
+
+
+def dataset_card_info(generator, dataset):
+    return {**_dataset_info(dataset), "generator": generator, "generator_spec": config["generators"][generator],
+            "generation": config["generation"]}
+
+
+def model_card_info(target, source, dataset):
+    spec = config["targets"][target]
+    model = config["models"][spec["model"]]
+    return {**_dataset_info(dataset), "target": target, "source": source,
+            "base_model": model.get("hub", {}).get("id", spec["model"]),
+            "init_adapter": init_adapter_dir(target), "training": adaptation_params(source)}
