@@ -256,5 +256,5 @@ def model_card_info(target, source, dataset):
     spec = config["targets"][target]
     model = config["models"][spec["model"]]
     return {**_dataset_info(dataset), "target": target, "source": source,
-            "base_model": model.get("hub", {}).get("id", spec["model"]),
+            "base_model": model.get("hub", {}).get("id", spec["model"]), "base_model_on_hub": "hub" in model,
             "init_adapter": init_adapter_dir(target), "training": adaptation_params(source)}

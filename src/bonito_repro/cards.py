@@ -140,7 +140,10 @@ def model_card(manifest: dict, evaluation: dict | None, data: dict, info: dict) 
     hp = info["training"]
     tapt = info["source"] == "tapt"
     metadata: dict[str, Any] = {
-        "base_model": info["base_model"], "library_name": "peft", "pipeline_tag": "text-generation",
+        # the Hub checks base_model against its repositories: only a Hub id goes there (a local
+        # stand-in such as a GGUF-converted model is named in the text)
+        **({"base_model": info["base_model"]} if info["base_model_on_hub"] else {}),
+        "library_name": "peft", "pipeline_tag": "text-generation",
         "tags": ["lora", "bonito", "tapt" if tapt else "synthetic-tasks"],
         "model_name": f"{info['target']}-{info['source']}-{info['dataset']}",
     }
