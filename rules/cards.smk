@@ -40,12 +40,13 @@ rule model_card:
     input:
         adapter=adapter_dir("{target}", "{source}", "{dataset}"),
         manifest=adapter_dir("{target}", "{source}", "{dataset}") + ".manifest.json",
-        evaluation=f"{R}/eval/{{target}}/{{source}}/{{dataset}}.json",
+        evaluation=lambda w: f"{R}/eval/{w.target}/{w.source}/{w.dataset}.json" if w.dataset in EVALUATED else [],
         data=lambda w: training_rows(w.source, w.dataset).replace(".parquet", ".manifest.json"),
     output:
         directory(adapter_dir("{target}", "{source}", "{dataset}") + ".hub"),
     params:
         info=lambda w: as_json(model_card_info(w.target, w.source, w.dataset)),
+        evaluation=lambda w, input: f"--evaluation {input.evaluation}" if input.evaluation else "",
     log:
         f"{R}/logs/model_card/{{target}}/{{source}}/{{dataset}}.log",
     benchmark:
@@ -54,5 +55,5 @@ rule model_card:
         "../envs/main.yaml"
     shell:
         "python -m bonito_repro card model --adapter {input.adapter} --manifest {input.manifest}"
-        " --evaluation {input.evaluation} --data-manifest {input.data} --info {params.info:q}"
+        " {params.evaluation} --data-manifest {input.data} --info {params.info:q}"
         " --out {output} > {log} 2>&1"

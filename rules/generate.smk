@@ -28,13 +28,14 @@ rule generate:
     input:
         unpack(generator_inputs),
         passages=f"{R}/unannotated/{{dataset}}.parquet",
-        test=f"{R}/test/{{dataset}}.parquet",
+        test=lambda w: test_split(w.dataset),
     output:
         **SYNTHETIC_OUTPUTS,
     wildcard_constraints:
         generator=_choice(BONITO_GENERATORS),
     params:
         hp=as_json(config["generation"]),
+        test=test_arg,
         task_type=lambda w: config["datasets"][w.dataset]["task_type"],
         adapter=lambda w, input: f"--adapter {input.adapter}" if "adapter" in input.keys() else "",
         shards=lambda w: f"{SHARDS}/{w.generator}/{w.dataset}",
@@ -50,7 +51,7 @@ rule generate:
         GENERATION_ENV
     shell:
         "{params.python} -m bonito_repro generate --dataset {wildcards.dataset}"
-        " --task-type {params.task_type:q} --passages {input.passages} --test {input.test}"
+        " --task-type {params.task_type:q} --passages {input.passages} {params.test}"
         " --model {input.model} {params.adapter} --params {params.hp:q} --shards {params.shards}"
         " --out {output.rows} --manifest {output.manifest} --records {output.records}"
         " --formats {output.formats} --threads {threads} > {log} 2>&1"
@@ -63,13 +64,14 @@ if PUBLISHED_GENERATORS:
 
     rule published_tasks:
         input:
-            test=f"{R}/test/{{dataset}}.parquet",
+            test=lambda w: test_split(w.dataset),
         output:
             **SYNTHETIC_OUTPUTS,
         wildcard_constraints:
             generator=_choice(PUBLISHED_GENERATORS),
         params:
             hp=as_json(config["generation"]),
+            test=test_arg,
             task_type=lambda w: config["datasets"][w.dataset]["task_type"],
             origin=lambda w: as_json(published_origin(w.generator, w.dataset)),
             online=lambda w: ONLINE if "hub" in config["generators"][w.generator]["origin"] else "",
@@ -83,7 +85,7 @@ if PUBLISHED_GENERATORS:
             "../envs/main.yaml"
         shell:
             "{params.online} python -m bonito_repro generate --dataset {wildcards.dataset}"
-            " --task-type {params.task_type:q} --published {params.origin:q} --test {input.test}"
+            " --task-type {params.task_type:q} --published {params.origin:q} {params.test}"
             " --params {params.hp:q} --out {output.rows} --manifest {output.manifest}"
             " --records {output.records} --formats {output.formats}"
             " --threads {threads} > {log} 2>&1"

@@ -15,8 +15,9 @@ rule main_table:
         [report(path, caption=f"../report/{os.path.basename(path)[:-4]}.rst", category="Main table")
          if path.endswith(".csv") else path for path in MAIN_TABLES],
     params:
-        hp=as_json({**{key: config[key] for key in ("scale", "run", "models", "targets", "tables")},
-                    "datasets": {d: {"title": spec["title"]} for d, spec in config["datasets"].items()}}),
+        hp=as_json({**{key: config[key] for key in ("scale", "models", "targets", "tables")},
+                    "run": {**config["run"], "datasets": [d for d in config["run"]["datasets"] if d in EVALUATED]},
+                    "datasets": {d: {"title": config["datasets"][d]["title"]} for d in EVALUATED}}),
         out_dir=lambda w, output: os.path.dirname(output[0]),
     log:
         f"{R}/logs/paper/main_table.log",

@@ -52,7 +52,7 @@ def synthetic_set(tmp_path, local_config):
     (tmp_path / "passages.json").write_text(json.dumps({"counts": {"rows_in": 4, "rows_out": 3},
                                                         "drops": {"blank_input": 1}}))
     info = {"dataset": "library", "title": "Library", "task_type": "ynqa", "origin": "the user's files",
-            "license": "cc0-1.0", "scale": "local", "generator": "bonito",
+            "license": "cc0-1.0", "scale": "local", "evaluated": True, "generator": "bonito",
             "generator_spec": {"kind": "bonito", "base": "smollm2"}, "generation": params}
     return tmp_path, manifest, info
 
@@ -110,7 +110,7 @@ def test_adapter_folder_loads_with_peft_and_its_card_has_the_f1(tmp_path, tiny_m
     training = {"quantization": "nf4", "lora": {"r": 64, "alpha": 16, "dropout": 0.0}, "learning_rate": 1e-3,
                 "lr_scheduler": "linear", "optimizer": "adamw_torch", "seed": 42}
     info = {"dataset": "library", "title": "Library", "task_type": "ynqa", "origin": "the user's files",
-            "license": "cc0-1.0", "scale": "paper", "target": "smollm2", "source": "bonito",
+            "license": "cc0-1.0", "scale": "paper", "evaluated": True, "target": "smollm2", "source": "bonito",
             "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct", "base_model_on_hub": True, "init_adapter": None,
             "training": training}
     out = tmp_path / "adapter.hub"
@@ -129,10 +129,11 @@ def test_adapter_folder_loads_with_peft_and_its_card_has_the_f1(tmp_path, tiny_m
     local = tmp_path / "local.hub"  # a stand-in base (no Hub id) is named in the text only
     assert cards.main(["model", "--adapter", str(adapter), "--manifest", str(tmp_path / "train.json"),
                        "--data-manifest", str(tmp_path / "data.json"), "--out", str(local), "--info",
-                       json.dumps({**info, "base_model": "smollm2", "base_model_on_hub": False})]) == 0
+                       json.dumps({**info, "base_model": "smollm2", "base_model_on_hub": False,
+                                   "evaluated": False})]) == 0
     card = ModelCard.load(local / "README.md")
     assert card.data.base_model is None and "A LoRA adapter of `smollm2`" in card.text
-    assert "Not evaluated." in card.text
+    assert "Not evaluated: Library has no labelled test set" in card.text
 
 
 def test_a_dataset_card_needs_a_license(synthetic_set, caplog):

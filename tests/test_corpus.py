@@ -3,6 +3,8 @@ bonito_repro corpus`), every bad input a clear error or a counted drop."""
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +14,7 @@ import yaml
 from bonito_repro import corpus
 from bonito_repro.config import load_config
 from bonito_repro.target_data import load_test_split, unannotated_passages
+from test_workflow import dry_run_jobs, snakemake
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "library_policies"
@@ -113,14 +116,14 @@ def replace(args: list[str], flag: str, value: str | None) -> list[str]:
 
 @pytest.mark.parametrize("flag, value, message", [
     ("--task-type", "yes-no questions", "--task-type: unknown task type 'yes-no questions'"),
-    ("--task-type", "summarization", "--task-type: 'summarization' has no F1 evaluation here; use one of "
-                                     "['yes-no question answering', 'natural language inference', 'extractive question answering']"),
+    ("--task-type", "summarization", "--test: 'summarization' has no F1 evaluation (F1 is defined for "
+                                     "['yes-no question answering', 'natural language inference', 'extractive question answering']); "
+                                     "leave out --test, and the run ends at the adapted models"),
     ("--label-map", "Y=yes,M=no", "questions.csv: row 1: label 'N' of field 'answer' is not in the label map ['M', 'Y']; add it to --label-map"),
     ("--label-map", "Y=yes,N=nope", "--label-map: {'Y': 'yes', 'N': 'nope'}: map each label of your rows to yes, no or maybe"),
     ("--label-map", "Y=yes,N", "--label-map: 'N' is not NAME=VALUE"),
     ("--test-fields", "passage=clause,label=answer,answer=x", "--test-fields: ['answer'] are not fields of a ynqa test set"),
     ("--test-fields", "passage=clause", "questions.csv: row 1: no field 'label' (fields: ['answer', 'clause', 'question'])"),
-    ("--test", None, "--test: a labelled test set is required"),
     ("--name", "my corpus", "--name: 'my corpus': use letters, digits, - and _"),
 ])
 def test_bad_options_and_test_sets_stop_with_a_clear_error(tmp_path, caplog, flag, value, message):
@@ -162,3 +165,37 @@ def test_paper_scale_defaults_to_the_published_generator_on_slurm(tmp_path, caps
     overlay = yaml.safe_load((tmp_path / "out" / "run.yaml").read_text())
     assert overlay["run"]["sources"] == ["tapt", "bonito_v1"] and "targets" not in overlay["run"]
     assert capsys.readouterr().out.startswith("snakemake --profile slurm --configfile ")
+
+
+def test_without_a_test_set_any_task_type_ends_at_the_adapted_models(tmp_path):
+    args = [a for a in replace(replace(replace(EXAMPLE_ARGS, "--test", None), "--test-fields", None), "--label-map", None)]
+    code, manifest = run(tmp_path, *replace(args, "--task-type", "summarization"))
+    assert code == 0 and manifest["counts"]["test_rows"] == 0 and manifest["templates_of"] is None
+    out = tmp_path / "out"
+    assert not (out / "test.jsonl").exists()
+    spec = yaml.safe_load((out / "library.yaml").read_text())
+    assert spec == {"title": "library", "task_type": "summarization", "license": "cc0-1.0",
+                    "unannotated": {"files": "unannotated.jsonl"}}
+    result = snakemake("-n", "--profile", "local", "--configfile", "config/local.yaml", str(out / "run.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = Counter(job["rule"] for job in dry_run_jobs(result.stdout + result.stderr))
+    assert counts["adapt"] == 4 and counts["model_card"] == 4 and counts["dataset_card"] == 1  # 2 targets x 2 sources
+    for rule in ("test_set", "evaluate", "evaluate_generation", "eval_table", "main_table"):
+        assert counts[rule] == 0, rule
+    assert "--test" not in re.search(r"bonito_repro generate .*", result.stdout + result.stderr).group(0)
+
+
+def test_generation_without_a_test_set_checks_no_contamination(tmp_path, local_config):
+    """A dataset with no test split still goes through the funnel; its manifest says there was
+    nothing to probe for contamination."""
+    from bonito_repro.generate.cli import main as generate
+
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text('{"input": "Summarize: The loan lasts three weeks.", "output": "Three-week loans."}\n'
+                     '{"input": "Summarize: nothing", "output": ""}\n')
+    out = tmp_path / "out"
+    assert generate(["--dataset", "minutes", "--task-type", "summarization", "--published",
+                     json.dumps({"files": str(tasks)}), "--params", json.dumps(local_config["generation"]),
+                     "--out", str(out / "t.parquet"), "--manifest", str(out / "t.json")]) == 0
+    manifest = json.loads((out / "t.json").read_text())
+    assert manifest["contamination_probes"] is None and manifest["kept"] == 1 and manifest["drops"] == {"empty": 1}

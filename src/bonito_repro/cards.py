@@ -100,6 +100,13 @@ def dataset_card(manifest: dict, passages: dict, info: dict, formats: list[str])
     generator = info["generator_spec"]
     provenance = manifest.get("provenance", {})
     prompt = bonito_input("{passage}", info["task_type"])
+    if info["evaluated"]:
+        checked = (f"{flagged.get('contaminated', 0)} of {funnel['generated']} generations match the test split "
+                   f"(a shared {contamination['ngram']}-gram, a whole short question, or cosine >= "
+                   f"{contamination['cosine']} to a test question); the filter is "
+                   f"{'on: they were removed' if filters.get('contaminated') else 'off: they are kept and counted'}. ")
+    else:
+        checked = "The dataset has no labelled test set: there was nothing to check contamination against. "
     body = "\n\n".join([
         f"# {metadata['pretty_name']}",
         f"Synthetic {task_type} tasks (instruction `input`, response `output`, the passage's row "
@@ -120,11 +127,7 @@ def dataset_card(manifest: dict, passages: dict, info: dict, formats: list[str])
         + _table([(reason, count, "removed" if reason in removed else "kept") for reason, count in funnel.items()
                   if reason != "generated"], ("reason", "generations", "")),
         "## Contamination",
-        f"{flagged.get('contaminated', 0)} of {funnel['generated']} generations match the test split "
-        f"(a shared {contamination['ngram']}-gram, a whole short question, or cosine >= "
-        f"{contamination['cosine']} to a test question); the filter is "
-        f"{'on: they were removed' if filters.get('contaminated') else 'off: they are kept and counted'}. "
-        f"Near duplicates (cosine >= {sampling['near_duplicate_cosine']}): {flagged.get('near_duplicate', 0)}; "
+        checked + f"Near duplicates (cosine >= {sampling['near_duplicate_cosine']}): {flagged.get('near_duplicate', 0)}; "
         f"exact duplicates: {flagged.get('exact_duplicate', 0)}.",
         "## Prompt format",
         "The generator's input for each passage (the response is an instruction, `<|pipe|>`, and the "
@@ -178,7 +181,8 @@ def model_card(manifest: dict, evaluation: dict | None, data: dict, info: dict) 
                 ("optimizer", hp["optimizer"]), ("effective batch", manifest["effective_batch"]),
                 ("steps", manifest["steps"]), ("epochs", round(manifest["epochs"], 3)),
                 ("prompt wrapper", manifest["wrapper"]), ("seed", hp["seed"])], ("setting", "value")),
-        "## Evaluation", f1 or "Not evaluated.",
+        "## Evaluation", f1 or (f"Not evaluated: {info['title']} has no labelled test set, and F1 is defined "
+                                "for yes-no QA, NLI and extractive QA only." if not info["evaluated"] else "Not evaluated."),
         "## Intended use and limits",
         (DEMO_NOTE.format(scale=info["scale"]) if info["scale"] != "paper" else
          f"Zero-shot task adaptation research on {info['title']}'s domain: answering "

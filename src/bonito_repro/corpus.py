@@ -15,9 +15,11 @@ checks the whole config with that overlay, then prints the Snakemake command, or
 funnel, resume and reruns (rerun this command after editing the text: a changed passage file
 reruns what depends on it).
 
-Evaluation needs a test set and one of the task types F1 is defined for, each with the paper's
-templates of the dataset of that type: yes-no QA (PubMedQA's), NLI (ContractNLI's), extractive
-QA (SQuADShifts NYT's). Bad input stops with an error naming the file, the row and the field.
+Any of the 16 task types is generated for and adapted on. F1 needs a labelled test set and one
+of the task types it is defined for, each scored with the paper's templates of the dataset of
+that type: yes-no QA (PubMedQA's), NLI (ContractNLI's), extractive QA (SQuADShifts NYT's);
+without a test set the run ends at the adapted models. Bad input stops with an error naming the
+file, the row and the field.
 """
 from __future__ import annotations
 
@@ -196,12 +198,14 @@ def labelled_rows(path: Path, task_type: str, fields: dict[str, str], label_map:
     return out
 
 
-def dataset_spec(title: str, task_type: str, license_id: str) -> dict:
-    """The dataset file: the user's files, and the schema, label map and templates of the paper's
-    dataset of the same task type (the rows were written in its schema)."""
+def dataset_spec(title: str, task_type: str, license_id: str, has_test: bool) -> dict:
+    """The dataset file: the user's files and, with a test set, the schema, label map and
+    templates of the paper's dataset of the same task type (the rows were written in its schema)."""
+    spec = {"title": title, "task_type": task_type, "license": license_id, "unannotated": {"files": "unannotated.jsonl"}}
+    if not has_test:
+        return spec
+    spec["test"] = {"files": "test.jsonl"}
     paper = read_yaml(DATASETS_DIR / f"{TEMPLATE_DATASET[task_type]}.yaml")
-    spec = {"title": title, "task_type": task_type, "license": license_id,
-            "unannotated": {"files": "unannotated.jsonl"}, "test": {"files": "test.jsonl"}}
     for key in ("labels", "test_fields", "passage", "templates"):
         if key in paper:
             spec[key] = paper[key]
@@ -259,27 +263,30 @@ def build(args: argparse.Namespace) -> tuple[Path, dict]:
         task_type = task_type_code(args.task_type)
     except ValueError as error:
         raise CorpusError(f"--task-type: {error}") from None
-    if task_type not in TEMPLATE_DATASET:
-        raise CorpusError(f"--task-type: {TASK_TYPES[task_type]!r} has no F1 evaluation here; use one of "
-                          f"{[TASK_TYPES[t] for t in (*RANK_TASK_TYPES, *GENERATION_TASK_TYPES)]}")
+    if args.test is not None and task_type not in TEMPLATE_DATASET:
+        raise CorpusError(f"--test: {TASK_TYPES[task_type]!r} has no F1 evaluation (F1 is defined for "
+                          f"{[TASK_TYPES[t] for t in (*RANK_TASK_TYPES, *GENERATION_TASK_TYPES)]}); "
+                          "leave out --test, and the run ends at the adapted models")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", args.name):
         raise CorpusError(f"--name: {args.name!r}: use letters, digits, - and _ (it names outputs)")
     manifest = Manifest("corpus", params={k: v for k, v in vars(args).items() if k != "run"})
     passages, counts, drops = read_passages(args.text, args.text_field)
-    if args.test is None:
-        raise CorpusError("--test: a labelled test set is required: every dataset of the workflow is "
-                          "evaluated (F1 for yes-no QA, NLI and extractive QA)")
-    spec = dataset_spec(args.title or args.name, task_type, args.license)
+    spec = dataset_spec(args.title or args.name, task_type, args.license, args.test is not None)
     label_map = parse_pairs(args.label_map, "--label-map") or DEFAULT_LABEL_MAP
-    tests = labelled_rows(args.test, task_type, parse_pairs(args.test_fields, "--test-fields"), label_map)
+    tests = [] if args.test is None else \
+        labelled_rows(args.test, task_type, parse_pairs(args.test_fields, "--test-fields"), label_map)
     out = args.out_dir
     dataset_path = out / f"{args.name}.yaml"
     overlay = overlay_for(dataset_path, args.scale, args.generator, args.targets)
     write_jsonl([{"input": p} for p in passages], out / "unannotated.jsonl")
-    write_jsonl(tests, out / "test.jsonl")
-    header = (f"# Dataset {args.name!r}, written by `python -m bonito_repro corpus` from {args.text}"
-              f" and {args.test}.\n# The test schema, label map and "
-              f"templates are those of {TEMPLATE_DATASET[task_type]} (the paper's {task_type} dataset).\n")
+    if args.test is not None:
+        write_jsonl(tests, out / "test.jsonl")
+        header = (f"# Dataset {args.name!r}, written by `python -m bonito_repro corpus` from {args.text} and "
+                  f"{args.test}.\n# The test schema, label map and templates are those of "
+                  f"{TEMPLATE_DATASET[task_type]} (the paper's {task_type} dataset).\n")
+    else:
+        header = (f"# Dataset {args.name!r}, written by `python -m bonito_repro corpus` from {args.text}.\n"
+                  "# No labelled test set: generated for and adapted on, not evaluated.\n")
     write_text(header + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=1000), dataset_path)
     overlay_path = out / "run.yaml"
     write_text(f"# Selects dataset {args.name!r} (written by `python -m bonito_repro corpus`)\n"
@@ -290,7 +297,7 @@ def build(args: argparse.Namespace) -> tuple[Path, dict]:
         raise CorpusError(str(error)) from None
     manifest.counts = {**counts, "test_rows": len(tests)}
     manifest.drops = drops
-    manifest.extra = {"task_type": TASK_TYPES[task_type], "templates_of": TEMPLATE_DATASET[task_type],
+    manifest.extra = {"task_type": TASK_TYPES[task_type], "templates_of": TEMPLATE_DATASET.get(task_type) if tests else None,
                       "dataset_file": str(dataset_path), "overlay": str(overlay_path)}
     return overlay_path, manifest.write(out / "corpus.manifest.json")
 
@@ -306,7 +313,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--license", required=True,
                         help="the license of your text (a Hub license id, e.g. cc-by-4.0, or 'other')")
     parser.add_argument("--out-dir", type=Path, required=True, help="where the dataset's files are written")
-    parser.add_argument("--test", type=Path, help="labelled test set: JSONL, CSV or parquet")
+    parser.add_argument("--test", type=Path, help="labelled test set: JSONL, CSV or parquet (F1 for yes-no QA, "
+                        "NLI and extractive QA; without one the run ends at the adapted models)")
     parser.add_argument("--test-fields", help="ROLE=FIELD,... for the test set's fields named otherwise than "
                         + "; ".join(f"{t}: {', '.join(r)}" for t, r in ROLES.items()))
     parser.add_argument("--label-map", help="LABEL=yes|no|maybe,... for the test labels (default: yes, no, maybe as they are)")
@@ -329,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     log.info("%s: %d passages of %d, drops %s; %d test rows", args.name, manifest["counts"]["rows_out"],
              manifest["counts"]["rows_in"], manifest["drops"] or "none", manifest["counts"]["test_rows"])
+    if not manifest["counts"]["test_rows"]:
+        log.info("%s: no labelled test set, so no F1: the run ends at the adapted models and their cards", args.name)
     command = snakemake_command(args.scale, overlay)
     if not args.run:
         print(shlex.join(command))

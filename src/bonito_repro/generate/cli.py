@@ -2,7 +2,7 @@
 (parquet), every generation with its funnel reason, bagel's prompt formats and a manifest with
 the funnel counts (docs/protocol.md, section 6).
 
-    python -m bonito_repro generate --dataset KEY --task-type T --passages P --test T
+    python -m bonito_repro generate --dataset KEY --task-type T --passages P [--test T]
         --model DIR [--adapter DIR] --params JSON --shards DIR --out PARQUET --manifest JSON
     python -m bonito_repro generate --published ORIGIN ...   (a published set through the funnel)
 
@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", required=True, help="dataset key (names errors and the manifest)")
     parser.add_argument("--task-type", required=True, help="task type code or full name")
     parser.add_argument("--passages", type=Path, help="unannotated parquet (column input)")
-    parser.add_argument("--test", type=Path, required=True, help="test split parquet (contamination probes)")
+    parser.add_argument("--test", type=Path,
+                        help="test split parquet (contamination probes); none for a dataset without one")
     parser.add_argument("--model", type=Path, help="base or full generator model directory")
     parser.add_argument("--adapter", type=Path, help="PEFT adapter of the generator on --model")
     parser.add_argument("--published", help="instead of generating: a published set's origin (JSON)")
@@ -115,6 +116,7 @@ def write_manifest(manifest: Manifest, args: argparse.Namespace, result: Generat
         manifest.drop(reason, removed)
     manifest.counts = {**counts, "generated": summary["funnel"]["generated"], "kept": summary["kept"]}
     manifest.extra = {"dataset": args.dataset, "task_type": task_type_name(args.task_type), **extra,
+                      "contamination_probes": str(args.test) if args.test else None,
                       **summary, "formats": formats}
     manifest.write(args.manifest)
 
@@ -128,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     params = generation_params(args.params)
     manifest = Manifest("generate", params=params, seed=params["seed"])
-    test_rows = pd.read_parquet(args.test).to_dict("records")
+    test_rows = pd.read_parquet(args.test).to_dict("records") if args.test else []
     result, counts, extra = (from_published if args.published else from_generator)(args, params, test_rows)
     require_tasks(args.dataset, result)
     formats = write_tasks(args, result)
