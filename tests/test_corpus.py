@@ -168,7 +168,7 @@ def test_paper_scale_defaults_to_the_published_generator_on_slurm(tmp_path, caps
 
 
 def test_without_a_test_set_any_task_type_ends_at_the_adapted_models(tmp_path):
-    args = [a for a in replace(replace(replace(EXAMPLE_ARGS, "--test", None), "--test-fields", None), "--label-map", None)]
+    args = replace(replace(replace(EXAMPLE_ARGS, "--test", None), "--test-fields", None), "--label-map", None)
     code, manifest = run(tmp_path, *replace(args, "--task-type", "summarization"))
     assert code == 0 and manifest["counts"]["test_rows"] == 0 and manifest["templates_of"] is None
     out = tmp_path / "out"

@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 
-
-from conftest import REPO
 from test_workflow import dry_run_jobs, snakemake
 
 
