@@ -252,7 +252,7 @@ def _dataset_info(dataset):
     origin = spec["unannotated"]
     where = {"hub": lambda: f"Hub dataset {origin['hub']['id']} ({origin['hub'].get('config')})",
              "embedded": lambda: f"the project's embedded demo rows `{origin['embedded']}`",
-             "files": lambda: f"the user's files {origin['files']}"}[next(iter(origin))]()
+             "files": lambda: f"the files {origin['files']}"}[next(iter(origin))]()
     # a dataset file of the user's own names its license (the corpus command asks for it)
     return {"dataset": dataset, "title": spec["title"], "task_type": spec["task_type"], "origin": where,
             "license": spec.get("license", "other"), "scale": config["scale"], "evaluated": dataset in EVALUATED}

@@ -37,8 +37,8 @@ log = logging.getLogger(__name__)
 # the Hub's size categories, by row count (upper bounds)
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"))
-DEMO_NOTE = ("Made at {scale} scale on embedded demo data with a small stand-in model: a test of the "
-             "workflow, not comparable with the paper and not meant for use.")
+DEMO_NOTE = ("Made at {scale} scale with a small stand-in model: a test of the workflow, not comparable "
+             "with the paper and not meant for use.")
 
 
 class CardError(ValueError):
@@ -114,14 +114,14 @@ def dataset_card(manifest: dict, passages: dict, info: dict, formats: list[str])
         f"({info['dataset']}), as in Bonito (Nayak et al., 2024), by this project's workflow."
         + (f"\n\n{DEMO_NOTE.format(scale=info['scale'])}" if info["scale"] != "paper" else ""),
         "## Source text",
-        f"{info['origin']}. License of the text: `{info['license']}`. "
+        f"Read from {info['origin']}. License of the text: `{info['license']}`. "
         f"{passages['counts']['rows_out']} passages of {passages['counts']['rows_in']} rows "
         f"(dropped: {passages.get('drops') or 'none'}); {manifest['counts'].get('passages', 'none')} "
         "passages went to the generator.",
         "## Generator and sampling",
         f"Generator `{info['generator']}`: {generator}; provenance {provenance}.\n\n"
         + _table([(k, sampling[k]) for k in ("backend", "n", "temperature", "top_p", "max_new_tokens", "seed")
-                  if k in sampling], ("value", "setting")),
+                  if k in sampling], ("setting", "value")),
         "## Funnel",
         f"Every generation counted once, by the first check it fails; kept {kept} of {funnel['generated']}.\n\n"
         + _table([(reason, count, "removed" if reason in removed else "kept") for reason, count in funnel.items()
