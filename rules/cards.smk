@@ -1,4 +1,4 @@
-# Hugging Face cards (`python -m bonito_repro card`), written from the manifests by small local
+# Hugging Face cards (`python -m bonito_repro cards`), written from the manifests by small local
 # jobs into folders that can be pushed to the Hub as they are: a dataset card beside each
 # synthetic set (`synthetic/{generator}/{dataset}.hub/`, with the tasks and bagel's formats), a
 # model card beside each adapter (`adapters/{target}/{source}/{dataset}.hub/`, with its files and
@@ -31,7 +31,7 @@ rule dataset_card:
     conda:
         "../envs/main.yaml"
     shell:
-        "python -m bonito_repro card dataset --tasks {input.tasks} --manifest {input.manifest}"
+        "python -m bonito_repro cards dataset --tasks {input.tasks} --manifest {input.manifest}"
         " --formats {input.formats} --passages-manifest {input.passages} --info {params.info:q}"
         " --out {output} > {log} 2>&1"
 
@@ -54,6 +54,6 @@ rule model_card:
     conda:
         "../envs/main.yaml"
     shell:
-        "python -m bonito_repro card model --adapter {input.adapter} --manifest {input.manifest}"
+        "python -m bonito_repro cards model --adapter {input.adapter} --manifest {input.manifest}"
         " {params.evaluation} --data-manifest {input.data} --info {params.info:q}"
         " --out {output} > {log} 2>&1"

@@ -23,7 +23,7 @@ STAGES = {
     "main-table": "bonito_repro.main_table",
     "plot": "bonito_repro.plot",
     "corpus": "bonito_repro.corpus",
-    "card": "bonito_repro.cards",
+    "cards": "bonito_repro.cards",
 }
 
 

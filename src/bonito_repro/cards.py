@@ -8,9 +8,9 @@ can be pushed to the Hub as it is (``huggingface-cli upload REPO FOLDER``):
 - an adapter: ``README.md`` (a model card) beside the adapter's files;
   ``PeftModel.from_pretrained(base, FOLDER)`` reads it.
 
-    python -m bonito_repro card dataset --tasks T.parquet --manifest M.json --formats DIR
+    python -m bonito_repro cards dataset --tasks T.parquet --manifest M.json --formats DIR
         --passages-manifest U.json --info JSON --out FOLDER
-    python -m bonito_repro card model --adapter DIR --manifest M.json --evaluation E.json
+    python -m bonito_repro cards model --adapter DIR --manifest M.json --evaluation E.json
         --data-manifest D.json --info JSON --out FOLDER
 
 Files are hard links to the workflow's outputs where the filesystem allows (copies elsewhere).
@@ -209,7 +209,7 @@ def write_folder(out: Path, files: dict[str, Path], card: str, jsonl: dict[str, 
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bonito_repro card", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bonito_repro cards", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     kinds = parser.add_subparsers(dest="kind", required=True)
     dataset = kinds.add_parser("dataset", help="a synthetic set's folder and dataset card")
