@@ -27,14 +27,16 @@ include: "rules/adapt.smk"
 include: "rules/evaluate.smk"
 include: "rules/tables.smk"
 include: "rules/plots.smk"
+include: "rules/cards.smk"
 
 
-# The default target: the paper's tables beside the no-model baselines, every figure and the
-# trained generators' parse checks.
+# The default target: the paper's tables beside the no-model baselines (where a dataset has a test
+# set), every figure, the trained generators' parse checks and the cards of every synthetic set and
+# adapter.
 rule all:
     input:
-        MAIN_TABLES,
-        BASELINES,
+        MAIN_TABLES + BASELINES if EVALUATED else [],
         FIGURES,
         PARSE_CHECKS,
+        CARDS,
     default_target: True

@@ -7,7 +7,7 @@ import sys
 
 from snakemake.settings.types import DeploymentMethod
 
-from bonito_repro.config import EVAL_DECODING_KEYS, ConfigError, TAPT, ZERO_SHOT, validate
+from bonito_repro.config import EVAL_DECODING_KEYS, ConfigError, TAPT, ZERO_SHOT, evaluated, validate
 from bonito_repro.origins import embedded_path
 
 try:
@@ -23,6 +23,8 @@ R = "results"
 MODELS = sorted(config["models"])
 TARGETS = sorted(config["targets"])
 DATASETS = sorted(config["datasets"])
+# the datasets with a labelled test set: the others end at their adapted models
+EVALUATED = [d for d in DATASETS if evaluated(config["datasets"][d])]
 GENERATORS = sorted(config["generators"])
 SOURCES = list(config["run"]["sources"])
 
@@ -159,6 +161,15 @@ def data_online(dataset, kind):
 # --- used by generate.smk
 
 
+def test_split(dataset):
+    """The test split the funnel checks a dataset's tasks against for contamination, if any."""
+    return f"{R}/test/{dataset}.parquet" if dataset in EVALUATED else []
+
+
+def test_arg(w, input):
+    return f"--test {input.test}" if input.test else ""
+
+
 def generator_inputs(w):
     spec = config["generators"][w.generator]
     if "model" in spec:
@@ -236,3 +247,30 @@ def loss_curve_section(adapter):
     if kind == "adapters":
         return "adaptation", " / ".join(names)
     return {"generators": "generators", "p3": "P3 stand-in"}[kind], names[0]
+
+
+# --- used by cards.smk
+
+
+def _dataset_info(dataset):
+    spec = config["datasets"][dataset]
+    origin = spec["unannotated"]
+    where = {"hub": lambda: f"Hub dataset {origin['hub']['id']} ({origin['hub'].get('config')})",
+             "embedded": lambda: f"the project's embedded demo rows `{origin['embedded']}`",
+             "files": lambda: f"the files {origin['files']}"}[next(iter(origin))]()
+    # a dataset file of the user's own names its license (the corpus command asks for it)
+    return {"dataset": dataset, "title": spec["title"], "task_type": spec["task_type"], "origin": where,
+            "license": spec.get("license", "other"), "scale": config["scale"], "evaluated": dataset in EVALUATED}
+
+
+def dataset_card_info(generator, dataset):
+    return {**_dataset_info(dataset), "generator": generator, "generator_spec": config["generators"][generator],
+            "generation": config["generation"]}
+
+
+def model_card_info(target, source, dataset):
+    spec = config["targets"][target]
+    model = config["models"][spec["model"]]
+    return {**_dataset_info(dataset), "target": target, "source": source,
+            "base_model": model.get("hub", {}).get("id", spec["model"]), "base_model_on_hub": "hub" in model,
+            "init_adapter": init_adapter_dir(target), "training": adaptation_params(source)}

@@ -39,6 +39,8 @@ rule test_set:
     output:
         rows=f"{R}/test/{{dataset}}.parquet",
         manifest=f"{R}/test/{{dataset}}.manifest.json",
+    wildcard_constraints:
+        dataset=_choice(EVALUATED),
     params:
         origin=lambda w: as_json(data_origin(w.dataset, "test")),
         fields=lambda w: as_json(config["datasets"][w.dataset]["test_fields"]),

@@ -13,15 +13,15 @@ localrules:
     eval_table,
 
 
-GENERATION_DATASETS = sorted(d for d, s in config["datasets"].items() if task_type_code(s["task_type"]) == "exqa")
-RANK_DATASETS = sorted(set(DATASETS) - set(GENERATION_DATASETS))
+GENERATION_DATASETS = sorted(d for d in EVALUATED if task_type_code(config["datasets"][d]["task_type"]) == "exqa")
+RANK_DATASETS = sorted(set(EVALUATED) - set(GENERATION_DATASETS))
 EVAL_GENERATION_ENV = ("../envs/vllm.yaml" if config["evaluation"]["generation_backend"] == "vllm"
                        else "../envs/main.yaml")
 # what an evaluation job writes; eval_table collects every job's scores
 EVAL = f"{R}/eval/{{target}}/{{source}}/{{dataset}}"
 EVAL_OUTPUTS = dict(scores=f"{EVAL}.json", predictions=f"{EVAL}.predictions.parquet",
                     manifest=f"{EVAL}.manifest.json")
-EVAL_RESULTS = expand(f"{EVAL}.json", target=TARGETS, source=[ZERO_SHOT, *SOURCES], dataset=DATASETS)
+EVAL_RESULTS = expand(f"{EVAL}.json", target=TARGETS, source=[ZERO_SHOT, *SOURCES], dataset=EVALUATED)
 
 
 EVAL_COMMAND = (

@@ -32,7 +32,7 @@ rule generate:
     input:
         unpack(generator_inputs),
         passages=f"{R}/unannotated/{{dataset}}.parquet",
-        test=f"{R}/test/{{dataset}}.parquet",
+        test=lambda w: test_split(w.dataset),
     output:
         **SYNTHETIC_OUTPUTS,
     wildcard_constraints:
@@ -40,6 +40,7 @@ rule generate:
     params:
         hp=lambda w: as_json(generation_params(w.generator)),
         kind=lambda w: config["generators"][w.generator]["kind"],
+        test=test_arg,
         task_type=lambda w: config["datasets"][w.dataset]["task_type"],
         adapter=lambda w, input: f"--adapter {input.adapter}" if "adapter" in input.keys() else "",
         shards=lambda w: f"{SHARDS}/{w.generator}/{w.dataset}",
@@ -55,7 +56,7 @@ rule generate:
         GENERATION_ENV
     shell:
         "{params.python} -m bonito_repro generate --dataset {wildcards.dataset} --kind {params.kind}"
-        " --task-type {params.task_type:q} --passages {input.passages} --test {input.test}"
+        " --task-type {params.task_type:q} --passages {input.passages} {params.test}"
         " --model {input.model} {params.adapter} --params {params.hp:q} --shards {params.shards}"
         " --out {output.rows} --manifest {output.manifest} --records {output.records}"
         " --formats {output.formats} --threads {threads} > {log} 2>&1"
@@ -68,13 +69,14 @@ if PUBLISHED_GENERATORS:
 
     rule published_tasks:
         input:
-            test=f"{R}/test/{{dataset}}.parquet",
+            test=lambda w: test_split(w.dataset),
         output:
             **SYNTHETIC_OUTPUTS,
         wildcard_constraints:
             generator=_choice(PUBLISHED_GENERATORS),
         params:
             hp=as_json(config["generation"]),
+            test=test_arg,
             task_type=lambda w: config["datasets"][w.dataset]["task_type"],
             origin=lambda w: as_json(published_origin(w.generator, w.dataset)),
             online=lambda w: ONLINE if "hub" in config["generators"][w.generator]["origin"] else "",
@@ -88,7 +90,7 @@ if PUBLISHED_GENERATORS:
             "../envs/main.yaml"
         shell:
             "{params.online} python -m bonito_repro generate --dataset {wildcards.dataset}"
-            " --task-type {params.task_type:q} --published {params.origin:q} --test {input.test}"
+            " --task-type {params.task_type:q} --published {params.origin:q} {params.test}"
             " --params {params.hp:q} --out {output.rows} --manifest {output.manifest}"
             " --records {output.records} --formats {output.formats}"
             " --threads {threads} > {log} 2>&1"
@@ -102,13 +104,14 @@ if ENDPOINT_GENERATORS:
     rule endpoint_tasks:
         input:
             passages=f"{R}/unannotated/{{dataset}}.parquet",
-            test=f"{R}/test/{{dataset}}.parquet",
+            test=lambda w: test_split(w.dataset),
         output:
             **SYNTHETIC_OUTPUTS,
         wildcard_constraints:
             generator=_choice(ENDPOINT_GENERATORS),
         params:
             hp=lambda w: as_json(generation_params(w.generator)),
+            test=test_arg,
             endpoint=lambda w: as_json({k: v for k, v in config["generators"][w.generator].items() if k != "sampling"}),
             task_type=lambda w: config["datasets"][w.dataset]["task_type"],
             shards=lambda w: f"{SHARDS}/{w.generator}/{w.dataset}",
@@ -122,7 +125,7 @@ if ENDPOINT_GENERATORS:
             "../envs/main.yaml"
         shell:
             "python -m bonito_repro generate --dataset {wildcards.dataset} --kind endpoint"
-            " --task-type {params.task_type:q} --passages {input.passages} --test {input.test}"
+            " --task-type {params.task_type:q} --passages {input.passages} {params.test}"
             " --endpoint {params.endpoint:q} --params {params.hp:q} --shards {params.shards}"
             " --out {output.rows} --manifest {output.manifest} --records {output.records}"
             " --formats {output.formats} --threads {threads} > {log} 2>&1"

@@ -17,8 +17,9 @@ rule main_table:
         [report(path, caption=f"../report/{os.path.basename(path)[:-4]}.rst", category="Main table")
          if path.endswith(".csv") else path for path in MAIN_TABLES],
     params:
-        hp=as_json({**{key: config[key] for key in ("scale", "run", "models", "targets", "tables")},
-                    "datasets": {d: {"title": spec["title"]} for d, spec in config["datasets"].items()}}),
+        hp=as_json({**{key: config[key] for key in ("scale", "models", "targets", "tables")},
+                    "run": {**config["run"], "datasets": [d for d in config["run"]["datasets"] if d in EVALUATED]},
+                    "datasets": {d: {"title": config["datasets"][d]["title"]} for d in EVALUATED}}),
         out_dir=lambda w, output: os.path.dirname(output[0]),
     log:
         f"{R}/logs/paper/main_table.log",
@@ -35,7 +36,7 @@ rule main_table:
 # Majority-class, random-label and random-span F1 on the rows the evaluations score: no model.
 rule baselines:
     input:
-        [f"{R}/test/{dataset}.parquet" for dataset in config["run"]["datasets"]],
+        [f"{R}/test/{dataset}.parquet" for dataset in config["run"]["datasets"] if dataset in EVALUATED],
     output:
         csv=report(f"{R}/paper/baselines.csv", caption="../report/baselines.rst", category="Main table"),
         md=f"{R}/paper/baselines.md",
@@ -44,7 +45,7 @@ rule baselines:
         hp=as_json({"scale": config["scale"], "tables": config["tables"],
                     "evaluation": {k: config["evaluation"][k] for k in ("max_examples", "seed", "bootstrap")},
                     "datasets": {d: {k: spec.get(k) for k in ("title", "task_type", "labels", "passage")}
-                                 for d, spec in config["datasets"].items()}}),
+                                 for d, spec in config["datasets"].items() if d in EVALUATED}}),
     log:
         f"{R}/logs/paper/baselines.log",
     conda:

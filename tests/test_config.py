@@ -207,6 +207,19 @@ def test_a_dataset_file_of_ones_own(base, tmp_path):
     assert resolved["pubmed_qa"]["unannotated"]["hub"]["config"] == "unannotated_pubmed_qa"
 
 
+def test_a_dataset_without_a_test_set_may_be_of_any_task_type(base, tmp_path):
+    """It is generated for and adapted on; evaluation and the tables leave it out."""
+    own = tmp_path / "minutes.yaml"
+    own.write_text(yaml.safe_dump({"title": "Minutes", "task_type": "summarization", "unannotated": {"files": "m.txt"}}))
+    config = copy.deepcopy(base)
+    config["run"]["datasets"] = [str(own)]
+    resolved = validate(config)["datasets"]["minutes"]
+    assert resolved["unannotated"] == {"files": str(tmp_path / "m.txt")} and "test" not in resolved
+    own.write_text(yaml.safe_dump({"title": "Minutes", "task_type": "poetry", "unannotated": {"files": "m.txt"}}))
+    with pytest.raises(ConfigError, match="minutes.yaml: task_type: unknown task type 'poetry'"):
+        validate(config)
+
+
 @pytest.mark.parametrize("change, expected", [
     ({"task_type": "poetry"}, "legal_qa.yaml: task_type: unknown task type 'poetry'"),
     ({"task_type": "summarization"}, "legal_qa.yaml: task_type: 'summarization' cannot be evaluated"),
@@ -214,8 +227,10 @@ def test_a_dataset_file_of_ones_own(base, tmp_path):
     ({"unannotated": {"hub": {"id": "me/corpus"}}}, "legal_qa.yaml: unannotated: no 'embedded' origin"),
     ({"title": None}, "legal_qa.yaml: title: None is not of type 'string'"),
     # the test fields and templates: a missing or malformed key
-    ({"test_fields": MISSING}, "legal_qa.yaml: 'test_fields' is a required property"),
-    ({"templates": MISSING}, "legal_qa.yaml: 'templates' is a required property"),
+    ({"test_fields": MISSING}, "legal_qa.yaml: 'test_fields' is a dependency of 'test'"),
+    ({"templates": MISSING}, "legal_qa.yaml: 'templates' is a dependency of 'test'"),
+    # without a test set there is nothing to score: templates, fields and labels need one
+    ({"test": MISSING}, "legal_qa.yaml: 'test' is a dependency of 'test_fields'"),
     ({"test_fields": {"required": {"answer": "float"}, "label": "answer"}}, "legal_qa.yaml: test_fields.required.answer"),
     ({"templates": {"inline": [{"name": "x", "jinja": "{{q}}", "choices": {"true": "T", "no": "N"}}]}},
      "legal_qa.yaml: templates.inline.0.choices"),

@@ -15,7 +15,7 @@ from conftest import REPO
 
 PUBLISHED_ZERO_SHOT = {"pubmed_qa": 25.6, "privacy_qa": 44.1, "squadshifts_nyt": 24.2, "squadshifts_amazon": 17.5,
                        "squadshifts_reddit": 12.0, "contract_nli": 31.2, "vitaminc": 38.9}
-BONUS = {"zero_shot": 0.0, "tapt": -1.0, "bonito": 20.0}
+BONUS = {"zero_shot": 0.0, "tapt": -1.0, "bonito": 20.0, "bonito_v1": 20.0}
 
 
 def scores_for(config: dict) -> pd.DataFrame:
@@ -68,6 +68,17 @@ def test_published_comparison(paper):
     last = table.iloc[-1]
     assert "3 targets" in last["what"] and last["ours"] == pytest.approx(20.0)
     assert last["difference"] == pytest.approx(-2.1)
+
+
+def test_the_published_generator_is_compared_as_the_papers_bonito():
+    """config/from_bonito_v1.yaml: its rows stand for the paper's Bonito in the comparison."""
+    config = load_scale("paper", REPO)
+    config["run"]["sources"] = ["tapt", "bonito_v1"]
+    table = published_comparison(score_grid(scores_for(config), config), config,
+                                 {"zero_shot_rows": [], "average_deltas": [{"group": "instruction-tuned",
+                                  "source": "bonito", "delta": 22.1, "provenance": "abstract"}]})
+    assert list(table["what"]) == ["instruction-tuned average delta, bonito_v1 vs zero-shot (3 targets)"]
+    assert table["difference"].iloc[0] == pytest.approx(-2.1)
 
 
 def test_missing_cell_is_an_error(paper):

@@ -132,6 +132,30 @@ def test_smoke_dag_runs_to_the_main_table(smoke_run):
 
 
 @pytest.mark.slow
+def test_every_synthetic_set_and_adapter_has_a_card_folder_that_loads(smoke_run):
+    """The cards' counts are the manifests'; each folder loads with the library a Hub user would."""
+    import datasets
+    from huggingface_hub import DatasetCard, ModelCard
+
+    results = smoke_run / "results"
+    sets = sorted((results / "synthetic").glob("*/*.hub"))
+    adapters = sorted((results / "adapters").glob("*/*/*.hub"))
+    config = load_scale("smoke", REPO)
+    assert len(sets) == len(config["datasets"]) * (len(config["run"]["sources"]) - 1)
+    assert len(adapters) == len(config["targets"]) * len(config["datasets"]) * len(config["run"]["sources"])
+    for folder in sets:
+        manifest = json.loads(folder.with_name(folder.name.replace(".hub", ".manifest.json")).read_text())
+        assert len(datasets.load_dataset(str(folder), split="train")) == manifest["kept"]
+        card = DatasetCard.load(folder / "README.md")
+        assert f"kept {manifest['kept']} of {manifest['funnel']['generated']}" in card.text and card.data.license
+    for folder in adapters:
+        manifest = json.loads(folder.with_name(folder.name.replace(".hub", ".manifest.json")).read_text())
+        card = ModelCard.load(folder / "README.md")
+        assert f"| steps | {manifest['steps']} |" in card.text and card.data.eval_results[0].metric_type == "f1"
+        assert (folder / "adapter_config.json").exists() and (folder / "adapter_model.safetensors").exists()
+
+
+@pytest.mark.slow
 def test_report_collects_tables_plots_and_captions(smoke_run):
     report = smoke_run / "report.html"
     result = snakemake("-s", str(REPO / "Snakefile"), "-d", str(smoke_run), "--configfile",
@@ -161,14 +185,17 @@ def rerun_after(smoke_run: Path, tmp_path: Path, edit) -> set[str]:
 EVALUATION = {"evaluate", "evaluate_generation"}
 TABLES = {"eval_table", "main_table"}
 PLOTS = {"funnel_plot", "loss_curve"}
+CARDS = {"dataset_card", "model_card"}  # a model card carries its adapter's F1
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("edit, must, may", [
-    (lambda c: c["evaluation"].update(max_new_tokens=7), {"evaluate_generation"}, {"evaluate_generation"} | TABLES),
-    (lambda c: c["evaluation"].update(max_examples=5), EVALUATION, EVALUATION | TABLES),
-    (lambda c: c["evaluation"].update(truncation="right"), EVALUATION, EVALUATION | TABLES),
-    (lambda c: c["adaptation"].update(learning_rate=0.123), {"adapt"}, {"adapt", "loss_curve"} | EVALUATION | TABLES),
+    (lambda c: c["evaluation"].update(max_new_tokens=7), {"evaluate_generation"},
+     {"evaluate_generation", "model_card"} | TABLES),
+    (lambda c: c["evaluation"].update(max_examples=5), EVALUATION, EVALUATION | TABLES | {"model_card"}),
+    (lambda c: c["evaluation"].update(truncation="right"), EVALUATION, EVALUATION | TABLES | {"model_card"}),
+    (lambda c: c["adaptation"].update(learning_rate=0.123), {"adapt"},
+     {"adapt", "loss_curve", "model_card"} | EVALUATION | TABLES),
     (lambda c: c.setdefault("tables", {}).update(decimals=2), {"main_table"}, {"main_table"}),
     (lambda c: c.setdefault("plots", {}).update(dpi=72), PLOTS, PLOTS),  # a figure's style reruns no compute job
     (lambda c: c.setdefault("parse_check", {}).update(contexts=4), {"parse_check"}, {"parse_check"}),  # and never the training
@@ -196,8 +223,8 @@ def test_a_dataset_file_edit_reruns_only_that_datasets_evaluations(smoke_run, tm
     for edit in ({"templates": edited}, {"passage": ["premise", "hypothesis"]}):
         own.write_text(yaml.safe_dump({**spec, **edit}))
         jobs = rerun_jobs(smoke_run, tmp_path, select_copy)
-        assert {job["rule"] for job in jobs} == {"evaluate"} | TABLES, jobs
-        assert {job["wildcards"]["dataset"] for job in jobs if job["rule"] == "evaluate"} == {"contract_nli"}
+        assert {job["rule"] for job in jobs} == {"evaluate", "model_card"} | TABLES, jobs
+        assert {job["wildcards"]["dataset"] for job in jobs if job["rule"] in ("evaluate", "model_card")} == {"contract_nli"}
 
 
 @pytest.mark.slow

@@ -25,6 +25,8 @@ STAGES = {
     "plot": "bonito_repro.plot",
     "cost": "bonito_repro.cost",
     "preflight": "bonito_repro.preflight",
+    "corpus": "bonito_repro.corpus",
+    "cards": "bonito_repro.cards",
 }
 
 

@@ -193,6 +193,8 @@ def _dataset_problems(spec: dict, path: Path) -> list[str]:
         task_type = task_type_code(spec["task_type"])
     except ValueError as error:
         return [f"{path}: task_type: {error}"]
+    if not evaluated(spec):  # generated for and adapted on only: any task type
+        return []
     if task_type not in RANK_TASK_TYPES + GENERATION_TASK_TYPES:
         return [f"{path}: task_type: {task_type!r} cannot be evaluated (rank classification: "
                 f"{list(RANK_TASK_TYPES)}, generation: {list(GENERATION_TASK_TYPES)})"]
@@ -243,6 +245,11 @@ def _dataset_problems(spec: dict, path: Path) -> list[str]:
     return problems
 
 
+def evaluated(spec: dict) -> bool:
+    """Whether a dataset has a labelled test set, and so is evaluated (F1) after adaptation."""
+    return "test" in spec
+
+
 def load_dataset_file(entry: str, data: str) -> tuple[str, dict]:
     """A dataset's resolved entry: its file validated, with the origins ``data`` picks."""
     name, path = dataset_file(entry)
@@ -253,7 +260,7 @@ def load_dataset_file(entry: str, data: str) -> tuple[str, dict]:
     _raise(_schema_errors(spec, _definition("dataset_file"), prefix=f"{path}: "), "invalid dataset file")
     _raise(_dataset_problems(spec, path), "invalid dataset file")
     resolved = dict(spec)
-    for kind in ("unannotated", "test"):
+    for kind in ("unannotated", "test")[:2 if evaluated(spec) else 1]:
         resolved[kind] = _pick_origin(spec[kind], data, f"{path}: {kind}", path.parent)
     if "passage" in spec:
         resolved["passage"] = passage_fields(spec)
@@ -358,7 +365,7 @@ def check_references(config: dict) -> None:
                             "same; use n: 1 or a temperature above 0")
     if config["evaluation"]["truncation"] == "passage":
         problems += [f"{spec['file']}: passage: missing; evaluation.truncation is 'passage', which shortens "
-                     "the test fields this key names" for spec in config["datasets"].values() if "passage" not in spec]
+                     "the test fields this key names" for spec in config["datasets"].values() if evaluated(spec) and "passage" not in spec]
     reserved = {ZERO_SHOT, TAPT} & set(config["generators"])
     if reserved:
         problems.append(f"generators: {sorted(reserved)} are reserved source names")

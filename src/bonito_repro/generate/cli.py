@@ -2,7 +2,7 @@
 (parquet), every generation with its funnel reason, bagel's prompt formats and a manifest with
 the funnel counts (docs/protocol.md, section 6).
 
-    python -m bonito_repro generate --dataset KEY --task-type T --passages P --test T
+    python -m bonito_repro generate --dataset KEY --task-type T --passages P [--test T]
         [--kind bonito|prompted] --model DIR [--adapter DIR] --params JSON --shards DIR
         --out PARQUET --manifest JSON
     python -m bonito_repro generate --kind endpoint --endpoint SPEC ...   (an OpenAI-compatible endpoint)
@@ -43,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--dataset", required=True, help="dataset key (names errors and the manifest)")
     parser.add_argument("--task-type", required=True, help="task type code or full name")
     parser.add_argument("--passages", type=Path, help="unannotated parquet (column input)")
-    parser.add_argument("--test", type=Path, required=True, help="test split parquet (contamination probes)")
+    parser.add_argument("--test", type=Path,
+                        help="test split parquet (contamination probes); none for a dataset without one")
     parser.add_argument("--kind", choices=sorted(KINDS), default="bonito",
                         help="generator kind: what is asked and how replies are parsed (generate.kinds)")
     parser.add_argument("--model", type=Path, help="base or full generator model directory")
@@ -149,7 +150,8 @@ def write_manifest(manifest: Manifest, args: argparse.Namespace, result: Generat
     kind = PUBLISHED if args.published else args.kind
     manifest.extra = {"dataset": args.dataset, "task_type": task_type_name(args.task_type), "kind": kind,
                       "empty_is_result": not result.rows and kind != PUBLISHED and KINDS[kind].empty_is_result,
-                      **extra, **summary, "formats": formats}
+                      **extra, "contamination_probes": str(args.test) if args.test else None,
+                      **summary, "formats": formats}
     manifest.write(args.manifest)
 
 
@@ -162,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     set_threads(args.threads)
     params = generation_params(args.params)
     manifest = Manifest("generate", params=params, seed=params["seed"])
-    test_rows = pd.read_parquet(args.test).to_dict("records")
+    test_rows = pd.read_parquet(args.test).to_dict("records") if args.test else []
     result, counts, extra = (from_published if args.published else from_generator)(args, params, test_rows)
     require_tasks(args.dataset, PUBLISHED if args.published else args.kind, result)
     formats = write_tasks(args, result)

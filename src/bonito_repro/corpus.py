@@ -1,0 +1,348 @@
+"""A user's own unannotated text as a dataset of the workflow, in one command.
+
+    python -m bonito_repro corpus --text my.txt --task-type "yes-no question answering" \\
+        --name my_corpus --out-dir my_corpus [--text-field FIELD] \\
+        [--test test.csv --test-fields passage=clause,question=q,label=answer --label-map Y=yes,N=no] \\
+        [--scale local] [--generator bonito] [--targets smollm2] [--run]
+
+It reads the text (plain text: one passage per blank-line-separated block; JSONL, CSV or parquet:
+the column ``--text-field``), drops empty and duplicate passages (counted by reason in
+``corpus.manifest.json``), and writes into ``--out-dir``: the passages (``unannotated.jsonl``),
+the labelled test set in the schema of the paper's dataset of the same task type
+(``test.jsonl``), the dataset file ``NAME.yaml`` and an overlay ``run.yaml`` selecting it. It
+checks the whole config with that overlay, then prints the Snakemake command, or runs it with
+``--run``. The workflow then runs as for the paper's datasets: the same rules, manifests,
+funnel, resume and reruns (rerun this command after editing the text: a changed passage file
+reruns what depends on it).
+
+Any of the 16 task types is generated for and adapted on. F1 needs a labelled test set and one
+of the task types it is defined for, each scored with the paper's templates of the dataset of
+that type: yes-no QA (PubMedQA's), NLI (ContractNLI's), extractive QA (SQuADShifts NYT's);
+without a test set the run ends at the adapted models. Bad input stops with an error naming the
+file, the row and the field.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from .config import DATASETS_DIR, ConfigError, load_config, merge, read_yaml
+from .io import Manifest, setup_logging, write_text
+from .tasks import GENERATION_TASK_TYPES, RANK_TASK_TYPES, TASK_TYPES, task_type_code
+
+log = logging.getLogger(__name__)
+REPO = Path(__file__).resolve().parents[2]
+FORMATS = (".txt", ".jsonl", ".csv", ".parquet")
+# The paper's dataset whose schema, label map and evaluation templates a user's test set of
+# each task type takes, and the fields (roles) the user names in their own rows.
+TEMPLATE_DATASET = {"ynqa": "pubmed_qa", "nli": "contract_nli", "exqa": "squadshifts_nyt"}
+ROLES = {"ynqa": ("passage", "question", "label"), "nli": ("premise", "hypothesis", "label"),
+         "exqa": ("context", "question", "answer")}
+# ContractNLI's label ids (its dataset file's map, inverted): the NLI test rows are written so
+NLI_LABEL_IDS = {"no": 0, "yes": 1, "maybe": 2}
+DEFAULT_LABEL_MAP = {"yes": "yes", "no": "no", "maybe": "maybe"}
+PROFILES = {"local": "local", "smoke": "local", "paper": "slurm"}
+# a user at paper scale starts from the authors' generator (no 400 GPU-hours of Bonito training);
+# the other scales' own generator is trained in minutes
+DEFAULT_GENERATOR = {"paper": "bonito_v1"}
+
+
+class CorpusError(ValueError):
+    """The user's text, test set or options cannot make a dataset; the message says where."""
+
+
+def _decode(path: Path) -> str:
+    """The file's text, strictly UTF-8: a bad byte stops with its line and offset."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        raise CorpusError(f"{path}: not UTF-8: byte {data[error.start]:#04x} at offset {error.start} "
+                          f"(line {line}); save the file as UTF-8") from None
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of a JSONL, CSV or parquet file, each a dict (CSV cells as text)."""
+    if not path.is_file():
+        raise CorpusError(f"{path}: no such file")
+    if path.suffix not in FORMATS[1:]:
+        raise CorpusError(f"{path}: rows are read from {list(FORMATS[1:])} files, not {path.suffix or 'no suffix'!r}")
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path).to_dict("records")
+    text = _decode(path)
+    if path.suffix == ".csv":
+        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False).to_dict("records")
+    rows = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise CorpusError(f"{path}: line {number}: not JSON ({error.msg})") from None
+        if not isinstance(row, dict):
+            raise CorpusError(f"{path}: line {number}: a row must be a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
+def _field(row: dict, field: str, path: Path, number: int, columns: list[str]) -> Any:
+    if field not in row:
+        raise CorpusError(f"{path}: row {number}: no field {field!r} (fields: {columns})")
+    return row[field]
+
+
+def read_passages(path: Path, text_field: str | None) -> tuple[list[str], dict[str, int], dict[str, int]]:
+    """Passages of the user's text, with counts and drops by reason (empty, duplicate)."""
+    if not path.is_file():
+        raise CorpusError(f"{path}: no such file")
+    if path.suffix == ".txt":
+        if text_field:
+            raise CorpusError(f"{path}: --text-field is for JSONL, CSV and parquet; a .txt file holds "
+                              "one passage per blank-line-separated block")
+        blocks: list[Any] = re.split(r"\n[ \t]*\n", _decode(path).replace("\r\n", "\n"))
+    elif path.suffix in FORMATS:
+        if not text_field:
+            raise CorpusError(f"{path}: --text-field is required for a {path.suffix} file (the column of the passages)")
+        rows = read_rows(path)
+        columns = sorted({key for row in rows for key in row})
+        blocks = [_field(row, text_field, path, number, columns) for number, row in enumerate(rows, 1)]
+        for number, value in enumerate(blocks, 1):
+            if value is not None and not isinstance(value, str):
+                raise CorpusError(f"{path}: row {number}: {text_field!r} must be text, got {type(value).__name__}")
+    else:
+        raise CorpusError(f"{path}: the text must be one of {list(FORMATS)}, not {path.suffix or 'no suffix'!r}")
+    passages: list[str] = []
+    seen: set[str] = set()
+    drops: Counter[str] = Counter()
+    for block in blocks:
+        text = (block or "").strip()
+        if not text:
+            drops["empty_passage"] += 1
+        elif text in seen:
+            drops["duplicate_passage"] += 1
+        else:
+            seen.add(text)
+            passages.append(text)
+    if not passages:
+        raise CorpusError(f"{path}: empty corpus: no passage in {len(blocks)} blocks or rows (drops: {dict(drops)})")
+    return passages, {"rows_in": len(blocks), "rows_out": len(passages)}, dict(drops)
+
+
+def parse_pairs(text: str | None, flag: str) -> dict[str, str]:
+    """``a=b,c=d`` as a mapping; errors name the flag."""
+    if not text:
+        return {}
+    pairs = {}
+    for item in text.split(","):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise CorpusError(f"{flag}: {item!r} is not NAME=VALUE (e.g. {flag} a=b,c=d)")
+        pairs[key.strip()] = value.strip()
+    return pairs
+
+
+def labelled_rows(path: Path, task_type: str, fields: dict[str, str], label_map: dict[str, str]) -> list[dict]:
+    """The user's labelled rows in the schema of the paper's dataset of the task type, each label
+    mapped (a label outside the map stops, naming the row)."""
+    roles = ROLES[task_type]
+    unknown = sorted(set(fields) - set(roles))
+    if unknown:
+        raise CorpusError(f"--test-fields: {unknown} are not fields of a {task_type} test set; name {list(roles)}")
+    bad = {k: v for k, v in label_map.items() if v not in ("yes", "no", "maybe")}
+    if bad or (task_type != "exqa" and len(set(label_map.values())) < 2):
+        raise CorpusError(f"--label-map: {label_map}: map each label of your rows to yes, no or maybe "
+                          "(at least two of them)")
+    rows = read_rows(path)
+    if not rows:
+        raise CorpusError(f"{path}: the test set has no rows")
+    columns = sorted({key for row in rows for key in row})
+    out = []
+    for number, row in enumerate(rows, 1):
+        value = {role: _field(row, fields.get(role, role), path, number, columns) for role in roles}
+        for role in roles[:2]:
+            if not isinstance(value[role], str) or not value[role].strip():
+                raise CorpusError(f"{path}: row {number}: {fields.get(role, role)!r} must be non-empty text")
+        if task_type == "exqa":
+            answers = value["answer"] if isinstance(value["answer"], list) else [value["answer"]]
+            if not answers or not all(isinstance(a, str) and a.strip() for a in answers):
+                raise CorpusError(f"{path}: row {number}: {fields.get('answer', 'answer')!r} must be text or a list of texts")
+            out.append({"context": value["context"], "question": value["question"],
+                        "answers": {"text": answers, "answer_start": [value["context"].find(a) for a in answers]}})
+            continue
+        label = str(value["label"])
+        if label not in label_map:
+            raise CorpusError(f"{path}: row {number}: label {label!r} of field {fields.get('label', 'label')!r} "
+                              f"is not in the label map {sorted(label_map)}; add it to --label-map")
+        canonical = label_map[label]
+        if task_type == "ynqa":
+            out.append({"question": value["question"], "context": {"contexts": [value["passage"]]},
+                        "final_decision": canonical})
+        else:
+            out.append({"premise": value["premise"], "hypothesis": value["hypothesis"],
+                        "label": NLI_LABEL_IDS[canonical]})
+    return out
+
+
+def dataset_spec(title: str, task_type: str, license_id: str, has_test: bool) -> dict:
+    """The dataset file: the user's files and, with a test set, the schema, label map and
+    templates of the paper's dataset of the same task type (the rows were written in its schema)."""
+    spec = {"title": title, "task_type": task_type, "license": license_id, "unannotated": {"files": "unannotated.jsonl"}}
+    if not has_test:
+        return spec
+    spec["test"] = {"files": "test.jsonl"}
+    paper = read_yaml(DATASETS_DIR / f"{TEMPLATE_DATASET[task_type]}.yaml")
+    for key in ("labels", "test_fields", "passage", "templates"):
+        if key in paper:
+            spec[key] = paper[key]
+    return spec
+
+
+def _relative(path: Path) -> str:
+    """``path`` as the overlay and the command name it: relative to the checkout (where Snakemake
+    runs) when inside it."""
+    path = path.resolve()
+    try:
+        return str(path.relative_to(REPO))
+    except ValueError:
+        return str(path)
+
+
+def scale_files(scale: str) -> list[Path]:
+    return [REPO / "config.yaml", *([] if scale == "paper" else [REPO / "config" / f"{scale}.yaml"])]
+
+
+def overlay_for(dataset_path: Path, scale: str, generator: str | None, targets: list[str] | None) -> dict:
+    """The run selection: the user's dataset, the generator as the source (the scale's own
+    sources unless given) and the targets (the scale's unless given), each checked to exist."""
+    merged: dict = {}
+    for path in scale_files(scale):
+        merged = merge(merged, read_yaml(path))
+    run: dict[str, Any] = {"datasets": [_relative(dataset_path)]}
+    generator = generator or DEFAULT_GENERATOR.get(scale)
+    if generator:
+        if generator not in merged["generators"]:
+            raise CorpusError(f"--generator: {generator!r} is not a generator of the {scale} config "
+                              f"(declared: {sorted(merged['generators'])})")
+        run["sources"] = ["tapt", generator]
+    if targets:
+        unknown = [t for t in targets if t not in merged["targets"]]
+        if unknown:
+            raise CorpusError(f"--targets: {unknown} are not targets of the {scale} config "
+                              f"(declared: {sorted(merged['targets'])})")
+        run["targets"] = targets
+    return {"run": run}
+
+
+def snakemake_command(scale: str, overlay: Path) -> list[str]:
+    configfiles = [str(p.relative_to(REPO)) for p in scale_files(scale)[1:]] + [_relative(overlay)]
+    return ["snakemake", "--profile", PROFILES[scale], "--configfile", *configfiles]
+
+
+def write_jsonl(rows: list[dict], path: Path) -> None:
+    write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows), path)
+
+
+def build(args: argparse.Namespace) -> tuple[Path, dict]:
+    """Write the dataset's files under --out-dir; return the overlay's path and the manifest."""
+    try:
+        task_type = task_type_code(args.task_type)
+    except ValueError as error:
+        raise CorpusError(f"--task-type: {error}") from None
+    if args.test is not None and task_type not in TEMPLATE_DATASET:
+        raise CorpusError(f"--test: {TASK_TYPES[task_type]!r} has no F1 evaluation (F1 is defined for "
+                          f"{[TASK_TYPES[t] for t in (*RANK_TASK_TYPES, *GENERATION_TASK_TYPES)]}); "
+                          "leave out --test, and the run ends at the adapted models")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", args.name):
+        raise CorpusError(f"--name: {args.name!r}: use letters, digits, - and _ (it names outputs)")
+    manifest = Manifest("corpus", params={k: v for k, v in vars(args).items() if k != "run"})
+    passages, counts, drops = read_passages(args.text, args.text_field)
+    spec = dataset_spec(args.title or args.name, task_type, args.license, args.test is not None)
+    label_map = parse_pairs(args.label_map, "--label-map") or DEFAULT_LABEL_MAP
+    tests = [] if args.test is None else \
+        labelled_rows(args.test, task_type, parse_pairs(args.test_fields, "--test-fields"), label_map)
+    out = args.out_dir
+    dataset_path = out / f"{args.name}.yaml"
+    overlay = overlay_for(dataset_path, args.scale, args.generator, args.targets)
+    write_jsonl([{"input": p} for p in passages], out / "unannotated.jsonl")
+    if args.test is not None:
+        write_jsonl(tests, out / "test.jsonl")
+        header = (f"# Dataset {args.name!r}, written by `python -m bonito_repro corpus` from {args.text} and "
+                  f"{args.test}.\n# The test schema, label map and templates are those of "
+                  f"{TEMPLATE_DATASET[task_type]} (the paper's {task_type} dataset).\n")
+    else:
+        header = (f"# Dataset {args.name!r}, written by `python -m bonito_repro corpus` from {args.text}.\n"
+                  "# No labelled test set: generated for and adapted on, not evaluated.\n")
+    write_text(header + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=1000), dataset_path)
+    overlay_path = out / "run.yaml"
+    write_text(f"# Selects dataset {args.name!r} (written by `python -m bonito_repro corpus`)\n"
+               + yaml.safe_dump(overlay, sort_keys=False), overlay_path)
+    try:  # the whole config with the overlay, as Snakemake will read it
+        load_config(*scale_files(args.scale), overlay_path)
+    except ConfigError as error:
+        raise CorpusError(str(error)) from None
+    manifest.counts = {**counts, "test_rows": len(tests)}
+    manifest.drops = drops
+    manifest.extra = {"task_type": TASK_TYPES[task_type], "templates_of": TEMPLATE_DATASET.get(task_type) if tests else None,
+                      "dataset_file": str(dataset_path), "overlay": str(overlay_path)}
+    return overlay_path, manifest.write(out / "corpus.manifest.json")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bonito_repro corpus", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--text", type=Path, required=True, help=f"the unannotated text: {', '.join(FORMATS)}")
+    parser.add_argument("--text-field", help="the column of the passages (JSONL, CSV, parquet)")
+    parser.add_argument("--task-type", required=True, help="a Bonito task type, short code or full name")
+    parser.add_argument("--name", required=True, help="the dataset's name (its file's stem; names its outputs)")
+    parser.add_argument("--title", help="its column title in tables (default: the name)")
+    parser.add_argument("--license", required=True,
+                        help="the license of your text (a Hub license id, e.g. cc-by-4.0, or 'other')")
+    parser.add_argument("--out-dir", type=Path, required=True, help="where the dataset's files are written")
+    parser.add_argument("--test", type=Path, help="labelled test set: JSONL, CSV or parquet (F1 for yes-no QA, "
+                        "NLI and extractive QA; without one the run ends at the adapted models)")
+    parser.add_argument("--test-fields", help="ROLE=FIELD,... for the test set's fields named otherwise than "
+                        + "; ".join(f"{t}: {', '.join(r)}" for t, r in ROLES.items()))
+    parser.add_argument("--label-map", help="LABEL=yes|no|maybe,... for the test labels (default: yes, no, maybe as they are)")
+    parser.add_argument("--scale", choices=sorted(PROFILES), default="local",
+                        help="the config the run overlays (local: this machine's profile; paper: Slurm)")
+    parser.add_argument("--generator", help="a generator of that config (default: bonito_v1, the published "
+                        "one, at paper scale; else the config's run.sources)")
+    parser.add_argument("--targets", nargs="+", help="targets of that config (default: its run.targets)")
+    parser.add_argument("--run", action="store_true", help="run the Snakemake command instead of printing it")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging()
+    args = parse_args(argv)
+    try:
+        overlay, manifest = build(args)
+    except CorpusError as error:
+        log.error("%s", error)
+        return 1
+    log.info("%s: %d passages of %d, drops %s; %d test rows", args.name, manifest["counts"]["rows_out"],
+             manifest["counts"]["rows_in"], manifest["drops"] or "none", manifest["counts"]["test_rows"])
+    if not manifest["counts"]["test_rows"]:
+        log.info("%s: no labelled test set, so no F1: the run ends at the adapted models and their cards", args.name)
+    command = snakemake_command(args.scale, overlay)
+    if not args.run:
+        print(shlex.join(command))
+        return 0
+    log.info("running %s", shlex.join(command))
+    bin_dir = os.path.dirname(sys.executable)  # this environment's snakemake
+    return subprocess.run([os.path.join(bin_dir, command[0]), *command[1:]], cwd=REPO).returncode

@@ -1,0 +1,145 @@
+"""Hub cards: a synthetic set's folder loads with datasets.load_dataset and its card's counts are
+the manifest's; an adapter's folder loads with PeftModel.from_pretrained and its card carries the
+F1; both cards' metadata parse with huggingface_hub's card classes, offline."""
+from __future__ import annotations
+
+import json
+import re
+import zlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bonito_repro import cards
+from bonito_repro.generate.formats import FORMATS, export_formats
+from bonito_repro.generate.funnel import funnel_counts, run_funnel
+
+PASSAGES = ["Loans last three weeks.", "Fines stop at five dollars.", "Rooms are free for public meetings."]
+GENERATIONS = [
+    "Do loans last three weeks?\n{{context}}\n<|pipe|>\nYes",
+    "Do loans last three weeks?\n{{context}}\n<|pipe|>\nYes",   # an exact duplicate
+    "no pipe here",                                           # unparsable
+    "Is a public meeting charged?\n{{context}}\n<|pipe|>\nNo",
+]
+
+
+def embed(texts):
+    """Distinct texts, distinct unit vectors (a hash's one-hot): no near duplicates, offline."""
+    vectors = np.zeros((len(texts), 256), dtype=np.float32)
+    for i, text in enumerate(texts):
+        vectors[i, zlib.crc32(text.encode()) % 256] = 1.0
+    return vectors
+
+
+@pytest.fixture
+def synthetic_set(tmp_path, local_config):
+    params = {**local_config["generation"], "filters": {"exact_duplicates": True, "near_duplicates": False,
+                                                        "contaminated": False}}
+    records = run_funnel(pd.DataFrame({"passage": [PASSAGES[0], PASSAGES[0], PASSAGES[1], PASSAGES[2]],
+                                       "generation": GENERATIONS, "context_id": [0, 0, 1, 2]}),
+                         params, embed=embed)
+    summary = funnel_counts(records, params)
+    kept = records[records["kept"]]
+    rows = [{"input": i, "output": o, "context_id": c} for i, o, c in zip(kept["input"], kept["output"], kept["context_id"])]
+    pd.DataFrame(rows).to_parquet(tmp_path / "tasks.parquet")
+    formats = export_formats(rows, tmp_path / "formats", dataset="library")
+    manifest = {"counts": {"passages": 3, "generated": 4, "kept": summary["kept"]}, **summary,
+                "provenance": {"model": "results/models/smollm2", "adapter": "results/generators/bonito/adapter"},
+                "formats": formats}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    (tmp_path / "passages.json").write_text(json.dumps({"counts": {"rows_in": 4, "rows_out": 3},
+                                                        "drops": {"blank_input": 1}}))
+    info = {"dataset": "library", "title": "Library", "task_type": "ynqa", "origin": "the user's files",
+            "license": "cc0-1.0", "scale": "local", "evaluated": True, "generator": "bonito",
+            "generator_spec": {"kind": "bonito", "base": "smollm2"}, "generation": params}
+    return tmp_path, manifest, info
+
+
+def test_synthetic_set_folder_loads_and_its_card_counts_are_the_manifests(synthetic_set):
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    where, manifest, info = synthetic_set
+    out = where / "library.hub"
+    assert cards.main(["dataset", "--tasks", str(where / "tasks.parquet"), "--manifest", str(where / "manifest.json"),
+                       "--formats", str(where / "formats"), "--passages-manifest", str(where / "passages.json"),
+                       "--info", json.dumps(info), "--out", str(out)]) == 0
+    assert manifest["kept"] == 2 and manifest["funnel"]["unparsable"] == 1  # the funnel above did its work
+    rows = datasets.load_dataset(str(out), split="train")
+    assert len(rows) == manifest["kept"] and rows.column_names == ["input", "output", "context_id"]
+    for name in FORMATS:  # bagel's formats come along, one config each
+        assert len(datasets.load_dataset(str(out), name, split="train")) == manifest["kept"]
+    card = DatasetCard.load(out / "README.md")
+    assert card.data.license == "cc0-1.0" and card.data.size_categories == ["n<1K"]
+    assert card.data.task_categories == ["text-generation"]
+    table = dict(re.findall(r"^\| (\w+) \| (\d+) \| (?:removed|kept) \|$", card.text, re.MULTILINE))
+    assert {k: int(v) for k, v in table.items()} == {k: v for k, v in manifest["funnel"].items() if k != "generated"}
+    assert f"kept {manifest['kept']} of {manifest['funnel']['generated']}" in card.text
+    assert "3 passages of 4 rows (dropped: {'blank_input': 1})" in card.text
+    assert "<|tasktype|>\nyes-no question answering\n<|context|>\n{passage}\n<|task|>" in card.text
+
+
+def test_a_card_rewrite_replaces_the_folder_whole(synthetic_set):
+    where, _, info = synthetic_set
+    out = where / "library.hub"
+    out.mkdir()
+    (out / "stale.txt").write_text("from an earlier run")
+    args = ["dataset", "--tasks", str(where / "tasks.parquet"), "--manifest", str(where / "manifest.json"),
+            "--formats", str(where / "formats"), "--passages-manifest", str(where / "passages.json"),
+            "--info", json.dumps(info), "--out", str(out)]
+    assert cards.main(args) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "data", "formats"]
+
+
+def test_adapter_folder_loads_with_peft_and_its_card_has_the_f1(tmp_path, tiny_model_dir):
+    from huggingface_hub import ModelCard
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    adapter = tmp_path / "adapter"
+    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                   LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])).save_pretrained(adapter)
+    (tmp_path / "train.json").write_text(json.dumps({"effective_batch": 4, "steps": 12, "epochs": 1.0,
+                                                     "wrapper": "chat"}))
+    (tmp_path / "eval.json").write_text(json.dumps({
+        "mean": 61.25, "ci": [50.0, 70.0], "confidence": 0.95, "n_examples": 16, "method": "rank_classification",
+        "wrapper": "chat", "templates": {f"t{i}": {"f1": 60.0 + i} for i in range(5)}}))
+    (tmp_path / "data.json").write_text(json.dumps({"kept": 2}))
+    training = {"quantization": "nf4", "lora": {"r": 64, "alpha": 16, "dropout": 0.0}, "learning_rate": 1e-3,
+                "lr_scheduler": "linear", "optimizer": "adamw_torch", "seed": 42}
+    info = {"dataset": "library", "title": "Library", "task_type": "ynqa", "origin": "the user's files",
+            "license": "cc0-1.0", "scale": "paper", "evaluated": True, "target": "smollm2", "source": "bonito",
+            "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct", "base_model_on_hub": True, "init_adapter": None,
+            "training": training}
+    out = tmp_path / "adapter.hub"
+    assert cards.main(["model", "--adapter", str(adapter), "--manifest", str(tmp_path / "train.json"),
+                       "--evaluation", str(tmp_path / "eval.json"), "--data-manifest", str(tmp_path / "data.json"),
+                       "--info", json.dumps(info), "--out", str(out)]) == 0
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(out))
+    assert model.peft_config["default"].r == 4
+    card = ModelCard.load(out / "README.md")
+    assert card.data.base_model == "HuggingFaceTB/SmolLM2-135M-Instruct" and card.data.library_name == "peft"
+    result = card.data.eval_results[0]
+    assert (result.metric_type, result.metric_value, result.dataset_type) == ("f1", 61.25, "library")
+    assert "| steps | 12 |" in card.text and "2 synthetic tasks generated by `bonito`" in card.text
+    assert "## Intended use and limits" in card.text
+
+    local = tmp_path / "local.hub"  # a stand-in base (no Hub id) is named in the text only
+    assert cards.main(["model", "--adapter", str(adapter), "--manifest", str(tmp_path / "train.json"),
+                       "--data-manifest", str(tmp_path / "data.json"), "--out", str(local), "--info",
+                       json.dumps({**info, "base_model": "smollm2", "base_model_on_hub": False,
+                                   "evaluated": False})]) == 0
+    card = ModelCard.load(local / "README.md")
+    assert card.data.base_model is None and "A LoRA adapter of `smollm2`" in card.text
+    assert "Not evaluated: Library has no labelled test set" in card.text
+
+
+def test_a_dataset_card_needs_a_license(synthetic_set, caplog):
+    where, _, info = synthetic_set
+    args = ["dataset", "--tasks", str(where / "tasks.parquet"), "--manifest", str(where / "manifest.json"),
+            "--formats", str(where / "formats"), "--passages-manifest", str(where / "passages.json"),
+            "--info", json.dumps({**info, "license": ""}), "--out", str(where / "x.hub")]
+    assert cards.main(args) == 1
+    assert "dataset card metadata: missing ['license']" in caplog.records[-1].getMessage()
+    assert not (where / "x.hub").exists()

@@ -1,0 +1,37 @@
+"""Three ways to the paper's main table (README): the full pipeline (config.yaml), from the
+published bonito-v1 (config/from_bonito_v1.yaml) and from the released synthetic sets
+(config/from_released_sets.yaml), each checked on the paper DAG's dry run."""
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+from test_workflow import dry_run_jobs, snakemake
+
+
+def paper_dry_run(*overlays: str) -> tuple[Counter, str]:
+    args = [a for overlay in overlays for a in ("--configfile", overlay)]
+    result = snakemake("-n", "-p", "--profile", "slurm", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    return Counter(job["rule"] for job in dry_run_jobs(output)), output
+
+
+def test_published_bonito_is_a_generator_without_training():
+    counts, output = paper_dry_run("config/from_bonito_v1.yaml")
+    assert counts["train_bonito"] == 0 and counts["ctga"] == 0 and counts["parse_check"] == 0
+    assert counts["generate"] == 7 and counts["adapt"] == 70  # 5 targets x 7 datasets x (tapt, bonito_v1)
+    commands = re.findall(r"-m bonito_repro generate .*", output)
+    assert len(commands) == 7
+    for command in commands:  # the full model's weights, downloaded and converted by prepare_model
+        assert "--model results/models/bonito_v1 " in command and "--adapter" not in command
+    assert "--name bonito_v1" in output
+
+
+def test_released_sets_skip_training_and_generation():
+    counts, output = paper_dry_run("config/from_released_sets.yaml")
+    assert counts["train_bonito"] == counts["generate"] == counts["ctga"] == 0
+    assert counts["published_tasks"] == 7 and counts["adapt"] == 70
+    assert '"config": "bonito_pubmed_qa"' in output
+
+
