@@ -35,7 +35,7 @@ def embed(texts):
 @pytest.fixture
 def synthetic_set(tmp_path, local_config):
     params = {**local_config["generation"], "filters": {"exact_duplicates": True, "near_duplicates": False,
-                                                        "contaminated": False}}
+                                                        "contaminated": False, "answer_not_in_passage": False}}
     records = run_funnel(pd.DataFrame({"passage": [PASSAGES[0], PASSAGES[0], PASSAGES[1], PASSAGES[2]],
                                        "generation": GENERATIONS, "context_id": [0, 0, 1, 2]}),
                          params, embed=embed, task_type="ynqa")
