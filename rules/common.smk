@@ -212,6 +212,7 @@ def eval_params(generation):
     shortens = values["truncation"] == "passage"
     return dict(
         hp=as_json(values),
+        device=config["device"],
         wrapper=lambda w: config["targets"][w.target]["wrapper"][{ZERO_SHOT: "zero_shot", TAPT: "tapt"}.get(w.source, "adapted")],
         task_type=lambda w: config["datasets"][w.dataset]["task_type"],
         labels=lambda w: as_json(config["datasets"][w.dataset].get("labels")),

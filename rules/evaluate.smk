@@ -31,7 +31,7 @@ EVAL_COMMAND = (
     " --passage {params.passage:q}"
     " --params {params.hp:q} --target {wildcards.target}"
     " --source {wildcards.source} --out {output.scores} --predictions {output.predictions}"
-    " --manifest {output.manifest} --threads {threads} > {log} 2>&1"
+    " --manifest {output.manifest} --threads {threads} --device {params.device} > {log} 2>&1"
 )
 
 

@@ -39,6 +39,7 @@ rule generate:
         adapter=lambda w, input: f"--adapter {input.adapter}" if "adapter" in input.keys() else "",
         shards=lambda w: f"{SHARDS}/{w.generator}/{w.dataset}",
         python=python_for(config["generation"]["backend"]),
+        device=config["device"],
     log:
         f"{R}/logs/generate/{{generator}}/{{dataset}}.log",
     benchmark:
@@ -53,7 +54,7 @@ rule generate:
         " --task-type {params.task_type:q} --passages {input.passages} --test {input.test}"
         " --model {input.model} {params.adapter} --params {params.hp:q} --shards {params.shards}"
         " --out {output.rows} --manifest {output.manifest} --records {output.records}"
-        " --formats {output.formats} --threads {threads} > {log} 2>&1"
+        " --formats {output.formats} --threads {threads} --device {params.device} > {log} 2>&1"
 
 
 if PUBLISHED_GENERATORS:
@@ -86,4 +87,4 @@ if PUBLISHED_GENERATORS:
             " --task-type {params.task_type:q} --published {params.origin:q} --test {input.test}"
             " --params {params.hp:q} --out {output.rows} --manifest {output.manifest}"
             " --records {output.records} --formats {output.formats}"
-            " --threads {threads} > {log} 2>&1"
+            " --threads {threads} --device cpu > {log} 2>&1"
