@@ -32,7 +32,7 @@ rule adapt:
     conda:
         "../envs/main.yaml"
     shell:
-        "{params.train} --mode {params.mode} --wrapper {params.wrapper} --base {input.base}"
+        f"{MAIN_PY} {{params.train}} --mode {{params.mode}} --wrapper {{params.wrapper}} --base {{input.base}}"
         " {params.init_adapter} --data {input.rows} --out {output.adapter}"
         " --checkpoints {params.checkpoints} --manifest {output.manifest}"
         " --params {params.hp:q} --threads {threads} --device {params.device}"

@@ -26,20 +26,25 @@ DATASETS = sorted(config["datasets"])
 GENERATORS = sorted(config["generators"])
 SOURCES = list(config["run"]["sources"])
 
-# Under --sdm conda each rule's environment brings its own interpreter and finds this package
-# through PYTHONPATH; otherwise the configured interpreters (default: the one running snakemake).
+# The interpreter each command starts with (MAIN_PY, or VLLM_PY for vLLM), written into the command
+# when the rule is defined (an f-string), so that a dry run's commands (-n -p) show it and
+# neither the params nor the code trigger reruns a job when the checkout moves. Under --sdm conda
+# each rule's environment brings its own `python` and finds this package through PYTHONPATH;
+# otherwise the configured interpreters, relative paths from the checkout (`environments.main:
+# null`: the one running snakemake).
 USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-if USE_CONDA:
-    shell.prefix(f'set -euo pipefail; export PYTHONPATH="{workflow.basedir}/src${{PYTHONPATH:+:$PYTHONPATH}}"; ')
-else:  # `python` in every command is the main environment's
-    main_python = config["environments"]["main"] or sys.executable
-    shell.prefix(f'set -euo pipefail; export PATH="{os.path.dirname(os.path.abspath(main_python))}:$PATH"; ')
-VLLM_PY = "python" if USE_CONDA else config["environments"]["vllm"]
+if USE_CONDA:  # the prefix is formatted like a command: its shell braces doubled twice (f-string, then format)
+    shell.prefix(f'set -euo pipefail; export PYTHONPATH="{workflow.basedir}/src${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
+    MAIN_PY = VLLM_PY = "python"
+else:
+    shell.prefix("set -euo pipefail; ")
+    MAIN_PY = os.path.join(workflow.basedir, config["environments"]["main"] or sys.executable)
+    VLLM_PY = os.path.join(workflow.basedir, config["environments"]["vllm"])
 
 
 def python_for(backend):
     """The interpreter of a backend's environment (vLLM has its own)."""
-    return VLLM_PY if backend == "vllm" else "python"
+    return VLLM_PY if backend == "vllm" else MAIN_PY
 
 
 # Offline first: every job runs without the Hub except the download rules, whose commands start
@@ -121,12 +126,12 @@ CHECKPOINTS = f"{R}/checkpoints"
 
 
 def train_command(section):
-    """The training CLI (train.smk, adapt.smk), under torchrun when the config asks for more than
-    one process."""
+    """The training CLI's module arguments (train.smk, adapt.smk: `{MAIN_PY} {params.train}`),
+    under torchrun when the config asks for more than one process."""
     processes = config[section]["processes"]
     if processes == 1:
-        return "python -m bonito_repro train"
-    return f"python -m torch.distributed.run --standalone --nproc_per_node {processes} -m bonito_repro train"
+        return "-m bonito_repro train"
+    return f"-m torch.distributed.run --standalone --nproc_per_node {processes} -m bonito_repro train"
 
 
 def local_files(kind, origin):

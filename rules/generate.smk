@@ -15,6 +15,7 @@ SHARDS = f"{R}/shards"
 BONITO_GENERATORS = sorted(g for g, s in config["generators"].items() if s["kind"] == "bonito")
 PUBLISHED_GENERATORS = sorted(g for g, s in config["generators"].items() if s["kind"] == "published")
 GENERATION_ENV = "../envs/vllm.yaml" if config["generation"]["backend"] == "vllm" else "../envs/main.yaml"
+GENERATION_PY = python_for(config["generation"]["backend"])
 # everything both rules write for one (generator, dataset)
 SYNTHETIC_OUTPUTS = dict(
     rows=synthetic("{generator}", "{dataset}"),
@@ -38,7 +39,6 @@ rule generate:
         task_type=lambda w: config["datasets"][w.dataset]["task_type"],
         adapter=lambda w, input: f"--adapter {input.adapter}" if "adapter" in input.keys() else "",
         shards=lambda w: f"{SHARDS}/{w.generator}/{w.dataset}",
-        python=python_for(config["generation"]["backend"]),
         device=config["device"],
     log:
         f"{R}/logs/generate/{{generator}}/{{dataset}}.log",
@@ -50,7 +50,7 @@ rule generate:
     conda:
         GENERATION_ENV
     shell:
-        "{params.python} -m bonito_repro generate --dataset {wildcards.dataset}"
+        f"{GENERATION_PY} -m bonito_repro generate --dataset {{wildcards.dataset}}"
         " --task-type {params.task_type:q} --passages {input.passages} --test {input.test}"
         " --model {input.model} {params.adapter} --params {params.hp:q} --shards {params.shards}"
         " --out {output.rows} --manifest {output.manifest} --records {output.records}"
@@ -83,7 +83,7 @@ if PUBLISHED_GENERATORS:
         conda:
             "../envs/main.yaml"
         shell:
-            "{params.online} python -m bonito_repro generate --dataset {wildcards.dataset}"
+            f"{{params.online}} {MAIN_PY} -m bonito_repro generate --dataset {{wildcards.dataset}}"
             " --task-type {params.task_type:q} --published {params.origin:q} --test {input.test}"
             " --params {params.hp:q} --out {output.rows} --manifest {output.manifest}"
             " --records {output.records} --formats {output.formats}"

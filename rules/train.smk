@@ -40,7 +40,7 @@ rule train_bonito:
     conda:
         "../envs/main.yaml"
     shell:
-        "{params.train} --mode pairs --wrapper none --base {input.base} --data {input.train}"
+        f"{MAIN_PY} {{params.train}} --mode pairs --wrapper none --base {{input.base}} --data {{input.train}}"
         " --validation {input.validation} --out {output.adapter} --checkpoints {params.checkpoints}"
         " --manifest {output.manifest} --params {params.hp:q} --threads {threads} --device {params.device}"
         " --name generator/{wildcards.generator} > {log} 2>&1"
@@ -68,7 +68,7 @@ rule parse_check:
     conda:
         "../envs/main.yaml"
     shell:
-        "python -m bonito_repro parse-check --base {input.base} --adapter {input.adapter}"
+        f"{MAIN_PY} -m bonito_repro parse-check --base {{input.base}} --adapter {{input.adapter}}"
         " --validation {input.validation} --params {params.hp:q} --out {output}"
         " --threads {threads} --device {params.device} > {log} 2>&1"
 
@@ -98,7 +98,7 @@ if P3_MODELS:
         conda:
             "../envs/main.yaml"
         shell:
-            "{params.train} --mode pairs --wrapper io --base {input.base} --data {input.train}"
+            f"{MAIN_PY} {{params.train}} --mode pairs --wrapper io --base {{input.base}} --data {{input.train}}"
             " --out {output.adapter} --checkpoints {params.checkpoints} --manifest {output.manifest}"
             " --params {params.hp:q} --threads {threads} --device {params.device}"
             " --name p3/{wildcards.model} > {log} 2>&1"
