@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shlex
 import sys
 
 from snakemake.settings.types import DeploymentMethod
@@ -26,20 +27,25 @@ DATASETS = sorted(config["datasets"])
 GENERATORS = sorted(config["generators"])
 SOURCES = list(config["run"]["sources"])
 
-# The interpreter each command starts with (MAIN_PY, or VLLM_PY for vLLM), written into the command
-# when the rule is defined (an f-string), so that a dry run's commands (-n -p) show it and
-# neither the params nor the code trigger reruns a job when the checkout moves. Under --sdm conda
-# each rule's environment brings its own `python` and finds this package through PYTHONPATH;
-# otherwise the configured interpreters, relative paths from the checkout (`environments.main:
-# null`: the one running snakemake).
+# The interpreter each command starts with: MAIN_PY, or VLLM_PY for vLLM. Under --sdm conda each
+# rule's environment brings its own `python` and finds this package through PYTHONPATH. Otherwise
+# an interpreter the config names (a path from the checkout) is written into the commands, so a
+# dry run (-n -p) shows which one every job runs, and a job reruns when its environment changes
+# (Snakemake's code trigger compares the commands); `environments.main: null` is `python` from
+# the directory of the interpreter running snakemake, put first on PATH.
+def interpreter(path):
+    """A configured interpreter for a command: by absolute path (relative ones from the checkout)."""
+    return shlex.quote(os.path.join(workflow.basedir, path))
+
+
 USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 if USE_CONDA:  # the prefix is formatted like a command: its shell braces doubled twice (f-string, then format)
     shell.prefix(f'set -euo pipefail; export PYTHONPATH="{workflow.basedir}/src${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
     MAIN_PY = VLLM_PY = "python"
 else:
-    shell.prefix("set -euo pipefail; ")
-    MAIN_PY = os.path.join(workflow.basedir, config["environments"]["main"] or sys.executable)
-    VLLM_PY = os.path.join(workflow.basedir, config["environments"]["vllm"])
+    shell.prefix(f'set -euo pipefail; export PATH="{os.path.dirname(sys.executable)}:$PATH"; ')
+    MAIN_PY = interpreter(config["environments"]["main"]) if config["environments"]["main"] else "python"
+    VLLM_PY = interpreter(config["environments"]["vllm"])
 
 
 def python_for(backend):
