@@ -1,17 +1,21 @@
 # `make run`: set up and run the workflow on the embedded default (no network, no GPU).
 # `make test`: set up (both environments) and run all the tests. `make test-fast`: the unit tests
 # only (no workflow runs, Slurm or vLLM). `make bench`: the benchmarks.
+# `make setup-gpu`: the two GPU environments of a cluster (paper scale), from their lock files.
 # Set-up is stamped: a second call takes seconds.
 PYTHON ?= python3
 VENV := .venv
 VLLM_VENV := .venv-vllm
+GPU_VENV := .venv-gpu
+GPU_VLLM_VENV := .venv-gpu-vllm
 BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup setup-vllm run test test-fast bench lint clean
+.PHONY: setup setup-vllm setup-gpu run test test-fast bench lint clean
 setup: $(VENV)/.done
 setup-vllm: $(VLLM_VENV)/.done
+setup-gpu: $(GPU_VENV)/.done $(GPU_VLLM_VENV)/.done
 
 $(VENV)/.done: requirements.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +33,29 @@ $(VLLM_VENV)/.done: requirements-vllm.txt requirements-nodeps.txt pyproject.toml
 	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec  # they break vllm's import
 	$(VLLM_VENV)/bin/pip install -q --no-deps --ignore-requires-python -r requirements-nodeps.txt
 	$(VLLM_VENV)/bin/pip install -q --no-deps -e .
+	touch $@
+
+# On a Linux x86_64 login node with Python 3.11 and PyPI, in the checkout the compute nodes share:
+# .venv-gpu (every rule but vLLM's: CUDA torch, bitsandbytes, snakemake) and .venv-gpu-vllm (CUDA
+# vLLM), the interpreters config.yaml's `environments` names. Each lock file lists every package
+# at its exact version, installed as listed (--no-deps: pip resolves nothing), then the
+# environment is checked against it (python -m bonito_repro.environments).
+$(GPU_VENV)/.done: envs/main-gpu.lock.txt requirements-nodeps.txt pyproject.toml
+	$(PYTHON) -m venv $(GPU_VENV)
+	$(GPU_VENV)/bin/pip install -q --no-deps -r envs/main-gpu.lock.txt
+	$(GPU_VENV)/bin/pip install -q --no-deps --ignore-requires-python -r requirements-nodeps.txt
+	$(GPU_VENV)/bin/pip install -q --no-deps -e .
+	$(GPU_VENV)/bin/python -m bonito_repro.environments --python $(GPU_VENV)/bin/python \
+		envs/main-gpu.lock.txt requirements-nodeps.txt
+	touch $@
+
+$(GPU_VLLM_VENV)/.done: envs/vllm-gpu.lock.txt requirements-nodeps.txt pyproject.toml
+	$(PYTHON) -m venv $(GPU_VLLM_VENV)
+	$(GPU_VLLM_VENV)/bin/pip install -q --no-deps -r envs/vllm-gpu.lock.txt
+	$(GPU_VLLM_VENV)/bin/pip install -q --no-deps --ignore-requires-python -r requirements-nodeps.txt
+	$(GPU_VLLM_VENV)/bin/pip install -q --no-deps -e .
+	$(GPU_VLLM_VENV)/bin/python -m bonito_repro.environments --python $(GPU_VLLM_VENV)/bin/python \
+		envs/vllm-gpu.lock.txt requirements-nodeps.txt
 	touch $@
 
 run: setup

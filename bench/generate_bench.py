@@ -63,8 +63,8 @@ def bench_transformers(model: Path, texts: list[str], args) -> dict:
 
     torch.set_num_threads(args.threads)
     prompts = [bonito_input(t, "ynqa") for t in texts]
-    backend = TransformersBackend(model, None, sampling(args),
-                                  token_budget=args.token_budget, bf16=args.bf16)
+    backend = TransformersBackend(model, None, sampling(args), token_budget=args.token_budget, bf16=args.bf16,
+                                  device="cpu")  # the benchmarks measure this machine's CPU
     backend.generate(prompts[:1], [0])  # warm-up outside the clock
     batched = timed(lambda: backend.generate(prompts, [0] * len(prompts)))
     loop = timed(lambda: [backend.generate([p], [0]) for p in prompts])
@@ -77,8 +77,7 @@ def bench_vllm(model: Path, texts: list[str], args) -> float:
     from bonito_repro.prompts import bonito_input
 
     prompts = [bonito_input(t, "ynqa") for t in texts]
-    backend = VLLMBackend(model, None, sampling(args),
-                          max_model_len=2048, seed=42)
+    backend = VLLMBackend(model, None, sampling(args), max_model_len=2048, seed=42, device="cpu")
     backend.generate(prompts[:1], [0])
     try:
         return len(prompts) / timed(lambda: backend.generate(prompts, list(range(len(prompts)))))

@@ -45,7 +45,8 @@ def measure(base: Path, data: Path, params: dict, out: Path, threads: int) -> di
     from bonito_repro.train import TrainJob, run
 
     job = TrainJob(mode="pairs", base=base, data=data, out=out / "adapter", checkpoints=out / "checkpoints",
-                   manifest=out / "manifest.json", params=params, threads=threads, name=out.name)
+                   manifest=out / "manifest.json", params=params, device="cpu", threads=threads,
+                   name=out.name)  # the benchmarks measure this machine's CPU
     return run(job)
 
 

@@ -21,6 +21,7 @@ rule adapt:
         wrapper=lambda w: "none" if w.source == TAPT else config["targets"][w.target]["wrapper"]["adapted"],
         init_adapter=lambda w: f"--init-adapter {init_adapter_dir(w.target)}" if init_adapter_dir(w.target) else "",
         train=train_command("adaptation"),
+        device=config["device"],
         checkpoints=lambda w: f"{CHECKPOINTS}/adapters/{w.target}/{w.source}/{w.dataset}",
     log:
         f"{R}/logs/adapt/{{target}}/{{source}}/{{dataset}}.log",
@@ -31,8 +32,8 @@ rule adapt:
     conda:
         "../envs/main.yaml"
     shell:
-        "{params.train} --mode {params.mode} --wrapper {params.wrapper} --base {input.base}"
+        f"{MAIN_PY} {{params.train}} --mode {{params.mode}} --wrapper {{params.wrapper}} --base {{input.base}}"
         " {params.init_adapter} --data {input.rows} --out {output.adapter}"
         " --checkpoints {params.checkpoints} --manifest {output.manifest}"
-        " --params {params.hp:q} --threads {threads}"
+        " --params {params.hp:q} --threads {threads} --device {params.device}"
         " --name adapt/{wildcards.target}/{wildcards.source}/{wildcards.dataset} > {log} 2>&1"

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shlex
 import sys
 
 from snakemake.settings.types import DeploymentMethod
@@ -28,20 +29,30 @@ EVALUATED = [d for d in DATASETS if evaluated(config["datasets"][d])]
 GENERATORS = sorted(config["generators"])
 SOURCES = list(config["run"]["sources"])
 
-# Under --sdm conda each rule's environment brings its own interpreter and finds this package
-# through PYTHONPATH; otherwise the configured interpreters (default: the one running snakemake).
+# The interpreter each command starts with: MAIN_PY, or VLLM_PY for vLLM. Under --sdm conda each
+# rule's environment brings its own `python` and finds this package through PYTHONPATH. Otherwise
+# an interpreter the config names (a path from the checkout) is written into the commands, so a
+# dry run (-n -p) shows which one every job runs, and a job reruns when its environment changes
+# (Snakemake's code trigger compares the commands); `environments.main: null` is `python` from
+# the directory of the interpreter running snakemake, put first on PATH.
+def interpreter(path):
+    """A configured interpreter for a command: by absolute path (relative ones from the checkout)."""
+    return shlex.quote(os.path.join(workflow.basedir, path))
+
+
 USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-if USE_CONDA:
-    shell.prefix(f'set -euo pipefail; export PYTHONPATH="{workflow.basedir}/src${{PYTHONPATH:+:$PYTHONPATH}}"; ')
-else:  # `python` in every command is the main environment's
-    main_python = config["environments"]["main"] or sys.executable
-    shell.prefix(f'set -euo pipefail; export PATH="{os.path.dirname(os.path.abspath(main_python))}:$PATH"; ')
-VLLM_PY = "python" if USE_CONDA else config["environments"]["vllm"]
+if USE_CONDA:  # the prefix is formatted like a command: its shell braces doubled twice (f-string, then format)
+    shell.prefix(f'set -euo pipefail; export PYTHONPATH="{workflow.basedir}/src${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
+    MAIN_PY = VLLM_PY = "python"
+else:
+    shell.prefix(f'set -euo pipefail; export PATH="{os.path.dirname(sys.executable)}:$PATH"; ')
+    MAIN_PY = interpreter(config["environments"]["main"]) if config["environments"]["main"] else "python"
+    VLLM_PY = interpreter(config["environments"]["vllm"])
 
 
 def python_for(backend):
     """The interpreter of a backend's environment (vLLM has its own)."""
-    return VLLM_PY if backend == "vllm" else "python"
+    return VLLM_PY if backend == "vllm" else MAIN_PY
 
 
 # Offline first: every job runs without the Hub except the download rules, whose commands start
@@ -123,12 +134,12 @@ CHECKPOINTS = f"{R}/checkpoints"
 
 
 def train_command(section):
-    """The training CLI (train.smk, adapt.smk), under torchrun when the config asks for more than
-    one process."""
+    """The training CLI's module arguments (train.smk, adapt.smk: `{MAIN_PY} {params.train}`),
+    under torchrun when the config asks for more than one process."""
     processes = config[section]["processes"]
     if processes == 1:
-        return "python -m bonito_repro train"
-    return f"python -m torch.distributed.run --standalone --nproc_per_node {processes} -m bonito_repro train"
+        return "-m bonito_repro train"
+    return f"-m torch.distributed.run --standalone --nproc_per_node {processes} -m bonito_repro train"
 
 
 def local_files(kind, origin):
@@ -228,6 +239,7 @@ def eval_params(generation):
     shortens = values["truncation"] == "passage"
     return dict(
         hp=as_json(values),
+        device=config["device"],
         wrapper=lambda w: config["targets"][w.target]["wrapper"][{ZERO_SHOT: "zero_shot", TAPT: "tapt"}.get(w.source, "adapted")],
         task_type=lambda w: config["datasets"][w.dataset]["task_type"],
         labels=lambda w: as_json(config["datasets"][w.dataset].get("labels")),

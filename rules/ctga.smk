@@ -42,7 +42,7 @@ rule ctga_download:
     conda:
         "../envs/main.yaml"
     shell:
-        "{params.online} python -m bonito_repro ctga download --manifest {output} --params {params.hp:q}"
+        f"{{params.online}} {MAIN_PY} -m bonito_repro ctga download --manifest {{output}} --params {{params.hp:q}}"
         " > {log} 2>&1"
 
 
@@ -70,6 +70,6 @@ rule ctga:
     conda:
         "../envs/main.yaml"
     shell:
-        "python -m bonito_repro ctga build --train {output.train} --validation {output.validation}"
+        f"{MAIN_PY} -m bonito_repro ctga build --train {{output.train}} --validation {{output.validation}}"
         " --p3 {output.p3} --manifest {output.manifest} {params.comparison} {params.downloads}"
         " --num-proc {threads} --params {params.hp:q} > {log} 2>&1"

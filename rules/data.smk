@@ -29,7 +29,7 @@ rule unannotated:
     conda:
         "../envs/main.yaml"
     shell:
-        "{params.online} python -m bonito_repro target-data unannotated --dataset {wildcards.dataset}"
+        f"{{params.online}} {MAIN_PY} -m bonito_repro target-data unannotated --dataset {{wildcards.dataset}}"
         " --origin {params.origin:q} --out {output.rows} --manifest {output.manifest} > {log} 2>&1"
 
 
@@ -55,6 +55,6 @@ rule test_set:
     conda:
         "../envs/main.yaml"
     shell:
-        "{params.online} python -m bonito_repro target-data test --dataset {wildcards.dataset}"
+        f"{{params.online}} {MAIN_PY} -m bonito_repro target-data test --dataset {{wildcards.dataset}}"
         " --origin {params.origin:q} --fields {params.fields:q} --labels {params.labels:q}"
         " --out {output.rows} --manifest {output.manifest} > {log} 2>&1"

@@ -17,6 +17,7 @@ GENERATION_DATASETS = sorted(d for d in EVALUATED if task_type_code(config["data
 RANK_DATASETS = sorted(set(EVALUATED) - set(GENERATION_DATASETS))
 EVAL_GENERATION_ENV = ("../envs/vllm.yaml" if config["evaluation"]["generation_backend"] == "vllm"
                        else "../envs/main.yaml")
+EVAL_GENERATION_PY = python_for(config["evaluation"]["generation_backend"])
 # what an evaluation job writes; eval_table collects every job's scores
 EVAL = f"{R}/eval/{{target}}/{{source}}/{{dataset}}"
 EVAL_OUTPUTS = dict(scores=f"{EVAL}.json", predictions=f"{EVAL}.predictions.parquet",
@@ -31,7 +32,7 @@ EVAL_COMMAND = (
     " --passage {params.passage:q}"
     " --params {params.hp:q} --target {wildcards.target}"
     " --source {wildcards.source} --out {output.scores} --predictions {output.predictions}"
-    " --manifest {output.manifest} --threads {threads} > {log} 2>&1"
+    " --manifest {output.manifest} --threads {threads} --device {params.device} > {log} 2>&1"
 )
 
 
@@ -53,7 +54,7 @@ rule evaluate:
     conda:
         "../envs/main.yaml"
     shell:
-        f"python{EVAL_COMMAND}"
+        f"{MAIN_PY}{EVAL_COMMAND}"
 
 
 rule evaluate_generation:
@@ -65,7 +66,6 @@ rule evaluate_generation:
         dataset=_choice(GENERATION_DATASETS),
     params:
         **eval_params(generation=True),
-        python=python_for(config["evaluation"]["generation_backend"]),
     log:
         f"{R}/logs/evaluate/{{target}}/{{source}}/{{dataset}}.log",
     benchmark:
@@ -75,7 +75,7 @@ rule evaluate_generation:
     conda:
         EVAL_GENERATION_ENV
     shell:
-        f"{{params.python}}{EVAL_COMMAND}"
+        f"{EVAL_GENERATION_PY}{EVAL_COMMAND}"
 
 
 rule eval_table:
@@ -93,5 +93,5 @@ rule eval_table:
     conda:
         "../envs/main.yaml"
     shell:
-        "python -m bonito_repro table --inputs {input:q} --scale {params.scale}"
+        f"{MAIN_PY} -m bonito_repro table --inputs {{input:q}} --scale {{params.scale}}"
         " --csv {output.csv} --md {output.md} > {log} 2>&1"

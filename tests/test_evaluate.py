@@ -418,7 +418,7 @@ def run_cli(tmp_path, tiny_model_dir, dataset: str, spec: dict, params: dict, ro
             "--templates", json.dumps(spec["templates"]), "--labels", json.dumps(spec.get("labels")),
             "--fields", json.dumps(spec["test_fields"]), "--passage", json.dumps(spec["passage"]), "--out", str(out),
             "--predictions", str(tmp_path / "eval" / f"{dataset}.predictions.parquet"),
-            "--target", "tiny", "--threads", "1"]
+            "--target", "tiny", "--threads", "1", "--device", "cpu"]
     assert main(argv) == 0
     manifest = json.loads((tmp_path / "eval" / f"{dataset}.manifest.json").read_text())
     return json.loads(out.read_text()), pd.read_parquet(tmp_path / "eval" / f"{dataset}.predictions.parquet"), manifest
@@ -555,7 +555,7 @@ def test_a_dataset_file_of_ones_own_loads_validates_and_evaluates(tmp_path, tiny
                  "--task-type", spec["task_type"], "--test", str(test), "--templates", json.dumps(spec["templates"]),
                  "--labels", json.dumps(spec["labels"]), "--fields", json.dumps(spec["test_fields"]),
                  "--params", json.dumps(PARAMS), "--out", str(out), "--predictions", str(predictions),
-                 "--threads", "1"]) == 0
+                 "--threads", "1", "--device", "cpu"]) == 0
     result = json.loads(out.read_text())
     assert result["dataset"] == "legal_qa" and result["method"] == "rank_classification"
     assert list(result["templates"]) == ["clause then question", "does the clause say so"]
@@ -577,7 +577,7 @@ def test_the_cli_checks_the_templates_it_is_given(tmp_path, templates, task_type
     argv = ["--model", str(tmp_path), "--wrapper", "io", "--dataset", "mine", "--task-type", task_type,
             "--test", str(tmp_path / "t.parquet"), "--templates", json.dumps(templates),
             "--fields", json.dumps({"required": {"q": "str", "a": "str"}}),
-            "--params", json.dumps(PARAMS), "--out", str(tmp_path / "out.json")]
+            "--params", json.dumps(PARAMS), "--out", str(tmp_path / "out.json"), "--device", "cpu"]
     with pytest.raises(ValueError, match=re.escape(message)):  # EvaluationError or TemplateError
         main(argv)
 
@@ -633,7 +633,7 @@ def exqa_args(tiny_model_dir, adapter, test, out, backend):
             "--dataset", "squadshifts_amazon", "--task-type", "exqa", "--test", str(test),
             "--templates", json.dumps(spec["templates"]), "--fields", json.dumps(spec["test_fields"]),
             "--params", json.dumps({**EXQA_PARAMS, "generation_backend": backend}),
-            "--out", str(out), "--threads", "1"]
+            "--out", str(out), "--threads", "1", "--device", "cpu"]
 
 
 def test_adapter_is_merged_for_generation(tiny_model_dir, answering_adapter, tmp_path):

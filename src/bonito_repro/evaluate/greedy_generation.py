@@ -12,8 +12,9 @@ from .templates import EvalTemplate
 
 
 def evaluate_generation(model_dir, adapter_dir, encoder: PromptEncoder, templates: Sequence[EvalTemplate],
-                        rows: Sequence[dict], row_ids: Sequence[int], params: dict):
-    """Per-template greedy answers, stripped; ``row_ids`` name the rows in errors."""
+                        rows: Sequence[dict], row_ids: Sequence[int], params: dict, *, device: str):
+    """Per-template greedy answers, stripped, computed on ``device``; ``row_ids`` name the rows
+    in errors."""
     from ..backends import greedy_texts
 
     prompts: list[list[int]] = []
@@ -22,7 +23,7 @@ def evaluate_generation(model_dir, adapter_dir, encoder: PromptEncoder, template
     texts = greedy_texts(params["generation_backend"], model_dir, adapter_dir, prompts,
                          max_new_tokens=params["max_new_tokens"], token_budget=params["batch_tokens"],
                          max_model_len=params["max_length"] + params["max_new_tokens"],
-                         bf16=params["bf16"], seed=params["seed"])
+                         bf16=params["bf16"], seed=params["seed"], device=device)
     texts = [text.strip() for text in texts]
     return [(template, texts[t * len(rows):(t + 1) * len(rows)]) for t, template in enumerate(templates)]
 

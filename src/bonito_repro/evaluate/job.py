@@ -19,7 +19,6 @@ from .encoder import PromptEncoder
 from .errors import EvaluationError
 from .greedy_generation import evaluate_generation, generation_report
 from .rank_classification import evaluate_rank, gold_labels, rank_report
-from .scoring import to_accelerator
 from .templates import EvalTemplate, load_templates
 
 # per-template scores, the bootstrap statistic over resampled examples, per-example records
@@ -80,14 +79,15 @@ def score(args: argparse.Namespace, params: dict, templates: list[EvalTemplate],
                             dataset=args.dataset, passage=args.passage)
     if rank:
         gold = gold_labels(rows, args.labels, str(args.test), row_ids)
-        model = to_accelerator(load_for_inference(args.model, args.adapter, bf16=params["bf16"]))
+        model = load_for_inference(args.model, args.adapter, bf16=params["bf16"]).to(args.device)
         timings["load_seconds"] = time.time() - started
         started = time.time()
         report = rank_report(evaluate_rank(model, encoder, templates, rows, gold, row_ids, params, str(args.test)),
                              row_ids)
     else:
         references = [row["answers"]["text"][0] for row in rows]
-        results = evaluate_generation(args.model, args.adapter, encoder, templates, rows, row_ids, params)
+        results = evaluate_generation(args.model, args.adapter, encoder, templates, rows, row_ids, params,
+                                      device=args.device)
         report = generation_report(results, references, row_ids)
     timings["inference_seconds"] = time.time() - started
     return report, encoder.counts, timings

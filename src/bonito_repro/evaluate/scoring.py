@@ -19,11 +19,6 @@ from ..backends import token_batches
 TokenIds = list[int]
 
 
-def to_accelerator(model):
-    """The model on the GPU where there is one (the config asks for GPUs at paper scale)."""
-    return model.to("cuda") if torch.cuda.is_available() else model
-
-
 def _log_probs_at(model, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """log p(target) from final hidden states (N, H) and target ids (N,)."""
     logits = model.get_output_embeddings()(hidden).float()

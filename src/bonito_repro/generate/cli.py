@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import ConfigError, check_params
+from ..device import add_device_flag, stage_device
 from ..io import Manifest, parse_params, set_threads, setup_logging, write_parquet
 from ..origins import pin_origin
 from ..tasks import task_type_name
@@ -58,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--records", type=Path, help="every generation with its funnel reason (parquet)")
     parser.add_argument("--formats", type=Path, help="directory for the four bagel prompt formats (JSONL)")
     parser.add_argument("--threads", type=int, default=None)
+    add_device_flag(parser)
     return parser
 
 
@@ -72,7 +74,8 @@ def generation_params(text: str) -> dict:
 def from_published(args: argparse.Namespace, params: dict, test_rows: list[dict]) -> tuple[Generation, dict, dict]:
     """A published set through the funnel: (its tasks, no passage counts, their provenance)."""
     origin = pin_origin(parse_params(args.published))  # the manifest records the commit read
-    records = run_funnel(load_published(origin), params, probe_texts(test_rows), task_type=args.task_type)
+    records = run_funnel(load_published(origin), params, probe_texts(test_rows), task_type=args.task_type,
+                         device=args.device)
     kept = records[records["kept"]]
     rows = [{"input": i, "output": o, "context_id": None} for i, o in zip(kept["input"], kept["output"])]
     result = Generation(rows=rows, records=records, summary=funnel_counts(records, params), shards=None)
@@ -90,7 +93,8 @@ def from_generator(args: argparse.Namespace, params: dict, test_rows: list[dict]
     texts, ids, counts = read_passages(args.passages, params["max_passages"], params["seed"])
     if args.endpoint is None:
         result = run_generation(texts, args.task_type, params, model_dir=args.model, adapter_dir=args.adapter,
-                                context_ids=ids, test_rows=test_rows, shards_dir=args.shards, kind=args.kind)
+                                context_ids=ids, test_rows=test_rows, shards_dir=args.shards, kind=args.kind,
+                                device=args.device)
         provenance = {"model": str(args.model), "adapter": str(args.adapter) if args.adapter else None}
         return result, counts, {"provenance": provenance, "shards": result.shards}
     from ..backends import Sampling
@@ -101,7 +105,8 @@ def from_generator(args: argparse.Namespace, params: dict, test_rows: list[dict]
                                               top_p=params["top_p"], max_new_tokens=params["max_new_tokens"]))
     try:
         result = run_generation(texts, args.task_type, params, backend=endpoint, context_ids=ids,
-                                test_rows=test_rows, shards_dir=args.shards, kind=args.kind)
+                                test_rows=test_rows, shards_dir=args.shards, kind=args.kind,
+                                device=args.device)
     finally:
         log.info("%d requests sent to %s", endpoint.requests, endpoint.url)
     shards = {**result.shards, "requests": endpoint.requests}
@@ -161,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = _parser().parse_args(argv)
     setup_logging()
+    stage_device(args.device, f"generate {args.dataset} ({args.published and 'published' or args.model})")
     set_threads(args.threads)
     params = generation_params(args.params)
     manifest = Manifest("generate", params=params, seed=params["seed"])

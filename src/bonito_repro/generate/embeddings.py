@@ -24,12 +24,11 @@ def minilm_dir() -> Path:
 class Embedder:
     """Mean-pooled, L2-normalised MiniLM vectors (what sentence-transformers computes)."""
 
-    def __init__(self, model_dir: str | Path | None = None, batch_size: int = 64):
-        import torch
+    def __init__(self, device: str, model_dir: str | Path | None = None, batch_size: int = 64):
         from transformers import AutoModel, AutoTokenizer
 
         model_dir = model_dir or minilm_dir()
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"  # a generation job's GPU, once free
+        self.device = device  # the generation job's (its GPU is free once generation is done)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.model = AutoModel.from_pretrained(model_dir, use_safetensors=True).to(self.device).eval()
         self.batch_size = batch_size

@@ -144,16 +144,17 @@ def contaminated(instructions: list[str], responses: list[str], probes: tuple[li
 
 
 def run_funnel(generations: pd.DataFrame, params: dict, probes: tuple[list[str], list[str]] = ([], []),
-               embed: Embed | None = None, *, task_type: str, parse: Parse = parse_bonito_output) -> pd.DataFrame:
+               embed: Embed | None = None, *, task_type: str, device: str,
+               parse: Parse = parse_bonito_output) -> pd.DataFrame:
     """Every generation with its parsed sides, a flag per check, its ``reason`` (first failed
     check, or ``clean``) and ``kept``.
 
     ``generations`` has the column ``passage`` and either ``generation`` (raw Bonito output,
     parsed here) or ``input`` and ``output`` (tasks parsed elsewhere, such as the published sets);
     ``params`` is the config's ``generation`` section; ``probes`` comes from ``probe_texts``;
-    ``embed`` maps texts to unit vectors (MiniLM when None, loaded only if a row needs it);
-    ``task_type`` says whether answers are checked against the passage; ``parse`` is the
-    generator kind's parser of raw generations (generate.kinds)."""
+    ``embed`` maps texts to unit vectors (MiniLM on ``device`` when None, loaded only if a row
+    needs it); ``task_type`` says whether answers are checked against the passage; ``parse`` is
+    the generator kind's parser of raw generations (generate.kinds)."""
     df = generations.reset_index(drop=True).copy()
     contexts = [p if isinstance(p, str) else "" for p in df["passage"]]
     parsed = parse_tasks(df, contexts, parse)
@@ -169,7 +170,7 @@ def run_funnel(generations: pd.DataFrame, params: dict, probes: tuple[list[str],
         df.loc[rows, "exact_duplicate"] = exact_duplicates(df.loc[rows, "input"], df.loc[rows, "output"])
         instructions = [without_passage(df.at[i, "input"], contexts[i]) for i in rows]
         responses = [without_passage(df.at[i, "output"], contexts[i]) for i in rows]
-        embed = embed or Embedder()
+        embed = embed or Embedder(device)
         task_vectors = embed([f"{q}\n{a}\n{contexts[i]}" for q, a, i in zip(instructions, responses, rows)])
         df.loc[rows, "near_duplicate"] = similar_earlier(task_vectors, params["near_duplicate_cosine"])
         df.loc[rows, "contaminated"] = contaminated(instructions, responses, probes, params["contamination"],

@@ -62,10 +62,10 @@ def run_generation(texts: Sequence[str], task_type: str, params: dict, *,
                    model_dir: str | Path | None = None, adapter_dir: str | Path | None = None,
                    backend: str | Backend | None = None, context_ids: Sequence[int] | None = None,
                    test_rows: Sequence[dict] = (), shards_dir: str | Path | None = None,
-                   embed=None, kind: str = "bonito") -> Generation:
-    """Generate, check and count tasks for ``texts`` (see ``generate_tasks``); ``params`` is the
-    config's ``generation`` section, checked against its schema; ``kind`` the generator kind
-    (``generate.kinds``), which says what is asked and how replies are parsed."""
+                   embed=None, kind: str = "bonito", device: str) -> Generation:
+    """Generate, check and count tasks for ``texts`` (see ``generate_tasks``) on ``device``;
+    ``params`` is the config's ``generation`` section, checked against its schema; ``kind`` the
+    generator kind (``generate.kinds``), which says what is asked and how replies are parsed."""
     check_params(params, "generation")
     backend = backend or params["backend"]
     texts = list(texts)
@@ -89,7 +89,7 @@ def run_generation(texts: Sequence[str], task_type: str, params: dict, *,
                                     spec.reply_prefix())
             return make_backend(backend, model_dir, adapter_dir, sampling, token_budget=params["token_budget"],
                                 max_model_len=max_len, seed=params["seed"], bf16=params["bf16"],
-                                wrapper=spec.wrapper, reply_prefix=spec.reply_prefix())
+                                wrapper=spec.wrapper, reply_prefix=spec.reply_prefix(), device=device)
     else:
         given = backend
         # a backend may name what else shapes its answers (an endpoint: its URL and model)
@@ -106,7 +106,8 @@ def run_generation(texts: Sequence[str], task_type: str, params: dict, *,
                                close=isinstance(backend, str))
     passage_of = dict(zip(context_ids, texts))
     raw["passage"] = [passage_of[int(c)] for c in raw["context_id"]]
-    records = run_funnel(raw, params, probe_texts(test_rows), embed=embed, task_type=task_type, parse=spec.parse)
+    records = run_funnel(raw, params, probe_texts(test_rows), embed=embed, task_type=task_type,
+                         device=device, parse=spec.parse)
     summary = funnel_counts(records, params)
     kept = records[records["kept"]]
     rows = [{"input": i, "output": o, "context_id": int(c)}
@@ -124,7 +125,7 @@ def _kind_key(kind: str) -> dict:
 def generate_tasks(texts: Sequence[str], task_type: str, params: dict, *, model_dir: str | Path | None = None,
                    adapter_dir: str | Path | None = None, backend: str | Backend | None = None,
                    shards_dir: str | Path | None = None, test_rows: Sequence[dict] = (),
-                   kind: str = "bonito") -> list[dict]:
+                   kind: str = "bonito", device: str) -> list[dict]:
     """Synthetic tasks for unannotated ``texts``: one dict per kept task with ``input``
     (instruction, passage filled in), ``output`` (response) and ``context_id`` (index into
     ``texts``), exactly the rows the workflow writes.
@@ -133,14 +134,16 @@ def generate_tasks(texts: Sequence[str], task_type: str, params: dict, *, model_
     section (sampling, batching, filters: ``load_config("config.yaml")["generation"]`` has the
     paper's). ``backend`` overrides ``params["backend"]``: ``"transformers"``, ``"vllm"`` (run
     this in the vLLM environment) or any object with the ``Backend`` interface. ``model_dir`` is
-    a model directory and ``adapter_dir`` an optional PEFT adapter on it (a trained Bonito). With
+    a model directory and ``adapter_dir`` an optional PEFT adapter on it (a trained Bonito);
+    ``device`` is where it computes, ``"cuda"`` or ``"cpu"`` (a config's ``device``). With
     ``shards_dir`` a rerun skips the shards already generated. ``params["filters"]`` turns on
     dropping exact/near duplicates and tasks matching ``test_rows`` (see ``bonito_repro.generate.funnel``).
     ``kind`` is the generator kind: ``bonito``, or ``prompted`` for an instruction-tuned model
     asked under its chat template (``bonito_repro.generate.kinds``).
     Use ``run_generation`` for the funnel counts as well."""
     result = run_generation(texts, task_type, params, model_dir=model_dir, adapter_dir=adapter_dir,
-                            backend=backend, test_rows=test_rows, shards_dir=shards_dir, kind=kind)
+                            backend=backend, test_rows=test_rows, shards_dir=shards_dir, kind=kind,
+                            device=device)
     if not result.rows:
         log.warning("no task survived the funnel: %s", result.summary["funnel"])
     return result.rows

@@ -3,7 +3,7 @@ adapter, LoRA adaptation of targets on synthetic tasks, and the TAPT baseline.
 
     python -m bonito_repro train --mode pairs --base results/models/M --data X.parquet \\
         [--validation V.parquet] [--init-adapter DIR] --wrapper none|io|inst --out ADAPTER_DIR \\
-        --checkpoints DIR --manifest M.json --params JSON --threads N
+        --checkpoints DIR --manifest M.json --params JSON --threads N --device cuda|cpu
     python -m bonito_repro train --mode tapt ...   (column `input` only; params need tapt_block_size)
 
 With more than one process, launch it under torchrun:
@@ -19,6 +19,7 @@ import argparse
 import logging
 from pathlib import Path
 
+from ..device import add_device_flag, stage_device
 from ..empty_sets import empty_set, write_marker
 from ..io import Manifest, parse_params, setup_logging
 from .data import PAIR_WRAPPERS
@@ -43,6 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--manifest", type=Path, required=True)
     parser.add_argument("--params", required=True, help="training section of the config, as JSON")
     parser.add_argument("--threads", type=int, help="CPU threads for all processes together")
+    add_device_flag(parser)
     parser.add_argument("--name", default="", help="what is trained, for messages and the manifest")
     return parser.parse_args(argv)
 
@@ -64,10 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     if empty is not None:
         skip_empty_set(args, empty)
         return 0
+    stage_device(args.device, f"train {args.name or args.out}")
     job = TrainJob(mode=args.mode, base=args.base, data=args.data, out=args.out, checkpoints=args.checkpoints,
-                   manifest=args.manifest, params=parse_params(args.params), wrapper=args.wrapper,
-                   init_adapter=args.init_adapter, validation=args.validation, name=args.name,
-                   threads=args.threads)
+                   manifest=args.manifest, params=parse_params(args.params), device=args.device,
+                   wrapper=args.wrapper, init_adapter=args.init_adapter, validation=args.validation,
+                   name=args.name, threads=args.threads)
     try:
         record = run(job)
     except TrainError as error:

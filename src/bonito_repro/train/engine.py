@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import ConfigError, check_params as check_section
+from ..device import require_device
 from ..io import ColumnsError, Manifest, read_parquet, set_threads
 from ..steps import effective_batch, training_steps
 from . import checkpoints
@@ -39,6 +40,7 @@ class TrainJob:
     checkpoints: Path
     manifest: Path
     params: dict
+    device: str               # the config's `device`: cuda or cpu (bonito_repro.device)
     wrapper: str = "none"
     init_adapter: Path | None = None
     validation: Path | None = None
@@ -81,12 +83,12 @@ def validation_set(job: TrainJob, tokenizer):
                             f"validation ({job.validation})").dataset
 
 
-def training_arguments(params: dict, output_dir: Path, steps: int, evaluate: bool):
-    """Every training value of the config, mapped onto transformers' TrainingArguments."""
-    import torch
+def training_arguments(params: dict, output_dir: Path, steps: int, evaluate: bool, device: str):
+    """Every training value of the config, mapped onto transformers' TrainingArguments, on
+    ``device`` (cuda or cpu)."""
     from transformers import TrainingArguments
 
-    cpu = not torch.cuda.is_available()
+    cpu = device == "cpu"
     distributed = int(os.environ.get("WORLD_SIZE", 1)) > 1
     return TrainingArguments(
         output_dir=str(output_dir),
@@ -201,7 +203,7 @@ def train(job: TrainJob, args, train_set, eval_set, tokenizer, resume: Path | No
     from .model import load_trainable_model
 
     set_seed(job.params["seed"])
-    model = load_trainable_model(job.base, job.params, job.init_adapter)
+    model = load_trainable_model(job.base, job.params, job.init_adapter, device=job.device)
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                       data_collator=Collator(tokenizer.pad_token_id),
                       callbacks=[save_every(job.params["save_minutes"]), *callbacks])
@@ -247,6 +249,7 @@ def run(job: TrainJob, callbacks: Sequence = ()) -> dict | None:
     TrainerCallbacks."""
     from ..models import load_tokenizer
 
+    require_device(job.device, f"train {job.name or job.out}")
     check_params(job.params, job.mode)
     world = world_size(job.params)
     set_threads(max(1, (job.threads or os.cpu_count() or 1) // world))
@@ -256,7 +259,7 @@ def run(job: TrainJob, callbacks: Sequence = ()) -> dict | None:
     encoded = encode(job, tokenizer)
     eval_set = validation_set(job, tokenizer)
     steps = training_steps(len(encoded.dataset), job.params)
-    args = training_arguments(job.params, job.checkpoints, steps, evaluate=eval_set is not None)
+    args = training_arguments(job.params, job.checkpoints, steps, evaluate=eval_set is not None, device=job.device)
     resume = resume_checkpoint(job, args, world)
     start = _progress(resume)  # read now: the checkpoint is rotated away once training saves another
     model, trainer, result = train(job, args, encoded.dataset, eval_set, tokenizer, resume, callbacks)

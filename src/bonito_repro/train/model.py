@@ -35,12 +35,14 @@ def lora_config(params: dict):
                       modules_to_save=lora.get("modules_to_save") or None)
 
 
-def load_trainable_model(base_dir: str | Path, params: dict, init_adapter: str | Path | None = None):
-    """The PEFT model to train. Under torchrun each process holds its own copy on its own GPU."""
+def load_trainable_model(base_dir: str | Path, params: dict, init_adapter: str | Path | None = None, *,
+                         device: str):
+    """The PEFT model to train on ``device`` (cuda or cpu). Under torchrun each process holds its
+    own copy on its own GPU."""
     from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM
 
-    device_map = {"": int(os.environ.get("LOCAL_RANK", 0))} if torch.cuda.is_available() else None
+    device_map = {"": int(os.environ.get("LOCAL_RANK", 0))} if device == "cuda" else None
     model = AutoModelForCausalLM.from_pretrained(base_dir, dtype=compute_dtype(params), use_safetensors=True,
                                                  quantization_config=quantization_config(params),
                                                  device_map=device_map)

@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 
 from ..backends import greedy_texts
+from ..device import add_device_flag, stage_device
 from ..io import Manifest, parse_params, read_parquet, set_threads, setup_logging
 from ..models import encode_with_bos, load_tokenizer
 from ..prompts import parse_bonito_output
@@ -27,15 +28,15 @@ def parsed(texts: list[str]) -> int:
 
 
 def parse_shares(base_dir: str | Path, adapter_dir: str | Path, validation: str | Path, contexts: int,
-                 max_new_tokens: int, bf16: bool = False) -> dict:
+                 max_new_tokens: int, bf16: bool = False, *, device: str) -> dict:
     """Parsable greedy generations of BOS + prompt (the training layout) for the first validation
-    contexts, untrained base and base + trained adapter, all prompts in one batch: counts, shares
-    and one example of each."""
+    contexts, untrained base and base + trained adapter, all prompts in one batch on ``device``:
+    counts, shares and one example of each."""
     prompts = [str(p) for p in read_parquet(validation, ["input"]).to_pandas()["input"].head(contexts)]
     ids = encode_with_bos(load_tokenizer(base_dir), prompts)
     longest = max(map(len, ids)) + max_new_tokens
     decoding = {"max_new_tokens": max_new_tokens, "token_budget": len(ids) * longest, "max_model_len": longest,
-                "bf16": bf16, "seed": 0}  # greedy: the seed draws nothing
+                "bf16": bf16, "seed": 0, "device": device}  # greedy: the seed draws nothing
     base, trained = (greedy_texts("transformers", base_dir, adapter, ids, **decoding) for adapter in (None, adapter_dir))
     counts = {"contexts": len(prompts), "trained_parsed": parsed(trained), "base_parsed": parsed(base)}
     return {"counts": counts, "decoding": "greedy", "trained": counts["trained_parsed"] / len(prompts),
@@ -52,13 +53,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="JSON: the config's parse_check section (contexts, max_new_tokens) and bf16")
     parser.add_argument("--out", type=Path, required=True, help="shares and counts, with the manifest's fields (JSON)")
     parser.add_argument("--threads", type=int)
+    add_device_flag(parser)
     args = parser.parse_args(argv)
     setup_logging()
+    stage_device(args.device, f"parse-check {args.adapter}")
     set_threads(args.threads)
     params = parse_params(args.params)
     manifest = Manifest("parse_check", params=params)
     result = parse_shares(args.base, args.adapter, args.validation, params["contexts"], params["max_new_tokens"],
-                          bf16=params["bf16"])
+                          bf16=params["bf16"], device=args.device)
     manifest.counts = result.pop("counts")
     manifest.extra = {"model": str(args.base), "adapter": str(args.adapter), "validation": str(args.validation),
                       **result}
