@@ -31,7 +31,7 @@ rule dataset_card:
     conda:
         "../envs/main.yaml"
     shell:
-        "python -m bonito_repro cards dataset --tasks {input.tasks} --manifest {input.manifest}"
+        f"{MAIN_PY} -m bonito_repro cards dataset --tasks {{input.tasks}} --manifest {{input.manifest}}"
         " --formats {input.formats} --passages-manifest {input.passages} --info {params.info:q}"
         " --out {output} > {log} 2>&1"
 
@@ -54,6 +54,6 @@ rule model_card:
     conda:
         "../envs/main.yaml"
     shell:
-        "python -m bonito_repro cards model --adapter {input.adapter} --manifest {input.manifest}"
+        f"{MAIN_PY} -m bonito_repro cards model --adapter {{input.adapter}} --manifest {{input.manifest}}"
         " {params.evaluation} --data-manifest {input.data} --info {params.info:q}"
         " --out {output} > {log} 2>&1"

@@ -51,5 +51,5 @@ rule baselines:
     conda:
         "../envs/main.yaml"
     shell:
-        "python -m bonito_repro baselines --tests {input:q} --params {params.hp:q}"
+        f"{MAIN_PY} -m bonito_repro baselines --tests {{input:q}} --params {{params.hp:q}}"
         " --csv {output.csv} --md {output.md} --manifest {output.manifest} > {log} 2>&1"

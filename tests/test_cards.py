@@ -38,7 +38,7 @@ def synthetic_set(tmp_path, local_config):
                                                         "contaminated": False, "answer_not_in_passage": False}}
     records = run_funnel(pd.DataFrame({"passage": [PASSAGES[0], PASSAGES[0], PASSAGES[1], PASSAGES[2]],
                                        "generation": GENERATIONS, "context_id": [0, 0, 1, 2]}),
-                         params, embed=embed, task_type="ynqa")
+                         params, embed=embed, task_type="ynqa", device="cpu")
     summary = funnel_counts(records, params)
     kept = records[records["kept"]]
     rows = [{"input": i, "output": o, "context_id": c} for i, o, c in zip(kept["input"], kept["output"], kept["context_id"])]

@@ -196,6 +196,6 @@ def test_generation_without_a_test_set_checks_no_contamination(tmp_path, local_c
     out = tmp_path / "out"
     assert generate(["--dataset", "minutes", "--task-type", "summarization", "--published",
                      json.dumps({"files": str(tasks)}), "--params", json.dumps(local_config["generation"]),
-                     "--out", str(out / "t.parquet"), "--manifest", str(out / "t.json")]) == 0
+                     "--out", str(out / "t.parquet"), "--manifest", str(out / "t.json"), "--device", "cpu"]) == 0
     manifest = json.loads((out / "t.json").read_text())
     assert manifest["contamination_probes"] is None and manifest["kept"] == 1 and manifest["drops"] == {"empty": 1}

@@ -54,7 +54,9 @@ def test_local_data_needs_no_hub():
 
 def test_the_vllm_environment_is_checked_only_where_a_job_runs_in_it(paper, tmp_path):
     envs = preflight.interpreters(paper, tmp_path)
-    assert envs["main"][0] == sys.executable and envs["vllm"][0] == "python"
+    assert envs["main"][0] == str(tmp_path / ".venv-gpu/bin/python")
+    assert envs["vllm"][0] == str(tmp_path / ".venv-gpu-vllm/bin/python")
+    assert envs["main"][2] == [str(tmp_path / "envs/main-gpu.lock.txt"), str(tmp_path / "requirements-nodeps.txt")]
     config = copy.deepcopy(paper)
     config["generation"]["backend"] = config["evaluation"]["generation_backend"] = "transformers"
     assert list(preflight.interpreters(config, tmp_path)) == ["main"]
@@ -70,6 +72,15 @@ def test_an_environment_missing_a_package_is_named():
     assert broken.status == preflight.FAIL and "no_such_package_here" in broken.detail
     missing = preflight.check_environment("vllm", "/no/such/python", ["json"])
     assert missing.status == preflight.FAIL and "no such interpreter" in missing.detail
+
+
+def test_an_environment_that_differs_from_its_pins_is_named(tmp_path):
+    pins = tmp_path / "lock.txt"
+    pins.write_text("pyyaml==0.0.1\n")
+    differs = preflight.check_environment("main", sys.executable, ["json"], [str(pins)])
+    assert differs.status == preflight.FAIL and "pyyaml" in differs.detail and "lock.txt" in differs.detail
+    matches = preflight.check_environment("main", sys.executable, ["json"], [str(REPO / "requirements.txt")])
+    assert matches.status == preflight.OK, matches.detail
 
 
 def test_downloads_larger_than_the_free_space_fail(tmp_path):

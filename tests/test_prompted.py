@@ -95,10 +95,11 @@ def test_prompted_funnel_counts_every_reply_and_resumes_after_a_kill(tmp_path, e
     shards = tmp_path / "shards"
     with pytest.raises(RuntimeError, match="backend died"):
         run_generation(texts, "exqa", params, backend=Scripted(REPLIES, "exqa", fail_on_call=2),
-                       shards_dir=shards, embed=embed, kind="prompted")
+                       shards_dir=shards, embed=embed, device="cpu", kind="prompted")
     assert len(list(shards.glob("shard-*.parquet"))) == 1
     rerun = Scripted(REPLIES, "exqa")
-    result = run_generation(texts, "exqa", params, backend=rerun, shards_dir=shards, embed=embed, kind="prompted")
+    result = run_generation(texts, "exqa", params, backend=rerun, shards_dir=shards, embed=embed, device="cpu",
+                            kind="prompted")
     assert rerun.calls == 2 and (result.shards["reused"], result.shards["generated"]) == (1, 2)
     assert result.records["reason"].tolist() == ["clean", "answer_not_in_passage", "unparsable", "empty", "clean"]
     assert result.summary["removed"] == {"unparsable": 1, "empty": 1}
@@ -107,17 +108,17 @@ def test_prompted_funnel_counts_every_reply_and_resumes_after_a_kill(tmp_path, e
     # the same replies asked of Bonito's kind are other shards, never reused for it
     bonito = Scripted({}, "exqa")
     with pytest.raises(KeyError):
-        run_generation(texts, "exqa", params, backend=bonito, shards_dir=shards, embed=embed)
+        run_generation(texts, "exqa", params, backend=bonito, shards_dir=shards, embed=embed, device="cpu")
 
 
 def test_answer_in_passage_is_measured_for_extractive_qa_only_and_for_published_sets(embed):
-    yes_no = run_generation(list(REPLIES)[:2], "ynqa", generation(), embed=embed, kind="prompted",
+    yes_no = run_generation(list(REPLIES)[:2], "ynqa", generation(), embed=embed, device="cpu", kind="prompted",
                             backend=Scripted(dict(list(REPLIES.items())[:2]), "ynqa"))
     assert yes_no.records["reason"].tolist() == ["clean", "clean"]
     # a published set's passage is unknown: its instruction, which carries the passage, stands in
     published = pd.DataFrame({"input": [f"{PASSAGE}\nWhere does it flow?", f"{PASSAGE}\nWhat is it?"],
                               "output": ["into the Mediterranean Sea", "a desert"], "passage": ""})
-    records = run_funnel(published, generation(), embed=embed, task_type="exqa")
+    records = run_funnel(published, generation(), embed=embed, task_type="exqa", device="cpu")
     assert records["reason"].tolist() == ["clean", "answer_not_in_passage"]
 
 
@@ -202,7 +203,7 @@ def generate_argv(tmp_path, model, kind: str, dataset: str, task_type: str) -> l
     return ["--dataset", dataset, "--task-type", task_type, "--kind", kind, "--passages", str(passages),
             "--test", str(test), "--model", str(model), "--params", json.dumps(params),
             "--shards", str(tmp_path / "shards" / kind), "--out", f"{out}.parquet", "--manifest",
-            f"{out}.manifest.json", "--formats", f"{out}.formats", "--threads", "1"]
+            f"{out}.manifest.json", "--formats", f"{out}.formats", "--threads", "1", "--device", "cpu"]
 
 
 def test_an_empty_alternative_set_is_a_result_carried_to_the_tables(tmp_path, chat_model, embed):
@@ -218,7 +219,8 @@ def test_an_empty_alternative_set_is_a_result_carried_to_the_tables(tmp_path, ch
     adapter = tmp_path / "adapters" / "smollm2" / "prompted" / "pubmed_qa"
     assert train(["--mode", "pairs", "--base", str(chat_model), "--data", str(synthetic.with_suffix(".parquet")),
                   "--wrapper", "chat", "--out", str(adapter), "--checkpoints", str(tmp_path / "ckpt"),
-                  "--manifest", f"{adapter}.manifest.json", "--params", json.dumps(local["adaptation"])]) == 0
+                  "--manifest", f"{adapter}.manifest.json", "--params", json.dumps(local["adaptation"]),
+                  "--device", "cpu"]) == 0
     assert [p.name for p in adapter.iterdir()] == ["no_tasks.json"]
     assert json.loads(adapter.with_name("pubmed_qa.manifest.json").read_text())["no_tasks"] == "no tasks (0 of 3 kept)"
 
@@ -229,7 +231,7 @@ def test_an_empty_alternative_set_is_a_result_carried_to_the_tables(tmp_path, ch
                      "--dataset", "pubmed_qa", "--task-type", "ynqa", "--test", str(tmp_path / "test.parquet"),
                      "--templates", json.dumps(spec["templates"]), "--labels", json.dumps(spec["labels"]),
                      "--fields", json.dumps(spec["test_fields"]), "--params", json.dumps(params),
-                     "--target", "smollm2", "--source", "prompted", "--out", str(result)]) == 0
+                     "--target", "smollm2", "--source", "prompted", "--out", str(result), "--device", "cpu"]) == 0
     assert json.loads(result.read_text())["no_tasks"] == "no tasks (0 of 3 kept)"
 
     config = {**local, "run": {**local["run"], "targets": ["smollm2"], "sources": ["prompted"]},
@@ -248,7 +250,7 @@ def test_an_empty_alternative_set_is_a_result_carried_to_the_tables(tmp_path, ch
 def embed():
     from bonito_repro.generate.embeddings import Embedder
 
-    return Embedder()
+    return Embedder("cpu")
 
 
 # --- an endpoint: vLLM's OpenAI-compatible server, really run -----------------------------------
@@ -328,7 +330,8 @@ def test_endpoint_retries_then_resumes_without_asking_finished_passages_again(tm
     first.generate = dies_after_the_first_shard
     try:
         with pytest.raises(EndpointError, match="after 2 retries"):
-            run_generation(texts, "exqa", params, backend=first, shards_dir=shards, embed=embed, kind="endpoint")
+            run_generation(texts, "exqa", params, backend=first, shards_dir=shards, embed=embed, device="cpu",
+                           kind="endpoint")
     finally:
         stop(server)
     assert first.requests == 2 + 2 * 3  # two passages answered; the next two, side by side: a try and two retries each
@@ -348,7 +351,7 @@ def test_endpoint_retries_then_resumes_without_asking_finished_passages_again(tm
         assert generate(["--dataset", "squadshifts_nyt", "--task-type", "exqa", "--kind", "endpoint",
                          "--passages", str(tmp_path / "passages.parquet"), "--test", str(tmp_path / "test.parquet"),
                          "--endpoint", json.dumps(spec), "--params", json.dumps(params), "--shards", str(shards),
-                         "--out", f"{out}.parquet", "--manifest", f"{out}.manifest.json"]) == 0
+                         "--out", f"{out}.parquet", "--manifest", f"{out}.manifest.json", "--device", "cpu"]) == 0
     finally:
         stop(server)
     manifest = json.loads((tmp_path / "synthetic" / "served.manifest.json").read_text())

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from . import cost
 from .config import ConfigError, load_config
+from .environments import verify_environment
 from .hub import HubError, resolve_revision
 from .origins import load_arguments
 from .tasks import task_type_code
@@ -244,20 +245,25 @@ def uses_vllm(config: dict) -> bool:
             or (exqa and config["evaluation"]["generation_backend"] == "vllm"))
 
 
-def interpreters(config: dict, workdir: Path) -> dict[str, tuple[str, list[str]]]:
-    """environment name -> (interpreter, packages its jobs import), as the rules resolve them
-    (a relative path is relative to the workflow's directory)."""
-    def resolve(python: str) -> str:
-        return str(workdir / python) if os.sep in python and not os.path.isabs(python) else python
+def interpreters(config: dict, workdir: Path) -> dict[str, tuple[str, list[str], list[str]]]:
+    """environment name -> (interpreter, packages its jobs import, requirement files it must
+    match), as the rules resolve them (a relative path is relative to the workflow's directory)."""
+    def resolve(path: str) -> str:
+        return str(workdir / path) if os.sep in path and not os.path.isabs(path) else path
 
-    envs = {"main": (resolve(config["environments"]["main"] or sys.executable), MAIN_PACKAGES)}
+    def environment(name: str, python: str, packages: list[str]) -> tuple[str, list[str], list[str]]:
+        return resolve(python), packages, [str(workdir / f) for f in config["environments"]["requirements"][name]]
+
+    envs = {"main": environment("main", config["environments"]["main"] or sys.executable, MAIN_PACKAGES)}
     if uses_vllm(config):
-        envs["vllm"] = (resolve(config["environments"]["vllm"]), VLLM_PACKAGES)
+        envs["vllm"] = environment("vllm", config["environments"]["vllm"], VLLM_PACKAGES)
     return envs
 
 
-def check_environment(name: str, python: str, packages: list[str], timeout: int = 600) -> Check:
-    """The interpreter starts and imports every package (versions reported)."""
+def check_environment(name: str, python: str, packages: list[str], requirements: list[str] = (),
+                      timeout: int = 600) -> Check:
+    """The interpreter starts, imports every package (versions reported) and has exactly the
+    versions its requirement (lock) files pin (``environments.verify_environment``)."""
     code = ("import importlib, json\nversions = {}\nfor name in %r:\n"
             "    versions[name] = getattr(importlib.import_module(name), '__version__', '?')\n"
             "print(json.dumps(versions))" % packages)
@@ -271,6 +277,9 @@ def check_environment(name: str, python: str, packages: list[str], timeout: int 
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["exit status %d" % done.returncode])[-1]
         return Check("environment", item, FAIL, f"cannot import its packages: {last}")
+    problems = verify_environment(python, list(requirements)) if requirements else []
+    if problems:
+        return Check("environment", item, FAIL, f"{len(problems)} differences from its pins: {'; '.join(problems[:3])}")
     versions = json.loads(done.stdout.strip().splitlines()[-1])
     return Check("environment", item, OK, ", ".join(f"{k} {v}" for k, v in versions.items()))
 
@@ -391,8 +400,8 @@ def main(argv: list[str] | None = None) -> int:
 
     checks = check_hub(config)
     checks += check_disk(checks, args.results or workdir / "results", Path(constants.HF_HOME))
-    checks += [check_environment(name, python, packages)
-               for name, (python, packages) in interpreters(config, workdir).items()]
+    checks += [check_environment(name, python, packages, requirements)
+               for name, (python, packages, requirements) in interpreters(config, workdir).items()]
     if args.gpu_check:
         checks += check_gpu_node(config, workdir)
     cost_checks, table = check_cost(config, args.configfile, workdir)
