@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .hub import HubError, resolve_revision
-from .io import Manifest, parse_params, setup_logging
+from .io import Manifest, check_writable, parse_params, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -380,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging()
     spec = parse_params(args.spec)
+    check_writable(args.out, args.manifest)
     manifest = Manifest("model", params=spec)
     log.info("preparing model %s into %s", args.name, args.out)
     hub = None

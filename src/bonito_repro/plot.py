@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 
 from .generate.funnel import REASONS
-from .io import atomic_path, parse_params, read_json, setup_logging
+from .io import atomic_path, check_writable, parse_params, read_json, require_keys, setup_logging
 
 
 def _pyplot():
@@ -78,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="figure (PNG)")
     args = parser.parse_args(argv)
     setup_logging()
-    manifest, dpi = read_json(args.manifest), parse_params(args.params)["dpi"]
+    check_writable(args.out)
+    keys = ["dataset", "funnel", "kept", "filters_on"] if args.kind == "funnel" else ["name", "train_loss", "validation_loss"]
+    what = "a generation manifest" if args.kind == "funnel" else "a training manifest"
+    manifest, dpi = require_keys(read_json(args.manifest), keys, args.manifest, what), parse_params(args.params)["dpi"]
     if args.kind == "funnel":
         plot_funnel(manifest, args.out, f"{manifest['dataset']}: generation funnel", dpi)
     else:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .. import config
 from ..config import EVAL_DECODING_KEYS
-from ..io import Manifest, parse_params, set_threads, setup_logging, write_json, write_parquet
+from ..io import Manifest, check_writable, parse_params, set_threads, setup_logging, write_json, write_parquet
 from ..prompts import ALL_WRAPPERS
 from ..tasks import GENERATION_TASK_TYPES, task_type_code
 from .errors import EvaluationError
@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     args.templates = check_section(parse_params(args.templates, "--templates"), "templates", "--templates")
     args.fields = check_section(parse_params(args.fields, "--fields"), "test_fields", "--fields")
     args.passage = parse_passage(args.passage)
+    args.manifest = args.manifest or args.out.with_suffix(".manifest.json")
+    check_writable(args.out, args.predictions, args.manifest)
     manifest = Manifest("evaluate", params=params, seed=params["seed"])
     scores, predictions = run(args, params, manifest)
     log.info("%s / %s / %s: F1 mean %.2f (median %.2f) over %d templates, %d examples; prompts over %d "
@@ -108,5 +110,5 @@ def main(argv: list[str] | None = None) -> int:
     write_json(scores, args.out)
     if args.predictions:
         write_parquet(predictions, args.predictions)
-    manifest.write(args.manifest or args.out.with_suffix(".manifest.json"))
+    manifest.write(args.manifest)
     return 0

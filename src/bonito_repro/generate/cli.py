@@ -18,7 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..config import ConfigError, check_params
-from ..io import Manifest, parse_params, set_threads, setup_logging, write_parquet
+from ..io import Manifest, check_writable, parse_params, read_parquet, set_threads, setup_logging, write_parquet
 from ..origins import pin_origin
 from ..tasks import task_type_name
 from .funnel import funnel_counts, probe_texts, run_funnel
@@ -127,8 +127,9 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     set_threads(args.threads)
     params = generation_params(args.params)
+    check_writable(args.out, args.manifest, args.records, args.formats)
     manifest = Manifest("generate", params=params, seed=params["seed"])
-    test_rows = pd.read_parquet(args.test).to_dict("records")
+    test_rows = read_parquet(args.test).to_pylist()
     result, counts, extra = (from_published if args.published else from_generator)(args, params, test_rows)
     require_tasks(args.dataset, result)
     formats = write_tasks(args, result)

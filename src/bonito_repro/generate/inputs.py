@@ -6,20 +6,22 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..io import seeded_subset
+from ..errors import InputError
+from ..io import read_parquet, seeded_subset
 from ..origins import load_origin
+from ..schemas import UNANNOTATED_FIELDS, validate_rows
 
 
 def read_passages(path: str | Path, max_passages: int | None, seed: int) -> tuple[list[str], list[int], dict]:
     """(passages, context_ids, counts) from an unannotated parquet: context_id is the row index
     in that file; blank passages are skipped and counted; ``max_passages`` takes a seeded random
     subset (kept in file order), as the experiment code's --max_eval_samples with --shuffle."""
-    frame = pd.read_parquet(path)
-    if "input" not in frame:
-        raise ValueError(f"{path}: no column 'input' (columns: {list(frame.columns)})")
-    for row, value in enumerate(frame["input"]):
+    table = read_parquet(path, list(UNANNOTATED_FIELDS))
+    frame = table.to_pandas()
+    validate_rows(table.to_pylist(), Path(path).stem, "unannotated", str(path), columns=table.column_names)
+    for row, value in enumerate(frame["input"]):  # the data stage writes no null passage
         if not isinstance(value, str):
-            raise ValueError(f"{path}: row {row}: 'input' must be a string, got {value!r}")
+            raise InputError(f"{path}: row {row} (0-based): field 'input': missing")
     ids = [i for i, text in enumerate(frame["input"]) if text.strip()]
     counts = {"passages_in_file": len(frame), "blank_passages": len(frame) - len(ids)}
     ids = [ids[i] for i in seeded_subset(len(ids), max_passages, seed)]
@@ -33,6 +35,6 @@ def load_published(origin: dict) -> pd.DataFrame:
     rows = load_origin(origin, "synthetic").to_pandas()
     missing = {"input", "output"} - set(rows.columns)
     if missing:
-        raise ValueError(f"published set {origin}: missing columns {sorted(missing)}")
+        raise InputError(f"published set {origin}: missing columns {sorted(missing)}")
     return pd.DataFrame({"context_id": pd.array([None] * len(rows), dtype="Int64"), "sample": 0,
                          "input": rows["input"], "output": rows["output"], "passage": ""})

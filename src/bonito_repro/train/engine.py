@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..config import ConfigError, check_params as check_section
-from ..io import ColumnsError, Manifest, read_parquet, set_threads
+from ..io import ColumnsError, Manifest, check_writable, read_parquet, set_threads
 from . import checkpoints
 from .data import Collator, Encoded, TrainDataError, effective_batch, encode_pair_rows, encode_tapt, training_steps
 
@@ -247,6 +247,7 @@ def run(job: TrainJob, callbacks: Sequence = ()) -> dict | None:
     from ..models import load_tokenizer
 
     check_params(job.params, job.mode)
+    check_writable(job.out, job.manifest, job.checkpoints)
     world = world_size(job.params)
     set_threads(max(1, (job.threads or os.cpu_count() or 1) // world))
     manifest = Manifest("train", params=job.params, seed=job.params["seed"])

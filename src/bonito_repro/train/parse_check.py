@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 
 from ..backends import greedy_texts
-from ..io import Manifest, parse_params, read_parquet, set_threads, setup_logging
+from ..io import Manifest, check_writable, parse_params, read_parquet, set_threads, setup_logging
 from ..models import encode_with_bos, load_tokenizer
 from ..prompts import parse_bonito_output
 
@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging()
     set_threads(args.threads)
     params = parse_params(args.params)
+    check_writable(args.out)
     manifest = Manifest("parse_check", params=params)
     result = parse_shares(args.base, args.adapter, args.validation, params["contexts"], params["max_new_tokens"],
                           bf16=params["bf16"])
