@@ -22,7 +22,7 @@ from ..io import Manifest, check_writable, parse_params, read_parquet, set_threa
 from ..origins import pin_origin
 from ..tasks import task_type_name
 from .funnel import funnel_counts, probe_texts, run_funnel
-from .inputs import load_published, read_passages
+from .inputs import fit_passages, load_published, model_positions, read_passages
 from .synthetic_tasks import Generation, run_generation
 
 log = logging.getLogger(__name__)
@@ -76,6 +76,12 @@ def from_generator(args: argparse.Namespace, params: dict, test_rows: list[dict]
     if args.passages is None or args.model is None:
         raise SystemExit("generate: --passages and --model are required unless --published is given")
     texts, ids, counts = read_passages(args.passages, params["max_passages"], params["seed"])
+    limit = model_positions(args.model)
+    if limit:  # a passage too long for the model's context is dropped or split, as configured
+        from ..models import load_tokenizer
+
+        texts, ids, fitted = fit_passages(texts, ids, args.task_type, load_tokenizer(args.model), limit, params)
+        counts.update(fitted)
     result = run_generation(texts, args.task_type, params, model_dir=args.model, adapter_dir=args.adapter,
                             context_ids=ids, test_rows=test_rows, shards_dir=args.shards)
     provenance = {"model": str(args.model), "adapter": str(args.adapter) if args.adapter else None}
@@ -111,6 +117,8 @@ def write_tasks(args: argparse.Namespace, result: Generation) -> dict[str, int]:
 def write_manifest(manifest: Manifest, args: argparse.Namespace, result: Generation, counts: dict,
                    extra: dict, formats: dict[str, int]) -> None:
     summary = result.summary
+    if manifest.params["long_passages"] == "drop":
+        manifest.drop("long_passage", counts.get("long_passages", 0))
     for reason, removed in summary["removed"].items():
         manifest.drop(reason, removed)
     manifest.counts = {**counts, "generated": summary["funnel"]["generated"], "kept": summary["kept"]}
