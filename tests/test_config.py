@@ -165,6 +165,11 @@ def test_schema_errors_name_the_key(base, edit, expected):
         (lambda c: c["generation"].update(temperature=0, n=2), "generation.n: 2 samples at temperature 0"),
         (lambda c: c["bonito_training"].update(processes=2),
          "bonito_training.processes: 2 training processes on resources.train_bonito.gpus = 4 GPUs"),
+        # found when the config loads, not when the model job builds it
+        (lambda c: c["models"].update(mistral_7b={"tiny": {"architecture": "mistral", "vocab_size": 2000,
+                                                           "hidden_size": 64, "intermediate_size": 128,
+                                                           "layers": 2, "heads": 3, "kv_heads": 1}}),
+         "models.mistral_7b.tiny: heads (3) must divide hidden_size (64)"),
     ],
 )
 def test_reference_errors_name_the_key(base, edit, expected):

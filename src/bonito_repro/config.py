@@ -404,6 +404,10 @@ def check_references(config: dict) -> None:
             problems.append(f"{where}: {kind} {name!r} is not declared (known: {sorted(declared)})")
 
     for name, model in models.items():
+        tiny = model.get("tiny")
+        if tiny and (tiny["hidden_size"] % tiny["heads"] or tiny["heads"] % tiny["kv_heads"]):
+            problems.append(f"models.{name}.tiny: heads ({tiny['heads']}) must divide hidden_size "
+                            f"({tiny['hidden_size']}), and kv_heads ({tiny['kv_heads']}) must divide heads")
         if model.get("adapter") and "base" not in model:
             problems.append(f"models.{name}.base: an adapter needs the model it adapts")
         if "base" in model:
