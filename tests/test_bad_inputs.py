@@ -80,6 +80,10 @@ BAD_FILES = [
     ("a Latin-1 CSV file", lambda d: _write(d / "latin1.csv", "input\nok\ncaf\xe9\n".encode("latin-1")),
      ["latin1.csv", "line 3", "0xe9", "iconv"]),
     ("a 0-byte CSV file", lambda d: _write(d / "empty.csv", b""), ["empty.csv", "empty file"]),
+    ("a CSV row with more fields than the header", lambda d: _write(d / "wide.csv", b"input,n\nok,1\na,2,3\n"),
+     ["wide.csv", "not valid CSV", "Expected 2 fields in line 3, saw 3"]),
+    ("a CSV quote never closed", lambda d: _write(d / "quote.csv", b'input,n\nok,1\n"a,2\nb,3\n'),
+     ["quote.csv", "not valid CSV", "EOF inside string"]),
     ("a file of another format", lambda d: _write(d / "rows.tsv", b"input\nx\n"), ["rows.tsv", "unknown format"]),
 ]
 
@@ -130,6 +134,18 @@ def test_the_data_command_stops_on_a_bad_file_in_one_line(tmp_path, capsys, capl
     said = _one_line(capsys, caplog)
     assert all(part in said for part in named), said
     assert not (tmp_path / "out.parquet").exists()
+
+
+def test_the_data_command_names_a_row_of_the_wrong_type(tmp_path, capsys, caplog):
+    """A readable file whose rows break the schema: the row and field, and what was expected."""
+    pd.DataFrame({"input": ["a passage", 7, "another"]}, dtype=object).to_json(tmp_path / "mixed.jsonl",
+                                                                              orient="records", lines=True)
+    argv = ["target-data", "unannotated", "--dataset", "mine", "--origin",
+            json.dumps({"files": str(tmp_path / "mixed.jsonl")}), "--out", str(tmp_path / "o.parquet"),
+            "--manifest", str(tmp_path / "o.json")]
+    assert bonito_repro(argv) == 1
+    said = _one_line(capsys, caplog)
+    assert "mixed.jsonl: row 1 (0-based): field 'input': expected str, got int 7" in said, said
 
 
 def _evaluate_argv(tmp_path: Path, spec: dict, test: Path, model: str, out: Path) -> list[str]:

@@ -175,7 +175,7 @@ def read_csv(path: str | Path) -> pd.DataFrame:
     try:
         return pd.read_csv(text_io.StringIO(text))
     except pd.errors.ParserError as error:
-        raise InputFileError(f"{path}: not valid CSV ({error})") from None
+        raise InputFileError(f"{path}: not valid CSV ({' '.join(str(error).split())})") from None
 
 
 def _first_bad_text(column: "pa.ChunkedArray") -> int | None:
