@@ -91,9 +91,9 @@ def split_passage(text: str, tokenizer, window: int, overlap: int, context_id: i
     decoded and encoded again inside the prompt may take a token or two more at its edges."""
     window -= 4
     if window <= overlap:
-        raise InputError(f"passage context_id={context_id}: generation.split_overlap {overlap} leaves no room "
-                         f"in the {window} passage tokens the model's context has beside the prompt and "
-                         "generation.max_new_tokens; lower it")
+        raise InputError(f"passage context_id={context_id}: no room to split it: {max(window, 0)} tokens of the "
+                         "model's context are left beside the prompt and generation.max_new_tokens, and "
+                         f"generation.split_overlap is {overlap}; lower either")
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     starts = range(0, max(len(ids) - overlap, 1), window - overlap)
     return [tokenizer.decode(ids[start:start + window]).strip() for start in starts]
