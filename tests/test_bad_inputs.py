@@ -339,3 +339,18 @@ def test_missing_files_and_model_folders_stop_the_config_check(tmp_path):
     message = str(error.value)
     assert f"{tmp_path / 'mine.yaml'}: unannotated.files: no file '{tmp_path / 'corpus.jsonl'}'" in message, message
     assert f"path: no folder '{tmp_path / 'gone'}'" in message, message
+
+
+def test_models_and_plot_check_their_values_against_the_config_schema(tmp_path, capsys, caplog):
+    """A stage command checks the config entry it is given as the config check does."""
+    argv = ["models", "--name", "m", "--spec", json.dumps({"tiny": {"architecture": "gpt"}}),
+            "--out", str(tmp_path / "m"), "--manifest", str(tmp_path / "m.json")]
+    assert bonito_repro(argv) == 1
+    said = _one_line(capsys, caplog)
+    assert "invalid --spec" in said and "model.tiny" in said, said
+    assert not (tmp_path / "m").exists()
+    _write(tmp_path / "t.json", json.dumps({"name": "x", "train_loss": [], "validation_loss": []}).encode())
+    argv = ["plot", "loss", "--manifest", str(tmp_path / "t.json"), "--params", '{"dpi": 5}',
+            "--out", str(tmp_path / "l.png")]
+    assert bonito_repro(argv) == 1
+    assert "plots.dpi: 5 is less than the minimum of 10" in _one_line(capsys, caplog)

@@ -10,6 +10,7 @@ import argparse
 from pathlib import Path
 
 from .generate.funnel import REASONS
+from .config import check_params
 from .io import atomic_path, check_writable, parse_params, read_json, require_keys, setup_logging
 
 
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     check_writable(args.out)
     keys = ["dataset", "funnel", "kept", "filters_on"] if args.kind == "funnel" else ["name", "train_loss", "validation_loss"]
     what = "a generation manifest" if args.kind == "funnel" else "a training manifest"
-    manifest, dpi = require_keys(read_json(args.manifest), keys, args.manifest, what), parse_params(args.params)["dpi"]
+    dpi = check_params(parse_params(args.params), "plots")["dpi"]
+    manifest = require_keys(read_json(args.manifest), keys, args.manifest, what)
     if args.kind == "funnel":
         plot_funnel(manifest, args.out, f"{manifest['dataset']}: generation funnel", dpi)
     else:
