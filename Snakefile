@@ -8,9 +8,19 @@ from snakemake.utils import min_version
 
 min_version("9.20")
 
+from bonito_repro.config import ConfigError, read_yaml
+
 # config.yaml is the base of every scale; a profile's or the command line's --configfile overlays
 # it (Snakemake merges them key by key). By absolute path, so that `-d DIR` runs find it too.
-configfile: os.path.join(workflow.basedir, "config.yaml")
+# Read first by read_yaml: Snakemake's message for a broken file names neither file nor line.
+BASE_CONFIG = os.path.join(workflow.basedir, "config.yaml")
+try:
+    read_yaml(BASE_CONFIG)
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
+
+
+configfile: BASE_CONFIG
 
 
 report: "report/workflow.rst"

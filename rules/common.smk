@@ -8,10 +8,12 @@ import sys
 
 from snakemake.settings.types import DeploymentMethod
 
-from bonito_repro.config import EVAL_DECODING_KEYS, ConfigError, TAPT, ZERO_SHOT, evaluated, validate
+from bonito_repro.config import EVAL_DECODING_KEYS, ConfigError, TAPT, ZERO_SHOT, evaluated, read_yaml, validate
 from bonito_repro.origins import embedded_path
 
 try:
+    for path in workflow.configfiles:  # a key written twice: Snakemake keeps the last without a word
+        read_yaml(path)
     resolved = validate(config)
 except ConfigError as error:
     raise WorkflowError(str(error)) from None

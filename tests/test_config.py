@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import re
+from pathlib import Path
 
 import pytest
 import yaml
@@ -103,8 +104,8 @@ def test_unknown_key_in_an_overlay_names_its_path(tmp_path):
 
 
 @pytest.mark.parametrize("text, expected", [
-    ("", "expected a mapping at the top level, got NoneType"),
-    ("generation: {n: [}\n", "not valid YAML"),
+    ("", "empty file; expected a mapping of config keys"),
+    ("generation: {n: [}\n", "line 1, column 18: not valid YAML"),
 ])
 def test_empty_or_broken_yaml_names_the_file(tmp_path, text, expected):
     overlay = tmp_path / "broken.yaml"
@@ -167,6 +168,11 @@ def test_schema_errors_name_the_key(base, edit, expected):
         (lambda c: c["resources"]["train_bonito"].update(runtime=5760),
          "resources.train_bonito.runtime: 5760 minutes, more than resources.max_runtime (2880)"),
         (lambda c: c["resources"].update(max_runtime=600), "resources.ctga.runtime: 720 minutes"),
+        # found when the config loads, not when the model job builds it
+        (lambda c: c["models"].update(mistral_7b={"tiny": {"architecture": "mistral", "vocab_size": 2000,
+                                                           "hidden_size": 64, "intermediate_size": 128,
+                                                           "layers": 2, "heads": 3, "kv_heads": 1}}),
+         "models.mistral_7b.tiny: heads (3) must divide hidden_size (64)"),
     ],
 )
 def test_reference_errors_name_the_key(base, edit, expected):
@@ -192,8 +198,15 @@ SQUAD_FIELDS = {"required": {"context": "str", "question": "str",
 MISSING = object()  # a key the test removes
 
 
+def legal_qa_files(folder: Path) -> None:
+    """The corpus and test files LEGAL_QA names, beside it: the config check stops on a missing one."""
+    for name in ("c.jsonl", "t.jsonl"):
+        (folder / name).write_text('{"input": "A passage."}\n')
+
+
 def test_a_dataset_file_of_ones_own(base, tmp_path):
-    (tmp_path / "corpus.jsonl").write_text('{"input": "A passage."}\n')
+    for name in ("corpus.jsonl", "test.jsonl"):
+        (tmp_path / name).write_text('{"input": "A passage."}\n')
     own = tmp_path / "legal_qa.yaml"
     own.write_text(yaml.safe_dump({**LEGAL_QA, "task_type": "yes-no question answering",
                                    "unannotated": {"files": "corpus.jsonl"}, "test": {"files": ["test.jsonl"]}}))
@@ -295,6 +308,7 @@ def test_dataset_file_errors_name_the_file_and_key(base, tmp_path, change, expec
 
 
 def test_passage_truncation_needs_every_dataset_to_name_its_passage(base, tmp_path):
+    legal_qa_files(tmp_path)
     own = tmp_path / "legal_qa.yaml"
     own.write_text(yaml.safe_dump(LEGAL_QA))
     config = copy.deepcopy(base)
@@ -309,6 +323,7 @@ def test_passage_truncation_needs_every_dataset_to_name_its_passage(base, tmp_pa
 
 
 def test_task_types_accept_codes_and_full_names(base, tmp_path):
+    legal_qa_files(tmp_path)
     own = tmp_path / "mine.yaml"
     own.write_text(yaml.safe_dump({**LEGAL_QA, "task_type": "yes-no question answering"}))
     config = copy.deepcopy(base)

@@ -97,3 +97,17 @@ def test_readme_names_every_reason_the_funnel_and_ctga_drop_rows_for():
     assert statuses == {"render_error", "empty_context", "empty_target"}
     missing = [reason for reason in [*REASONS, *sorted(statuses)] if f"`{reason}`" not in readme]
     assert not missing, f"README.md does not name these drop reasons: {missing}"
+
+
+def test_each_reliability_promise_names_tests_that_exist():
+    """The README's reliability list: each promise names at least one test, and each named test
+    is defined in the file it names."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Reliability", 1)[1].split("\nNot guaranteed:", 1)[0]
+    promises = re.split(r"\n- ", section)[1:]
+    assert len(promises) >= 8, promises
+    for promise in promises:
+        named = re.findall(r"`(tests/[\w/]+\.py)::(\w+)`", promise)
+        assert named, f"a promise names no test: {promise[:80]}"
+        for path, test in named:
+            assert re.search(rf"^def {test}\(", (REPO / path).read_text(), re.M), f"{path}::{test} does not exist"

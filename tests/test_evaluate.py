@@ -537,6 +537,7 @@ def test_a_dataset_file_of_ones_own_loads_validates_and_evaluates(tmp_path, tiny
              "question": f"Can the tenant leave with {i + 1 + i % 2} months' notice?", "answer": "NY"[i % 2]}
             for i in range(8)]
     (tmp_path / "test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (tmp_path / "corpus.jsonl").write_text('{"input": "The landlord repairs the roof."}\n')
     (tmp_path / "legal_qa.yaml").write_text(LEGAL_QA)
     (tmp_path / "run.yaml").write_text(f"run: {{datasets: [{tmp_path / 'legal_qa.yaml'}]}}\n")
     spec = load_config(REPO / "config.yaml", tmp_path / "run.yaml")["datasets"]["legal_qa"]

@@ -16,6 +16,7 @@ import torch
 
 from bonito_repro.__main__ import main as bonito_repro
 from bonito_repro.config import load_scale
+from bonito_repro.errors import InputError
 from bonito_repro.backends import token_batches
 from bonito_repro.generate import generate_tasks as generate_tasks_on, run_generation as run_generation_on
 from bonito_repro.generate.cli import EmptySyntheticSetError, main
@@ -314,6 +315,50 @@ def _cli(tmp_path, passages, test, model, params, extra=(), shards=None):
     return out, args
 
 
+def test_a_passage_too_long_for_the_context_is_dropped_or_split_by_config(tiny_model_dir):
+    """generation.long_passages: `drop` leaves it out, `split` cuts it into overlapping pieces
+    that each fit, all under its context_id; both counted (once, a long passage stopped the
+    whole dataset)."""
+    from bonito_repro.generate.inputs import fit_passages
+    from bonito_repro.models import encode_with_bos, load_tokenizer
+    from bonito_repro.prompts import bonito_input
+
+    tokenizer = load_tokenizer(tiny_model_dir)
+    short, long = PASSAGES[0], " ".join([PASSAGES[1]] * 12)
+    prompt_tokens = [len(ids) for ids in encode_with_bos(tokenizer, [bonito_input(t, "ynqa") for t in (short, long)])]
+    limit = prompt_tokens[0] + 40 + 32  # the short passage fits with room to spare; the long one does not
+    assert prompt_tokens[1] + 32 > limit
+    dropped = fit_passages([short, long], [0, 1], "ynqa", tokenizer, limit,
+                           generation(max_new_tokens=32, long_passages="drop"))
+    assert dropped == ([short], [0], {"long_passages": 1, "long_passage_pieces": 0})
+    texts, ids, counts = fit_passages([short, long], [0, 1], "ynqa", tokenizer, limit,
+                                      generation(max_new_tokens=32, long_passages="split", split_overlap=8))
+    assert texts[0] == short and ids == [0] + [1] * (len(texts) - 1) and counts["long_passages"] == 1
+    pieces = texts[1:]
+    assert len(pieces) == counts["long_passage_pieces"] >= 2
+    for piece in pieces:
+        assert len(encode_with_bos(tokenizer, [bonito_input(piece, "ynqa")])[0]) + 32 <= limit
+        assert piece in long
+    overlap = tokenizer.decode(tokenizer(pieces[0], add_special_tokens=False)["input_ids"][-8:]).strip()
+    assert pieces[1].startswith(overlap.split()[0])  # the next piece repeats the end of the one before
+    with pytest.raises(InputError, match="split_overlap"):  # an overlap as wide as the room left
+        fit_passages([long], [1], "ynqa", tokenizer, limit, generation(max_new_tokens=32, long_passages="split",
+                                                                       split_overlap=limit))
+
+
+def test_cli_counts_the_long_passages_it_drops(tiny_generator, tmp_path, embed):
+    model, adapter = tiny_generator
+    passages, test = _inputs(tmp_path)
+    long = " ".join([PASSAGES[0]] * 400)  # beyond the tiny model's 4,096 positions
+    pd.DataFrame({"input": [PASSAGES[0], long, PASSAGES[1]]}).to_parquet(passages)
+    params = generation(backend="transformers", bf16=False, n=1, max_new_tokens=16, long_passages="drop")
+    out, args = _cli(tmp_path, passages, test, model, params, ["--adapter", str(adapter), "--threads", "1"])
+    assert main(args) == 0
+    manifest = json.loads((out / "pubmed_qa.manifest.json").read_text())
+    assert manifest["counts"]["long_passages"] == 1 and manifest["drops"]["long_passage"] == 1
+    assert pd.read_parquet(out / "pubmed_qa.parquet")["context_id"].tolist() == [0, 2]
+
+
 def test_cli_writes_rows_funnel_plot_and_formats(tiny_generator, tmp_path, embed):
     model, adapter = tiny_generator
     passages, test = _inputs(tmp_path)
@@ -325,8 +370,8 @@ def test_cli_writes_rows_funnel_plot_and_formats(tiny_generator, tmp_path, embed
     assert rows["context_id"].tolist() == [0, 0, 2, 2, 3, 3]  # row indices in the passages file
     assert set(rows["output"]) == {"no"}
     manifest = json.loads((out / "pubmed_qa.manifest.json").read_text())
-    assert manifest["counts"] == {"passages_in_file": 4, "blank_passages": 1, "passages": 3, "generated": 6,
-                                  "kept": 6}
+    assert manifest["counts"] == {"passages_in_file": 4, "blank_passages": 1, "passages": 3, "long_passages": 0,
+                                  "long_passage_pieces": 0, "generated": 6, "kept": 6}
     # every task copies the test question: measured, not removed (the paper filters by format only)
     assert manifest["funnel"]["contaminated"] + manifest["funnel"]["exact_duplicate"] == 6
     assert manifest["flagged"]["contaminated"] == 6 and manifest["drops"] == {}

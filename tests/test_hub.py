@@ -300,6 +300,20 @@ def test_paper_models_download_as_safetensors(local_hub, tmp_path, paper):
     assert torch.equal(bonito, bot)
 
 
+@pytest.mark.slow  # one download
+def test_a_token_never_reaches_a_log_or_manifest(local_hub, tmp_path, paper):
+    """The gated base model downloads with HF_TOKEN from the environment; the token appears in
+    neither the command's output (the job's log) nor its manifest nor the model folder."""
+    result = local_hub.run(["models", "--name", "mistral_7b", "--spec", json.dumps(paper["models"]["mistral_7b"]),
+                            "--out", tmp_path / "model", "--manifest", tmp_path / "model.json"], tmp_path / "hf",
+                           token=True)
+    ok(result)
+    written = [(tmp_path / "model.json").read_text(errors="replace"),
+               *(p.read_text(errors="replace") for p in (tmp_path / "model").iterdir() if p.suffix == ".json")]
+    for text in (result.stdout, result.stderr, *written):
+        assert local_hub.token not in text
+
+
 @pytest.mark.slow  # reads what the slow tests above asked
 def test_every_request_was_answered_by_a_real_endpoint(local_hub):
     """What huggingface_hub and datasets asked the local Hub during this session: each request

@@ -196,6 +196,41 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path, tiny_model_dir, ctga_f
     assert manifest["tokens_per_second"] > 0
 
 
+@pytest.mark.slow
+def test_a_kill_during_a_checkpoint_save_costs_the_steps_since_the_previous_checkpoint(
+        tmp_path, tiny_model_dir, ctga_files, monkeypatch):
+    """Killed while the trainer state of checkpoint 4 is half written (the file Trainer writes
+    last, after the weights and optimizer; checkpoint 2 is still there, rotated out only after
+    it): the rerun ignores the torn checkpoint, resumes from checkpoint 2 and so redoes steps 3
+    and 4, at most save_steps (or save_minutes) of work, and ends at the same weights."""
+    from transformers import TrainerState
+
+    train, validation = ctga_files
+    whole = run(job(tiny_model_dir, train, tmp_path / "whole", validation=validation))
+    real = TrainerState.save_to_json
+
+    def killed_in_the_save_of_step_4(self, json_path):
+        if self.global_step == 4:
+            text = json.dumps({"global_step": 4, "log_history": self.log_history}, indent=2)
+            Path(json_path).write_text(text[:len(text) // 2])
+            raise KeyboardInterrupt("killed while saving checkpoint 4")
+        real(self, json_path)
+
+    killed = job(tiny_model_dir, train, tmp_path / "killed", validation=validation)
+    with monkeypatch.context() as patch:
+        patch.setattr(TrainerState, "save_to_json", killed_in_the_save_of_step_4)
+        with pytest.raises(KeyboardInterrupt):
+            run(killed)
+    assert sorted(p.name for p in killed.checkpoints.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4"]
+    resumed = run(killed)
+    assert resumed["resumed_from"].endswith("checkpoint-2") and resumed["steps_this_run"] == PARAMS["max_steps"] - 2
+    a = load_file(tmp_path / "whole" / "adapter" / "adapter_model.safetensors")
+    b = load_file(killed.out / "adapter_model.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7)
+    assert whole["steps"] == resumed["steps"]
+
+
 class Saves(TrainerCallback):
     def __init__(self):
         self.steps = []

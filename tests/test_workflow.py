@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -230,6 +231,23 @@ def test_a_dataset_file_edit_reruns_only_that_datasets_evaluations(smoke_run, tm
 @pytest.mark.slow
 def test_nothing_reruns_without_an_edit(smoke_run, tmp_path):
     assert rerun_after(smoke_run, tmp_path, lambda c: None) == set()
+
+
+@pytest.mark.slow
+def test_a_broken_config_file_stops_the_workflow_naming_file_and_line(tmp_path):
+    """Snakemake's own message names neither; the base config is read first, every config file
+    (the overlays and a user's --configfile) checked for a key written twice, before any job."""
+    shutil.copy(REPO / "Snakefile", tmp_path / "Snakefile")
+    (tmp_path / "config.yaml").write_text("scale: paper\nrun: {targets: [a]\n")
+    result = snakemake("-n", "-s", str(tmp_path / "Snakefile"), "-d", str(tmp_path), cwd=tmp_path)
+    said = result.stdout + result.stderr
+    assert result.returncode != 0 and f"{tmp_path / 'config.yaml'}: line 3, column 1: not valid YAML" in said, said[-2000:]
+    overlay = tmp_path / "my_run.yaml"
+    overlay.write_text("evaluation:\n  max_examples: 4\n  seed: 1\n  max_examples: 8\n")
+    result = snakemake("-n", "--configfile", "config/smoke.yaml", str(overlay), "-d", str(tmp_path / "run"))
+    said = result.stdout + result.stderr
+    assert result.returncode != 0 and f"{overlay}: line 4: key 'evaluation.max_examples' is written twice" in said, \
+        said[-2000:]
 
 
 def test_no_default_profile():

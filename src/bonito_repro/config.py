@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import json
 import re
 from pathlib import Path
 from typing import Any, Iterable
@@ -26,6 +27,7 @@ from typing import Any, Iterable
 import jsonschema
 import yaml
 
+from .errors import InputError
 from .evaluate.templates import TemplateError, load_templates
 from .tasks import GENERATION_TASK_TYPES, RANK_TASK_TYPES, TASK_TYPES, task_type_code
 
@@ -49,7 +51,7 @@ Validator = jsonschema.validators.extend(
         "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool)))
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config value is missing, of the wrong type or refers to something undeclared."""
 
 
@@ -106,17 +108,64 @@ def merge(base: dict, overlay: dict) -> dict:
     return merged
 
 
+_KINDS = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
+def _repeated_key(node: yaml.Node, where: str = "") -> str | None:
+    """"line N: key 'a.b' is written twice ..." for the first mapping key a YAML document repeats
+    (YAML keeps the last one without a word, so one of the two values would be ignored), or None."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            path = f"{where}.{key}" if where else str(key)
+            if key is not None and key != "<<":
+                if key in seen:
+                    return (f"line {key_node.start_mark.line + 1}: key {path!r} is written twice (first on line "
+                            f"{seen[key] + 1}); one of the two values would be ignored")
+                seen[key] = key_node.start_mark.line
+            found = _repeated_key(value_node, path)
+            if found:
+                return found
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            found = _repeated_key(item, f"{where}.{i}")
+            if found:
+                return found
+    return None
+
+
 def read_yaml(path: str | Path) -> dict:
-    """A YAML mapping, or a ConfigError naming the file (and the line of a syntax error)."""
+    """A YAML mapping, or a ConfigError naming the file and, where there is one, the line: an
+    unreadable or empty file, bytes that are not UTF-8, a syntax error, a top level that is not a
+    mapping, a key written twice in one mapping."""
     try:
-        with open(path, encoding="utf-8") as f:
-            value = yaml.safe_load(f)
+        data = Path(path).read_bytes()
     except OSError as error:
         raise ConfigError(f"{path}: cannot read ({error.strerror})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ConfigError(f"{path}: line {line}: byte {data[error.start]:#04x} is not UTF-8 text") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        value = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        what = "; ".join(str(part) for part in (error.context, error.problem) if part)
+        raise ConfigError(f"{path}: {where}not valid YAML ({what})") from None
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    if value is None:
+        raise ConfigError(f"{path}: empty file; expected a mapping of config keys")
     if not isinstance(value, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(value).__name__}")
+        kind = _KINDS.get(type(value), type(value).__name__)
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {kind}")
+    repeated = _repeated_key(node)
+    if repeated:
+        raise ConfigError(f"{path}: {repeated}")
     return value
 
 
@@ -318,6 +367,39 @@ def _select(resolved: dict) -> None:
     resolved["models"] = {m: spec for m, spec in resolved["models"].items() if m in used}
 
 
+def _missing_files(origin: dict, where: str) -> list[str]:
+    """The paths of a ``files`` origin that are no file (a relative one: from the working
+    directory, where the jobs read it), each "<where>.files: ..."."""
+    files = origin.get("files", [])
+    paths = [files] if isinstance(files, str) else files
+    return [f"{where}.files: no file {path!r}" for path in paths if not Path(path).is_file()]
+
+
+def _file_problems(config: dict) -> list[str]:
+    """Files the selected datasets, ctga and published generators read, and folders the selected
+    models are copied from, that are not there: found now, not when the job that reads them
+    starts (after hours of others at paper scale)."""
+    problems = []
+    for spec in config["datasets"].values():
+        for kind in ("unannotated", "test"):
+            problems += _missing_files(spec[kind], f"{spec['file']}: {kind}")
+    ctga = config["ctga"]
+    if ctga["use_published"] or ctga.get("compare_published"):
+        problems += _missing_files(ctga["published"], "ctga.published")
+    if not ctga["use_published"]:
+        for name, origin in ctga["p3_datasets"].items():
+            problems += _missing_files(origin, f"ctga.p3_datasets.{name}")
+    for name, generator in config["generators"].items():
+        if generator["kind"] == "published" and "files" in generator["origin"]:
+            for dataset in config["datasets"]:  # `{dataset}` in a path is each dataset's key
+                origin = json.loads(json.dumps(generator["origin"]).replace("{dataset}", dataset))
+                problems += _missing_files(origin, f"generators.{name}.origin")
+    for name, model in config["models"].items():
+        if "path" in model and not Path(model["path"]).is_dir():
+            problems.append(f"models.{name}.path: no folder {model['path']!r}")
+    return problems
+
+
 def check_references(config: dict) -> None:
     """Names used in one section must be declared in another; raise ConfigError naming the key.
     ``config`` is resolved (``resolve``), so only what runs is checked."""
@@ -329,6 +411,10 @@ def check_references(config: dict) -> None:
             problems.append(f"{where}: {kind} {name!r} is not declared (known: {sorted(declared)})")
 
     for name, model in models.items():
+        tiny = model.get("tiny")
+        if tiny and (tiny["hidden_size"] % tiny["heads"] or tiny["heads"] % tiny["kv_heads"]):
+            problems.append(f"models.{name}.tiny: heads ({tiny['heads']}) must divide hidden_size "
+                            f"({tiny['hidden_size']}), and kv_heads ({tiny['kv_heads']}) must divide heads")
         if model.get("adapter") and "base" not in model:
             problems.append(f"models.{name}.base: an adapter needs the model it adapts")
         if "base" in model:
@@ -369,6 +455,7 @@ def check_references(config: dict) -> None:
     reserved = {ZERO_SHOT, TAPT} & set(config["generators"])
     if reserved:
         problems.append(f"generators: {sorted(reserved)} are reserved source names")
+    problems += _file_problems(config)
     _raise(problems)
 
 

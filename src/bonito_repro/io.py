@@ -1,4 +1,5 @@
-"""Small shared helpers: atomic writes, manifests, logging, CLI params, file fingerprints."""
+"""Small shared helpers: atomic writes, input readers that name the file and row of a bad input,
+manifests, logging, CLI params, file fingerprints."""
 from __future__ import annotations
 
 import hashlib
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+
+from .errors import InputError
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -40,26 +43,192 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+class OutputPathError(InputError):
+    """An output path cannot be written."""
+
+
+def check_writable(*paths: str | Path | None) -> None:
+    """Stop before any expensive work (loading a model, inference, training) when an output
+    cannot be written, rather than after it: each path's folder is created and a file created and
+    removed in it, as the atomic writer will. ``None`` (an output not asked for) is skipped."""
+    for path in paths:
+        if path is None:
+            continue
+        folder = Path(path).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".{Path(path).name}.{os.getpid()}.{secrets.token_hex(4)}.probe"
+            os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+            probe.unlink()
+        except OSError as error:
+            raise OutputPathError(f"{path}: cannot write here ({error.strerror}: {error.filename}); "
+                                  "checked before any work started") from None
+
+
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
     with atomic_path(path) as tmp:
         df.to_parquet(tmp, index=False)
 
 
-class ColumnsError(ValueError):
+class ColumnsError(InputError):
     """A file lacks a column its reader needs."""
+
+
+class InputFileError(InputError):
+    """A file cannot be read as what it should be; the message names it, and the row or line."""
+
+
+def _open_bytes(path: str | Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise InputFileError(f"{path}: cannot read ({error.strerror})") from None
+
+
+def _decode(data: bytes, path: str | Path, line: int = 1) -> str:
+    """``data`` as UTF-8 text, or an error naming the line (counted from ``line``) of the first
+    byte that is not UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        at = line + data.count(b"\n", 0, error.start)
+        raise InputFileError(f"{path}: line {at}: byte {data[error.start]:#04x} is not UTF-8 text; "
+                             "expected UTF-8 (convert a Latin-1 file with `iconv -f latin1 -t utf-8`)") from None
+
+
+def _surrogate_at(value: Any, where: str = "") -> str | None:
+    """The key path of the first string in ``value`` holding a lone surrogate (JSON can spell
+    one, ``"\\ud800"``; it is no Unicode text and cannot be written as UTF-8), or None."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "<value>"
+        return None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _surrogate_at(item, f"{where}.{key}" if where else str(key))
+        if found:
+            return found
+    return None
+
+
+def _json_row(text: str, path: str | Path, line: int) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputFileError(f"{path}: line {line}: not valid JSON ({error.msg}, column {error.colno}); "
+                             "expected one JSON object a line") from None
+    if not isinstance(value, dict):
+        raise InputFileError(f"{path}: line {line}: expected a JSON object, got {type(value).__name__}")
+    field = _surrogate_at(value)
+    if field:
+        raise InputFileError(f"{path}: line {line}: field {field!r} holds a lone surrogate (an escape "
+                             "such as \\ud800 with no pair), not Unicode text")
+    return value
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The rows of a JSON Lines file, one JSON object a line (blank lines skipped); an empty file,
+    bytes that are not UTF-8, a line that is not a JSON object or a lone surrogate stops naming
+    the file and line."""
+    data = _open_bytes(path)
+    if not data.strip():
+        raise InputFileError(f"{path}: empty file; expected one JSON object a line")
+    rows = []
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if line.strip():
+            rows.append(_json_row(_decode(line, path, number), path, number))
+    return rows
+
+
+def read_json_rows(path: str | Path) -> list[dict]:
+    """The rows of a ``.json`` file: a JSON array of objects, or JSON Lines (as ``datasets``
+    reads either); errors as ``read_jsonl``'s."""
+    data = _open_bytes(path)
+    text = _decode(data, path)
+    if not text.strip():
+        raise InputFileError(f"{path}: empty file; expected a JSON array of objects or one object a line")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return read_jsonl(path)  # JSON Lines, or broken: read_jsonl names the line
+    rows = value if isinstance(value, list) else [value]
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise InputFileError(f"{path}: item {i} (0-based): expected a JSON object, got {type(row).__name__}")
+        field = _surrogate_at(row)
+        if field:
+            raise InputFileError(f"{path}: item {i} (0-based): field {field!r} holds a lone surrogate, "
+                                 "not Unicode text")
+    return rows
+
+
+def read_csv(path: str | Path) -> pd.DataFrame:
+    """A CSV file with a header row, as UTF-8 text; an empty file, bytes that are not UTF-8 (a
+    Latin-1 file) or a malformed row stops naming the file and line."""
+    import io as text_io
+
+    text = _decode(_open_bytes(path), path)
+    if not text.strip():
+        raise InputFileError(f"{path}: empty file; expected a header row and one row a line")
+    try:
+        return pd.read_csv(text_io.StringIO(text))
+    except pd.errors.ParserError as error:
+        raise InputFileError(f"{path}: not valid CSV ({' '.join(str(error).split())})") from None
+
+
+def _first_bad_text(column: "pa.ChunkedArray") -> int | None:
+    """The row of the first value of a string column that is not UTF-8 (None: not found there)."""
+    import pyarrow as pa
+
+    for row, value in enumerate(column.cast(pa.large_binary()).to_pylist()):
+        if value is not None:
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                return row
+    return None
 
 
 def read_parquet(path: str | Path, columns: Sequence[str] = ()) -> "pa.Table":
     """A parquet file's rows, as an arrow table (``to_pylist()`` keeps list and struct cells as
     lists and dicts; ``to_pandas()`` is what ``pd.read_parquet`` gives); stops naming the file
-    when it lacks one of ``columns``."""
+    when it is no parquet file or lacks one of ``columns``, and the column and row of text that
+    is not UTF-8 (which arrow reads without a word and only a later conversion trips over)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        raise InputFileError(f"{path}: no such file") from None
+    except (OSError, pa.ArrowException) as error:
+        raise InputFileError(f"{path}: not a readable parquet file ({error})") from None
     missing = [c for c in columns if c not in table.column_names]
     if missing:
         raise ColumnsError(f"{path}: missing column(s) {missing}; it has {table.column_names}")
+    for name, column in zip(table.column_names, table.columns):
+        try:
+            column.validate(full=True)  # checks that every string is UTF-8
+        except pa.ArrowInvalid:
+            flat = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+            row = _first_bad_text(column) if flat else None
+            where = f"row {row} (0-based), " if row is not None else ""
+            raise InputFileError(f"{path}: {where}column {name!r}: text that is not UTF-8; expected UTF-8 "
+                                 "strings") from None
     return table
+
+
+def check_rows_file(path: str | Path) -> None:
+    """Check that a parquet, json, jsonl or csv file reads as rows (``read_parquet``,
+    ``read_json_rows``, ``read_jsonl``, ``read_csv``), before a library that would name neither
+    file nor row reads it."""
+    readers = {".parquet": read_parquet, ".json": read_json_rows, ".jsonl": read_jsonl, ".csv": read_csv}
+    suffix = Path(path).suffix
+    if suffix not in readers:
+        raise InputFileError(f"{path}: unknown format {suffix!r}; use one of {sorted(readers)}")
+    readers[suffix](path)
 
 
 def write_text(text: str, path: str | Path) -> None:
@@ -77,7 +246,23 @@ def write_json(obj: Any, path: str | Path) -> None:
 
 
 def read_json(path: str | Path) -> Any:
-    return json.loads(Path(path).read_text())
+    """A JSON document (a manifest, a result); stops naming the file and line when it is not one."""
+    text = _decode(_open_bytes(path), path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InputFileError(f"{path}: line {error.lineno}: not valid JSON ({error.msg})") from None
+
+
+def require_keys(record: Any, keys: Sequence[str], path: str | Path, what: str) -> dict:
+    """``record`` (read from ``path``) if it is a mapping holding ``keys``, else an error naming
+    the file and the missing keys."""
+    if not isinstance(record, dict):
+        raise InputFileError(f"{path}: not {what} (a JSON {type(record).__name__}, not an object)")
+    missing = [k for k in keys if k not in record]
+    if missing:
+        raise InputFileError(f"{path}: not {what} (no key(s) {missing})")
+    return record
 
 
 def file_listing(path: Path) -> list[list]:

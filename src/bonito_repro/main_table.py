@@ -14,7 +14,7 @@ import pandas as pd
 import yaml
 
 from .config import ZERO_SHOT
-from .io import parse_params, setup_logging, write_csv, write_text
+from .io import ColumnsError, check_writable, parse_params, read_csv, setup_logging, write_csv, write_text
 
 PUBLISHED = Path(__file__).parent / "data" / "published.yaml"
 SOURCE_NAMES = {ZERO_SHOT: "zero-shot", "tapt": "TAPT", "bonito": "Bonito",
@@ -23,6 +23,7 @@ SOURCE_NAMES = {ZERO_SHOT: "zero-shot", "tapt": "TAPT", "bonito": "Bonito",
 # the paper's source each route to the main table stands for: the authors' generator and their
 # released sets are the paper's Bonito
 PAPER_SOURCE = {"bonito_v1": "bonito", "bonito_released": "bonito"}
+SCORE_COLUMNS = ("target", "source", "dataset", "f1")  # what the table reads of the collected scores
 DEMO_LABEL = "Embedded demo data ({scale} scale), not comparable with the paper."
 P3_STAND_IN = ("{target}: a P3-style adapter trained in this workflow on ctga's p3 rows stands in for the "
                "published BatsResearch P3 adapter.")
@@ -166,5 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", required=True, type=Path)
     args = parser.parse_args(argv)
     setup_logging()
-    write_tables(pd.read_csv(args.scores), parse_params(args.params), args.out_dir)
+    check_writable(args.out_dir / "main_table.csv")
+    scores = read_csv(args.scores)
+    missing = [c for c in SCORE_COLUMNS if c not in scores.columns]
+    if missing:
+        raise ColumnsError(f"{args.scores}: missing column(s) {missing}; it has {list(scores.columns)} "
+                           "(the table command writes it)")
+    write_tables(scores, parse_params(args.params), args.out_dir)
     return 0

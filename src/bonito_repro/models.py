@@ -20,8 +20,9 @@ import shutil
 from pathlib import Path
 from typing import Iterable
 
+from .config import check_params
 from .hub import HubError, resolve_revision
-from .io import Manifest, parse_params, setup_logging
+from .io import Manifest, check_writable, parse_params, setup_logging
 
 log = logging.getLogger(__name__)
 
@@ -386,7 +387,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", required=True, type=Path)
     args = parser.parse_args(argv)
     setup_logging()
-    spec = parse_params(args.spec)
+    spec = check_params(parse_params(args.spec, "--spec"), "model", flag="--spec")
+    check_writable(args.out, args.manifest)
     manifest = Manifest("model", params=spec)
     log.info("preparing model %s into %s", args.name, args.out)
     hub = None

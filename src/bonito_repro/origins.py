@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .errors import InputError
 from .hub import HubError, resolve_revision
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ _BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "
 PARQUET_BRANCH = "refs/convert/parquet"
 
 
-class OriginError(ValueError):
+class OriginError(InputError):
     """An origin names something that does not exist or cannot be read."""
 
 
@@ -116,6 +117,8 @@ def load_origin(origin: dict, kind: str) -> "datasets.Dataset":
     """Rows of one origin as a ``datasets.Dataset`` (same code path for Hub and local files)."""
     import datasets  # here, not at the top: the Snakefile imports this module and stays fast
 
+    from .io import check_rows_file
+
     if "hub" in origin:
         return _load_hub(pin_origin(origin)["hub"])
     if "embedded" in origin:
@@ -129,5 +132,8 @@ def load_origin(origin: dict, kind: str) -> "datasets.Dataset":
         missing = [p for p in paths if not Path(p).exists()]
         if missing:
             raise OriginError(f"files not found: {missing}")
-        return datasets.load_dataset(_builder(paths), data_files=paths, split="train")
+        builder = _builder(paths)
+        for path in paths:  # datasets' own errors name neither the file nor the row
+            check_rows_file(path)
+        return datasets.load_dataset(builder, data_files=paths, split="train")
     raise OriginError(f"origin {origin!r} needs one of: hub, embedded, files")

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from .empty_sets import cell_note
 from .generate.funnel import REASONS
-from .io import atomic_path, parse_params, read_json, setup_logging
+from .config import check_params
+from .io import atomic_path, check_writable, parse_params, read_json, require_keys, setup_logging
 
 
 def _pyplot():
@@ -87,7 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="figure (PNG)")
     args = parser.parse_args(argv)
     setup_logging()
-    manifest, dpi = read_json(args.manifest), parse_params(args.params)["dpi"]
+    check_writable(args.out)
+    keys = ["dataset", "funnel", "kept", "filters_on"] if args.kind == "funnel" else ["name", "train_loss", "validation_loss"]
+    what = "a generation manifest" if args.kind == "funnel" else "a training manifest"
+    dpi = check_params(parse_params(args.params), "plots")["dpi"]
+    manifest = require_keys(read_json(args.manifest), keys, args.manifest, what)
     if args.kind == "funnel":
         title = f"{manifest['dataset']}: generation funnel"
         if manifest.get("empty_is_result"):

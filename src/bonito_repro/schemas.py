@@ -17,12 +17,14 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping, Union
 
+from .errors import InputError
+
 FieldType = Union[str, Mapping[str, "FieldType"]]
 
 UNANNOTATED_FIELDS: dict[str, FieldType] = {"input": "str"}
 
 
-class SchemaError(ValueError):
+class SchemaError(InputError):
     """A row does not match the schema of its dataset; the message names file, row and field."""
 
 

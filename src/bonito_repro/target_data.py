@@ -21,10 +21,10 @@ from typing import Any
 import datasets
 import pandas as pd
 
-from .config import ConfigError, check_params
-from .io import Manifest, atomic_path, setup_logging, write_parquet
+from .config import check_params
+from .io import InputError, Manifest, atomic_path, check_writable, setup_logging, write_parquet
 from .schemas import SchemaError, canonical_label, label_key, validate_rows
-from .origins import OriginError, embedded_path, load_origin, pin_origin
+from .origins import embedded_path, load_origin, pin_origin
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     manifest = Manifest(f"data {args.kind}", params=params)
     manifest.extra["origin"] = describe_origin(args.origin, args.kind)
     try:
+        check_writable(args.out, args.manifest)
         args.origin = pin_origin(args.origin)  # a Hub origin: every read below is of this commit
         if args.kind == "unannotated":
             passages, counts, drops = unannotated_passages(args.origin, args.dataset)
@@ -137,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             drops = {}
             with atomic_path(args.out) as tmp:
                 rows.to_parquet(str(tmp))
-    except (ConfigError, SchemaError, OriginError) as error:
+    except InputError as error:  # a config value, an input file or a row
         log.error("%s", error)
         return 1
     manifest.counts, manifest.drops = counts, drops

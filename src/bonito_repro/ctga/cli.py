@@ -8,7 +8,7 @@ import logging
 import pandas as pd
 
 from ..config import check_params
-from ..io import Manifest, parse_params, read_json, setup_logging, write_csv, write_parquet
+from ..io import Manifest, check_writable, parse_params, read_json, setup_logging, write_csv, write_parquet
 from ..origins import hub_record, load_origin, pin_origin
 from . import build, published
 
@@ -108,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     hp = parse_params(args.params)
     try:
         check_params(hp, "ctga")
+        check_writable(args.manifest, *([] if args.command == "download" else
+                                        [args.train, args.validation, args.p3, args.comparison]))
         if args.command == "download":
             download(hp, args.manifest)
         else:

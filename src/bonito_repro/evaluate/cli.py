@@ -27,9 +27,9 @@ from pathlib import Path
 
 from .. import config
 from ..config import EVAL_DECODING_KEYS
-from ..empty_sets import skipped_adapter
 from ..device import add_device_flag, stage_device
-from ..io import Manifest, parse_params, set_threads, setup_logging, write_json, write_parquet
+from ..empty_sets import skipped_adapter
+from ..io import Manifest, check_writable, parse_params, set_threads, setup_logging, write_json, write_parquet
 from ..prompts import ALL_WRAPPERS
 from ..tasks import GENERATION_TASK_TYPES, task_type_code
 from .errors import EvaluationError
@@ -121,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     args.templates = check_section(parse_params(args.templates, "--templates"), "templates", "--templates")
     args.fields = check_section(parse_params(args.fields, "--fields"), "test_fields", "--fields")
     args.passage = parse_passage(args.passage)
+    args.manifest = args.manifest or args.out.with_suffix(".manifest.json")
+    check_writable(args.out, args.predictions, args.manifest)
     manifest = Manifest("evaluate", params=params, seed=params["seed"])
     skipped = skipped_adapter(args.adapter)
     if skipped is not None:
@@ -133,5 +135,5 @@ def main(argv: list[str] | None = None) -> int:
     write_json(scores, args.out)
     if args.predictions:
         write_parquet(predictions, args.predictions)
-    manifest.write(args.manifest or args.out.with_suffix(".manifest.json"))
+    manifest.write(args.manifest)
     return 0

@@ -1,5 +1,6 @@
 """The error of an evaluation job."""
+from ..errors import InputError
 
 
-class EvaluationError(ValueError):
+class EvaluationError(InputError):
     """Bad input to an evaluation: the message names the file, row or key."""

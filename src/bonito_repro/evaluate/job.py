@@ -14,6 +14,7 @@ from .. import metrics
 from ..config import ZERO_SHOT
 from ..io import Manifest, read_parquet, seeded_subset
 from ..models import load_for_inference, load_tokenizer
+from ..schemas import validate_rows
 from ..tasks import GENERATION_TASK_TYPES, RANK_TASK_TYPES, task_type_code
 from .encoder import PromptEncoder
 from .errors import EvaluationError
@@ -52,20 +53,21 @@ def task_and_templates(args: argparse.Namespace) -> tuple[str, list[EvalTemplate
     return task_type, templates
 
 
-def select_rows(path: Path, params: dict, rank: bool, manifest: Manifest) -> tuple[int, list[dict], list[int]]:
+def select_rows(args: argparse.Namespace, params: dict, manifest: Manifest) -> tuple[int, list[dict], list[int]]:
     """(rows in the file, the rows evaluated, their indices in the file): a seeded sample of
-    ``max_examples``, for extractive QA only rows with a gold answer; drops counted."""
-    all_rows = read_parquet(path).to_pylist()
+    ``max_examples``, the drop counted. Every row is first checked against the dataset's test
+    fields, as the data stage checks them (an extractive-QA row has a gold answer): a template
+    would render a missing field as nothing and score prompts without it."""
+    path = args.test
+    table = read_parquet(path)
+    all_rows = table.to_pylist()
+    validate_rows(all_rows, args.dataset, "test", str(path), test_fields=args.fields, labels=args.labels,
+                  columns=table.column_names)
     kept = seeded_subset(len(all_rows), params["max_examples"], params["seed"])
     manifest.drop("beyond_max_examples", len(all_rows) - len(kept))
-    rows = [all_rows[i] for i in kept]
-    if not rank:  # the paper scores against the first gold answer only
-        answered = [i for i, row in zip(kept, rows) if (row.get("answers") or {}).get("text")]
-        manifest.drop("no_gold_answer", len(kept) - len(answered))
-        kept, rows = answered, [all_rows[i] for i in answered]
-    if not rows:
-        raise EvaluationError(f"{path}: no test rows left to evaluate")
-    return len(all_rows), rows, kept
+    if not kept:
+        raise EvaluationError(f"{path}: no test rows to evaluate")
+    return len(all_rows), [all_rows[i] for i in kept], kept
 
 
 def score(args: argparse.Namespace, params: dict, templates: list[EvalTemplate], rows: list[dict],
@@ -120,7 +122,7 @@ def run(args: argparse.Namespace, params: dict, manifest: Manifest) -> tuple[dic
     """The scores and the per-example predictions of one evaluation job."""
     task_type, templates = task_and_templates(args)
     rank = task_type in RANK_TASK_TYPES
-    n_rows, rows, row_ids = select_rows(args.test, params, rank, manifest)
+    n_rows, rows, row_ids = select_rows(args, params, manifest)
     (per_template, statistic, records), truncation, timings = score(args, params, templates, rows, row_ids, rank)
     summary = summarise(per_template, statistic, len(rows), params["bootstrap"])
     manifest.counts = {"test_rows": n_rows, "evaluated": len(rows), "templates": len(templates),

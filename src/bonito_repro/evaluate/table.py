@@ -13,11 +13,13 @@ from typing import Iterable
 
 import pandas as pd
 
-from ..io import read_json, setup_logging, write_csv, write_text
+from ..io import InputFileError, check_writable, read_json, require_keys, setup_logging, write_csv, write_text
 from ..main_table import DEMO_LABEL
 
 COLUMNS = ["target", "source", "dataset", "task_type", "wrapper", "n_examples", "f1", "f1_median",
            "ci_low", "ci_high", "confidence", "templates", "template_f1", "no_tasks"]
+RESULT_KEYS = ["target", "source", "dataset", "task_type", "wrapper", "n_examples", "mean", "median", "ci",
+               "confidence", "templates"]
 
 
 def collect_scores(paths: Iterable[str | Path]) -> pd.DataFrame:
@@ -29,6 +31,7 @@ def collect_scores(paths: Iterable[str | Path]) -> pd.DataFrame:
             rows.append({**{k: result[k] for k in ("target", "source", "dataset", "task_type", "wrapper")},
                          "n_examples": 0, "templates": 0, "template_f1": "", "no_tasks": result["no_tasks"]})
             continue
+        result = require_keys(result, RESULT_KEYS, path, "an evaluation result")
         try:
             rows.append({
                 "target": result["target"], "source": result["source"], "dataset": result["dataset"],
@@ -39,8 +42,8 @@ def collect_scores(paths: Iterable[str | Path]) -> pd.DataFrame:
                 "template_f1": "; ".join(f"{name}: {s['f1']:.1f}" for name, s in result["templates"].items()),
                 "no_tasks": None,
             })
-        except KeyError as error:
-            raise ValueError(f"{path}: not an evaluation result (no key {error})") from None
+        except (KeyError, IndexError, TypeError) as error:
+            raise InputFileError(f"{path}: not an evaluation result ({type(error).__name__}: {error})") from None
     return pd.DataFrame(rows, columns=COLUMNS).sort_values(["target", "source", "dataset"],
                                                            ignore_index=True)
 
@@ -71,5 +74,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--md", required=True, type=Path)
     args = parser.parse_args(argv)
     setup_logging()
+    check_writable(args.csv, args.md)
     write_scores(collect_scores(args.inputs), args.csv, args.md, args.scale)
     return 0

@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from ..errors import InputError
 from ..schemas import FieldType, raw_label
 
 CANONICAL_LABELS = ("yes", "no", "maybe")
 SEPARATOR = "|||"  # promptsource's, between prompt and target
 
 
-class TemplateError(ValueError):
+class TemplateError(InputError):
     """A template entry is malformed or does not fit the test rows."""
 
 

@@ -23,11 +23,11 @@ import pandas as pd
 
 from ..config import ConfigError, check_params
 from ..device import add_device_flag, stage_device
-from ..io import Manifest, parse_params, set_threads, setup_logging, write_parquet
+from ..io import Manifest, check_writable, parse_params, read_parquet, set_threads, setup_logging, write_parquet
 from ..origins import pin_origin
 from ..tasks import task_type_name
 from .funnel import funnel_counts, probe_texts, run_funnel
-from .inputs import load_published, read_passages
+from .inputs import fit_passages, load_published, model_positions, read_passages
 from .kinds import KINDS, PUBLISHED
 from .synthetic_tasks import Generation, run_generation
 
@@ -92,6 +92,12 @@ def from_generator(args: argparse.Namespace, params: dict, test_rows: list[dict]
         raise SystemExit(f"generate: --endpoint goes with --kind endpoint (got --kind {args.kind})")
     texts, ids, counts = read_passages(args.passages, params["max_passages"], params["seed"])
     if args.endpoint is None:
+        limit = model_positions(args.model)
+        if limit:  # a passage too long for the model's context is dropped or split, as configured
+            from ..models import load_tokenizer
+
+            texts, ids, fitted = fit_passages(texts, ids, args.task_type, load_tokenizer(args.model), limit, params)
+            counts.update(fitted)
         result = run_generation(texts, args.task_type, params, model_dir=args.model, adapter_dir=args.adapter,
                                 context_ids=ids, test_rows=test_rows, shards_dir=args.shards, kind=args.kind,
                                 device=args.device)
@@ -149,6 +155,8 @@ def write_tasks(args: argparse.Namespace, result: Generation) -> dict[str, int]:
 def write_manifest(manifest: Manifest, args: argparse.Namespace, result: Generation, counts: dict,
                    extra: dict, formats: dict[str, int]) -> None:
     summary = result.summary
+    if manifest.params["long_passages"] == "drop":
+        manifest.drop("long_passage", counts.get("long_passages", 0))
     for reason, removed in summary["removed"].items():
         manifest.drop(reason, removed)
     manifest.counts = {**counts, "generated": summary["funnel"]["generated"], "kept": summary["kept"]}
@@ -169,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     stage_device(args.device, f"generate {args.dataset} ({args.published and 'published' or args.model})")
     set_threads(args.threads)
     params = generation_params(args.params)
+    check_writable(args.out, args.manifest, args.records, args.formats)
     manifest = Manifest("generate", params=params, seed=params["seed"])
-    test_rows = pd.read_parquet(args.test).to_dict("records") if args.test else []
+    test_rows = read_parquet(args.test).to_pylist() if args.test else []
     result, counts, extra = (from_published if args.published else from_generator)(args, params, test_rows)
     require_tasks(args.dataset, PUBLISHED if args.published else args.kind, result)
     formats = write_tasks(args, result)

@@ -104,8 +104,9 @@ def run_generation(texts: Sequence[str], task_type: str, params: dict, *,
     # a backend passed in belongs to the caller, who may use it again
     raw, shards = generate_raw(prompts, context_ids, params, factory, shards_dir, key,
                                close=isinstance(backend, str))
-    passage_of = dict(zip(context_ids, texts))
-    raw["passage"] = [passage_of[int(c)] for c in raw["context_id"]]
+    # raw holds n generations of each prompt in prompt order; by position, since the pieces of a
+    # split passage share its context_id
+    raw["passage"] = [text for text in texts for _ in range(params["n"])]
     records = run_funnel(raw, params, probe_texts(test_rows), embed=embed, task_type=task_type,
                          device=device, parse=spec.parse)
     summary = funnel_counts(records, params)

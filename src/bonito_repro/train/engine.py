@@ -15,7 +15,7 @@ from typing import Sequence
 
 from ..config import ConfigError, check_params as check_section
 from ..device import require_device
-from ..io import ColumnsError, Manifest, read_parquet, set_threads
+from ..io import ColumnsError, Manifest, check_writable, read_parquet, set_threads
 from ..steps import effective_batch, training_steps
 from . import checkpoints
 from .data import Collator, Encoded, TrainDataError, encode_pair_rows, encode_tapt
@@ -251,6 +251,7 @@ def run(job: TrainJob, callbacks: Sequence = ()) -> dict | None:
 
     require_device(job.device, f"train {job.name or job.out}")
     check_params(job.params, job.mode)
+    check_writable(job.out, job.manifest, job.checkpoints)
     world = world_size(job.params)
     set_threads(max(1, (job.threads or os.cpu_count() or 1) // world))
     manifest = Manifest("train", params=job.params, seed=job.params["seed"])

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..backends import greedy_texts
 from ..device import add_device_flag, stage_device
-from ..io import Manifest, parse_params, read_parquet, set_threads, setup_logging
+from ..io import Manifest, check_writable, parse_params, read_parquet, set_threads, setup_logging
 from ..models import encode_with_bos, load_tokenizer
 from ..prompts import parse_bonito_output
 
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     stage_device(args.device, f"parse-check {args.adapter}")
     set_threads(args.threads)
     params = parse_params(args.params)
+    check_writable(args.out)
     manifest = Manifest("parse_check", params=params)
     result = parse_shares(args.base, args.adapter, args.validation, params["contexts"], params["max_new_tokens"],
                           bf16=params["bf16"], device=args.device)
