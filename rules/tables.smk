@@ -44,7 +44,8 @@ rule baselines:
     params:
         hp=as_json({"scale": config["scale"], "tables": config["tables"],
                     "evaluation": {k: config["evaluation"][k] for k in ("max_examples", "seed", "bootstrap")},
-                    "datasets": {d: {k: spec.get(k) for k in ("title", "task_type", "labels", "passage")}
+                    "datasets": {d: {k: spec.get(k) for k in ("title", "task_type", "labels", "passage",
+                                                                         "test_fields")}
                                  for d, spec in config["datasets"].items() if d in EVALUATED}}),
     log:
         f"{R}/logs/paper/baselines.log",

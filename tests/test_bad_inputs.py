@@ -156,7 +156,7 @@ def _evaluate_argv(tmp_path: Path, spec: dict, test: Path, model: str, out: Path
             spec["task_type"], "--test", str(test), "--params", json.dumps(params),
             "--templates", json.dumps(spec["templates"]), "--labels", json.dumps(spec["labels"]),
             "--fields", json.dumps(spec["test_fields"]), "--passage", json.dumps(spec["passage"]),
-            "--out", str(out)]
+            "--out", str(out), "--device", "cpu"]
 
 
 def test_evaluate_checks_its_test_rows_before_loading_a_model(tmp_path, capsys, caplog, local_config):
@@ -218,12 +218,14 @@ def _stage_argvs(tmp_path: Path, model: Path) -> dict[str, list[str]]:
         "target-data": ["target-data", "unannotated", "--dataset", "d", "--origin", json.dumps({"files": rows}),
                         "--out", f"{out}/d.parquet", "--manifest", f"{out}/d.json"],
         "train": ["train", "--mode", "tapt", "--base", str(model), "--data", rows, "--out", f"{out}/adapter",
-                  "--checkpoints", f"{out}/ckpt/x", "--manifest", f"{out}/t.json", "--params", json.dumps(training)],
+                  "--checkpoints", f"{out}/ckpt/x", "--manifest", f"{out}/t.json", "--params", json.dumps(training),
+                  "--device", "cpu"],
         "parse-check": ["parse-check", "--base", str(model), "--adapter", str(model), "--validation", rows,
                         "--params", json.dumps({"contexts": 1, "max_new_tokens": 1, "bf16": False}),
-                        "--out", f"{out}/p.json"],
+                        "--out", f"{out}/p.json", "--device", "cpu"],
         "generate": ["generate", "--dataset", "d", "--task-type", "ynqa", "--passages", rows, "--test", rows,
-                     "--model", str(model), "--params", "{}", "--out", f"{out}/g.parquet", "--manifest", f"{out}/g.json"],
+                     "--model", str(model), "--params", "{}", "--out", f"{out}/g.parquet", "--manifest", f"{out}/g.json",
+                     "--device", "cpu"],
         "table": ["table", "--inputs", f"{tmp_path}/r.json", "--scale", "smoke", "--csv", f"{out}/s.csv",
                   "--md", f"{out}/s.md"],
         "main-table": ["main-table", "--scores", rows, "--params", "{}", "--out-dir", str(out)],
@@ -275,7 +277,7 @@ def test_train_names_a_data_file_without_its_columns(tmp_path, capsys, caplog, t
     params = load_scale("smoke", REPO)["adaptation"]
     argv = ["train", "--mode", "pairs", "--base", str(tiny_model_dir), "--data", str(tmp_path / "pairs.parquet"),
             "--out", str(tmp_path / "a"), "--checkpoints", str(tmp_path / "c"), "--manifest", str(tmp_path / "m.json"),
-            "--params", json.dumps(params), "--wrapper", "io"]
+            "--params", json.dumps(params), "--wrapper", "io", "--device", "cpu"]
     assert bonito_repro(argv) == 1
     assert "pairs.parquet: missing column(s) ['output']" in _one_line(capsys, caplog)
 

@@ -52,7 +52,8 @@ def test_cli_scores_the_evaluated_rows_of_the_local_test_sets(tmp_path):
         tests.append(path)
     evaluation = {**{k: config["evaluation"][k] for k in ("max_examples", "seed")}, "bootstrap": BOOTSTRAP}
     params = {"scale": "local", "tables": {"decimals": 1}, "evaluation": evaluation,
-              "datasets": {d: {k: config["datasets"][d].get(k) for k in ("title", "task_type", "labels", "passage")}
+              "datasets": {d: {k: config["datasets"][d].get(k) for k in ("title", "task_type", "labels",
+                                                                                  "passage", "test_fields")}
                            for d in datasets}}
     out = {name: tmp_path / f"baselines.{name}" for name in ("csv", "md")}
     assert baselines.main(["--tests", *map(str, tests), "--params", json.dumps(params), "--csv", str(out["csv"]),

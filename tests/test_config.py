@@ -223,6 +223,7 @@ def test_a_dataset_file_of_ones_own(base, tmp_path):
 def test_a_dataset_without_a_test_set_may_be_of_any_task_type(base, tmp_path):
     """It is generated for and adapted on; evaluation and the tables leave it out."""
     own = tmp_path / "minutes.yaml"
+    (tmp_path / "m.txt").write_text("The committee met on Monday.\n")
     own.write_text(yaml.safe_dump({"title": "Minutes", "task_type": "summarization", "unannotated": {"files": "m.txt"}}))
     config = copy.deepcopy(base)
     config["run"]["datasets"] = [str(own)]

@@ -382,7 +382,8 @@ def _file_problems(config: dict) -> list[str]:
     problems = []
     for spec in config["datasets"].values():
         for kind in ("unannotated", "test"):
-            problems += _missing_files(spec[kind], f"{spec['file']}: {kind}")
+            if kind in spec:  # a dataset of one's own may have no test set
+                problems += _missing_files(spec[kind], f"{spec['file']}: {kind}")
     ctga = config["ctga"]
     if ctga["use_published"] or ctga.get("compare_published"):
         problems += _missing_files(ctga["published"], "ctga.published")

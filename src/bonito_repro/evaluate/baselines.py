@@ -70,7 +70,8 @@ def span_baseline(passages: list[str], references: list[str], dataset: str, boot
 def dataset_baselines(test: Path, dataset: str, spec: dict, evaluation: dict, manifest: Manifest) -> list[dict]:
     """The baselines of one dataset on the rows its evaluations score."""
     rank = task_type_code(spec["task_type"]) in RANK_TASK_TYPES
-    _, rows, row_ids = select_rows(test, evaluation, rank, manifest)
+    rows_of = argparse.Namespace(test=test, dataset=dataset, fields=spec["test_fields"], labels=spec.get("labels"))
+    _, rows, row_ids = select_rows(rows_of, evaluation, manifest)
     seed, bootstrap = evaluation["seed"], evaluation["bootstrap"]
     if rank:
         classes = sorted(set(spec["labels"]["map"].values()))
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tests", nargs="+", required=True, type=Path,
                         help="test splits, each named DATASET.parquet")
     parser.add_argument("--params", required=True,
-                        help="JSON: scale, tables, evaluation, and datasets (task_type, labels, passage, title)")
+                        help="JSON: scale, tables, evaluation, and datasets (task_type, labels, passage, title, test_fields)")
     parser.add_argument("--csv", required=True, type=Path)
     parser.add_argument("--md", required=True, type=Path)
     parser.add_argument("--manifest", required=True, type=Path)
