@@ -18,6 +18,7 @@ STAGES = {
     "train": "bonito_repro.train.cli",
     "parse-check": "bonito_repro.train.parse_check",
     "generate": "bonito_repro.generate.cli",
+    "backtranslation": "bonito_repro.generate.backtranslation",
     "evaluate": "bonito_repro.evaluate.cli",
     "table": "bonito_repro.evaluate.table",
     "main-table": "bonito_repro.main_table",

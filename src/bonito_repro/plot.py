@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .generate.funnel import REASONS
 from .io import atomic_path, parse_params, read_json, setup_logging
 
 
@@ -39,9 +38,10 @@ def plot_funnel(summary: dict, path: str | Path, title: str, dpi: int) -> None:
     from matplotlib.patches import Patch
 
     funnel = summary["funnel"]
-    labels = ["generated", *REASONS, "clean", "kept"]
-    values = [funnel["generated"], *(funnel[r] for r in REASONS), funnel["clean"], summary["kept"]]
-    colors = ["#4c72b0", *("#c44e52" if r in summary["filters_on"] else "#e8a9ab" for r in REASONS),
+    reasons = [r for r in funnel if r not in ("generated", "clean")]  # in checking order, a kind's screens included
+    labels = ["generated", *reasons, "clean", "kept"]
+    values = [funnel["generated"], *(funnel[r] for r in reasons), funnel["clean"], summary["kept"]]
+    colors = ["#4c72b0", *("#c44e52" if r in summary["filters_on"] else "#e8a9ab" for r in reasons),
               "#55a868", "#2d6a3e"]
     fig, ax = plt.subplots(figsize=(6, 3.2))
     bars = ax.barh(labels[::-1], values[::-1], color=colors[::-1])
