@@ -28,12 +28,15 @@ include: "rules/adapt.smk"
 include: "rules/evaluate.smk"
 include: "rules/tables.smk"
 include: "rules/plots.smk"
+include: "rules/profile.smk"
 
 
-# The default target: the paper's tables, every figure and the trained generators' parse checks.
+# The default target: the paper's tables, every figure, the trained generators' parse checks and
+# the generators' quality profile.
 rule all:
     input:
         MAIN_TABLES,
         FIGURES,
         PARSE_CHECKS,
+        QUALITY_PROFILE,
     default_target: True

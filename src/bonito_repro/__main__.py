@@ -19,6 +19,7 @@ STAGES = {
     "parse-check": "bonito_repro.train.parse_check",
     "generate": "bonito_repro.generate.cli",
     "backtranslation": "bonito_repro.generate.backtranslation",
+    "quality-profile": "bonito_repro.generate.quality_profile",
     "evaluate": "bonito_repro.evaluate.cli",
     "table": "bonito_repro.evaluate.table",
     "main-table": "bonito_repro.main_table",
