@@ -185,3 +185,41 @@ def test_the_embedded_seed_parses_whole():
 
     pairs, drops, counts = seed_pairs(load_origin({"embedded": "guanaco_demo"}, "seed")["text"])
     assert not drops and counts["pairs"] == len(pairs) >= 20
+
+
+@pytest.mark.slow
+def test_seed_training_and_generation_end_to_end_with_a_tiny_model(tmp_path, tiny_model_dir):
+    """The CLIs as the rules chain them: the embedded seed, both adapters by the training stage,
+    then self-augmentation and self-curation of a few passages by those adapters. A random tiny
+    model never writes a score, so every pair it instructs ends up unrated: an empty set, written
+    with its manifest."""
+    smoke = load_scale("smoke", REPO)
+    seed = {k: tmp_path / f"{k}.parquet" for k in ("backward", "forward")}
+    assert bonito_repro(["backtranslation", "seed", "--origin", json.dumps({"embedded": "guanaco_demo"}),
+                         "--backward", str(seed["backward"]), "--forward", str(seed["forward"]),
+                         "--manifest", str(tmp_path / "seed.json")]) == 0
+    training = {**smoke["backtranslation_training"], "max_steps": 2, "one_epoch_below": None, "save_steps": 2}
+    for direction in seed:
+        assert bonito_repro(["train", "--mode", "pairs", "--wrapper", BACKTRANSLATION_WRAPPER,
+                             "--base", str(tiny_model_dir), "--data", str(seed[direction]),
+                             "--out", str(tmp_path / direction), "--checkpoints", str(tmp_path / f"ck-{direction}"),
+                             "--manifest", str(tmp_path / f"{direction}.json"), "--params", json.dumps(training)]) == 0
+    passages, test = tmp_path / "passages.parquet", tmp_path / "test.parquet"
+    pd.DataFrame({"input": PASSAGES}).to_parquet(passages)
+    pd.DataFrame({"question": ["Do owls hunt at night?"], "answer": ["yes"]}).to_parquet(test)
+    out = tmp_path / "synthetic.parquet"
+    params = {**smoke["generation"], "max_new_tokens": 8, "shard_size": 2}
+    assert bonito_repro(["backtranslation", "generate", "--dataset", "demo", "--task-type", "ynqa",
+                         "--passages", str(passages), "--test", str(test), "--model", str(tiny_model_dir),
+                         "--backward-adapter", str(tmp_path / "backward"), "--forward-adapter", str(tmp_path / "forward"),
+                         "--params", json.dumps(params), "--curation", json.dumps({"threshold": 5, "rating_max_new_tokens": 8}),
+                         "--shards", str(tmp_path / "shards"), "--out", str(out), "--manifest", str(tmp_path / "m.json"),
+                         "--records", str(tmp_path / "records.parquet"), "--formats", str(tmp_path / "formats")]) == 0
+    manifest = json.loads((tmp_path / "m.json").read_text())
+    funnel, ratings = manifest["funnel"], manifest["ratings"]
+    assert funnel["generated"] == len(PASSAGES) and funnel["empty"] + funnel[UNRATED] == len(PASSAGES)
+    assert ratings["rated"] == funnel[UNRATED] == ratings["by_score"]["unparsable"]
+    assert manifest["kept"] == 0 and pd.read_parquet(out).empty
+    assert manifest["shards"]["ratings"]["total"] == (ratings["rated"] + 1) // 2
+    records = pd.read_parquet(tmp_path / "records.parquet")
+    assert records["output"].tolist() == PASSAGES  # the passage is the response

@@ -19,7 +19,9 @@ as a task generator (docs/protocol.md, section 6.1, D16): the passage itself is 
         --out PARQUET --manifest JSON [--records R] [--formats DIR]
 
 Both directions are trained and prompted under the ``io`` wrapper (``prompts.BACKTRANSLATION_WRAPPER``).
-A killed generation job reuses its finished instruction and rating shards.
+A killed generation job reuses its finished instruction and rating shards. A set that keeps no
+pair is written empty, its manifest saying why: for this alternative generator that is a result
+(the local scale's 135M seed model never writes a score), not an error.
 """
 from __future__ import annotations
 
@@ -223,7 +225,7 @@ def _seed(args: argparse.Namespace) -> None:
 
 def _generate(args: argparse.Namespace) -> None:
     from ..config import ConfigError, check_params
-    from .cli import generation_params, require_tasks, write_manifest, write_tasks
+    from .cli import generation_params, write_manifest, write_tasks
     from .inputs import read_passages
 
     params = generation_params(args.params)
@@ -237,7 +239,9 @@ def _generate(args: argparse.Namespace) -> None:
     result, scores = run_backtranslation(texts, params, curation, model_dir=args.model,
                                          backward_dir=args.backward_adapter, forward_dir=args.forward_adapter,
                                          context_ids=ids, test_rows=test_rows, shards_dir=args.shards)
-    require_tasks(args.dataset, result)
+    if not result.rows:  # an alternative generator that keeps nothing is a result (as small models do)
+        log.warning("%s: no tasks (0 of %d kept): %s", args.dataset, result.summary["funnel"]["generated"],
+                    result.summary["removed"])
     formats = write_tasks(args, result)
     provenance = {"model": str(args.model), "backward_adapter": str(args.backward_adapter),
                   "forward_adapter": str(args.forward_adapter)}
