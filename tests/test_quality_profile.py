@@ -65,7 +65,7 @@ def test_profile_rows_of_two_kinds():
     table = profile_table([row, other])
     assert table["dropped_unrated"].tolist() == [0, 1] and table["dropped_unparsable"].tolist() == [1, 0]
     text = markdown(table, 1)
-    assert "unparsable 1" in text and "unrated 1" in text and "50.0" in text
+    assert "unparsable 1" in text and "unrated 1" in text and "50.0" in text and "nan" not in text
 
 
 def test_cli_writes_one_table_across_generators(tmp_path):

@@ -124,6 +124,7 @@ def markdown(table: pd.DataFrame, decimals: int, note: str = "") -> str:
     shown = shown.drop(columns=dropped).rename(columns={c: f"{c} %" for c in shares})
     order = ["generator", "dataset", "task_type", "generated", "kept", "dropped"]
     shown = shown[order + [c for c in shown.columns if c not in order]]
+    shown = shown.astype(object).where(shown.notna(), None)  # a measure that does not apply: blank
     return note + shown.to_markdown(index=False, floatfmt=f".{decimals}f", missingval="") + "\n"
 
 
