@@ -205,7 +205,8 @@ PLOTS = {"funnel_plot", "loss_curve"}
     (lambda c: c["evaluation"].update(max_examples=5), EVALUATION, EVALUATION | TABLES),
     (lambda c: c["evaluation"].update(truncation="right"), EVALUATION, EVALUATION | TABLES),
     (lambda c: c["adaptation"].update(learning_rate=0.123), {"adapt"}, {"adapt", "loss_curve"} | EVALUATION | TABLES),
-    (lambda c: c.setdefault("tables", {}).update(decimals=2), {"main_table"}, {"main_table"}),
+    (lambda c: c.setdefault("tables", {}).update(decimals=2), {"main_table", "quality_profile"},
+     {"main_table", "quality_profile"}),  # the table style: both tables, nothing else
     (lambda c: c.setdefault("plots", {}).update(dpi=72), PLOTS, PLOTS),  # a figure's style reruns no compute job
     (lambda c: c.setdefault("parse_check", {}).update(contexts=4), {"parse_check"}, {"parse_check"}),  # and never the training
 ])
