@@ -138,6 +138,32 @@ def test_local_dag_backtranslates_all_seven_datasets(tmp_path):
     assert sum(j["rule"] == "adapt" and j["wildcards"]["source"] == "backtranslation" for j in jobs) == 14
 
 
+@pytest.mark.slow
+def test_smoke_dag_backtranslates_one_dataset_end_to_end(tmp_path):
+    """The chain through Snakemake at smoke scale (about a minute and a half on 2 cores): seed,
+    both adapters, self-augmentation and self-curation of one dataset, its funnel figure. The
+    random tiny seed model writes no score: every pair is unrated, an empty set with its manifest."""
+    overlay = tmp_path / "backtranslation.yaml"
+    overlay.write_text("run:\n  sources: [backtranslation]\n")
+    result = snakemake("-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-c2",
+                       "results/synthetic/backtranslation/pubmed_qa.parquet",
+                       "results/synthetic/backtranslation/pubmed_qa.funnel.png",
+                       "--configfile", str(REPO / "config/smoke.yaml"), str(overlay), timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    results = tmp_path / "results"
+    manifest = json.loads((results / "synthetic" / "backtranslation" / "pubmed_qa.manifest.json").read_text())
+    funnel, ratings = manifest["funnel"], manifest["ratings"]
+    assert funnel["generated"] == manifest["counts"]["passages"] == ratings["rated"] + funnel["empty"]
+    assert sum(ratings["by_score"].values()) == ratings["rated"]
+    assert manifest["kept"] == funnel["clean"] + sum(funnel[r] for r in ("exact_duplicate", "near_duplicate",
+                                                                         "contaminated"))
+    seed = json.loads((results / "generators" / "backtranslation" / "seed" / "manifest.json").read_text())
+    assert seed["counts"]["pairs"] == 28 and not seed["drops"]
+    for direction in ("backward", "forward"):
+        trained = json.loads((results / "generators" / "backtranslation" / f"{direction}_adapter.manifest.json").read_text())
+        assert trained["wrapper"] == "io" and trained["params"]["lora"]["r"] == 8
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory) -> Path:
     """The whole smoke DAG (Snakemake's default target: the main table), once, in a scratch directory."""
