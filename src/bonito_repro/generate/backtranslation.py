@@ -136,12 +136,14 @@ def _key(step: str, model_dir: Path, adapter_dir: Path, values: dict) -> str:
 
 
 def _factory(params: dict, model_dir: Path, adapter_dir: Path, sampling: Sampling, prompts: list[str],
-             ids: list[int], given: Backend | None):
+             context_ids: list[int], given: Backend | None):
+    """What makes a step's backend when a shard needs one: ``given``, or the configured backend
+    with the adapter, its length checked for ``prompts`` (an error names the passage's context_id)."""
     if given is not None:
         return lambda: given
 
     def factory() -> Backend:
-        max_len = check_lengths(model_dir, prompts, ids, sampling.max_new_tokens)
+        max_len = check_lengths(model_dir, prompts, context_ids, sampling.max_new_tokens)
         return make_backend(params["backend"], model_dir, adapter_dir, sampling, token_budget=params["token_budget"],
                             max_model_len=max_len, seed=params["seed"], bf16=params["bf16"])
     return factory
@@ -181,8 +183,9 @@ def run_backtranslation(texts: Sequence[str], params: dict, curation: dict, *, m
     rating_values = {**shaping, "n": 1, "temperature": 0.0, "top_p": 1.0,
                      "max_new_tokens": curation["rating_max_new_tokens"]}
     ratings, curated = generate_raw(rating_prompts, to_rate, {**params, "n": 1},
-                                    _factory(params, model_dir, forward_dir, greedy, rating_prompts, to_rate,
-                                             forward_backend),
+                                    # a prompt too long for the model is named by its passage's context_id
+                                    _factory(params, model_dir, forward_dir, greedy, rating_prompts,
+                                             [int(pairs.at[i, "context_id"]) for i in to_rate], forward_backend),
                                     shards("ratings"), _key("ratings", model_dir, forward_dir, rating_values),
                                     close=backends is None)
     rating_of = dict(zip(ratings["context_id"].astype(int), ratings["generation"]))
