@@ -33,20 +33,23 @@ include: "rules/data.smk"
 include: "rules/ctga.smk"
 include: "rules/train.smk"
 include: "rules/generate.smk"
+include: "rules/backtranslation.smk"
 include: "rules/adapt.smk"
 include: "rules/evaluate.smk"
 include: "rules/tables.smk"
 include: "rules/plots.smk"
 include: "rules/cards.smk"
+include: "rules/profile.smk"
 
 
 # The default target: the paper's tables beside the no-model baselines (where a dataset has a test
-# set), every figure, the trained generators' parse checks and the cards of every synthetic set and
-# adapter.
+# set), every figure, the trained generators' parse checks, the generators' quality profile and
+# the cards of every synthetic set and adapter.
 rule all:
     input:
         MAIN_TABLES + BASELINES if EVALUATED else [],
         FIGURES,
         PARSE_CHECKS,
+        QUALITY_PROFILE,
         CARDS,
     default_target: True

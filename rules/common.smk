@@ -10,6 +10,7 @@ from snakemake.settings.types import DeploymentMethod
 
 from bonito_repro.config import EVAL_DECODING_KEYS, ConfigError, TAPT, ZERO_SHOT, evaluated, read_yaml, validate
 from bonito_repro.origins import embedded_path
+from bonito_repro.prompts import BACKTRANSLATION_WRAPPER
 
 try:
     for path in workflow.configfiles:  # a key written twice: Snakemake keeps the last without a word
@@ -260,7 +261,9 @@ def loss_curve_section(adapter):
     kind, *names = adapter.split("/")
     if kind == "adapters":
         return "adaptation", " / ".join(names)
-    return {"generators": "generators", "p3": "P3 stand-in"}[kind], names[0]
+    # generators/G/adapter (Bonito) or generators/G/backward_adapter (backtranslation)
+    label = names[0] if names[1:] == ["adapter"] else " / ".join(names)
+    return {"generators": "generators", "p3": "P3 stand-in"}[kind], label
 
 
 # --- used by cards.smk

@@ -13,12 +13,14 @@ localrules:
 # curve lie beside it ({adapter}.manifest.json, {adapter}.loss.png)
 ADAPTERS = "|".join([
     f"generators/(?:{_choice(TRAINED_GENERATORS)})/adapter",
+    f"generators/(?:{_choice(BACKTRANSLATION_GENERATORS)})/(?:backward|forward)_adapter",
     f"p3/(?:{_choice(P3_MODELS)})/adapter",
     f"adapters/(?:{_choice(TARGETS)})/(?:{_choice([TAPT, *GENERATORS])})/(?:{_choice(DATASETS)})",
 ])
 FIGURES = [
     *(synthetic(g, d, ".funnel.png") for g in SOURCES if g != TAPT for d in DATASETS),
     *(f"{R}/generators/{g}/adapter.loss.png" for g in TRAINED_GENERATORS if g in SOURCES),
+    *(f"{R}/generators/{g}/{d}_adapter.loss.png" for g in BACKTRANSLATION_GENERATORS for d in ("backward", "forward")),
     *(f"{R}/p3/{m}/adapter.loss.png" for m in P3_MODELS),
     *(adapter_dir(t, s, d) + ".loss.png" for t in TARGETS for s in SOURCES for d in DATASETS),
 ]

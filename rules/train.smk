@@ -12,7 +12,7 @@
 # one of the retries the cost model projects, resumes from the last checkpoint.
 from bonito_repro.cost import bonito_retries
 
-TRAINED_GENERATORS = sorted(g for g, spec in config["generators"].items() if "base" in spec)
+TRAINED_GENERATORS = sorted(g for g, spec in config["generators"].items() if spec["kind"] == "bonito" and "base" in spec)
 PARSE_CHECKS = [f"{R}/generators/{g}/parse_check.json" for g in TRAINED_GENERATORS if g in SOURCES]
 P3_MODELS = sorted({config["targets"][t]["model"] for t in TARGETS
                     if config["targets"][t].get("init_adapter", {}).get("train_on") == "p3"})

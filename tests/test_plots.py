@@ -7,6 +7,7 @@ import struct
 import pytest
 
 from bonito_repro.__main__ import main as bonito_repro
+from bonito_repro.plot import funnel_bars
 
 FUNNEL = {"dataset": "pubmed_qa", "kept": 3, "filters_on": ["unparsable", "empty"],
           "funnel": {"generated": 6, "unparsable": 2, "empty": 1, "exact_duplicate": 0, "near_duplicate": 0,
@@ -28,3 +29,12 @@ def test_a_figure_is_drawn_from_its_manifest_at_the_configured_dpi(tmp_path, kin
         assert bonito_repro(["plot", kind, "--manifest", str(tmp_path / "manifest.json"),
                              "--params", json.dumps({"dpi": dpi}), "--out", str(out)]) == 0
         assert png_size(out.read_bytes()) == (round(inches[0] * dpi), round(inches[1] * dpi))
+
+
+def test_funnel_bars_show_a_generator_kinds_own_reasons_in_checking_order():
+    backtranslated = {"kept": 1, "filters_on": ["unparsable", "empty", "unrated", "below_threshold"],
+                      "funnel": {"generated": 5, "unparsable": 0, "empty": 1, "unrated": 2, "below_threshold": 1,
+                                 "exact_duplicate": 0, "near_duplicate": 0, "contaminated": 0, "clean": 1}}
+    labels, values, colors = funnel_bars(backtranslated)
+    assert labels[2:5] == ["empty", "unrated", "below_threshold"] and values[3:5] == [2, 1]
+    assert colors[3] == colors[2] != colors[6]  # removed, like empty; contamination only measured

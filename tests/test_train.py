@@ -153,6 +153,15 @@ def test_config_values_reach_the_trainer(tmp_path, tiny_model_dir, paper):
     assert model.peft_config["default"].r == 4
 
 
+def test_backtranslation_adapters_get_the_cards_lora_on_attention_only(tiny_model_dir, paper):
+    params = paper["backtranslation_training"]
+    lora = lora_config(params)
+    assert (lora.r, lora.lora_alpha, lora.lora_dropout) == (8, 32, 0.05) and params["quantization"] == "none"
+    model = load_trainable_model(tiny_model_dir, dict(PARAMS, lora=params["lora"], quantization="none"))
+    wrapped = {name.split(".lora_A")[0].rsplit(".", 1)[-1] for name, _ in model.named_parameters() if ".lora_A" in name}
+    assert wrapped == {"q_proj", "k_proj", "v_proj", "o_proj"}
+
+
 def test_empty_synthetic_set_is_an_error_naming_the_dataset(tmp_path, tiny_model_dir):
     data = tmp_path / "pubmed_qa.parquet"
     pd.DataFrame({"input": pd.Series([], dtype=str), "output": pd.Series([], dtype=str)}).to_parquet(data)

@@ -105,6 +105,66 @@ def test_paper_evaluations_use_the_authors_wrappers():
     assert seen == {key: {wrapper} for key, wrapper in PAPER_WRAPPERS.items()}
 
 
+BACKTRANSLATION_RESOURCES = {"train_backtranslation": "adapt", "backtranslate": "generate"}
+
+
+def backtranslation_dry_run(tmp_path: Path, *scale_args: str) -> list[dict]:
+    """A dry run with the backtranslation generator among the sources (an overlay of the user's)."""
+    overlay = tmp_path / "backtranslation.yaml"
+    overlay.write_text("run:\n  sources: [tapt, bonito, backtranslation]\n")
+    result = snakemake("-n", *scale_args, str(overlay))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dry_run_jobs(result.stdout + result.stderr)
+
+
+def test_paper_dag_runs_the_backtranslation_chain_on_gpus(tmp_path):
+    jobs = backtranslation_dry_run(tmp_path, "--profile", "slurm", "--configfile", "config.yaml")
+    config = load_scale("paper", REPO)
+    counts = Counter(job["rule"] for job in jobs)
+    assert counts["backtranslation_seed"] == 1 and counts["train_backtranslation"] == 2
+    assert counts["backtranslate"] == len(config["datasets"]) and counts["quality_profile"] == 1
+    assert {j["wildcards"]["direction"] for j in jobs if j["rule"] == "train_backtranslation"} == {"backward", "forward"}
+    for job in jobs:
+        if job["rule"] in BACKTRANSLATION_RESOURCES:
+            stage = config["resources"][BACKTRANSLATION_RESOURCES[job["rule"]]]
+            assert int(job["resources"]["gpu"]) == stage["gpus"] >= 1 and int(job["resources"]["runtime"]) == stage["runtime"]
+    seed = next(j for j in jobs if j["rule"] == "backtranslation_seed")  # it downloads Guanaco: no GPU
+    assert int(seed["resources"].get("gpu", 0)) == 0
+
+
+def test_local_dag_backtranslates_all_seven_datasets(tmp_path):
+    jobs = backtranslation_dry_run(tmp_path, "--profile", "local", "--configfile", "config/local.yaml")
+    assert sorted(j["wildcards"]["dataset"] for j in jobs if j["rule"] == "backtranslate") == \
+        sorted(load_scale("local", REPO)["datasets"])
+    assert sum(j["rule"] == "adapt" and j["wildcards"]["source"] == "backtranslation" for j in jobs) == 14
+
+
+@pytest.mark.slow
+def test_smoke_dag_backtranslates_one_dataset_end_to_end(tmp_path):
+    """The chain through Snakemake at smoke scale (about a minute and a half on 2 cores): seed,
+    both adapters, self-augmentation and self-curation of one dataset, its funnel figure. The
+    random tiny seed model writes no score: every pair is unrated, an empty set with its manifest."""
+    overlay = tmp_path / "backtranslation.yaml"
+    overlay.write_text("run:\n  sources: [backtranslation]\n")
+    result = snakemake("-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-c2",
+                       "results/synthetic/backtranslation/pubmed_qa.parquet",
+                       "results/synthetic/backtranslation/pubmed_qa.funnel.png",
+                       "--configfile", str(REPO / "config/smoke.yaml"), str(overlay), timeout=900)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    results = tmp_path / "results"
+    manifest = json.loads((results / "synthetic" / "backtranslation" / "pubmed_qa.manifest.json").read_text())
+    funnel, ratings = manifest["funnel"], manifest["ratings"]
+    assert funnel["generated"] == manifest["counts"]["passages"] == ratings["rated"] + funnel["empty"]
+    assert sum(ratings["by_score"].values()) == ratings["rated"]
+    assert manifest["kept"] == funnel["clean"] + sum(funnel[r] for r in ("exact_duplicate", "near_duplicate",
+                                                                         "contaminated"))
+    seed = json.loads((results / "generators" / "backtranslation" / "seed" / "manifest.json").read_text())
+    assert seed["counts"]["pairs"] == 28 and not seed["drops"]
+    for direction in ("backward", "forward"):
+        trained = json.loads((results / "generators" / "backtranslation" / f"{direction}_adapter.manifest.json").read_text())
+        assert trained["wrapper"] == "io" and trained["params"]["lora"]["r"] == 8
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory) -> Path:
     """The whole smoke DAG (Snakemake's default target: the main table), once, in a scratch directory."""
@@ -126,6 +186,8 @@ def test_smoke_dag_runs_to_the_main_table(smoke_run):
     for dataset in config["datasets"]:  # the smoke generator learnt the format: every dataset has tasks
         manifest = json.loads((results / "synthetic" / "bonito" / f"{dataset}.manifest.json").read_text())
         assert manifest["kept"] > 0, manifest["funnel"]
+    profile = pd.read_csv(results / "paper" / "quality_profile.csv")
+    assert len(profile) == len(config["datasets"]) and (profile["generator"] == "bonito").all()
     parse = json.loads((results / "generators" / "bonito" / "parse_check.json").read_text())
     assert parse["counts"]["trained_parsed"] > parse["counts"]["base_parsed"], parse
     for log in (results / "logs").rglob("*.log"):
@@ -197,7 +259,8 @@ CARDS = {"dataset_card", "model_card"}  # a model card carries its adapter's F1
     (lambda c: c["evaluation"].update(truncation="right"), EVALUATION, EVALUATION | TABLES | {"model_card"}),
     (lambda c: c["adaptation"].update(learning_rate=0.123), {"adapt"},
      {"adapt", "loss_curve", "model_card"} | EVALUATION | TABLES),
-    (lambda c: c.setdefault("tables", {}).update(decimals=2), {"main_table"}, {"main_table"}),
+    (lambda c: c.setdefault("tables", {}).update(decimals=2), {"main_table", "quality_profile"},
+     {"main_table", "quality_profile"}),  # the table style: both tables, nothing else
     (lambda c: c.setdefault("plots", {}).update(dpi=72), PLOTS, PLOTS),  # a figure's style reruns no compute job
     (lambda c: c.setdefault("parse_check", {}).update(contexts=4), {"parse_check"}, {"parse_check"}),  # and never the training
 ])

@@ -20,6 +20,8 @@ STAGES = {
     "train": "bonito_repro.train.cli",
     "parse-check": "bonito_repro.train.parse_check",
     "generate": "bonito_repro.generate.cli",
+    "backtranslation": "bonito_repro.generate.backtranslation",
+    "quality-profile": "bonito_repro.generate.quality_profile",
     "evaluate": "bonito_repro.evaluate.cli",
     "table": "bonito_repro.evaluate.table",
     "baselines": "bonito_repro.evaluate.baselines",

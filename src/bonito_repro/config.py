@@ -36,12 +36,13 @@ SCHEMA_PATH = PACKAGE_DATA / "config_schema.yaml"   # config/schema.yaml links h
 DATASETS_DIR = PACKAGE_DATA / "datasets"
 ZERO_SHOT = "zero_shot"
 TAPT = "tapt"
-TRAINING_SECTIONS = ("bonito_training", "p3_training", "adaptation")
+TRAINING_SECTIONS = ("bonito_training", "p3_training", "backtranslation_training", "adaptation")
 # evaluation keys that only greedy decoding (extractive QA) reads: rank jobs do not get them, so
 # changing them reruns no rank classification
 EVAL_DECODING_KEYS = ("generation_backend", "max_new_tokens")
 # training section -> the resources section its jobs request (train_p3 runs with the adapt stage's)
-TRAINING_RESOURCES = {"bonito_training": "train_bonito", "p3_training": "adapt", "adaptation": "adapt"}
+TRAINING_RESOURCES = {"bonito_training": "train_bonito", "p3_training": "adapt", "backtranslation_training": "adapt",
+                      "adaptation": "adapt"}
 
 
 # JSON Schema counts 4.0 as an integer; torch, pandas and range() do not, so neither does the config
@@ -335,6 +336,9 @@ def resolve(config: dict) -> dict:
         datasets[name] = spec
     resolved["datasets"] = datasets
     resolved["run"]["datasets"] = list(datasets)  # names, where an entry was a file's path
+    for name, generator in resolved["generators"].items():
+        if generator["kind"] == "backtranslation":  # seed conversations, picked as a dataset's rows are
+            generator["seed"] = _pick_origin(generator["seed"], config["data"], f"generators.{name}.seed", Path.cwd())
     resolved["ctga"]["p3_datasets"] = {
         name: origin if "files" in origin else {"embedded": name} if config["data"] == "embedded" else origin
         for name, origin in config["ctga"]["p3_datasets"].items()}

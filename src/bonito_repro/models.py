@@ -283,7 +283,9 @@ def download(hub: dict, out_dir: str | Path) -> dict:
 
 
 def embedded_texts() -> list[str]:
-    """Every string in the embedded demo data: the tiny tokenizer's training text."""
+    """Every string in the embedded demo rows of the target datasets and ctga: the tiny
+    tokenizer's training text. The backtranslation seed conversations are not in it: they came
+    later, and adding text changes the tokenizer, hence every tiny model and smoke result."""
     from .origins import EMBEDDED_DIR
 
     texts: list[str] = []
@@ -298,7 +300,7 @@ def embedded_texts() -> list[str]:
             for v in value:
                 collect(v)
 
-    for path in sorted(EMBEDDED_DIR.rglob("*.jsonl")):
+    for path in sorted(p for kind in ("ctga", "test", "unannotated") for p in (EMBEDDED_DIR / kind).glob("*.jsonl")):
         for line in path.read_text().splitlines():
             if line.strip():
                 collect(json.loads(line))

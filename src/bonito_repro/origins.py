@@ -5,7 +5,8 @@
   manifests record; an offline job reads back the datasets-cache files a download step recorded
   for that commit (``hub_record``).
 - ``{embedded: NAME}``: demo data the project ships in ``data/embedded/KIND/NAME.jsonl``
-  (local and smoke scales), in exactly the schema of the Hub dataset it stands in for.
+  (local and smoke scales), in exactly the schema of the Hub dataset it stands in for (KIND
+  ``seed``: a backtranslation generator's seed conversations).
 - ``{files: PATH or [PATHS]}``: a user's own parquet, json, jsonl or csv files.
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     import datasets
 
 EMBEDDED_DIR = Path(__file__).parent / "data" / "embedded"
-KINDS = ("unannotated", "test", "ctga")
+KINDS = ("unannotated", "test", "ctga", "seed")
 _BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
 # The Hub's automatic Parquet conversion of a dataset: one folder per config and no README, so
 # datasets 4+ sees a single config `default` there and a config is chosen by folder (data_dir).

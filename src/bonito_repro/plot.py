@@ -9,9 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .empty_sets import cell_note
-from .generate.funnel import REASONS
 from .config import check_params
+from .empty_sets import cell_note
 from .io import atomic_path, check_writable, parse_params, read_json, require_keys, setup_logging
 
 
@@ -33,18 +32,26 @@ def _save(fig, path: str | Path, dpi: int) -> None:
     plt.close(fig)
 
 
+def funnel_bars(summary: dict) -> tuple[list[str], list[int], list[str]]:
+    """(labels, values, colours) of the funnel's bars: generated, each reason in checking order (a
+    generator kind's own screens included), clean and kept; reasons that removed rows dark,
+    measured-only ones light."""
+    funnel = summary["funnel"]
+    reasons = [r for r in funnel if r not in ("generated", "clean")]
+    labels = ["generated", *reasons, "clean", "kept"]
+    values = [funnel["generated"], *(funnel[r] for r in reasons), funnel["clean"], summary["kept"]]
+    colors = ["#4c72b0", *("#c44e52" if r in summary["filters_on"] else "#e8a9ab" for r in reasons),
+              "#55a868", "#2d6a3e"]
+    return labels, values, colors
+
+
 def plot_funnel(summary: dict, path: str | Path, title: str, dpi: int) -> None:
     """A small bar chart of the funnel (the generation manifest's ``funnel``, ``kept`` and
-    ``filters_on``): generated, each reason, clean and kept; bars of reasons that removed rows are
-    dark, measured-only ones light."""
+    ``filters_on``; ``funnel_bars``)."""
     plt = _pyplot()
     from matplotlib.patches import Patch
 
-    funnel = summary["funnel"]
-    labels = ["generated", *REASONS, "clean", "kept"]
-    values = [funnel["generated"], *(funnel[r] for r in REASONS), funnel["clean"], summary["kept"]]
-    colors = ["#4c72b0", *("#c44e52" if r in summary["filters_on"] else "#e8a9ab" for r in REASONS),
-              "#55a868", "#2d6a3e"]
+    labels, values, colors = funnel_bars(summary)
     fig, ax = plt.subplots(figsize=(6, 3.2))
     bars = ax.barh(labels[::-1], values[::-1], color=colors[::-1])
     ax.bar_label(bars, padding=2, fontsize=8)

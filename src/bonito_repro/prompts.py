@@ -17,6 +17,9 @@ CHAT = "chat"
 # wrappers of instruction-tuned models: their answers are scored without EOS (section 8.1)
 INSTRUCTION_WRAPPERS = ("inst", CHAT)
 ALL_WRAPPERS = (*WRAPPERS, CHAT)
+# both models of instruction backtranslation are trained and prompted under this wrapper: the
+# training rule and the generation read it here, so they cannot disagree
+BACKTRANSLATION_WRAPPER = "io"
 
 
 def bonito_input(context: str, task_type: str) -> str:

@@ -7,6 +7,8 @@ order of ``REASONS`` (so the reasons plus ``clean`` add up to ``generated``):
   package's only filter; always removed).
 - ``empty``: the instruction or the response is empty after stripping (always removed: an empty
   side cannot be trained on).
+- screens of the caller, in its order, each always removing: a generator kind's own checks, such
+  as backtranslation's rating (``unrated``, ``below_threshold``).
 - ``exact_duplicate``: the same (instruction, response) as an earlier row, whitespace collapsed.
 - ``near_duplicate``: cosine >= ``near_duplicate_cosine`` with an earlier row, both embedded
   (all-MiniLM-L6-v2) as instruction with the passage taken out, response, then passage, so the
@@ -143,9 +145,15 @@ def contaminated(instructions: list[str], responses: list[str], probes: tuple[li
     return by_ngram | (cosine >= params["cosine"])
 
 
+def funnel_reasons(screens: Iterable[str] = ()) -> tuple[str, ...]:
+    """Every reason in the order a row is checked: the format checks, the caller's screens, then
+    the optional filters."""
+    return (*ALWAYS_REMOVED, *screens, *REASONS[len(ALWAYS_REMOVED):])
+
+
 def run_funnel(generations: pd.DataFrame, params: dict, probes: tuple[list[str], list[str]] = ([], []),
-               embed: Embed | None = None, *, task_type: str, device: str,
-               parse: Parse = parse_bonito_output) -> pd.DataFrame:
+               embed: Embed | None = None, screens: dict[str, Sequence[bool]] | None = None, *,
+               task_type: str, device: str, parse: Parse = parse_bonito_output) -> pd.DataFrame:
     """Every generation with its parsed sides, a flag per check, its ``reason`` (first failed
     check, or ``clean``) and ``kept``.
 
@@ -153,8 +161,12 @@ def run_funnel(generations: pd.DataFrame, params: dict, probes: tuple[list[str],
     parsed here) or ``input`` and ``output`` (tasks parsed elsewhere, such as the published sets);
     ``params`` is the config's ``generation`` section; ``probes`` comes from ``probe_texts``;
     ``embed`` maps texts to unit vectors (MiniLM on ``device`` when None, loaded only if a row
-    needs it); ``task_type`` says whether answers are checked against the passage; ``parse`` is
-    the generator kind's parser of raw generations (generate.kinds)."""
+    needs it); ``screens`` maps further always-removing checks to a flag per row (True: the row
+    fails it), checked in their order after ``empty``; ``task_type`` says whether answers are
+    checked against the passage; ``parse`` is the generator kind's parser of raw generations
+    (generate.kinds)."""
+    screens = screens or {}
+    reasons = funnel_reasons(screens)
     df = generations.reset_index(drop=True).copy()
     contexts = [p if isinstance(p, str) else "" for p in df["passage"]]
     parsed = parse_tasks(df, contexts, parse)
@@ -162,6 +174,8 @@ def run_funnel(generations: pd.DataFrame, params: dict, probes: tuple[list[str],
     df["output"] = [p[1] if p else None for p in parsed]
     df["unparsable"] = [p is None for p in parsed]
     df["empty"] = [p is not None and not (p[0] and p[1]) for p in parsed]
+    for name, flags in screens.items():
+        df[name] = [bool(f) for f in flags]
     for flag in REASONS[2:]:
         df[flag] = False
 
@@ -179,31 +193,35 @@ def run_funnel(generations: pd.DataFrame, params: dict, probes: tuple[list[str],
             df.loc[rows, "answer_not_in_passage"] = [
                 not answer_in_passage(df.at[i, "output"], contexts[i] or df.at[i, "input"]) for i in rows]
 
-    flags = df[list(REASONS)].to_numpy()
-    df["reason"] = [REASONS[row.argmax()] if row.any() else "clean" for row in flags]
-    df["kept"] = ~df[removing_reasons(params)].any(axis=1)
+    flags = df[list(reasons)].to_numpy()
+    df["reason"] = [reasons[row.argmax()] if row.any() else "clean" for row in flags]
+    df["kept"] = ~df[removing_reasons(params, screens)].any(axis=1)
     return df
 
 
-def removing_reasons(params: dict) -> list[str]:
-    """The checks that remove rows: the format ones always, the others where filters say so."""
+def removing_reasons(params: dict, screens: Iterable[str] = ()) -> list[str]:
+    """The checks that remove rows: the format ones and the screens always, the others where
+    filters say so."""
     on = {FILTER_REASON[f] for f in OPTIONAL_FILTERS if params["filters"][f]}
-    return [r for r in REASONS if r in ALWAYS_REMOVED or r in on]
+    always = {*ALWAYS_REMOVED, *screens}
+    return [r for r in funnel_reasons(screens) if r in always or r in on]
 
 
-def funnel_counts(df: pd.DataFrame, params: dict) -> dict:
+def funnel_counts(df: pd.DataFrame, params: dict, screens: Iterable[str] = ()) -> dict:
     """The funnel for the manifest: first-failed-reason counts that add up to ``generated``,
-    every check's own count, what was removed by reason, and what was kept."""
+    every check's own count, what was removed by reason, and what was kept (``screens``: the
+    names ``run_funnel`` was given)."""
+    reasons = funnel_reasons(screens)
     counts = {"generated": int(len(df))}
-    counts.update({r: int((df["reason"] == r).sum()) for r in REASONS})
+    counts.update({r: int((df["reason"] == r).sum()) for r in reasons})
     counts["clean"] = int((df["reason"] == "clean").sum())
-    flagged = {r: int(df[r].sum()) for r in REASONS}
-    removed_reasons = removing_reasons(params)
+    flagged = {r: int(df[r].sum()) for r in reasons}
+    removed_reasons = removing_reasons(params, screens)
     # a removed row counts once, under the first removing check it fails
     first_removing = df[removed_reasons].idxmax(axis=1).where(~df["kept"])
     removed = {r: int((first_removing == r).sum()) for r in removed_reasons}
     kept = int(df["kept"].sum())
-    assert sum(counts[r] for r in REASONS) + counts["clean"] == counts["generated"]
+    assert sum(counts[r] for r in reasons) + counts["clean"] == counts["generated"]
     assert kept + sum(removed.values()) == counts["generated"]
     return {"funnel": counts, "flagged": flagged, "removed": removed, "kept": kept,
             "filters_on": removed_reasons}

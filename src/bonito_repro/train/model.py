@@ -26,12 +26,13 @@ def quantization_config(params: dict):
 
 
 def lora_config(params: dict):
-    """LoRA on all linear layers except the output head (peft's "all-linear")."""
+    """LoRA on the layers ``lora.target_modules`` names, or on all linear layers except the output
+    head (peft's "all-linear", the paper's recipes) where it names none."""
     from peft import LoraConfig
 
     lora = params["lora"]
     return LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                      target_modules="all-linear", bias="none", task_type="CAUSAL_LM",
+                      target_modules=lora.get("target_modules") or "all-linear", bias="none", task_type="CAUSAL_LM",
                       modules_to_save=lora.get("modules_to_save") or None)
 
 

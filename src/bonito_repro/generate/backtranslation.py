@@ -1,0 +1,295 @@
+"""Instruction backtranslation (Li et al., 2023, "Self-Alignment with Instruction Backtranslation")
+as a task generator (docs/protocol.md, section 6.1, D18): the passage itself is the response.
+
+1. Seed pairs: the first human turn (instruction) and the first assistant turn (response) of each
+   OpenAssistant-Guanaco conversation (``### Human: ... ### Assistant: ...``), every row left out
+   counted by reason (``seed_pairs``).
+2. Two LoRA adapters of the same base trained on them by the training stage: the backward model
+   (response -> instruction) and the forward seed model M0 (instruction -> response).
+3. Self-augmentation: the backward model writes an instruction for each passage.
+4. Self-curation: M0 rates each (instruction, passage) pair with the method's prompt on its
+   5-point scale, a brief reasoning ending in "Score: N" (``parse_rating``); only pairs rated at
+   or above the threshold are kept. The funnel counts an unparsable rating (``unrated``) and a low
+   one (``below_threshold``) as reasons of their own, and the manifest every pair by score.
+
+    python -m bonito_repro backtranslation seed --origin JSON --backward B.parquet --forward F.parquet
+        --manifest M.json
+    python -m bonito_repro backtranslation generate --dataset KEY --passages P --test T --model DIR
+        --backward-adapter DIR --forward-adapter DIR --params JSON --curation JSON --shards DIR
+        --out PARQUET --manifest JSON [--records R] [--formats DIR]
+
+Both directions are trained and prompted under the ``io`` wrapper (``prompts.BACKTRANSLATION_WRAPPER``).
+A killed generation job reuses its finished instruction and rating shards. A set that keeps no
+pair is written empty, its manifest saying why: for this alternative generator that is a result
+(the local scale's 135M seed model never writes a score), not an error.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+from ..backends import Backend, Sampling, make_backend
+from ..io import Manifest, fingerprint, parse_params, set_threads, setup_logging, write_parquet
+from ..prompts import BACKTRANSLATION_WRAPPER, wrap
+from .funnel import funnel_counts, probe_texts, run_funnel
+from .shards import generate_raw
+from .synthetic_tasks import Generation, check_lengths
+
+log = logging.getLogger(__name__)
+
+# the method's self-curation prompt, word for word (provenance: docs/protocol.md, D18)
+CURATION_PROMPT = (Path(__file__).parents[1] / "data" / "backtranslation" / "self_curation.txt").read_text(
+    encoding="utf-8")
+INSTRUCTION_SLOT, RESPONSE_SLOT = "<generated instruction>", "<output>"
+SCORES = (1, 2, 3, 4, 5)
+# the funnel's screens of this kind, in checking order
+UNRATED, BELOW_THRESHOLD = "unrated", "below_threshold"
+_TURN = re.compile(r"###\s*(Human|Assistant):")
+# "Score: N" as the prompt asks for it; a decimal ("Score: 4.5") is not a score on the scale
+_SCORE = re.compile(r"score:\s*(\d+)(?![\d.])", re.IGNORECASE)
+
+
+def first_turns(text: object) -> tuple[str, str] | str:
+    """(instruction, response) from a Guanaco conversation: its first human turn and the assistant
+    turn right after it, both stripped; or the reason the row gives none."""
+    if not isinstance(text, str):
+        return "not_text"
+    parts = _TURN.split(text)  # [before, role, turn, role, turn, ...]
+    if parts[0].strip() or len(parts) < 3 or parts[1] != "Human":
+        return "no_first_human_turn"
+    if len(parts) < 5 or parts[3] != "Assistant":
+        return "no_assistant_reply"
+    instruction, response = parts[2].strip(), parts[4].strip()
+    if not instruction:
+        return "empty_instruction"
+    if not response:
+        return "empty_response"
+    return instruction, response
+
+
+def seed_pairs(texts: Iterable[object]) -> tuple[list[tuple[str, str]], dict[str, int], dict[str, int]]:
+    """(pairs, drops by reason, counts) of Guanaco rows: one pair a conversation; a longer
+    conversation keeps its first exchange (counted in ``later_turns_left_out``)."""
+    pairs: list[tuple[str, str]] = []
+    drops: Counter = Counter()
+    rows = later = 0
+    for text in texts:
+        rows += 1
+        pair = first_turns(text)
+        if isinstance(pair, str):
+            drops[pair] += 1
+            continue
+        pairs.append(pair)
+        later += len(_TURN.findall(text)) > 2
+    return pairs, dict(drops), {"rows_in": rows, "pairs": len(pairs), "later_turns_left_out": later}
+
+
+def training_sets(pairs: Sequence[tuple[str, str]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(backward, forward) training rows (columns input, output) of the seed pairs: the backward
+    model reads the response and writes the instruction, the forward one the other way."""
+    instructions, responses = [p[0] for p in pairs], [p[1] for p in pairs]
+    return (pd.DataFrame({"input": responses, "output": instructions}),
+            pd.DataFrame({"input": instructions, "output": responses}))
+
+
+def curation_prompt(instruction: str, response: str) -> str:
+    """The self-curation prompt for one candidate pair."""
+    return CURATION_PROMPT.replace(INSTRUCTION_SLOT, instruction).replace(RESPONSE_SLOT, response)
+
+
+def parse_rating(text: str) -> int | None:
+    """The score of a rating: the last "Score: N" in it, if N is on the 5-point scale; else None."""
+    found = _SCORE.findall(text or "")
+    if not found:
+        return None
+    score = int(found[-1])
+    return score if score in SCORES else None
+
+
+def curation_screens(scores: Sequence[int | None], rated: Sequence[bool], threshold: int) -> dict[str, list[bool]]:
+    """The funnel's screens of this kind: a rated pair whose rating does not parse, and one rated
+    below ``threshold`` (pairs not rated, having no instruction, fail neither)."""
+    return {UNRATED: [r and s is None for s, r in zip(scores, rated)],
+            BELOW_THRESHOLD: [r and s is not None and s < threshold for s, r in zip(scores, rated)]}
+
+
+def score_counts(scores: Sequence[int | None], rated: Sequence[bool], threshold: int) -> dict:
+    """Every rated pair by score (``unparsable`` where the rating gives none), for the manifest."""
+    given = [s for s, r in zip(scores, rated) if r]
+    by_score = {str(s): sum(g == s for g in given) for s in SCORES}
+    return {"threshold": threshold, "rated": len(given), "by_score": {**by_score, "unparsable": given.count(None)},
+            "at_or_above_threshold": sum(g is not None and g >= threshold for g in given)}
+
+
+def _key(step: str, model_dir: Path, adapter_dir: Path, values: dict) -> str:
+    """What shapes a step's shards: a changed model, adapter or value never reuses one."""
+    return json.dumps({"step": step, "model": fingerprint(model_dir), "adapter": fingerprint(adapter_dir), **values},
+                      sort_keys=True)
+
+
+def _factory(params: dict, model_dir: Path, adapter_dir: Path, sampling: Sampling, prompts: list[str],
+             context_ids: list[int], given: Backend | None):
+    """What makes a step's backend when a shard needs one: ``given``, or the configured backend
+    with the adapter, its length checked for ``prompts`` (an error names the passage's context_id)."""
+    if given is not None:
+        return lambda: given
+
+    def factory() -> Backend:
+        max_len = check_lengths(model_dir, prompts, context_ids, sampling.max_new_tokens)
+        return make_backend(params["backend"], model_dir, adapter_dir, sampling, token_budget=params["token_budget"],
+                            max_model_len=max_len, seed=params["seed"], bf16=params["bf16"])
+    return factory
+
+
+def run_backtranslation(texts: Sequence[str], params: dict, curation: dict, *, model_dir: Path,
+                        backward_dir: Path, forward_dir: Path, context_ids: Sequence[int],
+                        test_rows: Sequence[dict] = (), shards_dir: Path | None = None,
+                        embed=None, backends: tuple[Backend, Backend] | None = None) -> tuple[Generation, dict]:
+    """Self-augmentation then self-curation of ``texts`` (``params``: the config's ``generation``
+    section; ``curation``: the generator's ``threshold`` and ``rating_max_new_tokens``): the
+    generation with every pair through the funnel, and the pairs by score. ``backends``: (backward,
+    forward) objects with the ``Backend`` interface to use instead of the models (the caller's:
+    never closed here)."""
+    backward_backend, forward_backend = backends or (None, None)
+    texts, ids = [t.strip() for t in texts], [int(c) for c in context_ids]
+    shaping = {k: params[k] for k in ("backend", "n", "temperature", "top_p", "max_new_tokens", "seed", "bf16",
+                                      "token_budget")}
+    sampling = Sampling(n=params["n"], temperature=params["temperature"], top_p=params["top_p"],
+                        max_new_tokens=params["max_new_tokens"])
+    prompts = [wrap(t, BACKTRANSLATION_WRAPPER) for t in texts]
+    shards = (lambda step: shards_dir / step) if shards_dir is not None else (lambda step: None)
+    raw, augmented = generate_raw(prompts, ids, params,
+                                  _factory(params, model_dir, backward_dir, sampling, prompts, ids, backward_backend),
+                                  shards("instructions"), _key("instructions", model_dir, backward_dir, shaping),
+                                  close=backends is None)
+    passage_of = dict(zip(ids, texts))
+    pairs = pd.DataFrame({"context_id": raw["context_id"], "sample": raw["sample"],
+                          "input": raw["generation"].str.strip(),
+                          "passage": [passage_of[int(c)] for c in raw["context_id"]]})
+    pairs["output"] = pairs["passage"]
+    rated = (pairs["input"] != "").tolist()  # an empty instruction is counted by the funnel, not rated
+    to_rate = [i for i, r in enumerate(rated) if r]
+    rating_prompts = [wrap(curation_prompt(pairs.at[i, "input"], pairs.at[i, "output"]), BACKTRANSLATION_WRAPPER)
+                      for i in to_rate]
+    greedy = Sampling(n=1, temperature=0.0, top_p=1.0, max_new_tokens=curation["rating_max_new_tokens"])
+    rating_values = {**shaping, "n": 1, "temperature": 0.0, "top_p": 1.0,
+                     "max_new_tokens": curation["rating_max_new_tokens"]}
+    ratings, curated = generate_raw(rating_prompts, to_rate, {**params, "n": 1},
+                                    # a prompt too long for the model is named by its passage's context_id
+                                    _factory(params, model_dir, forward_dir, greedy, rating_prompts,
+                                             [int(pairs.at[i, "context_id"]) for i in to_rate], forward_backend),
+                                    shards("ratings"), _key("ratings", model_dir, forward_dir, rating_values),
+                                    close=backends is None)
+    rating_of = dict(zip(ratings["context_id"].astype(int), ratings["generation"]))
+    texts_of_ratings = [rating_of.get(i) for i in range(len(pairs))]  # None: not rated
+    pairs["rating"] = texts_of_ratings
+    scores = [parse_rating(r) if r is not None else None for r in texts_of_ratings]
+    pairs["score"] = pd.array(scores, dtype="Int64")
+    screens = curation_screens(scores, rated, curation["threshold"])
+    records = run_funnel(pairs, params, probe_texts(test_rows), embed=embed, screens=screens)
+    summary = funnel_counts(records, params, screens)
+    kept = records[records["kept"]]
+    rows = [{"input": i, "output": o, "context_id": int(c)}
+            for i, o, c in zip(kept["input"], kept["output"], kept["context_id"])]
+    steps = {"instructions": augmented, "ratings": curated}
+    return Generation(rows=rows, records=records, summary=summary, shards=steps), score_counts(scores, rated,
+                                                                                              curation["threshold"])
+
+
+def _seed(args: argparse.Namespace) -> None:
+    from ..origins import load_origin, pin_origin
+
+    origin = pin_origin(parse_params(args.origin))  # the manifest records the commit read
+    manifest = Manifest("backtranslation_seed", params={"origin": origin})
+    rows = load_origin(origin, "seed")
+    if "text" not in rows.column_names:
+        raise SystemExit(f"backtranslation seed: {origin}: no column 'text' (columns: {rows.column_names})")
+    pairs, drops, counts = seed_pairs(rows["text"])
+    if not pairs:
+        raise SystemExit(f"backtranslation seed: {origin}: no conversation gives a pair (left out: {drops})")
+    backward, forward = training_sets(pairs)
+    write_parquet(backward, args.backward)
+    write_parquet(forward, args.forward)
+    for reason, n in drops.items():
+        manifest.drop(reason, n)
+    manifest.counts = counts
+    manifest.extra = {"provenance": origin}
+    manifest.write(args.manifest)
+    log.info("seed: %d pairs of %d conversations; left out %s", counts["pairs"], counts["rows_in"], drops)
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from ..config import ConfigError, check_params
+    from .cli import generation_params, write_manifest, write_tasks
+    from .inputs import read_passages
+
+    params = generation_params(args.params)
+    try:
+        curation = check_params(parse_params(args.curation), "backtranslation_curation", flag="--curation")
+    except ConfigError as error:
+        raise SystemExit(f"backtranslation generate: {error}") from None
+    manifest = Manifest("generate", params={**params, "curation": curation}, seed=params["seed"])
+    test_rows = pd.read_parquet(args.test).to_dict("records")
+    texts, ids, counts = read_passages(args.passages, params["max_passages"], params["seed"])
+    result, scores = run_backtranslation(texts, params, curation, model_dir=args.model,
+                                         backward_dir=args.backward_adapter, forward_dir=args.forward_adapter,
+                                         context_ids=ids, test_rows=test_rows, shards_dir=args.shards)
+    if not result.rows:  # an alternative generator that keeps nothing is a result (as small models do)
+        log.warning("%s: no tasks (0 of %d kept): %s", args.dataset, result.summary["funnel"]["generated"],
+                    result.summary["removed"])
+    formats = write_tasks(args, result)
+    provenance = {"model": str(args.model), "backward_adapter": str(args.backward_adapter),
+                  "forward_adapter": str(args.forward_adapter)}
+    write_manifest(manifest, args, result, counts,
+                   {"generator_kind": "backtranslation", "provenance": provenance, "shards": result.shards,
+                    "ratings": scores}, formats)
+    log.info("%s: kept %d of %d pairs; by score %s", args.dataset, result.summary["kept"],
+             result.summary["funnel"]["generated"], scores["by_score"])
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bonito_repro backtranslation", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    steps = parser.add_subparsers(dest="step", required=True)
+    seed = steps.add_parser("seed", help="seed pairs from Guanaco conversations, in both directions")
+    seed.add_argument("--origin", required=True, help="the generator's seed origin (JSON; rows with a `text` column)")
+    seed.add_argument("--backward", type=Path, required=True, help="response -> instruction rows (parquet)")
+    seed.add_argument("--forward", type=Path, required=True, help="instruction -> response rows (parquet)")
+    seed.add_argument("--manifest", type=Path, required=True)
+    generate = steps.add_parser("generate", help="self-augmentation and self-curation of a dataset's passages")
+    generate.add_argument("--dataset", required=True, help="dataset key (names errors and the manifest)")
+    generate.add_argument("--task-type", required=True, help="the dataset's task type (recorded; never prompted)")
+    generate.add_argument("--passages", type=Path, required=True, help="unannotated parquet (column input)")
+    generate.add_argument("--test", type=Path, required=True, help="test split parquet (contamination probes)")
+    generate.add_argument("--model", type=Path, required=True, help="the base model directory")
+    generate.add_argument("--backward-adapter", type=Path, required=True)
+    generate.add_argument("--forward-adapter", type=Path, required=True)
+    generate.add_argument("--params", required=True, help="the config's generation section (JSON)")
+    generate.add_argument("--curation", required=True, help="JSON: the generator's threshold and rating_max_new_tokens")
+    generate.add_argument("--shards", type=Path, help="scratch directory of finished shards (resume)")
+    generate.add_argument("--out", type=Path, required=True, help="kept tasks (parquet)")
+    generate.add_argument("--manifest", type=Path, required=True)
+    generate.add_argument("--records", type=Path, help="every pair with its rating and funnel reason (parquet)")
+    generate.add_argument("--formats", type=Path, help="directory for the four bagel prompt formats (JSONL)")
+    generate.add_argument("--threads", type=int)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the generate stage: set before torch loads
+    args = _parser().parse_args(argv)
+    setup_logging()
+    if args.step == "seed":
+        _seed(args)
+    else:
+        set_threads(args.threads)
+        _generate(args)
+    return 0
