@@ -35,7 +35,7 @@ if BACKTRANSLATION_GENERATORS:
         conda:
             "../envs/main.yaml"
         shell:
-            "{params.online} python -m bonito_repro backtranslation seed --origin {params.origin:q}"
+            f"{{params.online}} {MAIN_PY} -m bonito_repro backtranslation seed --origin {{params.origin:q}}"
             " --backward {output.backward} --forward {output.forward} --manifest {output.manifest} > {log} 2>&1"
 
     rule train_backtranslation:
@@ -53,6 +53,7 @@ if BACKTRANSLATION_GENERATORS:
             train=train_command("backtranslation_training"),
             wrapper=BACKTRANSLATION_WRAPPER,
             checkpoints=lambda w: f"{CHECKPOINTS}/generators/{w.generator}/{w.direction}_adapter",
+            device=config["device"],
         log:
             f"{R}/logs/train_backtranslation/{{generator}}/{{direction}}.log",
         benchmark:
@@ -63,9 +64,9 @@ if BACKTRANSLATION_GENERATORS:
         conda:
             "../envs/main.yaml"
         shell:
-            "{params.train} --mode pairs --wrapper {params.wrapper} --base {input.base} --data {input.train}"
-            " --out {output.adapter} --checkpoints {params.checkpoints} --manifest {output.manifest}"
-            " --params {params.hp:q} --threads {threads}"
+            f"{MAIN_PY} {{params.train}} --mode pairs --wrapper {{params.wrapper}} --base {{input.base}}"
+            " --data {input.train} --out {output.adapter} --checkpoints {params.checkpoints}"
+            " --manifest {output.manifest} --params {params.hp:q} --threads {threads} --device {params.device}"
             " --name backtranslation/{wildcards.generator}/{wildcards.direction} > {log} 2>&1"
 
     rule backtranslate:
@@ -74,18 +75,19 @@ if BACKTRANSLATION_GENERATORS:
             backward=f"{R}/generators/{{generator}}/backward_adapter",
             forward=f"{R}/generators/{{generator}}/forward_adapter",
             passages=f"{R}/unannotated/{{dataset}}.parquet",
-            test=f"{R}/test/{{dataset}}.parquet",
+            test=lambda w: test_split(w.dataset),
         output:
             **SYNTHETIC_OUTPUTS,
         wildcard_constraints:
             generator=_choice(BACKTRANSLATION_GENERATORS),
         params:
             hp=as_json(config["generation"]),
+            test=test_arg,
+            device=config["device"],
             curation=lambda w: as_json({k: config["generators"][w.generator][k]
                                         for k in ("threshold", "rating_max_new_tokens")}),
             task_type=lambda w: config["datasets"][w.dataset]["task_type"],
             shards=lambda w: f"{SHARDS}/{w.generator}/{w.dataset}",
-            python=python_for(config["generation"]["backend"]),
         log:
             f"{R}/logs/generate/{{generator}}/{{dataset}}.log",
         benchmark:
@@ -96,9 +98,9 @@ if BACKTRANSLATION_GENERATORS:
         conda:
             GENERATION_ENV
         shell:
-            "{params.python} -m bonito_repro backtranslation generate --dataset {wildcards.dataset}"
-            " --task-type {params.task_type:q} --passages {input.passages} --test {input.test}"
+            f"{GENERATION_PY} -m bonito_repro backtranslation generate --dataset {{wildcards.dataset}}"
+            " --task-type {params.task_type:q} --passages {input.passages} {params.test}"
             " --model {input.model} --backward-adapter {input.backward} --forward-adapter {input.forward}"
             " --params {params.hp:q} --curation {params.curation:q} --shards {params.shards}"
             " --out {output.rows} --manifest {output.manifest} --records {output.records}"
-            " --formats {output.formats} --threads {threads} > {log} 2>&1"
+            " --formats {output.formats} --threads {threads} --device {params.device} > {log} 2>&1"

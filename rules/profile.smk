@@ -26,6 +26,6 @@ rule quality_profile:
     conda:
         "../envs/main.yaml"
     shell:
-        "python -m bonito_repro quality-profile --synthetic {input.synthetic}"
+        f"{MAIN_PY} -m bonito_repro quality-profile --synthetic {{input.synthetic}}"
         " --manifests {input.manifests} --passages {input.passages} --params {params.hp:q}"
         " --out-csv {output.csv} --out-md {output.md} > {log} 2>&1"

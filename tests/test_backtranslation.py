@@ -81,10 +81,10 @@ def test_threshold_screens_and_score_counts():
 
 
 def test_curation_prompt_is_the_methods():
-    assert CURATION_PROMPT.startswith("Below is an instruction from an user and a candidate answer.")
-    assert 'write "Score: <rating>" in the last line.' in CURATION_PROMPT
+    assert "5-point scale" in CURATION_PROMPT and all(f"\n{n}: " in CURATION_PROMPT for n in range(1, 6))
+    assert 'write "Score: <rating>" on the last line.' in CURATION_PROMPT
     prompt = curation_prompt("Describe owls.", "Owls hunt at night.")
-    assert prompt.endswith("\n\nDescribe owls.\nOwls hunt at night.")
+    assert prompt.endswith("\n\nInstruction: Describe owls.\nResponse: Owls hunt at night.")
     assert "<generated instruction>" not in prompt and "<output>" not in prompt
 
 
@@ -93,7 +93,7 @@ def test_screens_are_reasons_of_their_own_in_the_funnel():
                           "passage": PASSAGES + PASSAGES[:1]})
     screens = {UNRATED: [False, False, True, False, False], BELOW_THRESHOLD: [False, False, False, True, False]}
     params = generation()
-    records = run_funnel(frame, params, embed=fake_embed, screens=screens)
+    records = run_funnel(frame, params, embed=fake_embed, screens=screens, task_type="ynqa", device="cpu")
     assert records["reason"].tolist() == ["clean", "empty", UNRATED, BELOW_THRESHOLD, "exact_duplicate"]
     assert records["kept"].tolist() == [True, False, False, False, True]
     summary = funnel_counts(records, params, screens)
@@ -124,7 +124,7 @@ def backward_answer(prompt: str) -> str:
 
 def forward_answer(prompt: str) -> str:
     """Ratings: 5 for the heart, 3 for the rain, unparsable for the bees."""
-    assert prompt.startswith(wrap("Below is an instruction", BACKTRANSLATION_WRAPPER)[:30])
+    assert prompt.startswith(wrap("You will see an instruction", BACKTRANSLATION_WRAPPER)[:30])
     if "heart" in prompt:
         return "Clear and expert.\nScore: 5"
     return "Blog-like.\nScore: 3" if "Rain" in prompt else "I like it."
@@ -136,7 +136,7 @@ def run(tmp_path, backward, forward, threshold=4):
     return run_backtranslation(PASSAGES, generation(shard_size=2), {"threshold": threshold, "rating_max_new_tokens": 8},
                                model_dir=model, backward_dir=model, forward_dir=model,
                                context_ids=range(len(PASSAGES)), shards_dir=tmp_path / "shards", embed=fake_embed,
-                               backends=(backward, forward))
+                               backends=(backward, forward), task_type="ynqa", device="cpu")
 
 
 def test_self_augmentation_and_curation_count_every_pair(tmp_path):
@@ -203,7 +203,8 @@ def test_seed_training_and_generation_end_to_end_with_a_tiny_model(tmp_path, tin
         assert bonito_repro(["train", "--mode", "pairs", "--wrapper", BACKTRANSLATION_WRAPPER,
                              "--base", str(tiny_model_dir), "--data", str(seed[direction]),
                              "--out", str(tmp_path / direction), "--checkpoints", str(tmp_path / f"ck-{direction}"),
-                             "--manifest", str(tmp_path / f"{direction}.json"), "--params", json.dumps(training)]) == 0
+                             "--manifest", str(tmp_path / f"{direction}.json"), "--params", json.dumps(training),
+                             "--device", "cpu"]) == 0
     passages, test = tmp_path / "passages.parquet", tmp_path / "test.parquet"
     pd.DataFrame({"input": PASSAGES}).to_parquet(passages)
     pd.DataFrame({"question": ["Do owls hunt at night?"], "answer": ["yes"]}).to_parquet(test)
@@ -214,7 +215,8 @@ def test_seed_training_and_generation_end_to_end_with_a_tiny_model(tmp_path, tin
                          "--backward-adapter", str(tmp_path / "backward"), "--forward-adapter", str(tmp_path / "forward"),
                          "--params", json.dumps(params), "--curation", json.dumps({"threshold": 5, "rating_max_new_tokens": 8}),
                          "--shards", str(tmp_path / "shards"), "--out", str(out), "--manifest", str(tmp_path / "m.json"),
-                         "--records", str(tmp_path / "records.parquet"), "--formats", str(tmp_path / "formats")]) == 0
+                         "--records", str(tmp_path / "records.parquet"), "--formats", str(tmp_path / "formats"),
+                         "--device", "cpu"]) == 0
     manifest = json.loads((tmp_path / "m.json").read_text())
     funnel, ratings = manifest["funnel"], manifest["ratings"]
     assert funnel["generated"] == len(PASSAGES) and funnel["empty"] + funnel[UNRATED] == len(PASSAGES)

@@ -157,7 +157,7 @@ def test_backtranslation_adapters_get_the_cards_lora_on_attention_only(tiny_mode
     params = paper["backtranslation_training"]
     lora = lora_config(params)
     assert (lora.r, lora.lora_alpha, lora.lora_dropout) == (8, 32, 0.05) and params["quantization"] == "none"
-    model = load_trainable_model(tiny_model_dir, dict(PARAMS, lora=params["lora"], quantization="none"))
+    model = load_trainable_model(tiny_model_dir, dict(PARAMS, lora=params["lora"], quantization="none"), device="cpu")
     wrapped = {name.split(".lora_A")[0].rsplit(".", 1)[-1] for name, _ in model.named_parameters() if ".lora_A" in name}
     assert wrapped == {"q_proj", "k_proj", "v_proj", "o_proj"}
 

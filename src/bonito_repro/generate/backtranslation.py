@@ -37,7 +37,9 @@ from typing import Iterable, Sequence
 import pandas as pd
 
 from ..backends import Backend, Sampling, make_backend
-from ..io import Manifest, fingerprint, parse_params, set_threads, setup_logging, write_parquet
+from ..device import add_device_flag, stage_device
+from ..io import (Manifest, check_writable, fingerprint, parse_params, read_parquet, set_threads, setup_logging,
+                  write_parquet)
 from ..prompts import BACKTRANSLATION_WRAPPER, wrap
 from .funnel import funnel_counts, probe_texts, run_funnel
 from .shards import generate_raw
@@ -45,9 +47,11 @@ from .synthetic_tasks import Generation, check_lengths
 
 log = logging.getLogger(__name__)
 
-# the method's self-curation prompt, word for word (provenance: docs/protocol.md, D18)
+BACKTRANSLATION = "backtranslation"  # the generator kind
+
+# the self-curation prompt: the method's five levels, in this project's words (docs/protocol.md, D18)
 CURATION_PROMPT = (Path(__file__).parents[1] / "data" / "backtranslation" / "self_curation.txt").read_text(
-    encoding="utf-8")
+    encoding="utf-8").rstrip("\n")
 INSTRUCTION_SLOT, RESPONSE_SLOT = "<generated instruction>", "<output>"
 SCORES = (1, 2, 3, 4, 5)
 # the funnel's screens of this kind, in checking order
@@ -136,7 +140,7 @@ def _key(step: str, model_dir: Path, adapter_dir: Path, values: dict) -> str:
 
 
 def _factory(params: dict, model_dir: Path, adapter_dir: Path, sampling: Sampling, prompts: list[str],
-             context_ids: list[int], given: Backend | None):
+             context_ids: list[int], given: Backend | None, device: str):
     """What makes a step's backend when a shard needs one: ``given``, or the configured backend
     with the adapter, its length checked for ``prompts`` (an error names the passage's context_id)."""
     if given is not None:
@@ -145,19 +149,21 @@ def _factory(params: dict, model_dir: Path, adapter_dir: Path, sampling: Samplin
     def factory() -> Backend:
         max_len = check_lengths(model_dir, prompts, context_ids, sampling.max_new_tokens)
         return make_backend(params["backend"], model_dir, adapter_dir, sampling, token_budget=params["token_budget"],
-                            max_model_len=max_len, seed=params["seed"], bf16=params["bf16"])
+                            max_model_len=max_len, seed=params["seed"], bf16=params["bf16"], device=device)
     return factory
 
 
 def run_backtranslation(texts: Sequence[str], params: dict, curation: dict, *, model_dir: Path,
                         backward_dir: Path, forward_dir: Path, context_ids: Sequence[int],
                         test_rows: Sequence[dict] = (), shards_dir: Path | None = None,
-                        embed=None, backends: tuple[Backend, Backend] | None = None) -> tuple[Generation, dict]:
+                        task_type: str, device: str, embed=None,
+                        backends: tuple[Backend, Backend] | None = None) -> tuple[Generation, dict]:
     """Self-augmentation then self-curation of ``texts`` (``params``: the config's ``generation``
     section; ``curation``: the generator's ``threshold`` and ``rating_max_new_tokens``): the
     generation with every pair through the funnel, and the pairs by score. ``backends``: (backward,
     forward) objects with the ``Backend`` interface to use instead of the models (the caller's:
-    never closed here)."""
+    never closed here); ``task_type`` is the dataset's (the funnel measures answer-in-passage for
+    extractive QA), ``device`` where the models run."""
     backward_backend, forward_backend = backends or (None, None)
     texts, ids = [t.strip() for t in texts], [int(c) for c in context_ids]
     shaping = {k: params[k] for k in ("backend", "n", "temperature", "top_p", "max_new_tokens", "seed", "bf16",
@@ -167,7 +173,7 @@ def run_backtranslation(texts: Sequence[str], params: dict, curation: dict, *, m
     prompts = [wrap(t, BACKTRANSLATION_WRAPPER) for t in texts]
     shards = (lambda step: shards_dir / step) if shards_dir is not None else (lambda step: None)
     raw, augmented = generate_raw(prompts, ids, params,
-                                  _factory(params, model_dir, backward_dir, sampling, prompts, ids, backward_backend),
+                                  _factory(params, model_dir, backward_dir, sampling, prompts, ids, backward_backend, device),
                                   shards("instructions"), _key("instructions", model_dir, backward_dir, shaping),
                                   close=backends is None)
     passage_of = dict(zip(ids, texts))
@@ -185,7 +191,8 @@ def run_backtranslation(texts: Sequence[str], params: dict, curation: dict, *, m
     ratings, curated = generate_raw(rating_prompts, to_rate, {**params, "n": 1},
                                     # a prompt too long for the model is named by its passage's context_id
                                     _factory(params, model_dir, forward_dir, greedy, rating_prompts,
-                                             [int(pairs.at[i, "context_id"]) for i in to_rate], forward_backend),
+                                             [int(pairs.at[i, "context_id"]) for i in to_rate], forward_backend,
+                                             device),
                                     shards("ratings"), _key("ratings", model_dir, forward_dir, rating_values),
                                     close=backends is None)
     rating_of = dict(zip(ratings["context_id"].astype(int), ratings["generation"]))
@@ -194,7 +201,8 @@ def run_backtranslation(texts: Sequence[str], params: dict, curation: dict, *, m
     scores = [parse_rating(r) if r is not None else None for r in texts_of_ratings]
     pairs["score"] = pd.array(scores, dtype="Int64")
     screens = curation_screens(scores, rated, curation["threshold"])
-    records = run_funnel(pairs, params, probe_texts(test_rows), embed=embed, screens=screens)
+    records = run_funnel(pairs, params, probe_texts(test_rows), embed=embed, screens=screens, task_type=task_type,
+                         device=device)
     summary = funnel_counts(records, params, screens)
     kept = records[records["kept"]]
     rows = [{"input": i, "output": o, "context_id": int(c)}
@@ -236,21 +244,24 @@ def _generate(args: argparse.Namespace) -> None:
         curation = check_params(parse_params(args.curation), "backtranslation_curation", flag="--curation")
     except ConfigError as error:
         raise SystemExit(f"backtranslation generate: {error}") from None
+    check_writable(args.out, args.manifest, args.records, args.formats)
+    stage_device(args.device, f"backtranslation generate {args.dataset}")
     manifest = Manifest("generate", params={**params, "curation": curation}, seed=params["seed"])
-    test_rows = pd.read_parquet(args.test).to_dict("records")
+    test_rows = read_parquet(args.test).to_pylist() if args.test else []
     texts, ids, counts = read_passages(args.passages, params["max_passages"], params["seed"])
     result, scores = run_backtranslation(texts, params, curation, model_dir=args.model,
                                          backward_dir=args.backward_adapter, forward_dir=args.forward_adapter,
-                                         context_ids=ids, test_rows=test_rows, shards_dir=args.shards)
+                                         context_ids=ids, test_rows=test_rows, shards_dir=args.shards,
+                                         task_type=args.task_type, device=args.device)
     if not result.rows:  # an alternative generator that keeps nothing is a result (as small models do)
         log.warning("%s: no tasks (0 of %d kept): %s", args.dataset, result.summary["funnel"]["generated"],
                     result.summary["removed"])
     formats = write_tasks(args, result)
     provenance = {"model": str(args.model), "backward_adapter": str(args.backward_adapter),
                   "forward_adapter": str(args.forward_adapter)}
+    args.kind, args.published = BACKTRANSLATION, None  # what write_manifest records of the kind
     write_manifest(manifest, args, result, counts,
-                   {"generator_kind": "backtranslation", "provenance": provenance, "shards": result.shards,
-                    "ratings": scores}, formats)
+                   {"provenance": provenance, "shards": result.shards, "ratings": scores}, formats)
     log.info("%s: kept %d of %d pairs; by score %s", args.dataset, result.summary["kept"],
              result.summary["funnel"]["generated"], scores["by_score"])
 
@@ -268,7 +279,8 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--dataset", required=True, help="dataset key (names errors and the manifest)")
     generate.add_argument("--task-type", required=True, help="the dataset's task type (recorded; never prompted)")
     generate.add_argument("--passages", type=Path, required=True, help="unannotated parquet (column input)")
-    generate.add_argument("--test", type=Path, required=True, help="test split parquet (contamination probes)")
+    generate.add_argument("--test", type=Path,
+                          help="test split parquet (contamination probes); none for a dataset without one")
     generate.add_argument("--model", type=Path, required=True, help="the base model directory")
     generate.add_argument("--backward-adapter", type=Path, required=True)
     generate.add_argument("--forward-adapter", type=Path, required=True)
@@ -280,6 +292,7 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--records", type=Path, help="every pair with its rating and funnel reason (parquet)")
     generate.add_argument("--formats", type=Path, help="directory for the four bagel prompt formats (JSONL)")
     generate.add_argument("--threads", type=int)
+    add_device_flag(generate)
     return parser
 
 

@@ -28,7 +28,7 @@ from ..origins import pin_origin
 from ..tasks import task_type_name
 from .funnel import funnel_counts, probe_texts, run_funnel
 from .inputs import fit_passages, load_published, model_positions, read_passages
-from .kinds import KINDS, PUBLISHED
+from .kinds import ALTERNATIVE_KINDS, KINDS, PUBLISHED
 from .synthetic_tasks import Generation, run_generation
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def require_tasks(dataset: str, kind: str, result: Generation) -> None:
     an alternative generator, for which an empty set is a result."""
     if result.rows:
         return
-    if kind != PUBLISHED and KINDS[kind].empty_is_result:
+    if kind in ALTERNATIVE_KINDS:
         summary = result.summary
         log.warning("%s: no task kept (0 of %d generated; removed: %s): the set is empty, and adaptation "
                     "and evaluation of this cell are skipped", dataset, summary["funnel"]["generated"],
@@ -162,7 +162,7 @@ def write_manifest(manifest: Manifest, args: argparse.Namespace, result: Generat
     manifest.counts = {**counts, "generated": summary["funnel"]["generated"], "kept": summary["kept"]}
     kind = PUBLISHED if args.published else args.kind
     manifest.extra = {"dataset": args.dataset, "task_type": task_type_name(args.task_type), "kind": kind,
-                      "empty_is_result": not result.rows and kind != PUBLISHED and KINDS[kind].empty_is_result,
+                      "empty_is_result": not result.rows and kind in ALTERNATIVE_KINDS,
                       **extra, "contamination_probes": str(args.test) if args.test else None,
                       **summary, "formats": formats}
     manifest.write(args.manifest)

@@ -9,6 +9,8 @@ named here; the shards, the funnel, the manifests and adaptation are the same fo
   (endpoint.py), whose server applies its model's chat template.
 - ``published``: a released synthetic set read as it is (inputs.load_published); nothing is
   generated, so it has no entry here.
+- ``backtranslation``: a backward model writes instructions, the forward model rates them
+  (backtranslation.py, with rules of its own); no entry here either.
 """
 from __future__ import annotations
 
@@ -40,3 +42,6 @@ KINDS: dict[str, Kind] = {
 }
 # kinds whose released sets are read, not generated; an empty released set is a broken download
 PUBLISHED = "published"
+# the alternative generators, for which a set that keeps no task is a result; `backtranslation`
+# runs its own chain of two models (generate/backtranslation.py), so it has no entry in KINDS
+ALTERNATIVE_KINDS = frozenset({*(k for k, spec in KINDS.items() if spec.empty_is_result), "backtranslation"})
