@@ -1,4 +1,5 @@
 # `make run`: set up and run the workflow on the embedded default (no network, no GPU).
+# `make ablations`: the paper's three ablations on the local grid (after `make run`).
 # `make test`: set up (both environments) and run all the tests. `make test-fast`: the unit tests
 # only (no workflow runs, Slurm or vLLM). `make bench`: the benchmarks.
 # Set-up is stamped: a second call takes seconds.
@@ -9,7 +10,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup setup-vllm run test test-fast bench lint clean
+.PHONY: setup setup-vllm run ablations test test-fast bench lint clean
 setup: $(VENV)/.done
 setup-vllm: $(VLLM_VENV)/.done
 
@@ -33,6 +34,10 @@ $(VLLM_VENV)/.done: requirements-vllm.txt requirements-nodeps.txt pyproject.toml
 
 run: setup
 	snakemake --profile local
+
+ablations: setup
+	python -m bonito_repro ablation jobs --scale local
+	snakemake --profile local ablations
 
 # Every marker; the slowest tests are listed so that a test growing slow shows in CI's log.
 test: setup setup-vllm

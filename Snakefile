@@ -27,6 +27,7 @@ include: "rules/adapt.smk"
 include: "rules/evaluate.smk"
 include: "rules/tables.smk"
 include: "rules/plots.smk"
+include: "rules/ablations.smk"
 
 
 # The default target: the paper's tables, every figure and the trained generators' parse checks.

@@ -53,7 +53,7 @@ rule evaluate:
     conda:
         "../envs/main.yaml"
     shell:
-        f"python{EVAL_COMMAND}"
+        f"{{params.alias}}python{EVAL_COMMAND}"
 
 
 rule evaluate_generation:
@@ -75,7 +75,7 @@ rule evaluate_generation:
     conda:
         EVAL_GENERATION_ENV
     shell:
-        f"{{params.python}}{EVAL_COMMAND}"
+        f"{{params.alias}}{{params.python}}{EVAL_COMMAND}"
 
 
 rule eval_table:
