@@ -5,15 +5,16 @@
 # grid is its job. Here: the nested subsets, the transfer evaluations and the figures.
 from dataclasses import asdict
 
-from bonito_repro.ablations import FIGURES, ablation_cells, figures_of
+from bonito_repro.ablations import FIGURES as ABLATION_FIGURE_NAMES, ablation_cells, figures_of
 
 localrules:
     subsample,
     ablation_figure,
 
 
-ABLATION_FIGURES = {f: [f"{R}/paper/ablations/{f}.{ext}" for ext in ("png", "csv", "md")] for f in FIGURES}
-CELLS = {f: ablation_cells(config, f) for f in FIGURES}
+ABLATION_FIGURES = {f: [f"{R}/paper/ablations/{f}.{ext}" for ext in ("png", "csv", "md")]
+                    for f in ABLATION_FIGURE_NAMES}
+CELLS = {f: ablation_cells(config, f) for f in ABLATION_FIGURE_NAMES}
 
 
 rule subsample:
@@ -66,7 +67,7 @@ rule ablation_figure:
         csv=f"{R}/paper/ablations/{{figure}}.csv",
         md=f"{R}/paper/ablations/{{figure}}.md",
     wildcard_constraints:
-        figure=_choice(list(FIGURES)),
+        figure=_choice(list(ABLATION_FIGURE_NAMES)),
     params:
         cells=lambda w: as_json({"cells": [asdict(c) for c in CELLS[w.figure]]}),
         hp=as_json({**config["plots"], **config["tables"], "scale": config["scale"],
