@@ -37,3 +37,26 @@ rule all:
         FIGURES,
         PARSE_CHECKS,
     default_target: True
+
+
+# The paper's ablations (rules/ablations.smk; README, "Ablations"), outside the default target.
+rule ablation_generators:
+    input:
+        ABLATION_OUTPUTS["generators"],
+
+
+rule ablation_size:
+    input:
+        ABLATION_OUTPUTS["size"],
+
+
+rule ablation_domain:
+    input:
+        ABLATION_OUTPUTS["domain"],
+
+
+rule ablations:
+    input:
+        rules.ablation_generators.input,
+        rules.ablation_size.input,
+        rules.ablation_domain.input,

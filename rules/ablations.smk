@@ -15,6 +15,8 @@ localrules:
 ABLATION_FIGURES = {f: [f"{R}/paper/ablations/{f}.{ext}" for ext in ("png", "csv", "md")]
                     for f in ABLATION_FIGURE_NAMES}
 CELLS = {f: ablation_cells(config, f) for f in ABLATION_FIGURE_NAMES}
+# what each ablation target of the Snakefile requests
+ABLATION_OUTPUTS = {a: [path for f in figures_of(a) for path in ABLATION_FIGURES[f]] for a in ("generators", "size", "domain")}
 
 
 rule subsample:
@@ -81,15 +83,3 @@ rule ablation_figure:
     shell:
         "python -m bonito_repro ablation-figure --figure {wildcards.figure} --cells {params.cells:q}"
         " --params {params.hp:q} --png {output.png} --csv {output.csv} --md {output.md} > {log} 2>&1"
-
-
-for _ablation in ("generators", "size", "domain"):
-
-    rule:
-        name: f"ablation_{_ablation}"
-        input: [path for f in figures_of(_ablation) for path in ABLATION_FIGURES[f]]
-
-
-rule ablations:
-    input:
-        [path for paths in ABLATION_FIGURES.values() for path in paths],
