@@ -36,7 +36,7 @@ run: setup
 	snakemake --profile local
 
 ablations: setup
-	python -m bonito_repro ablation jobs --scale local
+	python -m bonito_repro ablations jobs --scale local
 	snakemake --profile local ablations
 
 # Every marker; the slowest tests are listed so that a test growing slow shows in CI's log.

@@ -32,7 +32,7 @@ rule subsample:
     conda:
         "../envs/main.yaml"
     shell:
-        "python -m bonito_repro ablation subsample --rows {input} --size {wildcards.size} --seed {params.seed}"
+        "python -m bonito_repro ablations subsample --rows {input} --size {wildcards.size} --seed {params.seed}"
         " --out {output.rows} --manifest {output.manifest} > {log} 2>&1"
 
 
@@ -81,5 +81,5 @@ rule ablation_figure:
     conda:
         "../envs/main.yaml"
     shell:
-        "python -m bonito_repro ablation-figure --figure {wildcards.figure} --cells {params.cells:q}"
+        "python -m bonito_repro ablation-figures --figure {wildcards.figure} --cells {params.cells:q}"
         " --params {params.hp:q} --png {output.png} --csv {output.csv} --md {output.md} > {log} 2>&1"

@@ -204,7 +204,7 @@ def unless_alias(w, outputs):
         return ""
     fill = lambda path, source: path.format(**{**dict(w.items()), "source": source})  # noqa: E731
     pairs = " ".join(f"--copy {fill(path, size[0])} {fill(path, w.source)}" for path in outputs)
-    return f"python -m bonito_repro ablation unless-alias --subset {subset_input(w)} {pairs} -- "
+    return f"python -m bonito_repro ablations unless-alias --subset {subset_input(w)} {pairs} -- "
 
 
 def subset_input(w):

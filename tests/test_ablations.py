@@ -66,7 +66,7 @@ def _unless_alias(tmp_path: Path, alias: bool) -> Path:
     (tmp_path / "full" / "weights").write_text("w")
     write_json({"mean": 50.0, "source": "bonito"}, tmp_path / "full.json")
     ran = tmp_path / "ran"
-    command = [sys.executable, "-m", "bonito_repro", "ablation", "unless-alias", "--subset", str(manifest),
+    command = [sys.executable, "-m", "bonito_repro", "ablations", "unless-alias", "--subset", str(manifest),
                "--copy", str(tmp_path / "full"), str(tmp_path / "own"),
                "--copy", str(tmp_path / "full.json"), str(tmp_path / "own.json"),
                "--", sys.executable, "-c", f"open({str(ran)!r}, 'w').write('trained')"]

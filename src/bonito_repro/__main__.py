@@ -22,8 +22,8 @@ STAGES = {
     "table": "bonito_repro.evaluate.table",
     "main-table": "bonito_repro.main_table",
     "plot": "bonito_repro.plot",
-    "ablation": "bonito_repro.ablations",
-    "ablation-figure": "bonito_repro.ablation_figures",
+    "ablations": "bonito_repro.ablations",
+    "ablation-figures": "bonito_repro.ablation_figures",
 }
 
 

@@ -1,7 +1,7 @@
 """The ablations' tables and figures, from the evaluation results and manifests the compute jobs
 wrote (the cells of ``ablations.ablation_cells``): restyling reruns no training or evaluation.
 
-    python -m bonito_repro ablation-figure --figure generators|generators_matched|size|chain|transfer|transfer_common \\
+    python -m bonito_repro ablation-figures --figure generators|generators_matched|size|chain|transfer|transfer_common \\
         --cells JSON --params JSON --png F.png --csv F.csv --md F.md
 
 The CSV holds one row per cell with the files its numbers were read from; the Markdown is the
@@ -243,7 +243,7 @@ def write_figure(figure: str, cells: list[dict], params: dict, png: Path, csv: P
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bonito_repro ablation-figure", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito_repro ablation-figures", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--figure", required=True, choices=sorted(TITLES))
     parser.add_argument("--cells", required=True, help="the figure's cells (JSON: {\"cells\": [...]})")

@@ -13,9 +13,9 @@ and an evaluation on a dataset other than the one adapted on lies at
 ``ablation_cells`` lists every cell of a figure with the files its numbers come from; the rules
 (rules/ablations.smk) request those files and the figure job reads only them.
 
-    python -m bonito_repro ablation subsample --rows SET.parquet --size N --seed S --out SUB.parquet --manifest M
-    python -m bonito_repro ablation unless-alias --subset M [--copy SRC DST]... -- COMMAND...
-    python -m bonito_repro ablation jobs --scale paper|local|smoke
+    python -m bonito_repro ablations subsample --rows SET.parquet --size N --seed S --out SUB.parquet --manifest M
+    python -m bonito_repro ablations unless-alias --subset M [--copy SRC DST]... -- COMMAND...
+    python -m bonito_repro ablations jobs --scale paper|local|smoke
 """
 from __future__ import annotations
 
@@ -289,7 +289,7 @@ def unless_alias(subset_manifest: Path, copies: list[tuple[str, str]], command: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bonito_repro ablation", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito_repro ablations", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("subsample", help="a nested seeded subset of a synthetic set")
