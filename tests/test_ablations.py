@@ -176,6 +176,13 @@ def test_each_figure_reads_its_numbers_from_the_evaluations(tmp_path, monkeypatc
     for row in csv.itertuples():
         assert row.f1 == read_json(row.eval)["mean"]
     assert "embedded demo data" in Path("f.md").read_text().lower()
+    if figure.startswith("transfer"):  # datasets of another task type are blank, not nan
+        assert "nan" not in Path("f.md").read_text()
+    if figure == "chain":  # the chain's steps: TAPT's and its own
+        assert cells[-1].source == "tapt+bonito"
+        own = read_json(cells[-1].adapter_manifest)["steps"]
+        tapt = read_json(f"results/adapters/{cells[-1].target}/tapt/{cells[-1].train_dataset}.manifest.json")["steps"]
+        assert data.iloc[-1]["steps"] == own + tapt
     if figure == "size":  # examples seen: steps x batch, at most the set's tasks
         points = data[data["role"] == "point"]
         assert (points["examples_seen"] == (points["steps"] * 4).clip(upper=points["tasks"])).all()

@@ -86,9 +86,11 @@ def summary_table(data: pd.DataFrame, figure: str, decimals: int) -> pd.DataFram
     if not figure.startswith("transfer"):
         means = data.groupby(index, sort=False)["f1"].agg(lambda v: v.mean() if v.notna().all() else np.nan)
         table["average"] = [f"{means[i]:.{decimals}f}" if not np.isnan(means[i]) else "--" for i in table.index]
-    if figure == "size":
+    if figure in ("size", "chain"):  # a chain's steps are TAPT's and its own (chain_steps)
         steps = data.groupby(index, sort=False)["steps"].agg(lambda v: "/".join(str(int(s)) for s in v if s == s))
         table["steps per dataset"] = [steps[i] for i in table.index]
+    if figure.startswith("transfer"):  # a blank: the datasets' task types differ
+        table = table.fillna("")
     if figure == "chain":
         table = table.rename(index={ZERO_SHOT: "zero-shot", TAPT: "TAPT"}, level="label")
     return table.reset_index()
