@@ -1,4 +1,5 @@
 # `make run`: set up and run the workflow on the embedded default (no network, no GPU).
+# `make ablations`: the paper's three ablations on the local grid (after `make run`).
 # `make test`: set up (both environments) and run all the tests. `make test-fast`: the unit tests
 # only (no workflow runs, Slurm or vLLM). `make bench`: the benchmarks.
 # `make setup-gpu`: the two GPU environments of a cluster (paper scale), from their lock files.
@@ -12,7 +13,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup setup-vllm setup-gpu run test test-fast bench lint clean
+.PHONY: setup setup-vllm setup-gpu run ablations test test-fast bench lint clean
 setup: $(VENV)/.done
 setup-vllm: $(VLLM_VENV)/.done
 setup-gpu: $(GPU_VENV)/.done $(GPU_VLLM_VENV)/.done
@@ -60,6 +61,10 @@ $(GPU_VLLM_VENV)/.done: envs/vllm-gpu.lock.txt requirements-nodeps.txt pyproject
 
 run: setup
 	snakemake --profile local
+
+ablations: setup
+	python -m bonito_repro ablations jobs --scale local
+	snakemake --profile local ablations
 
 # Every marker; the slowest tests are listed so that a test growing slow shows in CI's log.
 test: setup setup-vllm

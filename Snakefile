@@ -40,6 +40,7 @@ include: "rules/tables.smk"
 include: "rules/plots.smk"
 include: "rules/cards.smk"
 include: "rules/profile.smk"
+include: "rules/ablations.smk"
 
 
 # The default target: the paper's tables beside the no-model baselines (where a dataset has a test
@@ -53,3 +54,26 @@ rule all:
         QUALITY_PROFILE,
         CARDS,
     default_target: True
+
+
+# The paper's ablations (rules/ablations.smk; README, "Ablations"), outside the default target.
+rule ablation_generators:
+    input:
+        ABLATION_OUTPUTS["generators"],
+
+
+rule ablation_size:
+    input:
+        ABLATION_OUTPUTS["size"],
+
+
+rule ablation_domain:
+    input:
+        ABLATION_OUTPUTS["domain"],
+
+
+rule ablations:
+    input:
+        rules.ablation_generators.input,
+        rules.ablation_size.input,
+        rules.ablation_domain.input,

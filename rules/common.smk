@@ -8,6 +8,7 @@ import sys
 
 from snakemake.settings.types import DeploymentMethod
 
+from bonito_repro.ablations import ablation_sources, chained_generator, parse_size_source
 from bonito_repro.config import EVAL_DECODING_KEYS, ConfigError, TAPT, ZERO_SHOT, evaluated, read_yaml, validate
 from bonito_repro.origins import embedded_path
 from bonito_repro.prompts import BACKTRANSLATION_WRAPPER
@@ -31,6 +32,8 @@ DATASETS = sorted(config["datasets"])
 EVALUATED = [d for d in DATASETS if evaluated(config["datasets"][d])]
 GENERATORS = sorted(config["generators"])
 SOURCES = list(config["run"]["sources"])
+# size points ({generator}.n{N}) and chains (tapt+{generator}) of the ablations (ablations.smk)
+ABLATION_SOURCES = ablation_sources(config)
 
 # The interpreter each command starts with: MAIN_PY, or VLLM_PY for vLLM. Under --sdm conda each
 # rule's environment brings its own `python` and finds this package through PYTHONPATH. Otherwise
@@ -73,7 +76,9 @@ wildcard_constraints:
     target=_choice(TARGETS),
     dataset=_choice(DATASETS),
     generator=_choice(GENERATORS),
-    source=_choice([ZERO_SHOT, TAPT, *GENERATORS]),
+    source=_choice([ZERO_SHOT, TAPT, *GENERATORS, *ABLATION_SOURCES]),
+    train_dataset=_choice(DATASETS),
+    size="[1-9][0-9]*",
 
 
 # Stages whose jobs may run on GPUs; downloads, the data rules and ctga request none.
@@ -205,10 +210,38 @@ def published_origin(generator, dataset):
 
 
 def training_rows(source, dataset):
-    """What an adaptation of `source` trains on: unannotated text (tapt) or synthetic tasks."""
+    """What an adaptation of `source` trains on: unannotated text (tapt), a size point's subset
+    of synthetic tasks, or a generator's synthetic tasks (also after TAPT, for a chain)."""
     if source == TAPT:
         return f"{R}/unannotated/{dataset}.parquet"
-    return synthetic(source, dataset)
+    size = parse_size_source(source)
+    if size:
+        return synthetic(size[0], dataset, f".n{size[1]}.parquet")
+    return synthetic(chained_generator(source) or source, dataset)
+
+
+def start_adapter_dir(target, source, dataset):
+    """The adapter an adaptation starts from: TAPT's for a chain, else the target's own, or None."""
+    return adapter_dir(target, TAPT, dataset) if chained_generator(source) else init_adapter_dir(target)
+
+
+def unless_alias(w, outputs):
+    """Command prefix of a size point's job: if its subset is the whole set, copy the full-set
+    job's outputs (`outputs`: paths with `{source}` and the job's other wildcards) instead of
+    running (bonito_repro.ablations.unless_alias)."""
+    size = parse_size_source(w.source)
+    if not size:
+        return ""
+    fill = lambda path, source: path.format(**{**dict(w.items()), "source": source})  # noqa: E731
+    pairs = " ".join(f"--copy {fill(path, size[0])} {fill(path, w.source)}" for path in outputs)
+    return f"{MAIN_PY} -m bonito_repro ablations unless-alias --subset {subset_input(w)} {pairs} -- "
+
+
+def subset_input(w):
+    """A size point's subset manifest (whose `alias_of_full_set` the job reads), else nothing."""
+    size = parse_size_source(w.source)
+    dataset = w.get("train_dataset", w.dataset)
+    return synthetic(size[0], dataset, f".n{size[1]}.manifest.json") if size else []
 
 
 def adaptation_params(source):
@@ -221,15 +254,27 @@ def adaptation_params(source):
 # --- used by evaluate.smk
 
 
+def eval_stem(w):
+    """An evaluation's outputs without their suffix: in-domain, or a transfer evaluation of the
+    adapter trained on `train_dataset` (ablations.smk); `{source}` left to fill."""
+    if "train_dataset" in w.keys():
+        return f"{R}/eval/{w.target}/{{source}}/{w.train_dataset}/on_{w.dataset}"
+    return f"{R}/eval/{w.target}/{{source}}/{w.dataset}"
+
+
 def eval_inputs(w):
     """The target's base model, the test split and the adapter evaluated with them, if any: the
-    target's starting adapter for zero_shot, else the one adapt trained on the source."""
+    target's starting adapter for zero_shot, else the one adapt trained on the source (with the
+    train dataset's data, for a transfer evaluation). A size point also reads its subset manifest
+    and the full set's evaluation, which it copies if the subset is the whole set."""
     if w.source == ZERO_SHOT:
         adapter = init_adapter_dir(w.target)
     else:
-        adapter = adapter_dir(w.target, w.source, w.dataset)
+        adapter = adapter_dir(w.target, w.source, w.get("train_dataset", w.dataset))
+    size = parse_size_source(w.source)
+    alias = {"subset": subset_input(w), "full": eval_stem(w).format(source=size[0]) + ".json"} if size else {}
     return {"model": model_dir(config["targets"][w.target]["model"]), "test": f"{R}/test/{w.dataset}.parquet",
-            **({"adapter": adapter} if adapter else {})}
+            **({"adapter": adapter} if adapter else {}), **alias}
 
 
 def eval_params(generation):
@@ -250,6 +295,7 @@ def eval_params(generation):
         fields=lambda w: as_json(config["datasets"][w.dataset]["test_fields"]),
         passage=lambda w: as_json(config["datasets"][w.dataset]["passage"] if shortens else None),
         adapter=lambda w, input: f"--adapter {input.adapter}" if "adapter" in input.keys() else "",
+        alias=lambda w: unless_alias(w, [eval_stem(w) + s for s in (".json", ".predictions.parquet", ".manifest.json")]),
     )
 
 

@@ -54,7 +54,7 @@ rule evaluate:
     conda:
         "../envs/main.yaml"
     shell:
-        f"{MAIN_PY}{EVAL_COMMAND}"
+        f"{{params.alias}}{MAIN_PY}{EVAL_COMMAND}"
 
 
 rule evaluate_generation:
@@ -75,7 +75,7 @@ rule evaluate_generation:
     conda:
         EVAL_GENERATION_ENV
     shell:
-        f"{EVAL_GENERATION_PY}{EVAL_COMMAND}"
+        f"{{params.alias}}{EVAL_GENERATION_PY}{EVAL_COMMAND}"
 
 
 rule eval_table:

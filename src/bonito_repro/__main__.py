@@ -31,6 +31,8 @@ STAGES = {
     "preflight": "bonito_repro.preflight",
     "corpus": "bonito_repro.corpus",
     "cards": "bonito_repro.cards",
+    "ablations": "bonito_repro.ablations",
+    "ablation-figures": "bonito_repro.ablation_figures",
 }
 
 

@@ -347,8 +347,8 @@ def resolve(config: dict) -> dict:
 
 
 def _select(resolved: dict) -> None:
-    """Keep the targets ``run`` selects, the generators its sources name and the models these
-    use, so that the DAG and its wildcards see nothing else."""
+    """Keep the targets ``run`` selects, the generators its sources and the ablations name and
+    the models these use, so that the DAG and its wildcards see nothing else."""
     run = resolved["run"]
     unknown = [t for t in run["targets"] if t not in resolved["targets"]]
     if unknown:
@@ -359,7 +359,14 @@ def _select(resolved: dict) -> None:
         raise ConfigError(f"run.sources: {unknown} are neither 'tapt' nor declared generators "
                           f"(known: {sorted(resolved['generators'])})")
     resolved["targets"] = {t: resolved["targets"][t] for t in run["targets"]}
-    resolved["generators"] = {g: resolved["generators"][g] for g in run["sources"] if g != TAPT}
+    ablation = resolved["ablations"]
+    listed = ablation["generators"]["generators"]
+    kept = [*run["sources"], *(resolved["generators"] if listed is None else listed),
+            ablation["size"]["generator"], ablation["domain"]["generator"]]
+    unknown = [g for g in kept if g != TAPT and g not in resolved["generators"]]
+    if unknown:
+        raise ConfigError(f"ablations: generators {unknown} are not declared (known: {sorted(resolved['generators'])})")
+    resolved["generators"] = {g: resolved["generators"][g] for g in dict.fromkeys(kept) if g != TAPT}
     used = set()
     for target in resolved["targets"].values():
         used.add(target["model"])
@@ -457,6 +464,9 @@ def check_references(config: dict) -> None:
     if config["evaluation"]["truncation"] == "passage":
         problems += [f"{spec['file']}: passage: missing; evaluation.truncation is 'passage', which shortens "
                      "the test fields this key names" for spec in config["datasets"].values() if evaluated(spec) and "passage" not in spec]
+    from .ablations import ablation_problems  # it reads this module's names
+
+    problems += ablation_problems(config)
     reserved = {ZERO_SHOT, TAPT} & set(config["generators"])
     if reserved:
         problems.append(f"generators: {sorted(reserved)} are reserved source names")
