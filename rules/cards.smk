@@ -9,7 +9,7 @@ localrules:
     model_card,
 
 CARDS = [
-    *(synthetic(g, d, ".hub") for g in GENERATORS for d in DATASETS),
+    *(synthetic(g, d, ".hub") for g in SOURCES if g != TAPT for d in DATASETS),  # the sets the run adapts on
     *(adapter_dir(t, s, d) + ".hub" for t in TARGETS for s in SOURCES for d in DATASETS),
 ]
 

@@ -20,7 +20,8 @@ ADAPTERS = "|".join([
 FIGURES = [
     *(synthetic(g, d, ".funnel.png") for g in SOURCES if g != TAPT for d in DATASETS),
     *(f"{R}/generators/{g}/adapter.loss.png" for g in TRAINED_GENERATORS if g in SOURCES),
-    *(f"{R}/generators/{g}/{d}_adapter.loss.png" for g in BACKTRANSLATION_GENERATORS for d in ("backward", "forward")),
+    *(f"{R}/generators/{g}/{d}_adapter.loss.png" for g in BACKTRANSLATION_GENERATORS if g in SOURCES
+      for d in ("backward", "forward")),
     *(f"{R}/p3/{m}/adapter.loss.png" for m in P3_MODELS),
     *(adapter_dir(t, s, d) + ".loss.png" for t in TARGETS for s in SOURCES for d in DATASETS),
 ]

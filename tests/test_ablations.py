@@ -108,9 +108,13 @@ def test_cells_reuse_the_main_grids_paths(paper):
     assert all(c.eval == f"results/eval/{c.target}/bonito/{c.test_dataset}.json" for c in diagonal)
 
 
-def test_the_generators_default_is_every_declared_generator(paper):
+def test_the_generators_are_the_listed_ones_or_every_declared_generator(paper):
+    listed = {c.label for c in ablation_cells(paper, "generators") if c.role == "point"}
+    assert listed == {"bonito", "mistral_instruct", "zephyr_beta", "mistral_instruct_published",
+                      "zephyr_beta_published", "backtranslation"}  # the paper's alternatives
     config = copy.deepcopy(paper)
-    config["generators"]["other"] = config["generators"]["bonito"]
+    config["ablations"]["generators"]["generators"] = None
+    config["generators"] = {"bonito": paper["generators"]["bonito"], "other": paper["generators"]["bonito"]}
     labels = {c.label for c in ablation_cells(config, "generators") if c.role == "point"}
     assert labels == {"bonito", "other"}
 
@@ -120,8 +124,10 @@ def test_jobs_each_ablation_adds_are_counted_once(paper):
     targets, datasets = 2, len(paper["run"]["datasets"])
     sizes = paper["ablations"]["size"]["sizes"]
     matched = paper["ablations"]["generators"]["matched_n"]
-    # the matched-N point of bonito is a size point too: the size ablation does not count it again
-    assert counts["generators"]["adapt"] == targets * datasets
+    generators = len(paper["ablations"]["generators"]["generators"])
+    # the main grid trains bonito's full sets; each other generator's full set and matched-N point
+    # are the ablation's; bonito's matched-N point is a size point too, counted once, here
+    assert counts["generators"]["adapt"] == targets * datasets * (1 + 2 * (generators - 1))
     assert counts["size"]["adapt"] == targets * datasets * len([n for n in sizes if n != matched])
     off_diagonal = len(transfer_pairs(paper)) - datasets
     # the chain trains; the transfer matrix only evaluates (common-N adapters: the matched-N ones)
@@ -134,11 +140,13 @@ def _config_with(**ablation_changes) -> dict:
     return merge(base, {"ablations": ablation_changes})
 
 
-def test_ablation_names_must_be_selected_by_run():
-    with pytest.raises(ConfigError, match=r"ablations\.size\.targets: 'nobody' is not in run\.targets"):
-        validate(_config_with(size={"targets": ["nobody"]}))
-    with pytest.raises(ConfigError, match=r"ablations\.domain\.transfer_datasets: 'imdb' is not in run\.datasets"):
-        validate(_config_with(domain={"transfer_datasets": ["imdb"]}))
+def test_ablations_cover_what_run_selects_and_name_declared_generators():
+    config = validate(merge(_config_with(size={"targets": ["mistral_7b", "nobody"]},
+                                         domain={"transfer_datasets": ["pubmed_qa", "privacy_qa", "imdb"]}),
+                            {"run": {"datasets": ["pubmed_qa", "privacy_qa"]}}))
+    # an overlay running other datasets (one's own corpus) leaves the rest out instead of failing
+    assert {c.target for c in ablation_cells(config, "size") if c.role == "point"} == {"mistral_7b"}
+    assert {c.test_dataset for c in ablation_cells(config, "transfer")} == {"pubmed_qa", "privacy_qa"}
     with pytest.raises(ConfigError, match=r"ablations: generators \['nope'\] are not declared"):
         validate(_config_with(generators={"generators": ["nope"]}))
 
@@ -192,6 +200,7 @@ def test_each_figure_reads_its_numbers_from_the_evaluations(tmp_path, monkeypatc
 def test_an_empty_set_shows_no_tasks_instead_of_a_score(tmp_path, monkeypatch):
     config = copy.deepcopy(load_scale("paper", REPO))
     config["generators"]["empty"] = config["generators"]["bonito"]
+    config["ablations"]["generators"]["generators"] = ["bonito", "empty"]
     cells = ablation_cells(config, "generators")
     _fake_results(tmp_path, cells, kept={"empty": 0})
     for cell in cells:  # an empty set has no evaluation at all

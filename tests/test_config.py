@@ -27,7 +27,10 @@ def test_every_scale_resolves(scale):
     config = load_scale(scale, REPO)
     assert config["scale"] == scale
     assert list(config["targets"]) == config["run"]["targets"]
-    assert set(config["generators"]) == set(config["run"]["sources"]) - {"tapt"}
+    ablations = config["ablations"]
+    used = {*config["run"]["sources"], *ablations["generators"]["generators"], ablations["size"]["generator"],
+            ablations["domain"]["generator"]}
+    assert set(config["generators"]) == used - {"tapt"}  # what runs, and nothing else
     for section in ("bonito_training", "p3_training", "adaptation"):  # merged over `training`
         assert config[section]["seed"] == config["training"]["seed"]
     origin = "hub" if scale == "paper" else "embedded"
