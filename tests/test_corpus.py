@@ -93,7 +93,7 @@ def test_a_named_text_field_of_jsonl_csv_and_parquet(tmp_path, suffix):
     ("t.txt", "\n\n   \n\n", [], "t.txt: empty corpus: no passage in 3 blocks or rows (drops: {'empty_passage': 3})"),
     ("t.jsonl", '{"body": "a"}\n{"text": "b"}\n', ["--text-field", "body"], "t.jsonl: row 2: no field 'body' (fields: ['body', 'text'])"),
     ("t.jsonl", '{"body": "a"}\n{"body": 3}\n', ["--text-field", "body"], "t.jsonl: row 2: 'body' must be text, got int"),
-    ("t.jsonl", '{"body": "a"}\nnot json\n', ["--text-field", "body"], "t.jsonl: line 2: not JSON"),
+    ("t.jsonl", '{"body": "a"}\nnot json\n', ["--text-field", "body"], "t.jsonl: line 2: not valid JSON"),
     ("t.csv", "body\na\n", [], "t.csv: --text-field is required for a .csv file"),
     ("t.txt", "a", ["--text-field", "body"], "t.txt: --text-field is for JSONL, CSV and parquet"),
     ("t.docx", "a", [], "t.docx: the text must be one of ['.txt', '.jsonl', '.csv', '.parquet']"),

@@ -40,7 +40,7 @@ import pandas as pd
 import yaml
 
 from .config import DATASETS_DIR, ConfigError, load_config, merge, read_yaml
-from .io import Manifest, setup_logging, write_text
+from .io import InputFileError, Manifest, read_jsonl, read_parquet, setup_logging, write_text
 from .tasks import GENERATION_TASK_TYPES, RANK_TASK_TYPES, TASK_TYPES, task_type_code
 
 log = logging.getLogger(__name__)
@@ -81,23 +81,15 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         raise CorpusError(f"{path}: no such file")
     if path.suffix not in FORMATS[1:]:
         raise CorpusError(f"{path}: rows are read from {list(FORMATS[1:])} files, not {path.suffix or 'no suffix'!r}")
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path).to_dict("records")
-    text = _decode(path)
-    if path.suffix == ".csv":
-        return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False).to_dict("records")
-    rows = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise CorpusError(f"{path}: line {number}: not JSON ({error.msg})") from None
-        if not isinstance(row, dict):
-            raise CorpusError(f"{path}: line {number}: a row must be a JSON object, got {type(row).__name__}")
-        rows.append(row)
-    return rows
+    try:
+        if path.suffix == ".parquet":
+            return read_parquet(path).to_pylist()
+        if path.suffix == ".jsonl":
+            return read_jsonl(path)
+    except InputFileError as error:
+        raise CorpusError(str(error)) from None
+    # CSV cells as text, as the user wrote them (no number or NA guessing)
+    return pd.read_csv(io.StringIO(_decode(path)), dtype=str, keep_default_na=False).to_dict("records")
 
 
 def _field(row: dict, field: str, path: Path, number: int, columns: list[str]) -> Any:
