@@ -26,15 +26,24 @@ DATASETS = sorted(config["datasets"])
 GENERATORS = sorted(config["generators"])
 SOURCES = list(config["run"]["sources"])
 
+
+def interpreter(path):
+    """A configured interpreter: a bare name is looked up on PATH, a relative path is relative to
+    the repository (a run with `-d DIR` works in DIR, where `.venv-vllm/bin/python` is not)."""
+    if os.sep in path and not os.path.isabs(path):
+        return os.path.join(workflow.basedir, path)
+    return path
+
+
 # Under --sdm conda each rule's environment brings its own interpreter and finds this package
 # through PYTHONPATH; otherwise the configured interpreters (default: the one running snakemake).
 USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 if USE_CONDA:
     shell.prefix(f'set -euo pipefail; export PYTHONPATH="{workflow.basedir}/src${{PYTHONPATH:+:$PYTHONPATH}}"; ')
 else:  # `python` in every command is the main environment's
-    main_python = config["environments"]["main"] or sys.executable
+    main_python = interpreter(config["environments"]["main"] or sys.executable)
     shell.prefix(f'set -euo pipefail; export PATH="{os.path.dirname(os.path.abspath(main_python))}:$PATH"; ')
-VLLM_PY = "python" if USE_CONDA else config["environments"]["vllm"]
+VLLM_PY = "python" if USE_CONDA else interpreter(config["environments"]["vllm"])
 
 
 def python_for(backend):
