@@ -1,6 +1,7 @@
 # `make run`: set up and run the workflow on the embedded default (no network, no GPU).
 # `make test`: set up (both environments) and run all the tests. `make test-fast`: the unit tests
-# only (no workflow runs, Slurm or vLLM). `make bench`: the benchmarks.
+# only (no workflow runs, Slurm or vLLM). `make bench`: the benchmarks. `make rehearsal`: the paper
+# config's whole DAG, shrunk, against the local Hub (README, "Rehearsal of the paper scale").
 # Set-up is stamped: a second call takes seconds.
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +10,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup setup-vllm run test test-fast bench lint clean
+.PHONY: setup setup-vllm run test test-fast bench rehearsal lint clean
 setup: $(VENV)/.done
 setup-vllm: $(VLLM_VENV)/.done
 
@@ -33,6 +34,13 @@ $(VLLM_VENV)/.done: requirements-vllm.txt requirements-nodeps.txt pyproject.toml
 
 run: setup
 	snakemake --profile local
+
+# config/rehearsal.yaml in REHEARSAL_DIR, with a fresh local Hub and HF_HOME; on the one-node Slurm:
+# make rehearsal REHEARSAL_ARGS="--profile slurm" (with SLURM_PARTITION=gpu)
+REHEARSAL_DIR ?= .rehearsal
+REHEARSAL_ARGS ?= --cores all
+rehearsal: setup setup-vllm
+	python -m bonito_repro.localhub rehearse $(REHEARSAL_DIR) -- $(REHEARSAL_ARGS)
 
 # Every marker; the slowest tests are listed so that a test growing slow shows in CI's log.
 test: setup setup-vllm

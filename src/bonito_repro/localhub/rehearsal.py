@@ -109,8 +109,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--configfile", type=Path, action="append",
                         help=f"overlays on config.yaml (default: {REHEARSAL_CONFIG}; repeat for more)")
     parser.add_argument("--repo", type=Path, default=Path.cwd(), help="the checkout (default: here)")
-    parser.add_argument("snakemake_args", nargs="*", help="after --: snakemake's (default: --cores all)")
-    args = parser.parse_args(argv)
+    parser.epilog = "Arguments after -- go to snakemake (default: --cores all)."
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = parser.parse_args(argv[:split])
+    args.snakemake_args = argv[split + 1:]
     repo = args.repo.resolve()
     configfiles = [(repo / p).resolve() for p in (args.configfile or [REHEARSAL_CONFIG])]
     return rehearse(args.directory.resolve(), configfiles, args.snakemake_args, repo)
