@@ -90,3 +90,114 @@ def test_request_check_tells_probes_from_failures():
 
 def served_sha(root, repo_type: str, repo_id: str, revision: str) -> str:
     return hubserver.load_repos(root)[(repo_type, repo_id)].find(revision).sha
+
+
+# The CI part: outputs that reach every kind the paper config declares (see the docstring below)
+CI_OUTPUTS = [
+    "results/eval/mistral_7b/zero_shot/pubmed_qa.json",
+    "results/eval/mistral_7b/tapt/pubmed_qa.json",
+    "results/eval/mistral_7b/bonito/pubmed_qa.json",
+    "results/eval/llama2_7b_p3/bonito/squadshifts_nyt.json",
+    "results/eval/mistral_7b_instruct/zero_shot/squadshifts_nyt.json",
+    "results/generators/bonito/parse_check.json",
+]
+CI_MODELS = ["mistral_7b", "llama2_7b", "llama2_7b_p3", "mistral_7b_instruct"]
+CI_SECONDS = 600  # the cap on 2 cores
+
+
+def run_rehearsal(workdir) -> tuple[int, str, object]:
+    """The CI part through `snakemake --profile slurm` on the one-node Slurm, or the local
+    executor where no Slurm is reachable (the reason printed), with this process's environment.
+    (status, output, the Slurm jobs or None)."""
+    from slurm_cluster import run_snakemake_on_slurm, slurm_jobs, unavailable_reason, write_test_profile
+
+    configfiles = [OVERLAY, CI_OVERLAY]
+    reason = unavailable_reason()
+    if reason and os.environ.get("BONITO_REQUIRE_SLURM") == "1":
+        pytest.fail(f"BONITO_REQUIRE_SLURM=1 but {reason}")
+    if reason is None:
+        profile = write_test_profile(workdir.parent / "profile", configfiles)
+        result = run_snakemake_on_slurm(workdir, CI_OUTPUTS, snakefile=REPO / "Snakefile", profile=profile,
+                                        timeout=CI_SECONDS)
+        return result.returncode, result.output, slurm_jobs(workdir)
+    print(f"no Slurm ({reason}): the rehearsal runs on the local executor")
+    done = subprocess.run(["timeout", "-s", "KILL", str(CI_SECONDS), sys.executable, "-m", "snakemake", "--cores", "2",
+                           "--snakefile", str(REPO / "Snakefile"), "-d", str(workdir),
+                           "--configfile", *map(str, configfiles), *CI_OUTPUTS],
+                          cwd=REPO, capture_output=True, text=True)
+    return done.returncode, done.stdout + done.stderr, None
+
+
+@pytest.mark.slow  # about 25 jobs, capped at 10 minutes
+def test_rehearsal_ci(local_hub, tmp_path, monkeypatch):
+    """Coverage, each checked below:
+    - Hub layouts: gated safetensors shards (token from the environment, and the deliberate
+      refusal without one), a P3 adapter as a pickle in adapter_model/, save_to_disk folders on main
+      (bonito-experiment, -eval), Parquet on main by config name, the conversion branch by folder
+      (single config, several configs, the 2023 file names): the last three through the ctga
+      download of every P3 dataset config.yaml declares;
+    - target kinds: pretrained (mistral_7b), P3 adapter from a .bin subfolder (llama2_7b_p3),
+      instruction-tuned (mistral_7b_instruct);
+    - sources: zero_shot, tapt and the Bonito generator trained here (the paper config declares no
+      published generator; bonito-v1's .bin shards and refs/pr/5 are tests/test_hub.py's);
+    - evaluation paths: rank classification (pubmed_qa) and vLLM greedy generation with a LoRA
+      (squadshifts_nyt), vLLM generation of synthetic tasks;
+    - one Bonito training job with 4 processes (4 gloo processes on CPU; 4 fake GPUs on Slurm);
+    - every Hub request answered as the Hub answers it; every revision read by its commit sha."""
+    paper = yaml.safe_load((REPO / "config.yaml").read_text())
+    start = len(local_hub.requests())
+    refused = local_hub.run(["models", "--name", "mistral_7b", "--spec", json.dumps(paper["models"]["mistral_7b"]),
+                             "--out", tmp_path / "refused", "--manifest", tmp_path / "refused.json"],
+                            tmp_path / "hf-refused")
+    assert refused.returncode != 0 and "gated repository; set HF_TOKEN" in refused.stderr
+    refusals = local_hub.requests()[start:]
+    assert {(r["status"], r.get("error")) for r in refusals if r["status"] >= 400} == {(401, "GatedRepo")}
+
+    start = len(local_hub.requests())
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    env = {k: v for k, v in local_hub.env(tmp_path / "hf", token=True).items()
+           if k.startswith(("HF_", "PYTHONPATH"))}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)  # what Snakemake and its jobs get; restored after the test
+    status, output, jobs = run_rehearsal(workdir)
+    assert status == 0, output[-6000:]
+    for path in CI_OUTPUTS:
+        assert (workdir / path).exists(), path
+
+    # every request served; every dataset and model file read at a commit sha, never a branch
+    records = local_hub.requests()[start:]
+    print(endpoint_table(records))
+    assert not check_requests(records)
+    for r in records:
+        match = re.search(r"/(?:resolve|tree|paths-info)/([^/]+)", r["path"])
+        if match:
+            assert re.fullmatch(r"[0-9a-f]{40}", match.group(1)), r
+    paths = [r["path"] for r in records if r["status"] < 400]
+    for layout in (r"/models/mistralai/Mistral-7B-v0.1/resolve/\w+/model-00001-of-00002\.safetensors$",
+                   r"/models/BatsResearch/Llama-2-7b-hf-P3/resolve/\w+/adapter_model/adapter_model\.bin$",
+                   r"/datasets/BatsResearch/bonito-experiment-eval/resolve/\w+/pubmed_qa/data-00000-of-00001\.arrow$",
+                   r"/datasets/aps/super_glue/resolve/\w+/boolq/train-00000-of-00001\.parquet$",
+                   r"/datasets/MoritzLaurer/wiki_hop/resolve/\w+/original/train/0000\.parquet$",
+                   r"/datasets/EdinburghNLP/xsum/resolve/\w+/default/xsum-train\.parquet$"):
+        assert any(re.search(layout, p) for p in paths), layout
+
+    # each manifest names the commit its revision pointed at
+    results = workdir / "results"
+    for name in CI_MODELS:
+        hub = json.loads((results / "models" / f"{name}.manifest.json").read_text())["hub"]
+        assert hub["sha"] == served_sha(local_hub.root, "model", hub["id"], hub["revision"]), name
+    for kind, dataset in (("unannotated", "pubmed_qa"), ("test", "squadshifts_nyt")):
+        hub = json.loads((results / kind / f"{dataset}.manifest.json").read_text())["hub"]
+        assert hub["sha"] == served_sha(local_hub.root, "dataset", hub["id"], hub["revision"]), (kind, dataset)
+    downloads = json.loads((results / "ctga" / "downloads.json").read_text())["hub"]
+    assert set(downloads) == set(paper["ctga"]["p3_datasets"])
+    for name, hub in downloads.items():
+        assert hub["sha"] == served_sha(local_hub.root, "dataset", hub["id"], hub["revision"]), name
+
+    # Bonito training ran as 4 processes; on Slurm, as one job holding 4 GPUs
+    training = json.loads((results / "generators/bonito/adapter.manifest.json").read_text())
+    assert training["processes"] == 4, training
+    if jobs is not None:
+        [train] = [j for j in jobs if j.rule == "train_bonito"]
+        assert (train.gpus_requested, train.gpus_allocated) == (4, 4), train

@@ -108,13 +108,42 @@ def write_script(out: Path, repo_name: str) -> None:
 
 
 def _tiny_weights(spec: dict, cache: dict, work: Path) -> Path:
-    """A tiny random model directory (built once per spec and session)."""
+    """A tiny random model directory (built once per spec and session), taught the Bonito format
+    for ``bonito_format_steps`` steps where the spec asks."""
     from ..models import prepare_model
 
     key = json.dumps(spec, sort_keys=True)
     if key not in cache:
-        cache[key] = prepare_model({"tiny": spec}, work / f"tiny{len(cache)}")
+        tiny = {k: v for k, v in spec.items() if k != "bonito_format_steps"}
+        cache[key] = prepare_model({"tiny": tiny}, work / f"tiny{len(cache)}")
+        if spec.get("bonito_format_steps"):
+            _teach_bonito_format(cache[key], spec["bonito_format_steps"])
     return cache[key]
+
+
+def _teach_bonito_format(model_dir: Path, steps: int) -> None:
+    """Train a tiny random model in full on the ctga-v1 rows (Bonito input, output, EOS): a
+    random base never writes `instruction <|pipe|> response`, so after the rehearsal's few
+    training steps its generator's every task was unparsable and the funnel stopped generation."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # matrices this small keep a second thread spinning
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    batch = tokenizer([r["input"] + r["output"] + tokenizer.eos_token for r in _ctga_v1_rows()],
+                      return_tensors="pt", padding=True)
+    labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    model.train()
+    for _ in range(steps):
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(model_dir, safe_serialization=True)
+    torch.set_num_threads(threads)
 
 
 def _save_shards(state: dict, out: Path, fmt: str, shards: int = 2) -> None:
