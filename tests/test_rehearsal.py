@@ -84,7 +84,10 @@ def test_request_check_tells_probes_from_failures():
     missing = {**probe, "path": probe["path"].replace("cosmos_qa.py", "cosmos_qa/train/0000.parquet")}
     gated = {**probe, "status": 401, "error": "GatedRepo"}
     unknown = {"method": "GET", "endpoint": None, "status": 404, "path": "/api/datasets/a/b/parquet"}
-    assert check_requests([probe]) == []
+    folders = [{"method": "GET", "endpoint": "tree", "status": 404, "error": "EntryNotFound",
+                "path": f"/api/datasets/MoritzLaurer/wiki_hop/tree/{'a' * 40}/{folder}"}
+               for folder in ("data", "original%2Fdata")]
+    assert check_requests([probe, *folders]) == []
     assert len(check_requests([missing, gated, unknown])) == 3
 
 
@@ -109,13 +112,18 @@ def run_rehearsal(workdir) -> tuple[int, str, object]:
     """The CI part through `snakemake --profile slurm` on the one-node Slurm, or the local
     executor where no Slurm is reachable (the reason printed), with this process's environment.
     (status, output, the Slurm jobs or None)."""
-    from slurm_cluster import run_snakemake_on_slurm, slurm_jobs, unavailable_reason, write_test_profile
+    from slurm_cluster import (PARTITION, run_snakemake_on_slurm, slurm_jobs, unavailable_reason,
+                               write_test_profile)
 
     configfiles = [OVERLAY, CI_OVERLAY]
     reason = unavailable_reason()
     if reason and os.environ.get("BONITO_REQUIRE_SLURM") == "1":
         pytest.fail(f"BONITO_REQUIRE_SLURM=1 but {reason}")
     if reason is None:
+        gres = subprocess.run(["sinfo", "-h", "-p", PARTITION, "-o", "%G"], capture_output=True, text=True).stdout
+        if max(map(int, re.findall(r"gpu(?::\w+)?:(\d+)", gres)), default=0) < 4:
+            pytest.fail(f"partition {PARTITION} has GPUs {gres.strip()!r}: Bonito training asks for 4 "
+                        "(.ci/local_slurm.sh declares 4 fake ones; restart it)")
         profile = write_test_profile(workdir.parent / "profile", configfiles)
         result = run_snakemake_on_slurm(workdir, CI_OUTPUTS, snakefile=REPO / "Snakefile", profile=profile,
                                         timeout=CI_SECONDS)

@@ -35,12 +35,13 @@ def _expected_miss(record: dict) -> bool:
     NAME.py, which datasets looks for to refuse it) that the revision does not have."""
     if record["status"] != 404 or record.get("error") != "EntryNotFound":
         return False
-    parts = [unquote(p) for p in record["path"].split("/") if p]
-    if record["endpoint"] == "resolve" and parts[:1] == ["datasets"] and len(parts) == 6:
-        name = parts[5]
+    parts = [p for p in record["path"].split("/") if p]
+    if record["endpoint"] == "resolve" and parts[:1] == ["datasets"] and len(parts) >= 6:
+        name = unquote("/".join(parts[5:])).rsplit("/", 1)[-1]
         return name in PROBED_FILES or name == f"{parts[2]}.py"
-    if record["endpoint"] == "tree" and parts[:2] == ["api", "datasets"] and len(parts) == 8:
-        return parts[7] in PROBED_FOLDERS
+    if record["endpoint"] == "tree" and parts[:2] == ["api", "datasets"] and len(parts) >= 7:
+        # under a config's folder too (data_dir): original%2Fdata
+        return unquote("/".join(parts[6:])).rsplit("/", 1)[-1] in PROBED_FOLDERS
     return False
 
 
