@@ -130,8 +130,8 @@ def run_rehearsal(workdir) -> tuple[int, str, object]:
         return result.returncode, result.output, slurm_jobs(workdir)
     print(f"no Slurm ({reason}): the rehearsal runs on the local executor")
     done = subprocess.run(["timeout", "-s", "KILL", str(CI_SECONDS), sys.executable, "-m", "snakemake", "--cores", "2",
-                           "--snakefile", str(REPO / "Snakefile"), "-d", str(workdir),
-                           "--configfile", *map(str, configfiles), *CI_OUTPUTS],
+                           "--snakefile", str(REPO / "Snakefile"), "-d", str(workdir), *CI_OUTPUTS,
+                           "--configfile", *map(str, configfiles)],  # last: it takes every argument after it
                           cwd=REPO, capture_output=True, text=True)
     return done.returncode, done.stdout + done.stderr, None
 
@@ -182,8 +182,8 @@ def test_rehearsal_ci(local_hub, tmp_path, monkeypatch):
         if match:
             assert re.fullmatch(r"[0-9a-f]{40}", match.group(1)), r
     paths = [r["path"] for r in records if r["status"] < 400]
-    for layout in (r"/models/mistralai/Mistral-7B-v0.1/resolve/\w+/model-00001-of-00002\.safetensors$",
-                   r"/models/BatsResearch/Llama-2-7b-hf-P3/resolve/\w+/adapter_model/adapter_model\.bin$",
+    for layout in (r"^/mistralai/Mistral-7B-v0.1/resolve/\w+/model-00001-of-00002\.safetensors$",  # gated
+                   r"^/BatsResearch/Llama-2-7b-hf-P3/resolve/\w+/adapter_model/adapter_model\.bin$",
                    r"/datasets/BatsResearch/bonito-experiment-eval/resolve/\w+/pubmed_qa/data-00000-of-00001\.arrow$",
                    r"/datasets/aps/super_glue/resolve/\w+/boolq/train-00000-of-00001\.parquet$",
                    r"/datasets/MoritzLaurer/wiki_hop/resolve/\w+/original/train/0000\.parquet$",
