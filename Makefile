@@ -3,6 +3,8 @@
 # `make test`: set up (both environments) and run all the tests. `make test-fast`: the unit tests
 # only (no workflow runs, Slurm or vLLM). `make bench`: the benchmarks.
 # `make setup-gpu`: the two GPU environments of a cluster (paper scale), from their lock files.
+# `make rehearsal`: the paper config's whole DAG, shrunk, against the local Hub (README,
+# "Rehearsal of the paper scale").
 # Set-up is stamped: a second call takes seconds.
 PYTHON ?= python3
 VENV := .venv
@@ -13,7 +15,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup setup-vllm setup-gpu run ablations test test-fast bench lint clean
+.PHONY: setup setup-vllm setup-gpu run ablations test test-fast bench rehearsal lint clean
 setup: $(VENV)/.done
 setup-vllm: $(VLLM_VENV)/.done
 setup-gpu: $(GPU_VENV)/.done $(GPU_VLLM_VENV)/.done
@@ -65,6 +67,13 @@ run: setup
 ablations: setup
 	python -m bonito_repro ablations jobs --scale local
 	snakemake --profile local ablations
+
+# config/rehearsal.yaml in REHEARSAL_DIR, with a fresh local Hub and HF_HOME; on the one-node Slurm:
+# make rehearsal REHEARSAL_ARGS="--profile slurm" (with SLURM_PARTITION=gpu)
+REHEARSAL_DIR ?= .rehearsal
+REHEARSAL_ARGS ?= --cores all
+rehearsal: setup setup-vllm
+	python -m bonito_repro.localhub rehearse $(REHEARSAL_DIR) -- $(REHEARSAL_ARGS)
 
 # Every marker; the slowest tests are listed so that a test growing slow shows in CI's log.
 test: setup setup-vllm

@@ -9,8 +9,8 @@
 # partition `urgent` preempts jobs of the others, which Slurm requeues only if they were submitted
 # with --requeue (JobRequeue=0), as the profile does.
 #
-# Node `localhost`, partitions `debug` (default), `gpu` and `urgent`, two fake GPUs (clones of /dev/null:
-# never enable cgroup ConstrainDevices). `stop` ends only the daemons `start` started, by their
+# Node `localhost`, partitions `debug` (default), `gpu` and `urgent`, four fake GPUs (clones of /dev/null:
+# never enable cgroup ConstrainDevices; four, so that the rehearsal's Bonito training gets the 4 it asks for). `stop` ends only the daemons `start` started, by their
 # pid files. WITH_SLURMDBD=0 skips accounting (then the plugin needs `slurm-status-command: squeue`).
 set -euo pipefail
 WITH_SLURMDBD="${WITH_SLURMDBD:-1}"
@@ -33,7 +33,7 @@ start() {
 
   # --- fake GPUs: Slurm drops "file-less" GPUs and wants char devices -> clones of /dev/null
   install -d /var/lib/slurm/fakegpu
-  for n in 0 1; do [ -c /var/lib/slurm/fakegpu/gpu$n ] || mknod -m 666 /var/lib/slurm/fakegpu/gpu$n c 1 3; done
+  for n in 0 1 2 3; do [ -c /var/lib/slurm/fakegpu/gpu$n ] || mknod -m 666 /var/lib/slurm/fakegpu/gpu$n c 1 3; done
 
   # --- every job's Slurm log shows the devices its tasks see (the tests read it)
   cat > /etc/slurm/task_prolog.sh <<'EOF'
@@ -82,7 +82,7 @@ MinJobAge=3600
 MpiDefault=none
 MailProg=/bin/true
 GresTypes=gpu
-NodeName=localhost $hw Gres=gpu:fake:2 State=UNKNOWN
+NodeName=localhost $hw Gres=gpu:fake:4 State=UNKNOWN
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP PriorityTier=1
 PartitionName=gpu Nodes=localhost Default=NO MaxTime=INFINITE State=UP PriorityTier=1
 PartitionName=urgent Nodes=localhost Default=NO MaxTime=INFINITE State=UP PriorityTier=2
@@ -92,7 +92,7 @@ JobRequeue=0
 EOF
   cat > /etc/slurm/gres.conf <<'EOF'
 AutoDetect=off
-NodeName=localhost Name=gpu Type=fake File=/var/lib/slurm/fakegpu/gpu[0-1]
+NodeName=localhost Name=gpu Type=fake File=/var/lib/slurm/fakegpu/gpu[0-3]
 EOF
 
   if [ "$WITH_SLURMDBD" = 1 ]; then

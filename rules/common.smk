@@ -42,8 +42,11 @@ ABLATION_SOURCES = ablation_sources(config)
 # (Snakemake's code trigger compares the commands); `environments.main: null` is `python` from
 # the directory of the interpreter running snakemake, put first on PATH.
 def interpreter(path):
-    """A configured interpreter for a command: by absolute path (relative ones from the checkout)."""
-    return shlex.quote(os.path.join(workflow.basedir, path))
+    """A configured interpreter for a command: a relative path from the checkout (a run with `-d DIR`
+    works in DIR, where `.venv-vllm/bin/python` is not), a bare name looked up on PATH."""
+    if os.sep in path and not os.path.isabs(path):
+        path = os.path.join(workflow.basedir, path)
+    return shlex.quote(path)
 
 
 USE_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method

@@ -17,7 +17,7 @@ import torch
 from bonito_repro.__main__ import main as bonito_repro
 from bonito_repro.config import load_scale
 from bonito_repro.errors import InputError
-from bonito_repro.backends import token_batches
+from bonito_repro.backends import token_batches, vllm_lora_rank
 from bonito_repro.generate import generate_tasks as generate_tasks_on, run_generation as run_generation_on
 from bonito_repro.generate.cli import EmptySyntheticSetError, main
 from bonito_repro.generate.formats import FORMATS, alpaca, chatml, llama2, vicuna
@@ -137,6 +137,14 @@ def test_ngram_contamination_rules():
     assert not index.matches("The party may share the data.")
     assert not index.matches("It was the Nile, said a monk.")  # short answers recur in test passages
     assert index.matches("... one two three four five six seven eight nine ten eleven twelve thirteen!")
+
+
+def test_vllm_reserves_a_lora_rank_it_allows():
+    """vLLM 0.32 takes max_lora_rank from a fixed set (1, 8, 16, ...): an adapter of rank 4 (the
+    local Hub's P3 adapters) made every vLLM evaluation of a P3 target fail to start."""
+    assert [vllm_lora_rank(r) for r in (1, 4, 8, 9, 64, 300, 512)] == [1, 8, 8, 16, 64, 320, 512]
+    with pytest.raises(ValueError, match="up to 512"):
+        vllm_lora_rank(513)
 
 
 def test_token_batches_respect_the_budget():

@@ -97,7 +97,7 @@ def assert_gpus_as_configured(jobs, gpus_of_rule):
             assert set(seen) == {"unset"}, (job, seen)
 
 
-# The smoke DAG on the test cluster (2 CPUs, 2 fake GPUs): one GPU for training and evaluation
+# The smoke DAG on the test cluster (2 CPUs, 4 fake GPUs): one GPU for training and evaluation
 # as at paper scale, one thread a job, and a P3 adapter that trains long enough to be cancelled
 # after its first checkpoint. rule -> its resources section, as in rules/*.smk.
 SMOKE_TARGET = "results/eval/llama_p3/zero_shot/pubmed_qa.json"

@@ -316,3 +316,16 @@ def test_a_broken_config_file_stops_the_workflow_naming_file_and_line(tmp_path):
 
 def test_no_default_profile():
     assert not (REPO / "profiles" / "default").exists()
+
+
+def test_a_relative_interpreter_is_the_repositorys_in_a_run_elsewhere(tmp_path):
+    """`environments.vllm: .venv-vllm/bin/python` (local, smoke and rehearsal scales) names the
+    repository's environment: a run in another directory (`-d DIR`, as the rehearsal runs) calls
+    it by that path, not DIR's (which does not exist: every vLLM job failed with status 127)."""
+    overlay = tmp_path / "vllm.yaml"
+    overlay.write_text(yaml.safe_dump({"generation": {"backend": "vllm"}}))
+    result = snakemake("-n", "-p", "--configfile", str(REPO / "config" / "smoke.yaml"), str(overlay),
+                       "-d", str(tmp_path / "work"), "--snakefile", str(REPO / "Snakefile"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    commands = re.findall(r"(\S+) -m bonito_repro generate ", result.stdout + result.stderr)
+    assert commands and set(commands) == {str(REPO / ".venv-vllm" / "bin" / "python")}, commands

@@ -146,7 +146,7 @@ class VLLMBackend:
         elif adapter:
             from vllm.lora.request import LoRARequest
 
-            lora_args = {"enable_lora": True, "max_lora_rank": adapter["r"], "max_loras": 1}
+            lora_args = {"enable_lora": True, "max_lora_rank": vllm_lora_rank(adapter["r"]), "max_loras": 1}
             self.lora = LoRARequest("generator", 1, str(Path(adapter_dir).resolve()))
         # dtype "auto": the checkpoint's own (bf16 for the paper's models; the CPU build casts
         # float32 checkpoints to bf16 by itself)
@@ -189,6 +189,19 @@ def require_vllm_platform(device: str) -> None:
         raise DeviceError(f"the config says `device: {device}`, but this vLLM ({__version__}) runs on {platform!r}: "
                           "use the vLLM environment built for that device (`environments.vllm`; "
                           "`make setup-gpu` builds the CUDA one)")
+
+
+# the LoRA ranks vLLM can reserve room for (its LoRAConfig.max_lora_rank, vLLM 0.32)
+VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+
+
+def vllm_lora_rank(rank: int) -> int:
+    """vLLM's max_lora_rank for an adapter of rank ``rank``: the smallest it allows that holds it
+    (an adapter of rank 4 asked for 4 and vLLM refused to start)."""
+    fitting = [r for r in VLLM_LORA_RANKS if r >= rank]
+    if not fitting:
+        raise ValueError(f"LoRA rank {rank}: vLLM serves adapters of rank up to {VLLM_LORA_RANKS[-1]}")
+    return fitting[0]
 
 
 def _whole_prefill_on_cpu(max_model_len: int) -> dict:

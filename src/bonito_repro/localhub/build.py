@@ -21,6 +21,7 @@ SPEC_PATH = Path(__file__).resolve().parents[1] / "data" / "local_hub.yaml"
 GITATTRIBUTES = "".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n"
                         for s in (".arrow", ".bin", ".parquet", ".safetensors", ".model"))
 LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+TAUGHT_TASK_TYPES = ("extractive question answering", "yes-no question answering", "natural language inference")
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -108,13 +109,50 @@ def write_script(out: Path, repo_name: str) -> None:
 
 
 def _tiny_weights(spec: dict, cache: dict, work: Path) -> Path:
-    """A tiny random model directory (built once per spec and session)."""
+    """A tiny random model directory (built once per spec and session), taught the Bonito format
+    for ``bonito_format_steps`` steps where the spec asks."""
     from ..models import prepare_model
 
     key = json.dumps(spec, sort_keys=True)
     if key not in cache:
-        cache[key] = prepare_model({"tiny": spec}, work / f"tiny{len(cache)}")
+        tiny = {k: v for k, v in spec.items() if k != "bonito_format_steps"}
+        cache[key] = prepare_model({"tiny": tiny}, work / f"tiny{len(cache)}")
+        if spec.get("bonito_format_steps"):
+            _teach_bonito_format(cache[key], spec["bonito_format_steps"])
     return cache[key]
+
+
+def _teach_bonito_format(model_dir: Path, steps: int, batch_size: int = 8) -> None:
+    """Train a tiny random model in full to answer a Bonito input with one fixed task (the
+    instruction with its {{context}} placeholder, the pipe, a response, EOS), over every embedded
+    passage: a random base never writes `instruction <|pipe|> response`, so after the rehearsal's
+    few training steps its generator's every task was unparsable and the funnel stopped generation.
+    (Eight ctga-v1 rows, memorised, did not carry over to new passages: 3 of 16 parsed.)"""
+    import random
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # matrices this small keep a second thread spinning
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    passages = [r["input"] for path in sorted((EMBEDDED_DIR / "unannotated").glob("*.jsonl")) for r in _jsonl(path)]
+    task = bonito_output("{{context}}\nQuestion: what is this passage about?", "the passage")
+    texts = [bonito_input(p, TAUGHT_TASK_TYPES[i % len(TAUGHT_TASK_TYPES)]) + task + tokenizer.eos_token
+             for i, p in enumerate(passages)]
+    rng = random.Random(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    model.train()
+    for _ in range(steps):
+        batch = tokenizer(rng.sample(texts, batch_size), return_tensors="pt", padding=True)
+        labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.save_pretrained(model_dir, safe_serialization=True)
+    torch.set_num_threads(threads)
 
 
 def _save_shards(state: dict, out: Path, fmt: str, shards: int = 2) -> None:

@@ -296,8 +296,11 @@ class Handler(BaseHTTPRequestHandler):
     # ------------------------------------------------------------------ responses
     def _send(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
         # logged before answering, so a client that got its answer finds the request in the log
-        self.hub.record({"method": self.command, "path": urlsplit(self.path).path,
-                         "endpoint": self.endpoint, "status": int(status)})
+        entry = {"method": self.command, "path": urlsplit(self.path).path, "endpoint": self.endpoint,
+                 "status": int(status)}
+        if headers and "X-Error-Code" in headers:  # which refusal: RevisionNotFound, GatedRepo, ...
+            entry["error"] = headers["X-Error-Code"]
+        self.hub.record(entry)
         self.send_response(status)
         for key, value in (headers or {}).items():
             self.send_header(key, value)

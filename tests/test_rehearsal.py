@@ -1,0 +1,215 @@
+"""The rehearsal (config/rehearsal.yaml): config.yaml's DAG, shrunk, on CPU, fed by the local Hub
+through the real huggingface_hub and datasets calls.
+
+Fast: the overlay changes sizes only, apart from the differences its header lists (the same
+as ALLOWED_DIFFERENCES here), and the local Hub serves every repository the paper config names.
+Slow: the rehearsal's CI part on the one-node Slurm (or the local executor where no Slurm is
+reachable, with the reason printed); its coverage is named in the test's docstring.
+The full rehearsal (every target x dataset x source) is `make rehearsal`, outside CI.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from bonito_repro.config import load_scale
+from bonito_repro.localhub import server as hubserver
+from bonito_repro.localhub.rehearsal import check_requests, endpoint_table
+from conftest import REPO
+
+OVERLAY = REPO / "config" / "rehearsal.yaml"
+CI_OVERLAY = REPO / "tests" / "rehearsal_ci.yaml"
+HUB_SPEC = yaml.safe_load((REPO / "src/bonito_repro/data/local_hub.yaml").read_text())
+# What the rehearsal changes besides sizes, each with its value (the overlay's header lists the same)
+# key path -> its value, as YAML text (as the overlay's header lists them)
+ALLOWED_DIFFERENCES = {"scale": "rehearsal", "device": "cpu", "environments.main": "null",
+                       "environments.vllm": ".venv-vllm/bin/python",
+                       "environments.requirements.main": "[requirements.txt,requirements-nodeps.txt]",
+                       "environments.requirements.vllm": "[requirements-vllm.txt,requirements-nodeps.txt]"}
+# Leaf keys that only size a run: row counts, steps, lengths, batch
+SIZE_KEYS = {"max_examples_per_dataset", "validation_size", "grad_accumulation", "per_device_batch_size",
+             "max_input_length", "max_output_length", "max_steps", "save_steps", "eval_steps", "logging_steps",
+             "max_eval_examples", "contexts", "max_new_tokens", "tapt_block_size", "shard_size", "max_passages",
+             "token_budget", "max_examples", "max_length", "batch_tokens"}
+RESOURCE_SIZES = {"threads", "mem_mb", "runtime"}   # a job's size; its GPU count stays the paper's
+
+
+def leaves(mapping: dict, prefix: tuple = ()):
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            yield from leaves(value, (*prefix, key))
+        else:
+            yield (*prefix, key), value
+
+
+def header_differences() -> dict[str, str]:
+    """The overlay header's list of differences: comment lines `#   key.path: value   why`."""
+    return dict(re.findall(r"^#   ([\w.]+): (\S+) {2,}", OVERLAY.read_text(), re.M))
+
+
+def test_rehearsal_overlay_changes_only_sizes_and_the_listed_differences():
+    overlay = yaml.safe_load(OVERLAY.read_text())
+    assert header_differences() == ALLOWED_DIFFERENCES
+    others = {}
+    for path, value in leaves(overlay):
+        dotted = ".".join(map(str, path))
+        if dotted in ALLOWED_DIFFERENCES:
+            assert value == yaml.safe_load(ALLOWED_DIFFERENCES[dotted]), dotted
+        elif not (path[-1] in SIZE_KEYS and path[0] != "resources"
+                  or path[0] == "resources" and path[-1] in RESOURCE_SIZES):
+            others[dotted] = value
+    assert not others, f"config/rehearsal.yaml changes more than sizes: {others}"
+    assert set(ALLOWED_DIFFERENCES) <= {".".join(p) for p, _ in leaves(overlay)}
+    assert "run" not in overlay  # the full rehearsal runs the paper's grid
+
+
+def test_local_hub_serves_every_repository_of_the_paper_config():
+    """Every Hub origin of the rehearsal's config (models, datasets' unannotated and test sets,
+    ctga's P3 datasets) names a repository and revision the local Hub has."""
+    config = load_scale("rehearsal", REPO)
+    served = {("model", repo, rev) for repo, revs in HUB_SPEC["models"].items() for rev in revs if rev != "gated"}
+    served |= {("dataset", repo, rev) for repo, revs in HUB_SPEC["datasets"].items() for rev in revs}
+    wanted = {("model", m["hub"]["id"], m["hub"]["revision"]) for m in config["models"].values() if "hub" in m}
+    origins = [o for d in config["datasets"].values() for o in (d["unannotated"], d["test"])]
+    origins += list(config["ctga"]["p3_datasets"].values())
+    wanted |= {("dataset", o["hub"]["id"], o["hub"].get("revision", "main")) for o in origins}
+    assert len(wanted) > 30 and not wanted - served, sorted(wanted - served)
+
+
+def test_request_check_tells_probes_from_failures():
+    probe = {"method": "HEAD", "endpoint": "resolve", "status": 404, "error": "EntryNotFound",
+             "path": "/datasets/allenai/cosmos_qa/resolve/" + "a" * 40 + "/cosmos_qa.py"}
+    missing = {**probe, "path": probe["path"].replace("cosmos_qa.py", "cosmos_qa/train/0000.parquet")}
+    gated = {**probe, "status": 401, "error": "GatedRepo"}
+    unknown = {"method": "GET", "endpoint": None, "status": 404, "path": "/api/datasets/a/b/parquet"}
+    folders = [{"method": "GET", "endpoint": "tree", "status": 404, "error": "EntryNotFound",
+                "path": f"/api/datasets/MoritzLaurer/wiki_hop/tree/{'a' * 40}/{folder}"}
+               for folder in ("data", "original%2Fdata")]
+    assert check_requests([probe, *folders]) == []
+    assert len(check_requests([missing, gated, unknown])) == 3
+
+
+def served_sha(root, repo_type: str, repo_id: str, revision: str) -> str:
+    return hubserver.load_repos(root)[(repo_type, repo_id)].find(revision).sha
+
+
+# The CI part: outputs that reach every kind the paper config declares (see the docstring below)
+CI_OUTPUTS = [
+    "results/eval/mistral_7b/zero_shot/pubmed_qa.json",
+    "results/eval/mistral_7b/tapt/pubmed_qa.json",
+    "results/eval/mistral_7b/bonito/pubmed_qa.json",
+    "results/eval/llama2_7b_p3/bonito/squadshifts_nyt.json",
+    "results/eval/mistral_7b_instruct/zero_shot/squadshifts_nyt.json",
+    "results/generators/bonito/parse_check.json",
+]
+CI_MODELS = ["mistral_7b", "llama2_7b", "llama2_7b_p3", "mistral_7b_instruct"]
+CI_SECONDS = 600  # the cap on 2 cores
+
+
+def run_rehearsal(workdir) -> tuple[int, str, object]:
+    """The CI part through `snakemake --profile slurm` on the one-node Slurm, or the local
+    executor where no Slurm is reachable (the reason printed), with this process's environment.
+    (status, output, the Slurm jobs or None)."""
+    from slurm_cluster import (PARTITION, run_snakemake_on_slurm, slurm_jobs, unavailable_reason,
+                               write_test_profile)
+
+    configfiles = [OVERLAY, CI_OVERLAY]
+    reason = unavailable_reason()
+    if reason and os.environ.get("BONITO_REQUIRE_SLURM") == "1":
+        pytest.fail(f"BONITO_REQUIRE_SLURM=1 but {reason}")
+    if reason is None:
+        gres = subprocess.run(["sinfo", "-h", "-p", PARTITION, "-o", "%G"], capture_output=True, text=True).stdout
+        if max(map(int, re.findall(r"gpu(?::\w+)?:(\d+)", gres)), default=0) < 4:
+            pytest.fail(f"partition {PARTITION} has GPUs {gres.strip()!r}: Bonito training asks for 4 "
+                        "(.ci/local_slurm.sh declares 4 fake ones; restart it)")
+        profile = write_test_profile(workdir.parent / "profile", configfiles)
+        result = run_snakemake_on_slurm(workdir, CI_OUTPUTS, snakefile=REPO / "Snakefile", profile=profile,
+                                        timeout=CI_SECONDS)
+        return result.returncode, result.output, slurm_jobs(workdir)
+    print(f"no Slurm ({reason}): the rehearsal runs on the local executor")
+    done = subprocess.run(["timeout", "-s", "KILL", str(CI_SECONDS), sys.executable, "-m", "snakemake", "--cores", "2",
+                           "--snakefile", str(REPO / "Snakefile"), "-d", str(workdir), *CI_OUTPUTS,
+                           "--configfile", *map(str, configfiles)],  # last: it takes every argument after it
+                          cwd=REPO, capture_output=True, text=True)
+    return done.returncode, done.stdout + done.stderr, None
+
+
+@pytest.mark.slow  # about 25 jobs, capped at 10 minutes
+def test_rehearsal_ci(local_hub, tmp_path, monkeypatch):
+    """Coverage, each checked below:
+    - Hub layouts: gated safetensors shards (token from the environment, and the deliberate
+      refusal without one), a P3 adapter as a pickle in adapter_model/, save_to_disk folders on main
+      (bonito-experiment, -eval), Parquet on main by config name, the conversion branch by folder
+      (single config, several configs, the 2023 file names): the last three through the ctga
+      download of every P3 dataset config.yaml declares;
+    - target kinds: pretrained (mistral_7b), P3 adapter from a .bin subfolder (llama2_7b_p3),
+      instruction-tuned (mistral_7b_instruct);
+    - sources: zero_shot, tapt and the Bonito generator trained here (the paper config declares no
+      published generator; bonito-v1's .bin shards and refs/pr/5 are tests/test_hub.py's);
+    - evaluation paths: rank classification (pubmed_qa) and vLLM greedy generation with a LoRA
+      (squadshifts_nyt), vLLM generation of synthetic tasks;
+    - one Bonito training job with 4 processes (4 gloo processes on CPU; 4 fake GPUs on Slurm);
+    - every Hub request answered as the Hub answers it; every revision read by its commit sha."""
+    paper = yaml.safe_load((REPO / "config.yaml").read_text())
+    start = len(local_hub.requests())
+    refused = local_hub.run(["models", "--name", "mistral_7b", "--spec", json.dumps(paper["models"]["mistral_7b"]),
+                             "--out", tmp_path / "refused", "--manifest", tmp_path / "refused.json"],
+                            tmp_path / "hf-refused")
+    assert refused.returncode != 0 and "gated repository; set HF_TOKEN" in refused.stderr
+    refusals = local_hub.requests()[start:]
+    assert {(r["status"], r.get("error")) for r in refusals if r["status"] >= 400} == {(401, "GatedRepo")}
+
+    start = len(local_hub.requests())
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    env = {k: v for k, v in local_hub.env(tmp_path / "hf", token=True).items()
+           if k.startswith(("HF_", "PYTHONPATH"))}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)  # what Snakemake and its jobs get; restored after the test
+    status, output, jobs = run_rehearsal(workdir)
+    assert status == 0, output[-6000:]
+    for path in CI_OUTPUTS:
+        assert (workdir / path).exists(), path
+
+    # every request served; every dataset and model file read at a commit sha, never a branch
+    records = local_hub.requests()[start:]
+    print(endpoint_table(records))
+    assert not check_requests(records)
+    for r in records:
+        match = re.search(r"/(?:resolve|tree|paths-info)/([^/]+)", r["path"])
+        if match:
+            assert re.fullmatch(r"[0-9a-f]{40}", match.group(1)), r
+    paths = [r["path"] for r in records if r["status"] < 400]
+    for layout in (r"^/mistralai/Mistral-7B-v0.1/resolve/\w+/model-00001-of-00002\.safetensors$",  # gated
+                   r"^/BatsResearch/Llama-2-7b-hf-P3/resolve/\w+/adapter_model/adapter_model\.bin$",
+                   r"/datasets/BatsResearch/bonito-experiment-eval/resolve/\w+/pubmed_qa/data-00000-of-00001\.arrow$",
+                   r"/datasets/aps/super_glue/resolve/\w+/boolq/train-00000-of-00001\.parquet$",
+                   r"/datasets/MoritzLaurer/wiki_hop/resolve/\w+/original/train/0000\.parquet$",
+                   r"/datasets/EdinburghNLP/xsum/resolve/\w+/default/xsum-train\.parquet$"):
+        assert any(re.search(layout, p) for p in paths), layout
+
+    # each manifest names the commit its revision pointed at
+    results = workdir / "results"
+    for name in CI_MODELS:
+        hub = json.loads((results / "models" / f"{name}.manifest.json").read_text())["hub"]
+        assert hub["sha"] == served_sha(local_hub.root, "model", hub["id"], hub["revision"]), name
+    for kind, dataset in (("unannotated", "pubmed_qa"), ("test", "squadshifts_nyt")):
+        hub = json.loads((results / kind / f"{dataset}.manifest.json").read_text())["hub"]
+        assert hub["sha"] == served_sha(local_hub.root, "dataset", hub["id"], hub["revision"]), (kind, dataset)
+    downloads = json.loads((results / "ctga" / "downloads.json").read_text())["hub"]
+    assert set(downloads) == set(paper["ctga"]["p3_datasets"])
+    for name, hub in downloads.items():
+        assert hub["sha"] == served_sha(local_hub.root, "dataset", hub["id"], hub["revision"]), name
+
+    # Bonito training ran as 4 processes; on Slurm, as one job holding 4 GPUs
+    training = json.loads((results / "generators/bonito/adapter.manifest.json").read_text())
+    assert training["processes"] == 4, training
+    if jobs is not None:
+        [train] = [j for j in jobs if j.rule == "train_bonito"]
+        assert (train.gpus_requested, train.gpus_allocated) == (4, 4), train
