@@ -23,6 +23,7 @@ def paper() -> dict:
     ("adapt_size", "adapt"),  # a rule added later is costed as the stage its name starts with
     ("ctga_download", None), ("prepare_model", None), ("parse_check", None), ("eval_table", None),
     ("published_tasks", None), ("funnel_plot", None),
+    ("backtranslate", "generate"), ("train_backtranslation", "train_p3"),  # the nearest stage in work
 ])
 def test_a_rule_is_costed_as_its_stage(rule, stage):
     assert cost.stage_of(rule) == stage

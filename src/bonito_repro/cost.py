@@ -19,6 +19,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 from .config import TAPT, load_config
 from .steps import effective_batch, training_steps
@@ -28,6 +29,10 @@ from .tasks import task_type_code
 STAGE_RESOURCES = {"ctga": "ctga", "train_bonito": "train_bonito", "train_p3": "adapt", "generate": "generate",
                    "adapt": "adapt", "evaluate": "evaluate"}
 STAGES = tuple(STAGE_RESOURCES)
+# rules costed as the stage nearest in work (an approximation, stated in the table's footer):
+# backtranslation's generation job (instructions, then ratings) as a generation, its two seed
+# adapters as P3-style LoRA trainings
+RULE_STAGES = {"backtranslate": "generate", "train_backtranslation": "train_p3"}
 # the rules whose retries chain one long job across attempts that each end at the time limit
 CHAINED_STAGES = ("train_bonito",)
 
@@ -76,6 +81,8 @@ def stage_of(rule: str) -> str | None:
     time worth counting (downloads, data, tables, plots, the parse check)."""
     if rule.endswith("_download"):
         return None
+    if rule in RULE_STAGES:
+        return RULE_STAGES[rule]
     matches = [s for s in STAGES if rule == s or rule.startswith(f"{s}_")]
     return max(matches, key=len) if matches else None
 
@@ -251,7 +258,8 @@ def format_table(costs: list[StageCost], config: dict) -> str:
                  f"{sum(c.gpu_hours for c in costs):>10.1f}")
     assumptions = ", ".join(f"{k} {v:g}" for k, v in config["cost"].items())
     lines.append(f"assumptions (config `cost`, not measured): {assumptions}; "
-                 f"per-job limit resources.max_runtime {config['resources']['max_runtime']} min")
+                 f"per-job limit resources.max_runtime {config['resources']['max_runtime']} min; "
+                 f"costed as a nearer stage: {', '.join(f'{r} as {s}' for r, s in RULE_STAGES.items())}")
     return "\n".join(lines)
 
 
@@ -276,10 +284,11 @@ def dry_run_jobs(output: str) -> list[Job]:
     return jobs
 
 
-def workflow_jobs(configfiles: list[str], workdir: Path) -> list[Job]:
-    """Every job of the workflow in ``workdir`` under these config files, done or not
-    (``snakemake -n --forceall``; the Snakefile reads config.yaml itself)."""
-    cmd = [sys.executable, "-m", "snakemake", "-n", "--forceall", "--nolock"]
+def workflow_jobs(configfiles: list[str], workdir: Path, targets: Sequence[str] = ()) -> list[Job]:
+    """Every job of the workflow in ``workdir`` under these config files that ``targets`` need
+    (none: the default target), done or not (``snakemake -n --forceall``; the Snakefile reads
+    config.yaml itself)."""
+    cmd = [sys.executable, "-m", "snakemake", "-n", "--forceall", "--nolock", *targets]
     if configfiles:
         cmd += ["--configfile", *(str(Path(p).resolve()) for p in configfiles)]
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
@@ -299,8 +308,10 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configfile", nargs="*", default=[], help="overlays of config.yaml, as given to snakemake")
     parser.add_argument("--directory", type=Path, default=Path("."), help="the checkout (holds the Snakefile)")
+    parser.add_argument("targets", nargs="*",
+                        help="Snakemake targets to cost (default: the default target), e.g. all ablations")
     args = parser.parse_args(argv)
     config = load_config(*config_paths(args.directory, args.configfile))
-    jobs = workflow_jobs(args.configfile, args.directory)
+    jobs = workflow_jobs(args.configfile, args.directory, args.targets)
     print(format_table(stage_costs(config, jobs), config))
     return 0
