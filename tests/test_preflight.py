@@ -116,11 +116,19 @@ def test_the_gpu_check_needs_srun(paper, tmp_path, monkeypatch):
 # ---------------------------------------------------------------- the command against the local Hub
 # the paper config with the published ctga-v1 (the local Hub holds only some P3 datasets) and
 # decoding by transformers (the vLLM environment's start-up is tested elsewhere)
+# and make's CPU environments (the GPU ones are built on a cluster), without the ablations
+CPU_ENVIRONMENTS = {"main": None, "vllm": ".venv-vllm/bin/python",
+                    "requirements": {"main": ["requirements.txt", "requirements-nodeps.txt"],
+                                     "vllm": ["requirements-vllm.txt", "requirements-nodeps.txt"]}}
 PASSING = {"ctga": {"use_published": True}, "generation": {"backend": "transformers"},
-           "evaluation": {"generation_backend": "transformers"}}
+           "evaluation": {"generation_backend": "transformers"}, "environments": CPU_ENVIRONMENTS,
+           "ablations": {"generators": {"generators": ["bonito"]}}}
 BROKEN = {"run": {"targets": ["mistral_7b"], "datasets": ["pubmed_qa", "privacy_qa"], "sources": ["released"]},
           "generators": {"released": PUBLISHED},  # the local Hub has bonito_pubmed_qa, not bonito_privacy_qa
-          "generation": {"backend": "transformers"}, "evaluation": {"generation_backend": "transformers"}}
+          "generation": {"backend": "transformers"}, "evaluation": {"generation_backend": "transformers"},
+          "environments": CPU_ENVIRONMENTS,
+          "ablations": {"generators": {"generators": ["released"]}, "size": {"generator": "released"},
+                        "domain": {"generator": "released"}}}
 DATA_FILES = (".arrow", ".parquet", ".safetensors", ".bin")
 
 
@@ -180,6 +188,7 @@ def test_the_gpu_check_runs_as_a_one_gpu_slurm_job(paper, monkeypatch):
     monkeypatch.setenv("SLURM_ACCOUNT", ACCOUNT)
     config = copy.deepcopy(paper)
     config["generation"]["backend"] = config["evaluation"]["generation_backend"] = "transformers"
+    config["environments"]["main"] = None  # the interpreter running this (no GPU environment here)
     checks = preflight.check_gpu_node(config, REPO, timeout=300)
     assert [c.item for c in checks] == ["CUDA", "bf16", "bitsandbytes 4-bit"], checks
     assert all(c.status == preflight.FAIL for c in checks)

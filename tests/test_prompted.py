@@ -280,7 +280,8 @@ def start_server(model, port: int, log):
         [str(VLLM_PY), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--served-model-name",
          "tiny", "--port", str(port), "--host", "127.0.0.1", "--max-model-len", "1024", "--enforce-eager",
          "--no-enable-chunked-prefill", "--max-num-batched-tokens", "4096", "--api-key", API_KEY],
-        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO,
+        start_new_session=True)  # its own process group: stop() ends its engine process too
     deadline = time.time() + 240
     while time.time() < deadline:
         if server.poll() is not None:
@@ -295,7 +296,15 @@ def start_server(model, port: int, log):
 
 
 def stop(server) -> None:
-    server.kill()
+    """Kill the server and every process it started (vLLM's engine core outlives a killed
+    server otherwise, holding its memory)."""
+    import os
+    import signal
+
+    try:
+        os.killpg(server.pid, signal.SIGKILL)
+    except ProcessLookupError:  # already gone
+        pass
     server.wait(timeout=60)
 
 
@@ -444,7 +453,7 @@ def test_released_alternative_sets_load_as_the_paper_config_names_them(local_hub
         ok(local_hub.run(["generate", "--dataset", dataset, "--task-type", task_type, "--published",
                           json.dumps(origin), "--test", tmp_path / "test.parquet",
                           "--params", json.dumps(generation()), "--out", f"{out}.parquet",
-                          "--manifest", f"{out}.json"], tmp_path / "hf"))
+                          "--manifest", f"{out}.json", "--device", "cpu"], tmp_path / "hf"))
         manifest = json.loads((tmp_path / f"{generator}.json").read_text())
         hub = origin["hub"]
         assert manifest["kind"] == "published" and hub["config"] == f"{generator.removesuffix('_published')}_{dataset}"
