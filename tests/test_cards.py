@@ -112,10 +112,17 @@ def test_adapter_folder_loads_with_peft_and_its_card_has_the_f1(tmp_path, tiny_m
             "license": "cc0-1.0", "scale": "paper", "evaluated": True, "target": "smollm2", "source": "bonito",
             "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct", "base_model_on_hub": True, "init_adapter": None,
             "training": training}
+    (adapter / ".snakemake_timestamp").touch()  # as Snakemake leaves in a directory output
+    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in adapter.iterdir()}
     out = tmp_path / "adapter.hub"
     assert cards.main(["model", "--adapter", str(adapter), "--manifest", str(tmp_path / "train.json"),
                        "--evaluation", str(tmp_path / "eval.json"), "--data-manifest", str(tmp_path / "data.json"),
                        "--info", json.dumps(info), "--out", str(out)]) == 0
+    # the adapter is untouched (its timestamp unlinked: Snakemake touching the card folder's would
+    # rerun every evaluation of the adapter), and its own README is not the card's
+    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in adapter.iterdir()} == before
+    assert not (out / ".snakemake_timestamp").exists()
+    assert (out / "README.md").stat().st_ino != (adapter / "README.md").stat().st_ino
     model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), str(out))
     assert model.peft_config["default"].r == 4
     card = ModelCard.load(out / "README.md")

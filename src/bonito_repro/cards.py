@@ -203,6 +203,7 @@ def write_folder(out: Path, files: dict[str, Path], card: str, jsonl: dict[str, 
         for name, source in (jsonl or {}).items():
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             pd.read_json(source, lines=True, dtype=False).to_parquet(tmp / name, index=False)
+        (tmp / "README.md").unlink(missing_ok=True)  # never written through a link to an output
         (tmp / "README.md").write_text(card, encoding="utf-8")
         if out.exists():
             shutil.rmtree(out)
@@ -242,7 +243,12 @@ def main(argv: list[str] | None = None) -> int:
         else:
             evaluation = read_json(args.evaluation) if args.evaluation else None
             metadata, body = model_card(read_json(args.manifest), evaluation, read_json(args.data_manifest), info)
-            files, jsonl = {p.name: p for p in sorted(args.adapter.iterdir()) if p.is_file()}, {}
+            # the adapter's own files: not Snakemake's hidden timestamp (a link to it would let the
+            # card job's timestamp touch the adapter's, rerunning its evaluations) nor the card
+            # PEFT writes (this folder's README.md is the card below)
+            files = {p.name: p for p in sorted(args.adapter.iterdir())
+                     if p.is_file() and not p.name.startswith(".") and p.name != "README.md"}
+            jsonl = {}
         card = render(metadata, body, args.kind)
     except (CardError, KeyError) as error:
         log.error("%s card for %s: %s", args.kind, args.out, error)
