@@ -44,8 +44,9 @@ rule baselines:
     params:
         hp=as_json({"scale": config["scale"], "tables": config["tables"],
                     "evaluation": {k: config["evaluation"][k] for k in ("max_examples", "seed", "bootstrap")},
-                    "datasets": {d: {k: spec.get(k) for k in ("title", "task_type", "labels", "passage",
-                                                                         "test_fields")}
+                    # a dataset's passage only where a random span is drawn from it (extractive QA)
+                    "datasets": {d: {k: spec.get(k) for k in ("title", "task_type", "labels", "test_fields")}
+                                 | ({"passage": spec["passage"]} if d in GENERATION_DATASETS else {})
                                  for d, spec in config["datasets"].items() if d in EVALUATED}}),
     log:
         f"{R}/logs/paper/baselines.log",

@@ -256,12 +256,13 @@ CARDS = {"dataset_card", "model_card"}  # a model card carries its adapter's F1
 @pytest.mark.parametrize("edit, must, may", [
     (lambda c: c["evaluation"].update(max_new_tokens=7), {"evaluate_generation"},
      {"evaluate_generation", "model_card"} | TABLES),
-    (lambda c: c["evaluation"].update(max_examples=5), EVALUATION, EVALUATION | TABLES | {"model_card"}),
+    # the baselines score the same sample of rows
+    (lambda c: c["evaluation"].update(max_examples=5), EVALUATION, EVALUATION | TABLES | {"model_card", "baselines"}),
     (lambda c: c["evaluation"].update(truncation="right"), EVALUATION, EVALUATION | TABLES | {"model_card"}),
     (lambda c: c["adaptation"].update(learning_rate=0.123), {"adapt"},
      {"adapt", "loss_curve", "model_card"} | EVALUATION | TABLES),
-    (lambda c: c.setdefault("tables", {}).update(decimals=2), {"main_table", "quality_profile"},
-     {"main_table", "quality_profile"}),  # the table style: both tables, nothing else
+    (lambda c: c.setdefault("tables", {}).update(decimals=2), {"main_table", "quality_profile", "baselines"},
+     {"main_table", "quality_profile", "baselines"}),  # the table style: the tables, nothing else
     (lambda c: c.setdefault("plots", {}).update(dpi=72), PLOTS, PLOTS),  # a figure's style reruns no compute job
     (lambda c: c.setdefault("parse_check", {}).update(contexts=4), {"parse_check"}, {"parse_check"}),  # and never the training
 ])
