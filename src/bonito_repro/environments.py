@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Sequence
 
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
@@ -110,16 +112,23 @@ def verify_environment(python: str | Path, requirement_files: list[str | Path]) 
                        for name in CPU_ONLY_BUILDS if name in installed and name not in required]
 
 
-def environments_in_use(config: dict, root: str | Path) -> dict[str, tuple[str, list[str]]]:
-    """The environments a resolved config's rules run, by name (``main`` always, ``vllm`` when a
-    backend is vLLM): (interpreter, requirement files), paths from the checkout ``root`` as the
-    rules resolve them (``main: null``: the interpreter running this)."""
+def environments_in_use(config: dict, root: str | Path, used: Sequence[str] | None = None
+                        ) -> dict[str, tuple[str, list[str]]]:
+    """The environments a resolved config's rules run, by name (``used``, or ``main`` always and
+    ``vllm`` when a backend is vLLM): (interpreter, requirement files), as the rules resolve them
+    from the checkout ``root``: a relative path from ``root``, a bare name as it is (PATH), ``main:
+    null`` the interpreter running this."""
     environments = config["environments"]
-    used = ["main"]
-    if "vllm" in (config["generation"]["backend"], config["evaluation"]["generation_backend"]):
-        used.append("vllm")
+    if used is None:
+        used = ["main"]
+        if "vllm" in (config["generation"]["backend"], config["evaluation"]["generation_backend"]):
+            used.append("vllm")
     python = {"main": environments["main"] or sys.executable, "vllm": environments["vllm"]}
-    return {name: (str(Path(root, python[name])), [str(Path(root, f)) for f in environments["requirements"][name]])
+
+    def resolve(path: str) -> str:
+        return str(Path(root, path)) if os.sep in path and not os.path.isabs(path) else path
+
+    return {name: (resolve(python[name]), [str(Path(root, f)) for f in environments["requirements"][name]])
             for name in used}
 
 

@@ -22,13 +22,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import cost
 from .config import ConfigError, load_config
-from .environments import verify_environment
+from .environments import environments_in_use, verify_environment
 from .hub import HubError, resolve_revision
 from .origins import load_arguments
 from .tasks import task_type_code
@@ -247,17 +246,11 @@ def uses_vllm(config: dict) -> bool:
 
 def interpreters(config: dict, workdir: Path) -> dict[str, tuple[str, list[str], list[str]]]:
     """environment name -> (interpreter, packages its jobs import, requirement files it must
-    match), as the rules resolve them (a relative path is relative to the workflow's directory)."""
-    def resolve(path: str) -> str:
-        return str(workdir / path) if os.sep in path and not os.path.isabs(path) else path
-
-    def environment(name: str, python: str, packages: list[str]) -> tuple[str, list[str], list[str]]:
-        return resolve(python), packages, [str(workdir / f) for f in config["environments"]["requirements"][name]]
-
-    envs = {"main": environment("main", config["environments"]["main"] or sys.executable, MAIN_PACKAGES)}
-    if uses_vllm(config):
-        envs["vllm"] = environment("vllm", config["environments"]["vllm"], VLLM_PACKAGES)
-    return envs
+    match), as the rules resolve them (``environments.environments_in_use``)."""
+    packages = {"main": MAIN_PACKAGES, "vllm": VLLM_PACKAGES}
+    used = ["main", "vllm"] if uses_vllm(config) else ["main"]
+    return {name: (python, packages[name], files)
+            for name, (python, files) in environments_in_use(config, workdir, used).items()}
 
 
 def check_environment(name: str, python: str, packages: list[str], requirements: list[str] = (),
