@@ -324,9 +324,12 @@ def _dataset_info(dataset):
     where = {"hub": lambda: f"Hub dataset {origin['hub']['id']} ({origin['hub'].get('config')})",
              "embedded": lambda: f"the project's embedded demo rows `{origin['embedded']}`",
              "files": lambda: f"the files {origin['files']}"}[next(iter(origin))]()
-    # a dataset file of the user's own names its license (the corpus command asks for it)
+    # a dataset file of the user's own names its license (the corpus command asks for it); the
+    # embedded demo rows are the project's own text, under its license; the paper's datasets keep
+    # their own terms
+    license = spec.get("license") or ("apache-2.0" if "embedded" in origin else "other")
     return {"dataset": dataset, "title": spec["title"], "task_type": spec["task_type"], "origin": where,
-            "license": spec.get("license", "other"), "scale": config["scale"], "evaluated": dataset in EVALUATED}
+            "license": license, "scale": config["scale"], "evaluated": dataset in EVALUATED}
 
 
 def dataset_card_info(generator, dataset):

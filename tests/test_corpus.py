@@ -13,6 +13,7 @@ import yaml
 
 from bonito_repro import corpus
 from bonito_repro.config import load_config
+from bonito_repro.evaluate.templates import load_templates
 from bonito_repro.target_data import load_test_split, unannotated_passages
 from test_workflow import dry_run_jobs, snakemake
 
@@ -158,6 +159,36 @@ def test_nli_and_extractive_qa_take_the_schema_of_the_papers_dataset(tmp_path):
     assert code == 0 and manifest["templates_of"] == "squadshifts_nyt"
     row = json.loads((tmp_path / "qa" / "out" / "test.jsonl").read_text())
     assert row["answers"] == {"text": ["the first"], "answer_start": [15]}
+
+
+def spec_of(tmp_path: Path, *args: str) -> dict:
+    code, _ = run(tmp_path, *args)
+    assert code == 0
+    return load_config(REPO / "config.yaml", REPO / "config" / "local.yaml", tmp_path / "out" / "run.yaml")["datasets"]["library"]
+
+
+def test_a_set_labelled_yes_and_no_is_scored_over_two_choices(tmp_path):
+    """The paper's templates offer a third choice (maybe, inconclusive) that a two-label set never
+    holds as gold: it leaves the choices and the prompts, the rest of each template verbatim."""
+    nli = tmp_path / "nli.jsonl"
+    nli.write_text('{"p": "The tenant pays rent.", "h": "Rent is paid.", "y": "entailment"}\n'
+                   '{"p": "The tenant pays rent.", "h": "Rent is free.", "y": "contradiction"}\n')
+    nli_args = replace(replace(replace(replace(EXAMPLE_ARGS, "--test", str(nli)), "--task-type", "nli"),
+                               "--test-fields", "premise=p,hypothesis=h,label=y"),
+                       "--label-map", "entailment=yes,contradiction=no")
+    for name, args in (("ynqa", EXAMPLE_ARGS), ("nli", nli_args)):
+        spec = spec_of(tmp_path / name, *args)
+        templates = load_templates(spec["templates"], spec["labels"], spec["test_fields"], spec["file"])
+        assert len(templates) == 5 and all(t.labels == ["no", "yes"] or t.labels == ["yes", "no"]
+                                           for t in templates), templates
+        assert not any(re.search("maybe|inconclusive", t.jinja, re.IGNORECASE) for t in templates), name
+    paper = yaml.safe_load((REPO / "src/bonito_repro/data/datasets/pubmed_qa.yaml").read_text())["templates"]
+    ynqa = spec_of(tmp_path / "ynqa", *EXAMPLE_ARGS)["templates"]["verbatim"]
+    assert [t["jinja"] for t in ynqa] == [t["jinja"].replace("YES, NO, or MAYBE?", "YES or NO?")
+                                          for t in paper["verbatim"]]
+    # a third label keeps the paper's three choices, byte for byte
+    three = spec_of(tmp_path / "three", *replace(EXAMPLE_ARGS, "--label-map", "Y=yes,N=no,M=maybe"))
+    assert three["templates"] == paper
 
 
 def test_paper_scale_defaults_to_the_published_generator_on_slurm(tmp_path, capsys):

@@ -64,6 +64,13 @@ def test_the_vllm_environment_is_checked_only_where_a_job_runs_in_it(paper, tmp_
     config["environments"]["vllm"] = ".venv-vllm/bin/python"
     config["generation"]["backend"] = "vllm"
     assert preflight.interpreters(config, tmp_path)["vllm"][0] == str(tmp_path / ".venv-vllm/bin/python")
+    # every kind that runs a model generates in the vLLM environment, not Bonito's alone
+    for kind in ("prompted", "backtranslation"):
+        config["generators"] = {g: s for g, s in paper["generators"].items() if s["kind"] == kind}
+        assert config["generators"], kind
+        assert "vllm" in preflight.interpreters(config, tmp_path), kind
+    config["generators"] = {g: s for g, s in paper["generators"].items() if s["kind"] == "published"}
+    assert list(preflight.interpreters(config, tmp_path)) == ["main"]
 
 
 def test_an_environment_missing_a_package_is_named():

@@ -190,9 +190,38 @@ def labelled_rows(path: Path, task_type: str, fields: dict[str, str], label_map:
     return out
 
 
-def dataset_spec(title: str, task_type: str, license_id: str, has_test: bool) -> dict:
+# How the paper's yes-no QA and NLI prompts name their third choice, and the same prompt without
+# it: a test set labelled yes / no only is scored over those two (the rank is over every choice,
+# and a never-gold "maybe" would only take predictions away).
+WITHOUT_MAYBE = {
+    "YES, NO, or MAYBE?": "YES or NO?",
+    "yes, no or maybe?": "yes or no?",
+    "Yes, no, or maybe?": "Yes or no?",
+    '{{"true"}}, {{"false"}}, or {{"inconclusive"}}?': '{{"true"}} or {{"false"}}?',
+}
+
+
+def two_choice(spec: dict) -> dict:
+    """``spec`` (a copy of a paper dataset's labels and templates) scored over yes and no only:
+    the label mapped to maybe, the third answer choice and the prompts' mention of it removed."""
+    labels = spec["labels"]
+    spec["labels"] = {**labels, "map": {raw: c for raw, c in labels["map"].items() if c != "maybe"}}
+    for template in spec["templates"]["verbatim"]:
+        choices = template["answer_choices"].split(" ||| ")
+        if len(choices) != 3:
+            raise CorpusError(f"template {template['name']!r}: expected three answer choices, got {choices}")
+        template["answer_choices"] = " ||| ".join(choices[:2])  # yes and no come first in both files
+        for three, two in WITHOUT_MAYBE.items():
+            template["jinja"] = template["jinja"].replace(three, two)
+        if re.search(r"maybe|inconclusive", template["jinja"], re.IGNORECASE):
+            raise CorpusError(f"template {template['name']!r}: its prompt still offers a third choice")
+    return spec
+
+
+def dataset_spec(title: str, task_type: str, license_id: str, has_test: bool, labels_used: set[str] = frozenset()) -> dict:
     """The dataset file: the user's files and, with a test set, the schema, label map and
-    templates of the paper's dataset of the same task type (the rows were written in its schema)."""
+    templates of the paper's dataset of the same task type (the rows were written in its schema);
+    a yes-no QA or NLI set labelled yes and no only is scored over those two choices."""
     spec = {"title": title, "task_type": task_type, "license": license_id, "unannotated": {"files": "unannotated.jsonl"}}
     if not has_test:
         return spec
@@ -201,7 +230,7 @@ def dataset_spec(title: str, task_type: str, license_id: str, has_test: bool) ->
     for key in ("labels", "test_fields", "passage", "templates"):
         if key in paper:
             spec[key] = paper[key]
-    return spec
+    return two_choice(spec) if task_type != "exqa" and labels_used == {"yes", "no"} else spec
 
 
 def _relative(path: Path) -> str:
@@ -263,10 +292,11 @@ def build(args: argparse.Namespace) -> tuple[Path, dict]:
         raise CorpusError(f"--name: {args.name!r}: use letters, digits, - and _ (it names outputs)")
     manifest = Manifest("corpus", params={k: v for k, v in vars(args).items() if k != "run"})
     passages, counts, drops = read_passages(args.text, args.text_field)
-    spec = dataset_spec(args.title or args.name, task_type, args.license, args.test is not None)
     label_map = parse_pairs(args.label_map, "--label-map") or DEFAULT_LABEL_MAP
     tests = [] if args.test is None else \
         labelled_rows(args.test, task_type, parse_pairs(args.test_fields, "--test-fields"), label_map)
+    spec = dataset_spec(args.title or args.name, task_type, args.license, args.test is not None,
+                        set(label_map.values()))
     out = args.out_dir
     dataset_path = out / f"{args.name}.yaml"
     overlay = overlay_for(dataset_path, args.scale, args.generator, args.targets)

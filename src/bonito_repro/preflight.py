@@ -235,10 +235,16 @@ def check_disk(hub_checks: list[Check], results: Path, cache: Path) -> list[Chec
 # ---------------------------------------------------------------- environments
 
 
+# generator kinds whose generation job runs a model in `generation.backend`'s environment (the
+# rules' GENERATION_PY); endpoint and published generators run none
+MODEL_KINDS = ("bonito", "prompted", "backtranslation")
+
+
 def uses_vllm(config: dict) -> bool:
-    """Whether any job runs in the vLLM environment: generation by a Bonito generator, or greedy
-    evaluation of an extractive QA dataset, with the vllm backend."""
-    generates = any(g["kind"] == "bonito" for g in config["generators"].values())
+    """Whether any job runs in the vLLM environment: generation by a generator that runs a model
+    here (bonito, prompted, backtranslation), or greedy evaluation of an extractive QA dataset,
+    with the vllm backend."""
+    generates = any(g["kind"] in MODEL_KINDS for g in config["generators"].values())
     exqa = any(task_type_code(d["task_type"]) == "exqa" for d in config["datasets"].values())
     return ((generates and config["generation"]["backend"] == "vllm")
             or (exqa and config["evaluation"]["generation_backend"] == "vllm"))
