@@ -16,6 +16,7 @@ from bonito_repro.generate.backtranslation import (BELOW_THRESHOLD, CURATION_PRO
                                                    run_backtranslation, score_counts, seed_pairs)
 from bonito_repro.generate.funnel import funnel_counts, run_funnel
 from bonito_repro.prompts import BACKTRANSLATION_WRAPPER, wrap
+from bonito_repro.origins import load_origin
 from conftest import REPO
 
 PASSAGES = ["The heart pumps blood through the body.", "Rain falls when clouds get heavy.",
@@ -181,10 +182,29 @@ def test_seed_stage_writes_both_directions_and_counts(tmp_path):
 
 
 def test_the_embedded_seed_parses_whole():
-    from bonito_repro.origins import load_origin
-
     pairs, drops, counts = seed_pairs(load_origin({"embedded": "guanaco_demo"}, "seed")["text"])
     assert not drops and counts["pairs"] == len(pairs) >= 20
+
+
+@pytest.mark.slow  # a Python process against the local Hub
+def test_the_paper_seed_downloads_from_a_hub_laid_out_as_guanaco(local_hub, tmp_path):
+    """config.yaml's seed origin through the real datasets call: JSON lines whose splits come
+    from the file names; the train split is read, the eval file left alone."""
+    from test_hub import ok
+
+    from bonito_repro.config import load_scale
+
+    seed = load_scale("paper", REPO)["generators"]["backtranslation"]["seed"]
+    assert list(seed) == ["hub"], seed
+    out = {k: tmp_path / f"{k}.parquet" for k in ("backward", "forward", "manifest")}
+    ok(local_hub.run(["backtranslation", "seed", "--origin", json.dumps(seed), "--backward", out["backward"],
+                      "--forward", out["forward"], "--manifest", out["manifest"]], tmp_path / "hf"))
+    pairs, drops, counts = seed_pairs(load_origin({"embedded": "guanaco_demo"}, "seed")["text"])
+    manifest = json.loads(out["manifest"].read_text())
+    assert manifest["counts"]["rows_in"] == counts["rows_in"] and manifest["counts"]["pairs"] == len(pairs)
+    assert pd.read_parquet(out["forward"]).to_dict("records")[0] == {"input": pairs[0][0], "output": pairs[0][1]}
+    served = [r["path"] for r in local_hub.requests() if "openassistant" in r.get("path", "")]
+    assert any(p.endswith("openassistant_best_replies_train.jsonl") for p in served), served
 
 
 @pytest.mark.slow

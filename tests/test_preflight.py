@@ -33,6 +33,7 @@ def test_the_paper_run_reads_its_models_datasets_and_ctga_sources(paper):
     p3 = [w for w in refs if w.startswith("ctga.p3_datasets.")]
     assert len(p3) == len(paper["ctga"]["p3_datasets"]) == 38
     assert refs["ctga.p3_datasets.wiki_hop/original"].hub["revision"] == "refs/convert/parquet"
+    assert refs["generators.backtranslation.seed"].hub["id"] == "timdettmers/openassistant-guanaco"
     assert "ctga.published" not in refs and all(r.repo_type == "dataset" for w, r in refs.items() if w not in models)
 
 

@@ -87,6 +87,8 @@ def hub_references(config: dict) -> list[HubReference]:
             for dataset in config["datasets"]:
                 hub = json.loads(json.dumps(spec["origin"]["hub"]).replace("{dataset}", dataset))
                 refs.append(HubReference(f"generators.{name}.origin ({dataset})", "dataset", hub))
+        if spec["kind"] == "backtranslation" and "hub" in spec["seed"]:
+            refs.append(HubReference(f"generators.{name}.seed", "dataset", spec["seed"]["hub"]))
     return refs
 
 

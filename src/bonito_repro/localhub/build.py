@@ -101,6 +101,16 @@ def write_parquet(rev: dict, out: Path, repo_name: str) -> None:
         (out / "README.md").write_text(_readme(configs))
 
 
+def write_jsonl(rev: dict, out: Path) -> None:
+    """One JSON-lines file per split at ``path`` and a card without ``configs:``: the datasets
+    library names the splits from the file names, as for a data-only repository on the Hub."""
+    for split in _split_names(rev):
+        path = out / rev["path"].format(split=split)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows_for(rev["rows"], split)))
+    (out / "README.md").write_text("---\nlicense: apache-2.0\n---\n# A data-only dataset of JSON lines\n")
+
+
 def write_script(out: Path, repo_name: str) -> None:
     (out / f"{repo_name}.py").write_text(
         '"""A loading script, as script-based Hub datasets have (datasets 4+ refuses to run it)."""\n'
@@ -252,6 +262,8 @@ def build(root: str | Path, spec_path: str | Path = SPEC_PATH) -> Path:
                         write_save_to_disk(rev, out)
                     elif layout == "parquet":
                         write_parquet(rev, out, name)
+                    elif layout == "jsonl":
+                        write_jsonl(rev, out)
                     elif layout == "script":
                         write_script(out, name)
                     elif layout == "model":
