@@ -1,5 +1,6 @@
 # `make run`: set up and run the workflow on the embedded default (no network, no GPU).
 # `make ablations`: the paper's three ablations on the local grid (after `make run`).
+# `make generators`: every generator kind on every dataset, to the quality profile (after `make run`).
 # `make test`: set up (both environments) and run all the tests. `make test-fast`: the unit tests
 # only (no workflow runs, Slurm or vLLM). `make bench`: the benchmarks.
 # `make setup-gpu`: the two GPU environments of a cluster (paper scale), from their lock files.
@@ -15,7 +16,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup setup-vllm setup-gpu run ablations test test-fast bench rehearsal lint clean
+.PHONY: setup setup-vllm setup-gpu run ablations generators test test-fast bench rehearsal lint clean
 setup: $(VENV)/.done
 setup-vllm: $(VLLM_VENV)/.done
 setup-gpu: $(GPU_VENV)/.done $(GPU_VLLM_VENV)/.done
@@ -67,6 +68,10 @@ run: setup
 ablations: setup
 	python -m bonito_repro ablations jobs --scale local
 	snakemake --profile local ablations
+
+generators: setup
+	snakemake results/paper/quality_profile.md --profile local \
+		--configfile config/local.yaml config/every_generator.yaml
 
 # config/rehearsal.yaml in REHEARSAL_DIR, with a fresh local Hub and HF_HOME; on the one-node Slurm:
 # make rehearsal REHEARSAL_ARGS="--profile slurm" (with SLURM_PARTITION=gpu)

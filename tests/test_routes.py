@@ -35,3 +35,18 @@ def test_released_sets_skip_training_and_generation():
     assert '"config": "bonito_pubmed_qa"' in output
 
 
+
+
+def test_every_generator_kind_generates_for_every_dataset_at_local_scale(tmp_path):
+    """`make generators`: Bonito, the prompted generator and backtranslation on all seven
+    datasets, to the quality profile; nothing adapted on the new sets."""
+    from conftest import REPO
+
+    result = snakemake("-n", "results/paper/quality_profile.md", "--profile", "local", "-d", str(tmp_path),
+                       "--configfile", str(REPO / "config/local.yaml"), str(REPO / "config/every_generator.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = dry_run_jobs(result.stdout + result.stderr)
+    generated = Counter(job["wildcards"]["generator"] for job in jobs if job["rule"] in ("generate", "backtranslate"))
+    assert generated == {"bonito": 7, "mistral_instruct": 7, "backtranslation": 7}, generated
+    counts = Counter(job["rule"] for job in jobs)
+    assert counts["train_backtranslation"] == 2 and counts["quality_profile"] == 1 and counts["adapt"] == 0
