@@ -44,23 +44,21 @@ $(VLLM_VENV)/.done: requirements-vllm.txt requirements-nodeps.txt pyproject.toml
 # vLLM), the interpreters config.yaml's `environments` names. Each lock file lists every package
 # at its exact version, installed as listed (--no-deps: pip resolves nothing), then the
 # environment is checked against it (python -m bonito_repro.environments).
+# $(1): the environment's folder; $(2): its lock file
+define gpu_environment
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/pip install -q --no-deps -r $(2)
+	$(1)/bin/pip install -q --no-deps --ignore-requires-python -r requirements-nodeps.txt
+	$(1)/bin/pip install -q --no-deps -e .
+	$(1)/bin/python -m bonito_repro.environments --python $(1)/bin/python $(2) requirements-nodeps.txt
+	touch $(1)/.done
+endef
+
 $(GPU_VENV)/.done: envs/main-gpu.lock.txt requirements-nodeps.txt pyproject.toml
-	$(PYTHON) -m venv $(GPU_VENV)
-	$(GPU_VENV)/bin/pip install -q --no-deps -r envs/main-gpu.lock.txt
-	$(GPU_VENV)/bin/pip install -q --no-deps --ignore-requires-python -r requirements-nodeps.txt
-	$(GPU_VENV)/bin/pip install -q --no-deps -e .
-	$(GPU_VENV)/bin/python -m bonito_repro.environments --python $(GPU_VENV)/bin/python \
-		envs/main-gpu.lock.txt requirements-nodeps.txt
-	touch $@
+	$(call gpu_environment,$(GPU_VENV),envs/main-gpu.lock.txt)
 
 $(GPU_VLLM_VENV)/.done: envs/vllm-gpu.lock.txt requirements-nodeps.txt pyproject.toml
-	$(PYTHON) -m venv $(GPU_VLLM_VENV)
-	$(GPU_VLLM_VENV)/bin/pip install -q --no-deps -r envs/vllm-gpu.lock.txt
-	$(GPU_VLLM_VENV)/bin/pip install -q --no-deps --ignore-requires-python -r requirements-nodeps.txt
-	$(GPU_VLLM_VENV)/bin/pip install -q --no-deps -e .
-	$(GPU_VLLM_VENV)/bin/python -m bonito_repro.environments --python $(GPU_VLLM_VENV)/bin/python \
-		envs/vllm-gpu.lock.txt requirements-nodeps.txt
-	touch $@
+	$(call gpu_environment,$(GPU_VLLM_VENV),envs/vllm-gpu.lock.txt)
 
 run: setup
 	snakemake --profile local

@@ -119,12 +119,7 @@ def _json_row(text: str, path: str | Path, line: int) -> dict:
     except json.JSONDecodeError as error:
         raise InputFileError(f"{path}: line {line}: not valid JSON ({error.msg}, column {error.colno}); "
                              "expected one JSON object a line") from None
-    if not isinstance(value, dict):
-        raise InputFileError(f"{path}: line {line}: expected a JSON object, got {type(value).__name__}")
-    field = _surrogate_at(value)
-    if field:
-        raise InputFileError(f"{path}: line {line}: field {field!r} holds a lone surrogate (an escape "
-                             "such as \\ud800 with no pair), not Unicode text")
+    _check_object(value, f"{path}: line {line}")
     return value
 
 
@@ -155,13 +150,18 @@ def read_json_rows(path: str | Path) -> list[dict]:
         return read_jsonl(path)  # JSON Lines, or broken: read_jsonl names the line
     rows = value if isinstance(value, list) else [value]
     for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise InputFileError(f"{path}: item {i} (0-based): expected a JSON object, got {type(row).__name__}")
-        field = _surrogate_at(row)
-        if field:
-            raise InputFileError(f"{path}: item {i} (0-based): field {field!r} holds a lone surrogate, "
-                                 "not Unicode text")
+        _check_object(row, f"{path}: item {i} (0-based)")
     return rows
+
+
+def _check_object(value: object, where: str) -> None:
+    """A row of a JSON file: an object whose text is Unicode (no lone surrogate)."""
+    if not isinstance(value, dict):
+        raise InputFileError(f"{where}: expected a JSON object, got {type(value).__name__}")
+    field = _surrogate_at(value)
+    if field:
+        raise InputFileError(f"{where}: field {field!r} holds a lone surrogate (an escape such as "
+                             "\\ud800 with no pair), not Unicode text")
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:

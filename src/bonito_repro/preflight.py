@@ -115,6 +115,17 @@ def _access(repo_id: str, repo_type: str) -> str | None:
     return None
 
 
+def _commit(hub: dict, repo_type: str) -> tuple[str | None, str | None]:
+    """(the commit the revision points at, None), or (None, why it cannot be read)."""
+    problem = _access(hub["id"], repo_type)
+    if problem:
+        return None, problem
+    try:
+        return resolve_revision(hub["id"], hub.get("revision", "main"), repo_type), None
+    except HubError as error:
+        return None, str(error)
+
+
 def check_model(ref: HubReference) -> Check:
     """The repository, revision, access and the files the download will fetch (weights of the
     configured kind and a config among them)."""
@@ -125,13 +136,9 @@ def check_model(ref: HubReference) -> Check:
     from .models import download_patterns
 
     item, hub = f"{ref.where}: {describe(ref)}", ref.hub
-    problem = _access(hub["id"], "model")
+    sha, problem = _commit(hub, "model")
     if problem:
         return Check("hub", item, FAIL, problem)
-    try:
-        sha = resolve_revision(hub["id"], hub.get("revision", "main"), "model")
-    except HubError as error:
-        return Check("hub", item, FAIL, str(error))
     subfolder = hub.get("subfolder", "").strip("/") or None
     listing = [e for e in HfApi().list_repo_tree(hub["id"], path_in_repo=subfolder, recursive=True, revision=sha)
                if isinstance(e, RepoFile)]
@@ -162,13 +169,9 @@ def check_dataset(ref: HubReference) -> Check:
     from huggingface_hub import HfApi
 
     item, hub = f"{ref.where}: {describe(ref)}", ref.hub
-    problem = _access(hub["id"], "dataset")
+    sha, problem = _commit(hub, "dataset")
     if problem:
         return Check("hub", item, FAIL, problem)
-    try:
-        sha = resolve_revision(hub["id"], hub.get("revision", "main"), "dataset")
-    except HubError as error:
-        return Check("hub", item, FAIL, str(error))
     arguments = load_arguments({**hub, "sha": sha})
     try:
         builder = datasets.load_dataset_builder(**arguments)
