@@ -139,14 +139,18 @@ def test_generator_and_targets_must_exist_in_the_scale(tmp_path, caplog):
         error_of(caplog, tmp_path, *EXAMPLE_ARGS, "--targets", "nope")
 
 
-def test_nli_and_extractive_qa_take_the_schema_of_the_papers_dataset(tmp_path):
+def nli_args(tmp_path: Path) -> list[str]:
+    """The example's arguments with a two-row NLI test set labelled entailment / contradiction."""
     nli = tmp_path / "nli.jsonl"
     nli.write_text('{"p": "The tenant pays rent.", "h": "Rent is paid.", "y": "entailment"}\n'
                    '{"p": "The tenant pays rent.", "h": "Rent is free.", "y": "contradiction"}\n')
-    args = replace(replace(replace(replace(EXAMPLE_ARGS, "--test", str(nli)), "--task-type", "nli"),
+    return replace(replace(replace(replace(EXAMPLE_ARGS, "--test", str(nli)), "--task-type", "nli"),
                            "--test-fields", "premise=p,hypothesis=h,label=y"),
                    "--label-map", "entailment=yes,contradiction=no")
-    code, manifest = run(tmp_path / "nli", *args)
+
+
+def test_nli_and_extractive_qa_take_the_schema_of_the_papers_dataset(tmp_path):
+    code, manifest = run(tmp_path / "nli", *nli_args(tmp_path))
     assert code == 0 and manifest["templates_of"] == "contract_nli"
     rows = [json.loads(x) for x in (tmp_path / "nli" / "out" / "test.jsonl").read_text().splitlines()]
     assert [r["label"] for r in rows] == [1, 0]  # ContractNLI's ids: 0 no, 1 yes, 2 maybe
@@ -170,20 +174,13 @@ def spec_of(tmp_path: Path, *args: str) -> dict:
 def test_a_set_labelled_yes_and_no_is_scored_over_two_choices(tmp_path):
     """The paper's templates offer a third choice (maybe, inconclusive) that a two-label set never
     holds as gold: it leaves the choices and the prompts, the rest of each template verbatim."""
-    nli = tmp_path / "nli.jsonl"
-    nli.write_text('{"p": "The tenant pays rent.", "h": "Rent is paid.", "y": "entailment"}\n'
-                   '{"p": "The tenant pays rent.", "h": "Rent is free.", "y": "contradiction"}\n')
-    nli_args = replace(replace(replace(replace(EXAMPLE_ARGS, "--test", str(nli)), "--task-type", "nli"),
-                               "--test-fields", "premise=p,hypothesis=h,label=y"),
-                       "--label-map", "entailment=yes,contradiction=no")
-    for name, args in (("ynqa", EXAMPLE_ARGS), ("nli", nli_args)):
-        spec = spec_of(tmp_path / name, *args)
+    specs = {"ynqa": spec_of(tmp_path / "ynqa", *EXAMPLE_ARGS), "nli": spec_of(tmp_path / "nli", *nli_args(tmp_path))}
+    for name, spec in specs.items():
         templates = load_templates(spec["templates"], spec["labels"], spec["test_fields"], spec["file"])
-        assert len(templates) == 5 and all(t.labels == ["no", "yes"] or t.labels == ["yes", "no"]
-                                           for t in templates), templates
+        assert len(templates) == 5 and all(sorted(t.labels) == ["no", "yes"] for t in templates), templates
         assert not any(re.search("maybe|inconclusive", t.jinja, re.IGNORECASE) for t in templates), name
     paper = yaml.safe_load((REPO / "src/bonito_repro/data/datasets/pubmed_qa.yaml").read_text())["templates"]
-    ynqa = spec_of(tmp_path / "ynqa", *EXAMPLE_ARGS)["templates"]["verbatim"]
+    ynqa = specs["ynqa"]["templates"]["verbatim"]
     assert [t["jinja"] for t in ynqa] == [t["jinja"].replace("YES, NO, or MAYBE?", "YES or NO?")
                                           for t in paper["verbatim"]]
     # a third label keeps the paper's three choices, byte for byte
