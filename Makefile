@@ -2,7 +2,7 @@
 # `make ablations`: the paper's three ablations on the local grid (after `make run`).
 # `make generators`: every generator kind on every dataset, to the quality profile (after `make run`).
 # `make test`: set up (both environments) and run all the tests. `make test-fast`: the unit tests
-# only (no workflow runs, Slurm or vLLM). `make bench`: the benchmarks.
+# only (no workflow runs or dry runs, Slurm or vLLM). `make bench`: the benchmarks.
 # `make setup-gpu`: the two GPU environments of a cluster (paper scale), from their lock files.
 # `make rehearsal`: the paper config's whole DAG, shrunk, against the local Hub (README,
 # "Rehearsal of the paper scale").
@@ -84,7 +84,7 @@ test: setup setup-vllm
 
 # The edit-test loop: what runs in seconds (see the markers in pyproject.toml).
 test-fast: setup
-	pytest -q --durations=10 -m "not slow and not slurm and not vllm"
+	pytest -q --durations=10 -m "not slow and not dag and not slurm and not vllm"
 
 # Each benchmark prints a ratio against a baseline measured in the same run (see bench/*.py).
 bench: setup setup-vllm

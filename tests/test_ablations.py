@@ -218,6 +218,7 @@ def test_an_empty_set_shows_no_tasks_instead_of_a_score(tmp_path, monkeypatch):
 # --- the workflow
 
 
+@pytest.mark.dag
 def test_paper_dry_run_lists_every_ablation_job_once_with_resources(paper):
     result = snakemake("-n", "--profile", "slurm", "all", "ablations")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -239,6 +240,7 @@ def test_paper_dry_run_lists_every_ablation_job_once_with_resources(paper):
     assert counts["ablation_figure"] == len(ablations.FIGURES)
 
 
+@pytest.mark.dag
 def test_one_ablation_target_requests_only_its_figures():
     result = snakemake("-n", "ablation_size", "--configfile", "config/smoke.yaml")
     assert result.returncode == 0, result.stderr[-3000:]

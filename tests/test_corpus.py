@@ -196,6 +196,7 @@ def test_paper_scale_defaults_to_the_published_generator_on_slurm(tmp_path, caps
     assert capsys.readouterr().out.startswith("snakemake --profile slurm --configfile ")
 
 
+@pytest.mark.dag
 def test_without_a_test_set_any_task_type_ends_at_the_adapted_models(tmp_path):
     args = replace(replace(replace(EXAMPLE_ARGS, "--test", None), "--test-fields", None), "--label-map", None)
     code, manifest = run(tmp_path, *replace(args, "--task-type", "summarization"))

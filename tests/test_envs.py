@@ -227,6 +227,7 @@ def dry_run_commands(*args: str, path: str = "") -> dict[str, set[str]]:
     return commands
 
 
+@pytest.mark.dag
 def test_paper_dry_run_runs_every_rule_with_its_environment():
     environments = load_scale("paper", REPO)["environments"]
     main, vllm = (str(REPO / environments[name]) for name in ("main", "vllm"))
@@ -253,6 +254,7 @@ esac
 """
 
 
+@pytest.mark.dag
 def test_conda_dry_run_runs_every_rule_with_its_environments_python(tmp_path):
     """Under --sdm conda each rule's environment brings `python` (the shell prefix, formatted like
     a command, once broke this with a name error before any job ran)."""

@@ -381,6 +381,7 @@ def select_sources(tmp_path, sources: list[str], **sections) -> str:
     return str(overlay)
 
 
+@pytest.mark.dag
 def test_paper_dry_run_has_the_prompted_generators_on_vllm_gpus_and_the_published_sets(tmp_path):
     from test_workflow import dry_run_jobs, snakemake
 
@@ -407,6 +408,7 @@ def test_paper_dry_run_has_the_prompted_generators_on_vllm_gpus_and_the_publishe
     assert sum("mistral_instruct_pubmed_qa" in c for c in commands) == 1  # the released set's config
 
 
+@pytest.mark.dag
 def test_local_dry_run_generates_with_smollm2_for_all_seven_datasets(tmp_path):
     from test_workflow import dry_run_jobs, snakemake
 

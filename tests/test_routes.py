@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+import pytest
+
 from test_workflow import dry_run_jobs, snakemake
 
 
@@ -17,6 +19,7 @@ def paper_dry_run(*overlays: str) -> tuple[Counter, str]:
     return Counter(job["rule"] for job in dry_run_jobs(output)), output
 
 
+@pytest.mark.dag
 def test_published_bonito_is_a_generator_without_training():
     counts, output = paper_dry_run("config/from_bonito_v1.yaml")
     assert counts["train_bonito"] == 0 and counts["ctga"] == 0 and counts["parse_check"] == 0
@@ -28,6 +31,7 @@ def test_published_bonito_is_a_generator_without_training():
     assert "--name bonito_v1" in output
 
 
+@pytest.mark.dag
 def test_released_sets_skip_training_and_generation():
     counts, output = paper_dry_run("config/from_released_sets.yaml")
     assert counts["train_bonito"] == counts["generate"] == counts["ctga"] == 0
@@ -37,6 +41,7 @@ def test_released_sets_skip_training_and_generation():
 
 
 
+@pytest.mark.dag
 def test_every_generator_kind_generates_for_every_dataset_at_local_scale(tmp_path):
     """`make generators`: Bonito, the prompted generator and backtranslation on all seven
     datasets, to the quality profile; nothing adapted on the new sets."""

@@ -44,6 +44,7 @@ def dry_run_jobs(output: str) -> list[dict]:
     return jobs
 
 
+@pytest.mark.dag
 def test_lint_is_clean():
     for args in ([], ["--configfile", "config/local.yaml"], ["--configfile", "config/smoke.yaml"]):
         result = snakemake("--lint", *args)
@@ -58,6 +59,7 @@ def paper_dry_run() -> list[dict]:
     return dry_run_jobs(result.stdout + result.stderr)
 
 
+@pytest.mark.dag
 def test_paper_dag_has_the_full_grid(paper_dry_run):
     config = load_scale("paper", REPO)
     counts = Counter(job["rule"] for job in paper_dry_run)
@@ -73,6 +75,7 @@ def test_paper_dag_has_the_full_grid(paper_dry_run):
     assert counts["prepare_model"] == 5  # three base models and two P3 adapters (bonito_v1 unused)
 
 
+@pytest.mark.dag
 def test_paper_gpu_resources_come_from_config(paper_dry_run):
     config = load_scale("paper", REPO)
     for job in paper_dry_run:
@@ -96,6 +99,7 @@ PAPER_WRAPPERS = {
 }
 
 
+@pytest.mark.dag
 def test_paper_evaluations_use_the_authors_wrappers():
     result = snakemake("-n", "-p", "--profile", "slurm")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -118,6 +122,7 @@ def backtranslation_dry_run(tmp_path: Path, *scale_args: str) -> list[dict]:
     return dry_run_jobs(result.stdout + result.stderr)
 
 
+@pytest.mark.dag
 def test_paper_dag_runs_the_backtranslation_chain_on_gpus(tmp_path):
     jobs = backtranslation_dry_run(tmp_path, "--profile", "slurm", "--configfile", "config.yaml")
     config = load_scale("paper", REPO)
@@ -133,6 +138,7 @@ def test_paper_dag_runs_the_backtranslation_chain_on_gpus(tmp_path):
     assert int(seed["resources"].get("gpu", 0)) == 0
 
 
+@pytest.mark.dag
 def test_local_dag_backtranslates_all_seven_datasets(tmp_path):
     jobs = backtranslation_dry_run(tmp_path, "--profile", "local", "--configfile", "config/local.yaml")
     assert sorted(j["wildcards"]["dataset"] for j in jobs if j["rule"] == "backtranslate") == \
@@ -320,6 +326,7 @@ def test_no_default_profile():
     assert not (REPO / "profiles" / "default").exists()
 
 
+@pytest.mark.dag
 def test_a_relative_interpreter_is_the_repositorys_in_a_run_elsewhere(tmp_path):
     """`environments.vllm: .venv-vllm/bin/python` (local, smoke and rehearsal scales) names the
     repository's environment: a run in another directory (`-d DIR`, as the rehearsal runs) calls
