@@ -5,7 +5,7 @@
 # grid is its job. Here: the nested subsets, the transfer evaluations and the figures.
 from dataclasses import asdict
 
-from bonito_repro.ablations import FIGURES as ABLATION_FIGURE_NAMES, ablation_cells, figures_of
+from bonito_repro.ablations import ablation_cells, figures_of
 
 localrules:
     subsample,
@@ -13,10 +13,11 @@ localrules:
 
 
 ABLATION_FIGURES = {f: [f"{R}/paper/ablations/{f}.{ext}" for ext in ("png", "csv", "md")]
-                    for f in ABLATION_FIGURE_NAMES}
-CELLS = {f: ablation_cells(config, f) for f in ABLATION_FIGURE_NAMES}
+                    for f in figures_of(config)}
+CELLS = {f: ablation_cells(config, f) for f in ABLATION_FIGURES}
 # what each ablation target of the Snakefile requests
-ABLATION_OUTPUTS = {a: [path for f in figures_of(a) for path in ABLATION_FIGURES[f]] for a in ("generators", "size", "domain")}
+ABLATION_OUTPUTS = {a: [path for f in figures_of(config, a) for path in ABLATION_FIGURES[f]]
+                    for a in ("generators", "size", "domain")}
 
 
 rule subsample:
@@ -69,7 +70,7 @@ rule ablation_figure:
         csv=f"{R}/paper/ablations/{{figure}}.csv",
         md=f"{R}/paper/ablations/{{figure}}.md",
     wildcard_constraints:
-        figure=_choice(list(ABLATION_FIGURE_NAMES)),
+        figure=_choice(list(ABLATION_FIGURES)),
     params:
         cells=lambda w: as_json({"cells": [asdict(c) for c in CELLS[w.figure]]}),
         hp=as_json({**config["plots"], **config["tables"], "scale": config["scale"],

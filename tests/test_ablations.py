@@ -215,6 +215,19 @@ def test_an_empty_set_shows_no_tasks_instead_of_a_score(tmp_path, monkeypatch):
     assert "| empty " in table and "--" in table  # no average over fewer datasets
 
 
+def test_a_null_n_turns_off_its_matched_variant_and_only_its_jobs(paper):
+    config = copy.deepcopy(paper)
+    config["ablations"]["domain"]["common_n"] = None
+    assert ablations.figures_of(config, "domain") == ["chain", "transfer"]
+    assert ablations.figures_of(config, "generators") == ["generators", "generators_matched"]
+    before, after = ablation_jobs(paper), ablation_jobs(config)
+    assert after["generators"] == before["generators"] and after["size"] == before["size"]
+    assert after["domain"]["evaluate"] < before["domain"]["evaluate"]
+    config["ablations"]["generators"]["matched_n"] = None
+    assert "generators_matched" not in ablations.figures_of(config)
+    assert ablations.figures_of(load_scale("local", REPO)) == [f for f in ablations.FIGURES if f != "transfer_common"]
+
+
 # --- the workflow
 
 
@@ -237,7 +250,7 @@ def test_paper_dry_run_lists_every_ablation_job_once_with_resources(paper):
     for job in jobs:
         if job["rule"] in ("adapt", "evaluate_transfer", "evaluate_transfer_generation"):
             assert int(job["resources"]["gpu"]) == 1 and int(job["resources"]["runtime"]) > 0, job
-    assert counts["ablation_figure"] == len(ablations.FIGURES)
+    assert counts["ablation_figure"] == len(ablations.figures_of(paper)) == len(ablations.FIGURES)
 
 
 @pytest.mark.dag

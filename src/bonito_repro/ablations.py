@@ -43,6 +43,8 @@ CHAIN_PREFIX = TAPT + "+"
 # figure -> the ablation (Snakemake target) it belongs to
 FIGURES = {"generators": "generators", "generators_matched": "generators", "size": "size",
            "chain": "domain", "transfer": "domain", "transfer_common": "domain"}
+# the matched-N variants, each off when its N is null: figure -> (ablation block, key)
+VARIANT_N = {"generators_matched": ("generators", "matched_n"), "transfer_common": ("domain", "common_n")}
 
 
 def size_source(generator: str, size: int) -> str:
@@ -179,14 +181,19 @@ def ablation_cells(config: dict, figure: str) -> list[Cell]:
     return cells
 
 
-def figures_of(ablation: str) -> list[str]:
-    return [f for f, a in FIGURES.items() if a == ablation]
+def figures_of(config: dict, ablation: str | None = None) -> list[str]:
+    """The figures the config draws, of one ablation or of all: a matched-N variant is off when its
+    N is null."""
+    def drawn(figure: str) -> bool:
+        block, key = VARIANT_N.get(figure, (None, None))
+        return block is None or config["ablations"][block][key] is not None
+    return [f for f, a in FIGURES.items() if ablation in (None, a) and drawn(f)]
 
 
 def ablation_sources(config: dict) -> list[str]:
     """Sources the ablations add to the main grid's (size points and chains), for the wildcard
     constraints."""
-    sources = {c.source for figure in FIGURES for c in ablation_cells(config, figure)}
+    sources = {c.source for figure in figures_of(config) for c in ablation_cells(config, figure)}
     return sorted(s for s in sources if parse_size_source(s) or chained_generator(s))
 
 
@@ -213,7 +220,7 @@ def ablation_jobs(config: dict) -> dict[str, Counter]:
     counts: dict[str, Counter] = {}
     for ablation in ("generators", "size", "domain"):
         jobs: list[tuple] = []
-        for figure in figures_of(ablation):
+        for figure in figures_of(config, ablation):
             for cell in ablation_cells(config, figure):
                 jobs.append(("evaluate", cell.target, cell.source, cell.train_dataset, cell.test_dataset))
                 if cell.role == "point" or cell.source == TAPT:
