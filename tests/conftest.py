@@ -60,6 +60,19 @@ def local_config() -> dict:
     return load_scale("local", REPO)
 
 
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """The whole smoke DAG (Snakemake's default target: the main table), once a session, in a
+    scratch directory. Tests only read it or dry-run it; a test that runs more copies it first."""
+    from test_workflow import snakemake
+
+    workdir = tmp_path_factory.mktemp("smoke")
+    result = snakemake("-s", str(REPO / "Snakefile"), "-d", str(workdir), "-c2",
+                       "--configfile", str(REPO / "config/smoke.yaml"), timeout=1200)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    return workdir
+
+
 @dataclass
 class LocalHub:
     """A running local Hub (bonito_repro.localhub) and how to run the project's commands against it."""

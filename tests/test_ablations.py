@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -272,14 +274,28 @@ SMOKE_OVERLAY = {  # a second extractive QA dataset, so that the transfer matrix
 
 
 @pytest.fixture(scope="module")
-def smoke_ablations(tmp_path_factory) -> Path:
+def smoke_ablations(tmp_path_factory, smoke_run) -> Path:
+    """The ablations on a copy of the smoke run: its ctga, generator and main-grid jobs are reused
+    (the shared jobs are not rerun), the ablations' own and the extra dataset's jobs run."""
     workdir = tmp_path_factory.mktemp("ablations")
+    shutil.copytree(smoke_run, workdir, symlinks=True, dirs_exist_ok=True)
     overlay = workdir / "overlay.yaml"
     overlay.write_text(yaml.safe_dump(SMOKE_OVERLAY))
     result = snakemake("-s", str(REPO / "Snakefile"), "-d", str(workdir), "-c2", "ablations", "--configfile",
                        str(REPO / "config/smoke.yaml"), str(overlay), timeout=1800)
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    (workdir / "ablations.log").write_text(result.stdout + result.stderr)
     return workdir
+
+
+@pytest.mark.slow
+def test_smoke_ablations_rerun_none_of_the_main_grids_jobs(smoke_ablations):
+    ran = Counter(re.findall(r"^(?:local)?rule (\w+):", (smoke_ablations / "ablations.log").read_text(), re.M))
+    assert ran["adapt"] > 0 and ran["subsample"] > 0
+    for shared in ("ctga", "train_bonito", "prepare_model", "parse_check"):
+        assert ran[shared] == 0, ran
+    # the main grid's jobs on its three datasets were done; only the added dataset's generation runs
+    assert ran["generate"] == 1, ran
 
 
 @pytest.mark.slow

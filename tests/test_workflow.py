@@ -172,16 +172,6 @@ def test_smoke_dag_backtranslates_one_dataset_end_to_end(tmp_path):
         assert trained["wrapper"] == "io" and trained["params"]["lora"]["r"] == 8
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> Path:
-    """The whole smoke DAG (Snakemake's default target: the main table), once, in a scratch directory."""
-    workdir = tmp_path_factory.mktemp("smoke")
-    result = snakemake("-s", str(REPO / "Snakefile"), "-d", str(workdir), "-c2",
-                       "--configfile", str(REPO / "config/smoke.yaml"), timeout=1200)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
-    return workdir
-
-
 @pytest.mark.slow
 def test_smoke_dag_runs_to_the_main_table(smoke_run):
     config = load_scale("smoke", REPO)
