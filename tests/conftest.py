@@ -60,12 +60,20 @@ def local_config() -> dict:
     return load_scale("local", REPO)
 
 
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("SLURM_PARTITION", None)
+    env.pop("SLURM_ACCOUNT", None)
+    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
     """The whole smoke DAG (Snakemake's default target: the main table), once a session, in a
     scratch directory. Tests only read it or dry-run it; a test that runs more copies it first."""
-    from test_workflow import snakemake
-
     workdir = tmp_path_factory.mktemp("smoke")
     result = snakemake("-s", str(REPO / "Snakefile"), "-d", str(workdir), "-c2",
                        "--configfile", str(REPO / "config/smoke.yaml"), timeout=1200)

@@ -15,9 +15,9 @@ from bonito_repro import corpus
 from bonito_repro.config import load_config
 from bonito_repro.evaluate.templates import load_templates
 from bonito_repro.target_data import load_test_split, unannotated_passages
-from test_workflow import dry_run_jobs, snakemake
+from conftest import REPO, snakemake
+from test_workflow import dry_run_jobs
 
-REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "library_policies"
 EXAMPLE_ARGS = ["--text", str(EXAMPLE / "policies.txt"), "--task-type", "yes-no question answering",
                 "--name", "library", "--license", "cc0-1.0", "--test", str(EXAMPLE / "questions.csv"),

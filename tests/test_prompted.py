@@ -383,7 +383,8 @@ def select_sources(tmp_path, sources: list[str], **sections) -> str:
 
 @pytest.mark.dag
 def test_paper_dry_run_has_the_prompted_generators_on_vllm_gpus_and_the_published_sets(tmp_path):
-    from test_workflow import dry_run_jobs, snakemake
+    from conftest import snakemake
+    from test_workflow import dry_run_jobs
 
     paper = load_scale("paper", REPO)
     result = snakemake("-n", "-p", "--profile", "slurm", "--configfile", "config.yaml",
@@ -410,7 +411,8 @@ def test_paper_dry_run_has_the_prompted_generators_on_vllm_gpus_and_the_publishe
 
 @pytest.mark.dag
 def test_local_dry_run_generates_with_smollm2_for_all_seven_datasets(tmp_path):
-    from test_workflow import dry_run_jobs, snakemake
+    from conftest import snakemake
+    from test_workflow import dry_run_jobs
 
     result = snakemake("-n", "-p", "--configfile", "config/local.yaml",
                        select_sources(tmp_path, ["tapt", "bonito", "mistral_instruct"]))
@@ -423,7 +425,7 @@ def test_local_dry_run_generates_with_smollm2_for_all_seven_datasets(tmp_path):
 
 @pytest.mark.slow
 def test_local_prompted_generation_runs_one_dataset_through_the_dag(tmp_path):
-    from test_workflow import snakemake
+    from conftest import snakemake
 
     overlay = select_sources(tmp_path, ["mistral_instruct"], generation={"max_passages": 3})
     target = "results/synthetic/mistral_instruct/squadshifts_nyt.funnel.png"

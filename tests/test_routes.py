@@ -8,7 +8,8 @@ from collections import Counter
 
 import pytest
 
-from test_workflow import dry_run_jobs, snakemake
+from conftest import REPO, snakemake
+from test_workflow import dry_run_jobs
 
 
 def paper_dry_run(*overlays: str) -> tuple[Counter, str]:
@@ -45,8 +46,6 @@ def test_released_sets_skip_training_and_generation():
 def test_every_generator_kind_generates_for_every_dataset_at_local_scale(tmp_path):
     """`make generators`: Bonito, the prompted generator and backtranslation on all seven
     datasets, to the quality profile; nothing adapted on the new sets."""
-    from conftest import REPO
-
     result = snakemake("-n", "results/paper/quality_profile.md", "--profile", "local", "-d", str(tmp_path),
                        "--configfile", str(REPO / "config/local.yaml"), str(REPO / "config/every_generator.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]

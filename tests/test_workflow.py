@@ -3,11 +3,8 @@ Slurm needed), the whole smoke DAG, and which jobs a config edit reruns."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -16,18 +13,10 @@ import pytest
 import yaml
 
 from bonito_repro.config import DATASETS_DIR, load_scale
-from conftest import REPO
+from conftest import REPO, snakemake
 
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 GPU_RULES = {"train_bonito": "train_bonito", "generate": "generate", "adapt": "adapt", "evaluate": "evaluate",
              "evaluate_generation": "evaluate", "parse_check": "generate"}  # rule -> its resources section
-
-
-def snakemake(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    env.pop("SLURM_PARTITION", None)
-    env.pop("SLURM_ACCOUNT", None)
-    return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def dry_run_jobs(output: str) -> list[dict]:
