@@ -43,14 +43,14 @@ $(VLLM_VENV)/.done: requirements-vllm.txt requirements-nodeps.txt pyproject.toml
 # .venv-gpu (every rule but vLLM's: CUDA torch, bitsandbytes, snakemake) and .venv-gpu-vllm (CUDA
 # vLLM), the interpreters config.yaml's `environments` names. Each lock file lists every package
 # at its exact version, installed as listed (--no-deps: pip resolves nothing), then the
-# environment is checked against it (python -m bonito_repro.environments).
+# environment is checked against it (python -m bonito_repro.cluster.environments).
 # $(1): the environment's folder; $(2): its lock file
 define gpu_environment
 	$(PYTHON) -m venv $(1)
 	$(1)/bin/pip install -q --no-deps -r $(2)
 	$(1)/bin/pip install -q --no-deps --ignore-requires-python -r requirements-nodeps.txt
 	$(1)/bin/pip install -q --no-deps -e .
-	$(1)/bin/python -m bonito_repro.environments --python $(1)/bin/python $(2) requirements-nodeps.txt
+	$(1)/bin/python -m bonito_repro.cluster.environments --python $(1)/bin/python $(2) requirements-nodeps.txt
 	touch $(1)/.done
 endef
 

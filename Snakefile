@@ -8,7 +8,7 @@ from snakemake.utils import min_version
 
 min_version("9.20")
 
-from bonito_repro.config import ConfigError, read_yaml
+from bonito_repro.core.config import ConfigError, read_yaml
 
 # config.yaml is the base of every scale; a profile's or the command line's --configfile overlays
 # it (Snakemake merges them key by key). By absolute path, so that `-d DIR` runs find it too.

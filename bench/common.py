@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bonito_repro.config import load_scale
+from bonito_repro.core.config import load_scale
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -19,7 +19,7 @@ def smollm2_dir(given: str | None, scratch: Path) -> Path:
     local = REPO / "results" / "models" / "smollm2"
     if (local / "config.json").exists():
         return local
-    from bonito_repro.models import prepare_model
+    from bonito_repro.prepare.models import prepare_model
 
     spec = local_config()["models"]["smollm2"]
     return prepare_model(spec, scratch / "smollm2")

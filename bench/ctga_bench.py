@@ -18,10 +18,10 @@ import time
 from pathlib import Path
 
 import datasets
-from bonito_repro.config import load_scale
+from bonito_repro.core.config import load_scale
 
 from bonito_repro.ctga import build, render, tables
-from bonito_repro.origins import load_origin
+from bonito_repro.core.origins import load_origin
 
 PAPER_ROWS = 1_650_000
 PAPER_CORES = 16

@@ -24,10 +24,10 @@ from common import smollm2_dir
 def inputs(tokenizer, dataset: str, examples: int, templates: int):
     import pandas as pd
 
-    from bonito_repro.config import load_dataset_file
+    from bonito_repro.core.config import load_dataset_file
     from bonito_repro.evaluate.encoder import PromptEncoder
-    from bonito_repro.evaluate.templates import load_templates
-    from bonito_repro.origins import embedded_path
+    from bonito_repro.core.templates import load_templates
+    from bonito_repro.core.origins import embedded_path
 
     rows = pd.read_json(embedded_path("test", dataset), lines=True).to_dict("records")[:examples]
     encoder = PromptEncoder(tokenizer, "io", max_length=1024, truncation="right", dataset=dataset)
@@ -53,7 +53,7 @@ def main() -> None:
 
     import torch
 
-    from bonito_repro.models import load_for_inference, load_tokenizer
+    from bonito_repro.runtime.models import load_for_inference, load_tokenizer
     from bonito_repro.evaluate.scoring import score_choices, score_choices_separately
 
     torch.set_num_threads(args.threads)

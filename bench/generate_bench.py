@@ -29,7 +29,7 @@ MARKER = "vllm passages/s: "
 
 
 def passages(count: int) -> list[str]:
-    from bonito_repro.origins import embedded_path
+    from bonito_repro.core.origins import embedded_path
 
     path = embedded_path("unannotated", "pubmed_qa")
     texts = [json.loads(line)["input"] for line in path.read_text().splitlines() if line.strip()] \
@@ -42,7 +42,7 @@ def passages(count: int) -> list[str]:
 
 def sampling(args):
     """The local scale's sampling, with the benchmark's token count."""
-    from bonito_repro.backends import Sampling
+    from bonito_repro.runtime.backends import Sampling
 
     generation = local_config()["generation"]
     return Sampling(n=generation["n"], temperature=generation["temperature"], top_p=generation["top_p"],
@@ -58,8 +58,8 @@ def timed(call) -> float:
 def bench_transformers(model: Path, texts: list[str], args) -> dict:
     import torch
 
-    from bonito_repro.backends import TransformersBackend
-    from bonito_repro.prompts import bonito_input
+    from bonito_repro.runtime.backends import TransformersBackend
+    from bonito_repro.core.prompts import bonito_input
 
     torch.set_num_threads(args.threads)
     prompts = [bonito_input(t, "ynqa") for t in texts]
@@ -73,8 +73,8 @@ def bench_transformers(model: Path, texts: list[str], args) -> dict:
 
 def bench_vllm(model: Path, texts: list[str], args) -> float:
     """Runs inside the vLLM environment: passages per second after start-up."""
-    from bonito_repro.backends import VLLMBackend
-    from bonito_repro.prompts import bonito_input
+    from bonito_repro.runtime.backends import VLLMBackend
+    from bonito_repro.core.prompts import bonito_input
 
     prompts = [bonito_input(t, "ynqa") for t in texts]
     backend = VLLMBackend(model, None, sampling(args), max_model_len=2048, seed=42, device="cpu")

@@ -33,7 +33,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does: no spinning on shared cores
 
-from bonito_repro.config import load_scale
+from bonito_repro.core.config import load_scale
 from common import local_config, smollm2_dir
 
 REPO = Path(__file__).resolve().parents[1]

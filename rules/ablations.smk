@@ -1,11 +1,11 @@
-# The paper's three ablations (bonito_repro.ablations; README, "Ablations"), each a target of its
+# The paper's three ablations (bonito_repro.workflow.ablations; README, "Ablations"), each a target of its
 # own: ablation_generators, ablation_size, ablation_domain, and `ablations` for all three. Their
 # adaptations and evaluations are the main rules' (adapt.smk, evaluate.smk) at the sources they
 # add (size points {generator}.n{N}, chains tapt+{generator}); a cell that coincides with the main
 # grid is its job. Here: the nested subsets, the transfer evaluations and the figures.
 from dataclasses import asdict
 
-from bonito_repro.ablations import ablation_cells, figures_of
+from bonito_repro.workflow.ablations import ablation_cells, figures_of
 
 localrules:
     subsample,

@@ -8,10 +8,11 @@ import sys
 
 from snakemake.settings.types import DeploymentMethod
 
-from bonito_repro.ablations import ablation_sources, chained_generator, parse_size_source
-from bonito_repro.config import EVAL_DECODING_KEYS, ConfigError, TAPT, ZERO_SHOT, evaluated, read_yaml, validate
-from bonito_repro.origins import embedded_path
-from bonito_repro.prompts import BACKTRANSLATION_WRAPPER
+from bonito_repro.core.config import EVAL_DECODING_KEYS, ConfigError, evaluated, read_yaml, validate
+from bonito_repro.core.sources import TAPT, ZERO_SHOT, chained_generator, parse_size_source
+from bonito_repro.workflow.ablations import ablation_sources
+from bonito_repro.core.origins import embedded_path
+from bonito_repro.core.prompts import BACKTRANSLATION_WRAPPER
 
 try:
     for path in workflow.configfiles:  # a key written twice: Snakemake keeps the last without a word
@@ -20,7 +21,7 @@ try:
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 # The rules read the resolved config: training sections merged over `training`, the dataset
-# files loaded, and only what `run` selects (bonito_repro.config.resolve).
+# files loaded, and only what `run` selects (bonito_repro.core.config.resolve).
 config.clear()
 config.update(resolved)
 
@@ -231,7 +232,7 @@ def start_adapter_dir(target, source, dataset):
 def unless_alias(w, outputs):
     """Command prefix of a size point's job: if its subset is the whole set, copy the full-set
     job's outputs (`outputs`: paths with `{source}` and the job's other wildcards) instead of
-    running (bonito_repro.ablations.unless_alias)."""
+    running (bonito_repro.workflow.ablations.unless_alias)."""
     size = parse_size_source(w.source)
     if not size:
         return ""

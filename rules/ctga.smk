@@ -2,7 +2,7 @@
 # `ctga_download` is the only step that needs the network: a local rule that fills the datasets
 # cache with the Hub datasets (paper scale only; embedded and file origins need no download).
 # `ctga` then renders offline, in parallel, with the job's threads.
-import bonito_repro
+from bonito_repro.core import PACKAGE_DATA
 
 localrules:
     ctga_download,
@@ -10,8 +10,6 @@ localrules:
 
 CTGA = config["ctga"]
 CTGA_DIR = f"{R}/ctga"
-# the package's data files, by absolute path so that a run in another working directory finds them
-PACKAGE_DATA = os.path.join(os.path.dirname(bonito_repro.__file__), "data")
 CTGA_TABLES = [
     f"{PACKAGE_DATA}/ctga_template_task_types.csv",
     f"{PACKAGE_DATA}/ctga_context_fields.csv",

@@ -1,6 +1,6 @@
 # Target data: each dataset's unannotated passages and its labelled test split, read from their
 # origin in config (Hub, embedded demo data, or the user's files) and checked against the
-# fields its dataset file gives (bonito_repro.schemas).
+# fields its dataset file gives (bonito_repro.core.schemas).
 #
 # Both rules are local: they take seconds and little memory, and at paper scale they are the
 # jobs that download the datasets, which needs the network a cluster's login node has and its

@@ -7,7 +7,7 @@
 # - evaluate: rank classification (yes-no QA, NLI datasets), main environment.
 # - evaluate_generation: greedy decoding (extractive QA datasets) with
 #   `evaluation.generation_backend` (vllm: the vLLM environment's interpreter and envs/vllm.yaml).
-from bonito_repro.tasks import task_type_code
+from bonito_repro.core.tasks import task_type_code
 
 localrules:
     eval_table,

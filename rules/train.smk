@@ -10,7 +10,7 @@
 # job continues from its latest complete checkpoint (CHECKPOINTS, common.smk). train_bonito runs
 # longer than a job may (resources.max_runtime): each attempt ends at its time limit and the next,
 # one of the retries the cost model projects, resumes from the last checkpoint.
-from bonito_repro.cost import bonito_retries
+from bonito_repro.cluster.cost import bonito_retries
 
 TRAINED_GENERATORS = sorted(g for g, spec in config["generators"].items() if spec["kind"] == "bonito" and "base" in spec)
 PARSE_CHECKS = [f"{R}/generators/{g}/parse_check.json" for g in TRAINED_GENERATORS if g in SOURCES]

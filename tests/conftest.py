@@ -33,7 +33,7 @@ os.environ.pop("HF_TOKEN", None)
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random Mistral with a tokenizer trained on the embedded demo text."""
-    from bonito_repro.models import prepare_model
+    from bonito_repro.prepare.models import prepare_model
 
     return prepare_model({"tiny": TINY_SPEC}, tmp_path_factory.mktemp("models") / "tiny_mistral")
 
@@ -55,7 +55,7 @@ def local_config() -> dict:
     """The local scale's resolved config (config.yaml with config/local.yaml over it): read when a
     test asks for it, never at import, so that a config change fails the tests that read it rather
     than the collection of their whole module."""
-    from bonito_repro.config import load_scale
+    from bonito_repro.core.config import load_scale
 
     return load_scale("local", REPO)
 

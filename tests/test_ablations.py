@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from bonito_repro import ablations
-from bonito_repro.ablation_figures import write_figure
-from bonito_repro.ablations import (ablation_cells, ablation_jobs, chain_source, eval_path, nested_subset,
-                                    parse_size_source, size_source, transfer_pairs)
-from bonito_repro.config import ConfigError, load_scale, merge, read_yaml, validate
-from bonito_repro.io import read_json, write_json, write_parquet
+from bonito_repro.workflow import ablations
+from bonito_repro.reporting.ablation_figures import write_figure
+from bonito_repro.core.sources import chain_source, parse_size_source, size_source
+from bonito_repro.workflow.ablations import ablation_cells, ablation_jobs, eval_path, nested_subset, transfer_pairs
+from bonito_repro.core.config import ConfigError, load_scale, merge, read_yaml, validate
+from bonito_repro.core.io import read_json, write_json, write_parquet
 from conftest import REPO, snakemake
 from test_workflow import dry_run_jobs
 

@@ -10,13 +10,13 @@ import pandas as pd
 import pytest
 
 from bonito_repro.__main__ import main as bonito_repro
-from bonito_repro.config import load_scale
+from bonito_repro.core.config import load_scale
 from bonito_repro.generate.backtranslation import (BELOW_THRESHOLD, CURATION_PROMPT, UNRATED, curation_prompt,
                                                    curation_screens, first_turns, parse_rating,
                                                    run_backtranslation, score_counts, seed_pairs)
 from bonito_repro.generate.funnel import funnel_counts, run_funnel
-from bonito_repro.prompts import BACKTRANSLATION_WRAPPER, wrap
-from bonito_repro.origins import load_origin
+from bonito_repro.core.prompts import BACKTRANSLATION_WRAPPER, wrap
+from bonito_repro.core.origins import load_origin
 from conftest import REPO
 
 PASSAGES = ["The heart pumps blood through the body.", "Rain falls when clouds get heavy.",
@@ -192,7 +192,7 @@ def test_the_paper_seed_downloads_from_a_hub_laid_out_as_guanaco(local_hub, tmp_
     from the file names; the train split is read, the eval file left alone."""
     from test_hub import ok
 
-    from bonito_repro.config import load_scale
+    from bonito_repro.core.config import load_scale
 
     seed = load_scale("paper", REPO)["generators"]["backtranslation"]["seed"]
     assert list(seed) == ["hub"], seed

@@ -1,6 +1,6 @@
 """Bad inputs stop with one line that names the culprit, never a library traceback.
 
-Each class of bad input, through the readers every stage uses (bonito_repro.io) and through the
+Each class of bad input, through the readers every stage uses (bonito_repro.core.io) and through the
 stage commands as the rules run them (`python -m bonito_repro STAGE`): files that are not what
 their name says, text that is not UTF-8, empty files, rows that lack a field, outputs that
 cannot be written (found before any model is loaded) and config files that do not parse. Each
@@ -20,10 +20,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from bonito_repro.__main__ import main as bonito_repro
-from bonito_repro.config import ConfigError, read_yaml
-from bonito_repro.errors import InputError
-from bonito_repro.io import check_rows_file, check_writable, read_csv, read_json, read_jsonl, read_parquet
-from bonito_repro.origins import embedded_path
+from bonito_repro.core.config import ConfigError, read_yaml
+from bonito_repro.core.errors import InputError
+from bonito_repro.core.io import check_rows_file, check_writable, read_csv, read_json, read_jsonl, read_parquet
+from bonito_repro.core.origins import embedded_path
 
 
 def _text_column(values: list[bytes]) -> pa.Array:
@@ -238,7 +238,7 @@ def _stage_argvs(tmp_path: Path, model: Path) -> dict[str, list[str]]:
 def test_every_stage_checks_its_outputs_can_be_written_first(tmp_path, capsys, caplog, tiny_model_dir, stage):
     """Before a download, a model load, inference or training: the blocked output is named."""
     if stage == "train":  # its values are checked before its outputs: give it whole ones
-        from bonito_repro.config import load_scale
+        from bonito_repro.core.config import load_scale
         from conftest import REPO
 
         argvs = _stage_argvs(tmp_path, tiny_model_dir)
@@ -270,7 +270,7 @@ def test_generate_checks_its_outputs_and_inputs_before_loading_a_model(tmp_path,
 
 
 def test_train_names_a_data_file_without_its_columns(tmp_path, capsys, caplog, tiny_model_dir):
-    from bonito_repro.config import load_scale
+    from bonito_repro.core.config import load_scale
     from conftest import REPO
 
     pd.DataFrame({"input": ["a prompt"]}).to_parquet(tmp_path / "pairs.parquet")
@@ -327,7 +327,7 @@ def test_missing_files_and_model_folders_stop_the_config_check(tmp_path):
     file and key: a dataset's own corpus, a model folder."""
     import yaml
 
-    from bonito_repro.config import DATASETS_DIR, merge, validate
+    from bonito_repro.core.config import DATASETS_DIR, merge, validate
     from conftest import REPO
 
     spec = yaml.safe_load((DATASETS_DIR / "pubmed_qa.yaml").read_text())

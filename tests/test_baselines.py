@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bonito_repro.config import load_scale
-from bonito_repro.evaluate import baselines
-from bonito_repro.io import read_parquet
+from bonito_repro.core.config import load_scale
+from bonito_repro.reporting import baselines
+from bonito_repro.core.io import read_parquet
 from conftest import REPO
 
 BOOTSTRAP = {"samples": 200, "confidence": 0.95, "seed": 0}

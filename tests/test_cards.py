@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bonito_repro import cards
+from bonito_repro.reporting import cards
 from bonito_repro.generate.formats import FORMATS, export_formats
 from bonito_repro.generate.funnel import funnel_counts, run_funnel
 

@@ -29,7 +29,7 @@ def _wrapper_choices(parser) -> set[str]:
 def test_every_wrapper_the_config_allows_is_accepted_by_the_commands_that_take_it():
     """A target's wrappers reach `evaluate --wrapper` (zero_shot, tapt, adapted) and `train --wrapper`
     (adapted): each value the schema allows must be a choice there (chat once was not)."""
-    from bonito_repro.config import load_schema
+    from bonito_repro.core.config import load_schema
     from bonito_repro.evaluate.cli import build_parser
     from bonito_repro.train.data import PAIR_WRAPPERS  # train --wrapper's choices
 

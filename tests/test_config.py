@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bonito_repro.config import ConfigError, load_config, load_dataset_file, load_scale, merge, read_yaml, validate
-from bonito_repro.evaluate.templates import load_templates
+from bonito_repro.core.config import ConfigError, load_config, load_dataset_file, load_scale, merge, read_yaml, validate
+from bonito_repro.core.templates import load_templates
 from conftest import REPO
 
 OVERLAYS = {"local": REPO / "config" / "local.yaml", "smoke": REPO / "config" / "smoke.yaml"}

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from bonito_repro import corpus
-from bonito_repro.config import load_config
-from bonito_repro.evaluate.templates import load_templates
-from bonito_repro.target_data import load_test_split, unannotated_passages
+from bonito_repro.workflow import corpus
+from bonito_repro.core.config import load_config
+from bonito_repro.core.templates import load_templates
+from bonito_repro.prepare.target_data import load_test_split, unannotated_passages
 from conftest import REPO, snakemake
 from test_workflow import dry_run_jobs
 

@@ -7,8 +7,8 @@ import copy
 
 import pytest
 
-from bonito_repro import cost
-from bonito_repro.config import load_scale
+from bonito_repro.cluster import cost
+from bonito_repro.core.config import load_scale
 from conftest import REPO
 
 

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from bonito_repro.ctga import build, published, render, tables, templates
-from bonito_repro.config import load_scale
+from bonito_repro.core.config import load_scale
 from bonito_repro.ctga.cli import main
-from bonito_repro.prompts import CONTEXT_PLACEHOLDER, bonito_input, parse_bonito_output
-from bonito_repro.origins import load_origin
-from bonito_repro.tasks import TASK_TYPES
+from bonito_repro.core.prompts import CONTEXT_PLACEHOLDER, bonito_input, parse_bonito_output
+from bonito_repro.core.origins import load_origin
+from bonito_repro.core.tasks import TASK_TYPES
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bonito_repro import target_data as data
-from bonito_repro.config import shipped_datasets
-from bonito_repro.schemas import SchemaError, canonical_label, type_problem, validate_rows
-from bonito_repro.origins import embedded_path, load_origin
+from bonito_repro.prepare import target_data as data
+from bonito_repro.core.config import shipped_datasets
+from bonito_repro.core.schemas import SchemaError, canonical_label, type_problem, validate_rows
+from bonito_repro.core.origins import embedded_path, load_origin
 
 DATASETS = shipped_datasets()  # the package's seven; the local config must name the same (below)
 SQUAD = [d for d in DATASETS if d.startswith("squadshifts_")]

@@ -8,8 +8,8 @@ import subprocess
 import pytest
 
 from bonito_repro.__main__ import main as bonito_repro
-from bonito_repro.config import ConfigError, load_scale, merge, read_yaml, validate
-from bonito_repro.device import DeviceError, require_device
+from bonito_repro.core.config import ConfigError, load_scale, merge, read_yaml, validate
+from bonito_repro.runtime.device import DeviceError, require_device
 from conftest import REPO
 
 NO_GPU = "this job sees no GPU"
@@ -87,7 +87,7 @@ def test_a_vllm_build_for_another_device_is_refused():
     vllm_python = REPO / ".venv-vllm" / "bin" / "python"
     if not vllm_python.exists():
         pytest.skip(f"{vllm_python} is missing (make setup-vllm)")
-    script = ("from bonito_repro.backends import require_vllm_platform\n"
+    script = ("from bonito_repro.runtime.backends import require_vllm_platform\n"
               "require_vllm_platform('cpu')\n"
               "require_vllm_platform('cuda')\n")
     result = subprocess.run([str(vllm_python), "-c", script], capture_output=True, text=True, timeout=300,

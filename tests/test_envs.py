@@ -1,7 +1,7 @@
 """The environments: conda envs (clusters) and pip requirements (venvs) pin the same versions;
 the GPU lock files (make setup-gpu) agree with both, pin everything and hold CUDA builds only; the
 paper config runs each rule with the right interpreter; an environment is checked against its
-requirement files (bonito_repro.environments) with the venvs of this machine."""
+requirement files (bonito_repro.cluster.environments) with the venvs of this machine."""
 from __future__ import annotations
 
 import ast
@@ -16,8 +16,8 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from bonito_repro.config import load_scale
-from bonito_repro.environments import (main as environments_main, read_requirements, satisfies, verify_environment,
+from bonito_repro.core.config import load_scale
+from bonito_repro.cluster.environments import (main as environments_main, read_requirements, satisfies, verify_environment,
                                        verify_environments)
 from conftest import REPO
 
@@ -44,7 +44,7 @@ def requirement_pins(name: str) -> dict[str, str]:
     return pins((REPO / name).read_text().splitlines())
 
 
-NOT_JOB_DEPENDENCIES = {"pytest", "snakemake", "snakemake-executor-plugin-slurm"}
+NOT_JOB_DEPENDENCIES = {"pytest", "import-linter", "snakemake", "snakemake-executor-plugin-slurm"}
 
 
 @pytest.mark.parametrize("env, requirements, extra", [
@@ -194,7 +194,7 @@ def test_the_paper_config_runs_what_make_setup_gpu_builds():
                                   text=True, check=True).stdout
         assert f"{folder}/bin/pip install -q --no-deps -r {GPU_LOCKS[name]}\n" in commands
         assert "-r requirements-nodeps.txt" in commands
-        assert f"bonito_repro.environments --python {folder}/bin/python {GPU_LOCKS[name]}" in commands
+        assert f"bonito_repro.cluster.environments --python {folder}/bin/python {GPU_LOCKS[name]}" in commands
 
 
 def test_every_environment_keeps_pkg_resources_for_promptsource():

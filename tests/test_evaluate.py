@@ -10,17 +10,17 @@ import pandas as pd
 import pytest
 import torch
 
-from bonito_repro.config import load_dataset_file, shipped_datasets
+from bonito_repro.core.config import load_dataset_file, shipped_datasets
 from bonito_repro.evaluate.cli import check_params, main
 from bonito_repro.evaluate.encoder import PromptEncoder
 from bonito_repro.evaluate.errors import EvaluationError
 from bonito_repro.evaluate.rank_classification import gold_labels
 from bonito_repro.evaluate.scoring import score_choices, score_choices_separately
-from bonito_repro.evaluate.templates import EvalTemplate, TemplateError, load_templates, render_all
-from bonito_repro.io import seeded_subset
-from bonito_repro.models import encode_prompts, load_for_inference, load_tokenizer
-from bonito_repro.origins import embedded_path
-from bonito_repro.schemas import canonical_label
+from bonito_repro.core.templates import EvalTemplate, TemplateError, load_templates, render_all
+from bonito_repro.core.io import seeded_subset
+from bonito_repro.runtime.models import encode_prompts, load_for_inference, load_tokenizer
+from bonito_repro.core.origins import embedded_path
+from bonito_repro.core.schemas import canonical_label
 from conftest import REPO
 
 DATASETS = shipped_datasets()
@@ -530,8 +530,8 @@ templates:
 
 
 def test_a_dataset_file_of_ones_own_loads_validates_and_evaluates(tmp_path, tiny_model_dir):
-    from bonito_repro import target_data
-    from bonito_repro.config import load_config
+    from bonito_repro.prepare import target_data
+    from bonito_repro.core.config import load_config
 
     rows = [{"id": i, "clause": f"The tenant may end the lease with {i + 1} months' notice in writing.",
              "question": f"Can the tenant leave with {i + 1 + i % 2} months' notice?", "answer": "NY"[i % 2]}

@@ -15,15 +15,15 @@ import pytest
 import torch
 
 from bonito_repro.__main__ import main as bonito_repro
-from bonito_repro.config import load_scale
-from bonito_repro.errors import InputError
-from bonito_repro.backends import token_batches, vllm_lora_rank
+from bonito_repro.core.config import load_scale
+from bonito_repro.core.errors import InputError
+from bonito_repro.runtime.backends import token_batches, vllm_lora_rank
 from bonito_repro.generate import generate_tasks as generate_tasks_on, run_generation as run_generation_on
 from bonito_repro.generate.cli import EmptySyntheticSetError, main
 from bonito_repro.generate.formats import FORMATS, alpaca, chatml, llama2, vicuna
 from bonito_repro.generate.funnel import REASONS, NgramIndex, probe_texts
 from bonito_repro.generate.shards import passage_seed
-from bonito_repro.prompts import bonito_input, bonito_output
+from bonito_repro.core.prompts import bonito_input, bonito_output
 from conftest import REPO
 
 # every generation here runs on this machine's CPU
@@ -227,7 +227,7 @@ def one_thread():
 
 def memorise(model, tokenizer, answer: str, steps: int = 100):
     """Train until the model reproduces the Bonito format for PASSAGES (seconds, tiny model)."""
-    from bonito_repro.models import encode_with_bos
+    from bonito_repro.runtime.models import encode_with_bos
 
     ids = encode_with_bos(tokenizer, [bonito_input(p, "ynqa") + bonito_output(QUESTION, answer)
                                       + tokenizer.eos_token for p in PASSAGES])
@@ -254,7 +254,7 @@ def tiny_generator(tiny_model_dir, tmp_path_factory):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from bonito_repro.models import load_tokenizer
+    from bonito_repro.runtime.models import load_tokenizer
 
     out = tmp_path_factory.mktemp("generator")
     tokenizer = load_tokenizer(tiny_model_dir)
@@ -287,7 +287,7 @@ def test_parse_check_counts_the_trained_generator_against_its_base(tiny_model_di
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from bonito_repro.models import load_tokenizer
+    from bonito_repro.runtime.models import load_tokenizer
 
     with one_thread():
         lora = LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "k_proj", "v_proj", "o_proj",
@@ -328,8 +328,8 @@ def test_a_passage_too_long_for_the_context_is_dropped_or_split_by_config(tiny_m
     that each fit, all under its context_id; both counted (once, a long passage stopped the
     whole dataset)."""
     from bonito_repro.generate.inputs import fit_passages
-    from bonito_repro.models import encode_with_bos, load_tokenizer
-    from bonito_repro.prompts import bonito_input
+    from bonito_repro.runtime.models import encode_with_bos, load_tokenizer
+    from bonito_repro.core.prompts import bonito_input
 
     tokenizer = load_tokenizer(tiny_model_dir)
     short, long = PASSAGES[0], " ".join([PASSAGES[1]] * 12)
@@ -443,8 +443,8 @@ def test_adapter_with_full_modules_is_merged_for_vllm(tiny_model_dir, tmp_path):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from bonito_repro.backends import merge_adapter
-    from bonito_repro.models import load_for_inference
+    from bonito_repro.runtime.backends import merge_adapter
+    from bonito_repro.runtime.models import load_for_inference
 
     peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
                                 LoraConfig(r=4, target_modules=["q_proj"], modules_to_save=["lm_head"]))
@@ -493,7 +493,7 @@ def test_vllm_seeded_sampling_survives_a_chunked_prefill(tiny_generator, tmp_pat
     prompts = [bonito_input(f"{i}. {long}", "ynqa") for i in range(60)]  # about 300 tokens each
     (tmp_path / "prompts.json").write_text(json.dumps(prompts))
     script = ("import json, sys\n"
-              "from bonito_repro.backends import Sampling, VLLMBackend\n"
+              "from bonito_repro.runtime.backends import Sampling, VLLMBackend\n"
               "prompts = json.load(open(sys.argv[3]))\n"
               "backend = VLLMBackend(sys.argv[1], sys.argv[2], Sampling(n=1, temperature=0.5, top_p=0.95, max_new_tokens=4), max_model_len=1024, seed=42, device='cpu')\n"
               "try:\n"

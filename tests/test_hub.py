@@ -17,7 +17,7 @@ import yaml
 
 from bonito_repro.localhub import server as hubserver
 from bonito_repro.localhub.build import rows_for
-from bonito_repro.origins import OriginError, load_origin
+from bonito_repro.core.origins import OriginError, load_origin
 from conftest import REPO
 
 HUB_SPEC = yaml.safe_load((REPO / "src/bonito_repro/data/local_hub.yaml").read_text())
@@ -205,7 +205,7 @@ def test_rows_of_another_commit_are_refused(local_hub, tmp_path):
     branch's rows. A load by commit refuses them."""
     script = """
 import json
-from bonito_repro.origins import OriginError, load_origin
+from bonito_repro.core.origins import OriginError, load_origin
 spec = {"hub": {"id": "allenai/cosmos_qa", "split": "train", "revision": "refs/convert/parquet"}}
 load_origin(spec, "ctga")
 try:
@@ -262,7 +262,7 @@ def test_paper_models_download_as_safetensors(local_hub, tmp_path, paper):
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    from bonito_repro.models import load_for_inference
+    from bonito_repro.runtime.models import load_for_inference
 
     def prepare(name: str, **env):
         return local_hub.run(["models", "--name", name, "--spec", json.dumps(paper["models"][name]),

@@ -7,7 +7,7 @@ import stat
 import pandas as pd
 import pytest
 
-from bonito_repro.io import atomic_path, write_json, write_parquet
+from bonito_repro.core.io import atomic_path, write_json, write_parquet
 
 
 def test_outputs_get_the_umask_mode_not_mkstemp_private(tmp_path):

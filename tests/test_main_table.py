@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bonito_repro.config import load_scale
-from bonito_repro.main_table import deltas, published_comparison, score_grid, write_tables
+from bonito_repro.core.config import load_scale
+from bonito_repro.reporting.main_table import deltas, published_comparison, score_grid, write_tables
 from conftest import REPO
 
 PUBLISHED_ZERO_SHOT = {"pubmed_qa": 25.6, "privacy_qa": 44.1, "squadshifts_nyt": 24.2, "squadshifts_amazon": 17.5,

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from bonito_repro.metrics import (accuracy, bootstrap_interval, macro_f1, macro_f1_rows, normalize_answer,
+from bonito_repro.core.metrics import (accuracy, bootstrap_interval, macro_f1, macro_f1_rows, normalize_answer,
                                   squad_exact_match, squad_f1)
 
 

@@ -7,7 +7,7 @@ import struct
 import pytest
 
 from bonito_repro.__main__ import main as bonito_repro
-from bonito_repro.plot import funnel_bars
+from bonito_repro.reporting.plot import funnel_bars
 
 FUNNEL = {"dataset": "pubmed_qa", "kept": 3, "filters_on": ["unparsable", "empty"],
           "funnel": {"generated": 6, "unparsable": 2, "empty": 1, "exact_duplicate": 0, "near_duplicate": 0,

@@ -10,8 +10,8 @@ import sys
 import pytest
 import yaml
 
-from bonito_repro import preflight
-from bonito_repro.config import load_scale
+from bonito_repro.cluster import preflight
+from bonito_repro.core.config import load_scale
 from conftest import REPO
 
 PUBLISHED = {"kind": "published", "origin": {"hub": {"id": "BatsResearch/bonito-experiment", "config": "bonito_{dataset}",

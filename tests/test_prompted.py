@@ -10,15 +10,15 @@ import shutil
 import pandas as pd
 import pytest
 
-from bonito_repro.config import load_scale
+from bonito_repro.core.config import load_scale
 from bonito_repro.evaluate.cli import main as evaluate
-from bonito_repro.evaluate.table import collect_scores
+from bonito_repro.reporting.table import collect_scores
 from bonito_repro.generate import run_generation
 from bonito_repro.generate.cli import EmptySyntheticSetError, main as generate
 from bonito_repro.generate.funnel import run_funnel
 from bonito_repro.generate.prompted import parse_prompted_output, prompted_request
-from bonito_repro.main_table import write_tables
-from bonito_repro.tasks import TASK_TYPES
+from bonito_repro.reporting.main_table import write_tables
+from bonito_repro.core.tasks import TASK_TYPES
 from bonito_repro.train.cli import main as train
 from conftest import REPO
 
@@ -123,7 +123,7 @@ def test_answer_in_passage_is_measured_for_extractive_qa_only_and_for_published_
 
 
 def test_chat_encoding_starts_the_reply(smollm2_tokenizer):
-    from bonito_repro.backends import encode_for_generation
+    from bonito_repro.runtime.backends import encode_for_generation
 
     ids = encode_for_generation(smollm2_tokenizer, ["Write a task."], "chat", "Instruction:")[0]
     text = smollm2_tokenizer.decode(ids)
@@ -136,7 +136,7 @@ def test_chat_encoding_starts_the_reply(smollm2_tokenizer):
 def test_paper_config_declares_the_alternative_generators():
     paper = load_scale("paper", REPO)
     assert paper["run"]["sources"] == ["tapt", "bonito"]  # the main grid; ablations select the others
-    from bonito_repro.config import read_yaml
+    from bonito_repro.core.config import read_yaml
 
     generators = read_yaml(REPO / "config.yaml")["generators"]
     assert generators["mistral_instruct"] == {"kind": "prompted", "model": "mistral_7b_instruct"}
@@ -149,7 +149,7 @@ def test_paper_config_declares_the_alternative_generators():
 
 
 def test_a_generators_own_sampling_is_checked_with_its_name():
-    from bonito_repro.config import ConfigError, merge, read_yaml, validate
+    from bonito_repro.core.config import ConfigError, merge, read_yaml, validate
 
     base = read_yaml(REPO / "config.yaml")
     overlay = {"run": {"sources": ["mistral_instruct"]},
@@ -180,7 +180,7 @@ def test_a_skipped_adaptations_loss_figure_says_why(tmp_path):
 @pytest.fixture(scope="module")
 def chat_model(tiny_model_dir, tmp_path_factory):
     """The tiny random model with a chat template: a prompted generator that never writes the format."""
-    from bonito_repro.models import load_tokenizer
+    from bonito_repro.runtime.models import load_tokenizer
 
     out = tmp_path_factory.mktemp("chat") / "model"
     shutil.copytree(tiny_model_dir, out)
@@ -192,7 +192,7 @@ def chat_model(tiny_model_dir, tmp_path_factory):
 
 
 def generate_argv(tmp_path, model, kind: str, dataset: str, task_type: str) -> list[str]:
-    from bonito_repro.origins import load_origin
+    from bonito_repro.core.origins import load_origin
 
     spec = load_scale("local", REPO)["datasets"][dataset]
     passages, test = tmp_path / "passages.parquet", tmp_path / "test.parquet"
@@ -313,7 +313,7 @@ def stop(server) -> None:
 @pytest.mark.skipif(not VLLM_PY.exists(), reason=f"{VLLM_PY} is missing (make setup-vllm)")
 def test_endpoint_retries_then_resumes_without_asking_finished_passages_again(tmp_path, chat_model, embed,
                                                                               monkeypatch):
-    from bonito_repro.backends import Sampling
+    from bonito_repro.runtime.backends import Sampling
     from bonito_repro.generate.endpoint import EndpointBackend, EndpointError
 
     port = free_port()
@@ -446,7 +446,7 @@ def test_released_alternative_sets_load_as_the_paper_config_names_them(local_hub
     as rule published_tasks does, from the local Hub laid out as bonito-experiment is."""
     from test_hub import ok, served_rows
 
-    from bonito_repro.config import read_yaml
+    from bonito_repro.core.config import read_yaml
 
     generators = read_yaml(REPO / "config.yaml")["generators"]
     pd.DataFrame({"question": ["Is it?"]}).to_parquet(tmp_path / "test.parquet")

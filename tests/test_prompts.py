@@ -1,8 +1,8 @@
 """The exact Bonito strings (docs/protocol.md, sections 3 and 6) and the task-type names."""
 import pytest
 
-from bonito_repro.prompts import bonito_input, bonito_output, parse_bonito_output
-from bonito_repro.tasks import TASK_TYPES, task_type_code, task_type_name
+from bonito_repro.core.prompts import bonito_input, bonito_output, parse_bonito_output
+from bonito_repro.core.tasks import TASK_TYPES, task_type_code, task_type_name
 
 
 def test_sixteen_task_types_with_distinct_names():

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from bonito_repro.__main__ import main as bonito_repro
-from bonito_repro.generate.quality_profile import (answer_in_passage_share, distinct_n, label_balance, label_of,
+from bonito_repro.reporting.quality_profile import (answer_in_passage_share, distinct_n, label_balance, label_of,
                                                    markdown, mean_words, passages_of, profile_row, profile_table)
 
 PASSAGES = ["The Vell river is 312 kilometres long.", "Skerra has about 300 people."]

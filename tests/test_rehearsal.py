@@ -18,7 +18,7 @@ import sys
 import pytest
 import yaml
 
-from bonito_repro.config import load_scale
+from bonito_repro.core.config import load_scale
 from bonito_repro.localhub import server as hubserver
 from bonito_repro.localhub.rehearsal import check_requests, endpoint_table
 from conftest import REPO

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bonito_repro.cost import chain_retries
+from bonito_repro.cluster.cost import chain_retries
 from slurm_cluster import (
     ACCOUNT,
     PARTITION,

@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from bonito_repro.evaluate.table import collect_scores, main
+from bonito_repro.reporting.table import collect_scores, main
 
 
 def result(target: str, source: str, dataset: str, f1s: list[float]) -> dict:

@@ -19,12 +19,12 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from bonito_repro.__main__ import main as bonito_repro
-from bonito_repro.config import load_scale
-from bonito_repro.models import load_tokenizer
-from bonito_repro.prompts import bonito_input, bonito_output, wrap
+from bonito_repro.core.config import load_scale
+from bonito_repro.runtime.models import load_tokenizer
+from bonito_repro.core.prompts import bonito_input, bonito_output, wrap
 from bonito_repro.train import TrainError, TrainJob, run
 from bonito_repro.train import checkpoints
-from bonito_repro.steps import training_steps
+from bonito_repro.core.steps import training_steps
 from bonito_repro.train.data import IGNORE_INDEX, Collator, encode_pairs, format_pairs, pack_blocks
 from bonito_repro.train.engine import training_arguments
 from bonito_repro.train.model import load_trainable_model, lora_config

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from bonito_repro.config import DATASETS_DIR, load_scale
+from bonito_repro.core.config import DATASETS_DIR, load_scale
 from conftest import REPO, snakemake
 
 GPU_RULES = {"train_bonito": "train_bonito", "generate": "generate", "adapt": "adapt", "evaluate": "evaluate",

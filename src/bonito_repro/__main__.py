@@ -5,7 +5,7 @@ import importlib
 import os
 import sys
 
-from .errors import InputError
+from .core.errors import InputError
 
 # Threads that spin while waiting cost more than they save on a shared CPU (measured: a
 # one-passage generation step 1.94 s -> 0.12 s on 2 busy cores).
@@ -14,25 +14,25 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # stage name -> module whose main(argv) runs it: a stage is named after its module, hyphens for
 # underscores; a stage package (ctga, train, generate, evaluate) keeps its command in cli.py
 STAGES = {
-    "models": "bonito_repro.models",
-    "target-data": "bonito_repro.target_data",
+    "models": "bonito_repro.prepare.models",
+    "target-data": "bonito_repro.prepare.target_data",
     "ctga": "bonito_repro.ctga.cli",
     "train": "bonito_repro.train.cli",
     "parse-check": "bonito_repro.train.parse_check",
     "generate": "bonito_repro.generate.cli",
     "backtranslation": "bonito_repro.generate.backtranslation",
-    "quality-profile": "bonito_repro.generate.quality_profile",
+    "quality-profile": "bonito_repro.reporting.quality_profile",
     "evaluate": "bonito_repro.evaluate.cli",
-    "table": "bonito_repro.evaluate.table",
-    "baselines": "bonito_repro.evaluate.baselines",
-    "main-table": "bonito_repro.main_table",
-    "plot": "bonito_repro.plot",
-    "cost": "bonito_repro.cost",
-    "preflight": "bonito_repro.preflight",
-    "corpus": "bonito_repro.corpus",
-    "cards": "bonito_repro.cards",
-    "ablations": "bonito_repro.ablations",
-    "ablation-figures": "bonito_repro.ablation_figures",
+    "table": "bonito_repro.reporting.table",
+    "baselines": "bonito_repro.reporting.baselines",
+    "main-table": "bonito_repro.reporting.main_table",
+    "plot": "bonito_repro.reporting.plot",
+    "cost": "bonito_repro.cluster.cost",
+    "preflight": "bonito_repro.cluster.preflight",
+    "corpus": "bonito_repro.workflow.corpus",
+    "cards": "bonito_repro.reporting.cards",
+    "ablations": "bonito_repro.workflow.ablations",
+    "ablation-figures": "bonito_repro.reporting.ablation_figures",
 }
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..origins import load_origin
+from ..core.origins import load_origin
 from . import render, tables, templates
 
 log = logging.getLogger(__name__)

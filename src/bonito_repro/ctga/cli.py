@@ -7,9 +7,9 @@ import logging
 
 import pandas as pd
 
-from ..config import check_params
-from ..io import Manifest, check_writable, parse_params, read_json, setup_logging, write_csv, write_parquet
-from ..origins import hub_record, load_origin, pin_origin
+from ..core.config import check_params
+from ..core.io import (Manifest, check_writable, parse_params, read_json, setup_logging, write_csv, write_parquet)
+from ..core.origins import hub_record, load_origin, pin_origin
 from . import build, published
 
 log = logging.getLogger(__name__)

@@ -12,9 +12,9 @@ import re
 import datasets
 import pandas as pd
 
-from ..prompts import parse_bonito_output
-from ..origins import load_origin
-from ..tasks import task_type_name
+from ..core.prompts import parse_bonito_output
+from ..core.origins import load_origin
+from ..core.tasks import task_type_name
 from .build import OUTPUT_COLUMNS, CtgaBuild, per_task_type, split_validation
 
 _INPUT = re.compile(

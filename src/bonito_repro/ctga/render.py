@@ -9,7 +9,7 @@ import datasets
 import numpy as np
 import pandas as pd
 
-from ..prompts import CONTEXT_PLACEHOLDER, bonito_input, bonito_output
+from ..core.prompts import CONTEXT_PLACEHOLDER, bonito_input, bonito_output
 from .templates import PLACEHOLDER_VAR, TASK_SEPARATOR, MetaTemplate
 
 OK = ""

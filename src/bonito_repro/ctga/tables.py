@@ -6,9 +6,10 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..tasks import task_type_name
+from ..core import PACKAGE_DATA
+from ..core.tasks import task_type_name
 
-DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+DATA_DIR = PACKAGE_DATA
 TASK_TYPES_CSV = DATA_DIR / "ctga_template_task_types.csv"
 CONTEXT_FIELDS_CSV = DATA_DIR / "ctga_context_fields.csv"
 

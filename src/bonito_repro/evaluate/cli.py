@@ -15,7 +15,7 @@ fitted as ``truncation`` says (docs/protocol.md, section 8.5): ``right`` keeps i
 it survive; ``fail`` stops; the manifest counts each. The table number is the mean over templates;
 the median, a bootstrap interval (examples resampled, the mean over templates recomputed) and the
 example count go beside it. Scores are in percent. An adapter that is a skipped adaptation's
-marker (an alternative generator kept no task: bonito_repro.empty_sets) is not evaluated: the
+marker (an alternative generator kept no task: bonito_repro.core.empty_sets) is not evaluated: the
 result says "no tasks (0 of N kept)" in place of scores.
 """
 from __future__ import annotations
@@ -25,13 +25,13 @@ import json
 import logging
 from pathlib import Path
 
-from .. import config
-from ..config import EVAL_DECODING_KEYS
-from ..device import add_device_flag, stage_device
-from ..empty_sets import skipped_adapter
-from ..io import Manifest, check_writable, parse_params, set_threads, setup_logging, write_json, write_parquet
-from ..prompts import ALL_WRAPPERS
-from ..tasks import GENERATION_TASK_TYPES, task_type_code
+from ..core import config
+from ..core.config import EVAL_DECODING_KEYS
+from ..runtime.device import add_device_flag, stage_device
+from ..core.empty_sets import skipped_adapter
+from ..core.io import (Manifest, check_writable, parse_params, set_threads, setup_logging, write_json, write_parquet)
+from ..core.prompts import ALL_WRAPPERS
+from ..core.tasks import GENERATION_TASK_TYPES, task_type_code
 from .errors import EvaluationError
 from .job import run
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Sequence
 
-from ..models import encode_prompts
-from ..prompts import ALL_WRAPPERS, INSTRUCTION_WRAPPERS
+from ..runtime.models import encode_prompts
+from ..core.prompts import ALL_WRAPPERS, INSTRUCTION_WRAPPERS
 from .errors import EvaluationError
-from .templates import EvalTemplate, render_again, render_with_states
+from ..core.templates import EvalTemplate, render_again, render_with_states
 from .truncation import cut_passage, largest_fitting, passage_texts
 
 log = logging.getLogger(__name__)

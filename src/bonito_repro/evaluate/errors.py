@@ -1,5 +1,5 @@
 """The error of an evaluation job."""
-from ..errors import InputError
+from ..core.errors import InputError
 
 
 class EvaluationError(InputError):

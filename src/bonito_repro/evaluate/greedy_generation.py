@@ -6,16 +6,16 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import metrics
+from ..core import metrics
 from .encoder import PromptEncoder
-from .templates import EvalTemplate
+from ..core.templates import EvalTemplate
 
 
 def evaluate_generation(model_dir, adapter_dir, encoder: PromptEncoder, templates: Sequence[EvalTemplate],
                         rows: Sequence[dict], row_ids: Sequence[int], params: dict, *, device: str):
     """Per-template greedy answers, stripped, computed on ``device``; ``row_ids`` name the rows
     in errors."""
-    from ..backends import greedy_texts
+    from ..runtime.backends import greedy_texts
 
     prompts: list[list[int]] = []
     for template in templates:

@@ -10,17 +10,17 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from .. import metrics
-from ..config import ZERO_SHOT
-from ..io import Manifest, read_parquet, seeded_subset
-from ..models import load_for_inference, load_tokenizer
-from ..schemas import validate_rows
-from ..tasks import GENERATION_TASK_TYPES, RANK_TASK_TYPES, task_type_code
+from ..core import metrics
+from ..core.sources import ZERO_SHOT
+from ..core.io import Manifest, read_parquet, seeded_subset
+from ..runtime.models import load_for_inference, load_tokenizer
+from ..core.schemas import validate_rows
+from ..core.tasks import GENERATION_TASK_TYPES, RANK_TASK_TYPES, task_type_code
 from .encoder import PromptEncoder
 from .errors import EvaluationError
 from .greedy_generation import evaluate_generation, generation_report
 from .rank_classification import evaluate_rank, gold_labels, rank_report
-from .templates import EvalTemplate, load_templates
+from ..core.templates import EvalTemplate, load_templates
 
 # per-template scores, the bootstrap statistic over resampled examples, per-example records
 Report = tuple[dict[str, dict], Callable[[np.ndarray], np.ndarray], list[dict]]

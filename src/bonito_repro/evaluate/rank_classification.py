@@ -6,12 +6,12 @@ from typing import Sequence
 
 import numpy as np
 
-from .. import metrics
-from ..schemas import canonical_label
+from ..core import metrics
+from ..core.schemas import canonical_label
 from .encoder import PromptEncoder
 from .errors import EvaluationError
 from .scoring import score_choices
-from .templates import EvalTemplate, TemplateError
+from ..core.templates import EvalTemplate, TemplateError
 
 
 def gold_labels(rows: Sequence[dict], labels: dict | None, path: str,

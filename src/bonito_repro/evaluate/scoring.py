@@ -14,7 +14,7 @@ from typing import Sequence
 
 import torch
 
-from ..backends import token_batches
+from ..runtime.backends import token_batches
 
 TokenIds = list[int]
 

@@ -9,8 +9,6 @@ Bonito generator, checked and counted by the funnel.
 - formats: a synthetic set in bagel's four prompt formats
 - backtranslation: generator kind ``backtranslation`` (instruction backtranslation with
   self-curation), ``python -m bonito_repro backtranslation``
-- quality_profile: one table describing every (generator, dataset) synthetic set,
-  ``python -m bonito_repro quality-profile``
 - cli: ``python -m bonito_repro generate``
 """
 from .synthetic_tasks import generate_tasks, run_generation

@@ -36,11 +36,11 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from ..backends import Backend, Sampling, make_backend
-from ..device import add_device_flag, stage_device
-from ..io import (Manifest, check_writable, fingerprint, parse_params, read_parquet, set_threads, setup_logging,
-                  write_parquet)
-from ..prompts import BACKTRANSLATION_WRAPPER, wrap
+from ..core import PACKAGE_DATA
+from ..runtime.backends import Backend, Sampling, make_backend
+from ..runtime.device import add_device_flag, stage_device
+from ..core.io import (Manifest, check_writable, fingerprint, parse_params, read_parquet, set_threads, setup_logging, write_parquet)
+from ..core.prompts import BACKTRANSLATION_WRAPPER, wrap
 from .funnel import funnel_counts, probe_texts, run_funnel
 from .shards import generate_raw
 from .synthetic_tasks import Generation, check_lengths
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 BACKTRANSLATION = "backtranslation"  # the generator kind
 
 # the self-curation prompt: the method's five levels, in this project's words (docs/protocol.md, D18)
-CURATION_PROMPT = (Path(__file__).parents[1] / "data" / "backtranslation" / "self_curation.txt").read_text(
+CURATION_PROMPT = (PACKAGE_DATA / "backtranslation" / "self_curation.txt").read_text(
     encoding="utf-8").rstrip("\n")
 INSTRUCTION_SLOT, RESPONSE_SLOT = "<generated instruction>", "<output>"
 SCORES = (1, 2, 3, 4, 5)
@@ -213,7 +213,7 @@ def run_backtranslation(texts: Sequence[str], params: dict, curation: dict, *, m
 
 
 def _seed(args: argparse.Namespace) -> None:
-    from ..origins import load_origin, pin_origin
+    from ..core.origins import load_origin, pin_origin
 
     origin = pin_origin(parse_params(args.origin))  # the manifest records the commit read
     manifest = Manifest("backtranslation_seed", params={"origin": origin})
@@ -235,7 +235,7 @@ def _seed(args: argparse.Namespace) -> None:
 
 
 def _generate(args: argparse.Namespace) -> None:
-    from ..config import ConfigError, check_params
+    from ..core.config import ConfigError, check_params
     from .cli import generation_params, write_manifest, write_tasks
     from .inputs import read_passages
 

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..config import ConfigError, check_params
-from ..device import add_device_flag, stage_device
-from ..io import Manifest, check_writable, parse_params, read_parquet, set_threads, setup_logging, write_parquet
-from ..origins import pin_origin
-from ..tasks import task_type_name
+from ..core.config import ConfigError, check_params
+from ..runtime.device import add_device_flag, stage_device
+from ..core.io import (Manifest, check_writable, parse_params, read_parquet, set_threads, setup_logging, write_parquet)
+from ..core.origins import pin_origin
+from ..core.tasks import task_type_name
 from .funnel import funnel_counts, probe_texts, run_funnel
 from .inputs import fit_passages, load_published, model_positions, read_passages
 from .kinds import ALTERNATIVE_KINDS, KINDS, PUBLISHED
@@ -94,7 +94,7 @@ def from_generator(args: argparse.Namespace, params: dict, test_rows: list[dict]
     if args.endpoint is None:
         limit = model_positions(args.model)
         if limit:  # a passage too long for the model's context is dropped or split, as configured
-            from ..models import load_tokenizer
+            from ..runtime.models import load_tokenizer
 
             texts, ids, fitted = fit_passages(texts, ids, args.task_type, load_tokenizer(args.model), limit, params)
             counts.update(fitted)
@@ -103,7 +103,7 @@ def from_generator(args: argparse.Namespace, params: dict, test_rows: list[dict]
                                 device=args.device)
         provenance = {"model": str(args.model), "adapter": str(args.adapter) if args.adapter else None}
         return result, counts, {"provenance": provenance, "shards": result.shards}
-    from ..backends import Sampling
+    from ..runtime.backends import Sampling
     from .endpoint import EndpointBackend
 
     spec = parse_params(args.endpoint)

@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
-from ..backends import Sampling
+from ..runtime.backends import Sampling
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Iterable
 
-from ..io import atomic_path
+from ..core.io import atomic_path
 
 ALPACA_PREAMBLE = ("Below is an instruction that describes a task.  "
                    "Write a response that appropriately completes the request.")

@@ -33,9 +33,9 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..metrics import normalize_answer
-from ..prompts import parse_bonito_output
-from ..tasks import task_type_code
+from ..core.metrics import normalize_answer
+from ..core.prompts import parse_bonito_output
+from ..core.tasks import task_type_code
 from .embeddings import Embedder, max_cosine, similar_earlier
 
 REASONS = ("unparsable", "empty", "exact_duplicate", "near_duplicate", "contaminated", "answer_not_in_passage")

@@ -7,11 +7,11 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..errors import InputError
-from ..io import read_json, read_parquet, seeded_subset
-from ..origins import load_origin
-from ..prompts import bonito_input
-from ..schemas import UNANNOTATED_FIELDS, validate_rows
+from ..core.errors import InputError
+from ..core.io import read_json, read_parquet, seeded_subset
+from ..core.origins import load_origin
+from ..core.prompts import bonito_input
+from ..core.schemas import UNANNOTATED_FIELDS, validate_rows
 
 
 def read_passages(path: str | Path, max_passages: int | None, seed: int) -> tuple[list[str], list[int], dict]:
@@ -57,7 +57,7 @@ def fit_passages(texts: Sequence[str], context_ids: Sequence[int], task_type: st
     tokens that fit, each overlapping the one before by ``split_overlap`` tokens, as
     ``params["long_passages"]`` (``drop`` | ``split``) says. A piece keeps the ``context_id``
     of its passage. Returns (passages, context_ids, counts of long passages and pieces)."""
-    from ..models import encode_with_bos
+    from ..runtime.models import encode_with_bos
 
     mode, overlap = params["long_passages"], params["split_overlap"]
     prompt_lengths = [len(ids) for ids in encode_with_bos(tokenizer, [bonito_input(t, task_type) for t in texts])]

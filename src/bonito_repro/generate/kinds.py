@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..prompts import bonito_input, parse_bonito_output
+from ..core.prompts import bonito_input, parse_bonito_output
 from .prompted import parse_prefixed_output, parse_prompted_output, prompted_request, reply_prefix
 
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import functools
 import re
-from pathlib import Path
 
 import yaml
 
-from ..prompts import CONTEXT_PLACEHOLDER
-from ..tasks import task_type_code
+from ..core import PACKAGE_DATA
+from ..core.prompts import CONTEXT_PLACEHOLDER
+from ..core.tasks import task_type_code
 
-PROMPTS_PATH = Path(__file__).resolve().parent.parent / "data" / "prompted_prompts.yaml"
+PROMPTS_PATH = PACKAGE_DATA / "prompted_prompts.yaml"
 # a label at the start of a line, optionally in markdown bold (small chat models like **Instruction:**)
 _LABEL = re.compile(r"^[ \t]*(?:\*\*|__)?(instruction|response)(?:\*\*|__)?[ \t]*:(?:\*\*|__)?", re.I | re.M)
 

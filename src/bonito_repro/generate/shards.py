@@ -13,7 +13,7 @@ from typing import Sequence
 import pandas as pd
 from tqdm import tqdm
 
-from ..io import write_parquet
+from ..core.io import write_parquet
 
 log = logging.getLogger(__name__)
 

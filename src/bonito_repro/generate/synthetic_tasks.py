@@ -16,10 +16,10 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..backends import Backend, Sampling, make_backend
-from ..config import check_params
-from ..io import fingerprint
-from ..tasks import task_type_name
+from ..runtime.backends import Backend, Sampling, make_backend
+from ..core.config import check_params
+from ..core.io import fingerprint
+from ..core.tasks import task_type_name
 from .funnel import funnel_counts, probe_texts, run_funnel
 from .kinds import KINDS
 from .shards import generate_raw
@@ -37,8 +37,8 @@ class Generation:
 
 def prompt_lengths(model_dir: str | Path, prompts: Sequence[str], wrapper: str = "none",
                    reply_prefix: str = "") -> list[int]:
-    from ..backends import encode_for_generation
-    from ..models import load_tokenizer
+    from ..runtime.backends import encode_for_generation
+    from ..runtime.models import load_tokenizer
 
     return [len(ids) for ids in encode_for_generation(load_tokenizer(model_dir), list(prompts), wrapper, reply_prefix)]
 

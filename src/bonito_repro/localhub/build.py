@@ -14,10 +14,11 @@ from urllib.parse import quote
 
 import yaml
 
-from ..prompts import bonito_input, bonito_output
-from ..origins import EMBEDDED_DIR
+from ..core import PACKAGE_DATA
+from ..core.prompts import bonito_input, bonito_output
+from ..core.origins import EMBEDDED_DIR
 
-SPEC_PATH = Path(__file__).resolve().parents[1] / "data" / "local_hub.yaml"
+SPEC_PATH = PACKAGE_DATA / "local_hub.yaml"
 GITATTRIBUTES = "".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n"
                         for s in (".arrow", ".bin", ".parquet", ".safetensors", ".model"))
 LORA_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -121,7 +122,7 @@ def write_script(out: Path, repo_name: str) -> None:
 def _tiny_weights(spec: dict, cache: dict, work: Path) -> Path:
     """A tiny random model directory (built once per spec and session), taught the Bonito format
     for ``bonito_format_steps`` steps where the spec asks."""
-    from ..models import prepare_model
+    from ..prepare.models import prepare_model
 
     key = json.dumps(spec, sort_keys=True)
     if key not in cache:

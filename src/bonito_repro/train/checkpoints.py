@@ -13,7 +13,7 @@ import re
 import shutil
 from pathlib import Path
 
-from ..io import file_listing, write_json
+from ..core.io import file_listing, write_json
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ With more than one process, launch it under torchrun:
     python -m torch.distributed.run --standalone --nproc_per_node N -m bonito_repro train ...
 A killed run started again with the same arguments resumes from the latest complete checkpoint
 under --checkpoints and ends at the same step count with the same weights. Pairs that are an
-alternative generator's empty set (bonito_repro.empty_sets) train nothing: --out gets only a
+alternative generator's empty set (bonito_repro.core.empty_sets) train nothing: --out gets only a
 marker saying "no tasks (0 of N kept)", which evaluation and the tables carry on.
 """
 from __future__ import annotations
@@ -19,9 +19,9 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..device import add_device_flag, stage_device
-from ..empty_sets import empty_set, write_marker
-from ..io import Manifest, parse_params, setup_logging
+from ..runtime.device import add_device_flag, stage_device
+from ..core.empty_sets import empty_set, write_marker
+from ..core.io import Manifest, parse_params, setup_logging
 from .data import PAIR_WRAPPERS
 from .engine import MODES, TrainError, TrainJob, run
 

@@ -1,5 +1,5 @@
 """Training sequences: (input, output) pairs with the loss on the output only, or TAPT blocks
-with the loss on every token; and the batch collator (the step rule is bonito_repro.steps).
+with the loss on every token; and the batch collator (the step rule is bonito_repro.core.steps).
 
 A sequence is stored as its token ids and ``prompt_length``, the number of leading tokens that
 carry no loss; the collator turns that into labels, so a million-row set keeps one int column.
@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..models import encode_prompts
-from ..steps import TrainDataError
+from ..runtime.models import encode_prompts
+from ..core.steps import TrainDataError
 
 IGNORE_INDEX = -100
 # `none`: the input column is already the whole prompt (Bonito's ctga inputs)

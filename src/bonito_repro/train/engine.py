@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..config import ConfigError, check_params as check_section
-from ..device import require_device
-from ..io import ColumnsError, Manifest, check_writable, read_parquet, set_threads
-from ..steps import effective_batch, training_steps
+from ..core.config import ConfigError, check_params as check_section
+from ..runtime.device import require_device
+from ..core.io import ColumnsError, Manifest, check_writable, read_parquet, set_threads
+from ..core.steps import effective_batch, training_steps
 from . import checkpoints
 from .data import Collator, Encoded, TrainDataError, encode_pair_rows, encode_tapt
 
@@ -40,7 +40,7 @@ class TrainJob:
     checkpoints: Path
     manifest: Path
     params: dict
-    device: str               # the config's `device`: cuda or cpu (bonito_repro.device)
+    device: str               # the config's `device`: cuda or cpu (bonito_repro.runtime.device)
     wrapper: str = "none"
     init_adapter: Path | None = None
     validation: Path | None = None
@@ -247,7 +247,7 @@ def run(job: TrainJob, callbacks: Sequence = ()) -> dict | None:
     the final adapter and the manifest (with the loss histories the loss curve is drawn from);
     return the manifest record (None on processes other than the first). ``callbacks`` are extra
     TrainerCallbacks."""
-    from ..models import load_tokenizer
+    from ..runtime.models import load_tokenizer
 
     require_device(job.device, f"train {job.name or job.out}")
     check_params(job.params, job.mode)

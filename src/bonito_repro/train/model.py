@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..models import ModelError
+from ..runtime.models import ModelError
 
 
 def compute_dtype(params: dict) -> torch.dtype:

@@ -14,11 +14,11 @@ import argparse
 import logging
 from pathlib import Path
 
-from ..backends import greedy_texts
-from ..device import add_device_flag, stage_device
-from ..io import Manifest, check_writable, parse_params, read_parquet, set_threads, setup_logging
-from ..models import encode_with_bos, load_tokenizer
-from ..prompts import parse_bonito_output
+from ..runtime.backends import greedy_texts
+from ..runtime.device import add_device_flag, stage_device
+from ..core.io import Manifest, check_writable, parse_params, read_parquet, set_threads, setup_logging
+from ..runtime.models import encode_with_bos, load_tokenizer
+from ..core.prompts import parse_bonito_output
 
 log = logging.getLogger(__name__)
 

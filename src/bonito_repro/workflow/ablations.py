@@ -22,47 +22,27 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import re
 import shutil
 import sys
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .config import TAPT, ZERO_SHOT, load_scale
-from .io import Manifest, read_json, read_parquet, setup_logging, write_json, write_parquet
-from .tasks import task_type_code
+from ..core.config import load_scale
+from ..core.io import Manifest, read_json, read_parquet, setup_logging, write_json, write_parquet
+from ..core.sources import TAPT, ZERO_SHOT, chain_source, chained_generator, parse_size_source, size_source
+from ..core.tasks import task_type_code
 
 log = logging.getLogger(__name__)
 
 R = "results"
-SIZE_SOURCE = re.compile(r"^(?P<generator>.+)\.n(?P<size>[1-9][0-9]*)$")
-CHAIN_PREFIX = TAPT + "+"
 # figure -> the ablation (Snakemake target) it belongs to
 FIGURES = {"generators": "generators", "generators_matched": "generators", "size": "size",
            "chain": "domain", "transfer": "domain", "transfer_common": "domain"}
 # the matched-N variants, each off when its N is null: figure -> (ablation block, key)
 VARIANT_N = {"generators_matched": ("generators", "matched_n"), "transfer_common": ("domain", "common_n")}
-
-
-def size_source(generator: str, size: int) -> str:
-    return f"{generator}.n{size}"
-
-
-def chain_source(generator: str) -> str:
-    return CHAIN_PREFIX + generator
-
-
-def parse_size_source(source: str) -> tuple[str, int] | None:
-    """(generator, N) of a size point's source name, or None for any other source."""
-    match = SIZE_SOURCE.match(source)
-    return (match["generator"], int(match["size"])) if match else None
-
-
-def chained_generator(source: str) -> str | None:
-    return source[len(CHAIN_PREFIX):] if source.startswith(CHAIN_PREFIX) else None
 
 
 def eval_path(target: str, source: str, train_dataset: str, test_dataset: str) -> str:
@@ -195,13 +175,6 @@ def ablation_sources(config: dict) -> list[str]:
     constraints."""
     sources = {c.source for figure in figures_of(config) for c in ablation_cells(config, figure)}
     return sorted(s for s in sources if parse_size_source(s) or chained_generator(s))
-
-
-def ablation_problems(config: dict) -> list[str]:
-    """Names the ablations cannot use; each problem names its key. (Targets and datasets the
-    ablations list but `run` does not select are left out, not an error: see ``_datasets``.)"""
-    return [f"generators.{name}: names ending in .nN are size points of the ablations"
-            for name in config["generators"] if parse_size_source(name)]
 
 
 # --- jobs

@@ -13,8 +13,8 @@ from typing import Iterable
 
 import pandas as pd
 
-from ..io import InputFileError, check_writable, read_json, require_keys, setup_logging, write_csv, write_text
-from ..main_table import DEMO_LABEL
+from ..core.io import (InputFileError, check_writable, read_json, require_keys, setup_logging, write_csv, write_text)
+from .main_table import DEMO_LABEL
 
 COLUMNS = ["target", "source", "dataset", "task_type", "wrapper", "n_examples", "f1", "f1_median",
            "ci_low", "ci_high", "confidence", "templates", "template_f1", "no_tasks"]

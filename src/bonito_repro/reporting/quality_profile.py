@@ -21,10 +21,10 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..io import parse_params, read_json, setup_logging, write_csv, write_text
-from ..metrics import normalize_answer
-from ..tasks import task_type_code
-from .funnel import without_passage
+from ..core.io import parse_params, read_json, setup_logging, write_csv, write_text
+from ..core.metrics import normalize_answer
+from ..core.tasks import task_type_code
+from ..generate.funnel import without_passage
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ networked login node in minutes, printed as one table; the exit status is 1 if a
 - environment: each interpreter the rules will run starts and imports its stage's packages.
 - gpu (``--gpu-check``): a one-GPU Slurm job (srun) on a compute node checks CUDA, bf16,
   bitsandbytes' 4-bit kernels and vLLM's CUDA platform.
-- cost: the cost model's table (bonito_repro.cost), with a warning where a job cannot finish
+- cost: the cost model's table (bonito_repro.cluster.cost), with a warning where a job cannot finish
   in its runtime.
 """
 from __future__ import annotations
@@ -26,11 +26,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import cost
-from .config import ConfigError, load_config
+from ..core.config import ConfigError, load_config
 from .environments import environments_in_use, verify_environment
-from .hub import HubError, resolve_revision
-from .origins import load_arguments
-from .tasks import task_type_code
+from ..core.hub import HubError, resolve_revision
+from ..core.origins import load_arguments
+from ..core.tasks import task_type_code
 
 OK, FAIL, WARN = "ok", "FAIL", "warn"
 # packages each environment's jobs import (the main one runs every stage but vLLM's)
@@ -133,7 +133,7 @@ def check_model(ref: HubReference) -> Check:
     from huggingface_hub.hf_api import RepoFile
     from huggingface_hub.utils import filter_repo_objects
 
-    from .models import download_patterns
+    from ..prepare.models import download_patterns
 
     item, hub = f"{ref.where}: {describe(ref)}", ref.hub
     sha, problem = _commit(hub, "model")
@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     checks += cost_checks
     print(format_checks(checks))
     if table:
-        print("\nprojected cost (bonito_repro.cost):\n" + table)
+        print("\nprojected cost (bonito_repro.cluster.cost):\n" + table)
     failed = [c for c in checks if c.status == FAIL]
     print(f"\npreflight: {len(checks)} checks, {len(failed)} failed" +
           "".join(f"\n  FAIL {c.kind}: {c.item}: {c.detail}" for c in failed))

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from ..errors import InputError
-from ..schemas import FieldType, raw_label
+from .errors import InputError
+from .schemas import FieldType, raw_label
 
 CANONICAL_LABELS = ("yes", "no", "maybe")
 SEPARATOR = "|||"  # promptsource's, between prompt and target

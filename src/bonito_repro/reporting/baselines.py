@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import metrics
-from ..io import Manifest, parse_params, setup_logging, write_csv, write_text
-from ..main_table import DEMO_LABEL
-from ..tasks import RANK_TASK_TYPES, task_type_code
-from .job import select_rows
-from .rank_classification import gold_labels
-from .truncation import passage_texts
+from ..core import metrics
+from ..core.io import Manifest, parse_params, setup_logging, write_csv, write_text
+from .main_table import DEMO_LABEL
+from ..core.tasks import RANK_TASK_TYPES, task_type_code
+from ..evaluate.job import select_rows
+from ..evaluate.rank_classification import gold_labels
+from ..evaluate.truncation import passage_texts
 
 COLUMNS = ["baseline", "dataset", "n_examples", "f1", "ci_low", "ci_high", "confidence"]
 MAX_SPAN_WORDS = 3

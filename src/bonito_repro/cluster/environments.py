@@ -7,8 +7,8 @@ A requirement file is pip's format, one requirement a line (``#`` starts a comme
 (``name==version``) must match exactly, local label included: ``torch 2.13.0+cpu`` (a CPU-only
 build) does not satisfy ``torch==2.13.0`` (the CUDA build on PyPI); any other specifier must hold.
 
-    python -m bonito_repro.environments --python .venv-gpu/bin/python envs/main-gpu.lock.txt ...
-    python -m bonito_repro.environments --config config.yaml [--config OVERLAY ...]
+    python -m bonito_repro.cluster.environments --python .venv-gpu/bin/python envs/main-gpu.lock.txt ...
+    python -m bonito_repro.cluster.environments --config config.yaml [--config OVERLAY ...]
 
 exit non-zero naming every package that is missing or at another version. The preflight calls
 ``verify_environments`` for the active config on the login node (compute nodes share the
@@ -139,7 +139,7 @@ def verify_environments(config: dict, root: str | Path) -> dict[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bonito_repro.environments", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m bonito_repro.cluster.environments", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--python", help="the interpreter of the environment to check")
     parser.add_argument("--config", action="append", help="check the environments of this config instead "
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.python:
         results = {args.python: verify_environment(args.python, args.requirements)}
     else:
-        from .config import load_config
+        from ..core.config import load_config
 
         results = verify_environments(load_config(*args.config), Path.cwd())
     for name, problems in results.items():

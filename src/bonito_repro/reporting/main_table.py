@@ -13,10 +13,11 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .config import ZERO_SHOT
-from .io import ColumnsError, check_writable, parse_params, read_csv, setup_logging, write_csv, write_text
+from ..core import PACKAGE_DATA
+from ..core.sources import ZERO_SHOT
+from ..core.io import (ColumnsError, check_writable, parse_params, read_csv, setup_logging, write_csv, write_text)
 
-PUBLISHED = Path(__file__).parent / "data" / "published.yaml"
+PUBLISHED = PACKAGE_DATA / "published.yaml"
 SOURCE_NAMES = {ZERO_SHOT: "zero-shot", "tapt": "TAPT", "bonito": "Bonito",
                 # the authors' generator and their released sets (config/from_*.yaml)
                 "bonito_v1": "Bonito (bonito-v1)", "bonito_released": "Bonito (released sets)"}

@@ -4,7 +4,7 @@
     python -m bonito_repro target-data unannotated --dataset KEY --origin JSON --out X.parquet --manifest M.json
     python -m bonito_repro target-data test --dataset KEY --origin JSON --fields JSON --labels JSON --out X.parquet --manifest M.json
 
-Every row is checked (``bonito_repro.schemas``): an unannotated row holds ``input``, a test row
+Every row is checked (``bonito_repro.core.schemas``): an unannotated row holds ``input``, a test row
 the dataset file's ``test_fields``; a bad row stops the stage with an error naming the file, the
 row and the field. The whole test split is kept: evaluation samples from it
 (``evaluation.max_examples``), and the generation funnel checks synthetic tasks against all of it
@@ -21,10 +21,10 @@ from typing import Any
 import datasets
 import pandas as pd
 
-from .config import check_params
-from .io import InputError, Manifest, atomic_path, check_writable, setup_logging, write_parquet
-from .schemas import SchemaError, canonical_label, label_key, validate_rows
-from .origins import embedded_path, load_origin, pin_origin
+from ..core.config import check_params
+from ..core.io import InputError, Manifest, atomic_path, check_writable, setup_logging, write_parquet
+from ..core.schemas import SchemaError, canonical_label, label_key, validate_rows
+from ..core.origins import embedded_path, load_origin, pin_origin
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .config import TAPT, ZERO_SHOT
-from .io import parse_params, read_json, setup_logging, write_csv, write_text
+from ..core.sources import TAPT, ZERO_SHOT
+from ..core.io import parse_params, read_json, setup_logging, write_csv, write_text
 from .main_table import DEMO_LABEL
 from .plot import _pyplot, _save
 

@@ -14,13 +14,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from . import PACKAGE_DATA
 from .errors import InputError
 from .hub import HubError, resolve_revision
 
 if TYPE_CHECKING:
     import datasets
 
-EMBEDDED_DIR = Path(__file__).parent / "data" / "embedded"
+EMBEDDED_DIR = PACKAGE_DATA / "embedded"
 KINDS = ("unannotated", "test", "ctga", "seed")
 _BUILDERS = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}
 # The Hub's automatic Parquet conversion of a dataset: one folder per config and no README, so

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .config import check_params
-from .empty_sets import cell_note
-from .io import atomic_path, check_writable, parse_params, read_json, require_keys, setup_logging
+from ..core.config import check_params
+from ..core.empty_sets import cell_note
+from ..core.io import atomic_path, check_writable, parse_params, read_json, require_keys, setup_logging
 
 
 def _pyplot():

@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .config import TAPT, load_config
-from .steps import effective_batch, training_steps
-from .tasks import task_type_code
+from ..core.config import load_config
+from ..core.sources import TAPT
+from ..core.steps import effective_batch, training_steps
+from ..core.tasks import task_type_code
 
 # stage -> the section of config `resources` its jobs request (train_p3 runs with adapt's)
 STAGE_RESOURCES = {"ctga": "ctga", "train_bonito": "train_bonito", "train_p3": "adapt", "generate": "generate",

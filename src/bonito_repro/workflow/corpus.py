@@ -39,12 +39,12 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from .config import DATASETS_DIR, ConfigError, load_config, merge, read_yaml
-from .io import InputFileError, Manifest, read_jsonl, read_parquet, setup_logging, write_text
-from .tasks import GENERATION_TASK_TYPES, RANK_TASK_TYPES, TASK_TYPES, task_type_code
+from ..core.config import DATASETS_DIR, ConfigError, load_config, merge, read_yaml
+from ..core.io import InputFileError, Manifest, read_jsonl, read_parquet, setup_logging, write_text
+from ..core.tasks import GENERATION_TASK_TYPES, RANK_TASK_TYPES, TASK_TYPES, task_type_code
 
 log = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 FORMATS = (".txt", ".jsonl", ".csv", ".parquet")
 # The paper's dataset whose schema, label map and evaluation templates a user's test set of
 # each task type takes, and the fields (roles) the user names in their own rows.

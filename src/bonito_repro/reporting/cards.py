@@ -29,9 +29,9 @@ from typing import Any
 
 import pandas as pd
 
-from .io import atomic_path, parse_params, read_json, setup_logging
-from .prompts import bonito_input
-from .tasks import task_type_name
+from ..core.io import atomic_path, parse_params, read_json, setup_logging
+from ..core.prompts import bonito_input
+from ..core.tasks import task_type_name
 
 log = logging.getLogger(__name__)
 # the Hub's size categories, by row count (upper bounds)

@@ -1,4 +1,4 @@
-"""Base model directories, one per `models:` entry, and loading them for inference.
+"""Base model directories, one per `models:` entry (loading them: bonito_repro.runtime.models).
 
 Three ways to make ``results/models/NAME/`` (the config picks one per model):
 - ``hub``: download once, at the commit the revision points at (safetensors, config, tokenizer;
@@ -20,19 +20,16 @@ import shutil
 from pathlib import Path
 from typing import Iterable
 
-from .config import check_params
-from .hub import HubError, resolve_revision
-from .io import Manifest, check_writable, parse_params, setup_logging
+from ..core.config import check_params
+from ..core.hub import HubError, resolve_revision
+from ..core.io import Manifest, check_writable, parse_params, setup_logging
+from ..runtime.models import ModelError
 
 log = logging.getLogger(__name__)
 
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
 # Files a model or adapter directory needs; weights come only as safetensors.
 HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.txt", "*.jinja"]
-
-
-class ModelError(ValueError):
-    """A model spec or model directory is unusable."""
 
 
 def _replace_dir(tmp: Path, out_dir: Path) -> None:
@@ -286,7 +283,7 @@ def embedded_texts() -> list[str]:
     """Every string in the embedded demo rows of the target datasets and ctga: the tiny
     tokenizer's training text. The backtranslation seed conversations are not in it: they came
     later, and adding text changes the tokenizer, hence every tiny model and smoke result."""
-    from .origins import EMBEDDED_DIR
+    from ..core.origins import EMBEDDED_DIR
 
     texts: list[str] = []
 
@@ -329,55 +326,6 @@ def prepare_model(spec: dict, out_dir: str | Path) -> Path:
         _replace_dir(tmp, out_dir)
         return out_dir
     raise ModelError(f"model spec {spec!r} needs one of: hub, gguf, tiny, path")
-
-
-def load_tokenizer(model_dir: str | Path, padding_side: str = "left"):
-    """The model's tokenizer, with a pad token (EOS where the model has none)."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side=padding_side)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer
-
-
-def encode_with_bos(tokenizer, texts: list[str]) -> list[list[int]]:
-    """Token ids with exactly one BOS in front, whatever the tokenizer adds by itself
-    (Mistral's adds one, SmolLM2's GGUF tokenizer adds none): the paper's prompts start with BOS."""
-    ids = tokenizer(texts, add_special_tokens=False)["input_ids"]
-    bos = tokenizer.bos_token_id
-    return [[bos, *row] if bos is not None else row for row in ids]
-
-
-def encode_prompts(tokenizer, prompts: list[str], wrapper: str) -> list[list[int]]:
-    """Token ids of prompts under a wrapper: BOS + the wrapped prompt (``none``: the prompt as it
-    is), or, for ``chat``, the tokenizer's chat template with the prompt as the user's turn and the
-    assistant's turn opened, which carries the model's own special tokens (so no second BOS)."""
-    from .prompts import CHAT, wrap
-
-    if wrapper == CHAT:
-        if not getattr(tokenizer, "chat_template", None):
-            raise ModelError(f"wrapper {CHAT!r}: the tokenizer has no chat template")
-        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                               add_generation_prompt=True) for p in prompts]
-        return tokenizer(texts, add_special_tokens=False)["input_ids"]
-    return encode_with_bos(tokenizer, prompts if wrapper == "none" else [wrap(p, wrapper) for p in prompts])
-
-
-def load_for_inference(model_dir: str | Path, adapter_dir: str | Path | None = None, bf16: bool = False):
-    """A model in eval mode, with a PEFT adapter merged in where given."""
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if bf16 else torch.float32,
-                                                 use_safetensors=True)
-    if adapter_dir is not None:
-        from peft import PeftModel
-
-        if not (Path(adapter_dir) / "adapter_config.json").exists():
-            raise ModelError(f"{adapter_dir}: not a PEFT adapter directory (no adapter_config.json)")
-        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
-    return model.eval()
 
 
 def main(argv: list[str] | None = None) -> int:

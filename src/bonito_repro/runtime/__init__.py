@@ -1,0 +1,3 @@
+"""The runtime layer: what the stages share to run a model. Loading a prepared model directory
+(models), the generation backends, transformers and vLLM (backends), and the device a job was
+configured for (device). It imports the core only."""
