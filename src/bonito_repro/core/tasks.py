@@ -1,5 +1,10 @@
-"""The 16 task types of ctga-v1 and the Bonito package (SHORTFORM_TO_FULL_TASK_TYPES)."""
+"""The 16 task types of ctga-v1 and the Bonito package (SHORTFORM_TO_FULL_TASK_TYPES), and the
+registry of what the workflow does with each (``TASK_TYPE_SPECS``): how evaluation scores it, if at
+all, and which of the paper's datasets lends a user's labelled set of that type its schema and
+templates. Code looks a task type up here; it never matches codes as strings."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 TASK_TYPES: dict[str, str] = {
     "exqa": "extractive question answering",
@@ -37,7 +42,45 @@ def task_type_code(task_type: str) -> str:
     return _FULL_TO_CODE[task_type_name(task_type)]
 
 
-# The task types a dataset can be evaluated as (docs/protocol.md, section 8): rank classification
-# over its templates' answer choices, or greedy generation scored against the gold answer.
-RANK_TASK_TYPES = ("ynqa", "nli")
-GENERATION_TASK_TYPES = ("exqa",)
+RANK = "rank"        # rank classification over the templates' answer choices (yes-no QA, NLI)
+GREEDY = "greedy"    # greedy generation scored against the gold answer (extractive QA)
+
+
+@dataclass(frozen=True)
+class TaskType:
+    """What the workflow does with one task type (docs/protocol.md, section 8)."""
+
+    code: str
+    name: str
+    scoring: str | None = None             # RANK or GREEDY: evaluated with F1; None: never evaluated
+    template_dataset: str | None = None    # the paper's dataset whose schema, label map and templates a
+                                           # user's labelled set of this type takes (corpus)
+    test_roles: tuple[str, ...] = ()       # the test-row fields a user names in their own rows
+    labelled: bool = False                 # tasks answer with a label word (yes / no / maybe)
+    extractive: bool = False               # a task's response should be a span of its passage
+
+
+TASK_TYPE_SPECS: dict[str, TaskType] = {code: TaskType(code, name) for code, name in TASK_TYPES.items()}
+TASK_TYPE_SPECS.update(
+    ynqa=TaskType("ynqa", TASK_TYPES["ynqa"], scoring=RANK, template_dataset="pubmed_qa",
+                  test_roles=("passage", "question", "label"), labelled=True),
+    nli=TaskType("nli", TASK_TYPES["nli"], scoring=RANK, template_dataset="contract_nli",
+                 test_roles=("premise", "hypothesis", "label"), labelled=True),
+    exqa=TaskType("exqa", TASK_TYPES["exqa"], scoring=GREEDY, template_dataset="squadshifts_nyt",
+                  test_roles=("context", "question", "answer"), extractive=True),
+)
+
+
+def task_type_spec(task_type: str) -> TaskType:
+    """The registry entry of a task type given by code or full name (ValueError if unknown)."""
+    return TASK_TYPE_SPECS[task_type_code(task_type)]
+
+
+def scoring(task_type: str) -> str | None:
+    """How a dataset of this task type is scored: RANK, GREEDY, or None (no F1)."""
+    return task_type_spec(task_type).scoring
+
+
+# The task types a dataset can be evaluated as, by how
+RANK_TASK_TYPES = tuple(code for code, spec in TASK_TYPE_SPECS.items() if spec.scoring == RANK)
+GENERATION_TASK_TYPES = tuple(code for code, spec in TASK_TYPE_SPECS.items() if spec.scoring == GREEDY)

@@ -1,0 +1,59 @@
+"""The generator kinds, in one table that code looks up (a kind is never matched as a string
+elsewhere): which rule writes a kind's synthetic sets, which rule trains what it needs, whether a
+local model generates (on ``generation.backend``'s environment), and whether a set that keeps no
+task is a result. What a kind's config entry must hold is its block of the schema
+($defs/generator); how it prompts and parses is its module under bonito_repro.generate.
+
+Adding a kind: an entry here, its schema block, its config entry, its module, its rule, its tests.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class GeneratorKind:
+    rule: str                     # the rule that writes synthetic/{generator}/{dataset}.*
+    runs_model: bool              # a local model generates, in generation.backend's environment
+    alternative: bool             # not the paper's Bonito: a set that keeps no task is a result
+    training_rule: str | None = None   # the rule that trains what it generates with, if any
+    local_rule: bool = False      # runs where the network is (an endpoint, a download)
+
+
+GENERATOR_KINDS: dict[str, GeneratorKind] = {
+    # Bonito: `base` + the adapter train_bonito trains on ctga, or a full published `model`
+    "bonito": GeneratorKind(rule="generate", runs_model=True, alternative=False, training_rule="train_bonito"),
+    # an instruction-tuned model asked with the package's prompt, under its chat template
+    "prompted": GeneratorKind(rule="generate", runs_model=True, alternative=True),
+    # the same request, sent to an OpenAI-compatible chat endpoint
+    "endpoint": GeneratorKind(rule="endpoint_tasks", runs_model=False, alternative=True, local_rule=True),
+    # a released synthetic set, read as it is (an empty one is a broken download)
+    "published": GeneratorKind(rule="published_tasks", runs_model=False, alternative=False, local_rule=True),
+    # instruction backtranslation: backward and forward adapters, then self-curation
+    "backtranslation": GeneratorKind(rule="backtranslate", runs_model=True, alternative=True,
+                                     training_rule="train_backtranslation"),
+}
+
+
+def kind_of(spec: dict) -> GeneratorKind:
+    """The registry entry of a generator's config entry."""
+    return GENERATOR_KINDS[spec["kind"]]
+
+
+def trains(spec: dict) -> bool:
+    """Whether the workflow trains something for this generator (a Bonito `base` is trained on
+    ctga; a full `model` is used as it is)."""
+    kind = kind_of(spec)
+    return kind.training_rule is not None and (spec["kind"] != "bonito" or "base" in spec)
+
+
+def generators_of(config: dict, *, kind: str | None = None, rule: str | None = None,
+                  runs_model: bool | None = None, trained: bool | None = None) -> list[str]:
+    """The config's generators (sorted) of a kind, made by a rule, running a local model or
+    trained by the workflow: each filter applies where given."""
+    def keep(spec: dict) -> bool:
+        entry = kind_of(spec)
+        return ((kind is None or spec["kind"] == kind) and (rule is None or entry.rule == rule)
+                and (runs_model is None or entry.runs_model == runs_model)
+                and (trained is None or trains(spec) == trained))
+    return sorted(name for name, spec in config["generators"].items() if keep(spec))
