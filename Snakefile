@@ -43,37 +43,28 @@ include: "rules/profile.smk"
 include: "rules/ablations.smk"
 
 
-# The default target: the paper's tables beside the no-model baselines (where a dataset has a test
-# set), every figure, the trained generators' parse checks, the generators' quality profile and
-# the cards of every synthetic set and adapter.
+# The targets, each requesting what bonito_repro.workflow.dag.Dag.final_outputs lists: `all`
+# (the default) the paper's tables beside the no-model baselines, every figure, the parse checks,
+# the quality profile and the cards; `ablation_*` one ablation each (README, "Ablations").
+TARGETS = dag.final_outputs()
+
+
 rule all:
-    input:
-        MAIN_TABLES + BASELINES if EVALUATED else [],
-        FIGURES,
-        PARSE_CHECKS,
-        QUALITY_PROFILE,
-        CARDS,
+    input: TARGETS["all"]
     default_target: True
 
 
-# The paper's ablations (rules/ablations.smk; README, "Ablations"), outside the default target.
 rule ablation_generators:
-    input:
-        ABLATION_OUTPUTS["generators"],
+    input: TARGETS["ablation_generators"]
 
 
 rule ablation_size:
-    input:
-        ABLATION_OUTPUTS["size"],
+    input: TARGETS["ablation_size"]
 
 
 rule ablation_domain:
-    input:
-        ABLATION_OUTPUTS["domain"],
+    input: TARGETS["ablation_domain"]
 
 
 rule ablations:
-    input:
-        rules.ablation_generators.input,
-        rules.ablation_size.input,
-        rules.ablation_domain.input,
+    input: rules.ablation_generators.input, rules.ablation_size.input, rules.ablation_domain.input

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bonito_repro.core import layout
 from bonito_repro.core.config import load_scale
 
 REPO = Path(__file__).resolve().parents[1]
@@ -16,7 +17,7 @@ def smollm2_dir(given: str | None, scratch: Path) -> Path:
     """The model given, else the workflow's converted SmolLM2, else a fresh conversion in scratch."""
     if given:
         return Path(given)
-    local = REPO / "results" / "models" / "smollm2"
+    local = REPO / layout.model_dir("smollm2")
     if (local / "config.json").exists():
         return local
     from bonito_repro.prepare.models import prepare_model

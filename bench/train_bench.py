@@ -33,6 +33,7 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI does: no spinning on shared cores
 
+from bonito_repro.core import layout
 from bonito_repro.core.config import load_scale
 from common import local_config, smollm2_dir
 
@@ -71,7 +72,7 @@ def projection(args: argparse.Namespace) -> list[str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model")
-    parser.add_argument("--data", default=str(REPO / "results" / "ctga" / "train.parquet"))
+    parser.add_argument("--data", default=str(REPO / layout.ctga("train.parquet")))
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--gpu-tflops", type=float, default=312.0, help="bf16 peak of one GPU (A100: 312)")

@@ -12,48 +12,40 @@ localrules:
 
 
 rule unannotated:
-    input:
-        lambda w: local_files("unannotated", data_origin(w.dataset, "unannotated")),
+    input: lambda w: local_files(dag.data_origin(w.dataset, "unannotated"), "unannotated")
     output:
-        rows=f"{R}/unannotated/{{dataset}}.parquet",
-        manifest=f"{R}/unannotated/{{dataset}}.manifest.json",
+        rows=layout.unannotated("{dataset}"),
+        manifest=layout.unannotated("{dataset}", ".manifest.json"),
     params:
-        origin=lambda w: as_json(data_origin(w.dataset, "unannotated")),
-        online=lambda w: data_online(w.dataset, "unannotated"),
-    log:
-        f"{R}/logs/unannotated/{{dataset}}.log",
-    benchmark:
-        f"{R}/benchmarks/unannotated/{{dataset}}.tsv"
-    threads: threads_of("default")
-    resources: **resources_of("default")
-    conda:
-        "../envs/main.yaml"
+        origin=lambda w: as_json(dag.data_origin(w.dataset, "unannotated")),
+        online=lambda w: online(dag.data_origin(w.dataset, "unannotated")),
+    log: layout.log("unannotated/{dataset}"),
+    benchmark: layout.benchmark("unannotated/{dataset}")
+    threads: dag.threads("default")
+    resources: **dag.resources("default")
+    conda: MAIN_ENV
     shell:
         f"{{params.online}} {MAIN_PY} -m bonito_repro target-data unannotated --dataset {{wildcards.dataset}}"
         " --origin {params.origin:q} --out {output.rows} --manifest {output.manifest} > {log} 2>&1"
 
 
 rule test_set:
-    input:
-        lambda w: local_files("test", data_origin(w.dataset, "test")),
+    input: lambda w: local_files(dag.data_origin(w.dataset, "test"), "test")
     output:
-        rows=f"{R}/test/{{dataset}}.parquet",
-        manifest=f"{R}/test/{{dataset}}.manifest.json",
+        rows=layout.test_split("{dataset}"),
+        manifest=layout.test_split("{dataset}", ".manifest.json"),
     wildcard_constraints:
-        dataset=_choice(EVALUATED),
+        dataset=choice(dag.evaluated),
     params:
-        origin=lambda w: as_json(data_origin(w.dataset, "test")),
+        origin=lambda w: as_json(dag.data_origin(w.dataset, "test")),
         fields=lambda w: as_json(config["datasets"][w.dataset]["test_fields"]),
         labels=lambda w: as_json(config["datasets"][w.dataset].get("labels")),
-        online=lambda w: data_online(w.dataset, "test"),
-    log:
-        f"{R}/logs/test/{{dataset}}.log",
-    benchmark:
-        f"{R}/benchmarks/test/{{dataset}}.tsv"
-    threads: threads_of("default")
-    resources: **resources_of("default")
-    conda:
-        "../envs/main.yaml"
+        online=lambda w: online(dag.data_origin(w.dataset, "test")),
+    log: layout.log("test/{dataset}"),
+    benchmark: layout.benchmark("test/{dataset}")
+    threads: dag.threads("default")
+    resources: **dag.resources("default")
+    conda: MAIN_ENV
     shell:
         f"{{params.online}} {MAIN_PY} -m bonito_repro target-data test --dataset {{wildcards.dataset}}"
         " --origin {params.origin:q} --fields {params.fields:q} --labels {params.labels:q}"

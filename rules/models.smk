@@ -8,19 +8,16 @@ localrules:
 
 rule prepare_model:
     output:
-        model=directory(f"{R}/models/{{model}}"),
-        manifest=f"{R}/models/{{model}}.manifest.json",
+        model=directory(layout.model_dir("{model}")),
+        manifest=layout.model_dir("{model}", ".manifest.json"),
     params:
         spec=lambda w: as_json(config["models"][w.model]),
         online=ONLINE,
-    log:
-        f"{R}/logs/models/{{model}}.log",
-    benchmark:
-        f"{R}/benchmarks/models/{{model}}.tsv"
-    threads: threads_of("download_model")
-    resources: **resources_of("download_model")
-    conda:
-        "../envs/main.yaml"
+    log: layout.log("models/{model}"),
+    benchmark: layout.benchmark("models/{model}")
+    threads: dag.threads("download_model")
+    resources: **dag.resources("download_model")
+    conda: MAIN_ENV
     shell:
         f"{{params.online}} {MAIN_PY} -m bonito_repro models --name {{wildcards.model}} --spec {{params.spec:q}}"
         " --out {output.model} --manifest {output.manifest} > {log} 2>&1"

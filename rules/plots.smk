@@ -9,60 +9,34 @@ localrules:
     loss_curve,
 
 
-# a trained adapter's directory under results/, as train.smk writes it: its manifest and loss
-# curve lie beside it ({adapter}.manifest.json, {adapter}.loss.png)
-ADAPTERS = "|".join([
-    f"generators/(?:{_choice(TRAINED_GENERATORS)})/adapter",
-    f"generators/(?:{_choice(BACKTRANSLATION_GENERATORS)})/(?:backward|forward)_adapter",
-    f"p3/(?:{_choice(P3_MODELS)})/adapter",
-    f"adapters/(?:{_choice(TARGETS)})/(?:{_choice([TAPT, *GENERATORS])})/(?:{_choice(DATASETS)})",
-])
-FIGURES = [
-    *(synthetic(g, d, ".funnel.png") for g in SOURCES if g != TAPT for d in DATASETS),
-    *(f"{R}/generators/{g}/adapter.loss.png" for g in TRAINED_GENERATORS if g in SOURCES),
-    *(f"{R}/generators/{g}/{d}_adapter.loss.png" for g in BACKTRANSLATION_GENERATORS if g in SOURCES
-      for d in ("backward", "forward")),
-    *(f"{R}/p3/{m}/adapter.loss.png" for m in P3_MODELS),
-    *(adapter_dir(t, s, d) + ".loss.png" for t in TARGETS for s in SOURCES for d in DATASETS),
-]
-
-
 rule funnel_plot:
-    input:
-        synthetic("{generator}", "{dataset}", ".manifest.json"),
+    input: layout.synthetic("{generator}", "{dataset}", ".manifest.json")
     output:
-        report(synthetic("{generator}", "{dataset}", ".funnel.png"), caption="../report/funnel.rst",
+        report(layout.synthetic("{generator}", "{dataset}", ".funnel.png"), caption="../report/funnel.rst",
                category="Generation", subcategory="{generator}", labels={"dataset": "{dataset}"}),
     params:
         hp=as_json(config["plots"]),
-    log:
-        f"{R}/logs/funnel_plot/{{generator}}/{{dataset}}.log",
-    benchmark:
-        f"{R}/benchmarks/funnel_plot/{{generator}}/{{dataset}}.tsv"
-    conda:
-        "../envs/main.yaml"
+    log: layout.log("funnel_plot/{generator}/{dataset}")
+    benchmark: layout.benchmark("funnel_plot/{generator}/{dataset}")
+    conda: MAIN_ENV
     shell:
         f"{MAIN_PY} -m bonito_repro plot funnel --manifest {{input}} --params {{params.hp:q}}"
         " --out {output} > {log} 2>&1"
 
 
 rule loss_curve:
-    input:
-        f"{R}/{{adapter}}.manifest.json",
+    input: layout.beside("{adapter}", ".manifest.json")
     output:
-        report(f"{R}/{{adapter}}.loss.png", caption="../report/loss_curve.rst", category="Loss curves",
-               subcategory=lambda w: loss_curve_section(w.adapter)[0],
+        report(layout.beside("{adapter}", ".loss.png"), caption="../report/loss_curve.rst",
+               category="Loss curves", subcategory=lambda w: loss_curve_section(w.adapter)[0],
                labels=lambda w: {"job": loss_curve_section(w.adapter)[1]}),
     wildcard_constraints:
-        adapter=ADAPTERS,
+        adapter=dag.adapter_pattern(),
     params:
         hp=as_json(config["plots"]),
-    log:
-        f"{R}/logs/loss_curve/{{adapter}}.log",
-    benchmark:
-        f"{R}/benchmarks/loss_curve/{{adapter}}.tsv"
-    conda:
-        "../envs/main.yaml"
+    log: layout.log("loss_curve/{adapter}")
+    benchmark: layout.benchmark("loss_curve/{adapter}")
+    conda: MAIN_ENV
     shell:
         f"{MAIN_PY} -m bonito_repro plot loss --manifest {{input}} --params {{params.hp:q}}"
         " --out {output} > {log} 2>&1"

@@ -64,7 +64,7 @@ def test_conda_envs_agree_with_pip_pins(env, requirements, extra):
 
 
 RULE = re.compile(r"^[ \t]*rule (\w+):", re.M)
-CONDA = re.compile(r"^[ \t]*conda:[ \t]*\n[ \t]*(\S[^\n]*)", re.M)
+CONDA = re.compile(r"^[ \t]*conda:[ \t]*(?:\n[ \t]*)?(\S[^\n]*)", re.M)
 ENV_PATH = re.compile(r'"(\.\./envs/[^"]+)"')
 
 
@@ -80,23 +80,44 @@ def rule_conda_values() -> dict[str, str | None]:
     return values
 
 
-def envs_of(value: str) -> list[str]:
-    """The env files a conda directive can select: its literal path, or every env path in the
-    Python assignment of the variable it names (an env chosen from the config, e.g. vLLM's)."""
-    if ENV_PATH.fullmatch(value):
-        return [value.strip('"')]
+def _definitions() -> dict[str, ast.AST]:
+    """The top-level assignments and functions of the rule files, parsed one statement at a time
+    (a rule file as a whole is not Python)."""
+    found: dict[str, ast.AST] = {}
     for smk in (REPO / "rules").glob("*.smk"):
         lines = smk.read_text().splitlines()
         for i, line in enumerate(lines):
-            if re.match(rf"{re.escape(value)}\s*=", line):
-                for end in range(i + 1, len(lines) + 1):  # the assignment may span lines
-                    try:
-                        tree = ast.parse("\n".join(lines[i:end]))
-                    except SyntaxError:
-                        continue
-                    return [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
-                            and isinstance(n.value, str) and n.value.startswith("../envs/")]
-    raise AssertionError(f"conda: {value} is neither an env path nor a variable assigned in rules/*.smk")
+            head = re.match(r"(?:def (\w+)\(|(\w+)\s*=(?!=))", line)
+            if not head:
+                continue
+            if head.group(1):  # a function: its indented block
+                end = next((j for j in range(i + 1, len(lines)) if lines[j] and not lines[j][0].isspace()), len(lines))
+                found[head.group(1)] = ast.parse("\n".join(lines[i:end]))
+                continue
+            for end in range(i + 1, len(lines) + 1):  # an assignment may span lines
+                try:
+                    found[head.group(2)] = ast.parse("\n".join(lines[i:end]))
+                    break
+                except SyntaxError:
+                    continue
+    return found
+
+
+def envs_of(value: str, definitions: dict[str, ast.AST] | None = None) -> list[str]:
+    """The env files a conda directive can select: the env paths in its expression and in the
+    assignments and functions it names, followed through (an env chosen from the config, e.g.
+    vLLM's, by a function of the backend)."""
+    definitions = _definitions() if definitions is None else definitions
+    envs, seen, pending = set(), set(), [ast.parse(value.rstrip(","))]
+    while pending:
+        for node in ast.walk(pending.pop()):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("../envs/"):
+                envs.add(node.value)
+            elif isinstance(node, ast.Name) and node.id in definitions and node.id not in seen:
+                seen.add(node.id)
+                pending.append(definitions[node.id])
+    assert envs, f"conda: {value} names no env path (directly or through rules/*.smk)"
+    return sorted(envs)
 
 
 def test_every_rule_env_exists():

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import cost
+from ..core import layout
 from ..core.config import ConfigError, load_config
 from .environments import environments_in_use, verify_environment
 from ..core.hub import HubError, resolve_revision
@@ -380,7 +381,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configfile", nargs="*", default=[], help="overlays of config.yaml, as given to snakemake")
     parser.add_argument("--directory", type=Path, default=Path("."), help="the checkout (Snakefile, config.yaml)")
-    parser.add_argument("--results", type=Path, help="where results/ lives (default: DIRECTORY/results)")
+    parser.add_argument("--results", type=Path, help="the results folder (default: DIRECTORY/results)")
     parser.add_argument("--gpu-check", action="store_true", help="also run the GPU checks in a one-GPU Slurm job")
     parser.add_argument("--on-gpu-node", action="store_true", help=argparse.SUPPRESS)  # what that job runs
     parser.add_argument("--vllm-python", help=argparse.SUPPRESS)
@@ -403,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     from huggingface_hub import constants
 
     checks = check_hub(config)
-    checks += check_disk(checks, args.results or workdir / "results", Path(constants.HF_HOME))
+    checks += check_disk(checks, args.results or workdir / layout.RESULTS, Path(constants.HF_HOME))
     checks += [check_environment(name, python, packages, requirements)
                for name, (python, packages, requirements) in interpreters(config, workdir).items()]
     if args.gpu_check:

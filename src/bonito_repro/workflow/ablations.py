@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core import layout
 from ..core.config import load_scale
 from ..core.io import Manifest, read_json, read_parquet, setup_logging, write_json, write_parquet
 from ..core.sources import TAPT, ZERO_SHOT, chain_source, chained_generator, parse_size_source, size_source
@@ -37,7 +38,6 @@ from ..core.tasks import task_type_code
 
 log = logging.getLogger(__name__)
 
-R = "results"
 # figure -> the ablation (Snakemake target) it belongs to
 FIGURES = {"generators": "generators", "generators_matched": "generators", "size": "size",
            "chain": "domain", "transfer": "domain", "transfer_common": "domain"}
@@ -46,17 +46,17 @@ VARIANT_N = {"generators_matched": ("generators", "matched_n"), "transfer_common
 
 
 def eval_path(target: str, source: str, train_dataset: str, test_dataset: str) -> str:
-    if train_dataset == test_dataset:
-        return f"{R}/eval/{target}/{source}/{test_dataset}.json"
-    return f"{R}/eval/{target}/{source}/{train_dataset}/on_{test_dataset}.json"
+    return layout.evaluation(target, source, test_dataset, train_dataset)
 
 
 def adapter_manifest(target: str, source: str, dataset: str) -> str:
-    return f"{R}/adapters/{target}/{source}/{dataset}.manifest.json"
+    return layout.adapter(target, source, dataset, ".manifest.json")
 
 
 def synthetic_manifest(generator: str, dataset: str, size: int | None = None) -> str:
-    return f"{R}/synthetic/{generator}/{dataset}{f'.n{size}' if size else ''}.manifest.json"
+    if size:
+        return layout.subset(generator, dataset, size, ".manifest.json")
+    return layout.synthetic(generator, dataset, ".manifest.json")
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,458 @@
+"""The DAG's glue: what the rule files read beside the config. One ``Dag`` is built from the
+resolved config in rules/common.smk; the rules read its names (what runs), its input and params
+functions (each takes a job's wildcards) and the final outputs of each target. Paths come from
+bonito_repro.core.layout, generator kinds and task types from their registries; nothing here
+knows Snakemake beyond the wildcards object (``w.dataset``, ``w.get(...)``, ``w.items()``).
+
+Params are the hyperparameters a job's command reads, as JSON, so that a changed value reruns
+exactly the jobs it affects (Snakemake's params trigger); each params function leaves out what
+its jobs do not read.
+"""
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Callable
+
+from ..core import layout
+from ..core.config import EVAL_DECODING_KEYS, evaluated
+from ..core.generators import generators_of
+from ..core.origins import embedded_path
+from ..core.sources import TAPT, ZERO_SHOT, chained_generator, parse_size_source
+from ..core.tasks import GREEDY, RANK, scoring
+from .ablations import ablation_cells, ablation_sources, figures_of
+
+ABLATIONS = ("generators", "size", "domain")
+# stages whose jobs may run on GPUs; downloads, the data rules and ctga request none
+GPU_STAGES = ("train_bonito", "generate", "adapt", "evaluate")
+# everything a generation job writes for one (generator, dataset)
+SYNTHETIC_SUFFIXES = {"rows": ".parquet", "manifest": ".manifest.json", "records": ".funnel.parquet",
+                      "formats": ".formats"}
+EVAL_SUFFIXES = {"scores": ".json", "predictions": ".predictions.parquet", "manifest": ".manifest.json"}
+MAIN_TABLE_NAMES = ("main_table", "main_table_deltas", "published_comparison")
+
+
+def as_json(value: Any) -> str:
+    """Hyperparameters reach a command as one JSON string, so a changed value reruns its jobs."""
+    return json.dumps(value, sort_keys=True)
+
+
+def choice(names) -> str:
+    """A wildcard constraint that matches exactly these names (nothing, for none)."""
+    return "|".join(map(re.escape, names)) if names else "(?!)"
+
+
+def test_flag(w, input) -> str:
+    """Params function: the funnel's contamination check against the dataset's test split, if any."""
+    return f"--test {input.test}" if input.test else ""
+
+
+def local_files(origin: dict, kind: str) -> list[str]:
+    """Local files an origin reads (embedded demo rows or the user's own), so that editing one
+    reruns its job."""
+    if "embedded" in origin:
+        return [str(embedded_path(kind, origin["embedded"]))]
+    if "files" in origin:
+        return [origin["files"]] if isinstance(origin["files"], str) else list(origin["files"])
+    return []
+
+
+class Dag:
+    """What runs at this config, and how each job finds its inputs."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.models = sorted(config["models"])
+        self.targets = sorted(config["targets"])
+        self.datasets = sorted(config["datasets"])
+        # the datasets with a labelled test set: the others end at their adapted models
+        self.evaluated = [d for d in self.datasets if evaluated(config["datasets"][d])]
+        self.generators = sorted(config["generators"])
+        self.sources = list(config["run"]["sources"])
+        # size points ({generator}.n{N}) and chains (tapt+{generator}) of the ablations
+        self.ablation_sources = ablation_sources(config)
+        self.rank_datasets = [d for d in self.evaluated if self._scoring(d) == RANK]
+        self.generation_datasets = [d for d in self.evaluated if self._scoring(d) == GREEDY]
+        self.p3_models = sorted({config["targets"][t]["model"] for t in self.targets
+                                 if config["targets"][t].get("init_adapter", {}).get("train_on") == "p3"})
+        self.ablation_figures = figures_of(config)
+        self.cells = {figure: ablation_cells(config, figure) for figure in self.ablation_figures}
+
+    def _scoring(self, dataset: str) -> str | None:
+        return scoring(self.config["datasets"][dataset]["task_type"])
+
+    def generators_of(self, **filters) -> list[str]:
+        """The generators a rule makes sets with (core.generators.generators_of's filters)."""
+        return generators_of(self.config, **filters)
+
+    # --- resources (config `resources`; profiles carry only executor and site settings)
+
+    def threads(self, stage: str) -> int:
+        return self.config["resources"][stage]["threads"]
+
+    def resources(self, stage: str) -> dict:
+        """Memory, runtime (minutes) and, for the GPU stages, `gpu`: `resources: **dag.resources(s)`."""
+        values = self.config["resources"][stage]
+        gpu = {"gpu": values["gpus"]} if stage in GPU_STAGES else {}
+        return {**gpu, "mem_mb": values["mem_mb"], "runtime": values["runtime"]}
+
+    def train_command(self, section: str) -> str:
+        """The training CLI's module arguments, under torchrun when the config asks for more than
+        one process."""
+        processes = self.config[section]["processes"]
+        if processes == 1:
+            return "-m bonito_repro train"
+        return f"-m torch.distributed.run --standalone --nproc_per_node {processes} -m bonito_repro train"
+
+    def training_params(self, section: str, adapter: str) -> dict:
+        """Params of a training rule: its section's values, the command (torchrun or not), the
+        device and where the job's checkpoints live (`adapter`: its output folder, with wildcards)."""
+        return dict(hp=as_json(self.config[section]), train=self.train_command(section), device=self.config["device"],
+                    checkpoints=lambda w: layout.checkpoints(adapter.format(**dict(w.items()))))
+
+    # --- models and data
+
+    def model_of(self, section: str, key: str) -> Callable:
+        """Input function: the model directory that config names at `section.{wildcard}.key`
+        (``targets``/``target``/``model``, ``generators``/``generator``/``base``)."""
+        wildcard = section[:-1]
+        return lambda w: layout.model_dir(self.config[section][w[wildcard]][key])
+
+    def init_adapter_dir(self, target: str) -> str | None:
+        """The adapter a target starts from (published P3 adapter, or the one trained here)."""
+        spec = self.config["targets"][target].get("init_adapter", {})
+        if "model" in spec:
+            return layout.model_dir(spec["model"])
+        if spec.get("train_on") == "p3":
+            return layout.p3_adapter(self.config["targets"][target]["model"])
+        return None
+
+    def data_origin(self, dataset: str, kind: str) -> dict:
+        return self.config["datasets"][dataset][kind]
+
+    def test_input(self, dataset: str) -> str | list:
+        """The test split the funnel checks a dataset's tasks against for contamination, if any."""
+        return layout.test_split(dataset) if dataset in self.evaluated else []
+
+    # --- ctga
+
+    def ctga_origins(self) -> dict:
+        """The origins the build reads: the published set's (used or compared) and the P3 datasets'."""
+        ctga = self.config["ctga"]
+        origins = {"published": ctga["published"]} if ctga["use_published"] or self.ctga_compares() else {}
+        if not ctga["use_published"]:
+            origins.update(ctga["p3_datasets"])
+        return origins
+
+    def ctga_compares(self) -> bool:
+        """Whether the build is compared with the published set (a paper-scale check)."""
+        return self.config["ctga"].get("compare_published", False) and not self.config["ctga"]["use_published"]
+
+    def ctga_downloads(self) -> list[str]:
+        return [layout.ctga("downloads.json")] if any("hub" in o for o in self.ctga_origins().values()) else []
+
+    def ctga_params(self) -> dict:
+        return dict(hp=as_json(self.config["ctga"]),
+                    comparison=lambda w, output: f"--comparison {output.comparison}" if self.ctga_compares() else "",
+                    downloads=" ".join(f"--downloads {path}" for path in self.ctga_downloads()))
+
+    # --- generation
+
+    def synthetic_outputs(self, generator: str = "{generator}", dataset: str = "{dataset}") -> dict:
+        return {name: layout.synthetic(generator, dataset, suffix) for name, suffix in SYNTHETIC_SUFFIXES.items()}
+
+    def generator_inputs(self, w) -> dict:
+        spec = self.config["generators"][w.generator]
+        if "model" in spec:
+            return {"model": layout.model_dir(spec["model"])}
+        return {"model": layout.model_dir(spec["base"]), "adapter": layout.generator(w.generator, "adapter")}
+
+    def generation_params(self, generator: str) -> dict:
+        """The `generation` section with the generator's own `sampling` over it (prompted kinds)."""
+        return {**self.config["generation"], **self.config["generators"][generator].get("sampling", {})}
+
+    def published_origin(self, generator: str, dataset: str) -> dict:
+        """The generator's origin with `{dataset}` filled in wherever it appears."""
+        origin = json.dumps(self.config["generators"][generator]["origin"])
+        return json.loads(origin.replace("{dataset}", dataset))
+
+    def generate_params(self) -> dict:
+        """Params of the generate rule (generator kinds bonito and prompted)."""
+        return dict(
+            hp=lambda w: as_json(self.generation_params(w.generator)),
+            kind=lambda w: self.config["generators"][w.generator]["kind"],
+            test=test_flag,
+            task_type=lambda w: self.config["datasets"][w.dataset]["task_type"],
+            adapter=lambda w, input: f"--adapter {input.adapter}" if "adapter" in input.keys() else "",
+            shards=lambda w: layout.shards(w.generator, w.dataset),
+            device=self.config["device"],
+        )
+
+    def endpoint_params(self) -> dict:
+        """Params of the endpoint_tasks rule: the endpoint's entry without its sampling, which `hp`
+        carries merged over `generation`."""
+        generators = self.config["generators"]
+        return dict(
+            hp=lambda w: as_json(self.generation_params(w.generator)),
+            endpoint=lambda w: as_json({k: v for k, v in generators[w.generator].items() if k != "sampling"}),
+            test=test_flag,
+            task_type=lambda w: self.config["datasets"][w.dataset]["task_type"],
+            shards=lambda w: layout.shards(w.generator, w.dataset),
+        )
+
+    def backtranslate_params(self) -> dict:
+        generators = self.config["generators"]
+        return dict(
+            hp=as_json(self.config["generation"]),
+            test=test_flag,
+            device=self.config["device"],
+            curation=lambda w: as_json({k: generators[w.generator][k] for k in ("threshold", "rating_max_new_tokens")}),
+            task_type=lambda w: self.config["datasets"][w.dataset]["task_type"],
+            shards=lambda w: layout.shards(w.generator, w.dataset),
+        )
+
+    # --- adaptation
+
+    def training_rows(self, source: str, dataset: str) -> str:
+        """What an adaptation of `source` trains on: unannotated text (tapt), a size point's subset
+        of synthetic tasks, or a generator's synthetic tasks (also after TAPT, for a chain)."""
+        if source == TAPT:
+            return layout.unannotated(dataset)
+        size = parse_size_source(source)
+        if size:
+            return layout.subset(size[0], dataset, size[1])
+        return layout.synthetic(chained_generator(source) or source, dataset)
+
+    def start_adapter_dir(self, target: str, source: str, dataset: str) -> str | None:
+        """The adapter an adaptation starts from: TAPT's for a chain, else the target's own, or None."""
+        if chained_generator(source):
+            return layout.adapter(target, TAPT, dataset)
+        return self.init_adapter_dir(target)
+
+    def adaptation_params(self, source: str) -> dict:
+        """The adaptation values a job uses: TAPT ignores the pair lengths, pairs the block size, so
+        that changing one reruns only the jobs it affects."""
+        unused = ("max_input_length", "max_output_length") if source == TAPT else ("tapt_block_size",)
+        return {k: v for k, v in self.config["adaptation"].items() if k not in unused}
+
+    def subset_input(self, w) -> str | list:
+        """A size point's subset manifest (whose `alias_of_full_set` the job reads), else nothing."""
+        size = parse_size_source(w.source)
+        dataset = w.get("train_dataset", w.dataset)
+        return layout.subset(size[0], dataset, size[1], ".manifest.json") if size else []
+
+    def unless_alias(self, w, outputs: list[str], python: str) -> str:
+        """Command prefix of a size point's job: if its subset is the whole set, copy the full-set
+        job's outputs (`outputs`: paths with `{source}` and the job's other wildcards) instead of
+        running (bonito_repro.workflow.ablations.unless_alias)."""
+        size = parse_size_source(w.source)
+        if not size:
+            return ""
+        fill = lambda path, source: path.format(**{**dict(w.items()), "source": source})  # noqa: E731
+        pairs = " ".join(f"--copy {fill(path, size[0])} {fill(path, w.source)}" for path in outputs)
+        return f"{python} -m bonito_repro ablations unless-alias --subset {self.subset_input(w)} {pairs} -- "
+
+    def adapt_inputs(self, w) -> dict:
+        size = parse_size_source(w.source)
+        start = self.start_adapter_dir(w.target, w.source, w.dataset)
+        return {"base": layout.model_dir(self.config["targets"][w.target]["model"]),
+                "init_adapter": start or [], "rows": self.training_rows(w.source, w.dataset),
+                "subset": self.subset_input(w), "full": layout.adapter(w.target, size[0], w.dataset) if size else []}
+
+    def adapt_params(self, python: str) -> dict:
+        """Params of the adapt rule (the command's flags, resolved per job)."""
+        def start(w) -> str:
+            adapter = self.start_adapter_dir(w.target, w.source, w.dataset)
+            return f"--init-adapter {adapter}" if adapter else ""
+
+        def alias(w) -> str:
+            stem = layout.adapter(w.target, "{source}", w.dataset)
+            return self.unless_alias(w, [stem, stem + ".manifest.json"], python)
+
+        return dict(
+            hp=lambda w: as_json(self.adaptation_params(w.source)),
+            mode=lambda w: "tapt" if w.source == TAPT else "pairs",
+            wrapper=lambda w: "none" if w.source == TAPT else self.config["targets"][w.target]["wrapper"]["adapted"],
+            init_adapter=start,
+            alias=alias,
+            train=self.train_command("adaptation"),
+            device=self.config["device"],
+            checkpoints=lambda w: layout.checkpoints(layout.adapter(w.target, w.source, w.dataset)),
+        )
+
+    # --- evaluation
+
+    def eval_outputs(self, transfer: bool = False) -> dict:
+        train = "{train_dataset}" if transfer else None
+        return {name: layout.evaluation("{target}", "{source}", "{dataset}", train, suffix)
+                for name, suffix in EVAL_SUFFIXES.items()}
+
+    def eval_stem(self, w) -> str:
+        """An evaluation's outputs without their suffix, `{source}` left to fill."""
+        return layout.evaluation(w.target, "{source}", w.dataset, w.get("train_dataset"), "")
+
+    def eval_inputs(self, w) -> dict:
+        """The target's base model, the test split and the adapter evaluated with them, if any: the
+        target's starting adapter for zero_shot, else the one adapt trained on the source (with the
+        train dataset's data, for a transfer evaluation). A size point also reads its subset manifest
+        and the full set's evaluation, which it copies if the subset is the whole set."""
+        if w.source == ZERO_SHOT:
+            adapter = self.init_adapter_dir(w.target)
+        else:
+            adapter = layout.adapter(w.target, w.source, w.get("train_dataset", w.dataset))
+        size = parse_size_source(w.source)
+        alias = {"subset": self.subset_input(w), "full": self.eval_stem(w).format(source=size[0]) + ".json"} if size else {}
+        return {"model": layout.model_dir(self.config["targets"][w.target]["model"]), "test": layout.test_split(w.dataset),
+                **({"adapter": adapter} if adapter else {}), **alias}
+
+    def eval_params(self, generation: bool, python: str) -> dict:
+        """Params of an evaluation rule: rank jobs get no decoding values (changing those reruns only
+        the greedy-decoding jobs), and a job gets its dataset's passage fields only under
+        `evaluation.truncation: passage` (changing them reruns that dataset's evaluations only)."""
+        values = dict(self.config["evaluation"])
+        if not generation:
+            values = {k: v for k, v in values.items() if k not in EVAL_DECODING_KEYS}
+        shortens = values["truncation"] == "passage"
+        datasets, targets = self.config["datasets"], self.config["targets"]
+        return dict(
+            hp=as_json(values),
+            device=self.config["device"],
+            wrapper=lambda w: targets[w.target]["wrapper"][{ZERO_SHOT: "zero_shot", TAPT: "tapt"}.get(w.source, "adapted")],
+            task_type=lambda w: datasets[w.dataset]["task_type"],
+            labels=lambda w: as_json(datasets[w.dataset].get("labels")),
+            templates=lambda w: as_json(datasets[w.dataset]["templates"]),
+            fields=lambda w: as_json(datasets[w.dataset]["test_fields"]),
+            passage=lambda w: as_json(datasets[w.dataset]["passage"] if shortens else None),
+            adapter=lambda w, input: f"--adapter {input.adapter}" if "adapter" in input.keys() else "",
+            alias=lambda w: self.unless_alias(w, [self.eval_stem(w) + s for s in EVAL_SUFFIXES.values()], python),
+        )
+
+    def eval_results(self) -> list[str]:
+        """Every evaluation of the main grid, which the eval_table collects."""
+        return [layout.evaluation(t, s, d) for t in self.targets for s in [ZERO_SHOT, *self.sources]
+                for d in self.evaluated]
+
+    # --- reports
+
+    def main_tables(self) -> list[str]:
+        return [layout.paper(f"{name}.{ext}") for name in MAIN_TABLE_NAMES for ext in ("csv", "md", "tex")]
+
+    def main_table_params(self) -> dict:
+        config = self.config
+        return {**{key: config[key] for key in ("scale", "models", "targets", "tables")},
+                "run": {**config["run"], "datasets": [d for d in config["run"]["datasets"] if d in self.evaluated]},
+                "datasets": {d: {"title": config["datasets"][d]["title"]} for d in self.evaluated}}
+
+    def baselines_params(self) -> dict:
+        config = self.config
+        return {"scale": config["scale"], "tables": config["tables"],
+                "evaluation": {k: config["evaluation"][k] for k in ("max_examples", "seed", "bootstrap")},
+                # a dataset's passage only where a random span is drawn from it (extractive QA)
+                "datasets": {d: {k: spec.get(k) for k in ("title", "task_type", "labels", "test_fields")}
+                             | ({"passage": spec["passage"]} if d in self.generation_datasets else {})
+                             for d, spec in config["datasets"].items() if d in self.evaluated}}
+
+    def baselines_inputs(self) -> list[str]:
+        return [layout.test_split(d) for d in self.config["run"]["datasets"] if d in self.evaluated]
+
+    def synthetic_sets(self) -> list[tuple[str, str]]:
+        """(generator, dataset) of every synthetic set the run adapts on."""
+        return [(g, d) for g in self.sources if g != TAPT for d in self.datasets]
+
+    def trained_adapters(self) -> list[str]:
+        """Every adapter the run trains, under results/ (its manifest and loss curve lie beside it)."""
+        trained = self.generators_of(kind="bonito", trained=True)
+        backtranslation = self.generators_of(kind="backtranslation")
+        return [
+            *(layout.generator(g, "adapter") for g in trained if g in self.sources),
+            *(layout.generator(g, f"{d}_adapter") for g in backtranslation if g in self.sources
+              for d in ("backward", "forward")),
+            *(layout.p3_adapter(m) for m in self.p3_models),
+            *(layout.adapter(t, s, d) for t in self.targets for s in self.sources for d in self.datasets),
+        ]
+
+    def adapter_pattern(self) -> str:
+        """The wildcard constraint of a trained adapter's path under results/ (loss_curve)."""
+        return "|".join([
+            f"generators/(?:{choice(self.generators_of(kind='bonito', trained=True))})/adapter",
+            f"generators/(?:{choice(self.generators_of(kind='backtranslation'))})/(?:backward|forward)_adapter",
+            f"p3/(?:{choice(self.p3_models)})/adapter",
+            f"adapters/(?:{choice(self.targets)})/(?:{choice([TAPT, *self.generators])})/(?:{choice(self.datasets)})",
+        ])
+
+    def figures(self) -> list[str]:
+        return [*(layout.synthetic(g, d, ".funnel.png") for g, d in self.synthetic_sets()),
+                *(adapter + ".loss.png" for adapter in self.trained_adapters())]
+
+    def parse_checks(self) -> list[str]:
+        return [layout.generator(g, "parse_check.json") for g in self.generators_of(kind="bonito", trained=True)
+                if g in self.sources]
+
+    def quality_profile(self) -> list[str]:
+        return [layout.paper(f"quality_profile.{ext}") for ext in ("csv", "md")] if self.synthetic_sets() else []
+
+    def quality_profile_params(self) -> dict:
+        return {"cells": [[g, d, self.config["datasets"][d]["task_type"]] for g, d in self.synthetic_sets()],
+                "decimals": self.config["tables"]["decimals"], "scale": self.config["scale"]}
+
+    def cards(self) -> list[str]:
+        return [*(layout.synthetic(g, d, ".hub") for g, d in self.synthetic_sets()),
+                *(layout.adapter(t, s, d, ".hub") for t in self.targets for s in self.sources for d in self.datasets)]
+
+    def _dataset_info(self, dataset: str) -> dict:
+        spec = self.config["datasets"][dataset]
+        origin = spec["unannotated"]
+        where = {"hub": lambda: f"Hub dataset {origin['hub']['id']} ({origin['hub'].get('config')})",
+                 "embedded": lambda: f"the project's embedded demo rows `{origin['embedded']}`",
+                 "files": lambda: f"the files {origin['files']}"}[next(iter(origin))]()
+        # a dataset file of the user's own names its license (the corpus command asks for it); the
+        # embedded demo rows are the project's own text, under its license; the paper's datasets keep
+        # their own terms
+        license = spec.get("license") or ("apache-2.0" if "embedded" in origin else "other")
+        return {"dataset": dataset, "title": spec["title"], "task_type": spec["task_type"], "origin": where,
+                "license": license, "scale": self.config["scale"], "evaluated": dataset in self.evaluated}
+
+    def dataset_card_info(self, generator: str, dataset: str) -> dict:
+        return {**self._dataset_info(dataset), "generator": generator,
+                "generator_spec": self.config["generators"][generator], "generation": self.config["generation"]}
+
+    def model_card_info(self, target: str, source: str, dataset: str) -> dict:
+        spec = self.config["targets"][target]
+        model = self.config["models"][spec["model"]]
+        return {**self._dataset_info(dataset), "target": target, "source": source,
+                "base_model": model.get("hub", {}).get("id", spec["model"]), "base_model_on_hub": "hub" in model,
+                "init_adapter": self.init_adapter_dir(target), "training": self.adaptation_params(source)}
+
+    # --- ablations
+
+    def ablation_figure_params(self) -> dict:
+        config = self.config
+        return {**config["plots"], **config["tables"], "scale": config["scale"],
+                **{k: config["adaptation"][k] for k in ("one_epoch_below", "max_steps")},
+                "matched_n": config["ablations"]["generators"]["matched_n"],
+                "common_n": config["ablations"]["domain"]["common_n"]}
+
+    def ablation_outputs(self, ablation: str) -> list[str]:
+        return [layout.ablation_figure(f, ext) for f in figures_of(self.config, ablation) for ext in ("png", "csv", "md")]
+
+    # --- the targets
+
+    def final_outputs(self) -> dict[str, list[str]]:
+        """What each target of the Snakefile requests. `all` (the default): the paper's tables beside
+        the no-model baselines (where a dataset has a test set), every figure, the trained
+        generators' parse checks, the generators' quality profile and the cards of every synthetic
+        set and adapter; `ablation_*`: the figures and tables of one ablation."""
+        tables = self.main_tables() + [layout.paper(f"baselines.{ext}") for ext in ("csv", "md")] if self.evaluated else []
+        outputs = {"all": [*tables, *self.figures(), *self.parse_checks(), *self.quality_profile(), *self.cards()]}
+        outputs.update({f"ablation_{a}": self.ablation_outputs(a) for a in ABLATIONS})
+        return outputs
+
+
+def loss_curve_section(adapter: str) -> tuple[str, str]:
+    """(report subcategory, job label) of a loss curve, from its adapter's path under results/."""
+    kind, *names = adapter.split("/")
+    if kind == "adapters":
+        return "adaptation", " / ".join(names)
+    # generators/G/adapter (Bonito) or generators/G/backward_adapter (backtranslation)
+    label = names[0] if names[1:] == ["adapter"] else " / ".join(names)
+    return {"generators": "generators", "p3": "P3 stand-in"}[kind], label
