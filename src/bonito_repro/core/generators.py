@@ -47,6 +47,15 @@ def trains(spec: dict) -> bool:
     return kind.training_rule is not None and (spec["kind"] != "bonito" or "base" in spec)
 
 
+def kind_written_by(rule: str) -> str:
+    """The one generator kind whose sets ``rule`` writes: what the stage that rule runs records
+    as its kind, since its command is not told."""
+    kinds = [name for name, entry in GENERATOR_KINDS.items() if entry.rule == rule]
+    if len(kinds) != 1:
+        raise ValueError(f"rule {rule!r} writes the sets of the generator kinds {kinds}, not of one")
+    return kinds[0]
+
+
 def generators_of(config: dict, *, kind: str | None = None, rule: str | None = None,
                   runs_model: bool | None = None, trained: bool | None = None) -> list[str]:
     """The config's generators (sorted) of a kind, made by a rule, running a local model or
