@@ -336,7 +336,7 @@ def resolve(config: dict) -> dict:
     resolved["datasets"] = datasets
     resolved["run"]["datasets"] = list(datasets)  # names, where an entry was a file's path
     for name, generator in resolved["generators"].items():
-        if generator["kind"] == "backtranslation":  # seed conversations, picked as a dataset's rows are
+        if "seed" in generator:  # backtranslation's seed conversations, picked as a dataset's rows are
             generator["seed"] = _pick_origin(generator["seed"], config["data"], f"generators.{name}.seed", Path.cwd())
     resolved["ctga"]["p3_datasets"] = {
         name: origin if "files" in origin else {"embedded": name} if config["data"] == "embedded" else origin
@@ -401,7 +401,7 @@ def _file_problems(config: dict) -> list[str]:
         for name, origin in ctga["p3_datasets"].items():
             problems += _missing_files(origin, f"ctga.p3_datasets.{name}")
     for name, generator in config["generators"].items():
-        if generator["kind"] == "published" and "files" in generator["origin"]:
+        if "files" in generator.get("origin", {}):
             for dataset in config["datasets"]:  # `{dataset}` in a path is each dataset's key
                 origin = json.loads(json.dumps(generator["origin"]).replace("{dataset}", dataset))
                 problems += _missing_files(origin, f"generators.{name}.origin")
