@@ -31,7 +31,7 @@ from ..core.generators import generators_of, kind_of, trains
 from .environments import environments_in_use, verify_environment
 from ..core.hub import HubError, resolve_revision
 from ..core.origins import load_arguments
-from ..core.tasks import task_type_code
+from ..core.tasks import GREEDY, scoring
 
 OK, FAIL, WARN = "ok", "FAIL", "warn"
 # packages each environment's jobs import (the main one runs every stage but vLLM's)
@@ -247,9 +247,9 @@ def uses_vllm(config: dict) -> bool:
     here (in `generation.backend`'s environment, the rules' GENERATION_PY), or greedy evaluation
     of an extractive QA dataset, with the vllm backend."""
     generates = bool(generators_of(config, runs_model=True))
-    exqa = any(task_type_code(d["task_type"]) == "exqa" for d in config["datasets"].values())
+    greedy = any(scoring(d["task_type"]) == GREEDY for d in config["datasets"].values())
     return ((generates and config["generation"]["backend"] == "vllm")
-            or (exqa and config["evaluation"]["generation_backend"] == "vllm"))
+            or (greedy and config["evaluation"]["generation_backend"] == "vllm"))
 
 
 def interpreters(config: dict, workdir: Path) -> dict[str, tuple[str, list[str], list[str]]]:
