@@ -110,3 +110,15 @@ def test_a_task_type_without_scoring_is_not_evaluated(code, tmp_path):
     dataset_file.write_text((DATASETS_DIR / "pubmed_qa.yaml").read_text().replace("task_type: ynqa", f"task_type: {code}"))
     with pytest.raises(ConfigError, match=f"task_type: '{code}' cannot be evaluated"):
         load_dataset_file(str(dataset_file), "embedded")
+
+
+def test_labelled_and_extractive_types_have_template_datasets_of_labels_and_of_spans():
+    """The quality profile's label balance counts yes / no / maybe; the funnel's and the profile's
+    span check reads a response against its passage, as the gold answers are spans of theirs."""
+    for spec in TASK_TYPE_SPECS.values():
+        if spec.labelled or spec.extractive:
+            paper = read_yaml(DATASETS_DIR / f"{spec.template_dataset}.yaml")
+        if spec.labelled:
+            assert set(paper["labels"]["map"].values()) <= {"yes", "no", "maybe"}, spec.code
+        if spec.extractive:
+            assert paper["test_fields"]["required"]["answers"] == {"text": "list[str]", "answer_start": "list[int]"}
