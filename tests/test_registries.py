@@ -11,11 +11,13 @@ import pytest
 from bonito_repro.core.config import (DATASETS_DIR, EVAL_DECODING_KEYS, ConfigError, load_dataset_file, load_schema,
                                       read_yaml, shipped_datasets)
 from bonito_repro.core.generators import GENERATOR_KINDS, kind_written_by
+from bonito_repro.core.schemas import validate_rows
 from bonito_repro.core.tasks import GREEDY, RANK, TASK_TYPE_SPECS, task_type_code
 from bonito_repro.evaluate.cli import check_params
 from bonito_repro.evaluate.errors import EvaluationError
 from bonito_repro.evaluate.job import result_record, task_and_templates
 from bonito_repro.generate.kinds import KINDS
+from bonito_repro.workflow.corpus import TEST_ROW
 from conftest import REPO
 
 SCORED = [code for code, spec in TASK_TYPE_SPECS.items() if spec.scoring]
@@ -122,3 +124,17 @@ def test_labelled_and_extractive_types_have_template_datasets_of_labels_and_of_s
             assert set(paper["labels"]["map"].values()) <= {"yes", "no", "maybe"}, spec.code
         if spec.extractive:
             assert paper["test_fields"]["required"]["answers"] == {"text": "list[str]", "answer_start": "list[int]"}
+
+
+@pytest.mark.parametrize("code", SCORED)
+def test_corpus_writes_a_users_rows_in_the_schema_of_the_template_dataset(code):
+    spec = TASK_TYPE_SPECS[code]
+    value = {role: f"the {role}" for role in spec.test_roles}
+    if spec.labelled:
+        value["label"] = "yes"  # as mapped from the user's label
+    else:
+        value["answer"] = ["the"]  # a span of the passage
+    paper = read_yaml(DATASETS_DIR / f"{spec.template_dataset}.yaml")
+    row = TEST_ROW[spec.template_dataset](value)
+    assert validate_rows([row], spec.template_dataset, "test", "corpus", test_fields=paper["test_fields"],
+                         labels=paper.get("labels"), columns=list(row)) == 1
