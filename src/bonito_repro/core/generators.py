@@ -4,7 +4,9 @@ local model generates (on ``generation.backend``'s environment), and whether a s
 task is a result. What a kind's config entry must hold is its block of the schema
 ($defs/generator); how it prompts and parses is its module under bonito_repro.generate.
 
-Adding a kind: an entry here, its schema block, its config entry, its module, its rule, its tests.
+Adding a kind: an entry here, its schema block, its config entry, its module (with its prompt and
+parser in generate.kinds.KINDS if rule `generate` runs it), its rule, its tests;
+tests/test_registries.py holds the entry to the schema, the rules and generate.kinds.
 """
 from __future__ import annotations
 
