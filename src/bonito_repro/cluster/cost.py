@@ -24,7 +24,7 @@ from typing import Sequence
 from ..core.config import load_config
 from ..core.sources import TAPT
 from ..core.steps import effective_batch, training_steps
-from ..core.tasks import task_type_code
+from ..core.tasks import GREEDY, scoring
 
 # stage -> the section of config `resources` its jobs request (train_p3 runs with adapt's)
 STAGE_RESOURCES = {"ctga": "ctga", "train_bonito": "train_bonito", "train_p3": "adapt", "generate": "generate",
@@ -173,7 +173,7 @@ def evaluate_seconds(config: dict, dataset: str) -> float:
     spec = config["datasets"][dataset]
     examples = min(cost["test_rows"], evaluation["max_examples"] or cost["test_rows"])
     prompt = min(cost["passage_tokens"], evaluation["max_length"])
-    if task_type_code(spec["task_type"]) == "exqa":
+    if scoring(spec["task_type"]) == GREEDY:
         per_prompt = (prompt / cost["prompt_tokens_per_second"]
                       + evaluation["max_new_tokens"] / cost["generate_tokens_per_second"])
     else:

@@ -28,10 +28,11 @@ from pathlib import Path
 from . import cost
 from ..core import layout
 from ..core.config import ConfigError, load_config
+from ..core.generators import generators_of, kind_of, trains
 from .environments import environments_in_use, verify_environment
 from ..core.hub import HubError, resolve_revision
 from ..core.origins import load_arguments
-from ..core.tasks import task_type_code
+from ..core.tasks import GREEDY, scoring
 
 OK, FAIL, WARN = "ok", "FAIL", "warn"
 # packages each environment's jobs import (the main one runs every stage but vLLM's)
@@ -63,8 +64,9 @@ class HubReference:
 
 
 def _needs_ctga(config: dict) -> bool:
-    """ctga-v1 is read where a generator is trained here or a target's adapter is trained on p3."""
-    return (any("base" in g for g in config["generators"].values() if g["kind"] == "bonito")
+    """ctga-v1 is read where a generator is trained on it here (rule train_bonito) or a target's
+    adapter is trained on p3."""
+    return (any(trains(g) and kind_of(g).training_rule == "train_bonito" for g in config["generators"].values())
             or any(t.get("init_adapter", {}).get("train_on") == "p3" for t in config["targets"].values()))
 
 
@@ -83,12 +85,12 @@ def hub_references(config: dict) -> list[HubReference]:
                      for name, origin in ctga["p3_datasets"].items() if "hub" in origin]
         if (ctga["use_published"] or ctga.get("compare_published")) and "hub" in ctga["published"]:
             refs.append(HubReference("ctga.published", "dataset", ctga["published"]["hub"]))
-    for name, spec in config["generators"].items():
-        if spec["kind"] == "published" and "hub" in spec["origin"]:
+    for name, spec in config["generators"].items():  # a released set's origin, backtranslation's seed
+        if "hub" in spec.get("origin", {}):
             for dataset in config["datasets"]:
                 hub = json.loads(json.dumps(spec["origin"]["hub"]).replace("{dataset}", dataset))
                 refs.append(HubReference(f"generators.{name}.origin ({dataset})", "dataset", hub))
-        if spec["kind"] == "backtranslation" and "hub" in spec["seed"]:
+        if "hub" in spec.get("seed", {}):
             refs.append(HubReference(f"generators.{name}.seed", "dataset", spec["seed"]["hub"]))
     return refs
 
@@ -241,19 +243,14 @@ def check_disk(hub_checks: list[Check], results: Path, cache: Path) -> list[Chec
 # ---------------------------------------------------------------- environments
 
 
-# generator kinds whose generation job runs a model in `generation.backend`'s environment (the
-# rules' GENERATION_PY); endpoint and published generators run none
-MODEL_KINDS = ("bonito", "prompted", "backtranslation")
-
-
 def uses_vllm(config: dict) -> bool:
     """Whether any job runs in the vLLM environment: generation by a generator that runs a model
-    here (bonito, prompted, backtranslation), or greedy evaluation of an extractive QA dataset,
-    with the vllm backend."""
-    generates = any(g["kind"] in MODEL_KINDS for g in config["generators"].values())
-    exqa = any(task_type_code(d["task_type"]) == "exqa" for d in config["datasets"].values())
+    here (in `generation.backend`'s environment, the rules' GENERATION_PY), or greedy evaluation
+    of an extractive QA dataset, with the vllm backend."""
+    generates = bool(generators_of(config, runs_model=True))
+    greedy = any(scoring(d["task_type"]) == GREEDY for d in config["datasets"].values())
     return ((generates and config["generation"]["backend"] == "vllm")
-            or (exqa and config["evaluation"]["generation_backend"] == "vllm"))
+            or (greedy and config["evaluation"]["generation_backend"] == "vllm"))
 
 
 def interpreters(config: dict, workdir: Path) -> dict[str, tuple[str, list[str], list[str]]]:

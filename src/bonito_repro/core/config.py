@@ -31,7 +31,7 @@ from . import PACKAGE_DATA
 from .errors import InputError
 from .sources import TAPT, ZERO_SHOT, generator_name_problems
 from .templates import TemplateError, load_templates
-from .tasks import GENERATION_TASK_TYPES, RANK_TASK_TYPES, TASK_TYPES, task_type_code
+from .tasks import GENERATION_TASK_TYPES, GREEDY, RANK_TASK_TYPES, TASK_TYPES, scoring, task_type_code
 
 SCHEMA_PATH = PACKAGE_DATA / "config_schema.yaml"   # config/schema.yaml links here
 DATASETS_DIR = PACKAGE_DATA / "datasets"
@@ -244,7 +244,7 @@ def _dataset_problems(spec: dict, path: Path) -> list[str]:
         return [f"{path}: task_type: {error}"]
     if not evaluated(spec):  # generated for and adapted on only: any task type
         return []
-    if task_type not in RANK_TASK_TYPES + GENERATION_TASK_TYPES:
+    if scoring(task_type) is None:
         return [f"{path}: task_type: {task_type!r} cannot be evaluated (rank classification: "
                 f"{list(RANK_TASK_TYPES)}, generation: {list(GENERATION_TASK_TYPES)})"]
     problems = _passage_problems(spec, path)
@@ -267,7 +267,7 @@ def _dataset_problems(spec: dict, path: Path) -> list[str]:
     all_names = [name for _, names, _ in templates for name in names]
     if len(set(all_names)) != len(all_names):
         problems.append(f"{path}: templates: duplicate template names {all_names}")
-    if task_type in GENERATION_TASK_TYPES:  # greedy answers scored against answers.text[0]
+    if scoring(task_type) == GREEDY:  # greedy answers scored against answers.text[0]
         problems += [f"{path}: {key}: templates {names} have answer choices, but {task_type} datasets are "
                      "evaluated by generation" for key, names, choices in templates if choices is not None]
         answers = fields["required"].get("answers")
@@ -336,7 +336,7 @@ def resolve(config: dict) -> dict:
     resolved["datasets"] = datasets
     resolved["run"]["datasets"] = list(datasets)  # names, where an entry was a file's path
     for name, generator in resolved["generators"].items():
-        if generator["kind"] == "backtranslation":  # seed conversations, picked as a dataset's rows are
+        if "seed" in generator:  # backtranslation's seed conversations, picked as a dataset's rows are
             generator["seed"] = _pick_origin(generator["seed"], config["data"], f"generators.{name}.seed", Path.cwd())
     resolved["ctga"]["p3_datasets"] = {
         name: origin if "files" in origin else {"embedded": name} if config["data"] == "embedded" else origin
@@ -401,7 +401,7 @@ def _file_problems(config: dict) -> list[str]:
         for name, origin in ctga["p3_datasets"].items():
             problems += _missing_files(origin, f"ctga.p3_datasets.{name}")
     for name, generator in config["generators"].items():
-        if generator["kind"] == "published" and "files" in generator["origin"]:
+        if "files" in generator.get("origin", {}):
             for dataset in config["datasets"]:  # `{dataset}` in a path is each dataset's key
                 origin = json.loads(json.dumps(generator["origin"]).replace("{dataset}", dataset))
                 problems += _missing_files(origin, f"generators.{name}.origin")

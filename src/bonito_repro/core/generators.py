@@ -4,7 +4,9 @@ local model generates (on ``generation.backend``'s environment), and whether a s
 task is a result. What a kind's config entry must hold is its block of the schema
 ($defs/generator); how it prompts and parses is its module under bonito_repro.generate.
 
-Adding a kind: an entry here, its schema block, its config entry, its module, its rule, its tests.
+Adding a kind: an entry here, its schema block, its config entry, its module (with its prompt and
+parser in generate.kinds.KINDS if rule `generate` runs it), its rule, its tests;
+tests/test_registries.py holds the entry to the schema, the rules and generate.kinds.
 """
 from __future__ import annotations
 
@@ -45,6 +47,15 @@ def trains(spec: dict) -> bool:
     ctga; a full `model` is used as it is)."""
     kind = kind_of(spec)
     return kind.training_rule is not None and (spec["kind"] != "bonito" or "base" in spec)
+
+
+def kind_written_by(rule: str) -> str:
+    """The one generator kind whose sets ``rule`` writes: what the stage that rule runs records
+    as its kind, since its command is not told."""
+    kinds = [name for name, entry in GENERATOR_KINDS.items() if entry.rule == rule]
+    if len(kinds) != 1:
+        raise ValueError(f"rule {rule!r} writes the sets of the generator kinds {kinds}, not of one")
+    return kinds[0]
 
 
 def generators_of(config: dict, *, kind: str | None = None, rule: str | None = None,

@@ -1,7 +1,11 @@
 """The 16 task types of ctga-v1 and the Bonito package (SHORTFORM_TO_FULL_TASK_TYPES), and the
 registry of what the workflow does with each (``TASK_TYPE_SPECS``): how evaluation scores it, if at
 all, and which of the paper's datasets lends a user's labelled set of that type its schema and
-templates. Code looks a task type up here; it never matches codes as strings."""
+templates. Code looks a task type up here; it never matches codes as strings.
+
+Giving a type F1: its entry here, its template dataset's file (data/datasets) and, for a template
+dataset of a new schema, how a user's test row is written in it (workflow.corpus.TEST_ROW);
+tests/test_registries.py holds each to the others and to evaluation."""
 from __future__ import annotations
 
 from dataclasses import dataclass

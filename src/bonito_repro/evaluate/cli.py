@@ -31,7 +31,7 @@ from ..runtime.device import add_device_flag, stage_device
 from ..core.empty_sets import skipped_adapter
 from ..core.io import (Manifest, check_writable, parse_params, set_threads, setup_logging, write_json, write_parquet)
 from ..core.prompts import ALL_WRAPPERS
-from ..core.tasks import GENERATION_TASK_TYPES, task_type_code
+from ..core.tasks import GENERATION_TASK_TYPES, GREEDY, RANK_TASK_TYPES, scoring
 from .errors import EvaluationError
 from .job import run
 
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 def check_params(params: dict, task_type: str) -> dict:
     """Every key the job reads is there (decoding keys only for extractive QA)."""
     try:
-        generation = task_type_code(task_type) in GENERATION_TASK_TYPES
+        generation = scoring(task_type) == GREEDY
     except ValueError:  # run() names the bad task type
         generation = False
     try:
@@ -77,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--adapter", type=Path, help="PEFT adapter directory (merged in)")
     parser.add_argument("--wrapper", required=True, choices=sorted(ALL_WRAPPERS))
     parser.add_argument("--dataset", required=True, help="dataset key (names it in the report)")
-    parser.add_argument("--task-type", required=True, help="the dataset's task type (ynqa, nli, exqa)")
+    parser.add_argument("--task-type", required=True,
+                        help=f"the dataset's task type ({', '.join(RANK_TASK_TYPES + GENERATION_TASK_TYPES)})")
     parser.add_argument("--test", required=True, type=Path, help="test split parquet")
     parser.add_argument("--templates", required=True, help="the dataset file's `templates` as JSON")
     parser.add_argument("--labels", default=None, help="the dataset file's `labels` as JSON")

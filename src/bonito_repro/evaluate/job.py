@@ -15,7 +15,7 @@ from ..core.sources import ZERO_SHOT
 from ..core.io import Manifest, read_parquet, seeded_subset
 from ..runtime.models import load_for_inference, load_tokenizer
 from ..core.schemas import validate_rows
-from ..core.tasks import GENERATION_TASK_TYPES, RANK_TASK_TYPES, task_type_code
+from ..core.tasks import GENERATION_TASK_TYPES, RANK, RANK_TASK_TYPES, scoring, task_type_code
 from .encoder import PromptEncoder
 from .errors import EvaluationError
 from .greedy_generation import evaluate_generation, generation_report
@@ -42,11 +42,11 @@ def task_and_templates(args: argparse.Namespace) -> tuple[str, list[EvalTemplate
         task_type = task_type_code(args.task_type)
     except ValueError as error:
         raise EvaluationError(f"datasets.{args.dataset}.task_type: {error}") from None
-    if task_type not in RANK_TASK_TYPES + GENERATION_TASK_TYPES:
+    if scoring(task_type) is None:
         raise EvaluationError(f"datasets.{args.dataset}.task_type: cannot evaluate {task_type!r} "
                               f"(rank: {RANK_TASK_TYPES}, generation: {GENERATION_TASK_TYPES})")
     templates = load_templates(args.templates, args.labels, args.fields, f"--templates of {args.dataset}")
-    rank = task_type in RANK_TASK_TYPES
+    rank = scoring(task_type) == RANK
     if rank != (templates[0].choices is not None):
         raise EvaluationError(f"--templates of {args.dataset}: the dataset is {task_type!r} but its "
                               f"templates {'lack' if rank else 'have'} answer choices")
@@ -99,7 +99,7 @@ def result_record(args: argparse.Namespace, params: dict, task_type: str, n_exam
                   truncation: dict[str, int], per_template: dict[str, dict], summary: dict) -> dict:
     """The evaluation's result: what was evaluated and how (the truncation mode with its counts),
     per-template scores and the summary."""
-    rank = task_type in RANK_TASK_TYPES
+    rank = scoring(task_type) == RANK
     return {
         "target": args.target or Path(args.model).name,
         "source": args.source or (ZERO_SHOT if args.adapter is None else Path(args.adapter).name),
@@ -121,7 +121,7 @@ def result_record(args: argparse.Namespace, params: dict, task_type: str, n_exam
 def run(args: argparse.Namespace, params: dict, manifest: Manifest) -> tuple[dict, pd.DataFrame]:
     """The scores and the per-example predictions of one evaluation job."""
     task_type, templates = task_and_templates(args)
-    rank = task_type in RANK_TASK_TYPES
+    rank = scoring(task_type) == RANK
     n_rows, rows, row_ids = select_rows(args, params, manifest)
     (per_template, statistic, records), truncation, timings = score(args, params, templates, rows, row_ids, rank)
     summary = summarise(per_template, statistic, len(rows), params["bootstrap"])

@@ -39,6 +39,7 @@ import pandas as pd
 from ..core import PACKAGE_DATA
 from ..runtime.backends import Backend, Sampling, make_backend
 from ..runtime.device import add_device_flag, stage_device
+from ..core.generators import kind_written_by
 from ..core.io import (Manifest, check_writable, fingerprint, parse_params, read_parquet, set_threads, setup_logging, write_parquet)
 from ..core.prompts import BACKTRANSLATION_WRAPPER, wrap
 from .funnel import funnel_counts, probe_texts, run_funnel
@@ -47,7 +48,7 @@ from .synthetic_tasks import Generation, check_lengths
 
 log = logging.getLogger(__name__)
 
-BACKTRANSLATION = "backtranslation"  # the generator kind
+BACKTRANSLATION = kind_written_by("backtranslate")  # the generator kind whose sets this stage writes
 
 # the self-curation prompt: the method's five levels, in this project's words (docs/protocol.md, D18)
 CURATION_PROMPT = (PACKAGE_DATA / "backtranslation" / "self_curation.txt").read_text(

@@ -22,13 +22,14 @@ from pathlib import Path
 import pandas as pd
 
 from ..core.config import ConfigError, check_params
+from ..core.generators import GENERATOR_KINDS
 from ..runtime.device import add_device_flag, stage_device
 from ..core.io import (Manifest, check_writable, parse_params, read_parquet, set_threads, setup_logging, write_parquet)
 from ..core.origins import pin_origin
 from ..core.tasks import task_type_name
 from .funnel import funnel_counts, probe_texts, run_funnel
 from .inputs import fit_passages, load_published, model_positions, read_passages
-from .kinds import ALTERNATIVE_KINDS, KINDS, PUBLISHED
+from .kinds import KINDS, PAPER_KIND, PUBLISHED
 from .synthetic_tasks import Generation, run_generation
 
 log = logging.getLogger(__name__)
@@ -46,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--passages", type=Path, help="unannotated parquet (column input)")
     parser.add_argument("--test", type=Path,
                         help="test split parquet (contamination probes); none for a dataset without one")
-    parser.add_argument("--kind", choices=sorted(KINDS), default="bonito",
+    parser.add_argument("--kind", choices=sorted(KINDS), default=PAPER_KIND,
                         help="generator kind: what is asked and how replies are parsed (generate.kinds)")
     parser.add_argument("--model", type=Path, help="base or full generator model directory")
     parser.add_argument("--endpoint", help="kind endpoint: the generator's config entry (JSON)")
@@ -82,14 +83,20 @@ def from_published(args: argparse.Namespace, params: dict, test_rows: list[dict]
     return result, {}, {"provenance": {"published": origin}}
 
 
+def prompting_kinds(local_model: bool) -> list[str]:
+    """The kinds that prompt a model here (given by --model) or served elsewhere (--endpoint)."""
+    return [kind for kind in KINDS if GENERATOR_KINDS[kind].runs_model == local_model]
+
+
 def from_generator(args: argparse.Namespace, params: dict, test_rows: list[dict]) -> tuple[Generation, dict, dict]:
     """The generator's tasks for the passages: (the tasks, passage counts, their provenance and
     shards)."""
+    local, served = prompting_kinds(local_model=True), prompting_kinds(local_model=False)
     if args.passages is None or (args.model is None) == (args.endpoint is None):
-        raise SystemExit("generate: --passages and one of --model (kinds bonito, prompted) or --endpoint "
-                         "(kind endpoint) are required unless --published is given")
-    if (args.endpoint is not None) != (args.kind == "endpoint"):
-        raise SystemExit(f"generate: --endpoint goes with --kind endpoint (got --kind {args.kind})")
+        raise SystemExit(f"generate: --passages and one of --model (kinds {', '.join(local)}) or --endpoint "
+                         f"(kind {', '.join(served)}) are required unless --published is given")
+    if (args.endpoint is not None) != (args.kind in served):
+        raise SystemExit(f"generate: --endpoint goes with --kind {' or '.join(served)} (got --kind {args.kind})")
     texts, ids, counts = read_passages(args.passages, params["max_passages"], params["seed"])
     if args.endpoint is None:
         limit = model_positions(args.model)
@@ -124,7 +131,7 @@ def require_tasks(dataset: str, kind: str, result: Generation) -> None:
     an alternative generator, for which an empty set is a result."""
     if result.rows:
         return
-    if kind in ALTERNATIVE_KINDS:
+    if GENERATOR_KINDS[kind].alternative:
         summary = result.summary
         log.warning("%s: no task kept (0 of %d generated; removed: %s): the set is empty, and adaptation "
                     "and evaluation of this cell are skipped", dataset, summary["funnel"]["generated"],
@@ -162,7 +169,7 @@ def write_manifest(manifest: Manifest, args: argparse.Namespace, result: Generat
     manifest.counts = {**counts, "generated": summary["funnel"]["generated"], "kept": summary["kept"]}
     kind = PUBLISHED if args.published else args.kind
     manifest.extra = {"dataset": args.dataset, "task_type": task_type_name(args.task_type), "kind": kind,
-                      "empty_is_result": not result.rows and kind in ALTERNATIVE_KINDS,
+                      "empty_is_result": not result.rows and GENERATOR_KINDS[kind].alternative,
                       **extra, "contamination_probes": str(args.test) if args.test else None,
                       **summary, "formats": formats}
     manifest.write(args.manifest)

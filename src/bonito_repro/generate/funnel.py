@@ -35,7 +35,7 @@ import pandas as pd
 
 from ..core.metrics import normalize_answer
 from ..core.prompts import parse_bonito_output
-from ..core.tasks import task_type_code
+from ..core.tasks import task_type_spec
 from .embeddings import Embedder, max_cosine, similar_earlier
 
 REASONS = ("unparsable", "empty", "exact_duplicate", "near_duplicate", "contaminated", "answer_not_in_passage")
@@ -43,8 +43,6 @@ ALWAYS_REMOVED = ("unparsable", "empty")
 OPTIONAL_FILTERS = ("exact_duplicates", "near_duplicates", "contaminated", "answer_not_in_passage")
 FILTER_REASON = {"exact_duplicates": "exact_duplicate", "near_duplicates": "near_duplicate",
                  "contaminated": "contaminated", "answer_not_in_passage": "answer_not_in_passage"}
-# task types whose responses should be spans of the passage
-EXTRACTIVE = ("exqa",)
 # test fields that hold what a task asks (question/hypothesis/claim) and its extractive answers
 QUERY_FIELDS = ("question", "hypothesis", "claim")
 ANSWER_FIELD = "answers"
@@ -189,7 +187,7 @@ def run_funnel(generations: pd.DataFrame, params: dict, probes: tuple[list[str],
         df.loc[rows, "near_duplicate"] = similar_earlier(task_vectors, params["near_duplicate_cosine"])
         df.loc[rows, "contaminated"] = contaminated(instructions, responses, probes, params["contamination"],
                                                     embed, task_vectors.shape[1])
-        if task_type_code(task_type) in EXTRACTIVE:
+        if task_type_spec(task_type).extractive:  # a response should be a span of its passage
             df.loc[rows, "answer_not_in_passage"] = [
                 not answer_in_passage(df.at[i, "output"], contexts[i] or df.at[i, "input"]) for i in rows]
 

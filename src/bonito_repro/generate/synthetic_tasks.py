@@ -21,7 +21,7 @@ from ..core.config import check_params
 from ..core.io import fingerprint
 from ..core.tasks import task_type_name
 from .funnel import funnel_counts, probe_texts, run_funnel
-from .kinds import KINDS
+from .kinds import KINDS, PAPER_KIND
 from .shards import generate_raw
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def run_generation(texts: Sequence[str], task_type: str, params: dict, *,
                    model_dir: str | Path | None = None, adapter_dir: str | Path | None = None,
                    backend: str | Backend | None = None, context_ids: Sequence[int] | None = None,
                    test_rows: Sequence[dict] = (), shards_dir: str | Path | None = None,
-                   embed=None, kind: str = "bonito", device: str) -> Generation:
+                   embed=None, kind: str = PAPER_KIND, device: str) -> Generation:
     """Generate, check and count tasks for ``texts`` (see ``generate_tasks``) on ``device``;
     ``params`` is the config's ``generation`` section, checked against its schema; ``kind`` the
     generator kind (``generate.kinds``), which says what is asked and how replies are parsed."""
@@ -120,13 +120,13 @@ def _kind_key(kind: str) -> dict:
     """What a shard's name records of the kind: nothing for Bonito (so shards written before
     kinds existed stay valid), else the kind and its reply prefix (its prompts are hashed with
     each shard)."""
-    return {} if kind == "bonito" else {"kind": kind, "reply_prefix": KINDS[kind].reply_prefix()}
+    return {} if kind == PAPER_KIND else {"kind": kind, "reply_prefix": KINDS[kind].reply_prefix()}
 
 
 def generate_tasks(texts: Sequence[str], task_type: str, params: dict, *, model_dir: str | Path | None = None,
                    adapter_dir: str | Path | None = None, backend: str | Backend | None = None,
                    shards_dir: str | Path | None = None, test_rows: Sequence[dict] = (),
-                   kind: str = "bonito", device: str) -> list[dict]:
+                   kind: str = PAPER_KIND, device: str) -> list[dict]:
     """Synthetic tasks for unannotated ``texts``: one dict per kept task with ``input``
     (instruction, passage filled in), ``output`` (response) and ``context_id`` (index into
     ``texts``), exactly the rows the workflow writes.

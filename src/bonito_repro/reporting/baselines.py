@@ -18,7 +18,7 @@ import pandas as pd
 from ..core import metrics
 from ..core.io import Manifest, parse_params, setup_logging, write_csv, write_text
 from .main_table import DEMO_LABEL
-from ..core.tasks import RANK_TASK_TYPES, task_type_code
+from ..core.tasks import RANK, scoring
 from ..evaluate.job import select_rows
 from ..evaluate.rank_classification import gold_labels
 from ..evaluate.truncation import passage_texts
@@ -69,7 +69,7 @@ def span_baseline(passages: list[str], references: list[str], dataset: str, boot
 
 def dataset_baselines(test: Path, dataset: str, spec: dict, evaluation: dict, manifest: Manifest) -> list[dict]:
     """The baselines of one dataset on the rows its evaluations score."""
-    rank = task_type_code(spec["task_type"]) in RANK_TASK_TYPES
+    rank = scoring(spec["task_type"]) == RANK
     rows_of = argparse.Namespace(test=test, dataset=dataset, fields=spec["test_fields"], labels=spec.get("labels"))
     _, rows, row_ids = select_rows(rows_of, evaluation, manifest)
     seed, bootstrap = evaluation["seed"], evaluation["bootstrap"]

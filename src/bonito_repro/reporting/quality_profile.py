@@ -23,13 +23,11 @@ import pandas as pd
 
 from ..core.io import parse_params, read_json, setup_logging, write_csv, write_text
 from ..core.metrics import normalize_answer
-from ..core.tasks import task_type_code
+from ..core.tasks import task_type_spec
 from ..generate.funnel import without_passage
 
 log = logging.getLogger(__name__)
 
-LABELLED_TASK_TYPES = ("ynqa", "nli")
-EXTRACTIVE_TASK_TYPES = ("exqa",)
 # a response's label, by its normalised text (normalize_answer: lower case, no punctuation or
 # articles): the words yes-no QA and NLI tasks answer with; anything else is `other`
 LABEL_WORDS = {
@@ -87,18 +85,18 @@ def profile_row(generator: str, dataset: str, task_type: str, tasks: pd.DataFram
                 unannotated: Sequence[str]) -> dict:
     """One cell's profile (see the module docstring): ``tasks`` the kept synthetic rows,
     ``manifest`` their generation manifest, ``unannotated`` the dataset's passages."""
-    code = task_type_code(task_type)
+    spec = task_type_spec(task_type)
     passages = passages_of(tasks, unannotated)
     known = [pd.notna(c) for c in tasks["context_id"]]
     instructions = [without_passage(i, p) if k else i for i, p, k in zip(tasks["input"], passages, known)]
     responses = list(tasks["output"])
-    row = {"generator": generator, "dataset": dataset, "task_type": code,
+    row = {"generator": generator, "dataset": dataset, "task_type": spec.code,
            "generated": manifest["funnel"]["generated"], "kept": manifest["kept"],
            **{f"dropped_{reason}": n for reason, n in manifest["removed"].items()},
            **{f"{flag}s" if flag != "contaminated" else flag: manifest["flagged"][flag] for flag in FLAGGED},
-           "answer_in_passage": answer_in_passage_share(responses, passages) if code in EXTRACTIVE_TASK_TYPES
+           "answer_in_passage": answer_in_passage_share(responses, passages) if spec.extractive
            else math.nan}
-    balance = label_balance(responses) if code in LABELLED_TASK_TYPES else dict.fromkeys(LABELS, math.nan)
+    balance = label_balance(responses) if spec.labelled else dict.fromkeys(LABELS, math.nan)
     row.update({f"label_{label}": share for label, share in balance.items()})
     row.update(instruction_words=mean_words(instructions), response_words=mean_words(responses),
                distinct_2=distinct_n(instructions, 2))

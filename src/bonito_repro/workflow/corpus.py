@@ -34,23 +34,23 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 import yaml
 
 from ..core.config import DATASETS_DIR, ConfigError, load_config, merge, read_yaml
 from ..core.io import InputFileError, Manifest, read_jsonl, read_parquet, setup_logging, write_text
-from ..core.tasks import GENERATION_TASK_TYPES, RANK_TASK_TYPES, TASK_TYPES, task_type_code
+from ..core.tasks import (GENERATION_TASK_TYPES, RANK_TASK_TYPES, TASK_TYPE_SPECS, TASK_TYPES, task_type_code,
+                          task_type_spec)
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[3]
 FORMATS = (".txt", ".jsonl", ".csv", ".parquet")
-# The paper's dataset whose schema, label map and evaluation templates a user's test set of
-# each task type takes, and the fields (roles) the user names in their own rows.
-TEMPLATE_DATASET = {"ynqa": "pubmed_qa", "nli": "contract_nli", "exqa": "squadshifts_nyt"}
-ROLES = {"ynqa": ("passage", "question", "label"), "nli": ("premise", "hypothesis", "label"),
-         "exqa": ("context", "question", "answer")}
+# The task types with F1, in the order messages list them. Which paper dataset lends a user's
+# test set of a type its schema, label map and templates, and which fields (roles) the user
+# names in their own rows, is the registry's (core.tasks.TASK_TYPE_SPECS).
+F1_TASK_TYPES = (*RANK_TASK_TYPES, *GENERATION_TASK_TYPES)
 # ContractNLI's label ids (its dataset file's map, inverted): the NLI test rows are written so
 NLI_LABEL_IDS = {"no": 0, "yes": 1, "maybe": 2}
 DEFAULT_LABEL_MAP = {"yes": "yes", "no": "no", "maybe": "maybe"}
@@ -148,15 +148,37 @@ def parse_pairs(text: str | None, flag: str) -> dict[str, str]:
     return pairs
 
 
+def pubmed_qa_row(value: dict) -> dict:
+    return {"question": value["question"], "context": {"contexts": [value["passage"]]},
+            "final_decision": value["label"]}
+
+
+def contract_nli_row(value: dict) -> dict:
+    return {"premise": value["premise"], "hypothesis": value["hypothesis"], "label": NLI_LABEL_IDS[value["label"]]}
+
+
+def squad_row(value: dict) -> dict:
+    context, answers = value["context"], value["answer"]
+    return {"context": context, "question": value["question"],
+            "answers": {"text": answers, "answer_start": [context.find(a) for a in answers]}}
+
+
+# A test row in the schema of each template dataset, from the values of the user's roles (the
+# label mapped to yes / no / maybe, the answers a list)
+TEST_ROW: dict[str, Callable[[dict], dict]] = {
+    "pubmed_qa": pubmed_qa_row, "contract_nli": contract_nli_row, "squadshifts_nyt": squad_row}
+
+
 def labelled_rows(path: Path, task_type: str, fields: dict[str, str], label_map: dict[str, str]) -> list[dict]:
     """The user's labelled rows in the schema of the paper's dataset of the task type, each label
     mapped (a label outside the map stops, naming the row)."""
-    roles = ROLES[task_type]
+    spec = task_type_spec(task_type)
+    roles = spec.test_roles
     unknown = sorted(set(fields) - set(roles))
     if unknown:
         raise CorpusError(f"--test-fields: {unknown} are not fields of a {task_type} test set; name {list(roles)}")
     bad = {k: v for k, v in label_map.items() if v not in ("yes", "no", "maybe")}
-    if bad or (task_type != "exqa" and len(set(label_map.values())) < 2):
+    if bad or (spec.labelled and len(set(label_map.values())) < 2):
         raise CorpusError(f"--label-map: {label_map}: map each label of your rows to yes, no or maybe "
                           "(at least two of them)")
     rows = read_rows(path)
@@ -169,24 +191,18 @@ def labelled_rows(path: Path, task_type: str, fields: dict[str, str], label_map:
         for role in roles[:2]:
             if not isinstance(value[role], str) or not value[role].strip():
                 raise CorpusError(f"{path}: row {number}: {fields.get(role, role)!r} must be non-empty text")
-        if task_type == "exqa":
+        if spec.labelled:
+            label = str(value["label"])
+            if label not in label_map:
+                raise CorpusError(f"{path}: row {number}: label {label!r} of field {fields.get('label', 'label')!r} "
+                                  f"is not in the label map {sorted(label_map)}; add it to --label-map")
+            value["label"] = label_map[label]
+        else:  # gold answers
             answers = value["answer"] if isinstance(value["answer"], list) else [value["answer"]]
             if not answers or not all(isinstance(a, str) and a.strip() for a in answers):
                 raise CorpusError(f"{path}: row {number}: {fields.get('answer', 'answer')!r} must be text or a list of texts")
-            out.append({"context": value["context"], "question": value["question"],
-                        "answers": {"text": answers, "answer_start": [value["context"].find(a) for a in answers]}})
-            continue
-        label = str(value["label"])
-        if label not in label_map:
-            raise CorpusError(f"{path}: row {number}: label {label!r} of field {fields.get('label', 'label')!r} "
-                              f"is not in the label map {sorted(label_map)}; add it to --label-map")
-        canonical = label_map[label]
-        if task_type == "ynqa":
-            out.append({"question": value["question"], "context": {"contexts": [value["passage"]]},
-                        "final_decision": canonical})
-        else:
-            out.append({"premise": value["premise"], "hypothesis": value["hypothesis"],
-                        "label": NLI_LABEL_IDS[canonical]})
+            value["answer"] = answers
+        out.append(TEST_ROW[spec.template_dataset](value))
     return out
 
 
@@ -226,11 +242,12 @@ def dataset_spec(title: str, task_type: str, license_id: str, has_test: bool, la
     if not has_test:
         return spec
     spec["test"] = {"files": "test.jsonl"}
-    paper = read_yaml(DATASETS_DIR / f"{TEMPLATE_DATASET[task_type]}.yaml")
+    type_spec = task_type_spec(task_type)
+    paper = read_yaml(DATASETS_DIR / f"{type_spec.template_dataset}.yaml")
     for key in ("labels", "test_fields", "passage", "templates"):
         if key in paper:
             spec[key] = paper[key]
-    return two_choice(spec) if task_type != "exqa" and labels_used == {"yes", "no"} else spec
+    return two_choice(spec) if type_spec.labelled and labels_used == {"yes", "no"} else spec
 
 
 def _relative(path: Path) -> str:
@@ -284,9 +301,10 @@ def build(args: argparse.Namespace) -> tuple[Path, dict]:
         task_type = task_type_code(args.task_type)
     except ValueError as error:
         raise CorpusError(f"--task-type: {error}") from None
-    if args.test is not None and task_type not in TEMPLATE_DATASET:
+    template = task_type_spec(task_type).template_dataset
+    if args.test is not None and template is None:
         raise CorpusError(f"--test: {TASK_TYPES[task_type]!r} has no F1 evaluation (F1 is defined for "
-                          f"{[TASK_TYPES[t] for t in (*RANK_TASK_TYPES, *GENERATION_TASK_TYPES)]}); "
+                          f"{[TASK_TYPES[t] for t in F1_TASK_TYPES]}); "
                           "leave out --test, and the run ends at the adapted models")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", args.name):
         raise CorpusError(f"--name: {args.name!r}: use letters, digits, - and _ (it names outputs)")
@@ -305,7 +323,7 @@ def build(args: argparse.Namespace) -> tuple[Path, dict]:
         write_jsonl(tests, out / "test.jsonl")
         header = (f"# Dataset {args.name!r}, written by `python -m bonito_repro corpus` from {args.text} and "
                   f"{args.test}.\n# The test schema, label map and templates are those of "
-                  f"{TEMPLATE_DATASET[task_type]} (the paper's {task_type} dataset).\n")
+                  f"{template} (the paper's {task_type} dataset).\n")
     else:
         header = (f"# Dataset {args.name!r}, written by `python -m bonito_repro corpus` from {args.text}.\n"
                   "# No labelled test set: generated for and adapted on, not evaluated.\n")
@@ -319,7 +337,7 @@ def build(args: argparse.Namespace) -> tuple[Path, dict]:
         raise CorpusError(str(error)) from None
     manifest.counts = {**counts, "test_rows": len(tests)}
     manifest.drops = drops
-    manifest.extra = {"task_type": TASK_TYPES[task_type], "templates_of": TEMPLATE_DATASET.get(task_type) if tests else None,
+    manifest.extra = {"task_type": TASK_TYPES[task_type], "templates_of": template if tests else None,
                       "dataset_file": str(dataset_path), "overlay": str(overlay_path)}
     return overlay_path, manifest.write(out / "corpus.manifest.json")
 
@@ -338,7 +356,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--test", type=Path, help="labelled test set: JSONL, CSV or parquet (F1 for yes-no QA, "
                         "NLI and extractive QA; without one the run ends at the adapted models)")
     parser.add_argument("--test-fields", help="ROLE=FIELD,... for the test set's fields named otherwise than "
-                        + "; ".join(f"{t}: {', '.join(r)}" for t, r in ROLES.items()))
+                        + "; ".join(f"{t}: {', '.join(TASK_TYPE_SPECS[t].test_roles)}" for t in F1_TASK_TYPES))
     parser.add_argument("--label-map", help="LABEL=yes|no|maybe,... for the test labels (default: yes, no, maybe as they are)")
     parser.add_argument("--scale", choices=sorted(PROFILES), default="local",
                         help="the config the run overlays (local: this machine's profile; paper: Slurm)")
