@@ -17,7 +17,7 @@ rule backtranslation_seed:
     output:
         **{name: layout.generator("{generator}", "seed", f"{name}.parquet") for name in ("backward", "forward")},
         manifest=layout.generator("{generator}", "seed", "manifest.json"),
-    wildcard_constraints: generator=choice(dag.generators_of(kind="backtranslation"))
+    wildcard_constraints: generator=choice(dag.generators_of(training_rule="train_backtranslation"))
     params:
         origin=lambda w: as_json(config["generators"][w.generator]["seed"]),
         online=lambda w: online(config["generators"][w.generator]["seed"]),
@@ -36,7 +36,7 @@ rule train_backtranslation:
     input:
         base=dag.model_of("generators", "base"), train=layout.generator("{generator}", "seed", "{direction}.parquet"),
     output: adapter=directory(DIRECTION_ADAPTER), manifest=f"{DIRECTION_ADAPTER}.manifest.json"
-    wildcard_constraints: generator=choice(dag.generators_of(kind="backtranslation")), direction="backward|forward"
+    wildcard_constraints: generator=choice(dag.generators_of(training_rule="train_backtranslation")), direction="backward|forward"
     params: **dag.training_params("backtranslation_training", DIRECTION_ADAPTER), wrapper=BACKTRANSLATION_WRAPPER
     log: layout.log("train_backtranslation/{generator}/{direction}")
     benchmark: layout.benchmark("train_backtranslation/{generator}/{direction}")
@@ -57,7 +57,7 @@ rule backtranslate:
         forward=layout.generator("{generator}", "forward_adapter"), passages=layout.unannotated("{dataset}"),
         test=lambda w: dag.test_input(w.dataset),
     output: **synthetic_outputs()
-    wildcard_constraints: generator=choice(dag.generators_of(kind="backtranslation"))
+    wildcard_constraints: generator=choice(dag.generators_of(rule="backtranslate"))
     params: **dag.backtranslate_params()
     log: layout.log("generate/{generator}/{dataset}")
     benchmark: layout.benchmark("generate/{generator}/{dataset}")

@@ -21,7 +21,7 @@ rule train_bonito:
         base=dag.model_of("generators", "base"), train=layout.ctga("train.parquet"),
         validation=layout.ctga("validation.parquet"),
     output: adapter=directory(GENERATOR_ADAPTER), manifest=f"{GENERATOR_ADAPTER}.manifest.json"
-    wildcard_constraints: generator=choice(dag.generators_of(kind="bonito", trained=True))
+    wildcard_constraints: generator=choice(dag.generators_of(training_rule="train_bonito"))
     params: **dag.training_params("bonito_training", GENERATOR_ADAPTER)
     log: layout.log("train_bonito/{generator}")
     benchmark: layout.benchmark("train_bonito/{generator}")
@@ -42,7 +42,7 @@ rule parse_check:
         base=dag.model_of("generators", "base"), adapter=GENERATOR_ADAPTER,
         validation=layout.ctga("validation.parquet"),
     output: layout.generator("{generator}", "parse_check.json")
-    wildcard_constraints: generator=choice(dag.generators_of(kind="bonito", trained=True))
+    wildcard_constraints: generator=choice(dag.generators_of(training_rule="train_bonito"))
     params: hp=as_json({**config["parse_check"], "bf16": config["bonito_training"]["bf16"]}), device=config["device"]
     log: layout.log("parse_check/{generator}")
     benchmark: layout.benchmark("parse_check/{generator}")

@@ -28,7 +28,7 @@ from pathlib import Path
 from . import cost
 from ..core import layout
 from ..core.config import ConfigError, load_config
-from ..core.generators import generators_of, kind_of, trains
+from ..core.generators import generators_of
 from .environments import environments_in_use, verify_environment
 from ..core.hub import HubError, resolve_revision
 from ..core.origins import load_arguments
@@ -66,7 +66,7 @@ class HubReference:
 def _needs_ctga(config: dict) -> bool:
     """ctga-v1 is read where a generator is trained on it here (rule train_bonito) or a target's
     adapter is trained on p3."""
-    return (any(trains(g) and kind_of(g).training_rule == "train_bonito" for g in config["generators"].values())
+    return (bool(generators_of(config, training_rule="train_bonito"))
             or any(t.get("init_adapter", {}).get("train_on") == "p3" for t in config["targets"].values()))
 
 

@@ -43,10 +43,9 @@ def kind_of(spec: dict) -> GeneratorKind:
 
 
 def trains(spec: dict) -> bool:
-    """Whether the workflow trains something for this generator (a Bonito `base` is trained on
-    ctga; a full `model` is used as it is)."""
-    kind = kind_of(spec)
-    return kind.training_rule is not None and (spec["kind"] != "bonito" or "base" in spec)
+    """Whether the workflow trains something for this generator: its kind has a training rule and
+    the entry names a `base` to train, not a full `model` used as it is."""
+    return kind_of(spec).training_rule is not None and "model" not in spec
 
 
 def kind_written_by(rule: str) -> str:
@@ -59,12 +58,14 @@ def kind_written_by(rule: str) -> str:
 
 
 def generators_of(config: dict, *, kind: str | None = None, rule: str | None = None,
-                  runs_model: bool | None = None, trained: bool | None = None) -> list[str]:
-    """The config's generators (sorted) of a kind, made by a rule, running a local model or
-    trained by the workflow: each filter applies where given."""
+                  runs_model: bool | None = None, trained: bool | None = None,
+                  training_rule: str | None = None) -> list[str]:
+    """The config's generators (sorted) of a kind, made by a rule, running a local model, trained
+    by the workflow, or trained by one training rule: each filter applies where given."""
     def keep(spec: dict) -> bool:
         entry = kind_of(spec)
         return ((kind is None or spec["kind"] == kind) and (rule is None or entry.rule == rule)
                 and (runs_model is None or entry.runs_model == runs_model)
-                and (trained is None or trains(spec) == trained))
+                and (trained is None or trains(spec) == trained)
+                and (training_rule is None or (trains(spec) and entry.training_rule == training_rule)))
     return sorted(name for name, spec in config["generators"].items() if keep(spec))

@@ -361,8 +361,8 @@ class Dag:
 
     def trained_adapters(self) -> list[str]:
         """Every adapter the run trains, under results/ (its manifest and loss curve lie beside it)."""
-        trained = self.generators_of(kind="bonito", trained=True)
-        backtranslation = self.generators_of(kind="backtranslation")
+        trained = self.generators_of(training_rule="train_bonito")
+        backtranslation = self.generators_of(training_rule="train_backtranslation")
         return [
             *(layout.generator(g, "adapter") for g in trained if g in self.sources),
             *(layout.generator(g, f"{d}_adapter") for g in backtranslation if g in self.sources
@@ -374,8 +374,8 @@ class Dag:
     def adapter_pattern(self) -> str:
         """The wildcard constraint of a trained adapter's path under results/ (loss_curve)."""
         return "|".join([
-            f"generators/(?:{choice(self.generators_of(kind='bonito', trained=True))})/adapter",
-            f"generators/(?:{choice(self.generators_of(kind='backtranslation'))})/(?:backward|forward)_adapter",
+            f"generators/(?:{choice(self.generators_of(training_rule='train_bonito'))})/adapter",
+            f"generators/(?:{choice(self.generators_of(training_rule='train_backtranslation'))})/(?:backward|forward)_adapter",
             f"p3/(?:{choice(self.p3_models)})/adapter",
             f"adapters/(?:{choice(self.targets)})/(?:{choice([TAPT, *self.generators])})/(?:{choice(self.datasets)})",
         ])
@@ -385,7 +385,7 @@ class Dag:
                 *(adapter + ".loss.png" for adapter in self.trained_adapters())]
 
     def parse_checks(self) -> list[str]:
-        return [layout.generator(g, "parse_check.json") for g in self.generators_of(kind="bonito", trained=True)
+        return [layout.generator(g, "parse_check.json") for g in self.generators_of(training_rule="train_bonito")
                 if g in self.sources]
 
     def quality_profile(self) -> list[str]:
