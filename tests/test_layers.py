@@ -25,24 +25,26 @@ def test_the_import_contract_holds():
     assert "0 broken" in result.stdout
 
 
-def test_an_upward_import_breaks_the_contract(tmp_path):
-    """A core module that imports a stage (the circle config -> ablations -> config once was)."""
+def lint_with_planted_import(tmp_path: Path, module: str, line: str) -> subprocess.CompletedProcess:
+    """The contracts over a copy of the package in which `module` (a path under the package)
+    gains `line`."""
     shutil.copytree(REPO / "src" / "bonito_repro", tmp_path / "bonito_repro",
                     ignore=shutil.ignore_patterns("data", "__pycache__"))
-    planted = tmp_path / "bonito_repro" / "core" / "tasks.py"
-    planted.write_text(planted.read_text() + "\nfrom ..workflow import ablations  # noqa: E402,F401\n")
-    result = lint_imports(tmp_path)
+    planted = tmp_path / "bonito_repro" / module
+    planted.write_text(planted.read_text() + f"\n{line}  # noqa: E402,F401\n")
+    return lint_imports(tmp_path)
+
+
+def test_an_upward_import_breaks_the_contract(tmp_path):
+    """A core module that imports a stage (the circle config -> ablations -> config once was)."""
+    result = lint_with_planted_import(tmp_path, "core/tasks.py", "from ..workflow import ablations")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "layers BROKEN" in result.stdout
     assert "bonito_repro.core.tasks -> bonito_repro.workflow.ablations" in result.stdout
 
 
 def test_a_module_outside_the_tests_that_imports_the_local_hub_breaks_the_contract(tmp_path):
-    shutil.copytree(REPO / "src" / "bonito_repro", tmp_path / "bonito_repro",
-                    ignore=shutil.ignore_patterns("data", "__pycache__"))
-    planted = tmp_path / "bonito_repro" / "cluster" / "preflight.py"
-    planted.write_text(planted.read_text() + "\nfrom ..localhub import server  # noqa: E402,F401\n")
-    result = lint_imports(tmp_path)
+    result = lint_with_planted_import(tmp_path, "cluster/preflight.py", "from ..localhub import server")
     assert result.returncode == 1, result.stdout + result.stderr
     assert "the local Hub is test and rehearsal infrastructure BROKEN" in result.stdout
 
