@@ -8,16 +8,15 @@ import sys
 
 from snakemake.settings.types import DeploymentMethod
 
-from bonito_repro.core.config import EVAL_DECODING_KEYS, ConfigError, evaluated, read_yaml, validate
+from bonito_repro.core.config import EVAL_DECODING_KEYS, ConfigError, evaluated, merged_config, validate
 from bonito_repro.core.sources import TAPT, ZERO_SHOT, chained_generator, parse_size_source
 from bonito_repro.workflow.ablations import ablation_sources
 from bonito_repro.core.origins import embedded_path
 from bonito_repro.core.prompts import BACKTRANSLATION_WRAPPER
 
-try:
-    for path in workflow.configfiles:  # a key written twice: Snakemake keeps the last without a word
-        read_yaml(path)
-    resolved = validate(config)
+try:  # Snakemake's merge again, with the shared layers the files name (config/cpu.yaml) beneath them
+    # (read_yaml stops at a key written twice: Snakemake keeps the last without a word)
+    resolved = validate(merged_config([BASE_CONFIG, *workflow.config_settings.configfiles], workflow.config_settings.config))
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 # The rules read the resolved config: training sections merged over `training`, the dataset

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from bonito_repro.core.config import DATASETS_DIR, load_scale
+from bonito_repro.core.config import DATASETS_DIR, load_scale, merged_config, validate
 from conftest import REPO, snakemake
 
 GPU_RULES = {"train_bonito": "train_bonito", "generate": "generate", "adapt": "adapt", "evaluate": "evaluate",
@@ -303,6 +303,19 @@ def test_a_broken_config_file_stops_the_workflow_naming_file_and_line(tmp_path):
 
 def test_no_default_profile():
     assert not (REPO / "profiles" / "default").exists()
+
+
+@pytest.mark.dag
+@pytest.mark.parametrize("config_values", [{}, {"data": "hub"}])
+def test_the_snakefile_merges_the_shared_layer_beneath_the_overlay_and_config_values_on_top(config_values):
+    """config/smoke.yaml's `data` comes from its shared layer (config/cpu.yaml), a --config value
+    overrides it: the test set's origin is the one the Python loader resolves."""
+    args = ["--config", *(f"{key}={value}" for key, value in config_values.items())] if config_values else []
+    result = snakemake("-n", "-p", "--forceall", "--configfile", "config/smoke.yaml", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    origin = re.search(r"target-data test --dataset pubmed_qa --origin '([^']*)'", result.stdout + result.stderr)
+    config = validate(merged_config([REPO / "config.yaml", REPO / "config" / "smoke.yaml"], config_values))
+    assert json.loads(origin.group(1)) == config["datasets"]["pubmed_qa"]["test"]
 
 
 @pytest.mark.dag
