@@ -4,14 +4,16 @@ file or key path named."""
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
 
-from bonito_repro.core.config import (LAYERS_KEY, ConfigError, load_config, load_dataset_file, load_scale, merge,
-                                      merged_config, read_yaml, validate)
+from bonito_repro.core.config import (LAYERS_KEY, SCHEMA_PATH, ConfigError, load_config, load_dataset_file, load_scale,
+                                      merge, merged_config, read_yaml, validate)
 from bonito_repro.core.templates import load_templates
 from conftest import REPO
 
@@ -129,6 +131,42 @@ def test_readme_lists_exactly_the_keys_the_overlays_change():
 def test_merge_is_snakemakes_rule():
     merged = merge({"a": {"b": 1, "c": [1, 2]}, "d": 1}, {"a": {"c": [3]}, "e": 2})
     assert merged == {"a": {"b": 1, "c": [3]}, "d": 1, "e": 2}
+
+
+def schema_objects(node: object, where: str = "#") -> Iterator[tuple[str, dict]]:
+    """(JSON pointer, object) of every schema object in ``node`` at any depth: all mappings but
+    those of names (properties, $defs, dependentRequired)."""
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from schema_objects(item, f"{where}/{i}")
+    elif isinstance(node, dict):
+        if not where.endswith(("/properties", "/$defs", "/dependentRequired")):
+            yield where, node
+        for key, value in node.items():
+            yield from schema_objects(value, f"{where}/{key}")
+
+
+def without_descriptions(node: object) -> object:
+    if isinstance(node, dict):
+        return {key: without_descriptions(value) for key, value in node.items() if key != "description"}
+    return [without_descriptions(item) for item in node] if isinstance(node, list) else node
+
+
+def test_the_schema_defines_each_type_and_range_once():
+    """A type with its range (or an enum, a list's or a mapping's shape) written twice can drift
+    apart: each is written once, in $defs, and referenced. A bare reference and a bare type
+    (``{type: boolean}``) define nothing of their own."""
+    first: dict[str, str] = {}
+    repeated = []
+    for where, node in schema_objects(read_yaml(SCHEMA_PATH)):
+        node = without_descriptions(node)
+        if node.keys() == {"$ref"} or node.keys() == {"type"} and isinstance(node["type"], str):
+            continue
+        key = json.dumps(node, sort_keys=True)
+        if key in first:
+            repeated.append(f"{where} repeats {first[key]}: {key}")
+        first.setdefault(key, where)
+    assert not repeated, "\n".join(repeated)
 
 
 def test_an_overlay_that_swaps_a_spec_kind_fails_naming_the_key(base):
