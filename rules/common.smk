@@ -10,15 +10,14 @@ import sys
 from snakemake.settings.types import DeploymentMethod
 
 from bonito_repro.core import PACKAGE_DATA, layout
-from bonito_repro.core.config import ConfigError, read_yaml, validate
+from bonito_repro.core.config import ConfigError, merged_config, validate
 from bonito_repro.core.prompts import BACKTRANSLATION_WRAPPER
 from bonito_repro.core.sources import TAPT, ZERO_SHOT, parse_size_source
 from bonito_repro.workflow.dag import Dag, as_json, choice, local_files, loss_curve_section, test_flag
 
-try:
-    for path in workflow.configfiles:  # a key written twice: Snakemake keeps the last without a word
-        read_yaml(path)
-    resolved = validate(config)
+try:  # Snakemake's merge again, with the shared layers the files name (config/cpu.yaml) beneath them
+    # (read_yaml stops at a key written twice: Snakemake keeps the last without a word)
+    resolved = validate(merged_config([BASE_CONFIG, *workflow.config_settings.configfiles], workflow.config_settings.config))
 except ConfigError as error:
     raise WorkflowError(str(error)) from None
 # The rules read the resolved config: training sections merged over `training`, the dataset

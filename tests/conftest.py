@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from bonito_repro.cluster.dry_run import Job, dry_run_jobs  # noqa: F401 (the one parser of a dry run, for the tests)
+
 REPO = Path(__file__).resolve().parents[1]
 TINY_SPEC = {"architecture": "mistral", "vocab_size": 2000, "hidden_size": 64, "intermediate_size": 128,
              "layers": 2, "heads": 2, "kv_heads": 1}

@@ -19,8 +19,7 @@ from bonito_repro.core.sources import chain_source, parse_size_source, size_sour
 from bonito_repro.workflow.ablations import ablation_cells, ablation_jobs, eval_path, nested_subset, transfer_pairs
 from bonito_repro.core.config import ConfigError, load_scale, merge, read_yaml, validate
 from bonito_repro.core.io import read_json, write_json, write_parquet
-from conftest import REPO, snakemake
-from test_workflow import dry_run_jobs
+from conftest import REPO, dry_run_jobs, snakemake
 
 
 @pytest.fixture(scope="module")
@@ -236,9 +235,9 @@ def test_paper_dry_run_lists_every_ablation_job_once_with_resources(paper):
     result = snakemake("-n", "--profile", "slurm", "all", "ablations")
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = dry_run_jobs(result.stdout + result.stderr)
-    keys = [(j["rule"], tuple(sorted(j["wildcards"].items()))) for j in jobs]
+    keys = [(j.rule, tuple(sorted(j.wildcards.items()))) for j in jobs]
     assert [k for k, n in Counter(keys).items() if n > 1] == []
-    counts = Counter(j["rule"] for j in jobs)
+    counts = Counter(j.rule for j in jobs)
     main_adapt = len(paper["targets"]) * len(paper["datasets"]) * len(paper["run"]["sources"])
     added = ablation_jobs(paper)
     assert counts["adapt"] == main_adapt + sum(c["adapt"] for c in added.values())
@@ -248,8 +247,8 @@ def test_paper_dry_run_lists_every_ablation_job_once_with_resources(paper):
     main_eval = len(paper["targets"]) * len(paper["datasets"]) * (1 + len(paper["run"]["sources"]))
     assert evaluations == main_eval + sum(c["evaluate"] for c in added.values())
     for job in jobs:
-        if job["rule"] in ("adapt", "evaluate_transfer", "evaluate_transfer_generation"):
-            assert int(job["resources"]["gpu"]) == 1 and int(job["resources"]["runtime"]) > 0, job
+        if job.rule in ("adapt", "evaluate_transfer", "evaluate_transfer_generation"):
+            assert int(job.resources["gpu"]) == 1 and int(job.resources["runtime"]) > 0, job
     assert counts["ablation_figure"] == len(ablations.figures_of(paper)) == len(ablations.FIGURES)
 
 
@@ -258,9 +257,9 @@ def test_one_ablation_target_requests_only_its_figures():
     result = snakemake("-n", "ablation_size", "--configfile", "config/smoke.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = dry_run_jobs(result.stdout + result.stderr)
-    figures = [j["wildcards"]["figure"] for j in jobs if j["rule"] == "ablation_figure"]
+    figures = [j.wildcards["figure"] for j in jobs if j.rule == "ablation_figure"]
     assert figures == ["size"]
-    assert not any(j["rule"].startswith("evaluate_transfer") for j in jobs)
+    assert not any(j.rule.startswith("evaluate_transfer") for j in jobs)
 
 
 SMOKE_OVERLAY = {  # a second extractive QA dataset, so that the transfer matrix has off-diagonal cells
@@ -288,7 +287,7 @@ def smoke_ablations(tmp_path_factory, smoke_run) -> Path:
 
 @pytest.mark.slow
 def test_smoke_ablations_rerun_none_of_the_main_grids_jobs(smoke_ablations):
-    ran = Counter(job["rule"] for job in dry_run_jobs((smoke_ablations / "ablations.log").read_text()))
+    ran = Counter(job.rule for job in dry_run_jobs((smoke_ablations / "ablations.log").read_text()))
     assert ran["adapt"] > 0 and ran["subsample"] > 0
     for shared in ("ctga", "train_bonito", "prepare_model", "parse_check"):
         assert ran[shared] == 0, ran
@@ -329,6 +328,6 @@ def test_smoke_ablations_rerun_no_model_job_after_a_style_edit(smoke_ablations, 
     result = snakemake("-s", str(REPO / "Snakefile"), "-d", str(smoke_ablations), "-n", "ablations",
                        "--configfile", str(REPO / "config/smoke.yaml"), str(overlay))
     assert result.returncode == 0, result.stderr[-3000:]
-    rules = {j["rule"] for j in dry_run_jobs(result.stdout + result.stderr)}
+    rules = {j.rule for j in dry_run_jobs(result.stdout + result.stderr)}
     assert rules <= {"ablation_figure", "ablations", "funnel_plot", "loss_curve"}, rules
     assert "ablation_figure" in rules

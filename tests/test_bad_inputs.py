@@ -327,13 +327,13 @@ def test_missing_files_and_model_folders_stop_the_config_check(tmp_path):
     file and key: a dataset's own corpus, a model folder."""
     import yaml
 
-    from bonito_repro.core.config import DATASETS_DIR, merge, validate
+    from bonito_repro.core.config import DATASETS_DIR, merged_config, validate
     from conftest import REPO
 
     spec = yaml.safe_load((DATASETS_DIR / "pubmed_qa.yaml").read_text())
     spec["unannotated"] = {"files": "corpus.jsonl"}  # beside the dataset file, which does not hold it
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(spec))
-    config = merge(read_yaml(REPO / "config.yaml"), read_yaml(REPO / "config" / "smoke.yaml"))
+    config = merged_config([REPO / "config.yaml", REPO / "config" / "smoke.yaml"])
     config["run"]["datasets"] = [str(tmp_path / "mine.yaml")]
     config["models"][config["targets"][config["run"]["targets"][0]]["model"]] = {"path": str(tmp_path / "gone")}
     with pytest.raises(ConfigError) as error:

@@ -33,7 +33,10 @@ def test_every_wrapper_the_config_allows_is_accepted_by_the_commands_that_take_i
     from bonito_repro.evaluate.cli import build_parser
     from bonito_repro.train.data import PAIR_WRAPPERS  # train --wrapper's choices
 
-    wrapper = load_schema()["properties"]["targets"]["additionalProperties"]["properties"]["wrapper"]["properties"]
-    allowed = {kind: set(spec["enum"]) for kind, spec in wrapper.items()}
+    schema = load_schema()
+    wrapper = schema["properties"]["targets"]["additionalProperties"]["properties"]["wrapper"]["properties"]
+    defined = {kind: schema["$defs"][spec["$ref"].removeprefix("#/$defs/")] if "$ref" in spec else spec
+               for kind, spec in wrapper.items()}
+    allowed = {kind: set(spec["enum"]) for kind, spec in defined.items()}
     assert set().union(*allowed.values()) <= _wrapper_choices(build_parser())
     assert allowed["adapted"] <= set(PAIR_WRAPPERS)

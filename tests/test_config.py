@@ -4,17 +4,21 @@ file or key path named."""
 from __future__ import annotations
 
 import copy
+import json
 import re
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
 
-from bonito_repro.core.config import ConfigError, load_config, load_dataset_file, load_scale, merge, read_yaml, validate
+from bonito_repro.core.config import (LAYERS_KEY, SCHEMA_PATH, ConfigError, load_config, load_dataset_file, load_scale,
+                                      merge, merged_config, read_yaml, validate)
 from bonito_repro.core.templates import load_templates
 from conftest import REPO
 
 OVERLAYS = {"local": REPO / "config" / "local.yaml", "smoke": REPO / "config" / "smoke.yaml"}
+CPU_LAYER = REPO / "config" / "cpu.yaml"  # beneath both overlays: what they share
 
 
 @pytest.fixture(scope="module")
@@ -46,27 +50,61 @@ def test_local_covers_all_seven_datasets_and_smoke_one_of_each_task_type():
     assert set(local["models"]) == {"smollm2"} and set(smoke["models"]) == {"tiny_mistral", "tiny_llama"}
 
 
-def leaves(tree: dict, prefix: str = "") -> dict[str, object]:
-    """Key path -> value of every leaf; a named collection entry (models.x, targets.x) is a leaf."""
+def leaves(tree: dict, prefix: str = "", whole: tuple[str, ...] = ("models", "targets")) -> dict[str, object]:
+    """Key path -> value of every leaf; an entry of a named collection in ``whole`` (models.x,
+    targets.x) is a leaf."""
     out = {}
     for key, value in tree.items():
         path = f"{prefix}{key}"
-        if isinstance(value, dict) and value and path.split(".")[0] not in ("models", "targets"):
-            out.update(leaves(value, f"{path}."))
+        if isinstance(value, dict) and value and path.split(".")[0] not in whole:
+            out.update(leaves(value, f"{path}.", whole))
         else:
             out[path] = value
     return out
 
 
-@pytest.mark.parametrize("scale", list(OVERLAYS))
-def test_overlays_hold_only_differences(base, scale):
-    overlay = leaves(read_yaml(OVERLAYS[scale]))
+@pytest.mark.parametrize("path", [*OVERLAYS.values(), CPU_LAYER], ids=[*OVERLAYS, "cpu"])
+def test_overlays_hold_only_differences(base, path):
+    overlay = leaves(read_yaml(path))
     flat = leaves(base)
-    same = [path for path, value in overlay.items() if path in flat and flat[path] == value]
-    assert not same, f"{scale} repeats the base's values of {same}"
+    same = [key for key, value in overlay.items() if key in flat and flat[key] == value]
+    assert not same, f"{path.name} repeats the base's values of {same}"
     # short: the values, not their explanations (comments aside), fit on two screens
-    values = [line for line in OVERLAYS[scale].read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    values = [line for line in path.read_text().splitlines() if line.strip() and not line.lstrip().startswith("#")]
     assert len(values) <= 100
+
+
+def test_local_and_smoke_share_no_setting():
+    """A setting both scales share is written once, in their shared layer (config/cpu.yaml): a
+    key path in both overlays has a different value in each. ``layers`` is the loader's, no setting."""
+    local, smoke = (leaves(read_yaml(path), whole=()) for path in OVERLAYS.values())
+    shared = sorted(key for key, value in local.items() if key != LAYERS_KEY and key in smoke and smoke[key] == value)
+    assert not shared, f"config/local.yaml and config/smoke.yaml both set {shared}; move them to config/cpu.yaml"
+
+
+def test_shared_layers_merge_beneath_the_file_that_names_them(tmp_path):
+    """Beneath the file and above the files before it, once (a second file naming it does not
+    undo what came between), found from the base's folder (a copy of an overlay elsewhere finds
+    it), with Snakemake's --config values on top of all."""
+    (tmp_path / "config.yaml").write_text("a: 0\nb: 0\nc: 0\nd: 0\n")
+    (tmp_path / "shared.yaml").write_text("a: 1\nb: 1\nc: 1\n")
+    (tmp_path / "copies").mkdir()
+    (tmp_path / "copies" / "first.yaml").write_text("layers: [shared.yaml]\nb: 2\n")
+    (tmp_path / "second.yaml").write_text("layers: [shared.yaml]\nc: 3\n")
+    paths = [tmp_path / "config.yaml", tmp_path / "copies" / "first.yaml", tmp_path / "second.yaml"]
+    assert merged_config(paths) == {"a": 1, "b": 2, "c": 3, "d": 0}
+    assert merged_config(paths, {"c": 4}) == {"a": 1, "b": 2, "c": 4, "d": 0}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("layers: config/cpu.yaml\n", "layers: expected a list of config files"),
+    ("layers: [config/gpu.yaml]\n", "layers: no file '{repo}/config/gpu.yaml'"),
+])
+def test_a_bad_layers_entry_names_the_file_and_key(tmp_path, text, expected):
+    overlay = tmp_path / "mine.yaml"
+    overlay.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(f"{overlay}: {expected.format(repo=REPO)}")):
+        load_config(REPO / "config.yaml", overlay)
 
 
 def readme_difference_keys() -> list[str]:
@@ -82,7 +120,7 @@ def readme_difference_keys() -> list[str]:
 
 def test_readme_lists_exactly_the_keys_the_overlays_change():
     listed = readme_difference_keys()
-    changed = {path for overlay in OVERLAYS.values() for path in leaves(read_yaml(overlay))}
+    changed = {path for overlay in OVERLAYS.values() for path in leaves(merged_config([overlay], root=REPO))}
     covers = lambda key, path: path == key or path.startswith(key + ".")  # noqa: E731
     unlisted = sorted(p for p in changed if not any(covers(k, p) for k in listed))
     unused = sorted(k for k in listed if not any(covers(k, p) for p in changed))
@@ -93,6 +131,42 @@ def test_readme_lists_exactly_the_keys_the_overlays_change():
 def test_merge_is_snakemakes_rule():
     merged = merge({"a": {"b": 1, "c": [1, 2]}, "d": 1}, {"a": {"c": [3]}, "e": 2})
     assert merged == {"a": {"b": 1, "c": [3]}, "d": 1, "e": 2}
+
+
+def schema_objects(node: object, where: str = "#") -> Iterator[tuple[str, dict]]:
+    """(JSON pointer, object) of every schema object in ``node`` at any depth: all mappings but
+    those of names (properties, $defs, dependentRequired)."""
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            yield from schema_objects(item, f"{where}/{i}")
+    elif isinstance(node, dict):
+        if not where.endswith(("/properties", "/$defs", "/dependentRequired")):
+            yield where, node
+        for key, value in node.items():
+            yield from schema_objects(value, f"{where}/{key}")
+
+
+def without_descriptions(node: object) -> object:
+    if isinstance(node, dict):
+        return {key: without_descriptions(value) for key, value in node.items() if key != "description"}
+    return [without_descriptions(item) for item in node] if isinstance(node, list) else node
+
+
+def test_the_schema_defines_each_type_and_range_once():
+    """A type with its range (or an enum, a list's or a mapping's shape) written twice can drift
+    apart: each is written once, in $defs, and referenced. A bare reference and a bare type
+    (``{type: boolean}``) define nothing of their own."""
+    first: dict[str, str] = {}
+    repeated = []
+    for where, node in schema_objects(read_yaml(SCHEMA_PATH)):
+        node = without_descriptions(node)
+        if node.keys() == {"$ref"} or node.keys() == {"type"} and isinstance(node["type"], str):
+            continue
+        key = json.dumps(node, sort_keys=True)
+        if key in first:
+            repeated.append(f"{where} repeats {first[key]}: {key}")
+        first.setdefault(key, where)
+    assert not repeated, "\n".join(repeated)
 
 
 def test_an_overlay_that_swaps_a_spec_kind_fails_naming_the_key(base):

@@ -15,8 +15,7 @@ from bonito_repro.workflow import corpus
 from bonito_repro.core.config import load_config
 from bonito_repro.core.templates import load_templates
 from bonito_repro.prepare.target_data import load_test_split, unannotated_passages
-from conftest import REPO, snakemake
-from test_workflow import dry_run_jobs
+from conftest import REPO, dry_run_jobs, snakemake
 
 EXAMPLE = REPO / "examples" / "library_policies"
 EXAMPLE_ARGS = ["--text", str(EXAMPLE / "policies.txt"), "--task-type", "yes-no question answering",
@@ -208,7 +207,7 @@ def test_without_a_test_set_any_task_type_ends_at_the_adapted_models(tmp_path):
                     "unannotated": {"files": "unannotated.jsonl"}}
     result = snakemake("-n", "--profile", "local", "--configfile", "config/local.yaml", str(out / "run.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]
-    counts = Counter(job["rule"] for job in dry_run_jobs(result.stdout + result.stderr))
+    counts = Counter(job.rule for job in dry_run_jobs(result.stdout + result.stderr))
     assert counts["adapt"] == 4 and counts["model_card"] == 4 and counts["dataset_card"] == 1  # 2 targets x 2 sources
     for rule in ("test_set", "evaluate", "evaluate_generation", "eval_table", "main_table"):
         assert counts[rule] == 0, rule

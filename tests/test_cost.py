@@ -9,7 +9,7 @@ import pytest
 
 from bonito_repro.cluster import cost
 from bonito_repro.core.config import load_scale
-from conftest import REPO
+from conftest import REPO, Job, dry_run_jobs
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +44,17 @@ def test_bonito_training_projects_the_papers_four_days_on_four_gpus(paper):
     assert cost.bonito_retries(paper) == 4
 
 
-def _jobs(config: dict) -> list[cost.Job]:
+def _jobs(config: dict) -> list[Job]:
     """The paper grid's compute jobs, as a dry run lists them."""
-    jobs = [cost.Job("ctga"), cost.Job("train_bonito", {"generator": "bonito"}, {"gpu": "4", "runtime": "2880"})]
+    jobs = [Job("ctga"), Job("train_bonito", {"generator": "bonito"}, {"gpu": "4", "runtime": "2880"})]
     for dataset in config["datasets"]:
-        jobs.append(cost.Job("generate", {"generator": "bonito", "dataset": dataset}))
+        jobs.append(Job("generate", {"generator": "bonito", "dataset": dataset}))
         for target in config["targets"]:
             for source in ["tapt", "bonito"]:
-                jobs.append(cost.Job("adapt", {"target": target, "source": source, "dataset": dataset}))
+                jobs.append(Job("adapt", {"target": target, "source": source, "dataset": dataset}))
             for source in ["zero_shot", "tapt", "bonito"]:
-                jobs.append(cost.Job("evaluate", {"target": target, "source": source, "dataset": dataset}))
-    return jobs + [cost.Job("main_table")]
+                jobs.append(Job("evaluate", {"target": target, "source": source, "dataset": dataset}))
+    return jobs + [Job("main_table")]
 
 
 def test_stage_costs_count_every_job_by_stage_and_chain_only_bonito_training(paper):
@@ -105,7 +105,7 @@ rule adapt:
 localrule main_table:
     output: results/paper/main_table.csv
 """
-    adapt, table = cost.dry_run_jobs(output)
+    adapt, table = dry_run_jobs(output)
     assert adapt.rule == "adapt" and adapt.wildcards == {"target": "mistral_7b", "source": "tapt", "dataset": "pubmed_qa"}
     assert (adapt.resources["gpu"], adapt.resources["runtime"], adapt.resources["threads"]) == ("1", "1440", "8")
-    assert table == cost.Job("main_table")
+    assert table == Job("main_table")

@@ -383,8 +383,7 @@ def select_sources(tmp_path, sources: list[str], **sections) -> str:
 
 @pytest.mark.dag
 def test_paper_dry_run_has_the_prompted_generators_on_vllm_gpus_and_the_published_sets(tmp_path):
-    from conftest import snakemake
-    from test_workflow import dry_run_jobs
+    from conftest import dry_run_jobs, snakemake
 
     paper = load_scale("paper", REPO)
     result = snakemake("-n", "-p", "--profile", "slurm", "--configfile", "config.yaml",
@@ -394,13 +393,13 @@ def test_paper_dry_run_has_the_prompted_generators_on_vllm_gpus_and_the_publishe
     jobs = dry_run_jobs(output)
     datasets = set(paper["run"]["datasets"])
     for generator in ("mistral_instruct", "zephyr_beta"):
-        generate = [j for j in jobs if j["rule"] == "generate" and j["wildcards"]["generator"] == generator]
-        assert {j["wildcards"]["dataset"] for j in generate} == datasets
-        assert all(int(j["resources"]["gpu"]) == paper["resources"]["generate"]["gpus"] for j in generate)
+        generate = [j for j in jobs if j.rule == "generate" and j.wildcards["generator"] == generator]
+        assert {j.wildcards["dataset"] for j in generate} == datasets
+        assert all(int(j.resources["gpu"]) == paper["resources"]["generate"]["gpus"] for j in generate)
     for generator in ("mistral_instruct_published", "zephyr_beta_published"):
-        published = [j for j in jobs if j["rule"] == "published_tasks" and j["wildcards"]["generator"] == generator]
-        assert {j["wildcards"]["dataset"] for j in published} == datasets
-    assert {j["wildcards"]["model"] for j in jobs if j["rule"] == "prepare_model"} >= {"mistral_7b_instruct",
+        published = [j for j in jobs if j.rule == "published_tasks" and j.wildcards["generator"] == generator]
+        assert {j.wildcards["dataset"] for j in published} == datasets
+    assert {j.wildcards["model"] for j in jobs if j.rule == "prepare_model"} >= {"mistral_7b_instruct",
                                                                                      "zephyr_7b_beta"}
     commands = [line for line in output.splitlines() if "bonito_repro generate" in line]
     prompted = [c for c in commands if "--kind prompted" in c]
@@ -411,14 +410,13 @@ def test_paper_dry_run_has_the_prompted_generators_on_vllm_gpus_and_the_publishe
 
 @pytest.mark.dag
 def test_local_dry_run_generates_with_smollm2_for_all_seven_datasets(tmp_path):
-    from conftest import snakemake
-    from test_workflow import dry_run_jobs
+    from conftest import dry_run_jobs, snakemake
 
     result = snakemake("-n", "-p", "--configfile", "config/local.yaml",
                        select_sources(tmp_path, ["tapt", "bonito", "mistral_instruct"]))
     assert result.returncode == 0, result.stderr[-3000:]
-    jobs = [j for j in dry_run_jobs(result.stdout + result.stderr) if j["rule"] == "generate"]
-    prompted = {j["wildcards"]["dataset"] for j in jobs if j["wildcards"]["generator"] == "mistral_instruct"}
+    jobs = [j for j in dry_run_jobs(result.stdout + result.stderr) if j.rule == "generate"]
+    prompted = {j.wildcards["dataset"] for j in jobs if j.wildcards["generator"] == "mistral_instruct"}
     assert prompted == set(load_scale("local", REPO)["run"]["datasets"])
     assert "--kind prompted" in result.stdout and "--model results/models/smollm2 " in result.stdout
 

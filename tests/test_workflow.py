@@ -12,25 +12,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from bonito_repro.core.config import DATASETS_DIR, load_scale
-from conftest import REPO, snakemake
+from bonito_repro.core.config import DATASETS_DIR, load_scale, merged_config, validate
+from conftest import REPO, Job, dry_run_jobs, snakemake
 
 GPU_RULES = {"train_bonito": "train_bonito", "generate": "generate", "adapt": "adapt", "evaluate": "evaluate",
              "evaluate_generation": "evaluate", "parse_check": "generate"}  # rule -> its resources section
-
-
-def dry_run_jobs(output: str) -> list[dict]:
-    """Each job block of a dry run: rule name, its resources and its wildcards."""
-    jobs = []
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
-        head = re.match(r"(?:local)?rule (\w+):", block)
-        if not head:
-            continue
-        resources, wildcards = re.search(r"resources: (.*)", block), re.search(r"wildcards: (.*)", block)
-        parsed = dict(kv.split("=", 1) for kv in resources.group(1).split(", ")) if resources else {}
-        jobs.append({"rule": head.group(1), "resources": parsed, "local": block.startswith("localrule"),
-                     "wildcards": dict(kv.split("=", 1) for kv in wildcards.group(1).split(", ")) if wildcards else {}})
-    return jobs
 
 
 @pytest.mark.dag
@@ -42,7 +28,7 @@ def test_lint_is_clean():
 
 
 @pytest.fixture(scope="module")
-def paper_dry_run() -> list[dict]:
+def paper_dry_run() -> list[Job]:
     result = snakemake("-n", "--profile", "slurm")
     assert result.returncode == 0, result.stderr[-3000:]
     return dry_run_jobs(result.stdout + result.stderr)
@@ -51,7 +37,7 @@ def paper_dry_run() -> list[dict]:
 @pytest.mark.dag
 def test_paper_dag_has_the_full_grid(paper_dry_run):
     config = load_scale("paper", REPO)
-    counts = Counter(job["rule"] for job in paper_dry_run)
+    counts = Counter(job.rule for job in paper_dry_run)
     targets, datasets, sources = len(config["targets"]), len(config["datasets"]), len(config["run"]["sources"])
     assert counts["evaluate"] + counts["evaluate_generation"] == targets * datasets * (1 + sources)
     assert counts["adapt"] == targets * datasets * sources
@@ -68,14 +54,14 @@ def test_paper_dag_has_the_full_grid(paper_dry_run):
 def test_paper_gpu_resources_come_from_config(paper_dry_run):
     config = load_scale("paper", REPO)
     for job in paper_dry_run:
-        gpus = int(job["resources"].get("gpu", 0))
-        if job["rule"] in GPU_RULES:
-            stage = config["resources"][GPU_RULES[job["rule"]]]
+        gpus = int(job.resources.get("gpu", 0))
+        if job.rule in GPU_RULES:
+            stage = config["resources"][GPU_RULES[job.rule]]
             assert gpus == stage["gpus"], job
-            assert int(job["resources"]["runtime"]) == stage["runtime"]
+            assert int(job.resources["runtime"]) == stage["runtime"]
         else:
             assert gpus == 0, job
-    assert any(int(j["resources"].get("gpu", 0)) == 4 for j in paper_dry_run if j["rule"] == "train_bonito")
+    assert any(int(j.resources.get("gpu", 0)) == 4 for j in paper_dry_run if j.rule == "train_bonito")
 
 
 # The authors' wrappers (docs/protocol.md, section 8.1): plain for a pretrained model with no
@@ -102,7 +88,7 @@ def test_paper_evaluations_use_the_authors_wrappers():
 BACKTRANSLATION_RESOURCES = {"train_backtranslation": "adapt", "backtranslate": "generate"}
 
 
-def backtranslation_dry_run(tmp_path: Path, *scale_args: str) -> list[dict]:
+def backtranslation_dry_run(tmp_path: Path, *scale_args: str) -> list[Job]:
     """A dry run with the backtranslation generator among the sources (an overlay of the user's)."""
     overlay = tmp_path / "backtranslation.yaml"
     overlay.write_text("run:\n  sources: [tapt, bonito, backtranslation]\n")
@@ -115,24 +101,24 @@ def backtranslation_dry_run(tmp_path: Path, *scale_args: str) -> list[dict]:
 def test_paper_dag_runs_the_backtranslation_chain_on_gpus(tmp_path):
     jobs = backtranslation_dry_run(tmp_path, "--profile", "slurm", "--configfile", "config.yaml")
     config = load_scale("paper", REPO)
-    counts = Counter(job["rule"] for job in jobs)
+    counts = Counter(job.rule for job in jobs)
     assert counts["backtranslation_seed"] == 1 and counts["train_backtranslation"] == 2
     assert counts["backtranslate"] == len(config["datasets"]) and counts["quality_profile"] == 1
-    assert {j["wildcards"]["direction"] for j in jobs if j["rule"] == "train_backtranslation"} == {"backward", "forward"}
+    assert {j.wildcards["direction"] for j in jobs if j.rule == "train_backtranslation"} == {"backward", "forward"}
     for job in jobs:
-        if job["rule"] in BACKTRANSLATION_RESOURCES:
-            stage = config["resources"][BACKTRANSLATION_RESOURCES[job["rule"]]]
-            assert int(job["resources"]["gpu"]) == stage["gpus"] >= 1 and int(job["resources"]["runtime"]) == stage["runtime"]
-    seed = next(j for j in jobs if j["rule"] == "backtranslation_seed")  # it downloads Guanaco: no GPU
-    assert int(seed["resources"].get("gpu", 0)) == 0
+        if job.rule in BACKTRANSLATION_RESOURCES:
+            stage = config["resources"][BACKTRANSLATION_RESOURCES[job.rule]]
+            assert int(job.resources["gpu"]) == stage["gpus"] >= 1 and int(job.resources["runtime"]) == stage["runtime"]
+    seed = next(j for j in jobs if j.rule == "backtranslation_seed")  # it downloads Guanaco: no GPU
+    assert int(seed.resources.get("gpu", 0)) == 0
 
 
 @pytest.mark.dag
 def test_local_dag_backtranslates_all_seven_datasets(tmp_path):
     jobs = backtranslation_dry_run(tmp_path, "--profile", "local", "--configfile", "config/local.yaml")
-    assert sorted(j["wildcards"]["dataset"] for j in jobs if j["rule"] == "backtranslate") == \
+    assert sorted(j.wildcards["dataset"] for j in jobs if j.rule == "backtranslate") == \
         sorted(load_scale("local", REPO)["datasets"])
-    assert sum(j["rule"] == "adapt" and j["wildcards"]["source"] == "backtranslation" for j in jobs) == 14
+    assert sum(j.rule == "adapt" and j.wildcards["source"] == "backtranslation" for j in jobs) == 14
 
 
 @pytest.mark.slow
@@ -217,7 +203,7 @@ def test_report_collects_tables_plots_and_captions(smoke_run):
         assert name in page, name
 
 
-def rerun_jobs(smoke_run: Path, tmp_path: Path, edit) -> list[dict]:
+def rerun_jobs(smoke_run: Path, tmp_path: Path, edit) -> list[Job]:
     """The jobs a dry run of the smoke DAG wants after ``edit`` of the smoke overlay."""
     config = yaml.safe_load((REPO / "config/smoke.yaml").read_text())
     edit(config)
@@ -225,11 +211,11 @@ def rerun_jobs(smoke_run: Path, tmp_path: Path, edit) -> list[dict]:
     edited.write_text(yaml.safe_dump(config))
     result = snakemake("-s", str(REPO / "Snakefile"), "-d", str(smoke_run), "-n", "--configfile", str(edited))
     assert result.returncode == 0, result.stderr[-3000:]
-    return [job for job in dry_run_jobs(result.stdout + result.stderr) if job["rule"] != "all"]
+    return [job for job in dry_run_jobs(result.stdout + result.stderr) if job.rule != "all"]
 
 
 def rerun_after(smoke_run: Path, tmp_path: Path, edit) -> set[str]:
-    return {job["rule"] for job in rerun_jobs(smoke_run, tmp_path, edit)}
+    return {job.rule for job in rerun_jobs(smoke_run, tmp_path, edit)}
 
 
 EVALUATION = {"evaluate", "evaluate_generation"}
@@ -275,8 +261,8 @@ def test_a_dataset_file_edit_reruns_only_that_datasets_evaluations(smoke_run, tm
     for edit in ({"templates": edited}, {"passage": ["premise", "hypothesis"]}):
         own.write_text(yaml.safe_dump({**spec, **edit}))
         jobs = rerun_jobs(smoke_run, tmp_path, select_copy)
-        assert {job["rule"] for job in jobs} == {"evaluate", "model_card"} | TABLES, jobs
-        assert {job["wildcards"]["dataset"] for job in jobs if job["rule"] in ("evaluate", "model_card")} == {"contract_nli"}
+        assert {job.rule for job in jobs} == {"evaluate", "model_card"} | TABLES, jobs
+        assert {job.wildcards["dataset"] for job in jobs if job.rule in ("evaluate", "model_card")} == {"contract_nli"}
 
 
 @pytest.mark.slow
@@ -303,6 +289,19 @@ def test_a_broken_config_file_stops_the_workflow_naming_file_and_line(tmp_path):
 
 def test_no_default_profile():
     assert not (REPO / "profiles" / "default").exists()
+
+
+@pytest.mark.dag
+@pytest.mark.parametrize("config_values", [{}, {"data": "hub"}])
+def test_the_snakefile_merges_the_shared_layer_beneath_the_overlay_and_config_values_on_top(config_values):
+    """config/smoke.yaml's `data` comes from its shared layer (config/cpu.yaml), a --config value
+    overrides it: the test set's origin is the one the Python loader resolves."""
+    args = ["--config", *(f"{key}={value}" for key, value in config_values.items())] if config_values else []
+    result = snakemake("-n", "-p", "--forceall", "--configfile", "config/smoke.yaml", *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    origin = re.search(r"target-data test --dataset pubmed_qa --origin '([^']*)'", result.stdout + result.stderr)
+    config = validate(merged_config([REPO / "config.yaml", REPO / "config" / "smoke.yaml"], config_values))
+    assert json.loads(origin.group(1)) == config["datasets"]["pubmed_qa"]["test"]
 
 
 @pytest.mark.dag

@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -25,6 +24,7 @@ from ..core.config import load_config
 from ..core.sources import TAPT
 from ..core.steps import effective_batch, training_steps
 from ..core.tasks import GREEDY, scoring
+from .dry_run import Job, dry_run_jobs
 
 # stage -> the section of config `resources` its jobs request (train_p3 runs with adapt's)
 STAGE_RESOURCES = {"ctga": "ctga", "train_bonito": "train_bonito", "train_p3": "adapt", "generate": "generate",
@@ -36,15 +36,6 @@ STAGES = tuple(STAGE_RESOURCES)
 RULE_STAGES = {"backtranslate": "generate", "train_backtranslation": "train_p3"}
 # the rules whose retries chain one long job across attempts that each end at the time limit
 CHAINED_STAGES = ("train_bonito",)
-
-
-@dataclass(frozen=True)
-class Job:
-    """One job of a run: its rule, wildcards and the resources it requests (gpu, runtime, threads)."""
-
-    rule: str
-    wildcards: dict = field(default_factory=dict)
-    resources: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -265,25 +256,6 @@ def format_table(costs: list[StageCost], config: dict) -> str:
 
 
 # --- the job list, from Snakemake's dry run
-
-_BLOCK = re.compile(r"\n(?=(?:local)?rule \w+:)")
-
-
-def dry_run_jobs(output: str) -> list[Job]:
-    """Each job block of a dry run's output: rule, wildcards and resources (threads included)."""
-    jobs = []
-    for block in _BLOCK.split(output):
-        head = re.match(r"(?:local)?rule (\w+):", block)
-        if not head:
-            continue
-        found = {key: re.search(rf"^\s+{key}: (.*)$", block, re.MULTILINE) for key in ("wildcards", "resources", "threads")}
-        wildcards = dict(kv.split("=", 1) for kv in found["wildcards"].group(1).split(", ")) if found["wildcards"] else {}
-        resources = dict(kv.split("=", 1) for kv in found["resources"].group(1).split(", ")) if found["resources"] else {}
-        if found["threads"]:
-            resources["threads"] = found["threads"].group(1).strip()
-        jobs.append(Job(head.group(1), wildcards, resources))
-    return jobs
-
 
 def workflow_jobs(configfiles: list[str], workdir: Path, targets: Sequence[str] = ()) -> list[Job]:
     """Every job of the workflow in ``workdir`` under these config files that ``targets`` need

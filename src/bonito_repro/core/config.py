@@ -2,7 +2,8 @@
 
 config.yaml is the paper's experiment and the base of every scale; an overlay (config/local.yaml,
 config/smoke.yaml, a user's file) holds only what differs and is merged on top key by key, as
-Snakemake merges ``--configfile`` files. Then:
+Snakemake merges ``--configfile`` files. A file may name shared layers (``layers:
+[config/cpu.yaml]``), merged beneath it (``merged_config``). Then:
 
 1. ``validate_schema``: the merged config against config/schema.yaml;
 2. ``resolve``: the config the rules read: each training section merged over ``training``, the
@@ -22,7 +23,7 @@ import functools
 import json
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping, Sequence
 
 import jsonschema
 import yaml
@@ -36,6 +37,8 @@ from .tasks import GENERATION_TASK_TYPES, GREEDY, RANK_TASK_TYPES, TASK_TYPES, s
 SCHEMA_PATH = PACKAGE_DATA / "config_schema.yaml"   # config/schema.yaml links here
 DATASETS_DIR = PACKAGE_DATA / "datasets"
 TRAINING_SECTIONS = ("bonito_training", "p3_training", "backtranslation_training", "adaptation")
+# the key of a config file that names the shared layers merged beneath it (config/cpu.yaml)
+LAYERS_KEY = "layers"
 # evaluation keys that only greedy decoding (extractive QA) reads: rank jobs do not get them, so
 # changing them reruns no rank classification
 EVAL_DECODING_KEYS = ("generation_backend", "max_new_tokens")
@@ -476,12 +479,46 @@ def validate(config: dict) -> dict:
     return resolved
 
 
-def load_config(*paths: str | Path) -> dict[str, Any]:
-    """The resolved config of ``paths`` merged in order (the base config.yaml first)."""
+def _with_layers(path: Path, root: Path, applied: set[Path]) -> list[dict]:
+    """What the file ``path`` merges, in order: the shared layers it names (each after the layers
+    it names in turn), then the file without its ``layers`` key. A layer in ``applied`` is skipped
+    (it is merged once, beneath the first file that names it); the others are added to it."""
+    content = read_yaml(path)
+    layers = content.pop(LAYERS_KEY, [])
+    if not isinstance(layers, list) or not all(isinstance(layer, str) for layer in layers):
+        raise ConfigError(f"{path}: {LAYERS_KEY}: expected a list of config files (paths from {root}), got {layers!r}")
+    contents = []
+    for layer in layers:
+        layer_path = (root / layer).resolve()
+        if layer_path in applied:
+            continue
+        if not layer_path.is_file():
+            raise ConfigError(f"{path}: {LAYERS_KEY}: no file {str(layer_path)!r}")
+        applied.add(layer_path)
+        contents += _with_layers(layer_path, root, applied)
+    return [*contents, content]
+
+
+def merged_config(paths: Sequence[str | Path], overrides: Mapping[str, Any] | None = None,
+                  root: str | Path | None = None) -> dict:
+    """The config files ``paths`` (the base config.yaml first) merged in order, each over the shared
+    layers it names under ``layers`` (paths from ``root``, by default the base's folder, so that a
+    copy of an overlay elsewhere finds them), then ``overrides`` (Snakemake's ``--config``) on top;
+    not validated. Snakemake merges the command line's files without their layers, so
+    rules/common.smk merges them again with this."""
+    root = Path(root) if root is not None else Path(paths[0]).parent
+    applied: set[Path] = set()
     merged: dict = {}
     for path in paths:
-        merged = merge(merged, read_yaml(path))
-    return validate(merged)
+        for content in _with_layers(Path(path), root, applied):
+            merged = merge(merged, content)
+    return merge(merged, dict(overrides or {}))
+
+
+def load_config(*paths: str | Path) -> dict[str, Any]:
+    """The resolved config of ``paths`` merged in order (the base config.yaml first), each over
+    its shared layers (``merged_config``)."""
+    return validate(merged_config(paths))
 
 
 def load_scale(scale: str, root: str | Path) -> dict[str, Any]:
@@ -504,4 +541,4 @@ def check_params(params: dict, section: str, omit: Iterable[str] = (), require: 
 
 
 __all__ = ["ConfigError", "load_config", "validate", "validate_schema", "resolve", "check_references",
-           "check_params", "merge", "load_scale", "TASK_TYPES", "ZERO_SHOT", "TAPT", "EVAL_DECODING_KEYS"]
+           "check_params", "merge", "merged_config", "load_scale", "TASK_TYPES", "ZERO_SHOT", "TAPT", "EVAL_DECODING_KEYS"]

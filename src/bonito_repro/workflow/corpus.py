@@ -39,7 +39,7 @@ from typing import Any, Callable
 import pandas as pd
 import yaml
 
-from ..core.config import DATASETS_DIR, ConfigError, load_config, merge, read_yaml
+from ..core.config import DATASETS_DIR, ConfigError, load_config, merged_config, read_yaml
 from ..core.io import InputFileError, Manifest, read_jsonl, read_parquet, setup_logging, write_text
 from ..core.tasks import (GENERATION_TASK_TYPES, RANK_TASK_TYPES, TASK_TYPE_SPECS, TASK_TYPES, task_type_code,
                           task_type_spec)
@@ -267,9 +267,7 @@ def scale_files(scale: str) -> list[Path]:
 def overlay_for(dataset_path: Path, scale: str, generator: str | None, targets: list[str] | None) -> dict:
     """The run selection: the user's dataset, the generator as the source (the scale's own
     sources unless given) and the targets (the scale's unless given), each checked to exist."""
-    merged: dict = {}
-    for path in scale_files(scale):
-        merged = merge(merged, read_yaml(path))
+    merged = merged_config(scale_files(scale))
     run: dict[str, Any] = {"datasets": [_relative(dataset_path)]}
     generator = generator or DEFAULT_GENERATOR.get(scale)
     if generator:

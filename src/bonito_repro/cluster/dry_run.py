@@ -1,0 +1,33 @@
+"""The jobs of a Snakemake dry run (``snakemake -n``), read from its printed job blocks: the one
+parser of that text, for the cost model and the tests."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_BLOCK = re.compile(r"\n(?=(?:local)?rule \w+:)")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One job of a run: its rule, wildcards and the resources it requests (gpu, runtime, threads)."""
+
+    rule: str
+    wildcards: dict = field(default_factory=dict)
+    resources: dict = field(default_factory=dict)
+
+
+def dry_run_jobs(output: str) -> list[Job]:
+    """Each job block of a dry run's output: rule, wildcards and resources (threads included)."""
+    jobs = []
+    for block in _BLOCK.split(output):
+        head = re.match(r"(?:local)?rule (\w+):", block)
+        if not head:
+            continue
+        found = {key: re.search(rf"^\s+{key}: (.*)$", block, re.MULTILINE) for key in ("wildcards", "resources", "threads")}
+        wildcards = dict(kv.split("=", 1) for kv in found["wildcards"].group(1).split(", ")) if found["wildcards"] else {}
+        resources = dict(kv.split("=", 1) for kv in found["resources"].group(1).split(", ")) if found["resources"] else {}
+        if found["threads"]:
+            resources["threads"] = found["threads"].group(1).strip()
+        jobs.append(Job(head.group(1), wildcards, resources))
+    return jobs
