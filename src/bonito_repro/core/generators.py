@@ -2,7 +2,7 @@
 elsewhere): which rule writes a kind's synthetic sets, which rule trains what it needs, whether a
 local model generates (on ``generation.backend``'s environment), and whether a set that keeps no
 task is a result. What a kind's config entry must hold is its block of the schema
-($defs/generator); how it prompts and parses is its module under bonito_repro.generate.
+(properties.generators); how it prompts and parses is its module under bonito_repro.generate.
 
 Adding a kind: an entry here, its schema block, its config entry, its module (with its prompt and
 parser in generate.kinds.KINDS if rule `generate` runs it), its rule, its tests;
