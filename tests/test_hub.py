@@ -140,6 +140,43 @@ def test_server_answers_as_the_hub_does(small_hub, tmp_path):
     assert {r["endpoint"] for r in records[:-1]} <= set(hubserver.ENDPOINTS)
 
 
+def test_a_moved_branch_keeps_its_former_commit_readable_by_sha(tmp_path, monkeypatch):
+    """build.move_branch commits to a branch as a push to the Hub does: a server started afterwards
+    lists the branch at its new commit and still serves the former one by its sha."""
+    import huggingface_hub.constants
+    from huggingface_hub import HfApi, hf_hub_download
+
+    from bonito_repro.localhub.build import move_branch
+
+    root = tmp_path / "repos"
+    (root / "models/org/model/main").mkdir(parents=True)
+    (root / "models/org/model/main/tokenizer_config.json").write_text('{"chat_template": "old"}')
+    (root / "models/org/model/main/model.safetensors").write_bytes(b"w" * 10)
+    former = hubserver.load_repos(root)[("model", "org/model")].find("main").sha
+    moved = move_branch(root, "model", "org/model", "main", {"tokenizer_config.json": b'{"chat_template": "new"}',
+                                                             "model.safetensors": None})
+    assert moved[0] == former and moved[1] != former
+    srv = hubserver.make_server(root)
+    srv.serve_in_threads()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # conftest sets it
+    try:
+        api = HfApi(endpoint=srv.endpoint)
+        assert api.model_info("org/model").sha == moved[1]
+        assert [r.target_commit for r in api.list_repo_refs("org/model").branches] == [moved[1]]
+        assert api.model_info("org/model", revision=former).sha == former
+        assert [e.path for e in api.list_repo_tree("org/model", revision=former)] == [
+            "model.safetensors", "tokenizer_config.json"]
+        for revision, template in ((former, "old"), ("main", "new")):
+            path = hf_hub_download("org/model", "tokenizer_config.json", revision=revision,
+                                   endpoint=srv.endpoint, cache_dir=tmp_path / "cache")
+            assert json.loads(Path(path).read_text())["chat_template"] == template
+        # the former commit's LFS file still comes from the CDN
+        assert hf_hub_download("org/model", "model.safetensors", revision=former, endpoint=srv.endpoint,
+                               cache_dir=tmp_path / "cache")
+    finally:
+        srv.stop()
+
+
 # ---------------------------------------------------------------- the loaders, as workflow jobs
 # The P3 datasets of config.yaml's ctga section that the local Hub serves, each in its real layout: Parquet on
 # main by config name, script repositories with only the conversion branch (one config, several
