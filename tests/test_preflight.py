@@ -144,7 +144,8 @@ def _run(local_hub, tmp_path, overlay: dict, token: bool):
     path = tmp_path / "overlay.yaml"
     path.write_text(yaml.safe_dump(overlay))
     before = len(local_hub.requests())
-    done = local_hub.run(["preflight", "--configfile", path, "--results", tmp_path / "results"],
+    done = local_hub.run(["preflight", "--configfile", path, "--results", tmp_path / "results",
+                          "--lock", tmp_path / "hub.lock.yaml"],
                          tmp_path / "hf", token=token)
     return done, local_hub.requests()[before:]
 
@@ -159,7 +160,7 @@ def test_preflight_passes_the_paper_config_on_the_local_hub(local_hub, tmp_path)
     assert any(line.startswith("ok    disk") for line in lines)
     assert any(line.startswith("ok    environment  environments.main") for line in lines)
     assert any(line.startswith("train_bonito") and "rule retries 4" in line for line in lines)
-    assert "preflight: 22 checks, 0 failed" in done.stdout
+    assert "preflight: 23 checks, 0 failed" in done.stdout  # the lock's line among them
     # metadata only: no data or weights file was downloaded
     fetched = [r["path"] for r in requests if r["endpoint"] == "resolve" and r["path"].endswith(DATA_FILES)]
     assert not fetched, fetched
@@ -170,7 +171,7 @@ def test_preflight_names_a_missing_config_and_a_missing_token(local_hub, tmp_pat
     done, _ = _run(local_hub, tmp_path, BROKEN, token=False)
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     summary = done.stdout.split("\npreflight: ", 1)[1]
-    assert summary.startswith("9 checks, 2 failed")
+    assert summary.startswith("10 checks, 2 failed")
     assert ("FAIL hub: generators.released.origin (privacy_qa): BatsResearch/bonito-experiment@main "
             "config=bonito_privacy_qa split=train") in summary
     assert "BuilderConfig 'bonito_privacy_qa' not found" in summary

@@ -1,9 +1,12 @@
 """`python -m bonito_repro preflight`: what can fail before any GPU job runs, checked from a
 networked login node in minutes, printed as one table; the exit status is 1 if any check failed.
 
+- lock: the commit of every Hub revision the run reads, written to the Hub lock (``hub.lock.yaml``
+  in the checkout, or ``--lock``) where it lacks one; the run then downloads at the locked commits
+  (``--refresh-lock`` resolves every revision anew; bonito_repro.cluster.locking).
 - hub: every Hub reference of the active config (the models the run uses, the datasets' test and
   unannotated origins, ctga's P3 datasets or published set where the run builds a generator,
-  published generators' sets): the repository and revision (resolved to a commit), access (a
+  published generators' sets): the repository and revision (at its locked commit), access (a
   token for gated repositories), the config and split as the loader will ask for them, and the
   files it will read, with their sizes. Nothing is downloaded but metadata (repository info,
   listings, READMEs).
@@ -31,6 +34,8 @@ from ..core.config import ConfigError, load_config
 from ..core.generators import generators_of
 from .environments import environments_in_use, verify_environment
 from ..core.hub import HubError, resolve_revision
+from ..core.hub_lock import LOCK_FILE, HubLock, HubLockError, read_lock
+from .locking import lock_revisions
 from ..core.origins import load_arguments
 from ..core.tasks import GREEDY, scoring
 
@@ -123,8 +128,8 @@ def _commit(hub: dict, repo_type: str) -> tuple[str | None, str | None]:
     problem = _access(hub["id"], repo_type)
     if problem:
         return None, problem
-    try:
-        return resolve_revision(hub["id"], hub.get("revision", "main"), repo_type), None
+    try:  # a locked commit is checked to be there still
+        return resolve_revision(hub["id"], hub.get("sha") or hub.get("revision", "main"), repo_type), None
     except HubError as error:
         return None, str(error)
 
@@ -197,13 +202,51 @@ def check_dataset(ref: HubReference) -> Check:
                  nbytes + arrow, "cache")
 
 
-def check_hub(config: dict) -> list[Check]:
+def check_hub(config: dict, lock: HubLock | None = None) -> list[Check]:
+    """The hub checks of every reference, each at its locked commit where ``lock`` holds one."""
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
         return [Check("hub", "HF_HUB_OFFLINE", FAIL, "offline mode is on: the preflight reads the Hub; "
                       "unset HF_HUB_OFFLINE (jobs set it themselves)")]
-    return [check_model(ref) if ref.repo_type == "model" else check_dataset(ref) for ref in hub_references(config)]
+    refs = hub_references(config)
+    if lock:
+        refs = [HubReference(r.where, r.repo_type, {**r.hub, "sha": lock.commit(r.repo_type, r.hub)})
+                if lock.commit(r.repo_type, r.hub) else r for r in refs]
+    return [check_model(ref) if ref.repo_type == "model" else check_dataset(ref) for ref in refs]
+
+
+# ---------------------------------------------------------------- the Hub lock
+
+
+def check_lock(config: dict, path: Path, refresh: bool) -> tuple[list[Check], HubLock | None]:
+    """The lock step (bonito_repro.cluster.locking): one line for the lock, one for each branch
+    that moved since it was locked (the run reads the locked commit) or whose commit a refresh
+    changed."""
+    from huggingface_hub import constants
+
+    try:
+        if constants.HF_HUB_OFFLINE:  # the hub checks say so; the lock is read as it is
+            return [], read_lock(path)
+        result = lock_revisions([(r.repo_type, r.hub) for r in hub_references(config)], path, refresh)
+    except HubLockError as error:
+        return [Check("lock", str(path), FAIL, str(error))], None
+    if result.lock is None:
+        return [], None
+    held = sum(len(entries) for entries in result.lock.commits.values())
+    detail = (f"{held} revisions, sha256 {result.lock.digest[:12]}, written {result.lock.written}: "
+              f"{len(result.added)} added now, {len(result.changed)} refreshed to a new commit, "
+              f"{len(result.moved)} moved on the Hub since")
+    if result.failed:
+        detail += f", {len(result.failed)} not locked (they cannot be read: see their hub checks)"
+    checks = [Check("lock", str(path), OK, detail)]
+    if result.lock.endpoint != constants.ENDPOINT:
+        checks.append(Check("lock", "endpoint", WARN, f"locked on {result.lock.endpoint}, read on {constants.ENDPOINT}: "
+                            "a commit of another Hub may not be here (--refresh-lock locks this Hub's)"))
+    checks += [Check("lock", key, WARN, f"locked at {locked[:10]}, now at {now[:10]} on the Hub: the run reads "
+                     "the locked commit (--refresh-lock to read the new one)") for key, locked, now in result.moved]
+    checks += [Check("lock", key, OK, f"refreshed: {former[:10]} -> {now[:10]}") for key, former, now in result.changed]
+    return checks, result.lock
 
 
 # ---------------------------------------------------------------- disk
@@ -379,6 +422,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--configfile", nargs="*", default=[], help="overlays of config.yaml, as given to snakemake")
     parser.add_argument("--directory", type=Path, default=Path("."), help="the checkout (Snakefile, config.yaml)")
     parser.add_argument("--results", type=Path, help="the results folder (default: DIRECTORY/results)")
+    parser.add_argument("--lock", type=Path, help=f"the Hub lock to write and check at (default: DIRECTORY/{LOCK_FILE}, "
+                        "where Snakemake reads it when run from the checkout)")
+    parser.add_argument("--refresh-lock", action="store_true",
+                        help="resolve every Hub revision anew: the run then reads the commits they point at now")
     parser.add_argument("--gpu-check", action="store_true", help="also run the GPU checks in a one-GPU Slurm job")
     parser.add_argument("--on-gpu-node", action="store_true", help=argparse.SUPPRESS)  # what that job runs
     parser.add_argument("--vllm-python", help=argparse.SUPPRESS)
@@ -400,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from huggingface_hub import constants
 
-    checks = check_hub(config)
+    checks, lock = check_lock(config, args.lock or workdir / LOCK_FILE, args.refresh_lock)
+    checks += check_hub(config, lock)
     checks += check_disk(checks, args.results or workdir / layout.RESULTS, Path(constants.HF_HOME))
     checks += [check_environment(name, python, packages, requirements)
                for name, (python, packages, requirements) in interpreters(config, workdir).items()]
