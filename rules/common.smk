@@ -28,7 +28,7 @@ config.update(resolved)
 # The Hub lock of this working directory, if the preflight wrote one: every download reads the
 # commit it holds (bonito_repro.core.hub_lock; docs/cluster.md, "The Hub lock").
 try:
-    hub_lock = read_lock(LOCK_FILE)
+    hub_lock = read_lock(os.path.abspath(LOCK_FILE))
 except HubLockError as error:
     raise WorkflowError(str(error)) from None
 dag = Dag(config, hub_lock)

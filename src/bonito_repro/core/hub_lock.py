@@ -68,7 +68,7 @@ class HubLock:
                 "overlays) to add it, the locked revisions staying as they are")
         return {**hub, "sha": sha}
 
-    def pin_origin(self, origin: dict, where: str) -> dict:
+    def pin_dataset_origin(self, origin: dict, where: str) -> dict:
         """A dataset origin with its Hub revision pinned; other origins as they are."""
         return {**origin, "hub": self.pin(origin["hub"], "dataset", where)} if "hub" in origin else origin
 

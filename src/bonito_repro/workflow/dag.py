@@ -133,7 +133,7 @@ class Dag:
 
     def _pinned(self, origin: dict, where: str) -> dict:
         """A dataset origin at its locked commit (under a Hub lock)."""
-        return self.hub_lock.pin_origin(origin, where) if self.hub_lock else origin
+        return self.hub_lock.pin_dataset_origin(origin, where) if self.hub_lock else origin
 
     def model_spec(self, model: str) -> dict:
         """A model's spec as prepare_model downloads it: at its locked commit under a Hub lock."""
