@@ -32,7 +32,7 @@ def _jsonl(path: Path) -> list[dict]:
 
 def rows_for(rows: str | dict, split: str) -> list[dict]:
     """The rows of one config and split (its ``rows`` entry in the YAML file, alone or with
-    ``relabel``): a training split gets every row, other splits two."""
+    ``relabel`` and ``repeat``): a training split gets every row, other splits two."""
     spec = {"rows": rows} if isinstance(rows, str) else rows
     name = spec["rows"]
     if name == "ctga_v1":
@@ -44,6 +44,7 @@ def rows_for(rows: str | dict, split: str) -> list[dict]:
         rows = _jsonl(EMBEDDED_DIR / kind / f"{stem}.jsonl")
     for column, template in spec.get("relabel", {}).items():
         rows = [{**row, column: template.format(row[column])} for row in rows]
+    rows = rows * spec.get("repeat", 1)
     return rows if split.startswith("train") else rows[:2]
 
 
@@ -90,27 +91,38 @@ def write_save_to_disk(rev: dict, out: Path) -> None:
 def write_parquet(rev: dict, out: Path, repo_name: str) -> None:
     import pandas as pd
 
+    compression = rev.get("compression", "snappy")
+    compression = None if compression == "none" else compression
     configs = []
     for config, rows in rev["configs"].items():
         data_files = []
         for split in _split_names(rev):
             path = rev["path"].format(config=config, split=split, name=repo_name)
             (out / path).parent.mkdir(parents=True, exist_ok=True)
-            pd.DataFrame(rows_for(rows, split)).to_parquet(out / path, index=False)
+            pd.DataFrame(rows_for(rows, split)).to_parquet(out / path, index=False, compression=compression)
             data_files.append({"split": split, "path": path})
         configs.append({"config_name": config, "data_files": data_files})
     if rev.get("readme"):
         (out / "README.md").write_text(_readme(configs))
 
 
-def write_jsonl(rev: dict, out: Path) -> None:
-    """One JSON-lines file per split at ``path`` and a card without ``configs:``: the datasets
-    library names the splits from the file names, as for a data-only repository on the Hub."""
+def write_files(rev: dict, out: Path) -> None:
+    """One file per split at ``path``, JSON lines or CSV by its suffix, and a card without
+    ``configs:``: the datasets library names the splits from the file names, as for a data-only
+    repository on the Hub."""
+    import pandas as pd
+
     for split in _split_names(rev):
         path = out / rev["path"].format(split=split)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows_for(rev["rows"], split)))
-    (out / "README.md").write_text("---\nlicense: apache-2.0\n---\n# A data-only dataset of JSON lines\n")
+        rows = rows_for(rev["rows"], split)
+        if path.suffix == ".csv":
+            pd.DataFrame(rows).to_csv(path, index=False)
+        elif path.suffix == ".jsonl":
+            path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        else:
+            raise ValueError(f"{path.name}: the files layout writes .jsonl or .csv")
+    (out / "README.md").write_text("---\nlicense: apache-2.0\n---\n# A data-only dataset\n")
 
 
 def write_script(out: Path, repo_name: str) -> None:
@@ -243,6 +255,7 @@ def build(root: str | Path, spec_path: str | Path = SPEC_PATH) -> Path:
         shutil.rmtree(root)
     root.mkdir(parents=True)
     (root / "tokens.json").write_text(json.dumps(spec["tokens"]))
+    (root / "gone.json").write_text(json.dumps(spec.get("gone", {})))
     tiny_cache: dict = {}
     model_dirs: dict[str, Path] = {}
     with tempfile.TemporaryDirectory() as work:
@@ -264,8 +277,8 @@ def build(root: str | Path, spec_path: str | Path = SPEC_PATH) -> Path:
                         write_save_to_disk(rev, out)
                     elif layout == "parquet":
                         write_parquet(rev, out, name)
-                    elif layout == "jsonl":
-                        write_jsonl(rev, out)
+                    elif layout == "files":
+                        write_files(rev, out)
                     elif layout == "script":
                         write_script(out, name)
                     elif layout == "model":

@@ -7,6 +7,8 @@ the paper-scale loaders run in tests and rehearsals with no network. Standard li
 Folder layout (``python -m bonito_repro.localhub build`` writes one)::
 
     ROOT/tokens.json                          {"<token>": "<user name>"}: the accepted tokens
+    ROOT/gone.json                            {"datasets": {"NS/NAME": "why"}, "models": {...}}:
+                                              repositories gone from the Hub (404 RepoNotFound)
     ROOT/{models,datasets}/NS/NAME/repo.json  optional: {"gated": "manual"}
     ROOT/{models,datasets}/NS/NAME/REV/...    the files of revision REV (URL-quoted: refs%2Fpr%2F5)
     ROOT/{models,datasets}/NS/NAME/.commits/SHA/...
@@ -47,7 +49,11 @@ in one page (the repositories are small; the Hub pages at 1,000 entries).
 Revisions may come URL-quoted in one path segment (``refs%2Fconvert%2Fparquet``, how the
 libraries send them) or, for ``refs/convert/*`` and ``refs/pr/N``, unquoted (the Hub accepts both).
 Errors carry the Hub's ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``,
-``GatedRepo``), which is how the libraries choose their exception. A gated repository's metadata
+``GatedRepo``), which is how the libraries choose their exception. A repository in ``gone.json``
+answers 404 ``RepoNotFound`` everywhere (a deleted repository; any other unknown one answers 401
+``RepoNotFound``, the Hub's answer to a request without a token). The request log records the
+``Range`` a partial answer (206) served, with the file's size, so a test can tell a footer read
+from a download. A gated repository's metadata
 (info, tree, refs) is public, its files need a valid ``Authorization: Bearer`` token (401
 ``GatedRepo`` without one); an unknown token is refused on every endpoint (401), as on the Hub.
 """
@@ -158,6 +164,9 @@ class Hub:
         self.repos = load_repos(root)
         tokens = root / "tokens.json"
         self.tokens: dict[str, str] = json.loads(tokens.read_text()) if tokens.exists() else {}
+        gone_path = root / "gone.json"
+        gone = json.loads(gone_path.read_text()) if gone_path.exists() else {}
+        self.gone = {(REPO_TYPES[folder], repo_id): why for folder, repos in gone.items() for repo_id, why in repos.items()}
         self.log_path = log_path
         self.cdn_base = ""        # set once the CDN port is bound
         self._lock = threading.Lock()
@@ -182,6 +191,8 @@ class Hub:
 
     def repo(self, repo_type: str, repo_id: str) -> Repo:
         repo = self.repos.get((repo_type, repo_id))
+        if (repo_type, repo_id) in self.gone:
+            raise HubError(404, "RepoNotFound", f"Repository Not Found for {repo_type} {repo_id}")
         if repo is None:
             raise HubError(401, "RepoNotFound", f"Repository {repo_type} {repo_id} not found")
         return repo
@@ -313,6 +324,8 @@ class Handler(BaseHTTPRequestHandler):
                  "status": int(status)}
         if headers and "X-Error-Code" in headers:  # which refusal: RevisionNotFound, GatedRepo, ...
             entry["error"] = headers["X-Error-Code"]
+        if status == 206:  # which bytes of which size: "bytes START-END/SIZE"
+            entry["range"] = headers["Content-Range"]
         self.hub.record(entry)
         self.send_response(status)
         for key, value in (headers or {}).items():
