@@ -103,6 +103,8 @@ def parse_with_the_module(module_name: str, argv: list[str], monkeypatch, capsys
 
 
 def check_python(argv: list[str], monkeypatch, capsys) -> str | None:
+    if not argv:  # the interpreter named in prose
+        return None
     if argv[:1] == ["-m"] and argv[1].split(".")[0] == "bonito_repro":
         module = "bonito_repro.__main__" if argv[1] == "bonito_repro" else argv[1]
         return parse_with_the_module(module, argv[2:], monkeypatch, capsys)
