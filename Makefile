@@ -4,10 +4,19 @@
 # `make test`: set up (both environments) and run all the tests. `make test-fast`: the unit tests
 # only (no workflow runs or dry runs, Slurm or vLLM). `make bench`: the benchmarks.
 # `make setup-gpu`: the two GPU environments of a cluster (paper scale), from their lock files.
-# `make rehearsal`: the paper config's whole DAG, shrunk, against the local Hub (README,
-# "Rehearsal of the paper scale").
+# `make rehearsal`: the paper config's whole DAG, shrunk, against the local Hub (docs/testing.md,
+# "Rehearsal of the paper scale"). `make docs`: the documentation site, built strictly into site/.
 # Set-up is stamped: a second call takes seconds.
+# The interpreter, of the Python version pyproject.toml's requires-python names (set-up stops at
+# once on another: e.g. `make setup PYTHON=python3.11`).
 PYTHON ?= python3
+# The index torch is installed from (pip's --index-url). Empty, the default: plain pip, right where
+# pip already finds torch's CPU build (CI, where only PyPI is reachable). On an ordinary Linux
+# machine plain pip takes the CUDA build, several GB: there, as the README says,
+# `make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu`.
+TORCH_INDEX ?=
+TORCH := torch==2.13.0
+TORCH_INSTALL = pip install -q $(TORCH)$(if $(TORCH_INDEX), --index-url $(TORCH_INDEX))
 VENV := .venv
 VLLM_VENV := .venv-vllm
 GPU_VENV := .venv-gpu
@@ -16,15 +25,16 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup setup-vllm setup-gpu run ablations generators test test-fast bench rehearsal lint clean
+.PHONY: setup setup-vllm setup-gpu run ablations generators test test-fast bench rehearsal lint docs clean
 setup: $(VENV)/.done
 setup-vllm: $(VLLM_VENV)/.done
 setup-gpu: $(GPU_VENV)/.done $(GPU_VLLM_VENV)/.done
 
-$(VENV)/.done: requirements.txt requirements-nodeps.txt pyproject.toml
+$(VENV)/.done: requirements.txt requirements-nodeps.txt requirements-docs.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q --dry-run --no-deps -e .   # an unsupported Python stops here, named
+	$(BIN)/$(TORCH_INSTALL)
+	$(BIN)/pip install -q -r requirements.txt -r requirements-docs.txt
 	$(BIN)/pip install -q --no-deps --ignore-requires-python -r requirements-nodeps.txt
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
@@ -32,7 +42,8 @@ $(VENV)/.done: requirements.txt requirements-nodeps.txt pyproject.toml
 # vLLM's CPU build pins transformers<5.20, so it lives in its own environment with this package.
 $(VLLM_VENV)/.done: requirements-vllm.txt requirements-nodeps.txt pyproject.toml
 	$(PYTHON) -m venv $(VLLM_VENV)
-	$(VLLM_VENV)/bin/pip install -q torch==2.13.0
+	$(VLLM_VENV)/bin/pip install -q --dry-run --no-deps -e .
+	$(VLLM_VENV)/bin/$(TORCH_INSTALL)
 	$(VLLM_VENV)/bin/pip install -q -r requirements-vllm.txt
 	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec  # they break vllm's import
 	$(VLLM_VENV)/bin/pip install -q --no-deps --ignore-requires-python -r requirements-nodeps.txt
@@ -91,9 +102,13 @@ bench: setup setup-vllm
 	snakemake --profile local results/ctga/train.parquet results/models/smollm2   # what they read
 	for b in ctga train generate eval; do python bench/$${b}_bench.py || exit 1; done
 
+# The site of README.md and docs/ (mkdocs.yml); a warning (a broken link or anchor) fails it.
+docs: setup
+	NO_MKDOCS_2_WARNING=1 mkdocs build --strict
+
 lint: setup
 	snakemake --lint
 	snakemake --lint --configfile config/local.yaml
 
 clean:
-	rm -rf results .snakemake
+	rm -rf results .snakemake site

@@ -45,7 +45,7 @@ include: "rules/ablations.smk"
 
 # The targets, each requesting what bonito_repro.workflow.dag.Dag.final_outputs lists: `all`
 # (the default) the paper's tables beside the no-model baselines, every figure, the parse checks,
-# the quality profile and the cards; `ablation_*` one ablation each (README, "Ablations").
+# the quality profile and the cards; `ablation_*` one ablation each (docs/ablations.md).
 TARGETS = dag.final_outputs()
 
 

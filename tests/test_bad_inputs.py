@@ -6,7 +6,7 @@ their name says, text that is not UTF-8, empty files, rows that lack a field, ou
 cannot be written (found before any model is loaded) and config files that do not parse. Each
 case asserts that the message names the file, and the row, line or key where there is one, and
 that the command exits 1. Rows a config value drops instead (long passages, blank passages,
-empty training rows) are counted by reason: see the tests named in the README's reliability list.
+empty training rows) are counted by reason: see the tests named in docs/reliability.md.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The base config and its scale overlays: each resolves and validates, each overlay holds only
-differences (and the README's table lists them all), and every kind of mistake stops with the
+differences (and docs/differences.md's table lists them all), and every kind of mistake stops with the
 file or key path named."""
 from __future__ import annotations
 
@@ -107,9 +107,9 @@ def test_a_bad_layers_entry_names_the_file_and_key(tmp_path, text, expected):
         load_config(REPO / "config.yaml", overlay)
 
 
-def readme_difference_keys() -> list[str]:
-    """The key paths in the first column of the README's table of scale differences."""
-    text = (REPO / "README.md").read_text()
+def documented_difference_keys() -> list[str]:
+    """The key paths in the first column of the table of scale differences (docs/differences.md)."""
+    text = (REPO / "docs" / "differences.md").read_text()
     table = text[text.index("| config key |"):]
     table = table[:table.index("\n\n")]
     keys = []
@@ -118,14 +118,14 @@ def readme_difference_keys() -> list[str]:
     return keys
 
 
-def test_readme_lists_exactly_the_keys_the_overlays_change():
-    listed = readme_difference_keys()
+def test_the_docs_list_exactly_the_keys_the_overlays_change():
+    listed = documented_difference_keys()
     changed = {path for overlay in OVERLAYS.values() for path in leaves(merged_config([overlay], root=REPO))}
     covers = lambda key, path: path == key or path.startswith(key + ".")  # noqa: E731
     unlisted = sorted(p for p in changed if not any(covers(k, p) for k in listed))
     unused = sorted(k for k in listed if not any(covers(k, p) for p in changed))
-    assert not unlisted, f"README's scale table misses {unlisted}"
-    assert not unused, f"README's scale table lists keys no overlay changes: {unused}"
+    assert not unlisted, f"docs/differences.md's scale table misses {unlisted}"
+    assert not unused, f"docs/differences.md's scale table lists keys no overlay changes: {unused}"
 
 
 def test_merge_is_snakemakes_rule():
@@ -266,7 +266,7 @@ def test_unselected_entries_are_not_checked(base):
     assert "unused" not in validate(config)["targets"]
 
 
-# a dataset file of one's own, as the README shows it
+# a dataset file of one's own, as docs/configuration.md shows it
 LEGAL_QA = {"title": "LegalQA", "task_type": "ynqa", "unannotated": {"files": "c.jsonl"},
             "test": {"files": "t.jsonl"}, "labels": {"field": "answer", "map": {"Y": "yes", "N": "no"}},
             "test_fields": {"required": {"clause": "str", "question": "str", "answer": "str"}, "label": "answer"},
@@ -411,14 +411,14 @@ def test_task_types_accept_codes_and_full_names(base, tmp_path):
     assert validate(config)["datasets"]["mine"]["task_type"] == "yes-no question answering"
 
 
-def test_the_readmes_dataset_file_example_loads(tmp_path):
-    text = (REPO / "README.md").read_text()
+def test_the_docs_dataset_file_example_loads(tmp_path):
+    text = (REPO / "docs" / "configuration.md").read_text()
     example = re.search(r"```yaml\n(# my/legal_qa\.yaml.*?)```", text, re.S).group(1)
     (tmp_path / "legal_qa.yaml").write_text(example)
     name, spec = load_dataset_file(str(tmp_path / "legal_qa.yaml"), "hub")
     assert name == "legal_qa" and spec["test_fields"]["label"] == spec["labels"]["field"]
     assert [t["name"] for t in spec["templates"]["inline"]] == ["clause then question", "lawyer asks"]
-    # the same file with the verbatim templates the README shows next
+    # the same file with the verbatim templates the page shows next
     kept_whole = re.search(r"```yaml\n# templates of my/legal_qa\.yaml, kept whole.*?\n(templates:.*?)```", text, re.S)
     (tmp_path / "legal_qa.yaml").write_text(example.split("templates:")[0] + kept_whole.group(1))
     _, spec = load_dataset_file(str(tmp_path / "legal_qa.yaml"), "hub")

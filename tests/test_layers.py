@@ -50,7 +50,7 @@ def test_a_module_outside_the_tests_that_imports_the_local_hub_breaks_the_contra
 
 
 def test_the_public_api_imports_where_the_readme_promises():
-    """README, "Public Python API": these names keep their import paths whatever the layout."""
+    """docs/api.md: these names keep their import paths whatever the layout."""
     promised = {
         "bonito_repro.tasks": ["TASK_TYPES"],
         "bonito_repro.prompts": ["bonito_input", "parse_bonito_output"],

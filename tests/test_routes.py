@@ -1,4 +1,4 @@
-"""Three ways to the paper's main table (README): the full pipeline (config.yaml), from the
+"""Three ways to the paper's main table (docs/cluster.md): the full pipeline (config.yaml), from the
 published bonito-v1 (config/from_bonito_v1.yaml) and from the released synthetic sets
 (config/from_released_sets.yaml), each checked on the paper DAG's dry run."""
 from __future__ import annotations

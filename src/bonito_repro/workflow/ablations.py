@@ -1,6 +1,6 @@
 """The paper's three ablations as cells of evaluation results, and the jobs only they need.
 
-Naming (README, "Ablations"): a source is what a target is adapted on, as in the main grid, plus
+Naming (docs/ablations.md): a source is what a target is adapted on, as in the main grid, plus
 - ``{generator}.n{N}``: a seeded subset of N tasks of the generator's set for a dataset; subsets
   are nested (a bigger one contains the smaller), and a size at or above the set's length is an
   alias of the full set (its adapter and evaluation copy the full set's, nothing is trained);
