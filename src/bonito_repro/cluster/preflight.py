@@ -5,8 +5,9 @@ networked login node in minutes, printed as one table; the exit status is 1 if a
   unannotated origins, ctga's P3 datasets or published set where the run builds a generator,
   published generators' sets): the repository and revision (resolved to a commit), access (a
   token for gated repositories), the config and split as the loader will ask for them, and the
-  files it will read, with their sizes. Nothing is downloaded but metadata (repository info,
-  listings, READMEs).
+  files it will read, with their sizes; for a source whose columns no recorded fact confirms
+  (backtranslation's oasst1 seed), the columns the run reads. Nothing is downloaded but metadata
+  (repository info, listings, READMEs, a parquet file's footer).
 - disk: the bytes those downloads need against the free space of results/ (models) and of the
   Hugging Face cache (datasets and their Arrow copies).
 - environment: each interpreter the rules will run starts and imports its stage's packages.
@@ -33,6 +34,7 @@ from .environments import environments_in_use, verify_environment
 from ..core.hub import HubError, resolve_revision
 from ..core.origins import load_arguments
 from ..core.tasks import GREEDY, scoring
+from ..generate.backtranslation import SEED_COLUMNS
 
 OK, FAIL, WARN = "ok", "FAIL", "warn"
 # packages each environment's jobs import (the main one runs every stage but vLLM's)
@@ -58,6 +60,7 @@ class HubReference:
     where: str      # the config key (or dataset file) that names it
     repo_type: str  # model | dataset
     hub: dict
+    columns: tuple[str, ...] = ()  # columns the run reads that no recorded fact confirms (checked)
 
 
 # ---------------------------------------------------------------- what the run reads from the Hub
@@ -90,8 +93,8 @@ def hub_references(config: dict) -> list[HubReference]:
             for dataset in config["datasets"]:
                 hub = json.loads(json.dumps(spec["origin"]["hub"]).replace("{dataset}", dataset))
                 refs.append(HubReference(f"generators.{name}.origin ({dataset})", "dataset", hub))
-        if "hub" in spec.get("seed", {}):
-            refs.append(HubReference(f"generators.{name}.seed", "dataset", spec["seed"]["hub"]))
+        if "hub" in spec.get("seed", {}):  # oasst1's message columns are an assumption: check them
+            refs.append(HubReference(f"generators.{name}.seed", "dataset", spec["seed"]["hub"], SEED_COLUMNS))
     return refs
 
 
@@ -193,8 +196,33 @@ def check_dataset(ref: HubReference) -> Check:
     nbytes = sum(getattr(i, "size", 0) or 0 for i in infos)
     arrow = sum((getattr(i, "size", 0) or 0) * (ARROW_PER_PARQUET_BYTE if i.path.endswith(".parquet") else 1)
                 for i in infos)
-    return Check("hub", item, OK, f"commit {sha[:10]}, split {split}: {len(paths)} files, {_gb(nbytes)}",
-                 nbytes + arrow, "cache")
+    detail = f"commit {sha[:10]}, split {split}: {len(paths)} files, {_gb(nbytes)}"
+    if ref.columns:
+        columns, source = split_columns(builder, hub["id"], sha, paths)
+        missing = [c for c in ref.columns if c not in (columns or [])]
+        if columns is None:
+            return Check("hub", item, WARN, f"{detail}; columns {list(ref.columns)} not checked: {source}",
+                         nbytes + arrow, "cache")
+        if missing:
+            return Check("hub", item, FAIL, f"{detail}; no column(s) {missing} ({source} has {columns})")
+        detail += f"; columns {list(ref.columns)} present ({source})"
+    return Check("hub", item, OK, detail, nbytes + arrow, "cache")
+
+
+def split_columns(builder, repo_id: str, sha: str, paths: list[str]) -> tuple[list[str] | None, str]:
+    """(the columns of a split's rows, where they were read), without reading a row: the features
+    the card declares, else the schema in the footer of its first parquet file (ranged reads of a
+    few kilobytes); (None, why) where neither is there."""
+    if builder.info.features:
+        return list(builder.info.features), "the card's features"
+    parquet = [p for p in paths if p.endswith(".parquet")]
+    if not parquet:
+        return None, "the card declares no features and the split has no parquet file"
+    import pyarrow.parquet as pq
+    from huggingface_hub import HfFileSystem
+
+    with HfFileSystem().open(f"datasets/{repo_id}@{sha}/{parquet[0]}", block_size=2 ** 16) as footer:
+        return list(pq.read_schema(footer).names), f"the schema of {parquet[0]}"
 
 
 def check_hub(config: dict) -> list[Check]:

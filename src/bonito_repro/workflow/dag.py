@@ -206,7 +206,8 @@ class Dag:
             hp=as_json(self.config["generation"]),
             test=test_flag,
             device=self.config["device"],
-            curation=lambda w: as_json({k: generators[w.generator][k] for k in ("threshold", "rating_max_new_tokens")}),
+            curation=lambda w: as_json({k: generators[w.generator][k]
+                                        for k in ("threshold", "rating", "rating_max_new_tokens")}),
             task_type=lambda w: self.config["datasets"][w.dataset]["task_type"],
             shards=lambda w: layout.shards(w.generator, w.dataset),
         )
