@@ -21,6 +21,7 @@ from bonito_repro.reporting.main_table import write_tables
 from bonito_repro.core.tasks import TASK_TYPES
 from bonito_repro.train.cli import main as train
 from conftest import REPO
+from test_main_table import predictions_for
 
 PASSAGE = "The Nile flows north through Egypt into the Mediterranean Sea."
 
@@ -240,7 +241,7 @@ def test_an_empty_alternative_set_is_a_result_carried_to_the_tables(tmp_path, ch
               for s in ("zero_shot", "prompted") for d in local["run"]["datasets"]
               if (s, d) != ("prompted", "pubmed_qa")]
     scores = pd.concat([pd.DataFrame(scored), collect_scores([result])], ignore_index=True)
-    write_tables(scores, config, tmp_path / "paper")
+    write_tables(scores, config, tmp_path / "paper", predictions_for(scores))
     table = (tmp_path / "paper" / "main_table.md").read_text()
     assert "no tasks (0 of 3 kept)" in table
     assert "no tasks (0 of 3 kept)" in (tmp_path / "paper" / "main_table_deltas.md").read_text()

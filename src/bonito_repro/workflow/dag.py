@@ -28,7 +28,7 @@ GPU_STAGES = ("train_bonito", "generate", "adapt", "evaluate")
 # everything a generation job writes for one (generator, dataset)
 SYNTHETIC_SUFFIXES = {"rows": ".parquet", "manifest": ".manifest.json", "records": ".funnel.parquet",
                       "formats": ".formats"}
-EVAL_SUFFIXES = {"scores": ".json", "predictions": ".predictions.parquet", "manifest": ".manifest.json"}
+EVAL_SUFFIXES = {"scores": ".json", "predictions": layout.PREDICTIONS, "manifest": ".manifest.json"}
 MAIN_TABLE_NAMES = ("main_table", "main_table_deltas", "published_comparison")
 
 
@@ -328,9 +328,10 @@ class Dag:
             alias=lambda w: self.unless_alias(w, [self.eval_stem(w) + s for s in EVAL_SUFFIXES.values()], python),
         )
 
-    def eval_results(self) -> list[str]:
-        """Every evaluation of the main grid, which the eval_table collects."""
-        return [layout.evaluation(t, s, d) for t in self.targets for s in [ZERO_SHOT, *self.sources]
+    def eval_results(self, suffix: str = ".json") -> list[str]:
+        """Every evaluation of the main grid, which the eval_table collects (``suffix``: another
+        of its outputs, such as the predictions the main table's delta intervals read)."""
+        return [layout.evaluation(t, s, d, suffix=suffix) for t in self.targets for s in [ZERO_SHOT, *self.sources]
                 for d in self.evaluated]
 
     # --- reports
@@ -341,6 +342,7 @@ class Dag:
     def main_table_params(self) -> dict:
         config = self.config
         return {**{key: config[key] for key in ("scale", "models", "targets", "tables")},
+                "evaluation": {"bootstrap": config["evaluation"]["bootstrap"]},
                 "run": {**config["run"], "datasets": [d for d in config["run"]["datasets"] if d in self.evaluated]},
                 "datasets": {d: {"title": config["datasets"][d]["title"]} for d in self.evaluated}}
 
