@@ -19,7 +19,7 @@ rule backtranslation_seed:
         manifest=layout.generator("{generator}", "seed", "manifest.json"),
     wildcard_constraints: generator=choice(dag.generators_of(training_rule="train_backtranslation"))
     params:
-        origin=lambda w: as_json(config["generators"][w.generator]["seed"]),
+        origin=lambda w: as_json(dag.seed_origin(w.generator)),
         selection=lambda w: as_json(config["generators"][w.generator]["seed_selection"]),
         online=lambda w: online(config["generators"][w.generator]["seed"]),
     log: layout.log("backtranslation_seed/{generator}")

@@ -1,8 +1,8 @@
 # What the rule files share, and all they read beside the config. The validated, resolved config;
-# `dag`, the DAG's glue (bonito_repro.workflow.dag: what runs, the input and params functions, the
-# final outputs); `layout`, every path under results/ (bonito_repro.core.layout); the interpreters
-# and environments the commands run in; the wildcard constraints. Rule files define nothing that
-# another rule file reads (tests/test_rules.py).
+# the Hub lock of the working directory, if any; `dag`, the DAG's glue (bonito_repro.workflow.dag:
+# what runs, the input and params functions, the final outputs); `layout`, every path under
+# results/ (bonito_repro.core.layout); the interpreters and environments the commands run in; the
+# wildcard constraints. Rule files define nothing that another rule file reads (tests/test_rules.py).
 import os
 import shlex
 import sys
@@ -11,6 +11,7 @@ from snakemake.settings.types import DeploymentMethod
 
 from bonito_repro.core import PACKAGE_DATA, layout
 from bonito_repro.core.config import ConfigError, merged_config, validate
+from bonito_repro.core.hub_lock import LOCK_FILE, HubLockError, read_lock
 from bonito_repro.core.prompts import BACKTRANSLATION_WRAPPER
 from bonito_repro.core.sources import TAPT, ZERO_SHOT, parse_size_source
 from bonito_repro.workflow.dag import Dag, as_json, choice, local_files, loss_curve_section, test_flag
@@ -24,7 +25,13 @@ except ConfigError as error:
 # files loaded, and only what `run` selects (bonito_repro.core.config.resolve).
 config.clear()
 config.update(resolved)
-dag = Dag(config)
+# The Hub lock of this working directory, if the preflight wrote one: every download reads the
+# commit it holds (bonito_repro.core.hub_lock; docs/cluster.md, "The Hub lock").
+try:
+    hub_lock = read_lock(os.path.abspath(LOCK_FILE))
+except HubLockError as error:
+    raise WorkflowError(str(error)) from None
+dag = Dag(config, hub_lock)
 
 
 # The interpreter each command starts with: MAIN_PY, or VLLM_PY for vLLM. Under --sdm conda each

@@ -11,7 +11,7 @@ localrules:
 rule ctga_download:
     output: layout.ctga("downloads.json")
     params:
-        hp=as_json(config["ctga"]),
+        hp=lambda w: as_json(dag.ctga_hp()),
         online=ONLINE,
     log: layout.log("ctga/download")
     benchmark: layout.benchmark("ctga/download")

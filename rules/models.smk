@@ -11,7 +11,7 @@ rule prepare_model:
         model=directory(layout.model_dir("{model}")),
         manifest=layout.model_dir("{model}", ".manifest.json"),
     params:
-        spec=lambda w: as_json(config["models"][w.model]),
+        spec=lambda w: as_json(dag.model_spec(w.model)),
         online=ONLINE,
     log: layout.log("models/{model}"),
     benchmark: layout.benchmark("models/{model}")

@@ -110,15 +110,12 @@ class LocalHub:
         return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
 
 
-@pytest.fixture(scope="session")
-def local_hub(tmp_path_factory) -> LocalHub:
-    """The repositories of data/local_hub.yaml, served on 127.0.0.1 for the whole session by the
-    same command a person or CI would start (`python -m bonito_repro.localhub serve`)."""
-    from bonito_repro.localhub.build import build
-
-    base = tmp_path_factory.mktemp("local_hub")
-    root = build(base / "repos")
+def serve_local_hub(root: Path, base: Path) -> tuple[LocalHub, subprocess.Popen]:
+    """Serve the repositories under `root` on 127.0.0.1 by the command a person or CI would start
+    (`python -m bonito_repro.localhub serve`), its request log and endpoint file in `base`; the
+    caller stops the process it gets."""
     log, endpoint_file = base / "requests.jsonl", base / "endpoint"
+    endpoint_file.unlink(missing_ok=True)
     server = subprocess.Popen(
         [sys.executable, "-m", "bonito_repro.localhub", "serve", str(root), "--log", str(log),
          "--endpoint-file", str(endpoint_file)],
@@ -131,6 +128,16 @@ def local_hub(tmp_path_factory) -> LocalHub:
             pytest.fail(f"the local Hub did not start: {server.communicate()[0]}")
         time.sleep(0.05)
     token = next(iter(json.loads((root / "tokens.json").read_text())))
-    yield LocalHub(endpoint_file.read_text().strip(), root, log, token)
+    return LocalHub(endpoint_file.read_text().strip(), root, log, token), server
+
+
+@pytest.fixture(scope="session")
+def local_hub(tmp_path_factory) -> LocalHub:
+    """The repositories of data/local_hub.yaml, served on 127.0.0.1 for the whole session."""
+    from bonito_repro.localhub.build import build
+
+    base = tmp_path_factory.mktemp("local_hub")
+    hub, server = serve_local_hub(build(base / "repos"), base)
+    yield hub
     server.terminate()
     server.wait(timeout=10)

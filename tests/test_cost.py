@@ -1,13 +1,14 @@
-"""The cost model: stages of rules, projections from the config, the retries that chain Bonito
-training across jobs of at most resources.max_runtime, and the warning for a job that cannot
-finish in its runtime."""
+"""The cost model: stages of rules, projections from the config and the row counts the preflight
+read, the retries that chain Bonito training across jobs of at most resources.max_runtime, and a
+warning for every job that cannot finish in its runtime."""
 from __future__ import annotations
 
 import copy
 
 import pytest
 
-from bonito_repro.cluster import cost
+from bonito_repro.cluster import cost, row_counts
+from bonito_repro.cluster.row_counts import RowCount
 from bonito_repro.core.config import load_scale
 from conftest import REPO, Job, dry_run_jobs
 
@@ -90,7 +91,8 @@ def test_projections_follow_the_config(paper):
         assert cost.train_bonito_seconds(config) == pytest.approx(2 * base)
     one_epoch = copy.deepcopy(paper)
     one_epoch["cost"]["unannotated_rows"] = 1600  # one epoch of 100 steps at batch 16
-    assert cost.adapt_seconds(one_epoch, "bonito") == pytest.approx(cost.adapt_seconds(paper, "bonito") / 12.5)
+    assert (cost.adapt_seconds(one_epoch, "bonito", "vitaminc", cost.Rows())
+            == pytest.approx(cost.adapt_seconds(paper, "bonito", "vitaminc", cost.Rows()) / 12.5))
 
 
 def test_dry_run_blocks_become_jobs():
@@ -109,3 +111,141 @@ localrule main_table:
     assert adapt.rule == "adapt" and adapt.wildcards == {"target": "mistral_7b", "source": "tapt", "dataset": "pubmed_qa"}
     assert (adapt.resources["gpu"], adapt.resources["runtime"], adapt.resources["threads"]) == ("1", "1440", "8")
     assert table == Job("main_table")
+
+
+# ---------------------------------------------------------------- real row counts
+
+
+def counts(**rows: int) -> cost.Rows:
+    """Footer counts by config key (``datasets__pubmed_qa__unannotated`` spells
+    datasets.pubmed_qa.unannotated)."""
+    found = {}
+    for key, n in rows.items():
+        where = key.replace("__", ".")
+        found[where] = RowCount(where, "org/set", None, "train", n, row_counts.FOOTER, "read in a test")
+    return cost.Rows(found)
+
+
+def test_real_row_counts_name_every_job_that_cannot_finish_in_its_runtime(paper):
+    """PubMedQA's unannotated set at the top of its public estimate (270,000 passages, from file
+    sizes): its TAPT job, for every target, needs more than the 24 h of resources.adapt.runtime
+    (79,102 blocks of 1,024 tokens, under 160,000 examples: one epoch), its generation job more
+    than generate's 12 h; a 20,000-passage dataset's jobs fit."""
+    rows = counts(datasets__pubmed_qa__unannotated=270_000, datasets__vitaminc__unannotated=20_000)
+    report = cost.project(paper, _jobs(paper), rows)
+    over = {(c.job.rule, c.job.wildcards.get("source", c.job.wildcards.get("generator")), c.job.wildcards["dataset"])
+            for c in report.overruns}
+    assert over == {("adapt", "tapt", "pubmed_qa"), ("generate", "bonito", "pubmed_qa")}
+    assert len(report.overruns) == len(paper["targets"]) + 1
+    tapt = next(c for c in report.overruns if c.job.wildcards.get("source") == "tapt")
+    assert 28 < tapt.hours < 30 and tapt.runtime_minutes == 1440
+    assert cost.overrun_text(tapt).endswith("more than its runtime of 1440 min (resources.adapt.runtime)")
+    text = cost.format_report(report, paper)
+    assert f"{len(paper['targets']) + 1} jobs cannot finish in their runtime" in text
+    for target in paper["targets"]:
+        assert f"adapt dataset=pubmed_qa,source=tapt,target={target}: needs" in text
+    assert "generate dataset=pubmed_qa,generator=bonito: needs" in text
+    # the per-dataset table says which numbers were read and which assumed
+    pubmed = next(line for line in text.splitlines() if line.startswith("pubmed_qa "))
+    assert "270,000 footer" in pubmed and "10,000 assumed" in pubmed
+    assert "row counts used: 2 footer, " in text and " assumed" in text
+
+
+def test_the_step_rule_reads_the_real_rows(paper):
+    """Adaptation on synthetic tasks: one epoch below 160,000 examples, 10,000 steps from there on
+    (docs/protocol.md, D8); a size point trains on at most its size."""
+    def hours(n: int, source: str = "bonito") -> float:
+        return cost.adapt_seconds(paper, source, "pubmed_qa", counts(datasets__pubmed_qa__unannotated=n)) / 3600
+
+    assert hours(80_000) == pytest.approx(hours(40_000) * 2)      # 5,000 and 2,500 steps at batch 16
+    assert hours(159_984) == pytest.approx(hours(320_000) * 9_999 / 10_000)
+    assert hours(320_000) == pytest.approx(hours(1_000_000))     # 10,000 steps
+    assert hours(320_000, "bonito.n1000") == pytest.approx(hours(1_000))
+
+
+def test_a_released_set_is_costed_by_its_own_rows(paper):
+    config = copy.deepcopy(paper)
+    config["generators"]["released"] = {"kind": "published", "origin": {"hub": {
+        "id": "BatsResearch/bonito-experiment", "config": "bonito_{dataset}", "split": "train", "revision": "main"}}}
+    rows = counts(datasets__pubmed_qa__unannotated=270_000)
+    rows.counts[row_counts.released_key("released", "pubmed_qa")] = RowCount(
+        "generators.released.origin (pubmed_qa)", "BatsResearch/bonito-experiment", "bonito_pubmed_qa", "train",
+        16_000, row_counts.FOOTER, "read in a test")
+    released = cost.adapt_seconds(config, "released", "pubmed_qa", rows)
+    assert released == pytest.approx(cost.adapt_seconds(config, "bonito", "pubmed_qa", counts(
+        datasets__pubmed_qa__unannotated=16_000)))
+
+
+def test_rank_evaluation_costs_one_sequence_per_example(paper):
+    """The scoring packs an example's prompt and all its answer choices into one sequence
+    (evaluate.scoring), so a three-choice dataset costs what a two-choice one does."""
+    rows = counts(datasets__pubmed_qa__test=1_000, datasets__privacy_qa__test=1_000)
+    assert len(set(paper["datasets"]["pubmed_qa"]["labels"]["map"].values())) == 3
+    assert len(set(paper["datasets"]["privacy_qa"]["labels"]["map"].values())) == 2
+    per_example = {d: cost.evaluate_seconds(paper, d, rows) / 1_000 / cost.template_count(paper["datasets"][d]["templates"])
+                   for d in ("pubmed_qa", "privacy_qa")}
+    one_sequence = (paper["cost"]["passage_tokens"] / paper["cost"]["prompt_tokens_per_second"]
+                    * paper["cost"]["model_parameters"] / paper["cost"]["reference_parameters"])
+    assert per_example == pytest.approx({"pubmed_qa": one_sequence, "privacy_qa": one_sequence})
+
+
+def test_ctga_rows_are_what_the_build_samples_of_each_source(paper):
+    cap = paper["ctga"]["max_examples_per_dataset"]
+    rows = counts(ctga__p3_datasets__anli=100_459, ctga__p3_datasets__squad=87_599)
+    # dots in a P3 dataset's name are its own: ctga.p3_datasets.super_glue/wsc.fixed
+    rows.counts[row_counts.p3_key("super_glue/wsc.fixed")] = RowCount(
+        "ctga.p3_datasets.super_glue/wsc.fixed", "aps/super_glue", "wsc.fixed", "train", 554, row_counts.FOOTER, "test")
+    others = len(paper["ctga"]["p3_datasets"]) - 3
+    assert cost.ctga_rows(paper, rows) == cap + 87_599 + 554 + others * cap
+    assert rows.summary() == f"3 footer, {others} assumed"
+    published = copy.deepcopy(paper)
+    published["ctga"]["use_published"] = True
+    rows.counts[row_counts.CTGA_PUBLISHED_KEY] = RowCount("ctga.published", "BatsResearch/ctga-v1", None, "train",
+                                                          1_650_000, row_counts.ESTIMATE, "test")
+    assert cost.ctga_rows(published, rows) == 1_650_000
+
+
+def test_row_counts_round_trip_through_the_preflights_file(tmp_path):
+    found = [RowCount("datasets.pubmed_qa.unannotated", "BatsResearch/bonito-experiment", "unannotated_pubmed_qa",
+                      "train", 270_000, row_counts.FOOTER, "refs/convert/parquet@0123456789, 1 file"),
+             RowCount("ctga.p3_datasets.samsum", "knkarthick/samsum", None, "train", 7, row_counts.ESTIMATE,
+                      "1 file at 0123456789, 0.0 MB as Arrow / cost.bytes_per_row 2000"),
+             RowCount("ctga.p3_datasets.xsum", "EdinburghNLP/xsum", None, "train", 5_000, row_counts.FOOTER,
+                      "refs/convert/parquet@0123456789, 2 files (a partial conversion: at least this many)", True)]
+    path = tmp_path / "preflight" / "row_counts.json"
+    row_counts.write_counts(path, found)
+    rows = cost.load_rows(path)
+    assert list(rows.counts.values()) == found
+    assert rows.shown("ctga.p3_datasets.xsum", 1) == ">=5,000 footer"
+    table = row_counts.format_counts(found).splitlines()
+    assert table[0].split() == ["origin", "repository", "(config)", "split", "rows", "source"]
+    assert table[1].split()[-2:] == ["270,000", "footer"] and table[2].split()[-2:] == ["7", "estimate"]
+    assert table[3].split()[-2:] == [">=5,000", "footer"]
+    path.write_text("{}")
+    with pytest.raises(ValueError, match="not a row counts file of the preflight"):
+        cost.load_rows(path)
+    assert cost.load_rows(None).counts == {}
+
+
+def test_max_passages_cuts_generation_and_its_tasks_not_tapt(paper):
+    """generation.max_passages is a seeded sample of the passages a generation job reads; TAPT
+    trains on every passage of the dataset."""
+    config = copy.deepcopy(paper)
+    config["generation"]["max_passages"] = 1_000
+    rows = counts(datasets__pubmed_qa__unannotated=270_000)
+    assert cost.adapt_seconds(config, "tapt", "pubmed_qa", rows) == cost.adapt_seconds(paper, "tapt", "pubmed_qa", rows)
+    assert cost.generate_seconds(config, "pubmed_qa", rows) == pytest.approx(cost.generate_seconds(paper, "pubmed_qa", rows) / 270)
+    assert (cost.adapt_seconds(config, "bonito", "pubmed_qa", rows)
+            == pytest.approx(cost.adapt_seconds(paper, "bonito", "pubmed_qa", counts(datasets__pubmed_qa__unannotated=1_000))))
+
+
+@pytest.mark.dag  # a dry run of the paper DAG
+def test_the_cost_command_reads_the_preflights_row_counts(tmp_path, capsys):
+    path = tmp_path / "row_counts.json"
+    row_counts.write_counts(path, [RowCount("datasets.pubmed_qa.unannotated", "BatsResearch/bonito-experiment",
+                                            "unannotated_pubmed_qa", "train", 270_000, row_counts.FOOTER, "test")])
+    assert cost.main(["--directory", str(REPO), "--row-counts", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "6 jobs cannot finish in their runtime" in out
+    assert "adapt dataset=pubmed_qa,source=tapt,target=mistral_7b: needs" in out
+    assert "row counts used: 1 footer, " in out

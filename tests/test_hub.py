@@ -50,6 +50,7 @@ def small_hub(tmp_path, monkeypatch):
     (model / "refs%2Fpr%2F5" / "model.safetensors").write_bytes(b"x" * 100)
     (model / "repo.json").write_text('{"gated": "manual"}')
     (root / "tokens.json").write_text('{"hf_test": "tester"}')
+    (root / "gone.json").write_text('{"datasets": {"org/deleted": "deleted in a test"}}')
     srv = hubserver.make_server(root, log_path=tmp_path / "log.jsonl")
     srv.serve_in_threads()
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # conftest sets it
@@ -114,6 +115,10 @@ def test_server_answers_as_the_hub_does(small_hub, tmp_path):
         api.dataset_info("org/set", revision="refs/pr/9")
     with pytest.raises(RepositoryNotFoundError):
         api.model_info("org/absent")
+    with pytest.raises(RepositoryNotFoundError):  # a deleted repository: 404, as the Hub answers it
+        api.dataset_info("org/deleted")
+    assert http("GET", f"{srv.endpoint}/api/datasets/org/deleted")[0] == 404
+    assert http("GET", f"{srv.endpoint}/api/datasets/org/absent")[0] == 401  # unknown, no token
     with pytest.raises(EntryNotFoundError):
         hf_hub_download("org/set", "absent.txt", repo_type="dataset", endpoint=srv.endpoint, cache_dir=cache)
 
@@ -140,13 +145,54 @@ def test_server_answers_as_the_hub_does(small_hub, tmp_path):
     assert {r["endpoint"] for r in records[:-1]} <= set(hubserver.ENDPOINTS)
 
 
+def test_a_moved_branch_keeps_its_former_commit_readable_by_sha(tmp_path, monkeypatch):
+    """build.move_branch commits to a branch as a push to the Hub does: a server started afterwards
+    lists the branch at its new commit and still serves the former one by its sha."""
+    import huggingface_hub.constants
+    from huggingface_hub import HfApi, hf_hub_download
+
+    from bonito_repro.localhub.build import move_branch
+
+    root = tmp_path / "repos"
+    (root / "models/org/model/main").mkdir(parents=True)
+    (root / "models/org/model/main/tokenizer_config.json").write_text('{"chat_template": "old"}')
+    (root / "models/org/model/main/model.safetensors").write_bytes(b"w" * 10)
+    former = hubserver.load_repos(root)[("model", "org/model")].find("main").sha
+    moved = move_branch(root, "model", "org/model", "main", {"tokenizer_config.json": b'{"chat_template": "new"}',
+                                                             "model.safetensors": None})
+    assert moved[0] == former and moved[1] != former
+    srv = hubserver.make_server(root)
+    srv.serve_in_threads()
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # conftest sets it
+    try:
+        api = HfApi(endpoint=srv.endpoint)
+        assert api.model_info("org/model").sha == moved[1]
+        assert [r.target_commit for r in api.list_repo_refs("org/model").branches] == [moved[1]]
+        assert api.model_info("org/model", revision=former).sha == former
+        assert [e.path for e in api.list_repo_tree("org/model", revision=former)] == [
+            "model.safetensors", "tokenizer_config.json"]
+        for revision, template in ((former, "old"), ("main", "new")):
+            path = hf_hub_download("org/model", "tokenizer_config.json", revision=revision,
+                                   endpoint=srv.endpoint, cache_dir=tmp_path / "cache")
+            assert json.loads(Path(path).read_text())["chat_template"] == template
+        # the former commit's LFS file still comes from the CDN
+        assert hf_hub_download("org/model", "model.safetensors", revision=former, endpoint=srv.endpoint,
+                               cache_dir=tmp_path / "cache")
+    finally:
+        srv.stop()
+
+
 # ---------------------------------------------------------------- the loaders, as workflow jobs
 # The P3 datasets of config.yaml's ctga section that the local Hub serves, each in its real layout: Parquet on
 # main by config name, script repositories with only the conversion branch (one config, several
-# configs, the 2023 file names).
+# configs, the 2023 file names), and samsum's third-party copy (CSV files on main, an assumed layout).
 CTGA_P3_DATASETS = ["super_glue/boolq", "super_glue/record", "super_glue/wsc.fixed", "super_glue/wic",
                     "super_glue/copa", "super_glue/rte", "super_glue/cb", "anli", "quartz",
-                    "paws/labeled_final", "cosmos_qa", "wiki_hop/original", "xsum"]
+                    "paws/labeled_final", "cosmos_qa", "wiki_hop/original", "xsum", "samsum"]
+# what config.yaml named before the public record showed these repositories gone from the Hub
+GONE_P3_DATASETS = {"samsum": {"hub": {"id": "Samsung/samsum", "split": "train", "revision": "refs/convert/parquet"}},
+                    "wiki_hop/original": {"hub": {"id": "MoritzLaurer/wiki_hop", "config": "original", "split": "train",
+                                                  "revision": "refs/convert/parquet"}}}
 
 
 def served_sha(hub, repo_type: str, repo_id: str, revision: str) -> str:
@@ -155,8 +201,8 @@ def served_sha(hub, repo_type: str, repo_id: str, revision: str) -> str:
 
 def served_rows(repo_id: str, revision: str, config: str, split: str) -> list[dict]:
     """The rows the local Hub serves for a config and split (from the builder's spec)."""
-    rows = HUB_SPEC["datasets"][repo_id][revision]["configs"][config]
-    return rows_for(rows, split)
+    spec = HUB_SPEC["datasets"][repo_id][revision]
+    return rows_for(spec["configs"][config] if "configs" in spec else spec["rows"], split)
 
 
 def ok(result) -> None:
@@ -196,6 +242,19 @@ def test_paper_ctga_p3_datasets_download_then_build_offline(local_hub, tmp_path,
     assert len(load_origin({"hub": pinned}, "ctga")) == record["counts"]["wiki_hop/original"]
     with pytest.raises(OriginError, match="belong to another commit"):
         load_origin({"hub": {**pinned, "sha": "0" * 40}}, "ctga")
+
+
+@pytest.mark.slow  # two jobs
+def test_ctga_download_stops_at_a_source_gone_from_the_hub(local_hub, tmp_path, paper):
+    """The rehearsal's ctga download on config.yaml's old samsum and wiki_hop entries: the local Hub
+    answers 404 for them, as the Hub does, and the job stops naming the repository."""
+    for name, origin in GONE_P3_DATASETS.items():
+        hp = {**paper["ctga"], "p3_datasets": {name: origin}}
+        done = local_hub.run(["ctga", "download", "--manifest", tmp_path / "downloads.json",
+                              "--params", json.dumps(hp)], tmp_path / "hf")
+        assert done.returncode != 0
+        assert f"dataset {origin['hub']['id']}@refs/convert/parquet: repository not found" in done.stderr, done.stderr
+    assert not (tmp_path / "downloads.json").exists()
 
 
 @pytest.mark.slow  # one job

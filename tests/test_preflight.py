@@ -1,6 +1,8 @@
 """The preflight (`python -m bonito_repro preflight`): the Hub references of a config, its checks
-one by one, and the whole command against the local Hub (one config that passes, one with a
-missing config and a gated repository without a token, each failure named)."""
+one by one, and the whole command against the local Hub (one config that passes, reading real row
+counts from Parquet footers and naming the jobs too long for their runtime; one with a missing
+config and a gated repository without a token; the ctga sources the public record shows gone),
+each failure named."""
 from __future__ import annotations
 
 import copy
@@ -32,7 +34,9 @@ def test_the_paper_run_reads_its_models_datasets_and_ctga_sources(paper):
     assert sum(w.startswith("datasets.") for w in refs) == 2 * 7
     p3 = [w for w in refs if w.startswith("ctga.p3_datasets.")]
     assert len(p3) == len(paper["ctga"]["p3_datasets"]) == 38
-    assert refs["ctga.p3_datasets.wiki_hop/original"].hub["revision"] == "refs/convert/parquet"
+    assert refs["ctga.p3_datasets.wiki_hop/original"].hub == {
+        "id": "QAngaroo/wiki_hop", "config": "original", "split": "train", "revision": "refs/convert/parquet"}
+    assert refs["ctga.p3_datasets.samsum"].hub["id"] == "knkarthick/samsum"
     seed = refs["generators.backtranslation.seed"]
     assert seed.hub["id"] == "OpenAssistant/oasst1" and seed.columns == ("message_id", "parent_id", "role", "lang",
                                                                          "rank", "text")
@@ -124,13 +128,13 @@ def test_the_gpu_check_needs_srun(paper, tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- the command against the local Hub
-# the paper config with the published ctga-v1 (the local Hub holds only some P3 datasets) and
-# decoding by transformers (the vLLM environment's start-up is tested elsewhere)
-# and make's CPU environments (the GPU ones are built on a cluster), without the ablations
+# the paper config, ctga built from its P3 datasets, decoding by transformers (the vLLM
+# environment's start-up is tested elsewhere) and make's CPU environments (the GPU ones are built
+# on a cluster), without the ablations
 CPU_ENVIRONMENTS = {"main": None, "vllm": ".venv-vllm/bin/python",
                     "requirements": {"main": ["requirements.txt", "requirements-nodeps.txt"],
                                      "vllm": ["requirements-vllm.txt", "requirements-nodeps.txt"]}}
-PASSING = {"ctga": {"use_published": True}, "generation": {"backend": "transformers"},
+PASSING = {"generation": {"backend": "transformers"},
            "evaluation": {"generation_backend": "transformers"}, "environments": CPU_ENVIRONMENTS,
            "ablations": {"generators": {"generators": ["bonito"]}}}
 BROKEN = {"run": {"targets": ["mistral_7b"], "datasets": ["pubmed_qa", "privacy_qa"], "sources": ["released"]},
@@ -146,25 +150,120 @@ def _run(local_hub, tmp_path, overlay: dict, token: bool):
     path = tmp_path / "overlay.yaml"
     path.write_text(yaml.safe_dump(overlay))
     before = len(local_hub.requests())
-    done = local_hub.run(["preflight", "--configfile", path, "--results", tmp_path / "results"],
+    done = local_hub.run(["preflight", "--configfile", path, "--results", tmp_path / "results",
+                          "--lock", tmp_path / "hub.lock.yaml"],
                          tmp_path / "hf", token=token)
     return done, local_hub.requests()[before:]
 
 
-@pytest.mark.slow
-def test_preflight_passes_the_paper_config_on_the_local_hub(local_hub, tmp_path):
+@pytest.fixture(scope="module")
+def passing(local_hub, tmp_path_factory):
+    """The preflight of the paper config (PASSING) on the local Hub, once for the tests below:
+    (its run, the Hub requests it made, its results folder)."""
+    tmp_path = tmp_path_factory.mktemp("preflight")
     done, requests = _run(local_hub, tmp_path, PASSING, token=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done, requests, tmp_path / "results"
+
+
+@pytest.mark.slow
+def test_preflight_passes_the_paper_config_on_the_local_hub(passing):
+    done, requests, _ = passing
     lines = done.stdout.splitlines()
     hub = [line for line in lines if line.split()[1:2] == ["hub"]]
-    assert len(hub) == 5 + 2 * 7 + 1 and all(line.startswith("ok ") for line in hub)
+    assert len(hub) == 5 + 2 * 7 + 38 and all(line.startswith("ok ") for line in hub)
+    # the P3 sources that replace the ones gone from the Hub
+    assert any("ctga.p3_datasets.samsum: knkarthick/samsum@main" in line for line in hub)
+    assert any("ctga.p3_datasets.wiki_hop/original: QAngaroo/wiki_hop@refs/convert/parquet config=original"
+               in line for line in hub)
     assert any(line.startswith("ok    disk") for line in lines)
     assert any(line.startswith("ok    environment  environments.main") for line in lines)
     assert any(line.startswith("train_bonito") and "rule retries 4" in line for line in lines)
-    assert "preflight: 22 checks, 0 failed" in done.stdout
-    # metadata only: no data or weights file was downloaded
-    fetched = [r["path"] for r in requests if r["endpoint"] == "resolve" and r["path"].endswith(DATA_FILES)]
+    # 1 lock, 57 hub, 1 rows, 1 disk, 1 environment; 6 cost warnings (next test)
+    assert "preflight: 67 checks, 0 failed" in done.stdout
+    # no weights were downloaded, and of the data files only Parquet footers (next test)
+    fetched = [r["path"] for r in requests if r["endpoint"] == "resolve" and r["path"].endswith(DATA_FILES)
+               and not r["path"].endswith(".parquet")]
     assert not fetched, fetched
+
+
+@pytest.mark.slow
+def test_preflight_reads_real_row_counts_and_names_the_jobs_over_their_runtime(passing, local_hub, paper):
+    """The row counts come from the Parquet footers of the BatsResearch sets' conversion branch
+    (its unannotated_pubmed_qa holds 270,000 rows), read by ranges of the files' tails; they are
+    written beside the report and drive the cost model, which names PubMedQA's TAPT job of every
+    target and its generation job as too long for their runtime at the paper's resources."""
+    from bonito_repro.cluster import cost
+    from bonito_repro.localhub.server import load_repos
+
+    done, requests, results = passing
+    table = done.stdout.split("row counts (written to ", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert table[0] == f"{results / 'preflight' / 'row_counts.json'}; the cost model reads them):"
+    assert table[1].split() == ["origin", "repository", "(config)", "split", "rows", "source"]
+    rows = {line.split()[0]: line.split() for line in table[2:]}
+    assert rows["datasets.pubmed_qa.unannotated"][-3:] == ["train", "270,000", "footer"]
+    assert rows["datasets.vitaminc.test"][-3:] == ["test", "2", "footer"]
+    assert rows["ctga.p3_datasets.samsum"][-1] == "estimate"  # CSV on main, no conversion branch here
+    assert len(rows) == 2 * 7 + 38
+    saved = cost.load_rows(results / "preflight" / "row_counts.json").counts
+    assert saved["datasets.pubmed_qa.unannotated"].detail.startswith("refs/convert/parquet@")
+    assert (results / "preflight" / "report.txt").read_text() == done.stdout
+
+    # footers only: every data file read is a range of at most 64 KiB; the 270,000 rows' file
+    # (about 250 kB) is read from its tail, never whole
+    branch = load_repos(local_hub.root)[("dataset", "BatsResearch/bonito-experiment")].find("refs/convert/parquet")
+    reads = [r for r in requests if r["endpoint"] == "cdn"]
+    assert reads and all(r["status"] == 206 for r in reads), reads
+    spans = [tuple(map(int, r["range"].removeprefix("bytes ").replace("/", "-").split("-"))) for r in reads]
+    assert all(end - start < 64 * 1024 for start, end, _ in spans)
+    pubmed = branch.files["unannotated_pubmed_qa/train/0000.parquet"]
+    [(start, end, size)] = [s for s, r in zip(spans, reads) if r["path"].endswith(pubmed.sha256)]
+    assert size == pubmed.size > 3 * 64 * 1024 and start > 0 and end == size - 1
+
+    warned = [line for line in done.stdout.splitlines() if line.startswith("warn  cost")]
+    assert len(warned) == len(paper["targets"]) + 1, warned
+    for target in paper["targets"]:
+        assert any(f"adapt dataset=pubmed_qa,source=tapt,target={target} " in line
+                   and "more than its runtime of 1440 min (resources.adapt.runtime)" in line for line in warned)
+    assert any("generate dataset=pubmed_qa,generator=bonito " in line for line in warned)
+    assert "6 jobs cannot finish in their runtime" in done.stdout
+
+
+# ctga sources config.yaml named before the public record showed them gone from the Hub
+GONE_SOURCES = {"samsum": {"id": "Samsung/samsum", "split": "train", "revision": "refs/convert/parquet"},
+                "wiki_hop/original": {"id": "MoritzLaurer/wiki_hop", "config": "original", "split": "train",
+                                      "revision": "refs/convert/parquet"}}
+CHECK_SOURCES = """
+import json, sys
+from bonito_repro.cluster import preflight, row_counts
+for where, hub in json.loads(sys.argv[1]):
+    check = preflight.check_dataset(preflight.HubReference(where, "dataset", hub))
+    counted = row_counts.count_rows(where, hub, 2000) if check.status == "ok" else None
+    print(json.dumps([where, check.status, check.detail, getattr(counted, "source", counted)]))
+"""
+
+
+@pytest.mark.slow
+def test_the_ctga_sources_gone_from_the_hub_fail_the_preflight(local_hub, tmp_path, paper):
+    """The local Hub answers 404 for the repositories the public record shows gone, so the
+    preflight's hub check fails the old samsum and wiki_hop entries; config.yaml's replacements
+    pass it and are counted."""
+    import subprocess
+
+    current = [(f"ctga.p3_datasets.{name}", paper["ctga"]["p3_datasets"][name]["hub"]) for name in GONE_SOURCES]
+    gone = [(f"gone {name}", hub) for name, hub in GONE_SOURCES.items()]
+    before = len(local_hub.requests())
+    done = subprocess.run([sys.executable, "-c", CHECK_SOURCES, json.dumps(current + gone)], cwd=REPO,
+                          env=local_hub.env(tmp_path / "hf", token=True), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = {where: rest for where, *rest in map(json.loads, done.stdout.splitlines())}
+    assert results["ctga.p3_datasets.samsum"][::2] == ["ok", "estimate"]   # CSV on main, no conversion branch here
+    assert results["ctga.p3_datasets.wiki_hop/original"][::2] == ["ok", "footer"]
+    for name in GONE_SOURCES:
+        assert results[f"gone {name}"] == ["FAIL", "repository not found (or private, and HF_TOKEN cannot see it)", None]
+    refused = {r["path"].split("/")[3] + "/" + r["path"].split("/")[4] for r in local_hub.requests()[before:]
+               if (r["status"], r.get("error")) == (404, "RepoNotFound")}
+    assert refused == {"Samsung/samsum", "MoritzLaurer/wiki_hop"}
 
 
 @pytest.mark.slow
@@ -172,7 +271,7 @@ def test_preflight_names_a_missing_config_and_a_missing_token(local_hub, tmp_pat
     done, _ = _run(local_hub, tmp_path, BROKEN, token=False)
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     summary = done.stdout.split("\npreflight: ", 1)[1]
-    assert summary.startswith("9 checks, 2 failed")
+    assert summary.startswith("11 checks, 2 failed")
     assert ("FAIL hub: generators.released.origin (privacy_qa): BatsResearch/bonito-experiment@main "
             "config=bonito_privacy_qa split=train") in summary
     assert "BuilderConfig 'bonito_privacy_qa' not found" in summary

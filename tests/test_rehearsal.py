@@ -80,6 +80,11 @@ def test_local_hub_serves_every_repository_of_the_paper_config():
     origins += list(config["ctga"]["p3_datasets"].values())
     wanted |= {("dataset", o["hub"]["id"], o["hub"].get("revision", "main")) for o in origins}
     assert len(wanted) > 30 and not wanted - served, sorted(wanted - served)
+    # and none that the public record shows gone (the local Hub answers 404 for those)
+    gone = {(kind.removesuffix("s"), repo) for kind, repos in HUB_SPEC["gone"].items() for repo in repos}
+    assert {("dataset", "Samsung/samsum"), ("dataset", "MoritzLaurer/wiki_hop")} <= gone
+    assert not {(kind, repo) for kind, repo, _ in wanted} & gone
+    assert not gone & {(kind.removesuffix("s"), repo) for kind in ("datasets", "models") for repo in HUB_SPEC[kind]}
 
 
 def test_request_check_tells_probes_from_failures():
@@ -89,7 +94,7 @@ def test_request_check_tells_probes_from_failures():
     gated = {**probe, "status": 401, "error": "GatedRepo"}
     unknown = {"method": "GET", "endpoint": None, "status": 404, "path": "/api/datasets/a/b/parquet"}
     folders = [{"method": "GET", "endpoint": "tree", "status": 404, "error": "EntryNotFound",
-                "path": f"/api/datasets/MoritzLaurer/wiki_hop/tree/{'a' * 40}/{folder}"}
+                "path": f"/api/datasets/QAngaroo/wiki_hop/tree/{'a' * 40}/{folder}"}
                for folder in ("data", "original%2Fdata")]
     assert check_requests([probe, *folders]) == []
     assert len(check_requests([missing, gated, unknown])) == 3
@@ -190,7 +195,7 @@ def test_rehearsal_ci(local_hub, tmp_path, monkeypatch):
                    r"^/BatsResearch/Llama-2-7b-hf-P3/resolve/\w+/adapter_model/adapter_model\.bin$",
                    r"/datasets/BatsResearch/bonito-experiment-eval/resolve/\w+/pubmed_qa/data-00000-of-00001\.arrow$",
                    r"/datasets/aps/super_glue/resolve/\w+/boolq/train-00000-of-00001\.parquet$",
-                   r"/datasets/MoritzLaurer/wiki_hop/resolve/\w+/original/train/0000\.parquet$",
+                   r"/datasets/QAngaroo/wiki_hop/resolve/\w+/original/train/0000\.parquet$",
                    r"/datasets/EdinburghNLP/xsum/resolve/\w+/default/xsum-train\.parquet$"):
         assert any(re.search(layout, p) for p in paths), layout
 

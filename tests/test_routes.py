@@ -64,3 +64,28 @@ def test_every_generator_kind_generates_for_every_dataset_at_local_scale(tmp_pat
     assert set(expected) == {"bonito", "mistral_instruct", "backtranslation"} and generated == expected, generated
     counts = Counter(job.rule for job in jobs)
     assert counts["train_backtranslation"] == 2 and counts["quality_profile"] == 1 and counts["adapt"] == 0
+
+
+ROUTE_GENERATORS = {"config/from_bonito_v1.yaml": "bonito_v1", "config/from_released_sets.yaml": "bonito_released"}
+
+
+@pytest.mark.dag
+@pytest.mark.parametrize("overlay", sorted(ROUTE_GENERATORS))
+def test_every_target_of_a_published_route_trains_no_bonito(overlay):
+    """The default target and the ablations under a published route: the route's generator stands
+    wherever config.yaml names `bonito`, so nothing builds ctga-v1 or trains Bonito (about 400
+    GPU-hours), in one dry run of both targets."""
+    generator = ROUTE_GENERATORS[overlay]
+    result = snakemake("all", "ablations", "-n", "--profile", "slurm", "--configfile", overlay)
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = dry_run_jobs(result.stdout + result.stderr)
+    counts = Counter(job.rule for job in jobs)
+    assert counts["train_bonito"] == counts["ctga"] == counts["ctga_download"] == counts["parse_check"] == 0, counts
+    assert "bonito" not in {job.wildcards.get("generator") for job in jobs}
+    # the size ablation's subsets and the domain ablation's chains are of the route's generator
+    assert generator in {job.wildcards["generator"] for job in jobs if job.rule == "subsample"}
+    assert any(job.wildcards.get("source") == f"tapt+{generator}" for job in jobs)
+    # the generators ablation compares it with config.yaml's alternatives, as it compares Bonito
+    base = load_config(REPO / "config.yaml")["ablations"]["generators"]["generators"]
+    routed = load_config(REPO / "config.yaml", REPO / overlay)["ablations"]["generators"]["generators"]
+    assert routed == [generator if g == "bonito" else g for g in base]

@@ -1,13 +1,15 @@
 """The cost model: projected wall hours and GPU-hours of every job of a run, by stage, from the
-resolved config, the run's job list and the stated assumptions of the config's ``cost`` section
-(throughputs, tokens an example, rows of datasets not yet downloaded). Nothing here is measured:
-it is there to show, before GPUs are booked, what a run costs and which job cannot finish in the
-runtime it requests, and to size the retries that chain Bonito training across jobs of at most
-``resources.max_runtime`` minutes.
+resolved config, the run's job list, the row counts the preflight read on the Hub
+(``results/preflight/row_counts.json``, bonito_repro.cluster.row_counts) and the stated
+assumptions of the config's ``cost`` section (throughputs, tokens an example, and the rows of a
+dataset with no count). Nothing here is measured: it is there to show, before GPUs are booked,
+what a run costs and every job that cannot finish in the runtime it requests, and to size the
+retries that chain Bonito training across jobs of at most ``resources.max_runtime`` minutes.
 
 A job's stage comes from its rule's name (``stage_of``), so a rule added later (an ablation's
 ``adapt_size``) is costed as the stage its name starts with. ``python -m bonito_repro cost``
-prints the table for a config (the job list from Snakemake's dry run); the preflight prints it too.
+prints the tables for a config (the job list from Snakemake's dry run); the preflight prints them
+too.
 """
 from __future__ import annotations
 
@@ -16,15 +18,19 @@ import math
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
+from ..core import layout
 from ..core.config import load_config
-from ..core.sources import TAPT
+from ..core.sources import TAPT, generator_of, parse_size_source
 from ..core.steps import effective_batch, training_steps
 from ..core.tasks import GREEDY, scoring
+from . import row_counts
 from .dry_run import Job, dry_run_jobs
+from .row_counts import ASSUMED, RowCount
 
 # stage -> the section of config `resources` its jobs request (train_p3 runs with adapt's)
 STAGE_RESOURCES = {"ctga": "ctga", "train_bonito": "train_bonito", "train_p3": "adapt", "generate": "generate",
@@ -86,6 +92,40 @@ def chain_retries(hours: float, runtime_minutes: int) -> int:
     return math.ceil(hours * 60 / runtime_minutes) + 1
 
 
+# --- row counts
+
+
+class Rows:
+    """Row counts by the config key of their origin (the preflight's, ``row_counts``), each
+    standing in for the config's assumption where there is one; remembers which kind of number
+    (footer, estimate, assumed) each projection used."""
+
+    def __init__(self, counts: Mapping[str, RowCount] | None = None):
+        self.counts = dict(counts or {})
+        self.used: dict[str, str] = {}
+
+    def get(self, key: str, assumed: int) -> int:
+        count = self.counts.get(key)
+        self.used[key] = count.source if count else ASSUMED
+        return count.rows if count else assumed
+
+    def shown(self, key: str, assumed: int) -> str:
+        """The number and where it came from, for a table."""
+        rows = self.get(key, assumed)
+        partial = key in self.counts and self.counts[key].partial
+        return f"{'>=' * partial}{rows:,} {self.used[key]}"
+
+    def summary(self) -> str:
+        used = Counter(self.used.values())
+        return ", ".join(f"{used[kind]} {kind}" for kind in (row_counts.FOOTER, row_counts.ESTIMATE, ASSUMED)
+                         if used[kind])
+
+
+def load_rows(path: Path | None) -> Rows:
+    """The preflight's row counts file, or no counts (every dataset at the config's assumption)."""
+    return Rows(row_counts.read_counts(path) if path else None)
+
+
 # --- projections: seconds of work on one GPU (or the job's CPUs for ctga)
 
 
@@ -95,17 +135,36 @@ def _speed_factor(config: dict) -> float:
     return cost["model_parameters"] / cost["reference_parameters"]
 
 
-def passages(config: dict) -> int:
-    """Unannotated passages of a dataset (an assumption: the Hub's row counts are not read
-    before the download), cut to generation.max_passages."""
+def unannotated(config: dict, dataset: str, rows: Rows) -> int:
+    """Unannotated passages of a dataset: the preflight's count, else cost.unannotated_rows."""
+    return rows.get(row_counts.dataset_key(dataset, "unannotated"), config["cost"]["unannotated_rows"])
+
+
+def passages(config: dict, dataset: str, rows: Rows) -> int:
+    """The passages a generation job reads: the dataset's, cut to generation.max_passages."""
     cap = config["generation"]["max_passages"]
-    rows = config["cost"]["unannotated_rows"]
-    return min(rows, cap) if cap else rows
+    count = unannotated(config, dataset, rows)
+    return min(count, cap) if cap else count
 
 
-def ctga_rows(config: dict) -> int:
-    """Rows ctga-v1's build samples at most: max_examples_per_dataset of every P3 dataset."""
-    return len(config["ctga"]["p3_datasets"]) * config["ctga"]["max_examples_per_dataset"]
+def tasks(config: dict, generator: str, dataset: str, rows: Rows) -> int:
+    """Synthetic tasks of a generator's set for a dataset: a released set's rows where it has a
+    Hub origin (``{dataset}`` in it), else one task a passage and sample."""
+    made = passages(config, dataset, rows) * config["generation"]["n"]
+    if "hub" in config["generators"].get(generator, {}).get("origin", {}):
+        return rows.get(row_counts.released_key(generator, dataset), made)
+    return made
+
+
+def ctga_rows(config: dict, rows: Rows | None = None) -> int:
+    """Rows ctga-v1 holds: the published set's, or what the build samples (up to
+    max_examples_per_dataset of each P3 dataset, all of a smaller one)."""
+    rows = rows or Rows()
+    ctga = config["ctga"]
+    cap = ctga["max_examples_per_dataset"]
+    if ctga["use_published"]:
+        return rows.get(row_counts.CTGA_PUBLISHED_KEY, len(ctga["p3_datasets"]) * cap)
+    return sum(min(rows.get(row_counts.p3_key(name), cap), cap) for name in ctga["p3_datasets"])
 
 
 def training_seconds(config: dict, section: str, rows: int, tokens_per_example: float) -> float:
@@ -122,32 +181,35 @@ def pair_tokens(config: dict, section: str) -> float:
     return config["cost"]["example_fill"] * (params["max_input_length"] + params["max_output_length"])
 
 
-def train_bonito_seconds(config: dict) -> float:
-    return training_seconds(config, "bonito_training", ctga_rows(config), pair_tokens(config, "bonito_training"))
+def train_bonito_seconds(config: dict, rows: Rows | None = None) -> float:
+    return training_seconds(config, "bonito_training", ctga_rows(config, rows), pair_tokens(config, "bonito_training"))
 
 
-def train_p3_seconds(config: dict) -> float:
-    return training_seconds(config, "p3_training", ctga_rows(config), pair_tokens(config, "p3_training"))
+def train_p3_seconds(config: dict, rows: Rows | None = None) -> float:
+    return training_seconds(config, "p3_training", ctga_rows(config, rows), pair_tokens(config, "p3_training"))
 
 
-def adapt_seconds(config: dict, source: str) -> float:
-    """TAPT trains on blocks of the passages' tokens; any other source on one task a passage
-    and sample."""
+def adapt_seconds(config: dict, source: str, dataset: str, rows: Rows) -> float:
+    """TAPT trains on blocks of every passage's tokens; any other source on its generator's tasks
+    (a size point's subset: at most its size), each under the step rule."""
     cost = config["cost"]
     if source == TAPT:
         block = config["adaptation"]["tapt_block_size"]
-        blocks = max(1, math.ceil(passages(config) * cost["passage_tokens"] / block))
+        blocks = max(1, math.ceil(unannotated(config, dataset, rows) * cost["passage_tokens"] / block))
         return training_seconds(config, "adaptation", blocks, block)
-    tasks = passages(config) * config["generation"]["n"]
-    return training_seconds(config, "adaptation", tasks, pair_tokens(config, "adaptation"))
+    examples = tasks(config, generator_of(source), dataset, rows)
+    size = parse_size_source(source)
+    if size:
+        examples = min(examples, size[1])
+    return training_seconds(config, "adaptation", examples, pair_tokens(config, "adaptation"))
 
 
-def generate_seconds(config: dict) -> float:
+def generate_seconds(config: dict, dataset: str, rows: Rows) -> float:
     """Every passage's prompt read once, and max_new_tokens sampled for each of its n samples."""
     cost, generation = config["cost"], config["generation"]
     per_passage = (cost["passage_tokens"] / cost["prompt_tokens_per_second"]
                    + generation["n"] * generation["max_new_tokens"] / cost["generate_tokens_per_second"])
-    return passages(config) * per_passage * _speed_factor(config)
+    return passages(config, dataset, rows) * per_passage * _speed_factor(config)
 
 
 def template_count(templates: dict) -> int:
@@ -157,29 +219,28 @@ def template_count(templates: dict) -> int:
     return len(templates.get("inline") or templates["verbatim"])
 
 
-def evaluate_seconds(config: dict, dataset: str) -> float:
-    """Each test example under each template: a prompt per answer choice scored (rank
-    classification), or a prompt read and max_new_tokens decoded (extractive QA)."""
+def evaluate_seconds(config: dict, dataset: str, rows: Rows) -> float:
+    """Each test example under each template: one sequence read (rank classification packs the
+    prompt and every answer choice into one, evaluate.scoring; the choices add a few tokens), or
+    a prompt read and max_new_tokens decoded (extractive QA)."""
     cost, evaluation = config["cost"], config["evaluation"]
     spec = config["datasets"][dataset]
-    examples = min(cost["test_rows"], evaluation["max_examples"] or cost["test_rows"])
+    test_rows = rows.get(row_counts.dataset_key(dataset, "test"), cost["test_rows"])
+    examples = min(test_rows, evaluation["max_examples"] or test_rows)
     prompt = min(cost["passage_tokens"], evaluation["max_length"])
+    per_prompt = prompt / cost["prompt_tokens_per_second"]
     if scoring(spec["task_type"]) == GREEDY:
-        per_prompt = (prompt / cost["prompt_tokens_per_second"]
-                      + evaluation["max_new_tokens"] / cost["generate_tokens_per_second"])
-    else:
-        choices = len(set(spec["labels"]["map"].values()))
-        per_prompt = choices * prompt / cost["prompt_tokens_per_second"]
+        per_prompt += evaluation["max_new_tokens"] / cost["generate_tokens_per_second"]
     return examples * template_count(spec["templates"]) * per_prompt * _speed_factor(config)
 
 
-def ctga_seconds(config: dict, threads: int) -> float:
+def ctga_seconds(config: dict, threads: int, rows: Rows) -> float:
     if config["ctga"]["use_published"]:
         return 0.0
-    return ctga_rows(config) / (config["cost"]["ctga_rows_per_second"] * threads)
+    return ctga_rows(config, rows) / (config["cost"]["ctga_rows_per_second"] * threads)
 
 
-def job_cost(config: dict, job: Job) -> JobCost | None:
+def job_cost(config: dict, job: Job, rows: Rows) -> JobCost | None:
     """The projection of one job, or None where its rule is not a costed stage."""
     stage = stage_of(job.rule)
     if stage is None:
@@ -190,17 +251,17 @@ def job_cost(config: dict, job: Job) -> JobCost | None:
     threads = int(job.resources.get("threads", section["threads"]))
     w = job.wildcards
     if stage == "ctga":
-        seconds = ctga_seconds(config, threads)
+        seconds = ctga_seconds(config, threads, rows)
     elif stage == "train_bonito":
-        seconds = train_bonito_seconds(config) / max(gpus, 1)
+        seconds = train_bonito_seconds(config, rows) / max(gpus, 1)
     elif stage == "train_p3":
-        seconds = train_p3_seconds(config) / max(gpus, 1)
+        seconds = train_p3_seconds(config, rows) / max(gpus, 1)
     elif stage == "generate":
-        seconds = generate_seconds(config) / max(gpus, 1)
+        seconds = generate_seconds(config, w.get("dataset", ""), rows) / max(gpus, 1)
     elif stage == "adapt":
-        seconds = adapt_seconds(config, w.get("source", "")) / max(gpus, 1)
+        seconds = adapt_seconds(config, w.get("source", ""), w.get("dataset", ""), rows) / max(gpus, 1)
     else:
-        seconds = evaluate_seconds(config, w["dataset"]) / max(gpus, 1)
+        seconds = evaluate_seconds(config, w["dataset"], rows) / max(gpus, 1)
     hours = seconds / 3600 + config["cost"]["job_overhead_minutes"] / 60
     return JobCost(job, stage, gpus, hours, runtime)
 
@@ -213,31 +274,55 @@ def bonito_retries(config: dict) -> int:
     return chain_retries(hours, section["runtime"])
 
 
-def stage_costs(config: dict, jobs: list[Job]) -> list[StageCost]:
-    """Per stage, in DAG order: jobs, GPUs, the longest job, GPU-hours and a warning where a job
-    cannot finish in the runtime it requests (or, for a chained stage, in its retries)."""
-    costs = [c for c in (job_cost(config, job) for job in jobs) if c is not None]
-    out = []
+@dataclass
+class CostReport:
+    """A run's projection: every costed job, the stages they sum to, and the jobs that cannot
+    finish in the runtime they request (a chained stage's jobs resume instead)."""
+    jobs: list[JobCost]
+    stages: list[StageCost]
+    rows: Rows
+    overruns: list[JobCost] = field(default_factory=list)
+
+
+def project(config: dict, jobs: list[Job], rows: Rows | None = None) -> CostReport:
+    """Per job and per stage (in DAG order): jobs, GPUs, the longest job, GPU-hours, and a note
+    where a job cannot finish in the runtime it requests (or, for a chained stage, how many
+    attempts chain it)."""
+    rows = rows or Rows()
+    costs = [c for c in (job_cost(config, job, rows) for job in jobs) if c is not None]
+    overruns = [c for c in costs if c.attempts > 1 and c.stage not in CHAINED_STAGES]
+    stages = []
     for stage in STAGES:
         mine = [c for c in costs if c.stage == stage]
         if not mine:
             continue
-        longest = max(mine, key=lambda c: c.attempts)
-        warning = ""
+        longest = max(mine, key=lambda c: c.hours)
+        over = [c for c in overruns if c.stage == stage]
+        note = ""
         if longest.attempts > 1 and stage in CHAINED_STAGES:
             retries = chain_retries(longest.hours, longest.runtime_minutes)
-            warning = (f"chained: {longest.attempts} attempts of {longest.runtime_minutes} min "
-                       f"resume from checkpoints (rule retries {retries})")
-        elif longest.attempts > 1:
-            warning = (f"WARNING: {longest.job.rule} {_wildcards(longest.job)} needs {longest.hours:.1f} h, "
-                       f"more than its runtime of {longest.runtime_minutes} min")
-        out.append(StageCost(stage, len(mine), max(c.gpus for c in mine), max(c.hours for c in mine),
-                             sum(c.gpu_hours for c in mine), max(c.runtime_minutes for c in mine), warning))
-    return out
+            note = (f"chained: {longest.attempts} attempts of {longest.runtime_minutes} min "
+                    f"resume from checkpoints (rule retries {retries})")
+        elif over:
+            worst = max(over, key=lambda c: c.hours)
+            others = f" (and {len(over) - 1} more jobs)" if len(over) > 1 else ""
+            note = f"WARNING: {worst.job.rule} {wildcards_text(worst.job)} {overrun_text(worst)}{others}"
+        stages.append(StageCost(stage, len(mine), max(c.gpus for c in mine), longest.hours,
+                                sum(c.gpu_hours for c in mine), max(c.runtime_minutes for c in mine), note))
+    return CostReport(costs, stages, rows, overruns)
 
 
-def _wildcards(job: Job) -> str:
+def stage_costs(config: dict, jobs: list[Job], rows: Rows | None = None) -> list[StageCost]:
+    return project(config, jobs, rows).stages
+
+
+def wildcards_text(job: Job) -> str:
     return ",".join(f"{k}={v}" for k, v in sorted(job.wildcards.items()))
+
+
+def overrun_text(c: JobCost) -> str:
+    return (f"needs {c.hours:.1f} h, more than its runtime of {c.runtime_minutes} min "
+            f"(resources.{STAGE_RESOURCES[c.stage]}.runtime)")
 
 
 def format_table(costs: list[StageCost], config: dict) -> str:
@@ -253,6 +338,49 @@ def format_table(costs: list[StageCost], config: dict) -> str:
                  f"per-job limit resources.max_runtime {config['resources']['max_runtime']} min; "
                  f"costed as a nearer stage: {', '.join(f'{r} as {s}' for r, s in RULE_STAGES.items())}")
     return "\n".join(lines)
+
+
+# the per-dataset table's columns: (heading, stage, which of its jobs)
+DATASET_COLUMNS = (("generate h", "generate", lambda source: True),
+                   ("TAPT h", "adapt", lambda source: source == TAPT),
+                   ("tasks h", "adapt", lambda source: source != TAPT),
+                   ("evaluate h", "evaluate", lambda source: True))
+
+
+def format_datasets(report: CostReport, config: dict) -> str:
+    """Per dataset: the passages and test rows the projections used (and where each number came
+    from), and the longest job of each kind on it, in hours."""
+    by_dataset: dict[str, list[JobCost]] = {}
+    for c in report.jobs:
+        if "dataset" in c.job.wildcards:
+            by_dataset.setdefault(c.job.wildcards["dataset"], []).append(c)
+    head = ["dataset", "passages", "test rows", *(h for h, _, _ in DATASET_COLUMNS)]
+    lines = []
+    for dataset in sorted(by_dataset):
+        mine = by_dataset[dataset]
+        cells = [dataset, report.rows.shown(row_counts.dataset_key(dataset, "unannotated"), config["cost"]["unannotated_rows"]),
+                 report.rows.shown(row_counts.dataset_key(dataset, "test"), config["cost"]["test_rows"])]
+        for _, stage, keep in DATASET_COLUMNS:
+            hours = [c.hours for c in mine if c.stage == stage and keep(c.job.wildcards.get("source", ""))]
+            cells.append(f"{max(hours):.1f}" if hours else "-")
+        lines.append(cells)
+    widths = [max(len(row[i]) for row in [head, *lines]) for i in range(len(head))]
+    return "\n".join("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+                     for row in [head, *lines])
+
+
+def format_report(report: CostReport, config: dict) -> str:
+    """The stage table, the per-dataset table, every job that cannot finish in its runtime, and
+    where the row counts came from."""
+    parts = [format_table(report.stages, config), format_datasets(report, config)]
+    if report.overruns:
+        parts.append(f"{len(report.overruns)} jobs cannot finish in their runtime (raise resources.STAGE.runtime "
+                     "up to resources.max_runtime, or cut the work: docs/cluster.md):\n"
+                     + "\n".join(f"  {c.job.rule} {wildcards_text(c.job)}: {overrun_text(c)}"
+                                  for c in sorted(report.overruns, key=lambda c: -c.hours)))
+    parts.append(f"row counts used: {report.rows.summary() or 'none'} (footer: read from the Hub's Parquet "
+                 "footers by the preflight; estimate: from file sizes; assumed: config `cost`)")
+    return "\n\n".join(parts)
 
 
 # --- the job list, from Snakemake's dry run
@@ -281,10 +409,15 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configfile", nargs="*", default=[], help="overlays of config.yaml, as given to snakemake")
     parser.add_argument("--directory", type=Path, default=Path("."), help="the checkout (holds the Snakefile)")
+    parser.add_argument("--row-counts", type=Path,
+                        help="the preflight's row counts (default: DIRECTORY/%s where it exists; "
+                             "without one, every dataset has config `cost`'s rows)" % layout.preflight("row_counts.json"))
     parser.add_argument("targets", nargs="*",
                         help="Snakemake targets to cost (default: the default target), e.g. all ablations")
     args = parser.parse_args(argv)
     config = load_config(*config_paths(args.directory, args.configfile))
+    found = args.directory / layout.preflight("row_counts.json")
+    rows = load_rows(args.row_counts or (found if found.exists() else None))
     jobs = workflow_jobs(args.configfile, args.directory, args.targets)
-    print(format_table(stage_costs(config, jobs), config))
+    print(format_report(project(config, jobs, rows), config))
     return 0

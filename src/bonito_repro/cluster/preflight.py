@@ -1,20 +1,30 @@
 """`python -m bonito_repro preflight`: what can fail before any GPU job runs, checked from a
 networked login node in minutes, printed as one table; the exit status is 1 if any check failed.
 
+- lock: the commit of every Hub revision the run reads, written to the Hub lock (``hub.lock.yaml``
+  in the checkout, or ``--lock``) where it lacks one; the run then downloads at the locked commits
+  (``--refresh-lock`` resolves every revision anew; bonito_repro.cluster.locking).
 - hub: every Hub reference of the active config (the models the run uses, the datasets' test and
   unannotated origins, ctga's P3 datasets or published set where the run builds a generator,
-  published generators' sets): the repository and revision (resolved to a commit), access (a
+  published generators' sets): the repository and revision (at its locked commit), access (a
   token for gated repositories), the config and split as the loader will ask for them, and the
   files it will read, with their sizes; for a source whose columns no recorded fact confirms
-  (backtranslation's oasst1 seed), the columns the run reads. Nothing is downloaded but metadata
-  (repository info, listings, READMEs, a parquet file's footer).
+  (backtranslation's oasst1 seed), the columns the run reads, from a Parquet file's footer.
+  Nothing is downloaded but metadata (repository info, listings, READMEs, footers).
+- rows: the row count of every dataset origin the hub step found (at its locked commit), from
+  Parquet footers (ranged reads of the files' tails, no rows: the files it will read where they are
+  Parquet, else the same config and split on the repository's conversion branch) or, failing that,
+  estimated from file sizes (bonito_repro.cluster.row_counts); printed as a table and written to
+  results/preflight/row_counts.json, which the cost model reads.
 - disk: the bytes those downloads need against the free space of results/ (models) and of the
   Hugging Face cache (datasets and their Arrow copies).
 - environment: each interpreter the rules will run starts and imports its stage's packages.
 - gpu (``--gpu-check``): a one-GPU Slurm job (srun) on a compute node checks CUDA, bf16,
   bitsandbytes' 4-bit kernels and vLLM's CUDA platform.
-- cost: the cost model's table (bonito_repro.cluster.cost), with a warning where a job cannot finish
-  in its runtime.
+- cost: the cost model's table (bonito_repro.cluster.cost) from those row counts, with a warning
+  for each job that cannot finish in its runtime.
+
+The whole report is written to results/preflight/report.txt too.
 """
 from __future__ import annotations
 
@@ -23,16 +33,17 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from . import cost
+from . import cost, row_counts
 from ..core import layout
 from ..core.config import ConfigError, load_config
 from ..core.generators import generators_of
 from .environments import environments_in_use, verify_environment
 from ..core.hub import HubError, resolve_revision
-from ..core.origins import load_arguments
+from ..core.hub_lock import LOCK_FILE, HubLock, HubLockError, read_lock
+from .locking import lock_revisions
 from ..core.tasks import GREEDY, scoring
 from ..generate.backtranslation import SEED_COLUMNS
 
@@ -40,14 +51,11 @@ OK, FAIL, WARN = "ok", "FAIL", "warn"
 # packages each environment's jobs import (the main one runs every stage but vLLM's)
 MAIN_PACKAGES = ["torch", "transformers", "peft", "datasets", "accelerate", "bitsandbytes", "pandas", "bonito_repro"]
 VLLM_PACKAGES = ["vllm", "transformers", "bonito_repro"]
-# Arrow rows take about this many times the bytes of their Parquet file (compression); Arrow
-# files are copied as they are
-ARROW_PER_PARQUET_BYTE = 3
 
 
 @dataclass
 class Check:
-    kind: str     # hub, disk, environment, gpu, cost
+    kind: str     # hub, rows, disk, environment, gpu, cost
     item: str     # what was checked, as the config names it
     status: str   # ok, FAIL, warn
     detail: str
@@ -80,19 +88,19 @@ def hub_references(config: dict) -> list[HubReference]:
     for name, spec in config["datasets"].items():
         for kind in ("unannotated", "test"):
             if "hub" in spec[kind]:
-                refs.append(HubReference(f"datasets.{name}.{kind}", "dataset", spec[kind]["hub"]))
+                refs.append(HubReference(row_counts.dataset_key(name, kind), "dataset", spec[kind]["hub"]))
     ctga = config["ctga"]
     if _needs_ctga(config):
         if not ctga["use_published"]:
-            refs += [HubReference(f"ctga.p3_datasets.{name}", "dataset", origin["hub"])
+            refs += [HubReference(row_counts.p3_key(name), "dataset", origin["hub"])
                      for name, origin in ctga["p3_datasets"].items() if "hub" in origin]
         if (ctga["use_published"] or ctga.get("compare_published")) and "hub" in ctga["published"]:
-            refs.append(HubReference("ctga.published", "dataset", ctga["published"]["hub"]))
+            refs.append(HubReference(row_counts.CTGA_PUBLISHED_KEY, "dataset", ctga["published"]["hub"]))
     for name, spec in config["generators"].items():  # a released set's origin, backtranslation's seed
         if "hub" in spec.get("origin", {}):
             for dataset in config["datasets"]:
                 hub = json.loads(json.dumps(spec["origin"]["hub"]).replace("{dataset}", dataset))
-                refs.append(HubReference(f"generators.{name}.origin ({dataset})", "dataset", hub))
+                refs.append(HubReference(row_counts.released_key(name, dataset), "dataset", hub))
         if "hub" in spec.get("seed", {}):  # oasst1's message columns are an assumption: check them
             refs.append(HubReference(f"generators.{name}.seed", "dataset", spec["seed"]["hub"], SEED_COLUMNS))
     return refs
@@ -103,6 +111,11 @@ def describe(ref: HubReference) -> str:
     parts = [f"{hub['id']}@{hub.get('revision', 'main')}"]
     parts += [f"{k}={hub[k]}" for k in ("config", "split", "subfolder") if hub.get(k)]
     return " ".join(parts)
+
+
+def hub_item(ref: HubReference) -> str:
+    """How a hub check names its reference."""
+    return f"{ref.where}: {describe(ref)}"
 
 
 def _access(repo_id: str, repo_type: str) -> str | None:
@@ -126,8 +139,8 @@ def _commit(hub: dict, repo_type: str) -> tuple[str | None, str | None]:
     problem = _access(hub["id"], repo_type)
     if problem:
         return None, problem
-    try:
-        return resolve_revision(hub["id"], hub.get("revision", "main"), repo_type), None
+    try:  # a locked commit is checked to be there still
+        return resolve_revision(hub["id"], hub.get("sha") or hub.get("revision", "main"), repo_type), None
     except HubError as error:
         return None, str(error)
 
@@ -141,7 +154,7 @@ def check_model(ref: HubReference) -> Check:
 
     from ..prepare.models import download_patterns
 
-    item, hub = f"{ref.where}: {describe(ref)}", ref.hub
+    item, hub = hub_item(ref), ref.hub
     sha, problem = _commit(hub, "model")
     if problem:
         return Check("hub", item, FAIL, problem)
@@ -171,67 +184,108 @@ def check_dataset(ref: HubReference) -> Check:
     """The repository, revision, access, and the config and split as ``origins.load_origin``
     asks ``datasets`` for them (``load_dataset_builder`` with the same arguments: it reads the
     README and the file listing, no rows), with the files the split reads."""
-    import datasets
-    from huggingface_hub import HfApi
-
-    item, hub = f"{ref.where}: {describe(ref)}", ref.hub
+    item, hub = hub_item(ref), ref.hub
     sha, problem = _commit(hub, "dataset")
     if problem:
         return Check("hub", item, FAIL, problem)
-    arguments = load_arguments({**hub, "sha": sha})
     try:
-        builder = datasets.load_dataset_builder(**arguments)
+        splits, files = row_counts.split_files({**hub, "sha": sha})
     except Exception as error:  # the loader's own message: a missing config, a script, no data files
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return Check("hub", item, FAIL, f"commit {sha[:10]}: datasets cannot load config "
-                     f"{hub.get('config')!r}: {message}")
+                     f"{hub.get('config')!r}: {row_counts.first_line(error)}")
     split = hub.get("split", "train")
-    data_files = builder.config.data_files or {}
-    splits = sorted(data_files) or sorted(builder.info.splits or {})
     if split not in splits:
         return Check("hub", item, FAIL, f"commit {sha[:10]}: no split {split!r} (it has {splits})")
-    prefix = f"@{sha}/"
-    paths = [str(f).split(prefix, 1)[1] for f in data_files.get(split, []) if prefix in str(f)]
-    infos = HfApi().get_paths_info(hub["id"], paths, revision=sha, repo_type="dataset") if paths else []
-    nbytes = sum(getattr(i, "size", 0) or 0 for i in infos)
-    arrow = sum((getattr(i, "size", 0) or 0) * (ARROW_PER_PARQUET_BYTE if i.path.endswith(".parquet") else 1)
-                for i in infos)
-    detail = f"commit {sha[:10]}, split {split}: {len(paths)} files, {_gb(nbytes)}"
+    nbytes = sum(files.values())
+    need = nbytes + row_counts.arrow_bytes(files)
+    detail = f"commit {sha[:10]}, split {split}: {len(files)} files, {_gb(nbytes)}"
     if ref.columns:
-        columns, source = split_columns(builder, hub["id"], sha, paths)
-        missing = [c for c in ref.columns if c not in (columns or [])]
-        if columns is None:
-            return Check("hub", item, WARN, f"{detail}; columns {list(ref.columns)} not checked: {source}",
-                         nbytes + arrow, "cache")
+        parquet = [path for path in files if path.endswith(".parquet")]
+        if not parquet:
+            return Check("hub", item, WARN, f"{detail}; columns {list(ref.columns)} not checked: the split has no "
+                         "Parquet file whose footer gives them", need, "cache")
+        columns = row_counts.footer_metadata(hub["id"], sha, parquet[0]).schema.to_arrow_schema().names
+        missing = [c for c in ref.columns if c not in columns]
         if missing:
-            return Check("hub", item, FAIL, f"{detail}; no column(s) {missing} ({source} has {columns})")
-        detail += f"; columns {list(ref.columns)} present ({source})"
-    return Check("hub", item, OK, detail, nbytes + arrow, "cache")
+            return Check("hub", item, FAIL, f"{detail}; no column(s) {missing} ({parquet[0]} has {columns})")
+        detail += f"; columns {list(ref.columns)} present (the footer of {parquet[0]})"
+    return Check("hub", item, OK, detail, need, "cache")
 
 
-def split_columns(builder, repo_id: str, sha: str, paths: list[str]) -> tuple[list[str] | None, str]:
-    """(the columns of a split's rows, where they were read), without reading a row: the features
-    the card declares, else the schema in the footer of its first parquet file (ranged reads of a
-    few kilobytes); (None, why) where neither is there."""
-    if builder.info.features:
-        return list(builder.info.features), "the card's features"
-    parquet = [p for p in paths if p.endswith(".parquet")]
-    if not parquet:
-        return None, "the card declares no features and the split has no parquet file"
-    import pyarrow.parquet as pq
-    from huggingface_hub import HfFileSystem
-
-    with HfFileSystem().open(f"datasets/{repo_id}@{sha}/{parquet[0]}", block_size=2 ** 16) as footer:
-        return list(pq.read_schema(footer).names), f"the schema of {parquet[0]}"
-
-
-def check_hub(config: dict) -> list[Check]:
+def check_hub(config: dict, lock: HubLock | None = None) -> list[Check]:
+    """The hub checks of every reference, each at its locked commit where ``lock`` holds one."""
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
         return [Check("hub", "HF_HUB_OFFLINE", FAIL, "offline mode is on: the preflight reads the Hub; "
                       "unset HF_HUB_OFFLINE (jobs set it themselves)")]
-    return [check_model(ref) if ref.repo_type == "model" else check_dataset(ref) for ref in hub_references(config)]
+    refs = at_locked_commits(hub_references(config), lock)
+    return [check_model(ref) if ref.repo_type == "model" else check_dataset(ref) for ref in refs]
+
+
+# ---------------------------------------------------------------- the Hub lock
+
+
+def at_locked_commits(refs: list[HubReference], lock: HubLock | None) -> list[HubReference]:
+    """The references, each at the commit ``lock`` holds for it (``hub.sha``) where it holds one."""
+    if lock is None:
+        return refs
+    return [replace(r, hub={**r.hub, "sha": lock.commit(r.repo_type, r.hub)})
+            if lock.commit(r.repo_type, r.hub) else r for r in refs]
+
+
+def check_lock(config: dict, path: Path, refresh: bool) -> tuple[list[Check], HubLock | None]:
+    """The lock step (bonito_repro.cluster.locking): one line for the lock, one for each branch
+    that moved since it was locked (the run reads the locked commit) or whose commit a refresh
+    changed."""
+    from huggingface_hub import constants
+
+    try:
+        if constants.HF_HUB_OFFLINE:  # the hub checks say so; the lock is read as it is
+            return [], read_lock(path)
+        result = lock_revisions([(r.repo_type, r.hub) for r in hub_references(config)], path, refresh)
+    except HubLockError as error:
+        return [Check("lock", str(path), FAIL, str(error))], None
+    if result.lock is None:
+        return [], None
+    held = sum(len(entries) for entries in result.lock.commits.values())
+    detail = (f"{held} revisions, sha256 {result.lock.digest[:12]}, written {result.lock.written}: "
+              f"{len(result.added)} added now, {len(result.changed)} refreshed to a new commit, "
+              f"{len(result.moved)} moved on the Hub since")
+    if result.failed:
+        detail += f", {len(result.failed)} not locked (they cannot be read: see their hub checks)"
+    checks = [Check("lock", str(path), OK, detail)]
+    if result.lock.endpoint != constants.ENDPOINT:
+        checks.append(Check("lock", "endpoint", WARN, f"locked on {result.lock.endpoint}, read on {constants.ENDPOINT}: "
+                            "a commit of another Hub may not be here (--refresh-lock locks this Hub's)"))
+    checks += [Check("lock", key, WARN, f"locked at {locked[:10]}, now at {now[:10]} on the Hub: the run reads "
+                     "the locked commit (--refresh-lock to read the new one)") for key, locked, now in result.moved]
+    checks += [Check("lock", key, OK, f"refreshed: {former[:10]} -> {now[:10]}") for key, former, now in result.changed]
+    return checks, result.lock
+
+
+# ---------------------------------------------------------------- rows
+
+
+def check_rows(refs: list[HubReference], hub_checks: list[Check],
+               bytes_per_row: int) -> tuple[list[Check], list[row_counts.RowCount]]:
+    """Row counts of the dataset origins whose hub check passed (``row_counts.count_rows``): a
+    check that sums up where the numbers came from, and a warning for each origin with neither a
+    footer nor an estimate (the cost model assumes config `cost`'s rows for it)."""
+    passed = {c.item for c in hub_checks if c.kind == "hub" and c.status == OK}
+    counts, warnings = [], []
+    for ref in refs:
+        if ref.repo_type != "dataset" or hub_item(ref) not in passed:
+            continue
+        counted = row_counts.count_rows(ref.where, ref.hub, bytes_per_row)
+        if isinstance(counted, row_counts.RowCount):
+            counts.append(counted)
+        else:
+            warnings.append(Check("rows", ref.where, WARN, f"{counted}; the cost model assumes config `cost`'s rows"))
+    footers = sum(c.source == row_counts.FOOTER for c in counts)
+    summary = Check("rows", "row counts", OK, f"{len(counts)} dataset origins: {footers} read from Parquet "
+                    f"footers, {len(counts) - footers} estimated from file sizes")
+    return [summary, *warnings], counts
 
 
 # ---------------------------------------------------------------- disk
@@ -384,16 +438,17 @@ def check_gpu_node(config: dict, workdir: Path, timeout: int = 1800) -> list[Che
 # ---------------------------------------------------------------- the report
 
 
-def check_cost(config: dict, configfiles: list[str], workdir: Path) -> tuple[list[Check], str]:
-    """The cost table, and a warning check for each stage with a job that cannot finish in its
-    runtime."""
+def check_cost(config: dict, configfiles: list[str], workdir: Path, rows: cost.Rows) -> tuple[list[Check], str]:
+    """The cost tables from the row counts, and a warning check for each job that cannot finish
+    in its runtime."""
     try:
         jobs = cost.workflow_jobs(configfiles, workdir)
     except RuntimeError as error:
         return [Check("cost", "snakemake dry run", FAIL, str(error).splitlines()[0])], ""
-    stages = cost.stage_costs(config, jobs)
-    checks = [Check("cost", s.stage, WARN, s.warning) for s in stages if s.warning.startswith("WARNING")]
-    return checks, cost.format_table(stages, config)
+    report = cost.project(config, jobs, rows)
+    checks = [Check("cost", f"{c.job.rule} {cost.wildcards_text(c.job)}", WARN, cost.overrun_text(c))
+              for c in report.overruns]
+    return checks, cost.format_report(report, config)
 
 
 def format_checks(checks: list[Check]) -> str:
@@ -406,7 +461,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configfile", nargs="*", default=[], help="overlays of config.yaml, as given to snakemake")
     parser.add_argument("--directory", type=Path, default=Path("."), help="the checkout (Snakefile, config.yaml)")
-    parser.add_argument("--results", type=Path, help="the results folder (default: DIRECTORY/results)")
+    parser.add_argument("--results", type=Path, help="the results folder (default: DIRECTORY/results); "
+                        "the report and the row counts go to its preflight/ folder")
+    parser.add_argument("--lock", type=Path, help=f"the Hub lock to write and check at (default: DIRECTORY/{LOCK_FILE}, "
+                        "where Snakemake reads it when run from the checkout)")
+    parser.add_argument("--refresh-lock", action="store_true",
+                        help="resolve every Hub revision anew: the run then reads the commits they point at now")
     parser.add_argument("--gpu-check", action="store_true", help="also run the GPU checks in a one-GPU Slurm job")
     parser.add_argument("--on-gpu-node", action="store_true", help=argparse.SUPPRESS)  # what that job runs
     parser.add_argument("--vllm-python", help=argparse.SUPPRESS)
@@ -428,18 +488,36 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from huggingface_hub import constants
 
-    checks = check_hub(config)
-    checks += check_disk(checks, args.results or workdir / layout.RESULTS, Path(constants.HF_HOME))
+    results = args.results or workdir / layout.RESULTS
+    checks, lock = check_lock(config, args.lock or workdir / LOCK_FILE, args.refresh_lock)
+    refs = at_locked_commits(hub_references(config), lock)  # rows are counted where the run reads
+    checks += check_hub(config, lock)
+    row_checks, counts = check_rows(refs, checks, config["cost"]["bytes_per_row"])
+    checks += row_checks
+    counts_path = written(results, "row_counts.json")
+    row_counts.write_counts(counts_path, counts)
+    checks += check_disk(checks, results, Path(constants.HF_HOME))
     checks += [check_environment(name, python, packages, requirements)
                for name, (python, packages, requirements) in interpreters(config, workdir).items()]
     if args.gpu_check:
         checks += check_gpu_node(config, workdir)
-    cost_checks, table = check_cost(config, args.configfile, workdir)
+    cost_checks, table = check_cost(config, args.configfile, workdir, cost.Rows({c.where: c for c in counts}))
     checks += cost_checks
-    print(format_checks(checks))
-    if table:
-        print("\nprojected cost (bonito_repro.cluster.cost):\n" + table)
     failed = [c for c in checks if c.status == FAIL]
-    print(f"\npreflight: {len(checks)} checks, {len(failed)} failed" +
-          "".join(f"\n  FAIL {c.kind}: {c.item}: {c.detail}" for c in failed))
+    report = [format_checks(checks)]
+    if counts:
+        report.append(f"row counts (written to {counts_path}; the cost model reads them):\n"
+                      + row_counts.format_counts(counts))
+    if table:
+        report.append("projected cost (bonito_repro.cluster.cost):\n" + table)
+    report.append(f"preflight: {len(checks)} checks, {len(failed)} failed" +
+                  "".join(f"\n  FAIL {c.kind}: {c.item}: {c.detail}" for c in failed))
+    text = "\n\n".join(report)
+    print(text)
+    written(results, "report.txt").write_text(text + "\n")
     return int(bool(failed))
+
+
+def written(results: Path, name: str) -> Path:
+    """Where the preflight writes a file (layout.preflight) under the results folder it was given."""
+    return results / Path(layout.preflight(name)).relative_to(layout.RESULTS)

@@ -13,6 +13,7 @@ package read it here, and nothing else spells one. Arguments may be names or Sna
       adapters/{target}/{source}/{dataset}/ adapted models (and .manifest.json, .loss.png, .hub/)
       eval/{target}/{source}/{dataset}.*    evaluations; .../{train_dataset}/on_{dataset}.*: transfer
       paper/                                tables, profile, baselines; paper/ablations/: figures
+      preflight/                            the preflight's report.txt and row_counts.json
       logs/, benchmarks/                    one log and one benchmark per job
       checkpoints/, shards/                 resume state: not declared outputs, kept across retries
 """
@@ -98,6 +99,12 @@ def evaluation(target: str, source: str, dataset: str, train_dataset: str | None
 def paper(name: str) -> str:
     """Tables and profiles of the run: main_table.md, eval_scores.csv, baselines.md, ..."""
     return _at("paper", name)
+
+
+def preflight(name: str) -> str:
+    """What the preflight writes before a run: report.txt, and row_counts.json (the row counts it
+    read on the Hub, which the cost model reads)."""
+    return _at("preflight", name)
 
 
 def ablation_figure(figure: str, ext: str) -> str:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from . import PACKAGE_DATA
 from .errors import InputError
 from .hub import HubError, resolve_revision
+from .hub_lock import LOCK_ADVICE
 
 if TYPE_CHECKING:
     import datasets
@@ -57,15 +58,17 @@ def describe_hub(hub: dict) -> str:
 
 
 def pin_origin(origin: dict) -> dict:
-    """The origin with its Hub revision resolved to a commit sha (``hub.sha``); other origins as
-    they are. Loading by the sha makes every later read of the origin read the same rows."""
-    if "hub" not in origin or "sha" in origin["hub"]:
+    """The origin with its Hub revision resolved to a commit sha (``hub.sha``); a sha it already
+    has (the Hub lock's) is checked to be on the Hub; downloaded rows (``hub.arrow``) and other
+    origins as they are. Loading by the sha makes every later read of the origin read the same rows."""
+    if "hub" not in origin or "arrow" in origin["hub"]:
         return origin
     hub = origin["hub"]
     try:
-        sha = resolve_revision(hub["id"], hub.get("revision", "main"), "dataset")
+        sha = resolve_revision(hub["id"], hub.get("sha") or hub.get("revision", "main"), "dataset")
     except HubError as error:
-        raise OriginError(f"{describe_hub(hub)}: {error}") from None
+        locked = f" (the commit the Hub lock holds: {LOCK_ADVICE})" if "sha" in hub else ""
+        raise OriginError(f"{describe_hub(hub)}: {error}{locked}") from None
     return {**origin, "hub": {**hub, "sha": sha}}
 
 
@@ -122,7 +125,7 @@ def load_origin(origin: dict, kind: str) -> "datasets.Dataset":
     from .io import check_rows_file
 
     if "hub" in origin:
-        return _load_hub(pin_origin(origin)["hub"])
+        return _load_hub(origin["hub"] if "sha" in origin["hub"] else pin_origin(origin)["hub"])
     if "embedded" in origin:
         path = embedded_path(kind, origin["embedded"])
         if not path.exists():

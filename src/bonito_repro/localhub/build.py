@@ -17,6 +17,7 @@ import yaml
 from ..core import PACKAGE_DATA
 from ..core.prompts import bonito_input, bonito_output
 from ..core.origins import EMBEDDED_DIR
+from .server import COMMITS_DIR, REPO_TYPES, load_revision
 
 SPEC_PATH = PACKAGE_DATA / "local_hub.yaml"
 GITATTRIBUTES = "".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n"
@@ -31,7 +32,7 @@ def _jsonl(path: Path) -> list[dict]:
 
 def rows_for(rows: str | dict, split: str) -> list[dict]:
     """The rows of one config and split (its ``rows`` entry in the YAML file, alone or with
-    ``relabel``): a training split gets every row, other splits two."""
+    ``relabel`` and ``repeat``): a training split gets every row, other splits two."""
     spec = {"rows": rows} if isinstance(rows, str) else rows
     name = spec["rows"]
     if name == "ctga_v1":
@@ -43,6 +44,7 @@ def rows_for(rows: str | dict, split: str) -> list[dict]:
         rows = _jsonl(EMBEDDED_DIR / kind / f"{stem}.jsonl")
     for column, template in spec.get("relabel", {}).items():
         rows = [{**row, column: template.format(row[column])} for row in rows]
+    rows = rows * spec.get("repeat", 1)
     return rows if split.startswith("train") else rows[:2]
 
 
@@ -89,27 +91,38 @@ def write_save_to_disk(rev: dict, out: Path) -> None:
 def write_parquet(rev: dict, out: Path, repo_name: str) -> None:
     import pandas as pd
 
+    compression = rev.get("compression", "snappy")
+    compression = None if compression == "none" else compression
     configs = []
     for config, rows in rev["configs"].items():
         data_files = []
         for split in _split_names(rev):
             path = rev["path"].format(config=config, split=split, name=repo_name)
             (out / path).parent.mkdir(parents=True, exist_ok=True)
-            pd.DataFrame(rows_for(rows, split)).to_parquet(out / path, index=False)
+            pd.DataFrame(rows_for(rows, split)).to_parquet(out / path, index=False, compression=compression)
             data_files.append({"split": split, "path": path})
         configs.append({"config_name": config, "data_files": data_files})
     if rev.get("readme"):
         (out / "README.md").write_text(_readme(configs))
 
 
-def write_jsonl(rev: dict, out: Path) -> None:
-    """One JSON-lines file per split at ``path`` and a card without ``configs:``: the datasets
-    library names the splits from the file names, as for a data-only repository on the Hub."""
+def write_files(rev: dict, out: Path) -> None:
+    """One file per split at ``path``, JSON lines or CSV by its suffix, and a card without
+    ``configs:``: the datasets library names the splits from the file names, as for a data-only
+    repository on the Hub."""
+    import pandas as pd
+
     for split in _split_names(rev):
         path = out / rev["path"].format(split=split)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows_for(rev["rows"], split)))
-    (out / "README.md").write_text("---\nlicense: apache-2.0\n---\n# A data-only dataset of JSON lines\n")
+        rows = rows_for(rev["rows"], split)
+        if path.suffix == ".csv":
+            pd.DataFrame(rows).to_csv(path, index=False)
+        elif path.suffix == ".jsonl":
+            path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+        else:
+            raise ValueError(f"{path.name}: the files layout writes .jsonl or .csv")
+    (out / "README.md").write_text("---\nlicense: apache-2.0\n---\n# A data-only dataset\n")
 
 
 def write_script(out: Path, repo_name: str) -> None:
@@ -242,6 +255,7 @@ def build(root: str | Path, spec_path: str | Path = SPEC_PATH) -> Path:
         shutil.rmtree(root)
     root.mkdir(parents=True)
     (root / "tokens.json").write_text(json.dumps(spec["tokens"]))
+    (root / "gone.json").write_text(json.dumps(spec.get("gone", {})))
     tiny_cache: dict = {}
     model_dirs: dict[str, Path] = {}
     with tempfile.TemporaryDirectory() as work:
@@ -263,8 +277,8 @@ def build(root: str | Path, spec_path: str | Path = SPEC_PATH) -> Path:
                         write_save_to_disk(rev, out)
                     elif layout == "parquet":
                         write_parquet(rev, out, name)
-                    elif layout == "jsonl":
-                        write_jsonl(rev, out)
+                    elif layout == "files":
+                        write_files(rev, out)
                     elif layout == "script":
                         write_script(out, name)
                     elif layout == "model":
@@ -275,3 +289,28 @@ def build(root: str | Path, spec_path: str | Path = SPEC_PATH) -> Path:
                     else:
                         raise ValueError(f"{spec_path}: {repo_type} {repo_id}@{revision}: unknown layout {layout!r}")
     return root
+
+
+def move_branch(root: str | Path, repo_type: str, repo_id: str, branch: str,
+                files: dict[str, bytes | None]) -> tuple[str, str]:
+    """Commit ``files`` (path in the repository -> new content, None to delete) to a branch of a
+    repository under ``root``, as a push to the Hub moves the branch: its former commit stays
+    readable by its sha (under ``.commits/``). Returns (former sha, new sha); a server started on
+    ``root`` afterwards serves the moved branch."""
+    folder = {t: f for f, t in REPO_TYPES.items()}[repo_type]
+    repo_dir = Path(root) / folder / repo_id
+    branch_dir = repo_dir / quote(branch, safe="")
+    if not branch_dir.is_dir():
+        raise ValueError(f"{repo_type} {repo_id}: no branch {branch!r} under {root}")
+    former = load_revision(repo_type, repo_id, branch_dir).sha
+    kept = repo_dir / COMMITS_DIR / former
+    if not kept.exists():
+        shutil.copytree(branch_dir, kept)
+    for path, content in files.items():
+        target = branch_dir / path
+        if content is None:
+            target.unlink()
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+    return former, load_revision(repo_type, repo_id, branch_dir).sha

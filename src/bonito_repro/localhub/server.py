@@ -7,12 +7,18 @@ the paper-scale loaders run in tests and rehearsals with no network. Standard li
 Folder layout (``python -m bonito_repro.localhub build`` writes one)::
 
     ROOT/tokens.json                          {"<token>": "<user name>"}: the accepted tokens
+    ROOT/gone.json                            {"datasets": {"NS/NAME": "why"}, "models": {...}}:
+                                              repositories gone from the Hub (404 RepoNotFound)
     ROOT/{models,datasets}/NS/NAME/repo.json  optional: {"gated": "manual"}
     ROOT/{models,datasets}/NS/NAME/REV/...    the files of revision REV (URL-quoted: refs%2Fpr%2F5)
+    ROOT/{models,datasets}/NS/NAME/.commits/SHA/...
+                                              earlier commits, readable by their sha only
 
 Each revision folder is one commit: its sha is derived from the repository, revision name and
 file contents, so it changes when the files do. Revisions named ``refs/convert/*`` are listed as
-converts, ``refs/pr/N`` as pull requests, any other name as a branch.
+converts, ``refs/pr/N`` as pull requests, any other name as a branch. A branch moves as on the Hub
+(``build.move_branch``, then a server started on the folder): its former commit stays readable by
+its sha under ``.commits/``, and the branch points at a new commit.
 
 Endpoints: every one ``huggingface_hub`` and ``datasets`` call in this project's downloads (the
 last test of tests/test_hub.py lists them), and those of the ``HfApi`` calls a person checking a
@@ -43,7 +49,11 @@ in one page (the repositories are small; the Hub pages at 1,000 entries).
 Revisions may come URL-quoted in one path segment (``refs%2Fconvert%2Fparquet``, how the
 libraries send them) or, for ``refs/convert/*`` and ``refs/pr/N``, unquoted (the Hub accepts both).
 Errors carry the Hub's ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``,
-``GatedRepo``), which is how the libraries choose their exception. A gated repository's metadata
+``GatedRepo``), which is how the libraries choose their exception. A repository in ``gone.json``
+answers 404 ``RepoNotFound`` everywhere (a deleted repository; any other unknown one answers 401
+``RepoNotFound``, the Hub's answer to a request without a token). The request log records the
+``Range`` a partial answer (206) served, with the file's size, so a test can tell a footer read
+from a download. A gated repository's metadata
 (info, tree, refs) is public, its files need a valid ``Authorization: Bearer`` token (401
 ``GatedRepo`` without one); an unknown token is refused on every endpoint (401), as on the Hub.
 """
@@ -68,6 +78,7 @@ REPO_TYPES = {"models": "model", "datasets": "dataset"}
 LFS_SUFFIXES = {".arrow", ".bin", ".gguf", ".model", ".parquet", ".pt", ".safetensors"}
 COMMIT_DATE = "2024-02-27T00:00:00.000Z"
 _SPECIAL_REF = re.compile(r"^refs/(convert/[\w-]+|pr/\d+)$")
+COMMITS_DIR = ".commits"   # a repository's earlier commits, one folder per sha
 
 
 @dataclass(frozen=True)
@@ -93,18 +104,32 @@ class Repo:
     id: str
     gated: str | bool
     revisions: dict[str, Revision]               # revision name -> revision
+    commits: dict[str, Revision] = field(default_factory=dict)  # sha -> an earlier commit
 
     def find(self, revision: str) -> Revision | None:
-        """A revision by name or by (full) commit sha."""
+        """A revision by name or by (full) commit sha, an earlier commit's included."""
         if revision in self.revisions:
             return self.revisions[revision]
-        return next((r for r in self.revisions.values() if r.sha == revision), None)
+        found = next((r for r in self.revisions.values() if r.sha == revision), None)
+        return found or self.commits.get(revision)
 
 
 def _blob(path: Path) -> Blob:
     data = path.read_bytes()
     return Blob(path=path, size=len(data), oid=hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest(),
                 sha256=hashlib.sha256(data).hexdigest(), lfs=path.suffix in LFS_SUFFIXES)
+
+
+def load_revision(repo_type: str, repo_id: str, rev_dir: Path, sha: str | None = None) -> Revision:
+    """One revision folder: its files and its commit (``sha``, else derived from the repository,
+    the revision's name and the files)."""
+    name = unquote(rev_dir.name)
+    files = {p.relative_to(rev_dir).as_posix(): _blob(p) for p in sorted(rev_dir.rglob("*")) if p.is_file()}
+    digest = hashlib.sha1(f"{repo_type}\0{repo_id}\0{name}\0".encode())
+    for path, blob in files.items():
+        digest.update(f"{path}\0{blob.oid}\0".encode())
+    dirs = {"/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)}
+    return Revision(name, sha or digest.hexdigest(), files, dirs)
 
 
 def load_repos(root: Path) -> dict[tuple[str, str], Repo]:
@@ -115,19 +140,13 @@ def load_repos(root: Path) -> dict[tuple[str, str], Repo]:
             repo_id = f"{repo_dir.parent.name}/{repo_dir.name}"
             meta_path = repo_dir / "repo.json"
             meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-            revisions = {}
-            for rev_dir in sorted(p for p in repo_dir.iterdir() if p.is_dir()):
-                name = unquote(rev_dir.name)
-                files = {p.relative_to(rev_dir).as_posix(): _blob(p)
-                         for p in sorted(rev_dir.rglob("*")) if p.is_file()}
-                digest = hashlib.sha1(f"{repo_type}\0{repo_id}\0{name}\0".encode())
-                for path, blob in files.items():
-                    digest.update(f"{path}\0{blob.oid}\0".encode())
-                dirs = {"/".join(p.split("/")[:i]) for p in files for i in range(1, p.count("/") + 1)}
-                revisions[name] = Revision(name, digest.hexdigest(), files, dirs)
+            folders = [p for p in sorted(repo_dir.iterdir()) if p.is_dir() and p.name != COMMITS_DIR]
+            revisions = {rev.name: rev for rev in (load_revision(repo_type, repo_id, p) for p in folders)}
             if "main" not in revisions:
                 raise ValueError(f"{repo_dir}: a repository needs a main revision folder")
-            repos[(repo_type, repo_id)] = Repo(repo_type, repo_id, meta.get("gated", False), revisions)
+            earlier = sorted(p for p in (repo_dir / COMMITS_DIR).glob("*") if p.is_dir())
+            commits = {p.name: load_revision(repo_type, repo_id, p, sha=p.name) for p in earlier}
+            repos[(repo_type, repo_id)] = Repo(repo_type, repo_id, meta.get("gated", False), revisions, commits)
     return repos
 
 
@@ -145,11 +164,14 @@ class Hub:
         self.repos = load_repos(root)
         tokens = root / "tokens.json"
         self.tokens: dict[str, str] = json.loads(tokens.read_text()) if tokens.exists() else {}
+        gone_path = root / "gone.json"
+        gone = json.loads(gone_path.read_text()) if gone_path.exists() else {}
+        self.gone = {(REPO_TYPES[folder], repo_id): why for folder, repos in gone.items() for repo_id, why in repos.items()}
         self.log_path = log_path
         self.cdn_base = ""        # set once the CDN port is bound
         self._lock = threading.Lock()
-        self.blobs = {b.sha256: b for repo in self.repos.values() for rev in repo.revisions.values()
-                      for b in rev.files.values() if b.lfs}
+        self.blobs = {b.sha256: b for repo in self.repos.values()
+                      for rev in [*repo.revisions.values(), *repo.commits.values()] for b in rev.files.values() if b.lfs}
 
     def record(self, entry: dict) -> None:
         if self.log_path is None:
@@ -169,6 +191,8 @@ class Hub:
 
     def repo(self, repo_type: str, repo_id: str) -> Repo:
         repo = self.repos.get((repo_type, repo_id))
+        if (repo_type, repo_id) in self.gone:
+            raise HubError(404, "RepoNotFound", f"Repository Not Found for {repo_type} {repo_id}")
         if repo is None:
             raise HubError(401, "RepoNotFound", f"Repository {repo_type} {repo_id} not found")
         return repo
@@ -300,6 +324,8 @@ class Handler(BaseHTTPRequestHandler):
                  "status": int(status)}
         if headers and "X-Error-Code" in headers:  # which refusal: RevisionNotFound, GatedRepo, ...
             entry["error"] = headers["X-Error-Code"]
+        if status == 206:  # which bytes of which size: "bytes START-END/SIZE"
+            entry["range"] = headers["Content-Range"]
         self.hub.record(entry)
         self.send_response(status)
         for key, value in (headers or {}).items():

@@ -22,6 +22,7 @@ from typing import Iterable
 
 from ..core.config import check_params
 from ..core.hub import HubError, resolve_revision
+from ..core.hub_lock import LOCK_ADVICE
 from ..core.io import Manifest, check_writable, parse_params, setup_logging
 from ..runtime.models import ModelError
 
@@ -222,9 +223,10 @@ def download_patterns(hub: dict) -> tuple[list[str], list[str]]:
 
 
 def download(hub: dict, out_dir: str | Path) -> dict:
-    """Download a model or adapter repository once, at the commit its revision points at, and
-    return what the manifest records: the commit, and the sha256 of every file downloaded
-    (checked against the Hub's listing) and written.
+    """Download a model or adapter repository once, at the commit its revision points at (or at
+    ``sha``, the commit a Hub lock holds for it, checked to exist), and return what the manifest
+    records: the commit, and the sha256 of every file downloaded (checked against the Hub's
+    listing) and written.
 
     ``subfolder``: the directory in the repository that holds the model (its files become
     out_dir). ``weights: bin``: the repository has only pickled weights; they are converted to
@@ -238,9 +240,10 @@ def download(hub: dict, out_dir: str | Path) -> dict:
     weights = hub.get("weights", "safetensors")
     where = f"{hub_id}@{revision}" + (f" ({subfolder}/)" if subfolder else "")
     try:
-        sha = resolve_revision(hub_id, revision, "model")
+        sha = resolve_revision(hub_id, hub.get("sha") or revision, "model")
     except HubError as error:
-        raise ModelError(str(error)) from None
+        locked = f" (the commit the Hub lock holds for {revision}: {LOCK_ADVICE})" if "sha" in hub else ""
+        raise ModelError(f"{error}{locked}") from None
     patterns, ignore = download_patterns(hub)
     prefix = f"{subfolder}/" if subfolder else ""
     out_dir = Path(out_dir)

@@ -36,6 +36,19 @@ P3_STAND_IN = ("{target}: a P3-style adapter trained in this workflow on ctga's 
                "published BatsResearch P3 adapter.")
 
 
+def hub_provenance(config: dict) -> list[str]:
+    """The caption's word on the Hub commits read, for a run that reads the Hub (``hub_lock`` in
+    the params: the lock's file, digest and date, or null for a run without one)."""
+    if "hub_lock" not in config:
+        return []
+    lock = config["hub_lock"]
+    if lock is None:
+        return ["Hub revisions not locked: each repository was read at the commit its revision pointed "
+                "at when downloaded (the download manifests record it)."]
+    return [f"Hub repositories read at the commits of the Hub lock {lock['file']} (sha256 {lock['sha256']}, "
+            f"written {lock['written']})."]
+
+
 def group_of(target: dict) -> str:
     """Pretrained models are evaluated zero-shot with the plain wrapper; the P3 variants and
     Mistral-Instruct (the abstract's instruction-tuned models) are not."""
@@ -171,12 +184,14 @@ def write_tables(scores: pd.DataFrame, config: dict, out_dir: Path,
     notes += [P3_STAND_IN.format(target=t) for t, spec in config["targets"].items()
               if spec.get("init_adapter", {}).get("train_on") == "p3"]
     bootstrap = config["evaluation"]["bootstrap"]
-    caption = "F1 (mean over five templates) of each target model, zero-shot and after adaptation."
-    delta_caption = (f"Each adapted row minus its target's zero-shot row, in F1 points, with its paired "
-                     f"{bootstrap['confidence']:.0%} bootstrap interval ({bootstrap['samples']} resamples of the "
-                     "test rows, the same rows for both cells; the average's interval resamples each dataset on its own). An interval "
-                     "that excludes 0 is a difference beyond the noise of the test rows; it says nothing of the "
-                     "noise of training.")
+    provenance = hub_provenance(config)
+    caption = " ".join(["F1 (mean over five templates) of each target model, zero-shot and after adaptation.",
+                        *provenance])
+    delta_caption = " ".join([f"Each adapted row minus its target's zero-shot row, in F1 points, with its paired "
+                              f"{bootstrap['confidence']:.0%} bootstrap interval ({bootstrap['samples']} resamples of "
+                              "the test rows, the same rows for both cells; the average's interval resamples each "
+                              "dataset on its own). An interval that excludes 0 is a difference beyond the noise of "
+                              "the test rows; it says nothing of the noise of training.", *provenance])
     decimals = config.get("tables", {}).get("decimals", 1)
     delta = deltas(grid)
     low, high = delta_intervals(delta, predictions, bootstrap,
@@ -195,7 +210,7 @@ def write_tables(scores: pd.DataFrame, config: dict, out_dir: Path,
         header = f"{title}\n\n" + "".join(f"**{note}**\n\n" for note in notes)
         write_text(header + shown.to_markdown(index=False, floatfmt=f".{decimals}f") + "\n", md)
         latex = shown.to_latex(index=False, float_format=f"%.{decimals}f", na_rep="--", escape=True)
-        write_text("".join(f"% {note}\n" for note in notes) + latex, tex)
+        write_text("".join(f"% {note}\n" for note in [*notes, *provenance]) + latex, tex)
         outputs.update({f"{name}.csv": csv, f"{name}.md": md, f"{name}.tex": tex})
     return outputs
 

@@ -6,7 +6,9 @@ knows Snakemake beyond the wildcards object (``w.dataset``, ``w.get(...)``, ``w.
 
 Params are the hyperparameters a job's command reads, as JSON, so that a changed value reruns
 exactly the jobs it affects (Snakemake's params trigger); each params function leaves out what
-its jobs do not read.
+its jobs do not read. Under a Hub lock (bonito_repro.core.hub_lock) the origins and model specs the
+download jobs get carry their locked commit (``hub.sha``): a refreshed lock reruns exactly the
+downloads whose commit changed.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any, Callable
 from ..core import layout
 from ..core.config import EVAL_DECODING_KEYS, evaluated
 from ..core.generators import generators_of
+from ..core.hub_lock import HubLock
 from ..core.origins import embedded_path
 from ..core.sources import TAPT, ZERO_SHOT, chained_generator, parse_size_source
 from ..core.tasks import GREEDY, RANK, scoring
@@ -60,8 +63,9 @@ def local_files(origin: dict, kind: str) -> list[str]:
 class Dag:
     """What runs at this config, and how each job finds its inputs."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, hub_lock: HubLock | None = None):
         self.config = config
+        self.hub_lock = hub_lock
         self.models = sorted(config["models"])
         self.targets = sorted(config["targets"])
         self.datasets = sorted(config["datasets"])
@@ -127,8 +131,24 @@ class Dag:
             return layout.p3_adapter(self.config["targets"][target]["model"])
         return None
 
+    def _pinned(self, origin: dict, where: str) -> dict:
+        """A dataset origin at its locked commit (under a Hub lock)."""
+        return self.hub_lock.pin_dataset_origin(origin, where) if self.hub_lock else origin
+
+    def model_spec(self, model: str) -> dict:
+        """A model's spec as prepare_model downloads it: at its locked commit under a Hub lock."""
+        spec = self.config["models"][model]
+        if self.hub_lock and "hub" in spec:
+            return {**spec, "hub": self.hub_lock.pin(spec["hub"], "model", f"models.{model}.hub")}
+        return spec
+
     def data_origin(self, dataset: str, kind: str) -> dict:
-        return self.config["datasets"][dataset][kind]
+        spec = self.config["datasets"][dataset]
+        return self._pinned(spec[kind], f"{spec['file']}: {kind}")
+
+    def seed_origin(self, generator: str) -> dict:
+        """A backtranslation generator's seed conversations' origin."""
+        return self._pinned(self.config["generators"][generator]["seed"], f"generators.{generator}.seed")
 
     def test_input(self, dataset: str) -> str | list:
         """The test split the funnel checks a dataset's tasks against for contamination, if any."""
@@ -144,6 +164,17 @@ class Dag:
             origins.update(ctga["p3_datasets"])
         return origins
 
+    def ctga_hp(self) -> dict:
+        """The `ctga` section as its jobs read it: the origins the build reads at their locked
+        commits (under a Hub lock)."""
+        ctga = dict(self.config["ctga"], p3_datasets=dict(self.config["ctga"]["p3_datasets"]))
+        for name, origin in self.ctga_origins().items():
+            if name == "published":
+                ctga["published"] = self._pinned(origin, "ctga.published")
+            else:
+                ctga["p3_datasets"][name] = self._pinned(origin, f"ctga.p3_datasets.{name}")
+        return ctga
+
     def ctga_compares(self) -> bool:
         """Whether the build is compared with the published set (a paper-scale check)."""
         return self.config["ctga"].get("compare_published", False) and not self.config["ctga"]["use_published"]
@@ -152,7 +183,7 @@ class Dag:
         return [layout.ctga("downloads.json")] if any("hub" in o for o in self.ctga_origins().values()) else []
 
     def ctga_params(self) -> dict:
-        return dict(hp=as_json(self.config["ctga"]),
+        return dict(hp=lambda w: as_json(self.ctga_hp()),
                     comparison=lambda w, output: f"--comparison {output.comparison}" if self.ctga_compares() else "",
                     downloads=" ".join(f"--downloads {path}" for path in self.ctga_downloads()))
 
@@ -172,9 +203,10 @@ class Dag:
         return {**self.config["generation"], **self.config["generators"][generator].get("sampling", {})}
 
     def published_origin(self, generator: str, dataset: str) -> dict:
-        """The generator's origin with `{dataset}` filled in wherever it appears."""
+        """The generator's origin with `{dataset}` filled in wherever it appears (at its locked
+        commit under a Hub lock)."""
         origin = json.dumps(self.config["generators"][generator]["origin"])
-        return json.loads(origin.replace("{dataset}", dataset))
+        return self._pinned(json.loads(origin.replace("{dataset}", dataset)), f"generators.{generator}.origin")
 
     def generate_params(self) -> dict:
         """Params of the generate rule (generator kinds bonito and prompted)."""
@@ -339,12 +371,21 @@ class Dag:
     def main_tables(self) -> list[str]:
         return [layout.paper(f"{name}.{ext}") for name in MAIN_TABLE_NAMES for ext in ("csv", "md", "tex")]
 
+    def reads_hub(self) -> bool:
+        """Whether the main grid's models or datasets come from the Hub."""
+        return (any("hub" in spec for spec in self.config["models"].values())
+                or any("hub" in spec.get(kind, {}) for spec in self.config["datasets"].values()
+                       for kind in ("unannotated", "test")))
+
     def main_table_params(self) -> dict:
+        """What the main table reads of the config, and (for a run that reads the Hub) its Hub
+        lock, which the caption names (null: none)."""
         config = self.config
+        lock = {"hub_lock": self.hub_lock.summary() if self.hub_lock else None} if self.reads_hub() else {}
         return {**{key: config[key] for key in ("scale", "models", "targets", "tables")},
                 "evaluation": {"bootstrap": config["evaluation"]["bootstrap"]},
                 "run": {**config["run"], "datasets": [d for d in config["run"]["datasets"] if d in self.evaluated]},
-                "datasets": {d: {"title": config["datasets"][d]["title"]} for d in self.evaluated}}
+                "datasets": {d: {"title": config["datasets"][d]["title"]} for d in self.evaluated}, **lock}
 
     def baselines_params(self) -> dict:
         config = self.config
