@@ -302,7 +302,7 @@ def test_the_seeds_columns_are_checked_from_the_parquet_footer(local_hub, tmp_pa
     present, lacking = json.loads(done.stdout.splitlines()[-1])
     assert present["status"] == "ok", present
     assert ("columns ['message_id', 'parent_id', 'role', 'lang', 'rank', 'text'] present "
-            "(the schema of data/train-00000-of-00001.parquet)") in present["detail"]
+            "(the footer of data/train-00000-of-00001.parquet)") in present["detail"]
     assert lacking["status"] == "FAIL" and "no column(s) ['quality_votes']" in lacking["detail"]
     requests = local_hub.requests()[before:]
     resolved = [r for r in requests if r["endpoint"] == "resolve" and r["path"].endswith(".parquet")]
