@@ -54,7 +54,7 @@ def main() -> None:
     import torch
 
     from bonito_repro.runtime.models import load_for_inference, load_tokenizer
-    from bonito_repro.evaluate.scoring import score_choices, score_choices_separately
+    from bonito_repro.runtime.scoring import score_choices, score_choices_separately
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as scratch:

@@ -1,7 +1,7 @@
 # Instruction backtranslation (`python -m bonito_repro backtranslation`), generators of kind
-# `backtranslation` (docs/protocol.md, section 6.1, D16):
-# - backtranslation_seed: the first exchange of each seed conversation, in both directions
-#   (local: it downloads, as the data rules do);
+# `backtranslation` (docs/protocol.md, section 6.1, D18):
+# - backtranslation_seed: the seed pairs (the first turn of the oasst1 conversations that
+#   `seed_selection` chooses), in both directions (local: it downloads, as the data rules do);
 # - train_backtranslation: the backward (response -> instruction) and forward (M0) adapters of the
 #   generator's base, by the training stage with backtranslation_training's values;
 # - backtranslate: the backward model writes an instruction for each passage, M0 rates each pair,
@@ -20,13 +20,15 @@ rule backtranslation_seed:
     wildcard_constraints: generator=choice(dag.generators_of(training_rule="train_backtranslation"))
     params:
         origin=lambda w: as_json(dag.seed_origin(w.generator)),
+        selection=lambda w: as_json(config["generators"][w.generator]["seed_selection"]),
         online=lambda w: online(config["generators"][w.generator]["seed"]),
     log: layout.log("backtranslation_seed/{generator}")
     benchmark: layout.benchmark("backtranslation_seed/{generator}")
     conda: MAIN_ENV
     shell:
         f"{{params.online}} {MAIN_PY} -m bonito_repro backtranslation seed --origin {{params.origin:q}}"
-        " --backward {output.backward} --forward {output.forward} --manifest {output.manifest} > {log} 2>&1"
+        " --selection {params.selection:q} --backward {output.backward} --forward {output.forward}"
+        " --manifest {output.manifest} > {log} 2>&1"
 
 
 DIRECTION_ADAPTER = layout.generator("{generator}", "{direction}_adapter")

@@ -1,5 +1,6 @@
 # The paper's tables, from collected scores only: a style change reruns only these jobs.
-# - main_table: the main table, its deltas and the published comparison (csv, md, tex);
+# - main_table: the main table, its deltas with their paired bootstrap intervals (from the
+#   evaluations' per-example predictions) and the published comparison (csv, md, tex);
 # - baselines: majority-class, random-label and random-span F1 on the rows the evaluations
 #   score: no model.
 
@@ -9,7 +10,7 @@ localrules:
 
 
 rule main_table:
-    input: layout.paper("eval_scores.csv")
+    input: scores=layout.paper("eval_scores.csv"), predictions=dag.eval_results(suffix=layout.PREDICTIONS)
     output:
         [report(path, caption=f"../report/{os.path.basename(path)[:-4]}.rst", category="Main table")
          if path.endswith(".csv") else path for path in dag.main_tables()],
@@ -20,8 +21,8 @@ rule main_table:
     benchmark: layout.benchmark("paper/main_table")
     conda: MAIN_ENV
     shell:
-        f"{MAIN_PY} -m bonito_repro main-table --scores {{input}} --params {{params.hp:q}}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        f"{MAIN_PY} -m bonito_repro main-table --scores {{input.scores}} --predictions {{input.predictions:q}}"
+        " --params {{params.hp:q}} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule baselines:

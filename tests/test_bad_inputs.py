@@ -228,7 +228,7 @@ def _stage_argvs(tmp_path: Path, model: Path) -> dict[str, list[str]]:
                      "--device", "cpu"],
         "table": ["table", "--inputs", f"{tmp_path}/r.json", "--scale", "smoke", "--csv", f"{out}/s.csv",
                   "--md", f"{out}/s.md"],
-        "main-table": ["main-table", "--scores", rows, "--params", "{}", "--out-dir", str(out)],
+        "main-table": ["main-table", "--scores", rows, "--predictions", rows, "--params", "{}", "--out-dir", str(out)],
         "plot": ["plot", "loss", "--manifest", f"{tmp_path}/m.json", "--params", json.dumps({"dpi": 50}),
                  "--out", f"{out}/loss.png"],
     }
@@ -292,7 +292,8 @@ def test_the_table_commands_name_a_file_that_is_not_what_they_read(tmp_path, cap
     assert bonito_repro(argv) == 1
     assert "r.json: not an evaluation result (no key(s) ['source'" in _one_line(capsys, caplog)
     pd.DataFrame({"target": ["t"], "f1": [1.0]}).to_csv(tmp_path / "scores.csv", index=False)
-    argv = ["main-table", "--scores", str(tmp_path / "scores.csv"), "--params", "{}", "--out-dir", str(tmp_path / "p")]
+    argv = ["main-table", "--scores", str(tmp_path / "scores.csv"), "--predictions", str(tmp_path / "r.json"),
+            "--params", "{}", "--out-dir", str(tmp_path / "p")]
     assert bonito_repro(argv) == 1
     assert "scores.csv: missing column(s) ['source', 'dataset']" in _one_line(capsys, caplog)
     _write(tmp_path / "m.json", b'{"name": "x", "train_loss": []}')

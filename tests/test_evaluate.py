@@ -15,7 +15,7 @@ from bonito_repro.evaluate.cli import check_params, main
 from bonito_repro.evaluate.encoder import PromptEncoder
 from bonito_repro.evaluate.errors import EvaluationError
 from bonito_repro.evaluate.rank_classification import gold_labels
-from bonito_repro.evaluate.scoring import score_choices, score_choices_separately
+from bonito_repro.runtime.scoring import score_choices, score_choices_separately
 from bonito_repro.core.templates import EvalTemplate, TemplateError, load_templates, render_all
 from bonito_repro.core.io import seeded_subset
 from bonito_repro.runtime.models import encode_prompts, load_for_inference, load_tokenizer

@@ -328,19 +328,21 @@ def test_a_passage_too_long_for_the_context_is_dropped_or_split_by_config(tiny_m
     that each fit, all under its context_id; both counted (once, a long passage stopped the
     whole dataset)."""
     from bonito_repro.generate.inputs import fit_passages
+    from bonito_repro.generate.synthetic_tasks import kind_positions
     from bonito_repro.runtime.models import encode_with_bos, load_tokenizer
     from bonito_repro.core.prompts import bonito_input
 
     tokenizer = load_tokenizer(tiny_model_dir)
+    positions = kind_positions("bonito", "ynqa", tokenizer, 32)
     short, long = PASSAGES[0], " ".join([PASSAGES[1]] * 12)
     prompt_tokens = [len(ids) for ids in encode_with_bos(tokenizer, [bonito_input(t, "ynqa") for t in (short, long)])]
     limit = prompt_tokens[0] + 40 + 32  # the short passage fits with room to spare; the long one does not
     assert prompt_tokens[1] + 32 > limit
-    dropped = fit_passages([short, long], [0, 1], "ynqa", tokenizer, limit,
-                           generation(max_new_tokens=32, long_passages="drop"))
+    dropped = fit_passages([short, long], [0, 1], tokenizer, limit,
+                           generation(max_new_tokens=32, long_passages="drop"), positions)
     assert dropped == ([short], [0], {"long_passages": 1, "long_passage_pieces": 0})
-    texts, ids, counts = fit_passages([short, long], [0, 1], "ynqa", tokenizer, limit,
-                                      generation(max_new_tokens=32, long_passages="split", split_overlap=8))
+    texts, ids, counts = fit_passages([short, long], [0, 1], tokenizer, limit,
+                                      generation(max_new_tokens=32, long_passages="split", split_overlap=8), positions)
     assert texts[0] == short and ids == [0] + [1] * (len(texts) - 1) and counts["long_passages"] == 1
     pieces = texts[1:]
     assert len(pieces) == counts["long_passage_pieces"] >= 2
@@ -350,8 +352,8 @@ def test_a_passage_too_long_for_the_context_is_dropped_or_split_by_config(tiny_m
     overlap = tokenizer.decode(tokenizer(pieces[0], add_special_tokens=False)["input_ids"][-8:]).strip()
     assert pieces[1].startswith(overlap.split()[0])  # the next piece repeats the end of the one before
     with pytest.raises(InputError, match="split_overlap"):  # an overlap as wide as the room left
-        fit_passages([long], [1], "ynqa", tokenizer, limit, generation(max_new_tokens=32, long_passages="split",
-                                                                       split_overlap=limit))
+        fit_passages([long], [1], tokenizer, limit, generation(max_new_tokens=32, long_passages="split",
+                                                               split_overlap=limit), positions)
 
 
 def test_cli_counts_the_long_passages_it_drops(tiny_generator, tmp_path, embed):

@@ -25,7 +25,7 @@ from bonito_repro.localhub.build import SPEC_PATH, build, move_branch
 from bonito_repro.reporting.main_table import write_tables
 from bonito_repro.workflow.dag import Dag
 from conftest import REPO, SNAKEMAKE, dry_run_jobs, serve_local_hub, snakemake
-from test_main_table import scores_for
+from test_main_table import predictions_for, scores_for
 
 
 def sha_of(text: str) -> str:
@@ -80,7 +80,7 @@ def test_under_a_lock_every_download_gets_its_commit_as_a_param(paper, tmp_path)
     ctga = check_params(dag.ctga_hp(), "ctga")
     assert all(origin["hub"]["sha"] == sha_of(lock_key(origin["hub"])) for origin in ctga["p3_datasets"].values())
     assert "sha" not in ctga["published"]["hub"]  # not read: this run builds ctga-v1
-    assert dag.seed_origin("backtranslation")["hub"]["sha"] == sha_of("timdettmers/openassistant-guanaco@main")
+    assert dag.seed_origin("backtranslation")["hub"]["sha"] == sha_of("OpenAssistant/oasst1@main")
     assert unlocked.ctga_hp() == config["ctga"] and "sha" not in unlocked.data_origin("pubmed_qa", "test")["hub"]
 
 
@@ -105,14 +105,15 @@ def test_a_run_whose_lock_lacks_a_revision_says_which_and_what_to_do(paper, tmp_
 
 def test_the_main_table_caption_names_the_lock(tmp_path):
     local = load_scale("local", REPO)
+    scores = scores_for(local)
     lock = {"file": "hub.lock.yaml", "sha256": "0123456789ab", "written": "2026-12-08T10:00:00+00:00"}
     for hub_lock, expected in ((lock, "read at the commits of the Hub lock hub.lock.yaml (sha256 0123456789ab, "
                                       "written 2026-12-08T10:00:00+00:00)"),
                                (None, "Hub revisions not locked")):
-        write_tables(scores_for(local), {**local, "hub_lock": hub_lock}, tmp_path)
+        write_tables(scores, {**local, "hub_lock": hub_lock}, tmp_path, predictions_for(scores))
         assert expected in (tmp_path / "main_table.md").read_text().split("\n\n")[0]
         assert expected in (tmp_path / "main_table.tex").read_text()
-    write_tables(scores_for(local), local, tmp_path)  # a run that reads nothing from the Hub
+    write_tables(scores, local, tmp_path, predictions_for(scores))  # a run that reads nothing from the Hub
     assert "Hub" not in (tmp_path / "main_table.md").read_text().split("\n\n")[0]
     assert "hub_lock" not in Dag(local).main_table_params()
 

@@ -37,7 +37,9 @@ def test_the_paper_run_reads_its_models_datasets_and_ctga_sources(paper):
     assert refs["ctga.p3_datasets.wiki_hop/original"].hub == {
         "id": "QAngaroo/wiki_hop", "config": "original", "split": "train", "revision": "refs/convert/parquet"}
     assert refs["ctga.p3_datasets.samsum"].hub["id"] == "knkarthick/samsum"
-    assert refs["generators.backtranslation.seed"].hub["id"] == "timdettmers/openassistant-guanaco"
+    seed = refs["generators.backtranslation.seed"]
+    assert seed.hub["id"] == "OpenAssistant/oasst1" and seed.columns == ("message_id", "parent_id", "role", "lang",
+                                                                         "rank", "text")
     assert "ctga.published" not in refs and all(r.repo_type == "dataset" for w, r in refs.items() if w not in models)
 
 
@@ -275,6 +277,38 @@ def test_preflight_names_a_missing_config_and_a_missing_token(local_hub, tmp_pat
     assert "BuilderConfig 'bonito_privacy_qa' not found" in summary
     assert ("FAIL hub: models.mistral_7b.hub: mistralai/Mistral-7B-v0.1@main: gated repository and no token: "
             "set HF_TOKEN") in summary
+
+
+SEED_CHECK = """
+import json, sys
+from bonito_repro.cluster import preflight
+from bonito_repro.core.config import load_scale
+ref = next(r for r in preflight.hub_references(load_scale("paper", sys.argv[1])) if r.where.endswith(".seed"))
+lacking = preflight.HubReference(ref.where, ref.repo_type, ref.hub, (*ref.columns, "quality_votes"))
+print(json.dumps([preflight.check_dataset(r).__dict__ for r in (ref, lacking)]))
+"""
+
+
+@pytest.mark.slow  # a Python process against the local Hub
+def test_the_seeds_columns_are_checked_from_the_parquet_footer(local_hub, tmp_path):
+    """oasst1's layout is an assumption: the preflight checks the columns the seed is chosen by,
+    reading only the footer of the split's parquet file, and names a column it lacks."""
+    import subprocess
+
+    before = len(local_hub.requests())
+    done = subprocess.run([sys.executable, "-c", SEED_CHECK, str(REPO)], env=local_hub.env(tmp_path / "hf"),
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    present, lacking = json.loads(done.stdout.splitlines()[-1])
+    assert present["status"] == "ok", present
+    assert ("columns ['message_id', 'parent_id', 'role', 'lang', 'rank', 'text'] present "
+            "(the footer of data/train-00000-of-00001.parquet)") in present["detail"]
+    assert lacking["status"] == "FAIL" and "no column(s) ['quality_votes']" in lacking["detail"]
+    requests = local_hub.requests()[before:]
+    resolved = [r for r in requests if r["endpoint"] == "resolve" and r["path"].endswith(".parquet")]
+    blobs = [r for r in requests if r["endpoint"] == "cdn" and r["method"] == "GET"]
+    assert resolved and all(r["status"] == 302 for r in resolved), resolved  # redirects to the file, no body
+    assert blobs and all(r["status"] == 206 for r in blobs), blobs  # ranged reads of the footer only
 
 
 @pytest.mark.slurm

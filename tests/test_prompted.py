@@ -21,6 +21,7 @@ from bonito_repro.reporting.main_table import write_tables
 from bonito_repro.core.tasks import TASK_TYPES
 from bonito_repro.train.cli import main as train
 from conftest import REPO
+from test_main_table import predictions_for
 
 PASSAGE = "The Nile flows north through Egypt into the Mediterranean Sea."
 
@@ -240,10 +241,47 @@ def test_an_empty_alternative_set_is_a_result_carried_to_the_tables(tmp_path, ch
               for s in ("zero_shot", "prompted") for d in local["run"]["datasets"]
               if (s, d) != ("prompted", "pubmed_qa")]
     scores = pd.concat([pd.DataFrame(scored), collect_scores([result])], ignore_index=True)
-    write_tables(scores, config, tmp_path / "paper")
+    write_tables(scores, config, tmp_path / "paper", predictions_for(scores))
     table = (tmp_path / "paper" / "main_table.md").read_text()
     assert "no tasks (0 of 3 kept)" in table
     assert "no tasks (0 of 3 kept)" in (tmp_path / "paper" / "main_table_deltas.md").read_text()
+
+
+def test_a_long_passage_is_split_to_fit_the_prompted_request_not_bonitos(tmp_path, chat_model, embed):
+    """generation.long_passages for a prompted generator: the pieces of a long passage are sized
+    for its own request under the chat template, which is longer than Bonito's input. (Sized for
+    Bonito's, the first piece's request overflowed the context and stopped the whole dataset.)"""
+    from bonito_repro.core.prompts import bonito_input
+    from bonito_repro.runtime.backends import encode_for_generation
+    from bonito_repro.runtime.models import encode_with_bos, load_tokenizer
+    from bonito_repro.generate.prompted import reply_prefix
+
+    model = tmp_path / "short_context"
+    shutil.copytree(chat_model, model)
+    tokenizer = load_tokenizer(model)
+    request = len(encode_for_generation(tokenizer, [prompted_request(PASSAGE, "ynqa")], "chat", reply_prefix())[0])
+    bonito = len(encode_with_bos(tokenizer, [bonito_input(PASSAGE, "ynqa")])[0])
+    assert request > bonito + 20  # the request's instructions take more of the context than Bonito's input
+    config = json.loads((model / "config.json").read_text())
+    config["max_position_embeddings"] = request + 6 + 40  # PASSAGE fits, with 40 tokens to spare
+    (model / "config.json").write_text(json.dumps(config))
+    long = " ".join([PASSAGE] * 20)
+    passages, test = tmp_path / "passages.parquet", tmp_path / "test.parquet"
+    pd.DataFrame({"input": [PASSAGE, long]}).to_parquet(passages)
+    pd.DataFrame([{"question": "Is this true?", "final_decision": "yes"}]).to_parquet(test)
+    params = generation(backend="transformers", bf16=False, max_new_tokens=6, long_passages="split", split_overlap=4)
+    out = tmp_path / "synthetic"
+    assert generate(["--dataset", "pubmed_qa", "--task-type", "ynqa", "--kind", "prompted", "--passages",
+                     str(passages), "--test", str(test), "--model", str(model), "--params", json.dumps(params),
+                     "--shards", str(tmp_path / "shards"), "--out", str(out / "pubmed_qa.parquet"),
+                     "--manifest", str(out / "pubmed_qa.manifest.json"), "--records", str(out / "records.parquet"),
+                     "--threads", "1", "--device", "cpu"]) == 0
+    manifest = json.loads((out / "pubmed_qa.manifest.json").read_text())
+    counts = manifest["counts"]
+    assert counts["long_passages"] == 1 and counts["long_passage_pieces"] >= 2
+    assert manifest["funnel"]["generated"] == 1 + counts["long_passage_pieces"]
+    records = pd.read_parquet(out / "records.parquet")
+    assert records["context_id"].tolist() == [0] + [1] * counts["long_passage_pieces"]
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,9 @@ networked login node in minutes, printed as one table; the exit status is 1 if a
   unannotated origins, ctga's P3 datasets or published set where the run builds a generator,
   published generators' sets): the repository and revision (at its locked commit), access (a
   token for gated repositories), the config and split as the loader will ask for them, and the
-  files it will read, with their sizes. Nothing is downloaded but metadata (repository info,
-  listings, READMEs).
+  files it will read, with their sizes; for a source whose columns no recorded fact confirms
+  (backtranslation's oasst1 seed), the columns the run reads, from a Parquet file's footer.
+  Nothing is downloaded but metadata (repository info, listings, READMEs, footers).
 - rows: the row count of every dataset origin the hub step found (at its locked commit), from
   Parquet footers (ranged reads of the files' tails, no rows: the files it will read where they are
   Parquet, else the same config and split on the repository's conversion branch) or, failing that,
@@ -32,7 +33,7 @@ import json
 import os
 import shutil
 import subprocess
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from . import cost, row_counts
@@ -44,6 +45,7 @@ from ..core.hub import HubError, resolve_revision
 from ..core.hub_lock import LOCK_FILE, HubLock, HubLockError, read_lock
 from .locking import lock_revisions
 from ..core.tasks import GREEDY, scoring
+from ..generate.backtranslation import SEED_COLUMNS
 
 OK, FAIL, WARN = "ok", "FAIL", "warn"
 # packages each environment's jobs import (the main one runs every stage but vLLM's)
@@ -66,6 +68,7 @@ class HubReference:
     where: str      # the config key (or dataset file) that names it
     repo_type: str  # model | dataset
     hub: dict
+    columns: tuple[str, ...] = ()  # columns the run reads that no recorded fact confirms (checked)
 
 
 # ---------------------------------------------------------------- what the run reads from the Hub
@@ -98,8 +101,8 @@ def hub_references(config: dict) -> list[HubReference]:
             for dataset in config["datasets"]:
                 hub = json.loads(json.dumps(spec["origin"]["hub"]).replace("{dataset}", dataset))
                 refs.append(HubReference(row_counts.released_key(name, dataset), "dataset", hub))
-        if "hub" in spec.get("seed", {}):
-            refs.append(HubReference(f"generators.{name}.seed", "dataset", spec["seed"]["hub"]))
+        if "hub" in spec.get("seed", {}):  # oasst1's message columns are an assumption: check them
+            refs.append(HubReference(f"generators.{name}.seed", "dataset", spec["seed"]["hub"], SEED_COLUMNS))
     return refs
 
 
@@ -194,8 +197,19 @@ def check_dataset(ref: HubReference) -> Check:
     if split not in splits:
         return Check("hub", item, FAIL, f"commit {sha[:10]}: no split {split!r} (it has {splits})")
     nbytes = sum(files.values())
-    return Check("hub", item, OK, f"commit {sha[:10]}, split {split}: {len(files)} files, {_gb(nbytes)}",
-                 nbytes + row_counts.arrow_bytes(files), "cache")
+    need = nbytes + row_counts.arrow_bytes(files)
+    detail = f"commit {sha[:10]}, split {split}: {len(files)} files, {_gb(nbytes)}"
+    if ref.columns:
+        parquet = [path for path in files if path.endswith(".parquet")]
+        if not parquet:
+            return Check("hub", item, WARN, f"{detail}; columns {list(ref.columns)} not checked: the split has no "
+                         "Parquet file whose footer gives them", need, "cache")
+        columns = row_counts.footer_metadata(hub["id"], sha, parquet[0]).schema.to_arrow_schema().names
+        missing = [c for c in ref.columns if c not in columns]
+        if missing:
+            return Check("hub", item, FAIL, f"{detail}; no column(s) {missing} ({parquet[0]} has {columns})")
+        detail += f"; columns {list(ref.columns)} present (the footer of {parquet[0]})"
+    return Check("hub", item, OK, detail, need, "cache")
 
 
 def check_hub(config: dict, lock: HubLock | None = None) -> list[Check]:
@@ -216,7 +230,7 @@ def at_locked_commits(refs: list[HubReference], lock: HubLock | None) -> list[Hu
     """The references, each at the commit ``lock`` holds for it (``hub.sha``) where it holds one."""
     if lock is None:
         return refs
-    return [HubReference(r.where, r.repo_type, {**r.hub, "sha": lock.commit(r.repo_type, r.hub)})
+    return [replace(r, hub={**r.hub, "sha": lock.commit(r.repo_type, r.hub)})
             if lock.commit(r.repo_type, r.hub) else r for r in refs]
 
 

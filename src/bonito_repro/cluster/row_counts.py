@@ -20,8 +20,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..core.origins import PARQUET_BRANCH, describe_hub, load_arguments, pin_origin
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 FOOTER, ESTIMATE, ASSUMED = "footer", "estimate", "assumed"
 # Arrow rows take about this many times the bytes of their Parquet file (compression); Arrow,
@@ -100,16 +104,21 @@ def conversion_commit(repo_id: str) -> str | None:
     return next((ref.target_commit for ref in refs.converts if ref.ref == PARQUET_BRANCH), None)
 
 
-def footer_rows(repo_id: str, sha: str, path: str) -> int:
-    """The row count in a Parquet file's footer: one ranged read of its tail (two for a footer
-    over FOOTER_READ_BYTES), never its rows."""
+def footer_metadata(repo_id: str, sha: str, path: str) -> "pq.FileMetaData":
+    """A Parquet file's footer (its row count, its schema): one ranged read of its tail (two for
+    a footer over FOOTER_READ_BYTES), never its rows."""
     import pyarrow.parquet as pq
     from huggingface_hub import HfFileSystem
 
     url = f"hf://datasets/{repo_id}@{sha}/{path}"
     # no read-ahead cache: each read pyarrow asks for is one Range request of exactly its bytes
     with HfFileSystem().open(url, "rb", block_size=FOOTER_READ_BYTES, cache_type="none") as handle:
-        return pq.ParquetFile(handle).metadata.num_rows
+        return pq.ParquetFile(handle).metadata
+
+
+def footer_rows(repo_id: str, sha: str, path: str) -> int:
+    """The row count in a Parquet file's footer."""
+    return footer_metadata(repo_id, sha, path).num_rows
 
 
 def _plural(n: int, word: str) -> str:

@@ -79,6 +79,11 @@ def adapter(target: str, source: str, dataset: str, suffix: str = "") -> str:
     return _at("adapters", target, source, dataset + suffix)
 
 
+# an evaluation's per-example predictions, beside its scores (.json): what the main table's
+# delta intervals resample
+PREDICTIONS = ".predictions.parquet"
+
+
 def evaluation(target: str, source: str, dataset: str, train_dataset: str | None = None,
                suffix: str = ".json") -> str:
     """An evaluation on `dataset` of the adapter trained there, or, for a transfer evaluation, of

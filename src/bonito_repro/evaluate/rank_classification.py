@@ -10,7 +10,7 @@ from ..core import metrics
 from ..core.schemas import canonical_label
 from .encoder import PromptEncoder
 from .errors import EvaluationError
-from .scoring import score_choices
+from ..runtime.scoring import score_choices
 from ..core.templates import EvalTemplate, TemplateError
 
 

@@ -30,7 +30,7 @@ from ..core.tasks import task_type_name
 from .funnel import funnel_counts, probe_texts, run_funnel
 from .inputs import fit_passages, load_published, model_positions, read_passages
 from .kinds import KINDS, PAPER_KIND, PUBLISHED
-from .synthetic_tasks import Generation, run_generation
+from .synthetic_tasks import Generation, kind_positions, run_generation
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +100,13 @@ def from_generator(args: argparse.Namespace, params: dict, test_rows: list[dict]
     texts, ids, counts = read_passages(args.passages, params["max_passages"], params["seed"])
     if args.endpoint is None:
         limit = model_positions(args.model)
-        if limit:  # a passage too long for the model's context is dropped or split, as configured
+        if limit:  # a passage too long for the model's context under the kind's prompt is dropped or split
             from ..runtime.models import load_tokenizer
 
-            texts, ids, fitted = fit_passages(texts, ids, args.task_type, load_tokenizer(args.model), limit, params)
+            tokenizer = load_tokenizer(args.model)
+            texts, ids, fitted = fit_passages(texts, ids, tokenizer, limit, params,
+                                              kind_positions(args.kind, args.task_type, tokenizer,
+                                                             params["max_new_tokens"]))
             counts.update(fitted)
         result = run_generation(texts, args.task_type, params, model_dir=args.model, adapter_dir=args.adapter,
                                 context_ids=ids, test_rows=test_rows, shards_dir=args.shards, kind=args.kind,

@@ -1,16 +1,15 @@
 """What the generate stage reads: the passages of an unannotated parquet (fitted to the model's
-context), or a published synthetic set in their place."""
+context under each generator kind's prompt), or a published synthetic set in their place."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import pandas as pd
 
 from ..core.errors import InputError
 from ..core.io import read_json, read_parquet, seeded_subset
 from ..core.origins import load_origin
-from ..core.prompts import bonito_input
 from ..core.schemas import UNANNOTATED_FIELDS, validate_rows
 
 
@@ -50,30 +49,29 @@ def model_positions(model_dir: str | Path) -> int | None:
     return read_json(path).get("max_position_embeddings")
 
 
-def fit_passages(texts: Sequence[str], context_ids: Sequence[int], task_type: str, tokenizer, limit: int,
-                 params: dict) -> tuple[list[str], list[int], dict[str, int]]:
-    """Passages whose Bonito prompt, with ``params["max_new_tokens"]`` new tokens after it,
-    fits ``limit`` positions: the others are dropped, or split into pieces of the passage's
-    tokens that fit, each overlapping the one before by ``split_overlap`` tokens, as
-    ``params["long_passages"]`` (``drop`` | ``split``) says. A piece keeps the ``context_id``
-    of its passage. Returns (passages, context_ids, counts of long passages and pieces)."""
-    from ..runtime.models import encode_with_bos
-
+def fit_passages(texts: Sequence[str], context_ids: Sequence[int], tokenizer, limit: int, params: dict,
+                 positions: Callable[[list[str]], list[int]]) -> tuple[list[str], list[int], dict[str, int]]:
+    """Passages that fit ``limit`` positions, where ``positions(passages)`` says what each needs:
+    its generator's prompt (Bonito's input, a prompted generator's request under the chat
+    template, backtranslation's rating prompt) and the tokens generated after it. The others are
+    dropped, or split into pieces of the passage's tokens that fit, each overlapping the one
+    before by ``split_overlap`` tokens, as ``params["long_passages"]`` (``drop`` | ``split``)
+    says. A piece keeps the ``context_id`` of its passage. Returns (passages, context_ids, counts
+    of long passages and pieces)."""
     mode, overlap = params["long_passages"], params["split_overlap"]
-    prompt_lengths = [len(ids) for ids in encode_with_bos(tokenizer, [bonito_input(t, task_type) for t in texts])]
-    room = limit - params["max_new_tokens"]
     counts = {"long_passages": 0, "long_passage_pieces": 0}
     kept_texts: list[str] = []
     kept_ids: list[int] = []
-    for text, context_id, length in zip(texts, context_ids, prompt_lengths):
-        if length <= room:
+    for text, context_id, need in zip(texts, context_ids, positions(list(texts))):
+        if need <= limit:
             kept_texts.append(text)
             kept_ids.append(context_id)
             continue
         counts["long_passages"] += 1
         if mode == "drop":
             continue
-        pieces = split_passage(text, tokenizer, window=room - (length - _passage_tokens(tokenizer, text)),
+        # the prompt's own tokens and the generated ones stay; the passage gets the rest
+        pieces = split_passage(text, tokenizer, window=limit - (need - _passage_tokens(tokenizer, text)),
                                overlap=overlap, context_id=context_id)
         kept_texts += pieces
         kept_ids += [context_id] * len(pieces)

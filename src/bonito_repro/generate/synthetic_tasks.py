@@ -43,6 +43,20 @@ def prompt_lengths(model_dir: str | Path, prompts: Sequence[str], wrapper: str =
     return [len(ids) for ids in encode_for_generation(load_tokenizer(model_dir), list(prompts), wrapper, reply_prefix)]
 
 
+def kind_positions(kind: str, task_type: str, tokenizer, max_new_tokens: int):
+    """``positions(passages)`` for ``inputs.fit_passages``: what each passage needs of the
+    model's context under the kind's prompt, as the backend encodes it, with the new tokens."""
+    from ..runtime.backends import encode_for_generation
+
+    spec = KINDS[kind]
+
+    def positions(texts: list[str]) -> list[int]:
+        prompts = [spec.prompt(text, task_type) for text in texts]
+        return [len(ids) + max_new_tokens
+                for ids in encode_for_generation(tokenizer, prompts, spec.wrapper, spec.reply_prefix())]
+    return positions
+
+
 def check_lengths(model_dir: str | Path, prompts: Sequence[str], context_ids: Sequence[int],
                   max_new_tokens: int, wrapper: str = "none", reply_prefix: str = "") -> int:
     """The longest prompt (as the backend encodes it) plus the new tokens (vLLM's max_model_len);

@@ -1,21 +1,27 @@
 """The paper's main table: target models x {zero-shot, TAPT, Bonito} on the seven datasets.
 
-Reads only the collected evaluation scores, so a change of style here never reruns a model.
-Writes the table (CSV, Markdown, LaTeX), the deltas against zero-shot, and the comparison with
-the few published figures (data/published.yaml). A cell whose alternative generator kept no task
-shows "no tasks (0 of N kept)", and its row has no average.
+Reads only evaluation outputs (the collected scores, and the per-example predictions for the
+deltas' intervals), so a change of style here never reruns a model. Writes the table (CSV,
+Markdown, LaTeX), the deltas against zero-shot with their paired bootstrap intervals
+(``delta_intervals``), and the comparison with the few published figures (data/published.yaml).
+A cell whose alternative generator kept no task shows "no tasks (0 of N kept)", and its row has
+no average.
 """
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
+from typing import Mapping
 
 import pandas as pd
 import yaml
 
-from ..core import PACKAGE_DATA
+from ..core import PACKAGE_DATA, layout
 from ..core.sources import ZERO_SHOT
-from ..core.io import (ColumnsError, check_writable, parse_params, read_csv, setup_logging, write_csv, write_text)
+from ..core.io import (ColumnsError, InputFileError, check_writable, parse_params, read_csv, read_parquet, setup_logging,
+                       write_csv, write_text)
+from .delta_intervals import Cell, delta_intervals
 
 PUBLISHED = PACKAGE_DATA / "published.yaml"
 SOURCE_NAMES = {ZERO_SHOT: "zero-shot", "tapt": "TAPT", "bonito": "Bonito",
@@ -147,7 +153,29 @@ def _display(grid: pd.DataFrame, config: dict, notes: dict[tuple[str, str, str],
     return table.rename(columns={"target": "model", "source": "adaptation"})
 
 
-def write_tables(scores: pd.DataFrame, config: dict, out_dir: Path) -> dict[str, Path]:
+def _deltas_display(delta: pd.DataFrame, low: pd.DataFrame, high: pd.DataFrame, config: dict,
+                    notes: dict[tuple[str, str, str], str], decimals: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(the CSV's table: each column's delta, then its interval's low and high, as numbers; the
+    printed one: "delta [low, high]" in each cell), each no-task cell's note in place of its delta."""
+    shown = delta.astype(object).copy()
+    for pair, column in itertools.product(delta.index, delta.columns):
+        if pd.notna(delta.loc[pair, column]):
+            shown.loc[pair, column] = (f"{delta.loc[pair, column]:+.{decimals}f} "
+                                       f"[{low.loc[pair, column]:.{decimals}f}, {high.loc[pair, column]:.{decimals}f}]")
+    parts = ("", " low", " high")
+    numbers = pd.concat([delta, low.add_suffix(" low"), high.add_suffix(" high")], axis=1)
+    numbers = numbers[[f"{c}{part}" for c in delta.columns for part in parts]]
+    titles = column_titles(config)
+    table = _display(numbers, config, notes, decimals).rename(
+        columns={f"{c}{part}": f"{titles[c]}{part}" for c in delta.columns for part in parts[1:]})
+    return table, _display(shown, config, notes, decimals)
+
+
+def write_tables(scores: pd.DataFrame, config: dict, out_dir: Path,
+                 predictions: Mapping[Cell, pd.DataFrame], names: Mapping[Cell, str] | None = None) -> dict[str, Path]:
+    """The three tables in CSV, Markdown and LaTeX. ``predictions``: every cell's per-example
+    predictions (an empty frame for a cell with no tasks), for the deltas' paired intervals with
+    the config's ``evaluation.bootstrap``; ``names``: how errors name them (their files)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     published = yaml.safe_load(PUBLISHED.read_text())
     grid = score_grid(scores, config)
@@ -155,31 +183,66 @@ def write_tables(scores: pd.DataFrame, config: dict, out_dir: Path) -> dict[str,
     notes = [] if config["scale"] == "paper" else [DEMO_LABEL.format(scale=config["scale"])]
     notes += [P3_STAND_IN.format(target=t) for t, spec in config["targets"].items()
               if spec.get("init_adapter", {}).get("train_on") == "p3"]
+    bootstrap = config["evaluation"]["bootstrap"]
     provenance = hub_provenance(config)
     caption = " ".join(["F1 (mean over five templates) of each target model, zero-shot and after adaptation.",
                         *provenance])
+    delta_caption = " ".join([f"Each adapted row minus its target's zero-shot row, in F1 points, with its paired "
+                              f"{bootstrap['confidence']:.0%} bootstrap interval ({bootstrap['samples']} resamples of "
+                              "the test rows, the same rows for both cells; the average's interval resamples each "
+                              "dataset on its own). An interval that excludes 0 is a difference beyond the noise of "
+                              "the test rows; it says nothing of the noise of training.", *provenance])
     decimals = config.get("tables", {}).get("decimals", 1)
+    delta = deltas(grid)
+    low, high = delta_intervals(delta, predictions, bootstrap,
+                                names or {cell: "/".join(cell) for cell in predictions})
+    deltas_csv, deltas_shown = _deltas_display(delta, low, high, config, empty_cells, decimals)
+    main = _display(grid, config, empty_cells, decimals)
+    comparison = published_comparison(grid, config, published).round(decimals)
     outputs = {}
-    for name, table in {
-        "main_table": _display(grid, config, empty_cells, decimals),
-        "main_table_deltas": _display(deltas(grid), config, empty_cells, decimals),
-        "published_comparison": published_comparison(grid, config, published).round(decimals),
+    for name, (table, shown, title) in {
+        "main_table": (main, main, caption),
+        "main_table_deltas": (deltas_csv, deltas_shown, delta_caption),
+        "published_comparison": (comparison, comparison, caption),
     }.items():
         csv, md, tex = (out_dir / f"{name}.{ext}" for ext in ("csv", "md", "tex"))
         write_csv(table, csv)
-        header = f"{caption}\n\n" + "".join(f"**{note}**\n\n" for note in notes)
-        write_text(header + table.to_markdown(index=False, floatfmt=f".{decimals}f") + "\n", md)
-        latex = table.to_latex(index=False, float_format=f"%.{decimals}f", na_rep="--", escape=True)
+        header = f"{title}\n\n" + "".join(f"**{note}**\n\n" for note in notes)
+        write_text(header + shown.to_markdown(index=False, floatfmt=f".{decimals}f") + "\n", md)
+        latex = shown.to_latex(index=False, float_format=f"%.{decimals}f", na_rep="--", escape=True)
         write_text("".join(f"% {note}\n" for note in [*notes, *provenance]) + latex, tex)
         outputs.update({f"{name}.csv": csv, f"{name}.md": md, f"{name}.tex": tex})
     return outputs
 
 
+def read_predictions(paths: list[Path], config: dict) -> tuple[dict[Cell, pd.DataFrame], dict[Cell, str]]:
+    """(cell -> its per-example predictions, cell -> its file) for every cell of the table, each
+    found among ``paths`` by its place in the layout; raises naming a cell none of them is."""
+    given = {Path(p).as_posix(): Path(p) for p in paths}
+    found, names, missing = {}, {}, []
+    for target, source in ordered_rows(config):
+        for dataset in ordered_datasets(config):
+            expected = layout.evaluation(target, source, dataset, suffix=layout.PREDICTIONS)
+            match = [p for text, p in given.items() if text == expected or text.endswith("/" + expected)]
+            if not match:
+                missing.append(expected)
+                continue
+            found[(target, source, dataset)] = read_parquet(match[0]).to_pandas()
+            names[(target, source, dataset)] = str(match[0])
+    if missing:
+        raise InputFileError(f"--predictions: no file for {missing[:3]} ({len(missing)} of the table's cells missing; "
+                             "the rule passes every evaluation's predictions)")
+    return found, names
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bonito_repro main-table", description=__doc__)
     parser.add_argument("--scores", required=True, type=Path, help="collected scores (CSV)")
+    parser.add_argument("--predictions", required=True, nargs="+", type=Path,
+                        help="every cell's per-example predictions (eval/<target>/<source>/<dataset>.predictions.parquet)")
     parser.add_argument("--params", required=True,
-                        help="JSON with the resolved config's scale, run, models, targets, datasets and tables")
+                        help="JSON with the resolved config's scale, run, models, targets, datasets, tables and "
+                             "evaluation.bootstrap")
     parser.add_argument("--out-dir", required=True, type=Path)
     args = parser.parse_args(argv)
     setup_logging()
@@ -189,5 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         raise ColumnsError(f"{args.scores}: missing column(s) {missing}; it has {list(scores.columns)} "
                            "(the table command writes it)")
-    write_tables(scores, parse_params(args.params), args.out_dir)
+    config = parse_params(args.params)
+    predictions, names = read_predictions(args.predictions, config)
+    write_tables(scores, config, args.out_dir, predictions, names)
     return 0

@@ -31,7 +31,7 @@ GPU_STAGES = ("train_bonito", "generate", "adapt", "evaluate")
 # everything a generation job writes for one (generator, dataset)
 SYNTHETIC_SUFFIXES = {"rows": ".parquet", "manifest": ".manifest.json", "records": ".funnel.parquet",
                       "formats": ".formats"}
-EVAL_SUFFIXES = {"scores": ".json", "predictions": ".predictions.parquet", "manifest": ".manifest.json"}
+EVAL_SUFFIXES = {"scores": ".json", "predictions": layout.PREDICTIONS, "manifest": ".manifest.json"}
 MAIN_TABLE_NAMES = ("main_table", "main_table_deltas", "published_comparison")
 
 
@@ -238,7 +238,8 @@ class Dag:
             hp=as_json(self.config["generation"]),
             test=test_flag,
             device=self.config["device"],
-            curation=lambda w: as_json({k: generators[w.generator][k] for k in ("threshold", "rating_max_new_tokens")}),
+            curation=lambda w: as_json({k: generators[w.generator][k]
+                                        for k in ("threshold", "rating", "rating_max_new_tokens")}),
             task_type=lambda w: self.config["datasets"][w.dataset]["task_type"],
             shards=lambda w: layout.shards(w.generator, w.dataset),
         )
@@ -359,9 +360,10 @@ class Dag:
             alias=lambda w: self.unless_alias(w, [self.eval_stem(w) + s for s in EVAL_SUFFIXES.values()], python),
         )
 
-    def eval_results(self) -> list[str]:
-        """Every evaluation of the main grid, which the eval_table collects."""
-        return [layout.evaluation(t, s, d) for t in self.targets for s in [ZERO_SHOT, *self.sources]
+    def eval_results(self, suffix: str = ".json") -> list[str]:
+        """Every evaluation of the main grid, which the eval_table collects (``suffix``: another
+        of its outputs, such as the predictions the main table's delta intervals read)."""
+        return [layout.evaluation(t, s, d, suffix=suffix) for t in self.targets for s in [ZERO_SHOT, *self.sources]
                 for d in self.evaluated]
 
     # --- reports
@@ -381,6 +383,7 @@ class Dag:
         config = self.config
         lock = {"hub_lock": self.hub_lock.summary() if self.hub_lock else None} if self.reads_hub() else {}
         return {**{key: config[key] for key in ("scale", "models", "targets", "tables")},
+                "evaluation": {"bootstrap": config["evaluation"]["bootstrap"]},
                 "run": {**config["run"], "datasets": [d for d in config["run"]["datasets"] if d in self.evaluated]},
                 "datasets": {d: {"title": config["datasets"][d]["title"]} for d in self.evaluated}, **lock}
 

@@ -1,5 +1,6 @@
 """Rank classification (docs/protocol.md, section 8.2): the score of an answer choice is the summed
-log-probability of its tokens given the prompt; the prediction is the best-scoring choice.
+log-probability of its tokens given the prompt; the prediction is the best-scoring choice. The
+evaluation ranks answer choices so; backtranslation's ranked rating ranks "Score: 1" to "Score: 5".
 
 ``score_choices`` packs one example's prompt and all its choices into a single sequence: each
 choice sits after the prompt with the positions it would have right after it, and a block mask
@@ -14,7 +15,7 @@ from typing import Sequence
 
 import torch
 
-from ..runtime.backends import token_batches
+from .backends import token_batches
 
 TokenIds = list[int]
 
