@@ -35,6 +35,7 @@ import numpy as np
 
 from ..core import layout
 from ..core.config import load_scale
+from ..core.generators import generator_label
 from ..core.io import Manifest, read_json, read_parquet, setup_logging, write_json, write_parquet
 from ..core.sources import TAPT, ZERO_SHOT, chain_source, chained_generator, parse_size_source, size_source
 from ..core.tasks import task_type_code
@@ -136,8 +137,9 @@ def ablation_cells(config: dict, figure: str) -> list[Cell]:
         for target in _targets(config, "generators"):
             for dataset in _datasets(config, "generators"):
                 cells += _references(config, figure, target, dataset)
-                cells += [_point(config, figure, g, target, g if figure == "generators" else size_source(g, matched),
-                                 dataset, dataset) for g in ablation_generators(config)]
+                cells += [_point(config, figure, generator_label(g, config["generators"][g]), target,
+                                 g if figure == "generators" else size_source(g, matched), dataset, dataset)
+                          for g in ablation_generators(config)]
     elif figure == "size":
         generator = ab["size"]["generator"]
         for target in _targets(config, "size"):
