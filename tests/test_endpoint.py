@@ -168,6 +168,11 @@ def test_the_paper_gpt4_is_capped_at_matched_n_and_priced():
                                             + projected.completion_tokens / 1000 * price["completion"])
     # what the adaptation on its set is costed with: at most the capped passages' tasks
     assert cost.tasks(paper, "gpt4", "pubmed_qa", rows) == matched
+    # the summary the cost command and the preflight print: GPT-4's cap, tokens and price
+    summary = cost.format_report(cost.project(paper, jobs, rows), paper)
+    [line] = [line.split() for line in summary.splitlines() if line.startswith("gpt4 ")]
+    assert line == ["gpt4", "7", "10,000", f"{projected.passages:,}", f"{projected.prompt_tokens:,}",
+                    f"{projected.completion_tokens:,}", "USD", f"{projected.price:,.0f}"]
 
 
 @pytest.mark.dag  # a dry run of the paper DAG
