@@ -19,10 +19,15 @@ networked login node in minutes, printed as one table; the exit status is 1 if a
 - disk: the bytes those downloads need against the free space of results/ (models) and of the
   Hugging Face cache (datasets and their Arrow copies).
 - environment: each interpreter the rules will run starts and imports its stage's packages.
+- endpoint: each endpoint generator the config names (GPT-4 in the generators ablation): its key's
+  environment variable is set and one one-token request is answered; without a key the check
+  names the generator and the config keys to drop it from (a failure where the default target
+  needs it, a warning where only an ablation does).
 - gpu (``--gpu-check``): a one-GPU Slurm job (srun) on a compute node checks CUDA, bf16,
   bitsandbytes' 4-bit kernels and vLLM's CUDA platform.
 - cost: the cost model's table (bonito_repro.cluster.cost) from those row counts, with a warning
-  for each job that cannot finish in its runtime.
+  for each job that cannot finish in its runtime, and each endpoint generator's projected tokens
+  and price.
 
 The whole report is written to results/preflight/report.txt too.
 """
@@ -55,7 +60,7 @@ VLLM_PACKAGES = ["vllm", "transformers", "bonito_repro"]
 
 @dataclass
 class Check:
-    kind: str     # hub, rows, disk, environment, gpu, cost
+    kind: str     # lock, hub, rows, disk, environment, endpoint, gpu, cost
     item: str     # what was checked, as the config names it
     status: str   # ok, FAIL, warn
     detail: str
@@ -368,6 +373,48 @@ def check_environment(name: str, python: str, packages: list[str], requirements:
     return Check("environment", item, OK, ", ".join(f"{k} {v}" for k, v in versions.items()))
 
 
+# ---------------------------------------------------------------- endpoint generators
+
+
+def _named_in(config: dict, generator: str) -> list[str]:
+    """The config keys that make the run use a generator (what to drop it from)."""
+    listed = config["ablations"]["generators"]["generators"]
+    keys = ["run.sources"] if generator in config["run"]["sources"] else []
+    if listed is None:
+        keys.append(f"generators.{generator} (ablations.generators.generators is null: every declared one)")
+    elif generator in listed:
+        keys.append("ablations.generators.generators")
+    return keys
+
+
+def check_endpoints(config: dict) -> list[Check]:
+    """Each endpoint generator the config uses: its key's variable is set and one one-token
+    request (bonito_repro.generate.endpoint.probe) is answered. A failure where the default target
+    generates with it, a warning where only the generators ablation does."""
+    from ..generate.endpoint import EndpointError, probe
+
+    checks = []
+    for name in generators_of(config, kind="endpoint"):
+        spec = config["generators"][name]
+        status = FAIL if name in config["run"]["sources"] else WARN
+        item = f"generators.{name}: {spec['served_model']} at {spec['base_url']}"
+        env = spec.get("api_key_env")
+        if env and not os.environ.get(env):
+            checks.append(Check("endpoint", item, status, f"the environment variable {env} (api_key_env) is not set: "
+                                f"export {env}=<the endpoint's key>, or drop {name} from "
+                                f"{' and '.join(_named_in(config, name))} (docs/generators.md)"))
+            continue
+        try:
+            answer = probe(spec)
+        except EndpointError as error:
+            checks.append(Check("endpoint", item, status, f"a one-token request failed: {error}"))
+            continue
+        billed = answer["usage"].get("total_tokens", "?")
+        checks.append(Check("endpoint", item, OK, f"{env + ' set; ' if env else ''}a one-token request answered by "
+                            f"{answer['model']} ({billed} tokens billed)"))
+    return checks
+
+
 # ---------------------------------------------------------------- on a GPU node
 
 
@@ -499,6 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     checks += check_disk(checks, results, Path(constants.HF_HOME))
     checks += [check_environment(name, python, packages, requirements)
                for name, (python, packages, requirements) in interpreters(config, workdir).items()]
+    checks += check_endpoints(config)
     if args.gpu_check:
         checks += check_gpu_node(config, workdir)
     cost_checks, table = check_cost(config, args.configfile, workdir, cost.Rows({c.where: c for c in counts}))
