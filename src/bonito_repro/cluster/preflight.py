@@ -157,7 +157,7 @@ def check_model(ref: HubReference) -> Check:
     from huggingface_hub.hf_api import RepoFile
     from huggingface_hub.utils import filter_repo_objects
 
-    from ..prepare.models import download_patterns
+    from ..runtime.hub_models import download_patterns
 
     item, hub = hub_item(ref), ref.hub
     sha, problem = _commit(hub, "model")

@@ -521,6 +521,18 @@ def load_config(*paths: str | Path) -> dict[str, Any]:
     return validate(merged_config(paths))
 
 
+# The workflow's files (config.yaml, config/, the Snakefile, the rules) beside the package.
+WORKFLOW_ROOT = Path(__file__).resolve().parents[3]
+
+
+def declared_config() -> dict[str, Any]:
+    """The paper's config.yaml checked against the schema, not narrowed to a run: every generator
+    and model it declares (the Python API's defaults)."""
+    config = merged_config([WORKFLOW_ROOT / "config.yaml"])
+    validate_schema(config)
+    return config
+
+
 def load_scale(scale: str, root: str | Path) -> dict[str, Any]:
     """The resolved config of a shipped scale in checkout ``root``: config.yaml, with
     config/SCALE.yaml on top unless the scale is the paper's."""
