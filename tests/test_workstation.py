@@ -154,3 +154,24 @@ def test_workstation_tables_are_not_labelled_demo_data():
         confidence=0.95, no_tasks=None, template_f1="{}")
     assert "Embedded demo data" not in table.markdown(scores, "workstation")
     assert "Embedded demo data (local scale)" in table.markdown(scores, "local")
+
+
+def test_the_llama31_bonito_generator_is_selectable_by_name(tmp_path):
+    overlay = tmp_path / "llama31.yaml"
+    overlay.write_text("run:\n  sources: [tapt, llama31_bonito_v1]\n")
+    config = load_config(REPO / "config.yaml", REPO / "config" / "workstation.yaml", overlay)
+    assert config["generators"]["llama31_bonito_v1"] == {"kind": "bonito", "model": "llama31_bonito_v1"}
+    assert config["models"]["llama31_bonito_v1"]["hub"]["id"] == "BatsResearch/Llama-3.1-8B-bonito-v1"
+    # laid out in the local Hub, as an assumption the networked preflight settles
+    hub = yaml.safe_load((REPO / "src/bonito_repro/data/local_hub.yaml").read_text())
+    assert "main" in hub["models"]["BatsResearch/Llama-3.1-8B-bonito-v1"]
+    # its 131,072 positions make vLLM's KV cache the size of its weights: not on 24 GB unless capped
+    generate = next(e for e in memory.job_estimates(config) if e.job.startswith("generate"))
+    assert generate.job == "generate (llama31_bonito_v1, model llama31_bonito_v1)" and not generate.fits(24)
+    capped = {**config, "generation": {**config["generation"], "max_model_len": 4096}}
+    assert next(e for e in memory.job_estimates(capped) if e.job.startswith("generate")).fits(24)
+    code = corpus.main(["--text", str(REPO / "examples" / "library_policies" / "policies.txt"), "--task-type", "ynqa",
+                        "--name", "library", "--license", "cc0-1.0", "--out-dir", str(tmp_path / "out"),
+                        "--scale", "workstation", "--generator", "llama31_bonito_v1"])
+    assert code == 0
+    assert yaml.safe_load((tmp_path / "out" / "run.yaml").read_text())["run"]["sources"] == ["tapt", "llama31_bonito_v1"]
