@@ -175,3 +175,28 @@ def test_the_llama31_bonito_generator_is_selectable_by_name(tmp_path):
                         "--scale", "workstation", "--generator", "llama31_bonito_v1"])
     assert code == 0
     assert yaml.safe_load((tmp_path / "out" / "run.yaml").read_text())["run"]["sources"] == ["tapt", "llama31_bonito_v1"]
+
+
+@pytest.mark.dag
+def test_the_zero_shot_target_evaluates_mistral_7b_only_and_compares_it(tmp_path):
+    result = snakemake("-n", "--profile", "workstation", "--configfile", "config/workstation.yaml", "config/zero_shot.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = Counter(job.rule for job in dry_run_jobs(result.stdout + result.stderr))
+    assert counts["evaluate"] + counts["evaluate_generation"] == 7 and counts["main_table"] == 1
+    assert not {"generate", "adapt", "train_bonito", "ctga"} & set(counts)
+    assert counts["prepare_model"] == 1  # Mistral-7B-v0.1 alone
+
+
+def test_zero_shot_scores_alone_make_the_published_comparison(tmp_path):
+    from bonito_repro.reporting.main_table import write_tables
+
+    config = load_config(REPO / "config.yaml", REPO / "config" / "workstation.yaml", REPO / "config" / "zero_shot.yaml")
+    published = {"pubmed_qa": 25.6, "privacy_qa": 44.1, "squadshifts_nyt": 24.2, "squadshifts_amazon": 17.5,
+                 "squadshifts_reddit": 12.0, "contract_nli": 31.2, "vitaminc": 38.9}
+    scores = pd.DataFrame([{"target": "mistral_7b", "source": "zero_shot", "dataset": d, "f1": f1 + 1.0}
+                           for d, f1 in published.items()])
+    write_tables(scores, config, tmp_path, {})
+    comparison = pd.read_csv(tmp_path / "published_comparison.csv")
+    assert len(comparison) == 8 and comparison["difference"].round(6).tolist() == [1.0] * 8
+    assert comparison["what"].iloc[-1] == "mistral_7b zero-shot Average" and comparison["published"].iloc[-1] == 27.6
+    assert "not comparable" not in (tmp_path / "published_comparison.md").read_text()
