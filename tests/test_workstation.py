@@ -44,6 +44,11 @@ def test_the_workstation_profile_plans_one_gpu_jobs_and_no_bonito_training(works
     # the profile runs one GPU job at a time, the CPU jobs beside it
     profile = yaml.safe_load((REPO / "workstation" / "config.yaml").read_text())
     assert profile["resources"] == ["gpu=1"] and profile["configfile"] == "config/workstation.yaml"
+    # the docs' projection is the cost model's for this job list (assumed row counts)
+    hours = cost.one_gpu_hours(cost.project(workstation, jobs))
+    gpu_jobs = sum(int(job.resources.get("gpu", 0)) == 1 for job in jobs)
+    assert f"**{hours:.1f} hours on one GPU** for its {gpu_jobs} GPU jobs" in (
+        REPO / "docs" / "tiers.md").read_text()
 
 
 def test_the_workstation_runs_the_published_generator_for_one_7b_target(workstation):
@@ -200,3 +205,9 @@ def test_zero_shot_scores_alone_make_the_published_comparison(tmp_path):
     assert len(comparison) == 8 and comparison["difference"].round(6).tolist() == [1.0] * 8
     assert comparison["what"].iloc[-1] == "mistral_7b zero-shot Average" and comparison["published"].iloc[-1] == 27.6
     assert "not comparable" not in (tmp_path / "published_comparison.md").read_text()
+
+
+def test_the_docs_table_of_what_fits_is_the_estimates(workstation):
+    tiers = (REPO / "docs" / "tiers.md").read_text()
+    assert memory.fit_table(workstation) in tiers
+    assert "61.2 hours on one GPU" in tiers and "a projection, not measured" in tiers
