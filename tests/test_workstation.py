@@ -36,8 +36,10 @@ def test_the_workstation_profile_plans_one_gpu_jobs_and_no_bonito_training(works
     counts = Counter(job.rule for job in jobs)
     assert not {"train_bonito", "ctga", "ctga_download", "parse_check"} & set(counts)
     assert all(int(job.resources.get("gpu", 0)) <= 1 for job in jobs)
-    assert {job.rule for job in jobs if int(job.resources.get("gpu", 0)) == 1} == {
-        "generate", "adapt", "evaluate", "evaluate_generation"}
+    gpu_rules = {job.rule for job in jobs if int(job.resources.get("gpu", 0)) == 1}
+    assert gpu_rules == {"generate", "adapt", "evaluate", "evaluate_generation"}
+    # every GPU job has its memory estimate, which the preflight checks
+    assert {e.job.split(" ")[0] for e in memory.job_estimates(workstation)} == gpu_rules
     datasets = len(workstation["datasets"])
     assert counts["generate"] == datasets and counts["adapt"] == 2 * datasets  # bonito_v1's tasks and TAPT
     assert counts["evaluate"] + counts["evaluate_generation"] == 3 * datasets  # and zero-shot
@@ -68,6 +70,18 @@ def test_every_job_of_the_workstation_fits_a_24_gb_gpu_by_the_estimates(workstat
     assert [e.job for e in memory.misfits(memory.job_estimates(paper), 24)] == [
         f"evaluate (model {m})" for m in ("llama2_7b", "mistral_7b", "mistral_7b_instruct")]
     assert memory.misfits(memory.job_estimates(paper), 40) == []
+
+
+def test_every_gpu_rule_of_the_paper_has_an_estimate():
+    paper = load_config(REPO / "config.yaml", REPO / "config" / "every_generator.yaml")
+    rules = {e.job.split(" ")[0] for e in memory.job_estimates(paper)}
+    assert rules == {"generate", "backtranslate", "evaluate", "evaluate_generation", "adapt", "train_bonito",
+                     "parse_check", "train_backtranslation"}
+    # the P3-style adapter trained here, where a target starts from one
+    p3 = {**paper, "run": {**paper["run"], "targets": ["mistral_7b_p3"]},
+          "targets": {**paper["targets"], "mistral_7b_p3": {**paper["targets"]["mistral_7b_p3"],
+                                                            "init_adapter": {"train_on": "p3"}}}}
+    assert "train_p3 (model mistral_7b)" in [e.job for e in memory.job_estimates(p3)]
 
 
 def test_the_preflight_names_a_job_that_does_not_fit_a_declared_gpu(workstation):

@@ -109,8 +109,8 @@ def _overhead(config: dict, engine: dict | None = None) -> float:
 
 def vllm_estimate(config: dict, job: str, shape: Shape, engine: dict, max_model_len: int,
                   remedy: str) -> Estimate:
-    """A vLLM engine: bf16 weights, one sequence of max_model_len in its KV cache, one step's
-    activations and the sampled tokens' logits, in gpu_memory_utilization of the GPU."""
+    """A vLLM engine: bf16 weights, one sequence of max_model_len in its KV cache and one step's
+    activations, in gpu_memory_utilization of the GPU."""
     memory = config["memory"]
     step = memory["step_tokens"]
     activations = step * shape.hidden_size * BF16_BYTES * memory["activation_widths"]
@@ -120,16 +120,18 @@ def vllm_estimate(config: dict, job: str, shape: Shape, engine: dict, max_model_
                     share=engine["gpu_memory_utilization"], remedy=remedy)
 
 
-def transformers_estimate(config: dict, job: str, shape: Shape, tokens: int, bf16: bool, kv_cache: bool,
+def transformers_estimate(config: dict, job: str, shape: Shape, tokens: int, bf16: bool, decodes: bool,
                           remedy: str) -> Estimate:
-    """Inference with transformers on a batch of ``tokens``: weights, the batch's activations and
-    logits for every token, and (when it decodes) the batch's KV cache."""
+    """Inference with transformers on a batch of ``tokens``: weights and the batch's activations,
+    then the batch's KV cache where it decodes (transformers computes the logits of the last
+    position only), or the logits of every token where it scores them (rank classification)."""
     memory = config["memory"]
     weight_bytes = BF16_BYTES if bf16 else 4
-    activations = tokens * (shape.hidden_size * weight_bytes * memory["activation_widths"]
-                            + shape.vocab_size * LOGIT_BYTES)
+    activations = tokens * shape.hidden_size * weight_bytes * memory["activation_widths"]
+    if not decodes:
+        activations += tokens * shape.vocab_size * LOGIT_BYTES
     return Estimate(job, {"weights": _gib(shape.parameters * weight_bytes),
-                          "kv_cache": _gib(shape.kv_bytes_per_token * tokens) if kv_cache else 0.0,
+                          "kv_cache": _gib(shape.kv_bytes_per_token * tokens) if decodes else 0.0,
                           "activations": _gib(activations), "overhead": _overhead(config)},
                     remedy=remedy)
 
@@ -187,7 +189,7 @@ def generation_estimates(config: dict) -> Iterator[Estimate]:
                                 "or raise generation.vllm.gpu_memory_utilization")
         else:
             yield transformers_estimate(config, job, shape, generation["token_budget"], generation["bf16"],
-                                        kv_cache=True, remedy="lower generation.token_budget")
+                                        decodes=True, remedy="lower generation.token_budget")
 
 
 def evaluation_estimates(config: dict) -> Iterator[Estimate]:
@@ -198,7 +200,7 @@ def evaluation_estimates(config: dict) -> Iterator[Estimate]:
         shape = shape_of(config, model)
         if RANK in kinds:
             yield transformers_estimate(config, f"evaluate (model {model})", shape, evaluation["batch_tokens"],
-                                        evaluation["bf16"], kv_cache=False, remedy="lower evaluation.batch_tokens")
+                                        evaluation["bf16"], decodes=False, remedy="lower evaluation.batch_tokens")
         if GREEDY not in kinds:
             continue
         job = f"evaluate_generation (model {model})"
@@ -209,12 +211,20 @@ def evaluation_estimates(config: dict) -> Iterator[Estimate]:
                                 "which cuts prompts)")
         else:
             yield transformers_estimate(config, job, shape, evaluation["batch_tokens"], evaluation["bf16"],
-                                        kv_cache=True, remedy="lower evaluation.batch_tokens")
+                                        decodes=True, remedy="lower evaluation.batch_tokens")
+
+
+def _pair_length(config: dict, section: str) -> tuple[int, str]:
+    """The longest training example of a section, and the keys that set it."""
+    params = config[section]
+    return (params["max_input_length"] + params["max_output_length"],
+            f"{section}.max_input_length, {section}.max_output_length")
 
 
 def training_estimates(config: dict) -> Iterator[Estimate]:
-    """Adaptation of each target model (on synthetic tasks, and TAPT's blocks), and Bonito
-    training where the run trains a generator."""
+    """Adaptation of each target model (on synthetic tasks, and TAPT's blocks), the P3-style
+    adapter trained here, and what the run trains for its generators: Bonito (and its parse
+    check) and the two adapters of backtranslation."""
     adaptation = config["adaptation"]
     sources = config["run"]["sources"]
     for model in _target_models(config):
@@ -226,13 +236,27 @@ def training_estimates(config: dict) -> Iterator[Estimate]:
         if TAPT in sources:
             yield training_estimate(config, f"adapt (model {model}, TAPT)", shape, "adaptation",
                                     adaptation["tapt_block_size"], "adaptation.tapt_block_size")
+    p3 = sorted({config["targets"][t]["model"] for t in config["run"]["targets"]
+                 if config["targets"][t].get("init_adapter", {}).get("train_on") == "p3"})
+    for model in p3:
+        yield training_estimate(config, f"train_p3 (model {model})", shape_of(config, model), "p3_training",
+                                *_pair_length(config, "p3_training"))
     for name in _generators(config):
         spec = config["generators"][name]
-        if spec["kind"] == "bonito" and trains(spec):
-            section = config["bonito_training"]
-            yield training_estimate(config, f"train_bonito ({name}, base {spec['base']})", shape_of(config, spec["base"]),
-                                    "bonito_training", section["max_input_length"] + section["max_output_length"],
-                                    "bonito_training.max_input_length, bonito_training.max_output_length")
+        if not trains(spec):
+            continue
+        shape = shape_of(config, spec["base"])
+        if spec["kind"] == "bonito":
+            yield training_estimate(config, f"train_bonito ({name}, base {spec['base']})", shape, "bonito_training",
+                                    *_pair_length(config, "bonito_training"))
+            check = config["parse_check"]
+            tokens = check["contexts"] * (config["bonito_training"]["max_input_length"] + check["max_new_tokens"])
+            yield transformers_estimate(config, f"parse_check ({name}, base {spec['base']})", shape, tokens,
+                                        config["bonito_training"]["bf16"], decodes=True,
+                                        remedy="lower parse_check.contexts")
+        elif spec["kind"] == "backtranslation":
+            yield training_estimate(config, f"train_backtranslation ({name}, base {spec['base']})", shape,
+                                    "backtranslation_training", *_pair_length(config, "backtranslation_training"))
 
 
 def job_estimates(config: dict) -> list[Estimate]:
