@@ -400,6 +400,18 @@ def project(config: dict, jobs: list[Job], rows: Rows | None = None) -> CostRepo
     return CostReport(costs, stages, rows, overruns, endpoint_costs(config, jobs, rows))
 
 
+def one_gpu_hours(report: CostReport) -> float:
+    """Wall hours of the run on one GPU, its GPU jobs one at a time (the workstation profile's
+    gpu=1; CPU jobs run beside them): every GPU job's work on one GPU, summed."""
+    return sum(c.gpu_hours for c in report.jobs if c.gpus > 0)
+
+
+def format_one_gpu(report: CostReport, config: dict) -> str:
+    return (f"on one GPU, GPU jobs one at a time (`snakemake --profile workstation`): {one_gpu_hours(report):.1f} h, "
+            f"a projection from the stated throughputs (config `cost`: a {config['cost']['reference_parameters']:.3g}-"
+            "parameter model's tokens per second on one GPU), not measured; a slower GPU takes longer in proportion")
+
+
 def stage_costs(config: dict, jobs: list[Job], rows: Rows | None = None) -> list[StageCost]:
     return project(config, jobs, rows).stages
 
@@ -458,8 +470,8 @@ def format_datasets(report: CostReport, config: dict) -> str:
 
 
 def format_report(report: CostReport, config: dict) -> str:
-    """The stage table, the per-dataset table, every job that cannot finish in its runtime, and
-    where the row counts came from."""
+    """The stage table, the per-dataset table, the endpoint generators' table, every job that
+    cannot finish in its runtime, where the row counts came from, and last the run on one GPU."""
     parts = [format_table(report.stages, config), format_datasets(report, config)]
     if report.endpoints:
         parts.append(format_endpoints(report.endpoints, config))
@@ -470,6 +482,7 @@ def format_report(report: CostReport, config: dict) -> str:
                                   for c in sorted(report.overruns, key=lambda c: -c.hours)))
     parts.append(f"row counts used: {report.rows.summary() or 'none'} (footer: read from the Hub's Parquet "
                  "footers by the preflight; estimate: from file sizes; assumed: config `cost`)")
+    parts.append(format_one_gpu(report, config))
     return "\n\n".join(parts)
 
 

@@ -23,6 +23,7 @@ from ..core.tasks import task_type_name
 from .funnel import funnel_counts, probe_texts, run_funnel
 from .kinds import KINDS, PAPER_KIND
 from .shards import generate_raw
+from .inputs import position_limit
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +59,19 @@ def kind_positions(kind: str, task_type: str, tokenizer, max_new_tokens: int):
 
 
 def check_lengths(model_dir: str | Path, prompts: Sequence[str], context_ids: Sequence[int],
-                  max_new_tokens: int, wrapper: str = "none", reply_prefix: str = "") -> int:
+                  max_new_tokens: int, wrapper: str = "none", reply_prefix: str = "",
+                  max_model_len: int | None = None) -> int:
     """The longest prompt (as the backend encodes it) plus the new tokens (vLLM's max_model_len);
-    stops naming the passage when that does not fit the model's positions."""
+    stops naming the passage when that does not fit the model's positions (cut to
+    ``max_model_len``, the config's ``generation.max_model_len``)."""
     lengths = prompt_lengths(model_dir, prompts, wrapper, reply_prefix)
     longest = max(range(len(lengths)), key=lengths.__getitem__)
     need = lengths[longest] + max_new_tokens
-    config = json.loads((Path(model_dir) / "config.json").read_text())
-    limit = config.get("max_position_embeddings")
+    limit = position_limit(model_dir, max_model_len)
     if limit and need > limit:
         raise ValueError(f"passage context_id={context_ids[longest]} needs {lengths[longest]} prompt tokens "
-                         f"+ {max_new_tokens} new tokens > the model's {limit} positions ({model_dir})")
+                         f"+ {max_new_tokens} new tokens > the {limit} positions a generation may take "
+                         f"(the model's, cut to generation.max_model_len {max_model_len}; {model_dir})")
     return need
 
 
@@ -100,10 +103,11 @@ def run_generation(texts: Sequence[str], task_type: str, params: dict, *,
 
         def factory() -> Backend:
             max_len = check_lengths(model_dir, prompts, context_ids, params["max_new_tokens"], spec.wrapper,
-                                    spec.reply_prefix())
+                                    spec.reply_prefix(), params["max_model_len"])
             return make_backend(backend, model_dir, adapter_dir, sampling, token_budget=params["token_budget"],
                                 max_model_len=max_len, seed=params["seed"], bf16=params["bf16"],
-                                wrapper=spec.wrapper, reply_prefix=spec.reply_prefix(), device=device)
+                                wrapper=spec.wrapper, reply_prefix=spec.reply_prefix(), device=device,
+                                engine=params["vllm"])
     else:
         given = backend
         # a backend may name what else shapes its answers (an endpoint: its URL and model)

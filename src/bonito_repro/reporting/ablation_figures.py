@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.config import COMPARABLE_SCALES
 from ..core.sources import TAPT, ZERO_SHOT
 from ..core.io import parse_params, read_json, setup_logging, write_csv, write_text
 from .main_table import DEMO_LABEL
@@ -102,7 +103,7 @@ def summary_table(data: pd.DataFrame, figure: str, decimals: int) -> pd.DataFram
 
 
 def scale_note(scale: str) -> str:
-    return "" if scale == "paper" else DEMO_LABEL.format(scale=scale)
+    return "" if scale in COMPARABLE_SCALES else DEMO_LABEL.format(scale=scale)
 
 
 def chain_steps(data: pd.DataFrame) -> pd.DataFrame:
@@ -236,7 +237,7 @@ def write_figure(figure: str, cells: list[dict], params: dict, png: Path, csv: P
     if figure == "chain":
         data = chain_steps(data)
     decimals = params["decimals"]
-    write_csv(data.assign(data=scale_note(params["scale"])) if params["scale"] != "paper" else data, csv)
+    write_csv(data.assign(data=scale_note(params["scale"])) if params["scale"] not in COMPARABLE_SCALES else data, csv)
     title = figure_title(figure, params, data)
     table = summary_table(data, figure, decimals)
     write_text(title.replace("\n", "\n\n") + "\n\n" + table.to_markdown(index=False) + "\n", md)
