@@ -99,8 +99,10 @@ test-fast: setup
 
 # Each benchmark prints a ratio against a baseline measured in the same run (see bench/*.py).
 bench: setup setup-vllm
-	snakemake --profile local results/ctga/train.parquet results/models/smollm2   # what they read
+	snakemake --profile local results/ctga/train.parquet results/models/smollm2 \
+		results/generators/bonito/adapter   # what they read
 	for b in ctga train generate eval; do python bench/$${b}_bench.py || exit 1; done
+	$(VLLM_VENV)/bin/python bench/api_bench.py   # beside the authors' package, in the vLLM environment
 
 # The site of README.md and docs/ (mkdocs.yml); a warning (a broken link or anchor) fails it.
 docs: setup
