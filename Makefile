@@ -71,16 +71,16 @@ $(GPU_VENV)/.done: envs/main-gpu.lock.txt requirements-nodeps.txt pyproject.toml
 $(GPU_VLLM_VENV)/.done: envs/vllm-gpu.lock.txt requirements-nodeps.txt pyproject.toml
 	$(call gpu_environment,$(GPU_VLLM_VENV),envs/vllm-gpu.lock.txt)
 
+# bonito-repro run: Snakemake with the scale's profile and config (src/bonito_repro/workflow/run.py)
 run: setup
-	snakemake --profile local
+	bonito-repro run --scale local
 
 ablations: setup
-	python -m bonito_repro ablations jobs --scale local
-	snakemake --profile local ablations
+	bonito-repro ablations jobs --scale local
+	bonito-repro run --scale local ablations
 
 generators: setup
-	snakemake results/paper/quality_profile.md --profile local \
-		--configfile config/local.yaml config/every_generator.yaml
+	bonito-repro run --scale local results/paper/quality_profile.md --configfile config/every_generator.yaml
 
 # config/rehearsal.yaml in REHEARSAL_DIR, with a fresh local Hub and HF_HOME; on the one-node Slurm:
 # make rehearsal REHEARSAL_ARGS="--profile slurm" (with SLURM_PARTITION=gpu)

@@ -405,7 +405,7 @@ def config_paths(workdir: Path, configfiles: list[str]) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bonito_repro cost", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro cost", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configfile", nargs="*", default=[], help="overlays of config.yaml, as given to snakemake")
     parser.add_argument("--directory", type=Path, default=Path("."), help="the checkout (holds the Snakefile)")

@@ -457,7 +457,7 @@ def format_checks(checks: list[Check]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bonito_repro preflight", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro preflight", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configfile", nargs="*", default=[], help="overlays of config.yaml, as given to snakemake")
     parser.add_argument("--directory", type=Path, default=Path("."), help="the checkout (Snakefile, config.yaml)")
