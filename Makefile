@@ -95,7 +95,7 @@ test: setup setup-vllm
 
 # The edit-test loop: what runs in seconds (see the markers in pyproject.toml).
 test-fast: setup
-	pytest -q --durations=10 -m "not slow and not dag and not slurm and not vllm"
+	pytest -q --durations=10 -m "not slow and not dag and not slurm and not vllm and not wheel"
 
 # Each benchmark prints a ratio against a baseline measured in the same run (see bench/*.py).
 bench: setup setup-vllm
