@@ -100,6 +100,9 @@ def parse_with_the_module(module_name: str, argv: list[str], monkeypatch, capsys
         except Parsed:
             return None
         except SystemExit as exit_:
+            if exit_.code == 0:  # --help or --version, printed while parsing
+                capsys.readouterr()
+                return None
             return f"exit {exit_.code}: {capsys.readouterr().err.strip()[-400:]}"
     return f"no parser accepted it (exit {status}): {capsys.readouterr().err.strip()[-400:]}"
 

@@ -7,7 +7,7 @@ what a run costs and every job that cannot finish in the runtime it requests, an
 retries that chain Bonito training across jobs of at most ``resources.max_runtime`` minutes.
 
 A job's stage comes from its rule's name (``stage_of``), so a rule added later (an ablation's
-``adapt_size``) is costed as the stage its name starts with. ``python -m bonito_repro cost``
+``adapt_size``) is costed as the stage its name starts with. ``bonito-repro cost``
 prints the tables for a config (the job list from Snakemake's dry run); the preflight prints them
 too.
 """

@@ -1,4 +1,4 @@
-"""`python -m bonito_repro preflight`: what can fail before any GPU job runs, checked from a
+"""`bonito-repro preflight`: what can fail before any GPU job runs, checked from a
 networked login node in minutes, printed as one table; the exit status is 1 if any check failed.
 
 - lock: the commit of every Hub revision the run reads, written to the Hub lock (``hub.lock.yaml``
