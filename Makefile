@@ -6,6 +6,7 @@
 # `make setup-gpu`: the two GPU environments of a cluster (paper scale), from their lock files.
 # `make rehearsal`: the paper config's whole DAG, shrunk, against the local Hub (docs/testing.md,
 # "Rehearsal of the paper scale"). `make docs`: the documentation site, built strictly into site/.
+# `make report`: Snakemake's report of the local run (after `make run`), one HTML page.
 # Set-up is stamped: a second call takes seconds.
 # The interpreter, of the Python version pyproject.toml's requires-python names (set-up stops at
 # once on another: e.g. `make setup PYTHON=python3.11`).
@@ -25,7 +26,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup setup-vllm setup-gpu run ablations generators test test-fast bench rehearsal lint docs clean
+.PHONY: setup setup-vllm setup-gpu run report ablations generators test test-fast bench rehearsal lint docs clean
 setup: $(VENV)/.done
 setup-vllm: $(VLLM_VENV)/.done
 setup-gpu: $(GPU_VENV)/.done $(GPU_VLLM_VENV)/.done
@@ -74,6 +75,10 @@ $(GPU_VLLM_VENV)/.done: envs/vllm-gpu.lock.txt requirements-nodeps.txt pyproject
 # bonito-repro run: Snakemake with the scale's profile and config (src/bonito_repro/workflow/run.py)
 run: setup
 	bonito-repro run --scale local
+
+# from finished outputs only: it reruns nothing
+report: setup
+	bonito-repro run --scale local --report results/paper/report.html
 
 ablations: setup
 	bonito-repro ablations jobs --scale local

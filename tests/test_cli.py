@@ -90,13 +90,22 @@ def test_run_names_the_shipped_workflow_its_profile_and_config_by_absolute_paths
     (tmp_path / "mine.yaml").write_text("{}\n")
     root = workflow_root()
     assert command_of("--scale", "smoke", "-n", "all", "--configfile", "mine.yaml", "--cores", "2") == [
-        sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"), "--profile", str(root / "local"),
-        "--configfile", str(root / "config" / "smoke.yaml"), str(tmp_path / "mine.yaml"), "-n", "all", "--cores", "2"]
+        sys.executable, "-m", "snakemake", "-n", "all", "--cores", "2", "--snakefile", str(root / "Snakefile"),
+        "--profile", str(root / "local"), "--configfile", str(root / "config" / "smoke.yaml"), str(tmp_path / "mine.yaml")]
     paper = command_of("--scale", "paper")
     assert paper[paper.index("--profile") + 1] == str(root / "slurm")
     assert paper[paper.index("--configfile") + 1:] == [str(root / "config.yaml")]  # never the profile's own
     own = command_of("--profile", "my_profile", "--config", "seed=1")  # not --configfile: no abbreviation
-    assert own[own.index("--profile") + 1] == "my_profile" and own[-2:] == ["--config", "seed=1"]
+    assert own[own.index("--profile") + 1] == "my_profile" and own[3:5] == ["--config", "seed=1"]
+
+
+def test_run_passes_targets_that_snakemake_reads_as_targets(tmp_path):
+    """A target after run's options once followed --configfile, which read it as a config file."""
+    from snakemake.cli import get_argument_parser
+
+    command = command_of("--scale", "smoke", "results/unannotated/pubmed_qa.parquet", "--quiet", "reason")
+    parsed = get_argument_parser().parse_args(command[3:])
+    assert parsed.targets == ["results/unannotated/pubmed_qa.parquet"] and len(parsed.configfile) == 1
 
 
 def test_in_a_checkout_the_workflow_is_read_through_its_root_paths():

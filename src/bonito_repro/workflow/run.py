@@ -8,6 +8,10 @@ with your --configfile files on top. It works in the current directory: results/
 there (Snakemake's -d DIR: in DIR). Every other argument goes to Snakemake as it is: a target
 (all, ablations, a file), -n for a dry run, --cores 8, --profile of your own, ...
 
+The terminal shows which job starts and finishes, with each stage's count, and at the end the main
+table and where the outputs are (bonito_repro.workflow.feedback); --verbose (and a dry run) shows
+Snakemake's own output, shell commands included.
+
     bonito-repro run -n                       what the CPU demo would run
     bonito-repro run --scale smoke --cores 2  the smallest grid, in minutes
     bonito-repro run ablations                the paper's three ablations at the local scale
@@ -15,12 +19,15 @@ there (Snakemake's -d DIR: in DIR). Every other argument goes to Snakemake as it
 from __future__ import annotations
 
 import argparse
+import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from ..core.config import scale_files, workflow_root
+from .feedback import run_condensed
 from .scales import SCALE_PROFILES
 
 
@@ -33,6 +40,8 @@ def parser() -> argparse.ArgumentParser:
                    metavar="FILE", help="overlays of yours, merged on top of the scale's (a corpus run.yaml)")
     p.add_argument("--profile", help="a Snakemake profile instead of the scale's (local and slurm name the "
                    "shipped ones)")
+    p.add_argument("-d", "--directory", type=Path, help="where to run and write results/ (default: here)")
+    p.add_argument("--verbose", action="store_true", help="Snakemake's full output, each job's shell command included")
     return p
 
 
@@ -50,15 +59,33 @@ def snakemake_command(args: argparse.Namespace, snakemake_args: list[str]) -> li
     # scale: the paper's is config.yaml itself, which the Snakefile reads first (merged twice, alike).
     files = scale_files(args.scale, root)
     configfiles = [str(p) for p in files[1:] or files] + [str(p.resolve()) for p in args.configfile]
-    return [sys.executable, "-m", "snakemake", "--snakefile", str(root / "Snakefile"), "--profile", profile,
-            "--configfile", *configfiles, *snakemake_args]
+    # Snakemake's arguments first: --configfile takes every word up to the next option, targets too
+    directory = ["--directory", str(args.directory)] if args.directory else []
+    if args.verbose:
+        output = ["--printshellcmds"]
+    elif condensed(args, snakemake_args) and not {"-q", "--quiet"} & set(snakemake_args):
+        output = ["--quiet", "host"]  # Snakemake's header, with its own command line
+    else:
+        output = []
+    return [sys.executable, "-m", "snakemake", *snakemake_args, *directory, *output, "--snakefile",
+            str(root / "Snakefile"), "--profile", profile, "--configfile", *configfiles]
+
+
+def condensed(args: argparse.Namespace, snakemake_args: list[str]) -> bool:
+    """Whether the terminal gets the condensed output: not with --verbose, nor for a dry run."""
+    dry_run = any(a in ("--dry-run", "--dryrun") or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", a) for a in snakemake_args)
+    return not (args.verbose or dry_run)
 
 
 def main(argv: list[str] | None = None) -> int:
     args, snakemake_args = split_arguments(sys.argv[1:] if argv is None else argv)
     command = snakemake_command(args, snakemake_args)
-    print(f"bonito-repro run: {shlex.join(command)}", file=sys.stderr)
-    return subprocess.run(command).returncode
+    workdir = (args.directory or Path.cwd()).resolve()
+    if not condensed(args, snakemake_args):
+        print(f"bonito-repro run: {shlex.join(command)}", file=sys.stderr)
+        return subprocess.run(command).returncode
+    print(f"bonito-repro run: the {args.scale} scale in {workdir} (--verbose: Snakemake's full output)", flush=True)
+    return run_condensed(command, workdir, time.time())
 
 
 if __name__ == "__main__":
