@@ -40,7 +40,7 @@ def parser() -> argparse.ArgumentParser:
                    metavar="FILE", help="overlays of yours, merged on top of the scale's (a corpus run.yaml)")
     p.add_argument("--profile", help="a Snakemake profile instead of the scale's (local and slurm name the "
                    "shipped ones)")
-    p.add_argument("-d", "--directory", type=Path, help="where to run and write results/ (default: here)")
+    p.add_argument("-d", "--directory", type=Path, help="the directory to run in, where the outputs go (default: this one)")
     p.add_argument("--verbose", action="store_true", help="Snakemake's full output, each job's shell command included")
     return p
 
