@@ -133,7 +133,7 @@ def test_bad_options_and_test_sets_stop_with_a_clear_error(tmp_path, caplog, fla
 def test_generator_and_targets_must_exist_in_the_scale(tmp_path, caplog):
     message = error_of(caplog, tmp_path, *EXAMPLE_ARGS, "--generator", "nope")
     assert "--generator: 'nope' is not a generator of the local config (declared: [" in message
-    assert "'bonito', 'bonito_v1'," in message
+    assert "'bonito'," in message and "'bonito_v1'," in message
     assert "--targets: ['nope'] are not targets of the local config" in \
         error_of(caplog, tmp_path, *EXAMPLE_ARGS, "--targets", "nope")
 
@@ -195,12 +195,13 @@ def test_paper_scale_defaults_to_the_published_generator_on_slurm(tmp_path, caps
     assert capsys.readouterr().out.startswith("bonito-repro run --scale paper --configfile ")
 
 
-@pytest.mark.parametrize("scale, target, fits", [("local", "mistral_7b", "paper"), ("smoke", "llama2_7b_p3", "paper")])
+@pytest.mark.parametrize("scale, target, fits", [("local", "mistral_7b", "workstation and paper"),
+                                                 ("smoke", "llama2_7b_p3", "workstation and paper")])
 def test_a_target_of_another_scale_is_refused_naming_the_scale_that_fits(tmp_path, caplog, scale, target, fits):
     """A CPU scale's merged config also holds the paper's 7B targets: `--targets mistral_7b` at the
     local scale would download a 7B model to train it on a CPU."""
     message = error_of(caplog, tmp_path, *EXAMPLE_ARGS, "--scale", scale, "--targets", target)
-    assert f"{target!r} is one of the {fits} scale's targets" in message and f"--scale {fits}" in message
+    assert f"{target!r} is one of the {fits} scale's targets" in message and "--scale workstation" in message
     assert not (tmp_path / "out" / "run.yaml").exists()
 
 

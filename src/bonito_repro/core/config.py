@@ -43,9 +43,12 @@ WORKFLOW_DIR = PACKAGE_DATA / "workflow"
 TRAINING_SECTIONS = ("bonito_training", "p3_training", "backtranslation_training", "adaptation")
 # the key of a config file that names the shared layers merged beneath it (config/cpu.yaml)
 LAYERS_KEY = "layers"
+# the scales whose tables compare with the paper's: its real datasets and 7B models (a workstation
+# runs a part of the paper's grid by the same protocol); the others label theirs as demo data
+COMPARABLE_SCALES = ("paper", "workstation")
 # evaluation keys that only greedy decoding (extractive QA) reads: rank jobs do not get them, so
 # changing them reruns no rank classification
-EVAL_DECODING_KEYS = ("generation_backend", "max_new_tokens")
+EVAL_DECODING_KEYS = ("generation_backend", "max_new_tokens", "vllm")
 # training section -> the resources section its jobs request (train_p3 runs with the adapt stage's)
 TRAINING_RESOURCES = {"bonito_training": "train_bonito", "p3_training": "adapt", "backtranslation_training": "adapt",
                       "adaptation": "adapt"}
@@ -547,6 +550,14 @@ def scale_files(scale: str, root: str | Path | None = None) -> list[Path]:
 def load_scale(scale: str, root: str | Path | None = None) -> dict[str, Any]:
     """The resolved config of a shipped scale (``scale_files``)."""
     return load_config(*scale_files(scale, root))
+
+
+def declared_config() -> dict[str, Any]:
+    """The paper's config.yaml checked against the schema, not narrowed to a run: every generator
+    and model it declares (the Python API's defaults)."""
+    config = merged_config([workflow_root() / "config.yaml"])
+    validate_schema(config)
+    return config
 
 
 def check_params(params: dict, section: str, omit: Iterable[str] = (), require: Iterable[str] = (),

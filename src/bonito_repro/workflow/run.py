@@ -1,9 +1,10 @@
 """`bonito-repro run`: the workflow, from any directory.
 
-    bonito-repro run [--scale local|smoke|paper] [--configfile FILE ...] [SNAKEMAKE ARGUMENTS]
+    bonito-repro run [--scale local|smoke|workstation|paper] [--configfile FILE ...] [SNAKEMAKE ARGUMENTS]
 
 Runs Snakemake on the workflow the package ships (in an editable install, the checkout's) with
-the scale's profile (local and smoke: this machine's cores; paper: Slurm) and its config overlay,
+the scale's profile (local and smoke: this machine's cores; workstation: its one GPU; paper:
+Slurm) and its config overlay,
 with your --configfile files on top. It works in the current directory: results/ is written
 there (Snakemake's -d DIR: in DIR). Every other argument goes to Snakemake as it is: a target
 (all, ablations, a file), -n for a dry run, --cores 8, --profile of your own, ...
