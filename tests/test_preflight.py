@@ -1,4 +1,4 @@
-"""The preflight (`python -m bonito_repro preflight`): the Hub references of a config, its checks
+"""The preflight (`bonito-repro preflight`): the Hub references of a config, its checks
 one by one, and the whole command against the local Hub (one config that passes, reading real row
 counts from Parquet footers and naming the jobs too long for their runtime; one with a missing
 config and a gated repository without a token; the ctga sources the public record shows gone),

@@ -9,7 +9,7 @@ retries that chain Bonito training across jobs of at most ``resources.max_runtim
 A job's stage comes from its rule's name (``stage_of``), so a rule added later (an ablation's
 ``adapt_size``) is costed as the stage its name starts with. An endpoint generator's jobs (GPT-4)
 use no GPU of the run: they are costed in tokens and in the price its config entry states
-(``endpoint_costs``). ``python -m bonito_repro cost``
+(``endpoint_costs``). ``bonito-repro cost``
 prints the tables for a config (the job list from Snakemake's dry run); the preflight prints them
 too.
 """
@@ -508,7 +508,7 @@ def config_paths(workdir: Path, configfiles: list[str]) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bonito_repro cost", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro cost", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configfile", nargs="*", default=[], help="overlays of config.yaml, as given to snakemake")
     parser.add_argument("--directory", type=Path, default=Path("."), help="the checkout (holds the Snakefile)")

@@ -1,4 +1,4 @@
-"""`python -m bonito_repro preflight`: what can fail before any GPU job runs, checked from a
+"""`bonito-repro preflight`: what can fail before any GPU job runs, checked from a
 networked login node in minutes, printed as one table; the exit status is 1 if any check failed.
 
 - lock: the commit of every Hub revision the run reads, written to the Hub lock (``hub.lock.yaml``
@@ -540,7 +540,7 @@ def format_checks(checks: list[Check]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bonito_repro preflight", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro preflight", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configfile", nargs="*", default=[], help="overlays of config.yaml, as given to snakemake")
     parser.add_argument("--directory", type=Path, default=Path("."), help="the checkout (Snakefile, config.yaml)")

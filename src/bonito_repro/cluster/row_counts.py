@@ -206,7 +206,7 @@ def read_counts(path: Path) -> dict[str, RowCount]:
         return {entry["where"]: RowCount(**entry) for entry in entries}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{path}: not a row counts file of the preflight ({first_line(error)}); "
-                         "run `python -m bonito_repro preflight` again") from None
+                         "run `bonito-repro preflight` again") from None
 
 
 def format_counts(counts: list[RowCount]) -> str:

@@ -40,7 +40,7 @@ class EmptySyntheticSetError(RuntimeError):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bonito_repro generate", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro generate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, help="dataset key (names errors and the manifest)")
     parser.add_argument("--task-type", required=True, help="task type code or full name")

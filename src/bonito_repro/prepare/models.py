@@ -177,7 +177,7 @@ def prepare_model(spec: dict, out_dir: str | Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bonito_repro models", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro models", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", required=True, help="the models: key")
     parser.add_argument("--spec", required=True, help="the model's config entry as JSON")

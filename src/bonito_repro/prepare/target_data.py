@@ -100,7 +100,7 @@ def _json_arg(text: str) -> Any:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bonito_repro target-data", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro target-data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="kind", required=True)
     for kind in ("unannotated", "test"):

@@ -211,7 +211,7 @@ def write_folder(out: Path, files: dict[str, Path], card: str, jsonl: dict[str, 
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bonito_repro cards", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro cards", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     kinds = parser.add_subparsers(dest="kind", required=True)
     dataset = kinds.add_parser("dataset", help="a synthetic set's folder and dataset card")

@@ -18,7 +18,7 @@ and an evaluation on a dataset other than the one adapted on lies at
 
     python -m bonito_repro ablations subsample --rows SET.parquet --size N --seed S --out SUB.parquet --manifest M
     python -m bonito_repro ablations unless-alias --subset M [--copy SRC DST]... -- COMMAND...
-    python -m bonito_repro ablations jobs --scale paper|local|smoke
+    bonito-repro ablations jobs --scale paper|local|smoke
 """
 from __future__ import annotations
 
@@ -268,7 +268,7 @@ def unless_alias(subset_manifest: Path, copies: list[tuple[str, str]], command: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bonito_repro ablations", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro ablations", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("subsample", help="a nested seeded subset of a synthetic set")
@@ -283,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- the command")
     p = sub.add_parser("jobs", help="jobs each ablation adds to the main grid")
     p.add_argument("--scale", choices=("paper", "local", "smoke"), required=True)
-    p.add_argument("--root", type=Path, default=Path("."))
+    p.add_argument("--root", type=Path, help="a checkout whose config files to read (default: the workflow "
+                   "this package runs)")
     args = parser.parse_args(argv)
     setup_logging()
     if args.command == "subsample":
