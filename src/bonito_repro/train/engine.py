@@ -15,7 +15,7 @@ from typing import Sequence
 
 from ..core.config import ConfigError, check_params as check_section
 from ..runtime.device import require_device
-from ..core.io import ColumnsError, Manifest, check_writable, read_parquet, set_threads
+from ..core.io import ColumnsError, Manifest, atomic_dir, check_writable, read_parquet, set_threads
 from ..core.steps import effective_batch, training_steps
 from . import checkpoints
 from .data import Collator, Encoded, TrainDataError, encode_pair_rows, encode_tapt
@@ -161,13 +161,8 @@ def _progress(checkpoint: Path | None) -> tuple[int, int]:
 
 def _save_adapter(model, out: Path) -> None:
     """Write the final adapter beside ``out`` and move it into place in one rename."""
-    tmp = out.with_name(f".{out.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
 
 
 def world_size(params: dict) -> int:
