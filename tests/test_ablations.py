@@ -121,7 +121,7 @@ def test_an_alias_file_copy_that_fails_half_way_leaves_no_torn_output(tmp_path, 
 
     def half_copy(src, dst, **kwargs):
         Path(dst).write_bytes(Path(src).read_bytes()[:500])
-        raise OSError(28, "No space left on device")
+        raise OSError(5, "Input/output error")
     monkeypatch.setattr(shutil, "copyfile", half_copy)
     with pytest.raises(OSError):
         ablations.unless_alias(manifest, [(str(full), str(own))], ["false"])
