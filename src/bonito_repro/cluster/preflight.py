@@ -323,6 +323,21 @@ def check_disk(hub_checks: list[Check], results: Path, cache: Path) -> list[Chec
     return checks
 
 
+def check_written(hub_checks: list[Check], results: Path, cache: Path, projected: dict[str, int]) -> Check:
+    """Free space of results/'s filesystem against what the run is projected to write there
+    (``cost.disk_bytes``) on top of the downloads to that filesystem: a warning where it does not
+    fit, as the sizes are estimates (the downloads' are exact: ``check_disk`` fails on those)."""
+    place = _existing(results)
+    shared = place.stat().st_dev == _existing(cache).stat().st_dev
+    downloads = sum(c.nbytes for c in hub_checks if c.target == "results" or shared and c.target == "cache")
+    needed = downloads + sum(projected.values())
+    free = shutil.disk_usage(place).free
+    parts = ", ".join(f"{kind} {_gb(n)}" for kind, n in projected.items())
+    return Check("disk", f"results ({place}): what the run writes", OK if free >= needed else WARN,
+                 f"needs {_gb(needed)} with the downloads; projected {parts} (estimates: cost.lora_parameters_per_rank, "
+                 f"cost.bytes_per_row; checkpoints of one training job at a time); {_gb(free)} free")
+
+
 # ---------------------------------------------------------------- environments
 
 
@@ -439,17 +454,18 @@ def check_gpu_node(config: dict, workdir: Path, timeout: int = 1800) -> list[Che
 # ---------------------------------------------------------------- the report
 
 
-def check_cost(config: dict, configfiles: list[str], workdir: Path, rows: cost.Rows) -> tuple[list[Check], str]:
-    """The cost tables from the row counts, and a warning check for each job that cannot finish
-    in its runtime."""
+def check_cost(config: dict, configfiles: list[str], workdir: Path,
+               rows: cost.Rows) -> tuple[list[Check], str, dict[str, int] | None]:
+    """The cost tables from the row counts, a warning check for each job that cannot finish in
+    its runtime, and the bytes the run is projected to write (None: the dry run failed)."""
     try:
         jobs = cost.workflow_jobs(configfiles, workdir)
     except RuntimeError as error:
-        return [Check("cost", "snakemake dry run", FAIL, str(error).splitlines()[0])], ""
+        return [Check("cost", "snakemake dry run", FAIL, str(error).splitlines()[0])], "", None
     report = cost.project(config, jobs, rows)
     checks = [Check("cost", f"{c.job.rule} {cost.wildcards_text(c.job)}", WARN, cost.overrun_text(c))
               for c in report.overruns]
-    return checks, cost.format_report(report, config)
+    return checks, cost.format_report(report, config), cost.disk_bytes(config, jobs, rows)
 
 
 def format_checks(checks: list[Check]) -> str:
@@ -497,12 +513,14 @@ def main(argv: list[str] | None = None) -> int:
     checks += row_checks
     counts_path = written(results, "row_counts.json")
     row_counts.write_counts(counts_path, counts)
+    cost_checks, table, projected = check_cost(config, args.configfile, workdir, cost.Rows({c.where: c for c in counts}))
     checks += check_disk(checks, results, Path(constants.HF_HOME))
+    if projected is not None:
+        checks.append(check_written(checks, results, Path(constants.HF_HOME), projected))
     checks += [check_environment(name, python, packages, requirements)
                for name, (python, packages, requirements) in interpreters(config, workdir).items()]
     if args.gpu_check:
         checks += check_gpu_node(config, workdir)
-    cost_checks, table = check_cost(config, args.configfile, workdir, cost.Rows({c.where: c for c in counts}))
     checks += cost_checks
     failed = [c for c in checks if c.status == FAIL]
     report = [format_checks(checks)]
