@@ -351,3 +351,23 @@ def test_what_the_run_writes_counts_against_the_free_space(tmp_path):
                                    "checkpoints 2.00 GB, outputs 0.00 GB (estimates")
     check = preflight.check_written(needs, tmp_path / "results", tmp_path / "hf", {"adapters": 10**3})
     assert check.status == preflight.OK
+
+
+@pytest.mark.parametrize("report, status, note", [
+    (None, preflight.OK, "quota not read (no `quota` tool here"),
+    ("     /dev/vda   900000*  1000000 1100000       0     100       0       0       0", preflight.WARN,
+     "quota: 0.10 GB left of 1.02 GB"),   # 1 KiB blocks: 100,000 left of the soft limit
+    ("     /dev/vda      100        0       0       0       1       0       0       0", preflight.OK,
+     "quota: no limit on this filesystem"),
+])
+def test_the_users_quota_is_read_where_a_quota_tool_answers(tmp_path, monkeypatch, report, status, note):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if report is not None:
+        tool = bin_dir / "quota"
+        tool.write_text("#!/bin/sh\necho 'Disk quotas for user me (uid 1000):'\necho '     Filesystem  blocks   quota   "
+                        f"limit   grace   files   quota   limit   grace'\necho '{report}'\n")
+        tool.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))  # no other quota tool
+    check = preflight.check_written([], tmp_path / "results", tmp_path / "hf", {"outputs": 200_000_000})
+    assert check.status == status and note in check.detail, check.detail

@@ -323,19 +323,44 @@ def check_disk(hub_checks: list[Check], results: Path, cache: Path) -> list[Chec
     return checks
 
 
+def quota_left(path: Path) -> tuple[int | None, str]:
+    """Bytes the user's block quota leaves on ``path``'s filesystem, as the `quota` tool reports
+    them (1 KiB blocks; the soft limit, else the hard one), and a note saying what was read; None
+    where no quota tool answers or no limit is set."""
+    tool = shutil.which("quota")
+    if tool is None:
+        return None, "quota not read (no `quota` tool here; ask your site's)"
+    try:
+        done = subprocess.run([tool, "-w", "-p", "-f", str(path)], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return None, f"quota not read (`quota` did not answer: {error})"
+    for line in done.stdout.splitlines():
+        fields = line.split()  # filesystem, blocks (a * past the soft limit), quota, limit, grace, ...
+        if len(fields) >= 4 and fields[1].rstrip("*").isdigit() and fields[2].isdigit() and fields[3].isdigit():
+            used, limit = int(fields[1].rstrip("*")), int(fields[2]) or int(fields[3])
+            if not limit:
+                return None, "quota: no limit on this filesystem"
+            left = max(0, limit - used) * 1024
+            return left, f"quota: {_gb(left)} left of {_gb(limit * 1024)}"
+    return None, "quota not read (`quota` reported no limit for this filesystem)"
+
+
 def check_written(hub_checks: list[Check], results: Path, cache: Path, projected: dict[str, int]) -> Check:
-    """Free space of results/'s filesystem against what the run is projected to write there
-    (``cost.disk_bytes``) on top of the downloads to that filesystem: a warning where it does not
-    fit, as the sizes are estimates (the downloads' are exact: ``check_disk`` fails on those)."""
+    """Free space of results/'s filesystem (or what the user's quota leaves, if less) against
+    what the run is projected to write there (``cost.disk_bytes``) on top of the downloads to
+    that filesystem: a warning where it does not fit, as the sizes are estimates (the downloads'
+    are exact: ``check_disk`` fails on those)."""
     place = _existing(results)
     shared = place.stat().st_dev == _existing(cache).stat().st_dev
     downloads = sum(c.nbytes for c in hub_checks if c.target == "results" or shared and c.target == "cache")
     needed = downloads + sum(projected.values())
     free = shutil.disk_usage(place).free
+    quota, quota_note = quota_left(place)
+    room = free if quota is None else min(free, quota)
     parts = ", ".join(f"{kind} {_gb(n)}" for kind, n in projected.items())
-    return Check("disk", f"results ({place}): what the run writes", OK if free >= needed else WARN,
+    return Check("disk", f"results ({place}): what the run writes", OK if room >= needed else WARN,
                  f"needs {_gb(needed)} with the downloads; projected {parts} (estimates: cost.lora_parameters_per_rank, "
-                 f"cost.bytes_per_row; checkpoints of one training job at a time); {_gb(free)} free")
+                 f"cost.bytes_per_row; checkpoints of one training job at a time); {_gb(free)} free; {quota_note}")
 
 
 # ---------------------------------------------------------------- environments
