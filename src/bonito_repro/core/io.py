@@ -62,10 +62,10 @@ def remove_dead_temporaries(path: str | Path) -> list[Path]:
     for entry in entries:
         match = _TEMPORARY.match(entry.name)
         if match and match["name"] == path.name and not _alive(int(match["pid"])):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
+            try:
+                _remove(entry)
+            except OSError:  # another user's, in a shared folder: theirs to remove
+                continue
             removed.append(entry)
     if removed:
         logging.getLogger(__name__).info("removed %d temporaries of dead processes beside %s: %s",
