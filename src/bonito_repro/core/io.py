@@ -112,7 +112,7 @@ def disk_full_message(folder: str | Path, what: str, size: int | None, written: 
     elif written:
         need = f"at least {_bytes(written)} (written before the disk filled; the whole size is not known)"
     else:
-        need = "a size not known"
+        need = "more room than is left (its size is not known)"
     return (f"{folder}: the disk is full: writing {what} needs {need}; {free} free there now. Free space "
             "there (or point the results folder at a larger disk) and rerun: finished outputs are kept")
 
