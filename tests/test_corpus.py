@@ -58,7 +58,9 @@ def test_example_becomes_a_dataset_the_data_stage_reads(tmp_path, capsys):
     assert spec["unannotated"] == {"files": str(out / "unannotated.jsonl")} and spec["license"] == "cc0-1.0"
     passages, counts, drops = unannotated_passages(spec["unannotated"], "library")
     assert len(passages) == 24 and counts["exact_duplicates_kept"] == 0 and drops == {}
-    rows, counts = load_test_split(spec["test"], "library", spec["test_fields"], spec["labels"])
+    assert spec["test_fields"]["duplicates"] == "drop" and "id" not in spec["test_fields"]
+    rows, counts, drops = load_test_split(spec["test"], "library", spec["test_fields"], spec["labels"])
+    assert counts["rows_out"] == 16 and drops == {}
     assert counts["label_distribution"]["canonical"] == {"no": 8, "yes": 8}
     assert rows[0]["context"]["contexts"][0].startswith("Members may borrow up to twelve items")
 

@@ -263,6 +263,10 @@ def _dataset_problems(spec: dict, path: Path) -> list[str]:
     if label is not None and label not in fields["required"]:
         problems.append(f"{path}: test_fields.label: {label!r} is not one of test_fields.required "
                         f"{sorted(fields['required'])}")
+    row_id = fields.get("id")
+    if row_id is not None and row_id not in fields["required"] and row_id not in fields.get("optional", {}):
+        problems.append(f"{path}: test_fields.id: {row_id!r} is not a field of test_fields.required or "
+                        f"optional {sorted([*fields['required'], *fields.get('optional', {})])}")
     if labels and labels["field"] != label:
         problems.append(f"{path}: labels.field: {labels['field']!r}, but test_fields.label is "
                         f"{'missing' if label is None else repr(label)}; both name the field of the test "

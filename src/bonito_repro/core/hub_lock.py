@@ -27,6 +27,7 @@ from pathlib import Path
 import yaml
 
 from .errors import InputError
+from .io import write_text
 
 LOCK_FILE = "hub.lock.yaml"
 # what a job says where the commit a lock holds is gone (a repository whose history was squashed)
@@ -109,7 +110,5 @@ def write_lock(path: str | Path, commits: dict[str, dict[str, str]], endpoint: s
     path = Path(path)
     content = {"written": datetime.now(timezone.utc).replace(microsecond=0).isoformat(), "endpoint": endpoint,
                **{section: dict(sorted(commits.get(section, {}).items())) for section in SECTIONS.values()}}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(HEADER + yaml.safe_dump(content, sort_keys=False))
-    tmp.replace(path)
+    write_text(HEADER + yaml.safe_dump(content, sort_keys=False), path)
     return read_lock(path)

@@ -244,6 +244,8 @@ def dataset_spec(title: str, task_type: str, license_id: str, has_test: bool, la
     for key in ("labels", "test_fields", "passage", "templates"):
         if key in paper:
             spec[key] = paper[key]
+    # the rows carry no id of the paper's set; a repeated row is dropped (the data stage counts it)
+    spec["test_fields"] = {**{k: v for k, v in spec["test_fields"].items() if k != "id"}, "duplicates": "drop"}
     return two_choice(spec) if type_spec.labelled and labels_used == {"yes", "no"} else spec
 
 
