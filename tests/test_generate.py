@@ -480,7 +480,7 @@ def test_cli_writes_rows_funnel_plot_and_formats(tiny_generator, tmp_path, embed
     capsys.readouterr()
     assert bonito_repro(["generate", *args2]) == 1  # one line, no traceback, the manifest written
     error = capsys.readouterr().err
-    assert "Traceback" not in error and re.search(r"^bonito_repro generate: dataset 'pubmed_qa': no synthetic task "
+    assert "Traceback" not in error and re.search(r"^bonito-repro generate: dataset 'pubmed_qa': no synthetic task "
                                                   r"survived .*'contaminated': 6.*every drop is counted in "
                                                   r".*pubmed_qa\.manifest\.json$", error, re.M)
     assert not (out2 / "pubmed_qa.parquet").exists()
