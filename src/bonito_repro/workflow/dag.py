@@ -23,6 +23,7 @@ from ..core.hub_lock import HubLock
 from ..core.origins import embedded_path
 from ..core.sources import TAPT, ZERO_SHOT, chained_generator, parse_size_source
 from ..core.tasks import GREEDY, RANK, scoring
+from ..reporting.data_caption import data_caption
 from .ablations import ablation_cells, ablation_sources, figures_of
 
 ABLATIONS = ("generators", "size", "domain")
@@ -377,6 +378,10 @@ class Dag:
                 or any("hub" in spec.get(kind, {}) for spec in self.config["datasets"].values()
                        for kind in ("unannotated", "test")))
 
+    def data_caption(self, datasets: list[str], kind: str = "test") -> str:
+        """The caption line naming the data a table of ``datasets`` is on (demo, real or the paper's)."""
+        return data_caption({d: self.config["datasets"][d] for d in datasets}, self.config["scale"], kind)
+
     def main_table_params(self) -> dict:
         """What the main table reads of the config, and (for a run that reads the Hub) its Hub
         lock, which the caption names (null: none)."""
@@ -385,11 +390,12 @@ class Dag:
         return {**{key: config[key] for key in ("scale", "models", "targets", "tables")},
                 "evaluation": {"bootstrap": config["evaluation"]["bootstrap"]},
                 "run": {**config["run"], "datasets": [d for d in config["run"]["datasets"] if d in self.evaluated]},
-                "datasets": {d: {"title": config["datasets"][d]["title"]} for d in self.evaluated}, **lock}
+                "datasets": {d: {"title": config["datasets"][d]["title"]} for d in self.evaluated},
+                "data": self.data_caption(self.evaluated), **lock}
 
     def baselines_params(self) -> dict:
         config = self.config
-        return {"scale": config["scale"], "tables": config["tables"],
+        return {"tables": config["tables"], "data": self.data_caption(self.evaluated),
                 "evaluation": {k: config["evaluation"][k] for k in ("max_examples", "seed", "bootstrap")},
                 # a dataset's passage only where a random span is drawn from it (extractive QA)
                 "datasets": {d: {k: spec.get(k) for k in ("title", "task_type", "labels", "test_fields")}
@@ -437,7 +443,8 @@ class Dag:
 
     def quality_profile_params(self) -> dict:
         return {"cells": [[g, d, self.config["datasets"][d]["task_type"]] for g, d in self.synthetic_sets()],
-                "decimals": self.config["tables"]["decimals"], "scale": self.config["scale"]}
+                "decimals": self.config["tables"]["decimals"],
+                "data": self.data_caption(list(dict.fromkeys(d for _, d in self.synthetic_sets())), "unannotated")}
 
     def cards(self) -> list[str]:
         return [*(layout.synthetic(g, d, ".hub") for g, d in self.synthetic_sets()),
@@ -471,7 +478,7 @@ class Dag:
 
     def ablation_figure_params(self) -> dict:
         config = self.config
-        return {**config["plots"], **config["tables"], "scale": config["scale"],
+        return {**config["plots"], **config["tables"], "data": self.data_caption(self.evaluated),
                 **{k: config["adaptation"][k] for k in ("one_epoch_below", "max_steps")},
                 "matched_n": config["ablations"]["generators"]["matched_n"],
                 "common_n": config["ablations"]["domain"]["common_n"]}
