@@ -31,6 +31,7 @@ STAGES = {
     "preflight": "bonito_repro.cluster.preflight",
     "corpus": "bonito_repro.workflow.corpus",
     "cards": "bonito_repro.reporting.cards",
+    "push": "bonito_repro.reporting.push",
     "ablations": "bonito_repro.workflow.ablations",
     "ablation-figures": "bonito_repro.reporting.ablation_figures",
 }

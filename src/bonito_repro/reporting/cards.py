@@ -1,5 +1,5 @@
 """Hugging Face cards for what the workflow makes, written from its manifests into a folder that
-can be pushed to the Hub as it is (``huggingface-cli upload REPO FOLDER``):
+can be pushed to the Hub as it is (``bonito-repro push FOLDER USER/NAME``):
 
 - a synthetic set: ``README.md`` (a dataset card) beside ``data/train.parquet`` and bagel's four
   formats (``formats/*.parquet``, one config each: datasets reads a folder's configs with one
@@ -15,8 +15,9 @@ can be pushed to the Hub as it is (``huggingface-cli upload REPO FOLDER``):
 
 Files are hard links to the workflow's outputs where the filesystem allows (copies elsewhere).
 The metadata is checked offline with huggingface_hub's card-data classes (their ``validate()``
-asks the Hub). ``--info`` holds what the manifests do not: names, titles, the license of the
-text, the scale, the generator and training values the jobs ran with.
+asks the Hub); a license must be one the Hub knows (data/hub_licenses.tsv). Both cards cite the
+paper. ``--info`` holds what the manifests do not: names, titles, the license and languages of the
+text (from its dataset file), the scale, the generator and training values the jobs ran with.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from typing import Any
 import pandas as pd
 
 from ..core.io import atomic_path, parse_params, read_json, setup_logging
+from ..core.licenses import license_problem
 from ..core.prompts import bonito_input
 from ..core.tasks import task_type_name
 
@@ -37,6 +39,21 @@ log = logging.getLogger(__name__)
 # the Hub's size categories, by row count (upper bounds)
 SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
                    (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"))
+PAPER_ARXIV = "2402.18334"  # a card's `arxiv:` tag links it to the paper's page on the Hub
+PAPER_BIBTEX = """@inproceedings{nayak-etal-2024-learning,
+    title = "Learning to Generate Instruction Tuning Datasets for Zero-Shot Task Adaptation",
+    author = "Nayak, Nihal and Nan, Yiyang and Trost, Avi and Bach, Stephen",
+    booktitle = "Findings of the Association for Computational Linguistics: ACL 2024",
+    year = "2024",
+    address = "Bangkok, Thailand",
+    publisher = "Association for Computational Linguistics",
+    url = "https://aclanthology.org/2024.findings-acl.748",
+    doi = "10.18653/v1/2024.findings-acl.748",
+    pages = "12585--12611",
+}"""
+CITATION = ("## Citation\n\nMade by a reproduction of Bonito (Nayak et al., 2024, "
+            f"[arXiv {PAPER_ARXIV}](https://arxiv.org/abs/{PAPER_ARXIV})); cite the paper:\n\n"
+            f"```bibtex\n{PAPER_BIBTEX}\n```")
 DEMO_NOTE = ("Made at {scale} scale with a small stand-in model: a test of the workflow, not comparable "
              "with the paper and not meant for use.")
 
@@ -70,6 +87,9 @@ def render(metadata: dict, body: str, kind: str) -> str:
     missing = [key for key in ("license",) if kind == "dataset" and not getattr(card.data, key, None)]
     if missing:
         raise CardError(f"{kind} card metadata: missing {missing}")
+    wrong = license_problem(card.data.license) if getattr(card.data, "license", None) else None
+    if wrong:
+        raise CardError(f"{kind} card metadata: {wrong}")
     return str(card)
 
 
@@ -86,9 +106,10 @@ def dataset_card(manifest: dict, passages: dict, info: dict, formats: list[str])
     sampling = info["generation"]
     task_type = task_type_name(info["task_type"])
     metadata = {
-        "license": info["license"], "language": ["en"], "task_categories": ["text-generation"],
+        "license": info["license"], **({"language": info["language"]} if info.get("language") else {}),
+        "task_categories": ["text-generation"],
         "size_categories": [size_category(kept)], "pretty_name": f"{info['title']}: {info['generator']} tasks",
-        "tags": ["synthetic", "bonito", "instruction-tuning", task_type.replace(" ", "-")],
+        "tags": ["synthetic", "bonito", "instruction-tuning", task_type.replace(" ", "-"), f"arxiv:{PAPER_ARXIV}"],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train.parquet"}]},
                     *({"config_name": name, "data_files": [{"split": "train", "path": f"formats/{name}.parquet"}]}
                       for name in formats)],
@@ -114,7 +135,9 @@ def dataset_card(manifest: dict, passages: dict, info: dict, formats: list[str])
         f"({info['dataset']}), as in Bonito (Nayak et al., 2024), by this project's workflow."
         + (f"\n\n{DEMO_NOTE.format(scale=info['scale'])}" if info["scale"] != "paper" else ""),
         "## Source text",
-        f"Read from {info['origin']}. License of the text: `{info['license']}`. "
+        f"Read from {info['origin']}. License of the text: `{info['license']}`. Language: "
+        + (", ".join(f"`{code}`" for code in info["language"]) if info.get("language") else
+           "not given by the dataset file") + ". "
         f"{passages['counts']['rows_out']} passages of {passages['counts']['rows_in']} rows "
         f"(dropped: {passages.get('drops') or 'none'}); {manifest['counts'].get('passages', 'none')} "
         "passages went to the generator.",
@@ -133,6 +156,7 @@ def dataset_card(manifest: dict, passages: dict, info: dict, formats: list[str])
         "The generator's input for each passage (the response is an instruction, `<|pipe|>`, and the "
         f"answer):\n\n```\n{prompt}\n```\n\nThe tasks in bagel's prompt formats are the configs "
         f"{', '.join(f'`{f}`' for f in formats) or '(none)'}.",
+        CITATION,
     ]) + "\n"
     return metadata, body
 
@@ -147,7 +171,8 @@ def model_card(manifest: dict, evaluation: dict | None, data: dict, info: dict) 
         # stand-in such as a GGUF-converted model is named in the text)
         **({"base_model": info["base_model"]} if info["base_model_on_hub"] else {}),
         "library_name": "peft", "pipeline_tag": "text-generation",
-        "tags": ["lora", "bonito", "tapt" if tapt else "synthetic-tasks"],
+        "tags": ["lora", "bonito", "tapt" if tapt else "synthetic-tasks", f"arxiv:{PAPER_ARXIV}"],
+        **({"language": info["language"]} if info.get("language") else {}),
         "model_name": f"{info['target']}-{info['source']}-{info['dataset']}",
     }
     f1 = ""
@@ -189,6 +214,7 @@ def model_card(manifest: dict, evaluation: dict | None, data: dict, info: dict) 
          f"{task_type_name(info['task_type'])} prompts like the evaluation's. The training tasks are "
          "machine-generated and unchecked by people; the adapter inherits the base model's biases and "
          "license terms, and its F1 holds for this test set only."),
+        CITATION,
     ]) + "\n"
     return metadata, body
 

@@ -461,7 +461,8 @@ class Dag:
         # their own terms
         license = spec.get("license") or ("apache-2.0" if "embedded" in origin else "other")
         return {"dataset": dataset, "title": spec["title"], "task_type": spec["task_type"], "origin": where,
-                "license": license, "scale": self.config["scale"], "evaluated": dataset in self.evaluated}
+                "license": license, "language": spec.get("language"), "scale": self.config["scale"],
+                "evaluated": dataset in self.evaluated}
 
     def dataset_card_info(self, generator: str, dataset: str) -> dict:
         return {**self._dataset_info(dataset), "generator": generator,
