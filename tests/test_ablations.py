@@ -260,6 +260,16 @@ def test_one_ablation_target_requests_only_its_figures():
     figures = [j.wildcards["figure"] for j in jobs if j.rule == "ablation_figure"]
     assert figures == ["size"]
     assert not any(j.rule.startswith("evaluate_transfer") for j in jobs)
+    # every subset and adapter the size ablation makes gets a card, and no card asks for an evaluation
+    config = load_scale("smoke", REPO)
+    trained = {(j.wildcards["target"], j.wildcards["source"], j.wildcards["dataset"]) for j in jobs if j.rule == "adapt"}
+    carded = {(j.wildcards["target"], j.wildcards["source"], j.wildcards["dataset"]) for j in jobs if j.rule == "model_card"}
+    assert trained and trained <= carded
+    subsets = {(j.wildcards["dataset"], j.wildcards["size"]) for j in jobs if j.rule == "subsample"}
+    assert subsets and subsets == {(j.wildcards["dataset"], j.wildcards["size"]) for j in jobs if j.rule == "subset_card"}
+    evaluations = [j for j in jobs if j.rule.startswith("evaluate")]
+    cells = {(c.target, c.source, c.test_dataset) for c in ablation_cells(config, "size")}
+    assert {(j.wildcards["target"], j.wildcards["source"], j.wildcards["dataset"]) for j in evaluations} <= cells
 
 
 SMOKE_OVERLAY = {  # a second extractive QA dataset, so that the transfer matrix has off-diagonal cells

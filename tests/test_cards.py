@@ -264,3 +264,22 @@ def test_push_refuses_a_folder_that_is_no_card_folder_or_no_token(synthetic_set,
     monkeypatch.setenv("HF_TOKEN", "hf_never_sent")
     assert bonito_repro(["push", str(folder), "user/x"]) == 1
     assert "license 'CC0' is not an identifier the Hub knows" in capsys.readouterr().err
+
+
+def test_a_size_points_subset_gets_a_card_of_its_own_rows(synthetic_set, tmp_path):
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    from bonito_repro.workflow.ablations import subsample
+
+    where, manifest, info = synthetic_set
+    subsample(where / "tasks.parquet", 1, 7, where / "tasks.n1.parquet", where / "tasks.n1.manifest.json")
+    out = where / "library.n1.hub"
+    common = ["dataset", "--tasks", str(where / "tasks.n1.parquet"), "--manifest", str(where / "manifest.json"),
+              "--passages-manifest", str(where / "passages.json"), "--info", json.dumps(info), "--out", str(out)]
+    assert cards.main(common) == 1  # neither --formats nor --subset-manifest: which set is it?
+    assert cards.main([*common, "--subset-manifest", str(where / "tasks.n1.manifest.json")]) == 0
+    assert len(datasets.load_dataset(str(out), split="train")) == 1
+    card = DatasetCard.load(out / "README.md")
+    assert card.data.pretty_name == "Library: bonito tasks, a subset of 1"
+    assert f"A seeded subset (seed 7) of 1 of the set's {manifest['kept']} tasks" in card.text

@@ -485,7 +485,34 @@ class Dag:
                 "common_n": config["ablations"]["domain"]["common_n"]}
 
     def ablation_outputs(self, ablation: str) -> list[str]:
-        return [layout.ablation_figure(f, ext) for f in figures_of(self.config, ablation) for ext in ("png", "csv", "md")]
+        """An ablation's figures and tables, and the cards of every synthetic set, subset and adapter it makes."""
+        return [*(layout.ablation_figure(f, ext) for f in figures_of(self.config, ablation) for ext in ("png", "csv", "md")),
+                *self.ablation_cards(ablation)]
+
+    def ablation_cards(self, ablation: str) -> list[str]:
+        """The card folders of what an ablation's cells train on and train: the generators' full
+        sets, the size points' subsets and every adapter (the main grid's among them)."""
+        cards = []
+        for cell in (c for figure in figures_of(self.config, ablation) for c in self.cells[figure]):
+            if cell.source == ZERO_SHOT:
+                continue
+            cards.append(layout.adapter(cell.target, cell.source, cell.train_dataset, ".hub"))
+            size = parse_size_source(cell.source)
+            generator = size[0] if size else chained_generator(cell.source) or (None if cell.source == TAPT else cell.source)
+            if generator:
+                cards.append(layout.synthetic(generator, cell.train_dataset, ".hub"))
+            if size:
+                cards.append(layout.subset(size[0], cell.train_dataset, size[1], ".hub"))
+        return list(dict.fromkeys(cards))
+
+    def card_evaluation(self, target: str, source: str, dataset: str) -> str | list:
+        """The in-domain evaluation an adapter's card reports: the main grid's, or an ablation
+        cell's; none where no requested job evaluates the adapter on its own dataset (a card asks
+        for no evaluation of its own)."""
+        in_domain = (source in [TAPT, *self.sources] and target in self.targets and dataset in self.evaluated) or any(
+            (c.target, c.source, c.train_dataset, c.test_dataset) == (target, source, dataset, dataset)
+            for cells in self.cells.values() for c in cells)
+        return layout.evaluation(target, source, dataset) if in_domain else []
 
     # --- the targets
 
