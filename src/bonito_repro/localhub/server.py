@@ -680,13 +680,12 @@ class Handler(BaseHTTPRequestHandler):
         if query.get("create_pr"):
             raise HubError(400, None, "pull requests are not served here")
         files: dict[str, bytes | Path | None] = {}
-        summary = ""
         for line in self.body.decode().splitlines():
             item = json.loads(line)
             key, value = item["key"], item["value"]
-            if key == "header":
-                summary = value.get("summary", "")
-            elif key == "file":
+            if key == "header":  # the commit message: not kept (the local Hub lists no history)
+                continue
+            if key == "file":
                 files[value["path"]] = base64.b64decode(value["content"])
             elif key == "lfsFile":
                 known = self.hub.blobs.get(value["oid"])
@@ -700,7 +699,6 @@ class Handler(BaseHTTPRequestHandler):
                 raise HubError(400, None, f"commit operation {key!r} is not served here")
         _, sha = move_branch(self.hub.root, repo_type, repo_id, revision, files)
         self.hub.reload(repo_type, repo_id)
-        self.hub.record({"commit": sha, "repo": repo_id, "summary": summary})
         return self._json({"success": True, "commitOid": sha, "pullRequestUrl": None,
                            "commitUrl": f"{self._repo_url(repo_type, repo_id)}/commit/{sha}"})
 
