@@ -187,8 +187,9 @@ def test_two_smoke_runs_from_an_empty_results_give_byte_identical_tables(smoke_r
 
     tables = [layout.paper(f"{name}.{ext}") for name in MAIN_TABLE_NAMES for ext in ("csv", "md", "tex")]
     tables += [layout.paper(f"{name}.{ext}") for name in ("baselines", "eval_scores") for ext in ("csv", "md")]
-    result = snakemake("-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-c2", "--configfile",
-                       str(REPO / "config/smoke.yaml"), *tables, timeout=1200)
+    # the targets before --configfile, which takes every argument after it as a file
+    result = snakemake("-s", str(REPO / "Snakefile"), "-d", str(tmp_path), "-c2", *tables, "--configfile",
+                       str(REPO / "config/smoke.yaml"), timeout=1200)
     assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
     for table in tables:
         assert (tmp_path / table).read_bytes() == (smoke_run / table).read_bytes(), table

@@ -1,5 +1,5 @@
-"""Push a card folder to the Hugging Face Hub: a synthetic set's (``results/synthetic/G/D.hub``, a
-dataset repository) or an adapter's (``results/adapters/T/S/D.hub``, a model repository).
+"""Push a card folder to the Hugging Face Hub: a synthetic set's (``synthetic/G/D.hub`` under the
+results, a dataset repository) or an adapter's (``adapters/T/S/D.hub``, a model repository).
 
     bonito-repro push FOLDER USER/NAME [--private] [--revision BRANCH] [--message TEXT]
 
@@ -16,6 +16,7 @@ import logging
 import os
 from pathlib import Path
 
+from ..core import layout
 from ..core.errors import InputError
 from ..core.io import setup_logging
 from ..core.licenses import license_problem
@@ -31,7 +32,7 @@ def folder_kind(folder: Path) -> str:
     """``dataset`` or ``model``: which card folder ``folder`` is."""
     if not (folder / "README.md").is_file():
         raise PushError(f"{folder}: no README.md; push a card folder the workflow writes "
-                        "(results/synthetic/G/D.hub or results/adapters/T/S/D.hub)")
+                        f"({layout.synthetic('G', 'D', '.hub')} or {layout.adapter('T', 'S', 'D', '.hub')})")
     if (folder / "data" / "train.parquet").is_file():
         return "dataset"
     if (folder / "adapter_config.json").is_file():
@@ -74,7 +75,8 @@ def push(folder: Path, repo_id: str, *, private: bool = False, revision: str | N
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bonito-repro push", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", type=Path, help="a card folder (results/synthetic/G/D.hub or results/adapters/T/S/D.hub)")
+    parser.add_argument("folder", type=Path, help=f"a card folder ({layout.synthetic('G', 'D', '.hub')} or "
+                        f"{layout.adapter('T', 'S', 'D', '.hub')})")
     parser.add_argument("repo_id", help="the Hub repository, USER/NAME or ORG/NAME")
     parser.add_argument("--private", action="store_true", help="create the repository private")
     parser.add_argument("--revision", help="the branch to commit to (default: main)")
