@@ -30,6 +30,8 @@ def data_caption(datasets: Mapping[str, dict], scale: str, kind: str = "test") -
     groups: dict[str, list[str]] = {}
     for name, spec in datasets.items():
         groups.setdefault(origin_kind(spec, kind), []).append(spec.get("title", name))
+    if not groups:  # a table of no dataset (a run that generates no set has no quality profile)
+        return ""
     if len(groups) == 1:
         return f"Data: {WORDING[next(iter(groups))].format(scale=scale)}."
     return "Data: " + "; ".join(f"{', '.join(titles)}: {WORDING[k].format(scale=scale)}"
