@@ -144,9 +144,10 @@ class LocalHub:
     token: str          # a token it accepts (opens the gated repositories)
 
     def env(self, hf_home: Path, *, offline: bool = False, token: bool = False) -> dict[str, str]:
-        """A job's environment: this Hub, its own HF_HOME, online unless `offline`."""
+        """A job's environment: this Hub, its own HF_HOME, online unless `offline`, uploads by LFS."""
         env = {**os.environ, "HF_ENDPOINT": self.endpoint, "HF_HOME": str(hf_home),
                "HF_HUB_OFFLINE": str(int(offline)), "HF_DATASETS_OFFLINE": str(int(offline)),
+               "HF_HUB_DISABLE_XET": "1",  # uploads by LFS: the local Hub serves no Xet storage
                "PYTHONPATH": os.pathsep.join([str(REPO / "src"), os.environ.get("PYTHONPATH", "")])}
         if token:
             env["HF_TOKEN"] = self.token

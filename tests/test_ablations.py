@@ -219,7 +219,7 @@ def test_each_figure_reads_its_numbers_from_the_evaluations(tmp_path, monkeypatc
     cells = ablation_cells(paper, figure)
     _fake_results(tmp_path, cells, kept={})
     monkeypatch.chdir(tmp_path)
-    params = {"scale": "local", "dpi": 40, "decimals": 1, "one_epoch_below": 160000, "max_steps": 10000,
+    params = {"data": "Data: the embedded demo rows (local scale), not comparable with the paper.", "dpi": 40, "decimals": 1, "one_epoch_below": 160000, "max_steps": 10000,
               "matched_n": 10000, "common_n": 10000}
     data = write_figure(figure, [c.__dict__ for c in cells], params, Path("f.png"), Path("f.csv"), Path("f.md"))
     assert Path("f.png").stat().st_size > 0
@@ -227,7 +227,7 @@ def test_each_figure_reads_its_numbers_from_the_evaluations(tmp_path, monkeypatc
     assert len(csv) == len(cells)
     for row in csv.itertuples():
         assert row.f1 == read_json(row.eval)["mean"]
-    assert "embedded demo data" in Path("f.md").read_text().lower()
+    assert "Data: the embedded demo rows (local scale)" in Path("f.md").read_text()
     if figure.startswith("transfer"):  # datasets of another task type are blank, not nan
         assert "nan" not in Path("f.md").read_text()
     if figure == "chain":  # the chain's steps: TAPT's and its own
@@ -253,7 +253,7 @@ def test_each_figure_and_caption_says_it_is_this_projects_reading(tmp_path, monk
     monkeypatch.chdir(tmp_path)
     titles = []
     monkeypatch.setattr(ablation_figures, "_save", lambda fig, path, dpi: titles.append(fig._suptitle.get_text()))
-    params = {"scale": "local", "dpi": 40, "decimals": 1, "one_epoch_below": 16, "max_steps": 4,
+    params = {"scale": "local", "data": "Data: the embedded demo rows (local scale).", "dpi": 40, "decimals": 1, "one_epoch_below": 16, "max_steps": 4,
               "matched_n": 16, "common_n": 16}
     write_figure(figure, [c.__dict__ for c in cells], params, Path("f.png"), Path("f.csv"), Path("f.md"))
     reading = "This project's reading of the paper's ablation"
@@ -277,7 +277,7 @@ def test_an_empty_set_shows_no_tasks_instead_of_a_score(tmp_path, monkeypatch):
         if cell.source == "empty":
             (tmp_path / cell.eval).unlink()
     monkeypatch.chdir(tmp_path)
-    params = {"scale": "paper", "dpi": 40, "decimals": 1, "one_epoch_below": 1, "max_steps": 1,
+    params = {"data": "Data: the paper's rows, read from the Hub.", "dpi": 40, "decimals": 1, "one_epoch_below": 1, "max_steps": 1,
               "matched_n": 1, "common_n": 1}
     write_figure("generators", [c.__dict__ for c in cells], params, Path("f.png"), Path("f.csv"), Path("f.md"))
     table = Path("f.md").read_text()
@@ -331,6 +331,16 @@ def test_one_ablation_target_requests_only_its_figures():
     figures = [j.wildcards["figure"] for j in jobs if j.rule == "ablation_figure"]
     assert figures == ["size"]
     assert not any(j.rule.startswith("evaluate_transfer") for j in jobs)
+    # every subset and adapter the size ablation makes gets a card, and no card asks for an evaluation
+    config = load_scale("smoke", REPO)
+    trained = {(j.wildcards["target"], j.wildcards["source"], j.wildcards["dataset"]) for j in jobs if j.rule == "adapt"}
+    carded = {(j.wildcards["target"], j.wildcards["source"], j.wildcards["dataset"]) for j in jobs if j.rule == "model_card"}
+    assert trained and trained <= carded
+    subsets = {(j.wildcards["dataset"], j.wildcards["size"]) for j in jobs if j.rule == "subsample"}
+    assert subsets and subsets == {(j.wildcards["dataset"], j.wildcards["size"]) for j in jobs if j.rule == "subset_card"}
+    evaluations = [j for j in jobs if j.rule.startswith("evaluate")]
+    cells = {(c.target, c.source, c.test_dataset) for c in ablation_cells(config, "size")}
+    assert {(j.wildcards["target"], j.wildcards["source"], j.wildcards["dataset"]) for j in evaluations} <= cells
 
 
 SMOKE_OVERLAY = {  # a second extractive QA dataset, so that the transfer matrix has off-diagonal cells
@@ -372,7 +382,7 @@ def test_smoke_ablations_draw_every_figure_from_the_evaluations(smoke_ablations)
     for figure in ablations.FIGURES:
         assert (out / f"{figure}.png").stat().st_size > 0
         csv = pd.read_csv(out / f"{figure}.csv")
-        assert (csv["data"] == "Embedded demo data (smoke scale), not comparable with the paper.").all()
+        assert (csv["data"] == "Data: the embedded demo rows (smoke scale), not comparable with the paper.").all()
         for row in csv.itertuples():
             assert row.f1 == read_json(smoke_ablations / row.eval)["mean"]
     transfer = pd.read_csv(out / "transfer.csv")

@@ -227,7 +227,7 @@ def _stage_argvs(tmp_path: Path, model: Path) -> dict[str, list[str]]:
         "generate": ["generate", "--dataset", "d", "--task-type", "ynqa", "--passages", rows, "--test", rows,
                      "--model", str(model), "--params", "{}", "--out", f"{out}/g.parquet", "--manifest", f"{out}/g.json",
                      "--device", "cpu"],
-        "table": ["table", "--inputs", f"{tmp_path}/r.json", "--scale", "smoke", "--csv", f"{out}/s.csv",
+        "table": ["table", "--inputs", f"{tmp_path}/r.json", "--data", "Data: demo rows.", "--csv", f"{out}/s.csv",
                   "--md", f"{out}/s.md"],
         "main-table": ["main-table", "--scores", rows, "--predictions", rows, "--params", "{}", "--out-dir", str(out)],
         "plot": ["plot", "loss", "--manifest", f"{tmp_path}/m.json", "--params", json.dumps({"dpi": 50}),
@@ -285,7 +285,7 @@ def test_train_names_a_data_file_without_its_columns(tmp_path, capsys, caplog, t
 
 def test_the_table_commands_name_a_file_that_is_not_what_they_read(tmp_path, capsys, caplog):
     _write(tmp_path / "r.json", b'{"target": "t", "source": ')
-    argv = ["table", "--inputs", str(tmp_path / "r.json"), "--scale", "smoke", "--csv", str(tmp_path / "s.csv"),
+    argv = ["table", "--inputs", str(tmp_path / "r.json"), "--data", "Data: demo rows.", "--csv", str(tmp_path / "s.csv"),
             "--md", str(tmp_path / "s.md")]
     assert bonito_repro(argv) == 1
     assert "r.json: line 1: not valid JSON" in _one_line(capsys, caplog)

@@ -4,6 +4,7 @@ F1; both cards' metadata parse with huggingface_hub's card classes, offline."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import re
 import zlib
 
@@ -92,9 +93,9 @@ def test_a_card_rewrite_replaces_the_folder_whole(synthetic_set):
     assert sorted(p.name for p in out.iterdir()) == ["README.md", "data", "formats"]
 
 
-def test_adapter_folder_loads_with_peft_and_its_card_has_the_f1(tmp_path, tiny_model_dir):
-    from huggingface_hub import ModelCard
-    from peft import LoraConfig, PeftModel, get_peft_model
+def trained_adapter(tmp_path, tiny_model_dir) -> tuple:
+    """A LoRA adapter of the tiny model with the manifests and info its card reads."""
+    from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
     adapter = tmp_path / "adapter"
@@ -112,6 +113,15 @@ def test_adapter_folder_loads_with_peft_and_its_card_has_the_f1(tmp_path, tiny_m
             "license": "cc0-1.0", "scale": "paper", "evaluated": True, "target": "smollm2", "source": "bonito",
             "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct", "base_model_on_hub": True, "init_adapter": None,
             "training": training}
+    return adapter, info
+
+
+def test_adapter_folder_loads_with_peft_and_its_card_has_the_f1(tmp_path, tiny_model_dir):
+    from huggingface_hub import ModelCard
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    adapter, info = trained_adapter(tmp_path, tiny_model_dir)
     (adapter / ".snakemake_timestamp").touch()  # as Snakemake leaves in a directory output
     before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns, p.read_bytes()) for p in adapter.iterdir()}
     out = tmp_path / "adapter.hub"
@@ -150,3 +160,126 @@ def test_a_dataset_card_needs_a_license(synthetic_set, caplog):
     assert cards.main(args) == 1
     assert "dataset card metadata: missing ['license']" in caplog.records[-1].getMessage()
     assert not (where / "x.hub").exists()
+
+
+def test_a_license_the_hub_does_not_know_is_refused(synthetic_set, caplog):
+    where, _, info = synthetic_set
+    args = ["dataset", "--tasks", str(where / "tasks.parquet"), "--manifest", str(where / "manifest.json"),
+            "--formats", str(where / "formats"), "--passages-manifest", str(where / "passages.json"),
+            "--info", json.dumps({**info, "license": "CC-BY 4"}), "--out", str(where / "x.hub")]
+    assert cards.main(args) == 1
+    assert "license 'CC-BY 4' is not an identifier the Hub knows" in caplog.records[-1].getMessage()
+    assert not (where / "x.hub").exists()
+
+
+@pytest.mark.parametrize("language", [["de"], None])
+def test_the_card_takes_its_language_from_the_dataset_file_and_cites_the_paper(synthetic_set, language):
+    from huggingface_hub import DatasetCard
+
+    where, _, info = synthetic_set
+    out = where / "library.hub"
+    assert cards.main(["dataset", "--tasks", str(where / "tasks.parquet"), "--manifest", str(where / "manifest.json"),
+                       "--formats", str(where / "formats"), "--passages-manifest", str(where / "passages.json"),
+                       "--info", json.dumps({**info, "language": language}), "--out", str(out)]) == 0
+    card = DatasetCard.load(out / "README.md")
+    assert card.data.language == language  # never a guessed "en"
+    assert "Language: `de`" in card.text if language else "Language: not given by the dataset file" in card.text
+    assert "@inproceedings{nayak-etal-2024-learning" in card.text and "arxiv:2402.18334" in card.data.tags
+
+
+def test_the_hub_license_list_names_its_source_and_date():
+    from bonito_repro.core.licenses import HUB_LICENSES, hub_licenses
+
+    header = "".join(line for line in HUB_LICENSES.read_text().splitlines(True) if line.startswith("#"))
+    assert "huggingface/hub-docs" in header and "2026-06-06" in header
+    assert {"apache-2.0", "cc-by-4.0", "other", "llama2"} <= set(hub_licenses()) and len(hub_licenses()) > 60
+
+
+def dataset_card_folder(synthetic_set) -> Path:
+    where, _, info = synthetic_set
+    out = where / "library.hub"
+    assert cards.main(["dataset", "--tasks", str(where / "tasks.parquet"), "--manifest", str(where / "manifest.json"),
+                       "--formats", str(where / "formats"), "--passages-manifest", str(where / "passages.json"),
+                       "--info", json.dumps(info), "--out", str(out)]) == 0
+    return out
+
+
+READ_BACK = """
+import sys
+import datasets
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+dataset_repo, model_repo, base = sys.argv[1:]
+rows = datasets.load_dataset(dataset_repo, split="train")
+model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base), model_repo)
+print(len(rows), rows.column_names, model.peft_config["default"].r)
+"""
+
+
+@pytest.mark.slow  # a local Hub, five subprocesses
+def test_push_uploads_card_folders_that_load_back_from_the_hub(synthetic_set, tiny_model_dir, local_hub, tmp_path):
+    """`bonito-repro push` against the local Hub: repository creation, the metadata check, preupload,
+    the LFS batch, upload and verify, and the commit; the pushed set loads with datasets and the
+    pushed adapter with PeftModel, from the Hub; the token is in no output."""
+    import subprocess
+    import sys
+    from collections import Counter
+
+    dataset_folder = dataset_card_folder(synthetic_set)
+    adapter, info = trained_adapter(tmp_path, tiny_model_dir)
+    model_folder = tmp_path / "adapter.hub"
+    assert cards.main(["model", "--adapter", str(adapter), "--manifest", str(tmp_path / "train.json"),
+                       "--evaluation", str(tmp_path / "eval.json"), "--data-manifest", str(tmp_path / "data.json"),
+                       "--info", json.dumps(info), "--out", str(model_folder)]) == 0
+    user = json.loads((local_hub.root / "tokens.json").read_text())[local_hub.token]
+    pushed = len(local_hub.requests())
+    for folder, repo in ((dataset_folder, f"{user}/library-tasks"), (model_folder, f"{user}/library-adapter")):
+        for _ in range(2):  # a second push of the same folder finds the repository and changes nothing
+            result = local_hub.run(["push", folder, repo], tmp_path / "hf", token=True)
+            assert result.returncode == 0, result.stderr[-3000:]
+            assert local_hub.token not in result.stdout + result.stderr
+    requests = local_hub.requests()[pushed:]
+    endpoints = Counter(r["endpoint"] for r in requests)
+    assert {"create_repo", "validate_yaml", "preupload", "lfs_batch", "lfs_upload", "lfs_verify"} <= set(endpoints)
+    assert endpoints["commit"] == 2  # one a folder: its second push finds every file unchanged
+    assert all(r["status"] < 400 or (r["endpoint"], r["status"]) == ("create_repo", 409) for r in requests), requests
+    read = subprocess.run([sys.executable, "-c", READ_BACK, f"{user}/library-tasks", f"{user}/library-adapter",
+                           str(tiny_model_dir)], env=local_hub.env(tmp_path / "hf-reader"),
+                          capture_output=True, text=True, timeout=300)
+    assert read.returncode == 0, read.stderr[-3000:]
+    assert read.stdout.split("\n")[-2] == f"2 ['input', 'output', 'context_id'] 4"
+
+
+def test_push_refuses_a_folder_that_is_no_card_folder_or_no_token(synthetic_set, tmp_path, monkeypatch, capsys):
+    from bonito_repro.__main__ import main as bonito_repro
+
+    assert bonito_repro(["push", str(tmp_path), "user/x"]) == 1
+    assert "no README.md" in capsys.readouterr().err
+    folder = dataset_card_folder(synthetic_set)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert bonito_repro(["push", str(folder), "user/x"]) == 1
+    assert "HF_TOKEN is not set" in capsys.readouterr().err
+    readme = folder / "README.md"
+    readme.write_text(readme.read_text().replace("license: cc0-1.0", "license: CC0"))
+    monkeypatch.setenv("HF_TOKEN", "hf_never_sent")
+    assert bonito_repro(["push", str(folder), "user/x"]) == 1
+    assert "license 'CC0' is not an identifier the Hub knows" in capsys.readouterr().err
+
+
+def test_a_size_points_subset_gets_a_card_of_its_own_rows(synthetic_set, tmp_path):
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    from bonito_repro.workflow.ablations import subsample
+
+    where, manifest, info = synthetic_set
+    subsample(where / "tasks.parquet", 1, 7, where / "tasks.n1.parquet", where / "tasks.n1.manifest.json")
+    out = where / "library.n1.hub"
+    common = ["dataset", "--tasks", str(where / "tasks.n1.parquet"), "--manifest", str(where / "manifest.json"),
+              "--passages-manifest", str(where / "passages.json"), "--info", json.dumps(info), "--out", str(out)]
+    assert cards.main(common) == 1  # neither --formats nor --subset-manifest: which set is it?
+    assert cards.main([*common, "--subset-manifest", str(where / "tasks.n1.manifest.json")]) == 0
+    assert len(datasets.load_dataset(str(out), split="train")) == 1
+    card = DatasetCard.load(out / "README.md")
+    assert card.data.pretty_name == "Library: bonito tasks, a subset of 1"
+    assert f"A seeded subset (seed 7) of 1 of the set's {manifest['kept']} tasks" in card.text

@@ -414,6 +414,9 @@ def test_a_dataset_without_a_test_set_may_be_of_any_task_type(base, tmp_path):
      "legal_qa.yaml: passage: 'clause' is not a required test field of type str or list[str] "
      "(test_fields.required: list[int])"),
     ({"passage": []}, "legal_qa.yaml: passage: [] should be non-empty"),
+    # the cards carry the license and languages: only what the Hub accepts
+    ({"license": "CC BY 4.0"}, "legal_qa.yaml: license: license 'CC BY 4.0' is not an identifier the Hub knows"),
+    ({"language": ["English"]}, "legal_qa.yaml: language.0: 'English' does not match"),
     ({"task_type": "exqa", "labels": MISSING, "test_fields": {**SQUAD_FIELDS, "label": "answers"}},
      "legal_qa.yaml: labels: missing; test_fields.label 'answers'"),
     ({"task_type": "exqa", "labels": MISSING, "test_fields": SQUAD_FIELDS},

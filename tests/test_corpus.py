@@ -56,6 +56,7 @@ def test_example_becomes_a_dataset_the_data_stage_reads(tmp_path, capsys):
     assert config["run"]["datasets"] == ["library"]
     spec = config["datasets"]["library"]
     assert spec["unannotated"] == {"files": str(out / "unannotated.jsonl")} and spec["license"] == "cc0-1.0"
+    assert "language" not in spec  # not guessed: --language names it
     passages, counts, drops = unannotated_passages(spec["unannotated"], "library")
     assert len(passages) == 24 and counts["exact_duplicates_kept"] == 0 and drops == {}
     assert spec["test_fields"]["duplicates"] == "drop" and "id" not in spec["test_fields"]
@@ -127,6 +128,7 @@ def replace(args: list[str], flag: str, value: str | None) -> list[str]:
     ("--test-fields", "passage=clause,label=answer,answer=x", "--test-fields: ['answer'] are not fields of a ynqa test set"),
     ("--test-fields", "passage=clause", "questions.csv: row 1: no field 'label' (fields: ['answer', 'clause', 'question'])"),
     ("--name", "my corpus", "--name: 'my corpus': use letters, digits, - and _"),
+    ("--license", "CC0 1.0", "--license: license 'CC0 1.0' is not an identifier the Hub knows"),
 ])
 def test_bad_options_and_test_sets_stop_with_a_clear_error(tmp_path, caplog, flag, value, message):
     assert message in error_of(caplog, tmp_path, *replace(EXAMPLE_ARGS, flag, value))
@@ -250,3 +252,10 @@ def test_generation_without_a_test_set_checks_no_contamination(tmp_path, local_c
                      "--out", str(out / "t.parquet"), "--manifest", str(out / "t.json"), "--device", "cpu"]) == 0
     manifest = json.loads((out / "t.json").read_text())
     assert manifest["contamination_probes"] is None and manifest["kept"] == 1 and manifest["drops"] == {"empty": 1}
+
+
+def test_the_language_goes_to_the_dataset_file_for_the_cards(tmp_path, caplog):
+    assert run(tmp_path, *EXAMPLE_ARGS, "--language", "en")[0] == 0
+    config = load_config(REPO / "config.yaml", REPO / "config" / "local.yaml", tmp_path / "out" / "run.yaml")
+    assert config["datasets"]["library"]["language"] == ["en"]
+    assert "--language: 'English'" in error_of(caplog, tmp_path / "bad", *EXAMPLE_ARGS, "--language", "English")

@@ -1,7 +1,9 @@
-"""Shared writing helpers: atomic writes leave nothing half-written and give outputs the usual mode."""
+"""Shared writing helpers: atomic writes leave nothing half-written and give outputs the usual mode;
+manifests name the CPU their outputs were computed on."""
 from __future__ import annotations
 
 import gc
+import json
 import os
 import re
 import shutil
@@ -16,8 +18,9 @@ import pandas as pd
 import pytest
 
 from bonito_repro.__main__ import main as bonito_repro
-from bonito_repro.core.io import (DiskFullError, atomic_dir, atomic_path, check_writable, naming_a_full_disk, read_json,
-                                  temporary_beside, write_json, write_parquet, write_text)
+from bonito_repro.core.io import (DiskFullError, Manifest, atomic_dir, atomic_path, check_writable, machine,
+                                  naming_a_full_disk, read_json, temporary_beside, write_json, write_parquet,
+                                  write_text)
 
 
 def test_outputs_get_the_umask_mode_not_mkstemp_private(tmp_path):
@@ -147,3 +150,35 @@ def test_a_full_disk_stops_a_command_in_one_line(small_disk, tmp_path, capsys):
         f"bonito-repro ablations: {small_disk}: the disk is full: writing own.parquet needs about 2,000,000 "
         "bytes (an estimate: the write did not finish); 1,048,576 bytes free there now. Free space there (or "
         "point the results folder at a larger disk) and rerun: finished outputs are kept")
+X86_CPUINFO = """processor\t: 0
+model name\t: AMD EPYC 7B13
+flags\t\t: fpu sse sse2 ssse3 fma sse4_1 sse4_2 avx avx2 f16c rdrand
+
+processor\t: 1
+model name\t: AMD EPYC 7B13
+flags\t\t: fpu sse sse2
+"""
+ARM_CPUINFO = "processor\t: 0\nFeatures\t: fp asimd asimddp sve crc32\nCPU part\t: 0xd40\n"
+
+
+@pytest.mark.parametrize("text, model, flags", [
+    (X86_CPUINFO, "AMD EPYC 7B13", ["avx", "avx2", "f16c", "fma", "sse", "sse2", "sse4_1", "sse4_2", "ssse3"]),
+    (ARM_CPUINFO, None, ["asimd", "asimddp", "sve"]),
+])
+def test_machine_names_the_cpu_and_its_instruction_set_flags(tmp_path, text, model, flags):
+    (tmp_path / "cpuinfo").write_text(text)
+    record = machine(tmp_path / "cpuinfo")
+    assert record["cpu_flags"] == flags  # the first processor's, the vector extensions only
+    assert record["cpu_model"] == (model or record["cpu_model"]) and record["cpu_model"]
+    assert record["architecture"]
+
+
+def test_every_manifest_records_the_machine_beside_the_versions(tmp_path):
+    import torch  # noqa: F401  (loaded, so the manifest names torch's kernel level)
+
+    record = Manifest("stage").write(tmp_path / "m.json")
+    written = json.loads((tmp_path / "m.json").read_text())
+    assert written["machine"] == record["machine"] and "torch" in written["versions"]
+    assert written["machine"]["cpu_model"] and written["machine"]["torch_cpu_capability"]
+    if os.path.exists("/proc/cpuinfo"):
+        assert written["machine"]["cpu_flags"], written["machine"]

@@ -14,6 +14,7 @@ from bonito_repro.core import layout
 from bonito_repro.core.config import load_scale
 from bonito_repro.core.metrics import macro_f1
 from bonito_repro.reporting.delta_intervals import cell_statistic, delta_intervals
+from bonito_repro.reporting.data_caption import data_caption
 from bonito_repro.reporting.main_table import deltas, main, published_comparison, score_grid, write_tables
 from conftest import REPO
 
@@ -108,8 +109,14 @@ def test_missing_cell_is_an_error(paper):
         score_grid(scores[~((scores.target == "llama2_7b") & (scores.dataset == "vitaminc"))], paper)
 
 
-def test_a_write_killed_half_way_leaves_no_torn_table(tmp_path, monkeypatch):
+def local_config() -> dict:
+    """The local scale as the rule passes it: with the caption line naming its data."""
     local = load_scale("local", REPO)
+    return {**local, "data": data_caption(local["datasets"], "local")}
+
+
+def test_a_write_killed_half_way_leaves_no_torn_table(tmp_path, monkeypatch):
+    local = local_config()
     real = Path.write_text
 
     def killed_half_way(self, text, *args, **kwargs):
@@ -124,13 +131,15 @@ def test_a_write_killed_half_way_leaves_no_torn_table(tmp_path, monkeypatch):
 
 
 def test_files_and_demo_label(tmp_path):
-    local = load_scale("local", REPO)
+    local = local_config()
     scores = scores_for(local)
     outputs = write_tables(scores, local, tmp_path, predictions_for(scores))
     assert {p.name for p in outputs.values()} >= {"main_table.csv", "main_table.md", "main_table.tex"}
     markdown = (tmp_path / "main_table.md").read_text()
-    assert "not comparable with the paper" in markdown and "PubMedQA" in markdown
+    assert "Data: the embedded demo rows (local scale), not comparable with the paper." in markdown
+    assert "PubMedQA" in markdown
     assert "not comparable with the paper" in (tmp_path / "main_table.tex").read_text()
+    assert "Data: the embedded demo rows" in (tmp_path / "main_table_deltas.md").read_text()
     assert "smollm2_p3: a P3-style adapter trained in this workflow" in markdown
     csv = pd.read_csv(tmp_path / "main_table.csv")
     assert list(csv["adaptation"][:3]) == ["zero-shot", "TAPT", "Bonito"]
@@ -202,7 +211,7 @@ def test_the_command_writes_the_deltas_with_intervals_from_the_predictions(tmp_p
     """`main-table` as the rule runs it: the scores, every cell's predictions file by its place in
     the layout, the config's bootstrap; the deltas' CSV holds each interval beside its delta."""
     monkeypatch.chdir(tmp_path)
-    local = load_scale("local", REPO)
+    local = local_config()
     config = {**local, "run": {**local["run"], "datasets": ["pubmed_qa", "contract_nli"], "sources": ["bonito"]}}
     rng = np.random.default_rng(5)
     rows = []
@@ -219,7 +228,7 @@ def test_the_command_writes_the_deltas_with_intervals_from_the_predictions(tmp_p
                 f1 = cell_statistic(frame, np.arange(60), dataset)(np.arange(60)[None, :])[0]
                 rows.append({"target": target, "source": source, "dataset": dataset, "f1": f1})
     pd.DataFrame(rows).to_csv("scores.csv", index=False)
-    params = {**{k: config[k] for k in ("scale", "models", "targets", "tables", "run")},
+    params = {**{k: config[k] for k in ("scale", "models", "targets", "tables", "run", "data")},
               "datasets": {d: {"title": config["datasets"][d]["title"]} for d in config["run"]["datasets"]},
               "evaluation": {"bootstrap": BOOTSTRAP}}
     argv = ["--scores", "scores.csv", "--params", json.dumps(params), "--out-dir", "paper", "--predictions"]

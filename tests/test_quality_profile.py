@@ -83,14 +83,14 @@ def test_cli_writes_one_table_across_generators(tmp_path):
     assert bonito_repro(["quality-profile", "--synthetic", *(str(f[0]) for f in files.values()),
                          "--manifests", *(str(f[1]) for f in files.values()),
                          "--passages", str(unannotated), str(unannotated),
-                         "--params", json.dumps({"cells": cells, "decimals": 1, "scale": "local"}),
+                         "--params", json.dumps({"cells": cells, "decimals": 1, "data": "Data: real rows from your own files."}),
                          "--out-csv", str(out_csv), "--out-md", str(out_md)]) == 0
     table = pd.read_csv(out_csv)
     assert table["generator"].tolist() == ["bonito", "backtranslation"] and table["label_yes"].tolist() == [1.0, 1.0]
-    assert out_md.read_text().startswith("Embedded demo data (local scale)")
+    assert out_md.read_text().startswith("Data: real rows from your own files.")
 
 
 def test_cli_refuses_cells_and_files_that_differ(tmp_path):
     with pytest.raises(SystemExit, match="differ in length"):
         bonito_repro(["quality-profile", "--synthetic", "a", "--manifests", "b", "--passages", "c",
-                      "--params", json.dumps({"cells": [], "decimals": 1, "scale": "local"}), "--out-csv", str(tmp_path / "x"), "--out-md", str(tmp_path / "y")])
+                      "--params", json.dumps({"cells": [], "decimals": 1, "data": ""}), "--out-csv", str(tmp_path / "x"), "--out-md", str(tmp_path / "y")])

@@ -1,4 +1,4 @@
-"""The evaluation score collector: one row per result JSON, the demo label below paper scale."""
+"""The evaluation score collector: one row per result JSON, the caption line naming the data."""
 from __future__ import annotations
 
 import json
@@ -35,14 +35,14 @@ def test_collect_scores(results):
     assert row.template_f1.startswith("t0: 10.0; t1: 20.0")
 
 
-@pytest.mark.parametrize("scale", ["local", "paper"])
-def test_table_files_and_demo_label(results, tmp_path, scale):
+@pytest.mark.parametrize("data", ["Data: the embedded demo rows (local scale), not comparable with the paper.",
+                                  "Data: the paper's rows, read from the Hub."])
+def test_table_files_and_data_label(results, tmp_path, data):
     csv, md = tmp_path / "scores.csv", tmp_path / "scores.md"
-    assert main(["--inputs", *map(str, results), "--scale", scale, "--csv", str(csv), "--md", str(md)]) == 0
+    assert main(["--inputs", *map(str, results), "--data", data, "--csv", str(csv), "--md", str(md)]) == 0
     table, text = pd.read_csv(csv), md.read_text()
     assert len(table) == 2 and "f1" in table.columns
-    labelled = "not comparable with the paper" in text
-    assert labelled == (scale != "paper") and ("data" in table.columns) == (scale != "paper")
+    assert f"**{data}**" in text and (table["data"] == data).all()
     assert "| a " in text and "[10.0, 30.0] (95%)" in text
 
 
@@ -51,3 +51,19 @@ def test_not_a_result_is_an_error(tmp_path):
     path.write_text(json.dumps({"target": "a"}))
     with pytest.raises(ValueError, match="x.json"):
         collect_scores([path])
+
+
+def test_the_data_caption_names_demo_real_and_the_papers_rows(local_config, tmp_path):
+    from bonito_repro.core.config import load_scale
+    from bonito_repro.reporting.data_caption import data_caption
+    from conftest import REPO
+
+    local = local_config["datasets"]
+    assert data_caption(local, "local") == "Data: the embedded demo rows (local scale), not comparable with the paper."
+    assert data_caption(load_scale("paper", REPO)["datasets"], "paper") == "Data: the paper's rows, read from the Hub."
+    own = {**local["pubmed_qa"], "title": "My QA", "file": str(tmp_path / "my_qa.yaml"),
+           "test": {"files": "my_qa.jsonl"}, "unannotated": {"hub": {"id": "me/passages"}}}
+    mixed = {"pubmed_qa": local["pubmed_qa"], "my_qa": own}
+    assert data_caption(mixed, "local") == ("Data: PubMedQA: the embedded demo rows (local scale), not comparable "
+                                            "with the paper; My QA: real rows from your own files.")
+    assert data_caption({"my_qa": own}, "local", "unannotated") == "Data: real rows read from the Hub."

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,7 +15,6 @@ from bonito_repro.cluster.dry_run import Job
 from bonito_repro.core.config import load_config, load_scale
 from bonito_repro.generate.inputs import position_limit
 from bonito_repro.generate.synthetic_tasks import check_lengths
-from bonito_repro.reporting import table
 from bonito_repro.workflow import corpus
 from conftest import REPO, dry_run_jobs, snakemake
 
@@ -167,11 +165,14 @@ def test_corpus_writes_the_workstation_overlay(tmp_path, capsys):
 
 
 def test_workstation_tables_are_not_labelled_demo_data():
-    scores = pd.DataFrame([{c: None for c in table.COLUMNS}]).assign(
-        target="mistral_7b", source="zero_shot", dataset="pubmed_qa", f1=25.0, ci_low=20.0, ci_high=30.0,
-        confidence=0.95, no_tasks=None, template_f1="{}")
-    assert "Embedded demo data" not in table.markdown(scores, "workstation")
-    assert "Embedded demo data (local scale)" in table.markdown(scores, "local")
+    """The workstation reads the paper's datasets from the Hub: its captions say so, where the
+    local scale's say demo rows."""
+    from bonito_repro.reporting.data_caption import data_caption
+
+    workstation = load_config(REPO / "config.yaml", REPO / "config" / "workstation.yaml")
+    local = load_scale("local", REPO)
+    assert data_caption(workstation["datasets"], "workstation") == "Data: the paper's rows, read from the Hub."
+    assert "embedded demo rows (local scale)" in data_caption(local["datasets"], "local")
 
 
 def test_the_llama31_bonito_generator_is_selectable_by_name(tmp_path):

@@ -24,6 +24,8 @@ COMMANDS = {
              "bonito-repro list targets --scale paper"),
     "corpus": ("bonito_repro.workflow.corpus", "your own text to synthetic tasks, an adapted model and F1",
                "bonito-repro corpus --text my.txt --task-type ynqa --name mine --license cc0-1.0 --out-dir mine"),
+    "push": ("bonito_repro.reporting.push", "upload a synthetic set's or an adapter's card folder to the Hub",
+             "bonito-repro push path/to/set.hub you/my-tasks"),
     "ablations": ("bonito_repro.workflow.ablations", "the jobs each of the paper's ablations adds",
                   "bonito-repro ablations jobs --scale paper"),
     "cost": ("bonito_repro.cluster.cost", "the GPU-hours a paper-scale run projects, per stage",

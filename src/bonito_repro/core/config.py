@@ -31,6 +31,7 @@ import yaml
 
 from . import PACKAGE_DATA
 from .errors import InputError
+from .licenses import license_problem
 from .sources import TAPT, ZERO_SHOT, generator_name_problems
 from .templates import TemplateError, load_templates
 from .tasks import GENERATION_TASK_TYPES, GREEDY, RANK_TASK_TYPES, TASK_TYPES, scoring, task_type_code
@@ -247,7 +248,10 @@ def _dataset_problems(spec: dict, path: Path) -> list[str]:
     classification needs a label map whose field is ``test_fields.label`` and templates whose
     choices are exactly the labels the map gives (a verbatim template's derived by rendering its
     target for each label); extractive QA needs templates without choices and gold
-    ``answers.text`` in the test rows."""
+    ``answers.text`` in the test rows; a license must be one the Hub knows (its cards carry it)."""
+    license_wrong = license_problem(spec["license"]) if "license" in spec else None
+    if license_wrong:
+        return [f"{path}: license: {license_wrong}"]
     try:
         task_type = task_type_code(spec["task_type"])
     except ValueError as error:

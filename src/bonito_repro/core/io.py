@@ -11,6 +11,7 @@ import platform
 import re
 import secrets
 import shutil
+import sys
 import time
 from contextlib import contextmanager
 from importlib import metadata
@@ -479,9 +480,40 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+# Instruction-set extensions that choose the kernels torch and the tokenizers run: the same seed
+# can sample different tokens on CPUs that differ in these (docs/reliability.md).
+ISA_FLAG_PREFIXES = ("sse", "ssse", "avx", "amx", "fma", "f16c", "vnni", "bf16", "asimd", "sve", "neon")
+CPUINFO = Path("/proc/cpuinfo")
+
+
+def _cpuinfo_fields(text: str) -> dict[str, str]:
+    """The first processor's ``key: value`` lines of /proc/cpuinfo."""
+    fields: dict[str, str] = {}
+    for line in text.split("\n\n")[0].splitlines():
+        key, _, value = line.partition(":")
+        fields.setdefault(key.strip(), value.strip())
+    return fields
+
+
+def machine(cpuinfo: Path = CPUINFO) -> dict[str, Any]:
+    """The CPU a manifest's outputs were computed on: its model and instruction-set flags (from
+    /proc/cpuinfo on Linux; x86 calls them ``flags``, ARM ``Features``), the architecture and,
+    when torch is loaded, the kernel level torch dispatches to."""
+    fields = _cpuinfo_fields(cpuinfo.read_text()) if cpuinfo.exists() else {}
+    flags = (fields.get("flags") or fields.get("Features") or "").split()
+    record: dict[str, Any] = {
+        "cpu_model": fields.get("model name") or fields.get("Model") or platform.processor() or "unknown",
+        "cpu_flags": sorted(f for f in set(flags) if f.startswith(ISA_FLAG_PREFIXES)),
+        "architecture": platform.machine(),
+    }
+    if "torch" in sys.modules:  # not imported here: a manifest of a stage without torch stays fast
+        record["torch_cpu_capability"] = sys.modules["torch"].backends.cpu.get_cpu_capability()
+    return record
+
+
 class Manifest:
     """What a stage did, written beside its outputs: counts in and out, every drop by reason,
-    seed, the config values used, package versions and wall time."""
+    seed, the config values used, package versions, the CPU (``machine``) and wall time."""
 
     def __init__(self, stage: str, params: dict | None = None, seed: int | None = None):
         self.stage = stage
@@ -505,6 +537,7 @@ class Manifest:
             "params": self.params,
             **self.extra,
             "versions": package_versions(),
+            "machine": machine(),
             "wall_seconds": round(time.time() - self._started, 3),
         }
         write_json(record, path)

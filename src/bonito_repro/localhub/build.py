@@ -17,7 +17,7 @@ import yaml
 from ..core import PACKAGE_DATA
 from ..core.prompts import bonito_input, bonito_output
 from ..core.origins import EMBEDDED_DIR
-from .server import COMMITS_DIR, REPO_TYPES, load_revision
+from .server import move_branch  # noqa: F401  (a branch moves as a push moves it: callers of build use it)
 
 SPEC_PATH = PACKAGE_DATA / "local_hub.yaml"
 GITATTRIBUTES = "".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n"
@@ -289,28 +289,3 @@ def build(root: str | Path, spec_path: str | Path = SPEC_PATH) -> Path:
                     else:
                         raise ValueError(f"{spec_path}: {repo_type} {repo_id}@{revision}: unknown layout {layout!r}")
     return root
-
-
-def move_branch(root: str | Path, repo_type: str, repo_id: str, branch: str,
-                files: dict[str, bytes | None]) -> tuple[str, str]:
-    """Commit ``files`` (path in the repository -> new content, None to delete) to a branch of a
-    repository under ``root``, as a push to the Hub moves the branch: its former commit stays
-    readable by its sha (under ``.commits/``). Returns (former sha, new sha); a server started on
-    ``root`` afterwards serves the moved branch."""
-    folder = {t: f for f, t in REPO_TYPES.items()}[repo_type]
-    repo_dir = Path(root) / folder / repo_id
-    branch_dir = repo_dir / quote(branch, safe="")
-    if not branch_dir.is_dir():
-        raise ValueError(f"{repo_type} {repo_id}: no branch {branch!r} under {root}")
-    former = load_revision(repo_type, repo_id, branch_dir).sha
-    kept = repo_dir / COMMITS_DIR / former
-    if not kept.exists():
-        shutil.copytree(branch_dir, kept)
-    for path, content in files.items():
-        target = branch_dir / path
-        if content is None:
-            target.unlink()
-        else:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content)
-    return former, load_revision(repo_type, repo_id, branch_dir).sha

@@ -17,7 +17,7 @@ Folder layout (``python -m bonito_repro.localhub build`` writes one)::
 Each revision folder is one commit: its sha is derived from the repository, revision name and
 file contents, so it changes when the files do. Revisions named ``refs/convert/*`` are listed as
 converts, ``refs/pr/N`` as pull requests, any other name as a branch. A branch moves as on the Hub
-(``build.move_branch``, then a server started on the folder): its former commit stays readable by
+(``move_branch``, then a server started on the folder, or a commit it answers): its former commit stays readable by
 its sha under ``.commits/``, and the branch points at a new commit.
 
 Endpoints: every one ``huggingface_hub`` and ``datasets`` call in this project's downloads (the
@@ -46,6 +46,22 @@ in one page (the repositories are small; the Hub pages at 1,000 entries).
 - ``cdn``: ``HEAD``/``GET /blobs/SHA256`` on a second port (a different origin, as a CDN is, so
   the client drops the token there), with ``Range`` support.
 
+And the calls of ``HfApi.upload_folder`` over the LFS protocol (``HF_HUB_DISABLE_XET=1``: the Hub's
+Xet storage is not served here), each with a valid token:
+
+- ``create_repo``: ``POST /api/repos/create`` (a new repository with ``.gitattributes`` on
+  ``main``; 409 when it exists, which ``create_repo(exist_ok=True)`` accepts).
+- ``validate_yaml``: ``POST /api/validate-yaml`` (a card's metadata; a ``license`` the Hub does not
+  know, data/hub_licenses.tsv, is a 400 with the Hub's ``errors`` list).
+- ``preupload``: ``POST /api/{type}s/ID/preupload/REV`` (each file ``lfs`` or ``regular`` by the
+  suffixes above, with the oid it has on the revision, so an unchanged file is skipped).
+- ``lfs_batch``: ``POST /[datasets/]ID.git/info/lfs/objects/batch`` (basic transfer: an upload and
+  a verify action per object not yet stored).
+- ``lfs_upload``: ``PUT /upload/SHA256`` on the CDN origin (the bytes, checked against the sha256).
+- ``lfs_verify``: ``POST /api/lfs/verify/SHA256`` (the uploaded object's size).
+- ``commit``: ``POST /api/{type}s/ID/commit/REV`` (NDJSON: ``file`` in base64, ``lfsFile`` by
+  sha256, ``deletedFile``), which moves the branch as ``move_branch`` does.
+
 Revisions may come URL-quoted in one path segment (``refs%2Fconvert%2Fparquet``, how the
 libraries send them) or, for ``refs/convert/*`` and ``refs/pr/N``, unquoted (the Hub accepts both).
 Errors carry the Hub's ``X-Error-Code`` (``RepoNotFound``, ``RevisionNotFound``, ``EntryNotFound``,
@@ -60,25 +76,29 @@ from a download. A gated repository's metadata
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import re
+import shutil
 import sys
 import threading
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 ENDPOINTS = ("whoami", "agent_harnesses", "repo_info", "tree", "paths_info", "refs", "auth_check",
-             "resolve", "cdn")
+             "resolve", "cdn", "create_repo", "validate_yaml", "preupload", "lfs_batch", "lfs_upload",
+             "lfs_verify", "commit")
 REPO_TYPES = {"models": "model", "datasets": "dataset"}
 # what a Hub repository's default .gitattributes sends to LFS (the rest are plain git blobs)
 LFS_SUFFIXES = {".arrow", ".bin", ".gguf", ".model", ".parquet", ".pt", ".safetensors"}
 COMMIT_DATE = "2024-02-27T00:00:00.000Z"
 _SPECIAL_REF = re.compile(r"^refs/(convert/[\w-]+|pr/\d+)$")
 COMMITS_DIR = ".commits"   # a repository's earlier commits, one folder per sha
+UPLOADS_DIR = ".uploads"   # LFS objects uploaded and not yet committed, one file per sha256
 
 
 @dataclass(frozen=True)
@@ -132,28 +152,80 @@ def load_revision(repo_type: str, repo_id: str, rev_dir: Path, sha: str | None =
     return Revision(name, sha or digest.hexdigest(), files, dirs)
 
 
+def load_repo(repo_type: str, repo_dir: Path) -> Repo:
+    """One repository folder: its revisions, earlier commits and gating."""
+    repo_id = f"{repo_dir.parent.name}/{repo_dir.name}"
+    meta_path = repo_dir / "repo.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    folders = [p for p in sorted(repo_dir.iterdir()) if p.is_dir() and p.name != COMMITS_DIR]
+    revisions = {rev.name: rev for rev in (load_revision(repo_type, repo_id, p) for p in folders)}
+    if "main" not in revisions:
+        raise ValueError(f"{repo_dir}: a repository needs a main revision folder")
+    earlier = sorted(p for p in (repo_dir / COMMITS_DIR).glob("*") if p.is_dir())
+    commits = {p.name: load_revision(repo_type, repo_id, p, sha=p.name) for p in earlier}
+    return Repo(repo_type, repo_id, meta.get("gated", False), revisions, commits)
+
+
 def load_repos(root: Path) -> dict[tuple[str, str], Repo]:
     """Every repository under root, keyed by (type, id)."""
-    repos: dict[tuple[str, str], Repo] = {}
-    for folder, repo_type in REPO_TYPES.items():
-        for repo_dir in sorted(p for p in (root / folder).glob("*/*") if p.is_dir()):
-            repo_id = f"{repo_dir.parent.name}/{repo_dir.name}"
-            meta_path = repo_dir / "repo.json"
-            meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-            folders = [p for p in sorted(repo_dir.iterdir()) if p.is_dir() and p.name != COMMITS_DIR]
-            revisions = {rev.name: rev for rev in (load_revision(repo_type, repo_id, p) for p in folders)}
-            if "main" not in revisions:
-                raise ValueError(f"{repo_dir}: a repository needs a main revision folder")
-            earlier = sorted(p for p in (repo_dir / COMMITS_DIR).glob("*") if p.is_dir())
-            commits = {p.name: load_revision(repo_type, repo_id, p, sha=p.name) for p in earlier}
-            repos[(repo_type, repo_id)] = Repo(repo_type, repo_id, meta.get("gated", False), revisions, commits)
-    return repos
+    return {(repo_type, f"{repo_dir.parent.name}/{repo_dir.name}"): load_repo(repo_type, repo_dir)
+            for folder, repo_type in REPO_TYPES.items()
+            for repo_dir in sorted(p for p in (root / folder).glob("*/*") if p.is_dir())}
+
+
+def move_branch(root: str | Path, repo_type: str, repo_id: str, branch: str,
+                files: dict[str, bytes | Path | None]) -> tuple[str, str]:
+    """Commit ``files`` (path in the repository -> new content, or a file holding it, or None to
+    delete) to a branch of a repository under ``root``, as a push to the Hub moves the branch: its
+    former commit stays readable by its sha (under ``.commits/``). Returns (former sha, new sha);
+    a server started on ``root`` afterwards serves the moved branch."""
+    folder = {t: f for f, t in REPO_TYPES.items()}[repo_type]
+    repo_dir = Path(root) / folder / repo_id
+    branch_dir = repo_dir / quote(branch, safe="")
+    if not branch_dir.is_dir():
+        raise ValueError(f"{repo_type} {repo_id}: no branch {branch!r} under {root}")
+    former = load_revision(repo_type, repo_id, branch_dir).sha
+    kept = repo_dir / COMMITS_DIR / former
+    if not kept.exists():
+        shutil.copytree(branch_dir, kept)
+    for path, content in files.items():
+        target = branch_dir / path
+        if content is None:
+            target.unlink()
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, Path):
+            shutil.copyfile(content, target)
+        else:
+            target.write_bytes(content)
+    return former, load_revision(repo_type, repo_id, branch_dir).sha
+
+
+def known_licenses() -> set[str]:
+    """The license identifiers the Hub accepts (the package's list, read without its imports)."""
+    text = (Path(__file__).resolve().parents[1] / "data" / "hub_licenses.tsv").read_text(encoding="utf-8")
+    return {line.split("\t")[0] for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def metadata_errors(content: str) -> list[str]:
+    """What the Hub's card check would refuse in a README's metadata: a front matter that does not
+    close, a ``license`` it does not know. (The YAML itself is not parsed: standard library only.)"""
+    if not content.startswith("---"):
+        return []
+    head, sep, _ = content[3:].partition("\n---")
+    if not sep:
+        return ["the metadata block opened by --- is not closed"]
+    licenses = re.findall(r"^license:\s*(\S+)\s*$", head, re.MULTILINE)
+    return [f'"license" must be one of the Hub\'s license identifiers, not "{value}"'
+            for value in licenses if value.strip("'\"") not in known_licenses()]
 
 
 class HubError(Exception):
-    def __init__(self, status: int, code: str | None, message: str, commit: str | None = None):
+    def __init__(self, status: int, code: str | None, message: str, commit: str | None = None,
+                 body: dict | None = None):
         super().__init__(message)
         self.status, self.code, self.message, self.commit = status, code, message, commit
+        self.body = body or {}  # what the Hub's error body holds beside the message
 
 
 class Hub:
@@ -172,6 +244,26 @@ class Hub:
         self._lock = threading.Lock()
         self.blobs = {b.sha256: b for repo in self.repos.values()
                       for rev in [*repo.revisions.values(), *repo.commits.values()] for b in rev.files.values() if b.lfs}
+
+    def write_user(self, headers) -> str:
+        """The user of a write request: a valid token is required."""
+        user = self.user(headers)
+        if user is None:
+            raise HubError(401, None, "You must be authenticated to write to the Hub (a token with write access)")
+        return user
+
+    def reload(self, repo_type: str, repo_id: str) -> Repo:
+        """Read a repository again from its folder after a write, its LFS files served by the CDN."""
+        folder = {t: f for f, t in REPO_TYPES.items()}[repo_type]
+        with self._lock:
+            repo = self.repos[(repo_type, repo_id)] = load_repo(repo_type, self.root / folder / repo_id)
+            self.blobs.update({b.sha256: b for rev in [*repo.revisions.values(), *repo.commits.values()]
+                               for b in rev.files.values() if b.lfs})
+        return repo
+
+    def staged(self, sha256: str) -> Path:
+        """Where an uploaded LFS object waits for the commit that names it."""
+        return self.root / UPLOADS_DIR / sha256
 
     def record(self, entry: dict) -> None:
         if self.log_path is None:
@@ -259,13 +351,31 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         self._dispatch()
 
+    def do_PUT(self):
+        self._dispatch()
+
+    def _read_body(self) -> bytes:
+        """The request body, by its length or in chunks (an upload of a file object streams)."""
+        if self.headers.get("Transfer-Encoding", "").lower() != "chunked":
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+        chunks = []
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                self.rfile.readline()  # the blank line after the last chunk
+                return b"".join(chunks)
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()
+
     def _dispatch(self) -> None:
         url = urlsplit(self.path)
         parts = [p for p in url.path.split("/") if p]  # still quoted: %2F stays inside a segment
         query = parse_qs(url.query)
-        # read a POST body first: an error answered before reading it would break keep-alive
-        length = int(self.headers.get("Content-Length") or 0)
-        self.form = parse_qs(self.rfile.read(length).decode()) if length else {}
+        # read a body first: an error answered before reading it would break keep-alive
+        self.body = self._read_body()
+        form = self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded")
+        self.form = parse_qs(self.body.decode()) if form and self.body else {}
         self.endpoint = None
         try:
             self.endpoint, handler = self._route(parts)
@@ -281,7 +391,16 @@ class Handler(BaseHTTPRequestHandler):
         if self.is_cdn:
             if method in ("GET", "HEAD") and len(parts) == 2 and parts[0] == "blobs":
                 return "cdn", lambda q: self._cdn(parts[1])
+            if method == "PUT" and len(parts) == 2 and parts[0] == "upload":
+                return "lfs_upload", lambda q: self._lfs_upload(parts[1])
             return None, None
+        if parts[:1] == ["api"] and method == "POST":
+            if parts[1:] == ["repos", "create"]:
+                return "create_repo", self._create_repo
+            if parts[1:] == ["validate-yaml"]:
+                return "validate_yaml", self._validate_yaml
+            if parts[1:3] == ["lfs", "verify"] and len(parts) == 4:
+                return "lfs_verify", lambda q: self._lfs_verify(parts[3])
         if parts[:1] == ["api"]:
             if parts[1:] == ["whoami-v2"] and method == "GET":
                 return "whoami", self._whoami
@@ -307,9 +426,19 @@ class Handler(BaseHTTPRequestHandler):
                     return "refs", lambda q: self._refs(repo_type, repo_id, q)
                 if method == "GET" and rest == ["auth-check"]:
                     return "auth_check", lambda q: self._auth_check(repo_type, repo_id)
+                if method == "POST" and rest[:1] in (["preupload"], ["commit"]):
+                    revision, tail = _split_revision(rest[1:])
+                    if not tail and rest[0] == "preupload":
+                        return "preupload", lambda q: self._preupload(repo_type, repo_id, revision)
+                    if not tail:
+                        return "commit", lambda q: self._commit(repo_type, repo_id, revision, q)
             return None, None
         repo_type = "dataset" if parts[:1] == ["datasets"] else "model"
         parts = parts[1:] if repo_type == "dataset" else parts
+        if (method == "POST" and len(parts) == 6 and parts[1].endswith(".git")
+                and parts[2:] == ["info", "lfs", "objects", "batch"]):
+            repo_id = f"{unquote(parts[0])}/{unquote(parts[1]).removesuffix('.git')}"
+            return "lfs_batch", lambda q: self._lfs_batch(repo_type, repo_id)
         if method in ("GET", "HEAD") and len(parts) >= 5 and parts[2] == "resolve":
             repo_id = f"{unquote(parts[0])}/{unquote(parts[1])}"
             revision, tail = _split_revision(parts[3:])
@@ -344,7 +473,7 @@ class Handler(BaseHTTPRequestHandler):
             headers["X-Error-Code"] = error.code
         if error.commit:
             headers["X-Repo-Commit"] = error.commit
-        self._send(error.status, json.dumps({"error": error.message}).encode(), headers)
+        self._send(error.status, json.dumps({"error": error.message, **error.body}).encode(), headers)
 
     # ------------------------------------------------------------------ endpoints
     def _whoami(self, query) -> None:
@@ -454,6 +583,124 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(206, data[start:end + 1],
                               {**headers, "Content-Range": f"bytes {start}-{end}/{blob.size}"})
         return self._send(200, data, headers)
+
+
+    # ------------------------------------------------------------------ uploads (HfApi.upload_folder)
+    def _base(self) -> str:
+        return f"http://{self.headers.get('Host')}"
+
+    def _repo_url(self, repo_type: str, repo_id: str) -> str:
+        return f"{self._base()}/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}"
+
+    def _payload(self) -> dict:
+        try:
+            return json.loads(self.body or b"{}")
+        except ValueError:
+            raise HubError(400, None, "the body is not JSON") from None
+
+    def _create_repo(self, query) -> None:
+        user = self.hub.write_user(self.headers)
+        payload = self._payload()
+        repo_type = payload.get("type") or "model"
+        if repo_type not in REPO_TYPES.values():
+            raise HubError(400, None, f"repository type {repo_type!r} is not served here")
+        repo_id = f"{payload.get('organization') or user}/{payload['name']}"
+        if (repo_type, repo_id) in self.hub.repos:  # the Hub's answer names the repository's URL too
+            raise HubError(409, None, f"You already created this {repo_type} repo: {repo_id}",
+                           body={"url": self._repo_url(repo_type, repo_id)})
+        folder = {t: f for f, t in REPO_TYPES.items()}[repo_type]
+        main = self.hub.root / folder / repo_id / "main"
+        main.mkdir(parents=True)
+        # as on the Hub, a new repository's first commit holds the .gitattributes sending files to LFS
+        (main / ".gitattributes").write_text("".join(f"*{suffix} filter=lfs diff=lfs merge=lfs -text\n"
+                                                     for suffix in sorted(LFS_SUFFIXES)))
+        self.hub.reload(repo_type, repo_id)
+        url = self._repo_url(repo_type, repo_id)
+        return self._json({"url": url, "name": repo_id, "id": repo_id})
+
+    def _validate_yaml(self, query) -> None:
+        self.hub.user(self.headers)
+        errors = metadata_errors(self._payload().get("content", ""))
+        body = {"errors": [{"message": e} for e in errors], "warnings": []}
+        if errors:
+            return self._send(400, json.dumps(body).encode(), {"Content-Type": "application/json",
+                                                               "X-Error-Message": errors[0]})
+        return self._json(body)
+
+    def _preupload(self, repo_type: str, repo_id: str, revision: str) -> None:
+        self.hub.write_user(self.headers)
+        rev = self.hub.revision(self.hub.repo(repo_type, repo_id), revision)
+        files = []
+        for file in self._payload().get("files", []):
+            lfs = Path(file["path"]).suffix in LFS_SUFFIXES
+            blob = rev.files.get(file["path"])
+            files.append({"path": file["path"], "uploadMode": "lfs" if lfs else "regular", "shouldIgnore": False,
+                          "oid": None if blob is None else blob.sha256 if lfs else blob.oid})
+        return self._json({"files": files, "commitOid": rev.sha})
+
+    def _lfs_batch(self, repo_type: str, repo_id: str) -> None:
+        self.hub.write_user(self.headers)
+        self.hub.repo(repo_type, repo_id)
+        payload = self._payload()
+        if payload.get("operation") != "upload" or "basic" not in payload.get("transfers", ["basic"]):
+            raise HubError(400, None, "only uploads by the basic transfer are served here")
+        objects = []
+        for obj in payload.get("objects", []):
+            oid, size = obj["oid"], int(obj["size"])
+            entry = {"oid": oid, "size": size, "authenticated": True}
+            if oid not in self.hub.blobs and not self.hub.staged(oid).exists():
+                entry["actions"] = {"upload": {"href": f"{self.hub.cdn_base}/upload/{oid}", "header": {}},
+                                    "verify": {"href": f"{self._base()}/api/lfs/verify/{oid}", "header": {}}}
+            objects.append(entry)
+        body = json.dumps({"transfer": "basic", "objects": objects, "hash_algo": "sha256"}).encode()
+        return self._send(200, body, {"Content-Type": "application/vnd.git-lfs+json"})
+
+    def _lfs_upload(self, sha256: str) -> None:
+        if hashlib.sha256(self.body).hexdigest() != sha256:
+            raise HubError(400, None, f"the uploaded bytes do not hash to {sha256}")
+        target = self.hub.staged(sha256)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        partial.write_bytes(self.body)
+        partial.replace(target)
+        return self._send(200)
+
+    def _lfs_verify(self, sha256: str) -> None:
+        self.hub.write_user(self.headers)
+        payload = self._payload()
+        target = self.hub.staged(sha256)
+        if payload.get("oid") != sha256 or not target.exists() or target.stat().st_size != int(payload.get("size", -1)):
+            raise HubError(404, None, f"object {sha256} of size {payload.get('size')} was not uploaded")
+        return self._json({})
+
+    def _commit(self, repo_type: str, repo_id: str, revision: str, query) -> None:
+        self.hub.write_user(self.headers)
+        repo = self.hub.repo(repo_type, repo_id)
+        self.hub.revision(repo, revision)
+        if query.get("create_pr"):
+            raise HubError(400, None, "pull requests are not served here")
+        files: dict[str, bytes | Path | None] = {}
+        for line in self.body.decode().splitlines():
+            item = json.loads(line)
+            key, value = item["key"], item["value"]
+            if key == "header":  # the commit message: not kept (the local Hub lists no history)
+                continue
+            if key == "file":
+                files[value["path"]] = base64.b64decode(value["content"])
+            elif key == "lfsFile":
+                known = self.hub.blobs.get(value["oid"])
+                stored = known.path if known else self.hub.staged(value["oid"])
+                if not stored.exists():
+                    raise HubError(422, None, f"{value['path']}: LFS object {value['oid']} was never uploaded")
+                files[value["path"]] = stored
+            elif key == "deletedFile":
+                files[value["path"]] = None
+            else:
+                raise HubError(400, None, f"commit operation {key!r} is not served here")
+        _, sha = move_branch(self.hub.root, repo_type, repo_id, revision, files)
+        self.hub.reload(repo_type, repo_id)
+        return self._json({"success": True, "commitOid": sha, "pullRequestUrl": None,
+                           "commitUrl": f"{self._repo_url(repo_type, repo_id)}/commit/{sha}"})
 
 
 @dataclass

@@ -18,10 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.config import COMPARABLE_SCALES
 from ..core.sources import TAPT, ZERO_SHOT
 from ..core.io import parse_params, read_json, setup_logging, write_csv, write_text
-from .main_table import DEMO_LABEL
 from .plot import _pyplot, _save
 
 TITLES = {
@@ -100,10 +98,6 @@ def summary_table(data: pd.DataFrame, figure: str, decimals: int) -> pd.DataFram
     if figure == "chain":
         table = table.rename(index={ZERO_SHOT: "zero-shot", TAPT: "TAPT"}, level="label")
     return table.reset_index()
-
-
-def scale_note(scale: str) -> str:
-    return "" if scale in COMPARABLE_SCALES else DEMO_LABEL.format(scale=scale)
 
 
 def chain_steps(data: pd.DataFrame) -> pd.DataFrame:
@@ -228,8 +222,7 @@ def figure_title(figure: str, params: dict, data: pd.DataFrame) -> str:
         lines.append(f"(every set subsampled to {params['common_n']} tasks, so every adapter trained alike)")
     if figure == "transfer":
         lines.append("(each adapter on its full set: sets and steps differ by dataset)")
-    note = scale_note(params["scale"])
-    return "\n".join(lines + [READING] + ([note] if note else []))
+    return "\n".join([*lines, READING, params["data"]])
 
 
 def write_figure(figure: str, cells: list[dict], params: dict, png: Path, csv: Path, md: Path) -> pd.DataFrame:
@@ -237,7 +230,7 @@ def write_figure(figure: str, cells: list[dict], params: dict, png: Path, csv: P
     if figure == "chain":
         data = chain_steps(data)
     decimals = params["decimals"]
-    write_csv(data.assign(data=scale_note(params["scale"])) if params["scale"] not in COMPARABLE_SCALES else data, csv)
+    write_csv(data.assign(data=params["data"]), csv)
     title = figure_title(figure, params, data)
     table = summary_table(data, figure, decimals)
     write_text(title.replace("\n", "\n\n") + "\n\n" + table.to_markdown(index=False) + "\n", md)
@@ -256,7 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figure", required=True, choices=sorted(TITLES))
     parser.add_argument("--cells", required=True, help="the figure's cells (JSON: {\"cells\": [...]})")
     parser.add_argument("--params", required=True,
-                        help="JSON: scale, dpi, decimals, the step rule (one_epoch_below, max_steps), matched_n, common_n")
+                        help="JSON: data (the caption line naming the data), dpi, decimals, the step rule "
+                             "(one_epoch_below, max_steps), matched_n, common_n")
     parser.add_argument("--png", type=Path, required=True)
     parser.add_argument("--csv", type=Path, required=True)
     parser.add_argument("--md", type=Path, required=True)

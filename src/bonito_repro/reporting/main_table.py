@@ -17,7 +17,6 @@ from typing import Mapping
 import pandas as pd
 import yaml
 
-from ..core.config import COMPARABLE_SCALES
 from ..core import PACKAGE_DATA, layout
 from ..core.sources import ZERO_SHOT
 from ..core.io import (ColumnsError, InputFileError, check_writable, parse_params, read_csv, read_parquet, setup_logging,
@@ -32,7 +31,6 @@ SOURCE_NAMES = {ZERO_SHOT: "zero-shot", "tapt": "TAPT", "bonito": "Bonito",
 # released sets are the paper's Bonito
 PAPER_SOURCE = {"bonito_v1": "bonito", "bonito_released": "bonito"}
 SCORE_COLUMNS = ("target", "source", "dataset", "f1")  # what the table reads of the collected scores
-DEMO_LABEL = "Embedded demo data ({scale} scale), not comparable with the paper."
 P3_STAND_IN = ("{target}: a P3-style adapter trained in this workflow on ctga's p3 rows stands in for the "
                "published BatsResearch P3 adapter.")
 
@@ -181,7 +179,7 @@ def write_tables(scores: pd.DataFrame, config: dict, out_dir: Path,
     published = yaml.safe_load(PUBLISHED.read_text())
     grid = score_grid(scores, config)
     empty_cells = no_task_notes(scores)
-    notes = [] if config["scale"] in COMPARABLE_SCALES else [DEMO_LABEL.format(scale=config["scale"])]
+    notes = [config["data"]]  # which data: demo rows, real rows or the paper's (data_caption)
     notes += [P3_STAND_IN.format(target=t) for t, spec in config["targets"].items()
               if spec.get("init_adapter", {}).get("train_on") == "p3"]
     bootstrap = config["evaluation"]["bootstrap"]
@@ -243,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="every cell's per-example predictions (eval/<target>/<source>/<dataset>.predictions.parquet)")
     parser.add_argument("--params", required=True,
                         help="JSON with the resolved config's scale, run, models, targets, datasets, tables and "
-                             "evaluation.bootstrap")
+                             "evaluation.bootstrap, and data (the caption line naming the data)")
     parser.add_argument("--out-dir", required=True, type=Path)
     args = parser.parse_args(argv)
     setup_logging()

@@ -21,7 +21,6 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..core.config import COMPARABLE_SCALES
 from ..core.io import parse_params, read_json, setup_logging, write_csv, write_text
 from ..core.metrics import normalize_answer
 from ..core.tasks import task_type_spec
@@ -134,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="generation manifest of each cell")
     parser.add_argument("--passages", type=Path, nargs="+", required=True, help="unannotated parquet of each cell")
     parser.add_argument("--params", required=True, help="JSON: cells (a [generator, dataset, task_type] per "
-                        "cell, in the order of the files), decimals, and scale (labels demo data)")
+                        "cell, in the order of the files), decimals, and data (the caption line naming the data)")
     parser.add_argument("--out-csv", type=Path, required=True)
     parser.add_argument("--out-md", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -147,8 +146,7 @@ def main(argv: list[str] | None = None) -> int:
             for (g, d, t), s, m, u in zip(cells, args.synthetic, args.manifests, args.passages)]
     table = profile_table(rows)
     write_csv(table, args.out_csv)
-    note = "" if params["scale"] in COMPARABLE_SCALES else \
-        f"Embedded demo data ({params['scale']} scale), not comparable with the paper.\n\n"
+    note = f"{params['data']}\n\n"
     write_text(markdown(table, params["decimals"], note), args.out_md)
     log.info("quality profile of %d (generator, dataset) cells: %s", len(rows), args.out_csv)
     return 0

@@ -2,8 +2,8 @@
 per (target, source, dataset) the F1 mean over templates (the table number), the median, the
 bootstrap interval and the example count. The CSV is what the main table and the plots read.
 A cell whose alternative generator kept no task has no scores and says so (``no_tasks``: "no
-tasks (0 of N kept)"). Tables made at the local or smoke scale say that they come from embedded
-demo data.
+tasks (0 of N kept)"). The caption and a column of the CSV say which data the scores are on
+(demo rows, real rows or the paper's).
 """
 from __future__ import annotations
 
@@ -13,9 +13,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from ..core.config import COMPARABLE_SCALES
 from ..core.io import (InputFileError, check_writable, read_json, require_keys, setup_logging, write_csv, write_text)
-from .main_table import DEMO_LABEL
 
 COLUMNS = ["target", "source", "dataset", "task_type", "wrapper", "n_examples", "f1", "f1_median",
            "ci_low", "ci_high", "confidence", "templates", "template_f1", "no_tasks"]
@@ -49,8 +47,8 @@ def collect_scores(paths: Iterable[str | Path]) -> pd.DataFrame:
                                                            ignore_index=True)
 
 
-def markdown(scores: pd.DataFrame, scale: str, decimals: int = 1) -> str:
-    notes = "" if scale in COMPARABLE_SCALES else f"**{DEMO_LABEL.format(scale=scale)}**\n\n"
+def markdown(scores: pd.DataFrame, data: str, decimals: int = 1) -> str:
+    notes = f"**{data}**\n\n"
     shown = scores.drop(columns=["template_f1"]).copy()
     shown["ci"] = [note if isinstance(note, str) else f"[{lo:.{decimals}f}, {hi:.{decimals}f}] ({100 * c:g}%)"
                    for lo, hi, c, note in zip(shown.ci_low, shown.ci_high, shown.confidence, shown.no_tasks)]
@@ -60,21 +58,19 @@ def markdown(scores: pd.DataFrame, scale: str, decimals: int = 1) -> str:
     return caption + notes + shown.to_markdown(index=False, floatfmt=f".{decimals}f") + "\n"
 
 
-def write_scores(scores: pd.DataFrame, csv: Path, md: Path, scale: str) -> None:
-    if scale not in COMPARABLE_SCALES:
-        scores = scores.assign(data=DEMO_LABEL.format(scale=scale))
-    write_csv(scores, csv)
-    write_text(markdown(scores.drop(columns=["data"], errors="ignore"), scale), md)
+def write_scores(scores: pd.DataFrame, csv: Path, md: Path, data: str) -> None:
+    write_csv(scores.assign(data=data), csv)
+    write_text(markdown(scores, data), md)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bonito-repro table", description=__doc__)
     parser.add_argument("--inputs", nargs="+", required=True, type=Path, help="evaluation JSONs")
-    parser.add_argument("--scale", required=True, help="the config's scale (paper, local, smoke)")
+    parser.add_argument("--data", required=True, help="the caption line naming the data the scores are on")
     parser.add_argument("--csv", required=True, type=Path)
     parser.add_argument("--md", required=True, type=Path)
     args = parser.parse_args(argv)
     setup_logging()
     check_writable(args.csv, args.md)
-    write_scores(collect_scores(args.inputs), args.csv, args.md, args.scale)
+    write_scores(collect_scores(args.inputs), args.csv, args.md, args.data)
     return 0

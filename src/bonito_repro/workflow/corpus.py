@@ -38,6 +38,7 @@ import yaml
 
 from ..core.config import DATASETS_DIR, ConfigError, load_config, merged_config, read_yaml, scale_files
 from ..core.io import InputFileError, Manifest, read_jsonl, read_parquet, setup_logging, write_text
+from ..core.licenses import license_problem
 from ..core.tasks import (GENERATION_TASK_TYPES, RANK_TASK_TYPES, TASK_TYPE_SPECS, TASK_TYPES, task_type_code,
                           task_type_spec)
 from . import run as run_command
@@ -231,11 +232,14 @@ def two_choice(spec: dict) -> dict:
     return spec
 
 
-def dataset_spec(title: str, task_type: str, license_id: str, has_test: bool, labels_used: set[str] = frozenset()) -> dict:
-    """The dataset file: the user's files and, with a test set, the schema, label map and
-    templates of the paper's dataset of the same task type (the rows were written in its schema);
-    a yes-no QA or NLI set labelled yes and no only is scored over those two choices."""
-    spec = {"title": title, "task_type": task_type, "license": license_id, "unannotated": {"files": "unannotated.jsonl"}}
+def dataset_spec(title: str, task_type: str, license_id: str, has_test: bool, labels_used: set[str] = frozenset(),
+                 language: list[str] | None = None) -> dict:
+    """The dataset file: the user's files, their license and languages (the cards carry them) and,
+    with a test set, the schema, label map and templates of the paper's dataset of the same task
+    type (the rows were written in its schema); a yes-no QA or NLI set labelled yes and no only is
+    scored over those two choices."""
+    spec = {"title": title, "task_type": task_type, "license": license_id, **({"language": language} if language else {}),
+            "unannotated": {"files": "unannotated.jsonl"}}
     if not has_test:
         return spec
     spec["test"] = {"files": "test.jsonl"}
@@ -313,13 +317,18 @@ def build(args: argparse.Namespace) -> tuple[Path, dict]:
                           "leave out --test, and the run ends at the adapted models")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", args.name):
         raise CorpusError(f"--name: {args.name!r}: use letters, digits, - and _ (it names outputs)")
+    if license_problem(args.license):
+        raise CorpusError(f"--license: {license_problem(args.license)}")
+    language = args.language.split(",") if args.language else None
+    if language and not all(re.fullmatch(r"[a-z]{2,3}", code) for code in language):
+        raise CorpusError(f"--language: {args.language!r}: ISO 639 codes, comma-separated (en, de,fr)")
     manifest = Manifest("corpus", params={k: v for k, v in vars(args).items() if k != "run"})
     passages, counts, drops = read_passages(args.text, args.text_field)
     label_map = parse_pairs(args.label_map, "--label-map") or DEFAULT_LABEL_MAP
     tests = [] if args.test is None else \
         labelled_rows(args.test, task_type, parse_pairs(args.test_fields, "--test-fields"), label_map)
     spec = dataset_spec(args.title or args.name, task_type, args.license, args.test is not None,
-                        set(label_map.values()))
+                        set(label_map.values()), language)
     out = args.out_dir
     dataset_path = out / f"{args.name}.yaml"
     overlay = overlay_for(dataset_path, args.scale, args.generator, args.targets)
@@ -357,6 +366,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--title", help="its column title in tables (default: the name)")
     parser.add_argument("--license", required=True,
                         help="the license of your text (a Hub license id, e.g. cc-by-4.0, or 'other')")
+    parser.add_argument("--language", help="the languages of your text, ISO 639 codes (en; de,fr), which "
+                        "the cards of its synthetic sets and adapters carry (default: none named)")
     parser.add_argument("--out-dir", type=Path, required=True, help="where the dataset's files are written")
     parser.add_argument("--test", type=Path, help="labelled test set: JSONL, CSV or parquet (F1 for yes-no QA, "
                         "NLI and extractive QA; without one the run ends at the adapted models)")

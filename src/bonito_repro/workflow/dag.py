@@ -23,6 +23,7 @@ from ..core.hub_lock import HubLock
 from ..core.origins import embedded_path
 from ..core.sources import TAPT, ZERO_SHOT, chained_generator, parse_size_source
 from ..core.tasks import GREEDY, RANK, scoring
+from ..reporting.data_caption import data_caption
 from .ablations import ablation_cells, ablation_sources, figures_of
 
 ABLATIONS = ("generators", "size", "domain")
@@ -387,6 +388,10 @@ class Dag:
                 or any("hub" in spec.get(kind, {}) for spec in self.config["datasets"].values()
                        for kind in ("unannotated", "test")))
 
+    def data_caption(self, datasets: list[str], kind: str = "test") -> str:
+        """The caption line naming the data a table of ``datasets`` is on (demo, real or the paper's)."""
+        return data_caption({d: self.config["datasets"][d] for d in datasets}, self.config["scale"], kind)
+
     def main_table_params(self) -> dict:
         """What the main table reads of the config, and (for a run that reads the Hub) its Hub
         lock, which the caption names (null: none)."""
@@ -395,11 +400,12 @@ class Dag:
         return {**{key: config[key] for key in ("scale", "models", "targets", "tables")},
                 "evaluation": {"bootstrap": config["evaluation"]["bootstrap"]},
                 "run": {**config["run"], "datasets": [d for d in config["run"]["datasets"] if d in self.evaluated]},
-                "datasets": {d: {"title": config["datasets"][d]["title"]} for d in self.evaluated}, **lock}
+                "datasets": {d: {"title": config["datasets"][d]["title"]} for d in self.evaluated},
+                "data": self.data_caption(self.evaluated), **lock}
 
     def baselines_params(self) -> dict:
         config = self.config
-        return {"scale": config["scale"], "tables": config["tables"],
+        return {"tables": config["tables"], "data": self.data_caption(self.evaluated),
                 "evaluation": {k: config["evaluation"][k] for k in ("max_examples", "seed", "bootstrap")},
                 # a dataset's passage only where a random span is drawn from it (extractive QA)
                 "datasets": {d: {k: spec.get(k) for k in ("title", "task_type", "labels", "test_fields")}
@@ -447,7 +453,8 @@ class Dag:
 
     def quality_profile_params(self) -> dict:
         return {"cells": [[g, d, self.config["datasets"][d]["task_type"]] for g, d in self.synthetic_sets()],
-                "decimals": self.config["tables"]["decimals"], "scale": self.config["scale"]}
+                "decimals": self.config["tables"]["decimals"],
+                "data": self.data_caption(list(dict.fromkeys(d for _, d in self.synthetic_sets())), "unannotated")}
 
     def cards(self) -> list[str]:
         return [*(layout.synthetic(g, d, ".hub") for g, d in self.synthetic_sets()),
@@ -464,7 +471,8 @@ class Dag:
         # their own terms
         license = spec.get("license") or ("apache-2.0" if "embedded" in origin else "other")
         return {"dataset": dataset, "title": spec["title"], "task_type": spec["task_type"], "origin": where,
-                "license": license, "scale": self.config["scale"], "evaluated": dataset in self.evaluated}
+                "license": license, "language": spec.get("language"), "scale": self.config["scale"],
+                "evaluated": dataset in self.evaluated}
 
     def dataset_card_info(self, generator: str, dataset: str) -> dict:
         return {**self._dataset_info(dataset), "generator": generator,
@@ -481,13 +489,41 @@ class Dag:
 
     def ablation_figure_params(self) -> dict:
         config = self.config
-        return {**config["plots"], **config["tables"], "scale": config["scale"],
+        return {**config["plots"], **config["tables"], "data": self.data_caption(self.evaluated),
                 **{k: config["adaptation"][k] for k in ("one_epoch_below", "max_steps")},
                 "matched_n": config["ablations"]["generators"]["matched_n"],
                 "common_n": config["ablations"]["domain"]["common_n"]}
 
     def ablation_outputs(self, ablation: str) -> list[str]:
-        return [layout.ablation_figure(f, ext) for f in figures_of(self.config, ablation) for ext in ("png", "csv", "md")]
+        """An ablation's figures and tables, and the cards of every synthetic set, subset and adapter it makes."""
+        return [*(layout.ablation_figure(f, ext) for f in figures_of(self.config, ablation) for ext in ("png", "csv", "md")),
+                *self.ablation_cards(ablation)]
+
+    def ablation_cards(self, ablation: str) -> list[str]:
+        """The card folders of what an ablation's cells train on and train: the generators' full
+        sets, the size points' subsets and every adapter (the main grid's among them)."""
+        cards = []
+        for cell in (c for figure in figures_of(self.config, ablation) for c in self.cells[figure]):
+            if cell.source == ZERO_SHOT:
+                continue
+            cards.append(layout.adapter(cell.target, cell.source, cell.train_dataset, ".hub"))
+            size = parse_size_source(cell.source)
+            generator = size[0] if size else chained_generator(cell.source) or (None if cell.source == TAPT else cell.source)
+            if generator:
+                cards.append(layout.synthetic(generator, cell.train_dataset, ".hub"))
+            if size:
+                cards.append(layout.subset(size[0], cell.train_dataset, size[1], ".hub"))
+        return list(dict.fromkeys(cards))
+
+    def card_evaluation(self, target: str, source: str, dataset: str) -> str | list:
+        """The in-domain evaluation an adapter's card reports: the main grid's, or an ablation
+        cell's; none where the dataset has no test set or no requested job evaluates the adapter on
+        it (a card asks for no evaluation of its own)."""
+        in_domain = dataset in self.evaluated and (
+            (source in [TAPT, *self.sources] and target in self.targets) or any(
+                (c.target, c.source, c.train_dataset, c.test_dataset) == (target, source, dataset, dataset)
+                for cells in self.cells.values() for c in cells))
+        return layout.evaluation(target, source, dataset) if in_domain else []
 
     # --- the targets
 

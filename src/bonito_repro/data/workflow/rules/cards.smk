@@ -2,10 +2,12 @@
 # jobs into folders that can be pushed to the Hub as they are: a dataset card beside each
 # synthetic set (`synthetic/{generator}/{dataset}.hub/`, with the tasks and bagel's formats), a
 # model card beside each adapter (`adapters/{target}/{source}/{dataset}.hub/`, with its files and
-# F1). A card's text changes rerun only the card jobs.
+# F1), the ablations' sets, subsets and adapters included. `bonito-repro push FOLDER USER/NAME`
+# uploads one. A card's text changes rerun only the card jobs.
 
 localrules:
     dataset_card,
+    subset_card,
     model_card,
 
 
@@ -27,11 +29,30 @@ rule dataset_card:
         " --out {output} > {log} 2>&1"
 
 
+# an ablation's size point: a seeded subset of a synthetic set, carded with the full set's funnel
+rule subset_card:
+    input:
+        tasks=layout.subset("{generator}", "{dataset}", "{size}"),
+        subset=layout.subset("{generator}", "{dataset}", "{size}", ".manifest.json"),
+        manifest=layout.synthetic("{generator}", "{dataset}", ".manifest.json"),
+        passages=layout.unannotated("{dataset}", ".manifest.json"),
+    output: directory(layout.subset("{generator}", "{dataset}", "{size}", ".hub"))
+    params:
+        info=lambda w: as_json(dag.dataset_card_info(w.generator, w.dataset)),
+    log: layout.log("subset_card/{generator}/{dataset}.n{size}")
+    benchmark: layout.benchmark("subset_card/{generator}/{dataset}.n{size}")
+    conda: MAIN_ENV
+    shell:
+        f"{MAIN_PY} -m bonito_repro cards dataset --tasks {{input.tasks}} --manifest {{input.manifest}}"
+        " --subset-manifest {input.subset} --passages-manifest {input.passages} --info {params.info:q}"
+        " --out {output} > {log} 2>&1"
+
+
 rule model_card:
     input:
         adapter=layout.adapter("{target}", "{source}", "{dataset}"),
         manifest=layout.adapter("{target}", "{source}", "{dataset}", ".manifest.json"),
-        evaluation=lambda w: layout.evaluation(w.target, w.source, w.dataset) if w.dataset in dag.evaluated else [],
+        evaluation=lambda w: dag.card_evaluation(w.target, w.source, w.dataset),
         data=lambda w: dag.training_rows(w.source, w.dataset).replace(".parquet", ".manifest.json"),
     output: directory(layout.adapter("{target}", "{source}", "{dataset}", ".hub"))
     params:

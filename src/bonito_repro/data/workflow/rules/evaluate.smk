@@ -57,10 +57,10 @@ rule eval_table:
         csv=report(layout.paper("eval_scores.csv"), caption="../report/eval_scores.rst", category="Main table"),
         md=layout.paper("eval_scores.md"),
     params:
-        scale=config["scale"],
+        data=dag.data_caption(dag.evaluated),
     log: layout.log("paper/eval_table")
     benchmark: layout.benchmark("paper/eval_table")
     conda: MAIN_ENV
     shell:
-        f"{MAIN_PY} -m bonito_repro table --inputs {{input:q}} --scale {{params.scale}}"
+        f"{MAIN_PY} -m bonito_repro table --inputs {{input:q}} --data {{params.data:q}}"
         " --csv {output.csv} --md {output.md} > {log} 2>&1"
