@@ -68,3 +68,11 @@ rule ablation_domain:
 
 rule ablations:
     input: rules.ablation_generators.input, rules.ablation_size.input, rules.ablation_domain.input
+
+
+# The retries each long GPU rule got (Dag.retries: the attempts the cost model projects for its
+# longest job, plus one; a rule derived by `use rule` keeps its parent's), shown once by every run
+# and dry run; a rule with no job keeps the profile's retries and is not shown.
+if workflow.is_main_process:
+    logger.info("retries of the long GPU rules (cost model, docs/reliability.md): "
+                + ", ".join(f"{rule} {n}" for rule, n in sorted(dag.rule_retries.items()) if n))

@@ -16,6 +16,7 @@ rule adapt:
     params: **dag.adapt_params(MAIN_PY)
     log: layout.log("adapt/{target}/{source}/{dataset}")
     benchmark: layout.benchmark("adapt/{target}/{source}/{dataset}")
+    retries: dag.retries("adapt")
     threads: dag.threads("adapt")
     resources: **dag.resources("adapt")
     conda: MAIN_ENV
