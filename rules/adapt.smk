@@ -23,6 +23,5 @@ rule adapt:
     shell:
         f"{{params.alias}}{MAIN_PY} {{params.train}} --mode {{params.mode}} --wrapper {{params.wrapper}}"
         " --base {input.base} {params.init_adapter} --data {input.rows} --out {output.adapter}"
-        " --checkpoints {params.checkpoints} --manifest {output.manifest} --params {params.hp:q}"
-        " --threads {threads} --device {params.device}"
-        " --name adapt/{wildcards.target}/{wildcards.source}/{wildcards.dataset} > {log} 2>&1"
+        " --checkpoints {params.checkpoints} --manifest {output.manifest} --params {params.hp:q} --threads {threads}"
+        " --device {params.device} --name adapt/{wildcards.target}/{wildcards.source}/{wildcards.dataset} > {log} 2>&1"
