@@ -34,8 +34,9 @@ except HubLockError as error:
     raise WorkflowError(str(error)) from None
 # The row counts the preflight read on the Hub, if it wrote them here: the cost model sizes the
 # retries of the long GPU rules from them (Dag.retries; docs/reliability.md).
+ROW_COUNTS = layout.preflight("row_counts.json")
 try:
-    row_counts = load_rows(layout.preflight("row_counts.json") if os.path.exists(layout.preflight("row_counts.json")) else None)
+    row_counts = load_rows(ROW_COUNTS if os.path.exists(ROW_COUNTS) else None)
 except ValueError as error:
     raise WorkflowError(str(error)) from None
 dag = Dag(config, hub_lock, row_counts)

@@ -9,7 +9,8 @@
 #   training loaded it (bonito_training.bf16).
 # A rerun of a killed job continues from its latest complete checkpoint (layout.checkpoints).
 # train_bonito runs longer than a job may (resources.max_runtime): each attempt ends at its time
-# limit and the next, one of the retries the cost model projects, resumes from the last checkpoint.
+# limit (the SIGTERM Slurm sends before it saves a checkpoint) and the next, one of the retries the
+# cost model projects (dag.retries, as every long GPU rule has), resumes from the last checkpoint.
 
 GENERATOR_ADAPTER = layout.generator("{generator}", "adapter")
 P3_ADAPTER = layout.p3_adapter("{model}")

@@ -114,11 +114,12 @@ def test_the_gpu_check_reports_a_missing_cuda_clearly(capsys):
         pytest.skip("this machine has CUDA: the failure path cannot be shown")
     assert preflight.main(["--on-gpu-node", "--vllm-python", sys.executable]) == 1
     checks = {c["item"]: c for c in map(json.loads, capsys.readouterr().out.splitlines())}
-    assert list(checks) == ["CUDA", "bf16", "bitsandbytes 4-bit", "vLLM"]
+    assert list(checks) == ["CUDA", "bf16", "bitsandbytes 4-bit", "vLLM", "memory"]
     assert all(c["status"] == "FAIL" for c in checks.values())
     assert checks["CUDA"]["detail"].startswith("no CUDA device: torch.cuda.is_available() is False")
     assert "CUDA_VISIBLE_DEVICES=" in checks["CUDA"]["detail"]
     assert checks["vLLM"]["detail"] == "not checked: no CUDA device"
+    assert checks["memory"]["detail"] == "not read: no CUDA device"
 
 
 def test_the_gpu_check_needs_srun(paper, tmp_path, monkeypatch):

@@ -12,14 +12,15 @@ from ..core.templates import EvalTemplate
 
 
 def greedy_backend(model_dir, adapter_dir, params: dict, *, device: str):
-    """The backend (``evaluation.generation_backend``) that decodes every template's prompts of a
-    job, greedily, on ``device``."""
+    """The backend (``evaluation.generation_backend``, vLLM with the config's ``vllm`` settings)
+    that decodes every template's prompts of a job, greedily, on ``device``."""
     from ..runtime.backends import Sampling, make_backend
 
     return make_backend(params["generation_backend"], model_dir, adapter_dir,
                         Sampling(n=1, temperature=0.0, top_p=1.0, max_new_tokens=params["max_new_tokens"]),
                         token_budget=params["batch_tokens"], max_model_len=params["max_length"] + params["max_new_tokens"],
-                        seed=params["seed"], bf16=params["bf16"], device=device, progress="greedy decoding")
+                        seed=params["seed"], bf16=params["bf16"], device=device, progress="greedy decoding",
+                        engine=params["vllm"])
 
 
 def answer_template(backend, encoder: PromptEncoder, template: EvalTemplate, rows: Sequence[dict],
