@@ -289,3 +289,24 @@ def test_the_paper_dry_run_shows_each_long_gpu_rule_with_the_retries_the_cost_mo
     assert (shown["train_bonito"], shown["adapt"], shown["generate"], shown["evaluate"]) == (4, 3, 3, 2)
     signal = f"--signal=TERM@{paper['resources']['signal_lead_seconds']}"
     assert all(job.resources.get("slurm_extra") == signal for job in jobs if int(job.resources.get("gpu", 0)))
+
+
+def test_the_disk_a_run_writes_is_projected_per_kind(paper):
+    """What the preflight checks results/'s free space against, beyond the downloads: each
+    training job's adapter (its LoRA rank times cost.lora_parameters_per_rank, float32) and
+    checkpoints (two of adapter and Adam's two moments, of the largest job), each generation's files and each
+    evaluation's predictions."""
+    adapter = 64 * paper["cost"]["lora_parameters_per_rank"] * 4  # rank 64 (`training.lora.r`)
+    assert cost.adapter_bytes(paper, "adaptation") == adapter == 665_600_000
+    assert cost.adapter_bytes(paper, "backtranslation_training") == adapter / 8  # its own rank, 8
+    jobs = [Job("adapt", {"target": "mistral_7b", "source": "bonito", "dataset": "pubmed_qa"}),
+            Job("train_bonito"),
+            Job("generate", {"generator": "bonito", "dataset": "pubmed_qa"}),
+            Job("evaluate", {"target": "mistral_7b", "source": "bonito", "dataset": "pubmed_qa"}),
+            Job("main_table")]
+    need = cost.disk_bytes(paper, jobs)
+    assert need["adapters"] == 2 * adapter and need["checkpoints"] == 6 * adapter
+    made = cost.tasks(paper, "bonito", "pubmed_qa", cost.Rows())
+    examples = min(paper["cost"]["test_rows"], paper["evaluation"]["max_examples"] or paper["cost"]["test_rows"])
+    predictions = examples * cost.template_count(paper["datasets"]["pubmed_qa"]["templates"])
+    assert need["outputs"] == (3 * made + predictions) * paper["cost"]["bytes_per_row"]
