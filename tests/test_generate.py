@@ -314,6 +314,7 @@ print(json.dumps(found))
 """
 
 
+@pytest.mark.slow  # a local Hub and a subprocess that loads torch twice
 def test_generate_tasks_from_a_hub_id_or_a_declared_name(tiny_generator, tmp_path):
     """The published generator by its Hub id and by its config name: a crafted model laid out as
     bonito-v1 is (pickled weights on main) on a local Hub; it is read at the commit main points
