@@ -1,6 +1,7 @@
 """The cost model: stages of rules, projections from the config and the row counts the preflight
-read, the retries that chain Bonito training across jobs of at most resources.max_runtime, and a
-warning for every job that cannot finish in its runtime."""
+read, the retries that chain a long job (Bonito training, a large dataset's TAPT) across jobs of at
+most resources.max_runtime, as the paper's dry run shows them, and a warning for every job that
+needs more than one attempt of its runtime."""
 from __future__ import annotations
 
 import copy
@@ -10,7 +11,7 @@ import pytest
 from bonito_repro.cluster import cost, row_counts
 from bonito_repro.cluster.row_counts import RowCount
 from bonito_repro.core.config import load_scale
-from conftest import REPO, Job, dry_run_jobs
+from conftest import REPO, Job, dry_run_jobs, snakemake
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_bonito_training_projects_the_papers_four_days_on_four_gpus(paper):
     hours = cost.train_bonito_seconds(paper) / 4 / 3600
     assert 85 < hours < 110
     assert paper["resources"]["train_bonito"]["runtime"] <= paper["resources"]["max_runtime"] == 2880
-    assert cost.bonito_retries(paper) == 4
+    assert cost.rule_retries(paper, "train_bonito", [{"generator": "bonito"}]) == 4
 
 
 def _jobs(config: dict) -> list[Job]:
@@ -72,12 +73,18 @@ def test_stage_costs_count_every_job_by_stage_and_chain_only_bonito_training(pap
 
 
 def test_a_job_that_cannot_finish_in_its_runtime_is_named(paper):
+    """A job of a stage that resumes (evaluation: its finished templates) with the attempts that
+    chain it; one that starts over (ctga's build) with the runtime it lacks."""
     config = copy.deepcopy(paper)
     config["resources"]["evaluate"]["runtime"] = 20
     config["cost"]["test_rows"] = 100_000
+    config["ctga"]["use_published"] = False
+    config["resources"]["ctga"]["runtime"] = 1
     stages = {s.stage: s for s in cost.stage_costs(config, _jobs(config))}
     assert stages["evaluate"].warning.startswith("WARNING: evaluate dataset=")
-    assert "more than its runtime of 20 min" in stages["evaluate"].warning
+    assert "needs 24 attempts of 20 min, each resuming where the last stopped (rule retries 25)" in stages["evaluate"].warning
+    assert stages["ctga"].warning.startswith("WARNING: ctga ")
+    assert "more than its runtime of 1 min (resources.ctga.runtime)" in stages["ctga"].warning
 
 
 def test_projections_follow_the_config(paper):
@@ -141,7 +148,11 @@ def test_real_row_counts_name_every_job_that_cannot_finish_in_its_runtime(paper)
     assert 28 < tapt.hours < 30 and tapt.runtime_minutes == 1440
     assert cost.overrun_text(tapt).endswith("more than its runtime of 1440 min (resources.adapt.runtime)")
     text = cost.format_report(report, paper)
-    assert f"{len(paper['targets']) + 1} jobs cannot finish in their runtime" in text
+    assert f"{len(paper['targets']) + 1} jobs need more than one attempt of their runtime" in text
+    assert "cannot finish" not in text  # both stages resume where an attempt stopped
+    stages = {s.stage: s for s in report.stages}
+    assert "needs 2 attempts of 1440 min, each resuming where the last stopped (rule retries 3)" in stages["adapt"].warning
+    assert cost.rule_retries(paper, "adapt", [c.job.wildcards for c in report.jobs if c.job.rule == "adapt"], rows) == 3
     for target in paper["targets"]:
         assert f"adapt dataset=pubmed_qa,source=tapt,target={target}: needs" in text
     assert "generate dataset=pubmed_qa,generator=bonito: needs" in text
@@ -246,9 +257,38 @@ def test_the_cost_command_reads_the_preflights_row_counts(tmp_path, capsys):
                                             "unannotated_pubmed_qa", "train", 270_000, row_counts.FOOTER, "test")])
     assert cost.main(["--directory", str(REPO), "--row-counts", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "6 jobs cannot finish in their runtime" in out
+    assert "6 jobs need more than one attempt of their runtime: each attempt resumes" in out
     assert "adapt dataset=pubmed_qa,source=tapt,target=mistral_7b: needs" in out
     assert "row counts used: 1 footer, " in out
+
+
+@pytest.mark.dag  # a dry run of the paper DAG
+def test_the_paper_dry_run_shows_each_long_gpu_rule_with_the_retries_the_cost_model_projects(tmp_path, paper):
+    """With the preflight's row counts beside the run (PubMedQA's unannotated set at 270,000
+    passages), the dry run shows each long GPU rule's retries: the attempts the cost model projects
+    for its longest job, plus one, computed here from the dry run's own jobs and row counts. Its
+    TAPT and generation jobs need a second attempt, so adapt and generate get 3 retries, not the
+    profile's 2; every GPU job asks Slurm for SIGTERM resources.signal_lead_seconds before its
+    time limit."""
+    path = tmp_path / "results" / "preflight" / "row_counts.json"
+    row_counts.write_counts(path, [RowCount(row_counts.dataset_key("pubmed_qa", "unannotated"), "org/set", None,
+                                            "train", 270_000, row_counts.FOOTER, "read in a test")])
+    result = snakemake("-n", "--profile", "slurm", "-d", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    line = next(line for line in output.splitlines() if line.startswith("retries of the long GPU rules"))
+    shown = {rule: int(n) for rule, n in (item.split() for item in line.split(": ", 1)[1].split(", "))}
+    jobs = dry_run_jobs(output)
+    projected: dict[str, int] = {}
+    for c in cost.project(paper, jobs, cost.load_rows(path)).jobs:
+        if c.stage in cost.RESUMING_STAGES:
+            projected[c.job.rule] = max(projected.get(c.job.rule, 0), cost.chain_retries(c.hours, c.runtime_minutes))
+    # rules the config declares but this target runs no job of (backtranslation) are shown too
+    assert {rule: shown[rule] for rule in projected} == projected
+    assert set(projected) == {"train_bonito", "generate", "adapt", "evaluate", "evaluate_generation"}
+    assert (shown["train_bonito"], shown["adapt"], shown["generate"], shown["evaluate"]) == (4, 3, 3, 2)
+    signal = f"--signal=TERM@{paper['resources']['signal_lead_seconds']}"
+    assert all(job.resources.get("slurm_extra") == signal for job in jobs if int(job.resources.get("gpu", 0)))
 
 
 def test_the_disk_a_run_writes_is_projected_per_kind(paper):

@@ -1,9 +1,16 @@
 """Evaluation: templates on the embedded test rows, exact wrapped token ids, rank classification
-(crafted model, batched == per-choice), and the CLI end to end on a tiny model."""
+(crafted model, batched == per-choice), the CLI end to end on a tiny model, and a killed job
+resuming to the same predictions."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -664,3 +671,70 @@ def test_vllm_backend_with_an_adapter(tiny_model_dir, answering_adapter, tmp_pat
     result = json.loads((tmp_path / "out.json").read_text())
     assert result["method"] == "greedy_generation (vllm)" and len(result["templates"]) == 5
     assert result["mean"] > 80  # the merged adapter's answer (vLLM's CPU build computes in bf16)
+
+
+# ---------------------------------------------------------------- a killed job resumes
+
+
+def eval_cli(tmp_path, tiny_model_dir, dataset: str, spec: dict, params: dict, out: Path) -> list[str]:
+    """The evaluate command line of one job, its finished templates kept under ``out``/progress."""
+    return [sys.executable, "-m", "bonito_repro", "evaluate", "--model", str(tiny_model_dir), "--wrapper", "io",
+            "--dataset", dataset, "--task-type", spec["task_type"], "--test", str(tmp_path / "test.parquet"),
+            "--templates", json.dumps(spec["templates"]), "--labels", json.dumps(spec.get("labels")),
+            "--fields", json.dumps(spec["test_fields"]), "--passage", json.dumps(spec["passage"]),
+            "--params", json.dumps(params), "--out", str(out / "scores.json"),
+            "--predictions", str(out / "predictions.parquet"), "--progress", str(out / "progress"),
+            "--target", "tiny", "--threads", "1", "--device", "cpu"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dataset, kills", [("pubmed_qa", (signal.SIGKILL, signal.SIGTERM)),
+                                            ("squadshifts_amazon", (signal.SIGTERM,))])
+def test_a_killed_evaluation_resumes_to_the_same_predictions(tmp_path, tiny_model_dir, local_config, dataset, kills):
+    """The evaluate command killed (SIGKILL) or stopped by the signal Slurm sends before a time
+    limit (SIGTERM, which it answers by exiting 143) once its first template is finished: the
+    rerun scores only the templates left and writes the same scores and, byte for byte, the same
+    predictions as an uninterrupted run; its scratch folder is gone once the outputs are written.
+    Rank classification and greedy decoding each."""
+    spec = local_config["datasets"][dataset]
+    pd.DataFrame(embedded_rows(dataset) * (2 if dataset == "pubmed_qa" else 1)).to_parquet(tmp_path / "test.parquet")
+    params = {**PARAMS, "max_examples": None, "batch_tokens": 512, "max_new_tokens": 4}
+    whole = tmp_path / "whole"
+    subprocess.run(eval_cli(tmp_path, tiny_model_dir, dataset, spec, params, whole), check=True, capture_output=True)
+    for kill in kills:
+        killed = tmp_path / f"killed_{kill.name}"
+        process = subprocess.Popen(eval_cli(tmp_path, tiny_model_dir, dataset, spec, params, killed),
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 300
+        while not list((killed / "progress").glob("template-*.json")) and time.time() < deadline:
+            time.sleep(0.02)
+        os.kill(process.pid, kill)
+        stderr = process.communicate(timeout=120)[1]
+        finished = len(list((killed / "progress").glob("template-*.json")))
+        assert 1 <= finished < 5 and not (killed / "scores.json").exists()
+        if kill == signal.SIGTERM:
+            assert process.returncode == 143, stderr[-2000:]
+            assert f"{finished} of 5 templates are finished, kept in {killed / 'progress'}" in stderr
+        subprocess.run(eval_cli(tmp_path, tiny_model_dir, dataset, spec, params, killed), check=True,
+                       capture_output=True)
+        assert (killed / "predictions.parquet").read_bytes() == (whole / "predictions.parquet").read_bytes()
+        assert json.loads((killed / "scores.json").read_text()) == json.loads((whole / "scores.json").read_text())
+        manifest = json.loads((killed / "scores.manifest.json").read_text())
+        assert manifest["templates_from_an_earlier_attempt"] == finished
+        assert manifest["counts"] == json.loads((whole / "scores.manifest.json").read_text())["counts"]
+        assert not (killed / "progress").exists()
+
+
+def test_a_changed_value_never_reuses_a_finished_template(tmp_path):
+    """The scratch names hash every value of the job and its inputs' listings."""
+    from bonito_repro.evaluate.progress import TemplateProgress
+
+    test = tmp_path / "test.parquet"
+    test.write_bytes(b"rows")
+    first = TemplateProgress(tmp_path / "progress", {"max_length": 512}, [test, None])
+    first.save(0, "t", {"answers": ["a"]})
+    assert TemplateProgress(tmp_path / "progress", {"max_length": 512}, [test]).load(0, "t") == {"answers": ["a"]}
+    assert TemplateProgress(tmp_path / "progress", {"max_length": 256}, [test]).load(0, "t") is None
+    assert TemplateProgress(tmp_path / "progress", {"max_length": 512}, [test]).load(1, "t") is None
+    test.write_bytes(b"other rows")
+    assert TemplateProgress(tmp_path / "progress", {"max_length": 512}, [test]).load(0, "t") is None

@@ -228,7 +228,7 @@ def test_preflight_reads_real_row_counts_and_names_the_jobs_over_their_runtime(p
         assert any(f"adapt dataset=pubmed_qa,source=tapt,target={target} " in line
                    and "more than its runtime of 1440 min (resources.adapt.runtime)" in line for line in warned)
     assert any("generate dataset=pubmed_qa,generator=bonito " in line for line in warned)
-    assert "6 jobs cannot finish in their runtime" in done.stdout
+    assert "6 jobs need more than one attempt of their runtime" in done.stdout
 
 
 # ctga sources config.yaml named before the public record showed them gone from the Hub

@@ -352,6 +352,35 @@ def test_sigkill_then_rerun_of_the_cli_ends_at_the_same_weights(tmp_path, tiny_m
 
 
 @pytest.mark.slow
+def test_sigterm_saves_a_checkpoint_and_the_rerun_ends_at_the_same_weights(tmp_path, tiny_model_dir, ctga_files):
+    """The signal Slurm sends before a time limit (sbatch --signal), here as the model loads: the
+    train command saves a checkpoint at the end of the step it is in, though none is due by steps
+    or minutes, and exits 143; the rerun resumes from that checkpoint and ends at the weights of an uninterrupted run."""
+    train, validation = ctga_files
+    params = dict(PARAMS, max_steps=40, save_steps=1000, eval_steps=10)  # no checkpoint falls due
+    whole = run(job(tiny_model_dir, train, tmp_path / "whole", validation=validation, params=params))
+    out = tmp_path / "stopped"
+    process = subprocess.Popen(_cli(train, validation, tiny_model_dir, out, params), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "checkpoints" / checkpoints.FINGERPRINT).exists() and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGTERM)
+    stderr = process.communicate(timeout=120)[1]
+    assert process.returncode == 143, stderr[-3000:]
+    saved = checkpoints.latest_complete(out / "checkpoints")
+    assert saved is not None and 0 < int(saved.name.split("-")[1]) < 40, stderr[-3000:]
+    assert "a rerun resumes from it" in stderr and not (out / "adapter").exists()
+    subprocess.run(_cli(train, validation, tiny_model_dir, out, params), check=True, capture_output=True)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["resumed_from"] is not None and manifest["steps"] == whole["steps"] == 40
+    a = load_file(tmp_path / "whole" / "adapter" / "adapter_model.safetensors")
+    b = load_file(out / "adapter" / "adapter_model.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.slow
 def test_two_process_gloo_launch(tmp_path, tiny_model_dir, ctga_files):
     """The multi-process path on CPU: torchrun, two processes, gloo; the effective batch counts both."""
     train, validation = ctga_files

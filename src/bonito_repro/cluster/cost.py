@@ -4,7 +4,8 @@ resolved config, the run's job list, the row counts the preflight read on the Hu
 assumptions of the config's ``cost`` section (throughputs, tokens an example, and the rows of a
 dataset with no count). Nothing here is measured: it is there to show, before GPUs are booked,
 what a run costs and every job that cannot finish in the runtime it requests, and to size the
-retries that chain Bonito training across jobs of at most ``resources.max_runtime`` minutes.
+retries that chain a long job (Bonito training, a large dataset's TAPT) across attempts of at
+most ``resources.max_runtime`` minutes.
 
 A job's stage comes from its rule's name (``stage_of``), so a rule added later (an ablation's
 ``adapt_size``) is costed as the stage its name starts with. An endpoint generator's jobs (GPT-4)
@@ -43,8 +44,12 @@ STAGES = tuple(STAGE_RESOURCES)
 # backtranslation's generation job (instructions, then ratings) as a generation, its two seed
 # adapters as P3-style LoRA trainings
 RULE_STAGES = {"backtranslate": "generate", "train_backtranslation": "train_p3"}
-# the rules whose retries chain one long job across attempts that each end at the time limit
+# the stage planned as a chain of attempts that each end at the time limit
 CHAINED_STAGES = ("train_bonito",)
+# the stages whose jobs resume where an attempt stopped (training from its checkpoints, generation
+# from its shards, evaluation from its finished templates): a job longer than its runtime runs as
+# a chain of attempts too, over the retries its rule gets (rule_retries); ctga starts over
+RESUMING_STAGES = ("train_bonito", "train_p3", "generate", "adapt", "evaluate")
 
 
 @dataclass
@@ -269,6 +274,16 @@ def job_cost(config: dict, job: Job, rows: Rows) -> JobCost | None:
     return JobCost(job, stage, gpus, hours, runtime)
 
 
+def rule_retries(config: dict, rule: str, wildcards: Sequence[dict], rows: Rows | None = None) -> int:
+    """Retries of a rule whose jobs resume after a kill: those the longest of its jobs (one per
+    ``wildcards``) needs to chain its projected work across attempts of the runtime it requests
+    (``chain_retries``), with the row counts the preflight read where there are some; 0 for a rule
+    with no job."""
+    rows = rows or Rows()
+    costs = [job_cost(config, Job(rule, dict(w)), rows) for w in wildcards]
+    return max((chain_retries(c.hours, c.runtime_minutes) for c in costs if c is not None), default=0)
+
+
 # the config section of each training stage (a rule named here: its own section)
 TRAINING_SECTIONS = {"train_bonito": "bonito_training", "train_p3": "p3_training", "adapt": "adaptation",
                      "train_backtranslation": "backtranslation_training"}
@@ -308,14 +323,6 @@ def disk_bytes(config: dict, jobs: list[Job], rows: Rows | None = None) -> dict[
             templates = template_count(config["datasets"][w["dataset"]]["templates"])
             need["outputs"] += examples * templates * config["cost"]["bytes_per_row"]
     return need
-
-
-def bonito_retries(config: dict) -> int:
-    """Retries of the Bonito training rule: its projected run chained across jobs of its
-    requested runtime (at most resources.max_runtime)."""
-    section = config["resources"]["train_bonito"]
-    hours = train_bonito_seconds(config) / max(section["gpus"], 1) / 3600 + config["cost"]["job_overhead_minutes"] / 60
-    return chain_retries(hours, section["runtime"])
 
 
 # --- endpoint generators: tokens billed and their price, not GPU time
@@ -415,8 +422,8 @@ class CostReport:
 
 def project(config: dict, jobs: list[Job], rows: Rows | None = None) -> CostReport:
     """Per job and per stage (in DAG order): jobs, GPUs, the longest job, GPU-hours, and a note
-    where a job cannot finish in the runtime it requests (or, for a chained stage, how many
-    attempts chain it)."""
+    where a job cannot finish in the runtime it requests: how many attempts chain it where its
+    stage resumes (RESUMING_STAGES), a warning to raise the runtime where it does not."""
     rows = rows or Rows()
     costs = [c for c in (job_cost(config, job, rows) for job in jobs) if c is not None]
     overruns = [c for c in costs if c.attempts > 1 and c.stage not in CHAINED_STAGES]
@@ -435,7 +442,12 @@ def project(config: dict, jobs: list[Job], rows: Rows | None = None) -> CostRepo
         elif over:
             worst = max(over, key=lambda c: c.hours)
             others = f" (and {len(over) - 1} more jobs)" if len(over) > 1 else ""
-            note = f"WARNING: {worst.job.rule} {wildcards_text(worst.job)} {overrun_text(worst)}{others}"
+            if stage in RESUMING_STAGES:
+                note = (f"WARNING: {worst.job.rule} {wildcards_text(worst.job)} needs {worst.attempts} attempts of "
+                        f"{worst.runtime_minutes} min, each resuming where the last stopped (rule retries "
+                        f"{chain_retries(worst.hours, worst.runtime_minutes)}){others}")
+            else:
+                note = f"WARNING: {worst.job.rule} {wildcards_text(worst.job)} {overrun_text(worst)}{others}"
         stages.append(StageCost(stage, len(mine), max(c.gpus for c in mine), longest.hours,
                                 sum(c.gpu_hours for c in mine), max(c.runtime_minutes for c in mine), note))
     return CostReport(costs, stages, rows, overruns, endpoint_costs(config, jobs, rows))
@@ -512,15 +524,21 @@ def format_datasets(report: CostReport, config: dict) -> str:
 
 def format_report(report: CostReport, config: dict) -> str:
     """The stage table, the per-dataset table, the endpoint generators' table, every job that
-    cannot finish in its runtime, where the row counts came from, and last the run on one GPU."""
+    needs more than one attempt of its runtime (chained where its stage resumes), where the row
+    counts came from, and last the run on one GPU."""
     parts = [format_table(report.stages, config), format_datasets(report, config)]
     if report.endpoints:
         parts.append(format_endpoints(report.endpoints, config))
-    if report.overruns:
-        parts.append(f"{len(report.overruns)} jobs cannot finish in their runtime (raise resources.STAGE.runtime "
-                     "up to resources.max_runtime, or cut the work: docs/cluster.md):\n"
-                     + "\n".join(f"  {c.job.rule} {wildcards_text(c.job)}: {overrun_text(c)}"
-                                  for c in sorted(report.overruns, key=lambda c: -c.hours)))
+    stuck = [c for c in report.overruns if c.stage not in RESUMING_STAGES]
+    chained = [c for c in report.overruns if c.stage in RESUMING_STAGES]
+    for jobs, heading in ((stuck, "cannot finish in their runtime (raise resources.STAGE.runtime up to "
+                                  "resources.max_runtime, or cut the work: docs/cluster.md)"),
+                          (chained, "need more than one attempt of their runtime: each attempt resumes where the "
+                                    "last stopped, over the retries the cost model gives its rule (a longer runtime, "
+                                    "or less work, saves the restarts: docs/cluster.md)")):
+        if jobs:
+            parts.append(f"{len(jobs)} jobs {heading}:\n" + "\n".join(
+                f"  {c.job.rule} {wildcards_text(c.job)}: {overrun_text(c)}" for c in sorted(jobs, key=lambda c: -c.hours)))
     parts.append(f"row counts used: {report.rows.summary() or 'none'} (footer: read from the Hub's Parquet "
                  "footers by the preflight; estimate: from file sizes; assumed: config `cost`)")
     parts.append(format_one_gpu(report, config))

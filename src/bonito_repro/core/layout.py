@@ -16,6 +16,8 @@ package read it here, and nothing else spells one. Arguments may be names or Sna
       preflight/                            the preflight's report.txt and row_counts.json
       logs/, benchmarks/                    one log and one benchmark per job
       checkpoints/, shards/                 resume state: not declared outputs, kept across retries
+                                            (training checkpoints, evaluations' finished templates;
+                                            generation shards)
 """
 from __future__ import annotations
 
@@ -126,6 +128,11 @@ def benchmark(job: str) -> str:
 def checkpoints(output: str) -> str:
     """The resume checkpoints of a training job whose output is `output` (a path under results/)."""
     return CHECKPOINTS + output[len(RESULTS):]
+
+
+def evaluation_progress(target: str, source: str, dataset: str, train_dataset: str | None = None) -> str:
+    """The finished templates of an evaluation job, which its rerun after a kill reuses."""
+    return checkpoints(evaluation(target, source, dataset, train_dataset, ".templates"))
 
 
 def shards(generator: str, dataset: str) -> str:

@@ -31,9 +31,11 @@ from ..runtime.device import add_device_flag, stage_device
 from ..core.empty_sets import skipped_adapter
 from ..core.io import (Manifest, check_writable, parse_params, set_threads, setup_logging, write_json, write_parquet)
 from ..core.prompts import ALL_WRAPPERS
+from ..core.stopping import STOPPED_EXIT, Stopped
 from ..core.tasks import GENERATION_TASK_TYPES, GREEDY, RANK_TASK_TYPES, scoring
 from .errors import EvaluationError
 from .job import run
+from .progress import clear_progress
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", required=True, type=Path, help="scores JSON")
     parser.add_argument("--predictions", type=Path, help="per-template, per-example predictions parquet")
     parser.add_argument("--manifest", type=Path, help="manifest JSON (default: beside --out)")
+    parser.add_argument("--progress", type=Path,
+                        help="scratch folder of finished templates, not an output: a rerun of a killed job "
+                             "reuses them (default: none kept)")
     parser.add_argument("--target", help="target name for the report (default: model dir name)")
     parser.add_argument("--source", help="source name for the report (default: zero_shot without adapter)")
     parser.add_argument("--threads", type=int, default=None)
@@ -123,13 +128,17 @@ def main(argv: list[str] | None = None) -> int:
     args.fields = check_section(parse_params(args.fields, "--fields"), "test_fields", "--fields")
     args.passage = parse_passage(args.passage)
     args.manifest = args.manifest or args.out.with_suffix(".manifest.json")
-    check_writable(args.out, args.predictions, args.manifest)
+    check_writable(args.out, args.predictions, args.manifest, args.progress and args.progress / "template.json")
     manifest = Manifest("evaluate", params=params, seed=params["seed"])
     skipped = skipped_adapter(args.adapter)
     if skipped is not None:
         write_skipped(args, skipped, manifest)
         return 0
-    scores, predictions = run(args, params, manifest)
+    try:
+        scores, predictions = run(args, params, manifest)
+    except Stopped as stop:
+        log.error("%s", stop)
+        return STOPPED_EXIT
     log.info("%s / %s / %s: F1 mean %.2f (median %.2f) over %d templates, %d examples; prompts over %d "
              "tokens: %s", scores["target"], scores["source"], args.dataset, scores["mean"], scores["median"],
              len(scores["templates"]), scores["n_examples"], params["max_length"], scores["truncation"])
@@ -137,4 +146,5 @@ def main(argv: list[str] | None = None) -> int:
     if args.predictions:
         write_parquet(predictions, args.predictions)
     manifest.write(args.manifest)
+    clear_progress(args.progress)
     return 0

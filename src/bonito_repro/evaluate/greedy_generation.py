@@ -11,26 +11,33 @@ from .encoder import PromptEncoder
 from ..core.templates import EvalTemplate
 
 
-def evaluate_generation(model_dir, adapter_dir, encoder: PromptEncoder, templates: Sequence[EvalTemplate],
-                        rows: Sequence[dict], row_ids: Sequence[int], params: dict, *, device: str):
-    """Per-template greedy answers, stripped, computed on ``device``; ``row_ids`` name the rows
-    in errors."""
-    from ..runtime.backends import greedy_texts
+def greedy_backend(model_dir, adapter_dir, params: dict, *, device: str):
+    """The backend (``evaluation.generation_backend``, vLLM with the config's ``vllm`` settings)
+    that decodes every template's prompts of a job, greedily, on ``device``."""
+    from ..runtime.backends import Sampling, make_backend
 
-    prompts: list[list[int]] = []
-    for template in templates:
-        prompts += encoder.prompts(template, rows, row_ids, params["seed"])
-    texts = greedy_texts(params["generation_backend"], model_dir, adapter_dir, prompts,
-                         max_new_tokens=params["max_new_tokens"], token_budget=params["batch_tokens"],
-                         max_model_len=params["max_length"] + params["max_new_tokens"],
-                         bf16=params["bf16"], seed=params["seed"], device=device, engine=params["vllm"])
-    texts = [text.strip() for text in texts]
-    return [(template, texts[t * len(rows):(t + 1) * len(rows)]) for t, template in enumerate(templates)]
+    return make_backend(params["generation_backend"], model_dir, adapter_dir,
+                        Sampling(n=1, temperature=0.0, top_p=1.0, max_new_tokens=params["max_new_tokens"]),
+                        token_budget=params["batch_tokens"], max_model_len=params["max_length"] + params["max_new_tokens"],
+                        seed=params["seed"], bf16=params["bf16"], device=device, progress="greedy decoding",
+                        engine=params["vllm"])
+
+
+def answer_template(backend, encoder: PromptEncoder, template: EvalTemplate, rows: Sequence[dict],
+                    row_ids: Sequence[int], params: dict) -> dict:
+    """One template's outcome: every row's greedy answer, stripped; ``row_ids`` name the rows in
+    errors."""
+    prompts = encoder.prompts(template, rows, row_ids, params["seed"])
+    completions = backend.generate_ids(prompts, [params["seed"]] * len(prompts))
+    return {"answers": [texts[0].strip() for texts in completions]}
 
 
 def generation_report(results, references: Sequence[str], row_ids: Sequence[int]):
+    """Per-template scores, the bootstrap statistic and per-example records from each template's
+    outcome (``results``: (template, outcome) pairs)."""
     per_template, records, f1_rows = {}, [], []
-    for template, texts in results:
+    for template, outcome in results:
+        texts = outcome["answers"]
         f1 = np.array([metrics.squad_f1(t, [r]) for t, r in zip(texts, references)])
         em = np.array([metrics.squad_exact_match(t, [r]) for t, r in zip(texts, references)])
         per_template[template.name] = {"f1": 100 * float(f1.mean()), "exact_match": 100 * float(em.mean()),

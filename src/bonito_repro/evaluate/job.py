@@ -3,6 +3,7 @@ record with the table number (the mean over templates), the median and the boots
 from __future__ import annotations
 
 import argparse
+import logging
 import time
 from pathlib import Path
 from typing import Callable
@@ -15,12 +16,16 @@ from ..core.sources import ZERO_SHOT
 from ..core.io import Manifest, read_parquet, seeded_subset
 from ..runtime.models import load_for_inference, load_tokenizer
 from ..core.schemas import validate_rows
+from ..core.stopping import Stopped, sigterm_deferred, stop_on_sigterm
 from ..core.tasks import GENERATION_TASK_TYPES, RANK, RANK_TASK_TYPES, scoring, task_type_code
-from .encoder import PromptEncoder
+from .encoder import TRUNCATION_COUNTS, PromptEncoder
 from .errors import EvaluationError
-from .greedy_generation import evaluate_generation, generation_report
-from .rank_classification import evaluate_rank, gold_labels, rank_report
+from .greedy_generation import answer_template, generation_report, greedy_backend
+from .progress import TemplateProgress
+from .rank_classification import gold_labels, rank_report, score_template, template_gold
 from ..core.templates import EvalTemplate, load_templates
+
+log = logging.getLogger(__name__)
 
 # per-template scores, the bootstrap statistic over resampled examples, per-example records
 Report = tuple[dict[str, dict], Callable[[np.ndarray], np.ndarray], list[dict]]
@@ -70,29 +75,72 @@ def select_rows(args: argparse.Namespace, params: dict, manifest: Manifest) -> t
     return len(all_rows), [all_rows[i] for i in kept], kept
 
 
+def progress_of(args: argparse.Namespace, params: dict) -> TemplateProgress:
+    """Where this job keeps its finished templates (``--progress``), keyed by all that shapes them."""
+    values = {"params": params, "device": args.device,
+              **{k: getattr(args, k) for k in ("wrapper", "dataset", "task_type", "templates", "labels", "fields",
+                                               "passage")}}
+    return TemplateProgress(args.progress, values, [args.model, args.adapter, args.test])
+
+
+def template_scorer(args: argparse.Namespace, params: dict, encoder: PromptEncoder, rows: list[dict],
+                    row_ids: list[int], rank: bool) -> tuple[Callable[[EvalTemplate], dict], Callable[[], None]]:
+    """The model loaded once (for rank classification, or as the greedy-decoding backend), as a
+    function from a template to its outcome, and what closes it."""
+    if rank:
+        model = load_for_inference(args.model, args.adapter, bf16=params["bf16"]).to(args.device)
+        return (lambda template: score_template(model, encoder, template, rows, row_ids, params)), (lambda: None)
+    backend = greedy_backend(args.model, args.adapter, params, device=args.device)
+    return ((lambda template: answer_template(backend, encoder, template, rows, row_ids, params)),
+            getattr(backend, "close", lambda: None))
+
+
 def score(args: argparse.Namespace, params: dict, templates: list[EvalTemplate], rows: list[dict],
-          row_ids: list[int], rank: bool) -> tuple[Report, dict[str, int], dict[str, float]]:
+          row_ids: list[int], rank: bool, progress: TemplateProgress) -> tuple[Report, dict[str, int], dict]:
     """Every template's scores with the statistic and per-example records, the counts of prompts
-    over max_length and of the tokens cut from them (``PromptEncoder.counts``), and the seconds
-    spent loading (rank classification) and on inference."""
+    over max_length and of the tokens cut from them (``PromptEncoder.counts``), and the timings:
+    seconds spent loading (the model, if any template is left to score) and on inference. Each
+    template is scored on its own and kept in ``progress`` as soon as it is done; a SIGTERM stops
+    the job, losing at most the template being scored."""
     timings: dict[str, float] = {}
     started = time.time()
     encoder = PromptEncoder(load_tokenizer(args.model), args.wrapper, params["max_length"], params["truncation"],
                             dataset=args.dataset, passage=args.passage)
-    if rank:
-        gold = gold_labels(rows, args.labels, str(args.test), row_ids)
-        model = load_for_inference(args.model, args.adapter, bf16=params["bf16"]).to(args.device)
+    gold = gold_labels(rows, args.labels, str(args.test), row_ids) if rank else []
+    for template in templates if rank else ():  # a template that cannot answer a row stops before any model loads
+        template_gold(template, gold, row_ids, str(args.test))
+    outcomes = {i: progress.load(i, t.name) for i, t in enumerate(templates)}
+    pending = [i for i, outcome in outcomes.items() if outcome is None]
+    if len(pending) < len(templates):
+        log.info("%d of %d templates were finished by an earlier attempt (%s)", len(templates) - len(pending),
+                 len(templates), args.progress)
+    if pending:
+        scorer, close = template_scorer(args, params, encoder, rows, row_ids, rank)
         timings["load_seconds"] = time.time() - started
         started = time.time()
-        report = rank_report(evaluate_rank(model, encoder, templates, rows, gold, row_ids, params, str(args.test)),
-                             row_ids)
-    else:
-        references = [row["answers"]["text"][0] for row in rows]
-        results = evaluate_generation(args.model, args.adapter, encoder, templates, rows, row_ids, params,
-                                      device=args.device)
-        report = generation_report(results, references, row_ids)
+        try:
+            with stop_on_sigterm():
+                for i in pending:
+                    before = dict(encoder.counts)
+                    outcome = scorer(templates[i])
+                    outcome["truncation"] = {k: encoder.counts[k] - before[k] for k in TRUNCATION_COUNTS}
+                    with sigterm_deferred():  # kept and counted, or neither
+                        progress.save(i, templates[i].name, outcome)
+                        outcomes[i] = outcome
+        except Stopped as stop:
+            done = sum(outcome is not None for outcome in outcomes.values())
+            kept = f"kept in {args.progress}; a rerun scores the rest" if args.progress else "not kept (no --progress)"
+            raise Stopped(f"{stop}: {done} of {len(templates)} templates are finished, {kept}") from None
+        finally:
+            close()
     timings["inference_seconds"] = time.time() - started
-    return report, encoder.counts, timings
+    truncation = {k: sum(outcome["truncation"][k] for outcome in outcomes.values()) for k in TRUNCATION_COUNTS}
+    results = [(template, outcomes[i]) for i, template in enumerate(templates)]
+    if rank:
+        report = rank_report(results, gold, row_ids, str(args.test))
+    else:
+        report = generation_report(results, [row["answers"]["text"][0] for row in rows], row_ids)
+    return report, truncation, timings
 
 
 def result_record(args: argparse.Namespace, params: dict, task_type: str, n_examples: int,
@@ -123,10 +171,13 @@ def run(args: argparse.Namespace, params: dict, manifest: Manifest) -> tuple[dic
     task_type, templates = task_and_templates(args)
     rank = scoring(task_type) == RANK
     n_rows, rows, row_ids = select_rows(args, params, manifest)
-    (per_template, statistic, records), truncation, timings = score(args, params, templates, rows, row_ids, rank)
+    progress = progress_of(args, params)
+    (per_template, statistic, records), truncation, timings = score(args, params, templates, rows, row_ids, rank,
+                                                                    progress)
     summary = summarise(per_template, statistic, len(rows), params["bootstrap"])
     manifest.counts = {"test_rows": n_rows, "evaluated": len(rows), "templates": len(templates),
                        "prompts": len(rows) * len(templates), **truncation}
-    manifest.extra = {"timings": {k: round(v, 3) for k, v in timings.items()}}
+    manifest.extra = {"timings": {k: round(v, 3) for k, v in timings.items()},
+                      "templates_from_an_earlier_attempt": progress.reused}
     record = result_record(args, params, task_type, len(rows), truncation, per_template, summary)
     return record, pd.DataFrame.from_records(records)

@@ -1,5 +1,5 @@
 """Rank classification of yes-no QA and NLI (docs/protocol.md, section 8.2): every answer choice
-of every template scored (``scoring``), the best one predicted, macro F1 and accuracy per template."""
+of a template scored (``scoring``), the best one predicted, macro F1 and accuracy per template."""
 from __future__ import annotations
 
 from typing import Sequence
@@ -34,7 +34,8 @@ def gold_labels(rows: Sequence[dict], labels: dict | None, path: str,
     return gold
 
 
-def _template_gold(template: EvalTemplate, gold: Sequence[str], row_ids: Sequence[int], path: str) -> np.ndarray:
+def template_gold(template: EvalTemplate, gold: Sequence[str], row_ids: Sequence[int], path: str) -> np.ndarray:
+    """The index of every row's gold label among ``template``'s choices."""
     for i, label in zip(row_ids, gold):
         if label not in template.choices:
             raise TemplateError(f"{path}: row {i} has gold label {label!r}, which template "
@@ -42,41 +43,36 @@ def _template_gold(template: EvalTemplate, gold: Sequence[str], row_ids: Sequenc
     return np.array([template.labels.index(label) for label in gold])
 
 
-def evaluate_rank(model, encoder: PromptEncoder, templates: Sequence[EvalTemplate], rows: Sequence[dict],
-                  gold: Sequence[str], row_ids: Sequence[int], params: dict, path: str):
-    """Per-template predictions (choice indices), gold indices and choice scores."""
+def score_template(model, encoder: PromptEncoder, template: EvalTemplate, rows: Sequence[dict],
+                   row_ids: Sequence[int], params: dict) -> dict:
+    """One template's outcome: the predicted choice index of every row and the scores of all its
+    choices (plain lists, as the job keeps them between attempts)."""
     from tqdm.auto import tqdm
 
-    gold_index = [_template_gold(template, gold, row_ids, path) for template in templates]
-    prompts: list[list[int]] = []
-    choices: list[list[list[int]]] = []
-    for template in templates:
-        answers = [encoder.answer(text) for text in template.answer_texts]
-        prompts += encoder.prompts(template, rows, row_ids, params["seed"])
-        choices += [answers] * len(rows)
-    with tqdm(total=len(prompts), desc="rank classification", unit="prompt") as progress:
-        scores = score_choices(model, prompts, choices, params["batch_tokens"],
+    answers = [encoder.answer(text) for text in template.answer_texts]
+    prompts = encoder.prompts(template, rows, row_ids, params["seed"])
+    with tqdm(total=len(prompts), desc=f"rank classification ({template.name})", unit="prompt") as progress:
+        scores = score_choices(model, prompts, [answers] * len(rows), params["batch_tokens"],
                                pad_id=encoder.tokenizer.pad_token_id, progress=progress)
-    results = []
-    for t, template in enumerate(templates):
-        block = scores[t * len(rows):(t + 1) * len(rows)]
-        predictions = np.array([int(np.argmax(s)) for s in block])
-        results.append((template, predictions, gold_index[t], block))
-    return results
+    return {"predictions": [int(np.argmax(s)) for s in scores], "scores": scores}
 
 
-def rank_report(results, row_ids: Sequence[int]):
+def rank_report(results, gold: Sequence[str], row_ids: Sequence[int], path: str):
+    """Per-template scores, the bootstrap statistic and per-example records from each template's
+    outcome (``results``: (template, outcome) pairs)."""
     per_template, records, arrays = {}, [], []
-    for template, predictions, gold, scores in results:
+    for template, outcome in results:
+        gold_index = template_gold(template, gold, row_ids, path)
+        predictions = np.array(outcome["predictions"])
         per_template[template.name] = {
-            "f1": 100 * metrics.macro_f1(predictions, gold),
-            "accuracy": 100 * metrics.accuracy(predictions, gold),
-            "n": len(gold),
+            "f1": 100 * metrics.macro_f1(predictions, gold_index),
+            "accuracy": 100 * metrics.accuracy(predictions, gold_index),
+            "n": len(gold_index),
         }
-        arrays.append((predictions, gold, len(template.choices)))
+        arrays.append((predictions, gold_index, len(template.choices)))
         records += [{"template": template.name, "row": row, "gold": template.labels[g],
                      "prediction": template.labels[p], "correct": bool(p == g), "choice_scores": s}
-                    for row, p, g, s in zip(row_ids, predictions, gold, scores)]
+                    for row, p, g, s in zip(row_ids, predictions, gold_index, outcome["scores"])]
 
     def statistic(index: np.ndarray) -> np.ndarray:
         return 100 * np.mean([metrics.macro_f1_rows(p[index], g[index], k) for p, g, k in arrays], axis=0)

@@ -9,7 +9,8 @@ adapter, LoRA adaptation of targets on synthetic tasks, and the TAPT baseline.
 With more than one process, launch it under torchrun:
     python -m torch.distributed.run --standalone --nproc_per_node N -m bonito_repro train ...
 A killed run started again with the same arguments resumes from the latest complete checkpoint
-under --checkpoints and ends at the same step count with the same weights. Pairs that are an
+under --checkpoints and ends at the same step count with the same weights. A SIGTERM (Slurm's
+warning before a time limit) saves a checkpoint at the end of the current step and exits 143. Pairs that are an
 alternative generator's empty set (bonito_repro.core.empty_sets) train nothing: --out gets only a
 marker saying "no tasks (0 of N kept)", which evaluation and the tables carry on.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 from ..runtime.device import add_device_flag, stage_device
 from ..core.empty_sets import empty_set, write_marker
 from ..core.io import Manifest, parse_params, setup_logging
+from ..core.stopping import STOPPED_EXIT, Stopped
 from .data import PAIR_WRAPPERS
 from .engine import MODES, TrainError, TrainJob, run
 
@@ -76,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     except TrainError as error:
         log.error("%s", error)
         return 1
+    except Stopped as stop:
+        log.error("%s", stop)
+        return STOPPED_EXIT
     if record is not None:
         log.info("trained %s: %d steps, %.1f tokens/s", args.name or args.out, record["steps"],
                  record["tokens_per_second"] or 0.0)

@@ -18,6 +18,7 @@ from ..runtime.device import require_device
 from ..core.io import (ColumnsError, Manifest, atomic_dir, check_writable, naming_a_full_disk, read_parquet,
                        set_threads)
 from ..core.steps import effective_batch, training_steps
+from ..core.stopping import SigtermFlag, Stopped
 from . import checkpoints
 from .data import Collator, Encoded, TrainDataError, encode_pair_rows, encode_tapt
 
@@ -126,10 +127,12 @@ def training_arguments(params: dict, output_dir: Path, steps: int, evaluate: boo
     )
 
 
-def save_every(minutes: float):
+def save_every(minutes: float, sigterm: SigtermFlag):
     """A callback that asks for a checkpoint once ``minutes`` have passed since the last one, so a
     kill or a scheduler's time limit loses minutes of work, not ``save_steps`` of it (10,000
-    Bonito steps are hours). Process 0's clock decides for every process: the save is collective."""
+    Bonito steps are hours), and for a checkpoint and the end of training once a SIGTERM came
+    (``sigterm``: Slurm's warning before the time limit). Process 0's clock and signal decide for
+    every process: the save is collective."""
     from transformers import TrainerCallback
 
     class SaveEvery(TrainerCallback):
@@ -137,13 +140,16 @@ def save_every(minutes: float):
             self.last = time.monotonic()
 
         def on_step_end(self, args, state, control, **kwargs):
-            due = [time.monotonic() - self.last >= minutes * 60]
+            due = [time.monotonic() - self.last >= minutes * 60, sigterm.raised]
             import torch.distributed as dist
 
             if dist.is_available() and dist.is_initialized():
                 dist.broadcast_object_list(due, src=0)
-            if due[0]:
+            timed, stopping = due
+            if timed or stopping:
                 control.should_save = True
+            if stopping:
+                control.should_training_stop = True
             return control
 
         def on_save(self, args, state, control, **kwargs):
@@ -197,8 +203,10 @@ def resume_checkpoint(job: TrainJob, args, world: int) -> Path | None:
     return resume
 
 
-def train(job: TrainJob, args, train_set, eval_set, tokenizer, resume: Path | None, callbacks: Sequence):
-    """(model, trainer, train output) after Trainer's loop from ``resume`` (or from the start)."""
+def train(job: TrainJob, args, train_set, eval_set, tokenizer, resume: Path | None, callbacks: Sequence,
+          sigterm: SigtermFlag):
+    """(model, trainer, train output) after Trainer's loop from ``resume`` (or from the start), or
+    at the checkpoint it saved after a SIGTERM."""
     from transformers import Trainer, set_seed
 
     from .model import load_trainable_model
@@ -207,7 +215,7 @@ def train(job: TrainJob, args, train_set, eval_set, tokenizer, resume: Path | No
     model = load_trainable_model(job.base, job.params, job.init_adapter, device=job.device)
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                       data_collator=Collator(tokenizer.pad_token_id),
-                      callbacks=[save_every(job.params["save_minutes"]), *callbacks])
+                      callbacks=[save_every(job.params["save_minutes"], sigterm), *callbacks])
     # a checkpoint: the adapter and the optimizer's two moments of each trained parameter
     with naming_a_full_disk(args.output_dir, "a checkpoint", 3 * trainable_bytes(model)):
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -249,7 +257,13 @@ def run(job: TrainJob, callbacks: Sequence = ()) -> dict | None:
     """Train (or resume from the latest complete checkpoint) to the configured step count, save
     the final adapter and the manifest (with the loss histories the loss curve is drawn from);
     return the manifest record (None on processes other than the first). ``callbacks`` are extra
-    TrainerCallbacks."""
+    TrainerCallbacks. A SIGTERM from the start on saves a checkpoint at the end of the current
+    step and stops: ``Stopped`` (a rerun resumes from that checkpoint)."""
+    with SigtermFlag() as sigterm:
+        return _run(job, callbacks, sigterm)
+
+
+def _run(job: TrainJob, callbacks: Sequence, sigterm: SigtermFlag) -> dict | None:
     from ..runtime.models import load_tokenizer
 
     require_device(job.device, f"train {job.name or job.out}")
@@ -266,7 +280,10 @@ def run(job: TrainJob, callbacks: Sequence = ()) -> dict | None:
     args = training_arguments(job.params, job.checkpoints, steps, evaluate=eval_set is not None, device=job.device)
     resume = resume_checkpoint(job, args, world)
     start = _progress(resume)  # read now: the checkpoint is rotated away once training saves another
-    model, trainer, result = train(job, args, encoded.dataset, eval_set, tokenizer, resume, callbacks)
+    model, trainer, result = train(job, args, encoded.dataset, eval_set, tokenizer, resume, callbacks, sigterm)
+    if trainer.state.global_step != steps and sigterm.raised:
+        raise Stopped(f"SIGTERM (the time limit is near): stopped at step {trainer.state.global_step} of {steps}, "
+                      f"checkpoint saved in {job.checkpoints}; a rerun resumes from it")
     if trainer.state.global_step != steps:
         raise TrainError(f"training stopped at step {trainer.state.global_step} of {steps}")
     if not trainer.is_world_process_zero():

@@ -16,6 +16,7 @@ import json
 import re
 from typing import Any, Callable
 
+from ..cluster.cost import Rows, rule_retries
 from ..core import layout
 from ..core.config import EVAL_DECODING_KEYS, evaluated
 from ..core.generators import generators_of, passage_cap
@@ -69,9 +70,11 @@ ENDPOINT_KEYS_NOT_SENT = ("sampling", "max_passages", "price_per_1000_tokens")
 class Dag:
     """What runs at this config, and how each job finds its inputs."""
 
-    def __init__(self, config: dict, hub_lock: HubLock | None = None):
+    def __init__(self, config: dict, hub_lock: HubLock | None = None, rows: Rows | None = None):
         self.config = config
         self.hub_lock = hub_lock
+        self.rows = rows or Rows()  # the preflight's row counts, which size the long rules' retries
+        self.rule_retries: dict[str, int] = {}  # what `retries` gave each rule that asked
         self.models = sorted(config["models"])
         self.targets = sorted(config["targets"])
         self.datasets = sorted(config["datasets"])
@@ -101,10 +104,40 @@ class Dag:
         return self.config["resources"][stage]["threads"]
 
     def resources(self, stage: str) -> dict:
-        """Memory, runtime (minutes) and, for the GPU stages, `gpu`: `resources: **dag.resources(s)`."""
+        """Memory, runtime (minutes) and, for the GPU stages, `gpu` and the SIGTERM Slurm sends
+        `resources.signal_lead_seconds` before the time limit, for the job to save its progress
+        (sbatch --signal through the slurm plugin's `slurm_extra`; not `B:`, which would signal only
+        the batch shell: the plugin runs the command in a job step, `srun`, whose processes get
+        the signal): `resources: **dag.resources(s)`."""
         values = self.config["resources"][stage]
-        gpu = {"gpu": values["gpus"]} if stage in GPU_STAGES else {}
+        gpu = {}
+        if stage in GPU_STAGES:
+            gpu = {"gpu": values["gpus"], "slurm_extra": f"--signal=TERM@{self.config['resources']['signal_lead_seconds']}"}
         return {**gpu, "mem_mb": values["mem_mb"], "runtime": values["runtime"]}
+
+    def retries(self, rule: str) -> int:
+        """Retries of a rule whose jobs resume after a kill or a time limit (training from its
+        checkpoints, generation from its shards, evaluation from its finished templates): the
+        attempts the cost model projects for the longest of its jobs at this config and the
+        preflight's row counts, plus one (cluster.cost.rule_retries)."""
+        self.rule_retries[rule] = rule_retries(self.config, rule, self.job_wildcards(rule), self.rows)
+        return self.rule_retries[rule]
+
+    def job_wildcards(self, rule: str) -> list[dict]:
+        """The wildcards of the jobs of a long GPU rule that set its cost: every generator or model
+        it trains, every dataset it generates for or evaluates, every (source, dataset) a target
+        adapts on (the cost depends on no target: one stands for all)."""
+        datasets = {"evaluate": self.rank_datasets, "evaluate_generation": self.generation_datasets}
+        if rule in ("train_bonito", "train_backtranslation"):
+            return [{"generator": g} for g in self.generators_of(training_rule=rule)]
+        if rule == "train_p3":
+            return [{"model": m} for m in self.p3_models]
+        if rule in ("generate", "backtranslate"):
+            return [{"generator": g, "dataset": d} for g in self.generators_of(rule=rule) for d in self.datasets]
+        if rule == "adapt":
+            return [{"target": t, "source": s, "dataset": d} for t in self.targets[:1]
+                    for s in [*self.sources, *self.ablation_sources] for d in self.datasets]
+        return [{"dataset": d} for d in datasets[rule]]
 
     def train_command(self, section: str) -> str:
         """The training CLI's module arguments, under torchrun when the config asks for more than
@@ -369,6 +402,7 @@ class Dag:
             passage=lambda w: as_json(datasets[w.dataset]["passage"] if shortens else None),
             adapter=lambda w, input: f"--adapter {input.adapter}" if "adapter" in input.keys() else "",
             alias=lambda w: self.unless_alias(w, [self.eval_stem(w) + s for s in EVAL_SUFFIXES.values()], python),
+            progress=lambda w: layout.evaluation_progress(w.target, w.source, w.dataset, w.get("train_dataset")),
         )
 
     def eval_results(self, suffix: str = ".json") -> list[str]:

@@ -16,12 +16,12 @@ rule adapt:
     params: **dag.adapt_params(MAIN_PY)
     log: layout.log("adapt/{target}/{source}/{dataset}")
     benchmark: layout.benchmark("adapt/{target}/{source}/{dataset}")
+    retries: dag.retries("adapt")
     threads: dag.threads("adapt")
     resources: **dag.resources("adapt")
     conda: MAIN_ENV
     shell:
         f"{{params.alias}}{MAIN_PY} {{params.train}} --mode {{params.mode}} --wrapper {{params.wrapper}}"
         " --base {input.base} {params.init_adapter} --data {input.rows} --out {output.adapter}"
-        " --checkpoints {params.checkpoints} --manifest {output.manifest} --params {params.hp:q}"
-        " --threads {threads} --device {params.device}"
-        " --name adapt/{wildcards.target}/{wildcards.source}/{wildcards.dataset} > {log} 2>&1"
+        " --checkpoints {params.checkpoints} --manifest {output.manifest} --params {params.hp:q} --threads {threads}"
+        " --device {params.device} --name adapt/{wildcards.target}/{wildcards.source}/{wildcards.dataset} > {log} 2>&1"

@@ -43,6 +43,7 @@ rule train_backtranslation:
     log: layout.log("train_backtranslation/{generator}/{direction}")
     benchmark: layout.benchmark("train_backtranslation/{generator}/{direction}")
     priority: 2  # the head of its generator's chain, as train_bonito
+    retries: dag.retries("train_backtranslation")
     threads: dag.threads("adapt")
     resources: **dag.resources("adapt")
     conda: MAIN_ENV
@@ -64,6 +65,7 @@ rule backtranslate:
     log: layout.log("generate/{generator}/{dataset}")
     benchmark: layout.benchmark("generate/{generator}/{dataset}")
     priority: 1
+    retries: dag.retries("backtranslate")
     threads: dag.threads("generate")
     resources: **dag.resources("generate")
     conda: GENERATION_ENV

@@ -9,6 +9,7 @@ import sys
 
 from snakemake.settings.types import DeploymentMethod
 
+from bonito_repro.cluster.cost import load_rows
 from bonito_repro.core import PACKAGE_DATA, layout
 from bonito_repro.core.config import ConfigError, merged_config, validate
 from bonito_repro.core.hub_lock import LOCK_FILE, HubLockError, read_lock
@@ -31,7 +32,14 @@ try:
     hub_lock = read_lock(os.path.abspath(LOCK_FILE))
 except HubLockError as error:
     raise WorkflowError(str(error)) from None
-dag = Dag(config, hub_lock)
+# The row counts the preflight read on the Hub, if it wrote them here: the cost model sizes the
+# retries of the long GPU rules from them (Dag.retries; docs/reliability.md).
+ROW_COUNTS = layout.preflight("row_counts.json")
+try:
+    row_counts = load_rows(ROW_COUNTS if os.path.exists(ROW_COUNTS) else None)
+except ValueError as error:
+    raise WorkflowError(str(error)) from None
+dag = Dag(config, hub_lock, row_counts)
 
 
 # The interpreter each command starts with: MAIN_PY, or VLLM_PY for vLLM. Under --sdm conda each

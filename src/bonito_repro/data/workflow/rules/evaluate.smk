@@ -8,6 +8,9 @@
 #   environment.
 # - evaluate_generation: greedy decoding (extractive QA) with `evaluation.generation_backend`
 #   (vllm: the vLLM environment's interpreter and envs/vllm.yaml).
+# Each finished template is kept under results/checkpoints/ (layout.evaluation_progress), not a
+# declared output: a rerun of a killed job, or the next attempt after a time limit (the retries
+# the cost model projects), scores only the templates left.
 
 localrules:
     eval_table,
@@ -19,7 +22,8 @@ EVAL_COMMAND = (
     " --templates {params.templates:q} --labels {params.labels:q} --fields {params.fields:q}"
     " --passage {params.passage:q} --params {params.hp:q} --target {wildcards.target}"
     " --source {wildcards.source} --out {output.scores} --predictions {output.predictions}"
-    " --manifest {output.manifest} --threads {threads} --device {params.device} > {log} 2>&1"
+    " --manifest {output.manifest} --progress {params.progress} --threads {threads} --device {params.device}"
+    " > {log} 2>&1"
 )
 
 
@@ -31,6 +35,7 @@ rule evaluate:
     params: **dag.eval_params(generation=False, python=MAIN_PY)
     log: layout.log("evaluate/{target}/{source}/{dataset}")
     benchmark: layout.benchmark("evaluate/{target}/{source}/{dataset}")
+    retries: dag.retries("evaluate")
     threads: dag.threads("evaluate")
     resources: **dag.resources("evaluate")
     conda: MAIN_ENV
@@ -45,6 +50,7 @@ rule evaluate_generation:
     params: **dag.eval_params(generation=True, python=MAIN_PY)
     log: layout.log("evaluate/{target}/{source}/{dataset}")
     benchmark: layout.benchmark("evaluate/{target}/{source}/{dataset}")
+    retries: dag.retries("evaluate_generation")
     threads: dag.threads("evaluate")
     resources: **dag.resources("evaluate")
     conda: env_for(config["evaluation"]["generation_backend"])

@@ -27,6 +27,7 @@ rule generate:
     log: layout.log("generate/{generator}/{dataset}")
     benchmark: layout.benchmark("generate/{generator}/{dataset}")
     priority: 1  # after Bonito training, ahead of the jobs off the longest chain
+    retries: dag.retries("generate")
     threads: dag.threads("generate")
     resources: **dag.resources("generate")
     conda: GENERATION_ENV

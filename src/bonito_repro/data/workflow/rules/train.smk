@@ -9,8 +9,8 @@
 #   training loaded it (bonito_training.bf16).
 # A rerun of a killed job continues from its latest complete checkpoint (layout.checkpoints).
 # train_bonito runs longer than a job may (resources.max_runtime): each attempt ends at its time
-# limit and the next, one of the retries the cost model projects, resumes from the last checkpoint.
-from bonito_repro.cluster.cost import bonito_retries
+# limit (the SIGTERM Slurm sends before it saves a checkpoint) and the next, one of the retries the
+# cost model projects (dag.retries, as every long GPU rule has), resumes from the last checkpoint.
 
 GENERATOR_ADAPTER = layout.generator("{generator}", "adapter")
 P3_ADAPTER = layout.p3_adapter("{model}")
@@ -26,7 +26,7 @@ rule train_bonito:
     log: layout.log("train_bonito/{generator}")
     benchmark: layout.benchmark("train_bonito/{generator}")
     priority: 2  # the head of the longest chain (generate, adapt, evaluate): start it first
-    retries: bonito_retries(config)
+    retries: dag.retries("train_bonito")
     threads: dag.threads("train_bonito")
     resources: **dag.resources("train_bonito")
     conda: MAIN_ENV
@@ -63,6 +63,7 @@ rule train_p3:
     log: layout.log("train_p3/{model}")
     benchmark: layout.benchmark("train_p3/{model}")
     threads: dag.threads("adapt")
+    retries: dag.retries("train_p3")
     resources: **dag.resources("adapt")
     conda: MAIN_ENV
     shell:
