@@ -114,11 +114,57 @@ def test_the_gpu_check_reports_a_missing_cuda_clearly(capsys):
         pytest.skip("this machine has CUDA: the failure path cannot be shown")
     assert preflight.main(["--on-gpu-node", "--vllm-python", sys.executable]) == 1
     checks = {c["item"]: c for c in map(json.loads, capsys.readouterr().out.splitlines())}
-    assert list(checks) == ["CUDA", "bf16", "bitsandbytes 4-bit", "vLLM"]
-    assert all(c["status"] == "FAIL" for c in checks.values())
+    assert list(checks) == ["driver", "compute capability", "CUDA", "bf16", "bitsandbytes 4-bit", "vLLM engine"]
+    assert all(c["status"] == "FAIL" for c in checks.values())  # a failure each, never a skip
     assert checks["CUDA"]["detail"].startswith("no CUDA device: torch.cuda.is_available() is False")
     assert "CUDA_VISIBLE_DEVICES=" in checks["CUDA"]["detail"]
-    assert checks["vLLM"]["detail"] == "not checked: no CUDA device"
+    assert checks["vLLM engine"]["detail"] == "not checked: no CUDA device"
+
+
+# nvidia-smi's answers to NVIDIA_SMI_QUERY: (driver ok, compute capability ok)
+RECORDED_GPUS = {
+    "NVIDIA H100 80GB HBM3, 580.65.06, 9.0": (True, True),
+    "NVIDIA A100-SXM4-80GB, 535.183.06, 8.0": (False, True),    # a CUDA 12 driver
+    "Tesla V100-SXM2-32GB, 580.82.07, 7.0": (True, False),      # no bf16
+    "Tesla T4, 470.57.02, 7.5\nTesla T4, 470.57.02, 7.5": (False, False),
+}
+
+
+@pytest.mark.parametrize("answer", RECORDED_GPUS)
+def test_the_driver_and_compute_capability_rules_on_recorded_gpus(answer):
+    driver, capability = preflight.driver_checks(answer)
+    assert (driver.item, capability.item) == ("driver", "compute capability")
+    assert (driver.status == preflight.OK, capability.status == preflight.OK) == RECORDED_GPUS[answer]
+    if driver.status == preflight.FAIL:
+        assert "needs driver 580 or newer" in driver.detail
+    if capability.status == preflight.FAIL:
+        assert "bf16 needs 8.0 or newer" in capability.detail
+
+
+def test_an_nvidia_smi_without_compute_capability_fails_both_rules():
+    answer = 'Field "compute_cap" is not a valid field to query.'  # drivers before 510
+    checks = preflight.driver_checks(answer)
+    assert [c.status for c in checks] == [preflight.FAIL] * 2 and answer in checks[0].detail
+
+
+def test_the_vllm_engine_starts_offline_without_proxies_within_its_limit(tmp_path, monkeypatch):
+    """A stand-in for the vLLM interpreter that answers as the engine does only where the job's
+    environment is offline and has no proxy, and one that never answers (a kernel compiled at
+    first use): the check passes the first and fails the second at its time limit."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    monkeypatch.setenv("no_proxy", "localhost")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    offline = tmp_path / "offline-python"
+    offline.write_text("#!/bin/sh\n[ \"$HF_HUB_OFFLINE\" = 1 ] && ! env | grep -qi _proxy= || exit 3\n"
+                       "echo '{\"vllm\": \"0.0\", \"seconds\": 2.0}'\n")
+    slow = tmp_path / "slow-python"
+    slow.write_text("#!/bin/sh\nsleep 30\n")
+    for script in (offline, slow):
+        script.chmod(0o755)
+    check = preflight.vllm_engine_check(str(offline), "cuda", timeout=20)
+    assert check.status == preflight.OK and "started and generated in 2 s offline" in check.detail, check
+    check = preflight.vllm_engine_check(str(slow), "cuda", timeout=1)
+    assert check.status == preflight.FAIL and "no engine within 1 s offline" in check.detail, check
 
 
 def test_the_gpu_check_needs_srun(paper, tmp_path, monkeypatch):
@@ -151,7 +197,7 @@ def _run(local_hub, tmp_path, overlay: dict, token: bool):
     path.write_text(yaml.safe_dump(overlay))
     before = len(local_hub.requests())
     done = local_hub.run(["preflight", "--configfile", path, "--results", tmp_path / "results",
-                          "--lock", tmp_path / "hub.lock.yaml"],
+                          "--lock", tmp_path / "hub.lock.yaml", "--no-gpu-check"],  # no Slurm here
                          tmp_path / "hf", token=token)
     return done, local_hub.requests()[before:]
 
@@ -312,9 +358,10 @@ def test_the_seeds_columns_are_checked_from_the_parquet_footer(local_hub, tmp_pa
 
 
 @pytest.mark.slurm
-def test_the_gpu_check_runs_as_a_one_gpu_slurm_job(paper, monkeypatch):
-    """Through a real srun on the test cluster's fake GPUs: the job gets one GPU (one device in
-    CUDA_VISIBLE_DEVICES) and, with no CUDA behind it, says so."""
+def test_the_gpu_check_runs_as_a_one_gpu_slurm_job(paper):
+    """Through a real srun on the test cluster's fake GPUs, on the partition and account of the
+    site settings: the job gets one GPU (one device in CUDA_VISIBLE_DEVICES) and, with no driver
+    and no CUDA behind it, fails every check."""
     import os
     import re
 
@@ -325,13 +372,12 @@ def test_the_gpu_check_runs_as_a_one_gpu_slurm_job(paper, monkeypatch):
         if os.environ.get("BONITO_REQUIRE_SLURM") == "1":
             pytest.fail(f"BONITO_REQUIRE_SLURM=1 but {reason}")
         pytest.skip(reason)
-    monkeypatch.setenv("SLURM_PARTITION", PARTITION)
-    monkeypatch.setenv("SLURM_ACCOUNT", ACCOUNT)
     config = copy.deepcopy(paper)
+    config["resources"]["slurm"].update(gpu_partition=PARTITION, account=ACCOUNT)
     config["generation"]["backend"] = config["evaluation"]["generation_backend"] = "transformers"
     config["environments"]["main"] = None  # the interpreter running this (no GPU environment here)
     checks = preflight.check_gpu_node(config, REPO, timeout=300)
-    assert [c.item for c in checks] == ["CUDA", "bf16", "bitsandbytes 4-bit"], checks
-    assert all(c.status == preflight.FAIL for c in checks)
+    assert [c.item for c in checks] == ["driver", "compute capability", "CUDA", "bf16", "bitsandbytes 4-bit"], checks
+    assert all(c.status == preflight.FAIL for c in checks)  # fake GPUs: no driver, no CUDA, each a failure
     assert checks[0].detail.startswith("no CUDA device")
     assert re.search(r"\(CUDA_VISIBLE_DEVICES=\d, ", checks[0].detail), checks[0].detail

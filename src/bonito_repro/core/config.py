@@ -453,7 +453,8 @@ def check_references(config: dict) -> None:
     limit = config["resources"]["max_runtime"]
     problems += [f"resources.{stage}.runtime: {values['runtime']} minutes, more than resources.max_runtime "
                  f"({limit}); a longer job is killed by the partition (Bonito training chains jobs instead)"
-                 for stage, values in config["resources"].items() if stage != "max_runtime" and values["runtime"] > limit]
+                 for stage, values in config["resources"].items()
+                 if stage not in ("max_runtime", "slurm") and values["runtime"] > limit]
     generation = config["generation"]
     if generation["temperature"] == 0 and generation["n"] > 1:
         problems.append(f"generation.n: {generation['n']} samples at temperature 0 (greedy decoding) are "

@@ -16,7 +16,7 @@ import json
 import re
 from typing import Any, Callable
 
-from ..core import layout
+from ..core import layout, slurm
 from ..core.config import EVAL_DECODING_KEYS, evaluated
 from ..core.generators import generators_of
 from ..core.hub_lock import HubLock
@@ -95,10 +95,13 @@ class Dag:
         return self.config["resources"][stage]["threads"]
 
     def resources(self, stage: str) -> dict:
-        """Memory, runtime (minutes) and, for the GPU stages, `gpu`: `resources: **dag.resources(s)`."""
+        """Memory, runtime (minutes) and where the job runs on Slurm: partition, account and QOS of
+        the site settings, and for a GPU stage's job with GPUs their request on one node
+        (``core.slurm.job_resources``): `resources: **dag.resources(s)`."""
         values = self.config["resources"][stage]
-        gpu = {"gpu": values["gpus"]} if stage in GPU_STAGES else {}
-        return {**gpu, "mem_mb": values["mem_mb"], "runtime": values["runtime"]}
+        gpus = values["gpus"] if stage in GPU_STAGES else 0
+        site = slurm.job_resources(self.config["resources"]["slurm"], gpus)
+        return {**site, "mem_mb": values["mem_mb"], "runtime": values["runtime"]}
 
     def train_command(self, section: str) -> str:
         """The training CLI's module arguments, under torchrun when the config asks for more than
