@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import sys
 
 import pytest
@@ -227,10 +228,18 @@ def test_preflight_passes_the_paper_config_on_the_local_hub(passing):
     assert any(line.startswith("train_bonito") and "rule retries 4" in line for line in lines)
     # 1 lock, 57 hub, 1 rows, 1 disk, 1 environment; 6 cost warnings (next test)
     assert "preflight: 67 checks, 0 failed" in done.stdout
-    # no weights were downloaded, and of the data files only Parquet footers (next test)
+    # of each model repository one LFS-stored file, its smallest, was downloaded whole (the path
+    # the download jobs' weights take), no other weights, and of the data files only Parquet
+    # footers (next test)
+    models = [line for line in hub if " models." in line]
+    assert len(models) == 5 and all(re.search(r"; LFS file \S+ \([\d,]+ bytes\) downloaded$", line)
+                                    for line in models), models
     fetched = [r["path"] for r in requests if r["endpoint"] == "resolve" and r["path"].endswith(DATA_FILES)
                and not r["path"].endswith(".parquet")]
-    assert not fetched, fetched
+    repos = sorted(path.split("/resolve/")[0] for path in fetched)
+    assert len(fetched) == len(models) and len(set(repos)) == len(repos), fetched
+    whole = [r for r in requests if r["endpoint"] == "cdn" and r["method"] == "GET" and r["status"] == 200]
+    assert len(whole) == len(models), whole
 
 
 @pytest.mark.slow

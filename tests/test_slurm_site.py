@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import shlex
 from types import SimpleNamespace
 
 import pytest
 import snakemake_executor_plugin_slurm as plugin
+import yaml
 from snakemake_executor_plugin_slurm.submit_string import get_submit_command
 from snakemake_executor_plugin_slurm.utils import set_gres_string
 
@@ -18,7 +20,7 @@ from bonito_repro.cluster import preflight
 from bonito_repro.core import slurm
 from bonito_repro.core.config import ConfigError, load_scale, merge, read_yaml, validate
 from bonito_repro.workflow.dag import GPU_STAGES, Dag
-from conftest import REPO
+from conftest import REPO, dry_run_jobs, snakemake
 
 # a site whose GPUs are a gres (no --gpus), in its own partitions, with an account, a QOS and a
 # GPU type: the example of docs/cluster.md, "Site settings"
@@ -111,3 +113,39 @@ def test_the_site_settings_are_validated_config_values():
         validate(merge(base, {"resources": {"slurm": {"gpu_request": "gpus-per-node"}}}))
     with pytest.raises(ConfigError, match="partition"):
         validate(merge(base, {"resources": {"slurm": {"gpu_partition": ""}}}))
+
+
+DOWNLOAD_RULES = {"prepare_model", "unannotated", "test_set", "ctga_download", "published_tasks", "backtranslation_seed"}
+
+
+def test_downloads_are_local_rules_unless_the_site_runs_them_as_jobs(paper):
+    """Every rule that downloads or converts says `localrule: dag.downloads_local`, which holds
+    unless resources.slurm.downloads_as_jobs (the dry run below shows those jobs' partition)."""
+    from test_rules import RULE_FILES, parse
+
+    rules = {rule.name: rule for path in RULE_FILES for rule in parse(path).rules}
+    for name in DOWNLOAD_RULES:
+        text = (REPO / "rules" / rules[name].file).read_text()
+        assert re.search(rf"^rule {name}:\n    localrule: dag.downloads_local\n", text, re.M), name
+    assert Dag(paper).downloads_local
+    assert not with_site(paper, {**GRES_SITE, "downloads_as_jobs": True}).downloads_local
+
+
+@pytest.mark.dag
+def test_the_paper_dry_run_places_every_job_by_the_site_settings(tmp_path):
+    """Under a `--gres` site with downloads_as_jobs, the paper DAG's downloads are jobs on the CPU
+    partition and its GPU jobs ask for a gres of GPUs on one node of the GPU partition."""
+    overlay = tmp_path / "site.yaml"
+    overlay.write_text(yaml.safe_dump({"resources": {"slurm": {**GRES_SITE, "downloads_as_jobs": True}}}))
+    result = snakemake("-n", "--profile", "slurm", "--configfile", str(overlay))
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = dry_run_jobs(result.stdout + result.stderr)
+    assert {"prepare_model", "unannotated", "test_set", "ctga_download"} <= {job.rule for job in jobs}
+    for job in jobs:
+        if job.rule in DOWNLOAD_RULES or job.rule == "ctga":
+            assert job.resources["slurm_partition"] == "cpu" and "gres" not in job.resources, job
+        elif "gres" in job.resources:
+            assert (job.resources["slurm_partition"], job.resources["constraint"], job.resources["nodes"]) == (
+                "gpu-a100", "a100|h100", "1"), job
+        assert job.resources.get("slurm_account", "mylab") == "mylab" and "gpu" not in job.resources, job
+    assert any(j.resources.get("gres") == "gpu:4" for j in jobs if j.rule == "train_bonito")

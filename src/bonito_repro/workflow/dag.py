@@ -103,6 +103,13 @@ class Dag:
         site = slurm.job_resources(self.config["resources"]["slurm"], gpus)
         return {**site, "mem_mb": values["mem_mb"], "runtime": values["runtime"]}
 
+    @property
+    def downloads_local(self) -> bool:
+        """Whether the rules that download or convert (models, datasets, ctga's sources, seeds,
+        released sets) run on the login node, as local rules, rather than as jobs on the CPU
+        partition (`resources.slurm.downloads_as_jobs`, for clusters whose compute nodes reach the Hub)."""
+        return not self.config["resources"]["slurm"]["downloads_as_jobs"]
+
     def train_command(self, section: str) -> str:
         """The training CLI's module arguments, under torchrun when the config asks for more than
         one process."""
