@@ -168,6 +168,21 @@ def test_the_vllm_engine_starts_offline_without_proxies_within_its_limit(tmp_pat
     assert check.status == preflight.FAIL and "no engine within 1 s offline" in check.detail, check
 
 
+VLLM_PY = REPO / ".venv-vllm" / "bin" / "python"
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(not VLLM_PY.exists(), reason=f"{VLLM_PY} is missing (make setup-vllm)")
+def test_the_vllm_engine_check_starts_the_workflows_engine_offline(monkeypatch):
+    """The GPU job's engine check end to end, on vLLM's CPU build: the model built on the spot,
+    the workflow's vLLM backend started on it and generating, with a proxy in this environment
+    that leads nowhere (the check removes it) and the Hub offline."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    check = preflight.vllm_engine_check(str(VLLM_PY), "cpu")
+    assert check.status == preflight.OK, check
+    assert check.detail.startswith("vllm ") and "on cpu: started and generated in" in check.detail, check
+
+
 def test_the_gpu_check_needs_srun(paper, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     (check,) = preflight.check_gpu_node(paper, tmp_path)
