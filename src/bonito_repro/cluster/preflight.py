@@ -215,7 +215,8 @@ def download_sample(repo_id: str, sha: str, listing: list) -> tuple[str | None, 
         except Exception as error:  # whatever stops the transfer is the finding
             return (f"its LFS file {sample.path} ({sample.size:,} bytes) cannot be downloaded, as the download "
                     f"job would fetch weights: {type(error).__name__}: {row_counts.first_line(error)}"), ""
-        digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        with open(path, "rb") as file:
+            digest = hashlib.file_digest(file, "sha256").hexdigest()
     if digest != sample.lfs.sha256:
         return f"its LFS file {sample.path} arrived with SHA-256 {digest[:12]}, not {sample.lfs.sha256[:12]}", ""
     return None, f"LFS file {sample.path} ({sample.size:,} bytes) downloaded"
