@@ -168,6 +168,22 @@ def test_the_vllm_engine_starts_offline_without_proxies_within_its_limit(tmp_pat
     assert check.status == preflight.FAIL and "no engine within 1 s offline" in check.detail, check
 
 
+def test_the_preflight_runs_the_gpu_job_unless_told_not_to(tmp_path, monkeypatch, capsys):
+    """The GPU checks are on by default: `--no-gpu-check` is the only way to skip them (the other
+    steps stubbed: the local config reads no Hub)."""
+    jobs = []
+    monkeypatch.setattr(preflight, "check_gpu_node", lambda config, workdir: jobs.append(workdir) or [
+        preflight.Check("gpu", "CUDA", preflight.FAIL, "no CUDA device")])
+    monkeypatch.setattr(preflight, "check_hub", lambda config, lock: [])
+    monkeypatch.setattr(preflight, "interpreters", lambda config, workdir: {})
+    monkeypatch.setattr(preflight, "check_cost", lambda *args: ([], ""))
+    args = ["--configfile", "config/local.yaml", "--directory", str(REPO), "--results", str(tmp_path / "results"),
+            "--lock", str(tmp_path / "hub.lock.yaml")]
+    assert preflight.main(args) == 1 and jobs == [REPO]
+    assert "FAIL gpu: CUDA: no CUDA device" in capsys.readouterr().out
+    assert preflight.main([*args, "--no-gpu-check"]) == 0 and jobs == [REPO]
+
+
 VLLM_PY = REPO / ".venv-vllm" / "bin" / "python"
 
 

@@ -85,10 +85,12 @@ def assert_jobs_ran_on_slurm(result, jobs):
 
 
 def assert_gpus_as_configured(jobs, gpus_of_rule):
-    """GPUs as the config asks, seen by the job's tasks; none for CPU rules."""
+    """GPUs as the config asks, on one node (sbatch --nodes=1), seen by the job's tasks; none for
+    CPU rules."""
     for job in jobs:
         gpus = gpus_of_rule(job.rule)
         assert (job.gpus_requested, job.gpus_allocated) == (gpus, gpus), job
+        assert ("--nodes=1" in job.submit_line.split()) == bool(gpus), job
         seen = job.cuda_visible_devices()
         assert seen, f"no task prolog line in the Slurm log {job.log}"
         if gpus:
