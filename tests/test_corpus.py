@@ -133,7 +133,7 @@ def test_bad_options_and_test_sets_stop_with_a_clear_error(tmp_path, caplog, fla
 def test_generator_and_targets_must_exist_in_the_scale(tmp_path, caplog):
     message = error_of(caplog, tmp_path, *EXAMPLE_ARGS, "--generator", "nope")
     assert "--generator: 'nope' is not a generator of the local config (declared: [" in message
-    assert "'bonito', 'bonito_v1'," in message
+    assert "'bonito'," in message and "'bonito_v1'," in message
     assert "--targets: ['nope'] are not targets of the local config" in \
         error_of(caplog, tmp_path, *EXAMPLE_ARGS, "--targets", "nope")
 

@@ -7,6 +7,7 @@ import functools
 import json
 import os
 import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -279,6 +280,80 @@ def test_generate_tasks_with_the_tiny_generator(tiny_generator, embed):
                              generation(backend="transformers", bf16=False, max_new_tokens=32),
                              model_dir=model, adapter_dir=adapter)
     assert [(r["context_id"], r["output"]) for r in adapted] == [(0, "no"), (1, "no"), (2, "no")]
+
+
+def test_generate_tasks_takes_a_dataset_column_and_returns_the_funnel(tiny_generator):
+    from datasets import Dataset
+
+    model, _ = tiny_generator
+    params = generation(backend="transformers", bf16=False, max_new_tokens=32)
+    tasks = generate_tasks(Dataset.from_dict({"text": PASSAGES, "id": [1, 2, 3]}), "ynqa", params,
+                           column="text", model_dir=model)
+    assert tasks == generate_tasks(PASSAGES, "ynqa", params, model_dir=model)
+    assert tasks.counts["funnel"]["generated"] == 3 and tasks.counts["kept"] == 3
+    assert tasks.generator == {"path": str(model.resolve())}
+    with pytest.raises(ValueError, match=r"column='body' is not a column of the dataset \(\['text', 'id'\]\)"):
+        generate_tasks(Dataset.from_dict({"text": PASSAGES, "id": [1, 2, 3]}), "ynqa", params, column="body",
+                       model_dir=model)
+    with pytest.raises(ValueError, match="passage 1 is not a non-empty string: None"):
+        generate_tasks([PASSAGES[0], None], "ynqa", params, model_dir=model)
+
+
+API_SCRIPT = """
+import json, sys
+from bonito_repro.generate import generate_tasks
+
+passages, params, cache = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+found = {}
+for generator in ("BatsResearch/bonito-v1", "bonito_v1"):
+    tasks = generate_tasks(passages, "ynqa", params, generator=generator, backend="transformers",
+                           device="cpu", cache_dir=cache)
+    found[generator] = {"rows": tasks, "kept": tasks.counts["kept"], "generator": tasks.generator}
+print(json.dumps(found))
+"""
+
+
+def test_generate_tasks_from_a_hub_id_or_a_declared_name(tiny_generator, tmp_path):
+    """The published generator by its Hub id and by its config name: a crafted model laid out as
+    bonito-v1 is (pickled weights on main) on a local Hub; it is read at the commit main points
+    at, converted to safetensors once in the cache (the second call downloads nothing) and
+    generates exactly what the same model generates from its folder."""
+    from safetensors.torch import load_file
+
+    from bonito_repro.localhub import server as hubserver
+    from conftest import serve_local_hub
+
+    model, _ = tiny_generator
+    repo = tmp_path / "hub" / "models" / "BatsResearch" / "bonito-v1" / "main"
+    repo.mkdir(parents=True)
+    for path in model.iterdir():
+        if path.suffix != ".safetensors":
+            (repo / path.name).write_bytes(path.read_bytes())
+    torch.save(load_file(model / "model.safetensors"), repo / "pytorch_model.bin")
+    (tmp_path / "hub" / "tokens.json").write_text(json.dumps({"hf_test": "tester"}))
+    hub, server = serve_local_hub(tmp_path / "hub", tmp_path)
+    try:
+        params = generation(backend="transformers", bf16=False, max_new_tokens=32)
+        result = subprocess.run([sys.executable, "-c", API_SCRIPT, json.dumps(PASSAGES), json.dumps(params),
+                                 str(tmp_path / "cache")], env=hub.env(tmp_path / "hf"), capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        downloads = [r["path"] for r in hub.requests() if r["method"] == "GET" and r["endpoint"] in ("resolve", "cdn")]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    found = json.loads(result.stdout)
+    sha = hubserver.load_repos(tmp_path / "hub")[("model", "BatsResearch/bonito-v1")].find("main").sha
+    expected = generate_tasks(PASSAGES, "ynqa", params, model_dir=model)
+    by_id, by_name = found["BatsResearch/bonito-v1"], found["bonito_v1"]
+    assert by_id["rows"] == by_name["rows"] == list(expected)
+    assert by_id["kept"] == 3
+    assert by_id["generator"] == {"id": "BatsResearch/bonito-v1", "revision": "main", "sha": sha}
+    assert by_name["generator"] == {"name": "bonito_v1", **by_id["generator"]}
+    cached = tmp_path / "cache" / "models" / "BatsResearch--bonito-v1" / sha
+    assert list(cached.glob("*.safetensors")) and not list(cached.glob("*.bin"))
+    assert len(downloads) == len(set(downloads)), downloads  # the second call read the cache
+    assert len([path for path in downloads if path.startswith("/blobs/")]) == 1, downloads  # the pickle, from the CDN
 
 
 def test_parse_check_counts_the_trained_generator_against_its_base(tiny_model_dir, tmp_path):

@@ -115,11 +115,13 @@ def test_the_gpu_check_reports_a_missing_cuda_clearly(capsys):
         pytest.skip("this machine has CUDA: the failure path cannot be shown")
     assert preflight.main(["--on-gpu-node", "--vllm-python", sys.executable]) == 1
     checks = {c["item"]: c for c in map(json.loads, capsys.readouterr().out.splitlines())}
-    assert list(checks) == ["driver", "compute capability", "CUDA", "bf16", "bitsandbytes 4-bit", "vLLM engine"]
+    assert list(checks) == ["driver", "compute capability", "CUDA", "bf16", "bitsandbytes 4-bit", "vLLM engine",
+                            "memory"]
     assert all(c["status"] == "FAIL" for c in checks.values())  # a failure each, never a skip
     assert checks["CUDA"]["detail"].startswith("no CUDA device: torch.cuda.is_available() is False")
     assert "CUDA_VISIBLE_DEVICES=" in checks["CUDA"]["detail"]
     assert checks["vLLM engine"]["detail"] == "not checked: no CUDA device"
+    assert checks["memory"]["detail"] == "not read: no CUDA device"
 
 
 # nvidia-smi's answers to NVIDIA_SMI_QUERY: (driver ok, compute capability ok)
@@ -420,7 +422,9 @@ def test_the_gpu_check_runs_as_a_one_gpu_slurm_job(paper):
     config["generation"]["backend"] = config["evaluation"]["generation_backend"] = "transformers"
     config["environments"]["main"] = None  # the interpreter running this (no GPU environment here)
     checks = preflight.check_gpu_node(config, REPO, timeout=300)
-    assert [c.item for c in checks] == ["driver", "compute capability", "CUDA", "bf16", "bitsandbytes 4-bit"], checks
+    assert [c.item for c in checks] == ["driver", "compute capability", "CUDA", "bf16", "bitsandbytes 4-bit",
+                                        "memory"], checks
     assert all(c.status == preflight.FAIL for c in checks)  # fake GPUs: no driver, no CUDA, each a failure
-    assert checks[0].detail.startswith("no CUDA device")
-    assert re.search(r"\(CUDA_VISIBLE_DEVICES=\d, ", checks[0].detail), checks[0].detail
+    cuda = checks[2]
+    assert cuda.detail.startswith("no CUDA device")
+    assert re.search(r"\(CUDA_VISIBLE_DEVICES=\d, ", cuda.detail), cuda.detail

@@ -21,13 +21,24 @@ networked login node in minutes, printed as one table; the exit status is 1 if a
 - disk: the bytes those downloads need against the free space of results/ (models) and of the
   Hugging Face cache (datasets and their Arrow copies).
 - environment: each interpreter the rules will run starts and imports its stage's packages.
+- endpoint: each endpoint generator the config names (GPT-4 in the generators ablation): its key's
+  environment variable is set and one one-token request is answered; without a key the check
+  names the generator and the config keys to drop it from (a failure where the default target
+  needs it, a warning where only an ablation does).
 - gpu (unless ``--no-gpu-check``): a one-GPU Slurm job (srun), asking for its GPU as the
   workflow's jobs do (bonito_repro.core.slurm), checks on a compute node the driver (580 or newer
   for the pinned CUDA 13 stack), the compute capability (8.0 or newer for bf16), CUDA in torch,
-  bitsandbytes' 4-bit kernels, and that a vLLM engine starts and generates offline
-  (HF_HUB_OFFLINE=1, no proxy variables) within a time limit.
+  bitsandbytes' 4-bit kernels, that a vLLM engine starts and generates offline (HF_HUB_OFFLINE=1,
+  no proxy variables) within a time limit, and the GPU's memory; ``--local-gpu`` runs the same
+  checks in this process instead, on this machine's GPU (a workstation: no Slurm; run the
+  preflight with the main environment's interpreter).
+- gpu memory: each GPU job's estimated memory (bonito_repro.cluster.memory) against the GPU's
+  (``--gpu-memory-gb``, or the one the GPU checks found), naming every job that does not fit and
+  the settings to lower; and the host memory that converting pickled weights at download needs,
+  against this machine's.
 - cost: the cost model's table (bonito_repro.cluster.cost) from those row counts, with a warning
-  for each job that cannot finish in its runtime.
+  for each job that cannot finish in its runtime, and each endpoint generator's projected tokens
+  and price.
 
 The whole report is written to results/preflight/report.txt too.
 """
@@ -41,7 +52,7 @@ import subprocess
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from . import cost, row_counts
+from . import cost, memory, row_counts
 from ..core import layout, slurm
 from ..core.config import ConfigError, load_config
 from ..core.generators import generators_of
@@ -67,7 +78,7 @@ VLLM_CHECK_MODEL = {"architecture": "llama", "vocab_size": 2000, "hidden_size": 
 
 @dataclass
 class Check:
-    kind: str     # hub, rows, disk, environment, gpu, cost
+    kind: str     # lock, hub, rows, disk, environment, endpoint, gpu, cost
     item: str     # what was checked, as the config names it
     status: str   # ok, FAIL, warn
     detail: str
@@ -164,7 +175,7 @@ def check_model(ref: HubReference) -> Check:
     from huggingface_hub.hf_api import RepoFile
     from huggingface_hub.utils import filter_repo_objects
 
-    from ..prepare.models import download_patterns
+    from ..runtime.hub_models import download_patterns
 
     item, hub = hub_item(ref), ref.hub
     sha, problem = _commit(hub, "model")
@@ -410,6 +421,48 @@ def check_environment(name: str, python: str, packages: list[str], requirements:
     return Check("environment", item, OK, ", ".join(f"{k} {v}" for k, v in versions.items()))
 
 
+# ---------------------------------------------------------------- endpoint generators
+
+
+def _named_in(config: dict, generator: str) -> list[str]:
+    """The config keys that make the run use a generator (what to drop it from)."""
+    listed = config["ablations"]["generators"]["generators"]
+    keys = ["run.sources"] if generator in config["run"]["sources"] else []
+    if listed is None:
+        keys.append(f"generators.{generator} (ablations.generators.generators is null: every declared one)")
+    elif generator in listed:
+        keys.append("ablations.generators.generators")
+    return keys
+
+
+def check_endpoints(config: dict) -> list[Check]:
+    """Each endpoint generator the config uses: its key's variable is set and one one-token
+    request (bonito_repro.generate.endpoint.probe) is answered. A failure where the default target
+    generates with it, a warning where only the generators ablation does."""
+    from ..generate.endpoint import EndpointError, probe
+
+    checks = []
+    for name in generators_of(config, kind="endpoint"):
+        spec = config["generators"][name]
+        status = FAIL if name in config["run"]["sources"] else WARN
+        item = f"generators.{name}: {spec['served_model']} at {spec['base_url']}"
+        env = spec.get("api_key_env")
+        if env and not os.environ.get(env):
+            checks.append(Check("endpoint", item, status, f"the environment variable {env} (api_key_env) is not set: "
+                                f"export {env}=<the endpoint's key>, or drop {name} from "
+                                f"{' and '.join(_named_in(config, name))} (docs/generators.md)"))
+            continue
+        try:
+            answer = probe(spec)
+        except EndpointError as error:
+            checks.append(Check("endpoint", item, status, f"a one-token request failed: {error}"))
+            continue
+        billed = answer["usage"].get("total_tokens", "?")
+        checks.append(Check("endpoint", item, OK, f"{env + ' set; ' if env else ''}a one-token request answered by "
+                            f"{answer['model']} ({billed} tokens billed)"))
+    return checks
+
+
 # ---------------------------------------------------------------- on a GPU node
 
 
@@ -567,6 +620,36 @@ def check_gpu_node(config: dict, workdir: Path, timeout: int = 1800) -> list[Che
     return found
 
 
+def gpu_memory_found() -> Check:
+    """On the GPU's machine: the first GPU's memory (in ``nbytes``), for the memory checks."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return Check("gpu", "memory", FAIL, "not read: no CUDA device")
+    props = torch.cuda.get_device_properties(0)
+    return Check("gpu", "memory", OK, f"{props.total_memory / memory.GIB:.1f} GiB on {props.name}",
+                 nbytes=props.total_memory)
+
+
+def check_gpu_memory(config: dict, gpu_gib: float | None) -> list[Check]:
+    """Each GPU job's estimate against a GPU of ``gpu_gib`` GiB: FAIL naming the job and the
+    settings to lower where it does not fit (estimates: docs/tiers.md)."""
+    if config["device"] != "cuda":
+        return []
+    if gpu_gib is None:
+        return [Check("gpu memory", "GPU jobs", WARN, "not checked: give --gpu-memory-gb N, or --local-gpu on the GPU's machine")]
+    return [Check("gpu memory", e.job, OK if e.fits(gpu_gib) else FAIL,
+                  f"{e.describe()} (estimate)" if e.fits(gpu_gib) else f"{memory.misfit_text(e, gpu_gib)} (estimate)")
+            for e in memory.job_estimates(config)]
+
+
+def check_host_memory(config: dict, host_gib: float | None) -> list[Check]:
+    """The host memory converting each pickled model at download needs, against this machine's
+    (and the download job's mem_mb request)."""
+    return [Check("host memory", item, status, detail)
+            for status, item, detail in memory.host_memory_findings(config, host_gib)]
+
+
 # ---------------------------------------------------------------- the report
 
 
@@ -601,6 +684,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="resolve every Hub revision anew: the run then reads the commits they point at now")
     parser.add_argument("--no-gpu-check", action="store_true",
                         help="skip the GPU checks (a one-GPU Slurm job); without srun they fail")
+    parser.add_argument("--local-gpu", action="store_true",
+                        help="run the GPU checks here instead, in this process, on this machine's GPU (a workstation)")
+    parser.add_argument("--gpu-memory-gb", type=float, metavar="GIB",
+                        help="the GPU memory each GPU job's estimate is checked against (default: what "
+                             "the GPU checks found)")
     parser.add_argument("--on-gpu-node", action="store_true", help=argparse.SUPPRESS)  # what that job runs
     parser.add_argument("--vllm-python", help=argparse.SUPPRESS)
     parser.add_argument("--vllm-engine", metavar="DEVICE", help=argparse.SUPPRESS)  # run in the vLLM environment
@@ -613,7 +701,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(start_vllm_engine(args.vllm_engine)))
         return 0
     if args.on_gpu_node:  # one JSON line per check, read back by check_gpu_node
-        checks = gpu_node_checks(args.vllm_python)
+        checks = gpu_node_checks(args.vllm_python) + [gpu_memory_found()]
         for check in checks:
             print(json.dumps(asdict(check)))
         return int(any(c.status == FAIL for c in checks))
@@ -636,8 +724,15 @@ def main(argv: list[str] | None = None) -> int:
     checks += check_disk(checks, results, Path(constants.HF_HOME))
     checks += [check_environment(name, python, packages, requirements)
                for name, (python, packages, requirements) in interpreters(config, workdir).items()]
-    if not args.no_gpu_check:
+    checks += check_endpoints(config)
+    if args.local_gpu:  # a workstation: the same checks in this process, on its own GPU
+        vllm = interpreters(config, workdir).get("vllm")
+        checks += gpu_node_checks(vllm[0] if vllm else None) + [gpu_memory_found()]
+    elif not args.no_gpu_check:
         checks += check_gpu_node(config, workdir)
+    found = [c.nbytes for c in checks if (c.kind, c.item, c.status) == ("gpu", "memory", OK)]
+    checks += check_gpu_memory(config, args.gpu_memory_gb or (found[0] / memory.GIB if found else None))
+    checks += check_host_memory(config, memory.host_memory_gib())
     cost_checks, table = check_cost(config, args.configfile, workdir, cost.Rows({c.where: c for c in counts}))
     checks += cost_checks
     failed = [c for c in checks if c.status == FAIL]

@@ -39,9 +39,12 @@ DATASETS_DIR = PACKAGE_DATA / "datasets"
 TRAINING_SECTIONS = ("bonito_training", "p3_training", "backtranslation_training", "adaptation")
 # the key of a config file that names the shared layers merged beneath it (config/cpu.yaml)
 LAYERS_KEY = "layers"
+# the scales whose tables compare with the paper's: its real datasets and 7B models (a workstation
+# runs a part of the paper's grid by the same protocol); the others label theirs as demo data
+COMPARABLE_SCALES = ("paper", "workstation")
 # evaluation keys that only greedy decoding (extractive QA) reads: rank jobs do not get them, so
 # changing them reruns no rank classification
-EVAL_DECODING_KEYS = ("generation_backend", "max_new_tokens")
+EVAL_DECODING_KEYS = ("generation_backend", "max_new_tokens", "vllm")
 # training section -> the resources section its jobs request (train_p3 runs with the adapt stage's)
 TRAINING_RESOURCES = {"bonito_training": "train_bonito", "p3_training": "adapt", "backtranslation_training": "adapt",
                       "adaptation": "adapt"}
@@ -520,6 +523,18 @@ def load_config(*paths: str | Path) -> dict[str, Any]:
     """The resolved config of ``paths`` merged in order (the base config.yaml first), each over
     its shared layers (``merged_config``)."""
     return validate(merged_config(paths))
+
+
+# The workflow's files (config.yaml, config/, the Snakefile, the rules) beside the package.
+WORKFLOW_ROOT = Path(__file__).resolve().parents[3]
+
+
+def declared_config() -> dict[str, Any]:
+    """The paper's config.yaml checked against the schema, not narrowed to a run: every generator
+    and model it declares (the Python API's defaults)."""
+    config = merged_config([WORKFLOW_ROOT / "config.yaml"])
+    validate_schema(config)
+    return config
 
 
 def load_scale(scale: str, root: str | Path) -> dict[str, Any]:

@@ -28,7 +28,7 @@ from ..core.io import (Manifest, check_writable, parse_params, read_parquet, set
 from ..core.origins import pin_origin
 from ..core.tasks import task_type_name
 from .funnel import funnel_counts, probe_texts, run_funnel
-from .inputs import fit_passages, load_published, model_positions, read_passages
+from .inputs import fit_passages, load_published, position_limit, read_passages
 from .kinds import KINDS, PAPER_KIND, PUBLISHED
 from .synthetic_tasks import Generation, kind_positions, run_generation
 
@@ -99,7 +99,7 @@ def from_generator(args: argparse.Namespace, params: dict, test_rows: list[dict]
         raise SystemExit(f"generate: --endpoint goes with --kind {' or '.join(served)} (got --kind {args.kind})")
     texts, ids, counts = read_passages(args.passages, params["max_passages"], params["seed"])
     if args.endpoint is None:
-        limit = model_positions(args.model)
+        limit = position_limit(args.model, params["max_model_len"])
         if limit:  # a passage too long for the model's context under the kind's prompt is dropped or split
             from ..runtime.models import load_tokenizer
 

@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..core.config import COMPARABLE_SCALES
 from ..core.io import atomic_path, parse_params, read_json, setup_logging
 from ..core.prompts import bonito_input
 from ..core.tasks import task_type_name
@@ -112,7 +113,7 @@ def dataset_card(manifest: dict, passages: dict, info: dict, formats: list[str])
         f"Synthetic {task_type} tasks (instruction `input`, response `output`, the passage's row "
         f"`context_id`) generated from the unannotated text of **{info['title']}** "
         f"({info['dataset']}), as in Bonito (Nayak et al., 2024), by this project's workflow."
-        + (f"\n\n{DEMO_NOTE.format(scale=info['scale'])}" if info["scale"] != "paper" else ""),
+        + (f"\n\n{DEMO_NOTE.format(scale=info['scale'])}" if info["scale"] not in COMPARABLE_SCALES else ""),
         "## Source text",
         f"Read from {info['origin']}. License of the text: `{info['license']}`. "
         f"{passages['counts']['rows_out']} passages of {passages['counts']['rows_in']} rows "
@@ -184,7 +185,7 @@ def model_card(manifest: dict, evaluation: dict | None, data: dict, info: dict) 
         "## Evaluation", f1 or (f"Not evaluated: {info['title']} has no labelled test set, and F1 is defined "
                                 "for yes-no QA, NLI and extractive QA only." if not info["evaluated"] else "Not evaluated."),
         "## Intended use and limits",
-        (DEMO_NOTE.format(scale=info["scale"]) if info["scale"] != "paper" else
+        (DEMO_NOTE.format(scale=info["scale"]) if info["scale"] not in COMPARABLE_SCALES else
          f"Zero-shot task adaptation research on {info['title']}'s domain: answering "
          f"{task_type_name(info['task_type'])} prompts like the evaluation's. The training tasks are "
          "machine-generated and unchecked by people; the adapter inherits the base model's biases and "

@@ -17,6 +17,7 @@ from typing import Mapping
 import pandas as pd
 import yaml
 
+from ..core.config import COMPARABLE_SCALES
 from ..core import PACKAGE_DATA, layout
 from ..core.sources import ZERO_SHOT
 from ..core.io import (ColumnsError, InputFileError, check_writable, parse_params, read_csv, read_parquet, setup_logging,
@@ -180,7 +181,7 @@ def write_tables(scores: pd.DataFrame, config: dict, out_dir: Path,
     published = yaml.safe_load(PUBLISHED.read_text())
     grid = score_grid(scores, config)
     empty_cells = no_task_notes(scores)
-    notes = [] if config["scale"] == "paper" else [DEMO_LABEL.format(scale=config["scale"])]
+    notes = [] if config["scale"] in COMPARABLE_SCALES else [DEMO_LABEL.format(scale=config["scale"])]
     notes += [P3_STAND_IN.format(target=t) for t, spec in config["targets"].items()
               if spec.get("init_adapter", {}).get("train_on") == "p3"]
     bootstrap = config["evaluation"]["bootstrap"]

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..core.config import COMPARABLE_SCALES
 from ..core.io import parse_params, read_json, setup_logging, write_csv, write_text
 from ..core.metrics import normalize_answer
 from ..core.tasks import task_type_spec
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             for (g, d, t), s, m, u in zip(cells, args.synthetic, args.manifests, args.passages)]
     table = profile_table(rows)
     write_csv(table, args.out_csv)
-    note = "" if params["scale"] == "paper" else \
+    note = "" if params["scale"] in COMPARABLE_SCALES else \
         f"Embedded demo data ({params['scale']} scale), not comparable with the paper.\n\n"
     write_text(markdown(table, params["decimals"], note), args.out_md)
     log.info("quality profile of %d (generator, dataset) cells: %s", len(rows), args.out_csv)

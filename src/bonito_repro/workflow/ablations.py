@@ -1,4 +1,7 @@
-"""The paper's three ablations as cells of evaluation results, and the jobs only they need.
+"""This project's reading of the paper's three ablations, as cells of evaluation results, and the
+jobs only they need. No available source gives the paper's sizes, targets or designs: the ones
+here are this project's choices (docs/ablations.md), and every figure and caption says so
+(reporting.ablation_figures.READING).
 
 Naming (docs/ablations.md): a source is what a target is adapted on, as in the main grid, plus
 - ``{generator}.n{N}``: a seeded subset of N tasks of the generator's set for a dataset; subsets
@@ -32,9 +35,11 @@ import numpy as np
 
 from ..core import layout
 from ..core.config import load_scale
+from ..core.generators import generator_label
 from ..core.io import Manifest, read_json, read_parquet, setup_logging, write_json, write_parquet
 from ..core.sources import TAPT, ZERO_SHOT, chain_source, chained_generator, parse_size_source, size_source
 from ..core.tasks import task_type_code
+from ..reporting.ablation_figures import READING
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +137,9 @@ def ablation_cells(config: dict, figure: str) -> list[Cell]:
         for target in _targets(config, "generators"):
             for dataset in _datasets(config, "generators"):
                 cells += _references(config, figure, target, dataset)
-                cells += [_point(config, figure, g, target, g if figure == "generators" else size_source(g, matched),
-                                 dataset, dataset) for g in ablation_generators(config)]
+                cells += [_point(config, figure, generator_label(g, config["generators"][g]), target,
+                                 g if figure == "generators" else size_source(g, matched), dataset, dataset)
+                          for g in ablation_generators(config)]
     elif figure == "size":
         generator = ab["size"]["generator"]
         for target in _targets(config, "size"):
@@ -289,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         return unless_alias(args.subset, [tuple(c) for c in args.copy], command)
     else:
         counts = ablation_jobs(load_scale(args.scale, args.root))
+        print(f"{READING}.")
         for ablation, jobs in counts.items():
             print(f"ablation_{ablation}: {sum(jobs.values())} jobs beyond the main grid "
                   f"({', '.join(f'{stage} {n}' for stage, n in sorted(jobs.items())) or 'none'})")

@@ -3,7 +3,7 @@
     python -m bonito_repro corpus --text my.txt --task-type "yes-no question answering" \\
         --name my_corpus --out-dir my_corpus [--text-field FIELD] \\
         [--test test.csv --test-fields passage=clause,question=q,label=answer --label-map Y=yes,N=no] \\
-        [--scale local] [--generator bonito] [--targets smollm2] [--run]
+        [--scale local|workstation|paper] [--generator bonito] [--targets smollm2] [--run]
 
 It reads the text (plain text: one passage per blank-line-separated block; JSONL, CSV or parquet:
 the column ``--text-field``), drops empty and duplicate passages (counted by reason in
@@ -54,10 +54,10 @@ F1_TASK_TYPES = (*RANK_TASK_TYPES, *GENERATION_TASK_TYPES)
 # ContractNLI's label ids (its dataset file's map, inverted): the NLI test rows are written so
 NLI_LABEL_IDS = {"no": 0, "yes": 1, "maybe": 2}
 DEFAULT_LABEL_MAP = {"yes": "yes", "no": "no", "maybe": "maybe"}
-PROFILES = {"local": "local", "smoke": "local", "paper": "slurm"}
-# a user at paper scale starts from the authors' generator (no 400 GPU-hours of Bonito training);
-# the other scales' own generator is trained in minutes
-DEFAULT_GENERATOR = {"paper": "bonito_v1"}
+PROFILES = {"local": "local", "smoke": "local", "workstation": "workstation", "paper": "slurm"}
+# a user at paper scale or on a workstation starts from the authors' generator (no 400 GPU-hours of
+# Bonito training); the other scales' own generator is trained in minutes
+DEFAULT_GENERATOR = {"paper": "bonito_v1", "workstation": "bonito_v1"}
 
 
 class CorpusError(ValueError):
@@ -357,9 +357,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         + "; ".join(f"{t}: {', '.join(TASK_TYPE_SPECS[t].test_roles)}" for t in F1_TASK_TYPES))
     parser.add_argument("--label-map", help="LABEL=yes|no|maybe,... for the test labels (default: yes, no, maybe as they are)")
     parser.add_argument("--scale", choices=sorted(PROFILES), default="local",
-                        help="the config the run overlays (local: this machine's profile; paper: Slurm)")
+                        help="the config the run overlays (local: this machine's CPUs; workstation: "
+                             "this machine's GPU; paper: Slurm)")
     parser.add_argument("--generator", help="a generator of that config (default: bonito_v1, the published "
-                        "one, at paper scale; else the config's run.sources)")
+                        "one, at paper and workstation scale; else the config's run.sources)")
     parser.add_argument("--targets", nargs="+", help="targets of that config (default: its run.targets)")
     parser.add_argument("--run", action="store_true", help="run the Snakemake command instead of printing it")
     return parser.parse_args(argv)
