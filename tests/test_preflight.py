@@ -153,18 +153,20 @@ def test_an_nvidia_smi_without_compute_capability_fails_both_rules():
 def test_the_vllm_engine_starts_offline_without_proxies_within_its_limit(tmp_path, monkeypatch):
     """A stand-in for the vLLM interpreter that answers as the engine does only where the job's
     environment is offline and has no proxy, and one that never answers (a kernel compiled at
-    first use): the check passes the first and fails the second at its time limit."""
+    first use): the check passes the first, with the config's engine settings, and fails the
+    second at its time limit."""
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
     monkeypatch.setenv("no_proxy", "localhost")
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     offline = tmp_path / "offline-python"
     offline.write_text("#!/bin/sh\n[ \"$HF_HUB_OFFLINE\" = 1 ] && ! env | grep -qi _proxy= || exit 3\n"
+                       "case \"$*\" in *'--vllm-settings {\"enforce_eager\": false}'*) ;; *) exit 4;; esac\n"
                        "echo '{\"vllm\": \"0.0\", \"seconds\": 2.0}'\n")
     slow = tmp_path / "slow-python"
     slow.write_text("#!/bin/sh\nsleep 30\n")
     for script in (offline, slow):
         script.chmod(0o755)
-    check = preflight.vllm_engine_check(str(offline), "cuda", timeout=20)
+    check = preflight.vllm_engine_check(str(offline), "cuda", {"enforce_eager": False}, timeout=20)
     assert check.status == preflight.OK and "started and generated in 2 s offline" in check.detail, check
     check = preflight.vllm_engine_check(str(slow), "cuda", timeout=1)
     assert check.status == preflight.FAIL and "no engine within 1 s offline" in check.detail, check
@@ -259,8 +261,10 @@ def test_preflight_passes_the_paper_config_on_the_local_hub(passing):
     assert any(line.startswith("ok    disk") for line in lines)
     assert any(line.startswith("ok    environment  environments.main") for line in lines)
     assert any(line.startswith("train_bonito") and "rule retries 4" in line for line in lines)
-    # 1 lock, 57 hub, 1 rows, 1 disk, 1 environment; 6 cost warnings (next test)
-    assert "preflight: 67 checks, 0 failed" in done.stdout
+    # 1 lock, 57 hub, 1 rows, 1 disk, 1 environment, 1 GPU memory warning (--no-gpu-check: no GPU
+    # memory to check against); 6 cost warnings (next test)
+    assert any(line.startswith("warn  gpu memory") and "not checked" in line for line in lines)
+    assert "preflight: 68 checks, 0 failed" in done.stdout
     # of each model repository one LFS-stored file, its smallest, was downloaded whole (the path
     # the download jobs' weights take), no other weights, and of the data files only Parquet
     # footers (next test)
@@ -362,7 +366,7 @@ def test_preflight_names_a_missing_config_and_a_missing_token(local_hub, tmp_pat
     done, _ = _run(local_hub, tmp_path, BROKEN, token=False)
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     summary = done.stdout.split("\npreflight: ", 1)[1]
-    assert summary.startswith("11 checks, 2 failed")
+    assert summary.startswith("12 checks, 2 failed")  # the GPU memory warning among them (--no-gpu-check)
     assert ("FAIL hub: generators.released.origin (privacy_qa): BatsResearch/bonito-experiment@main "
             "config=bonito_privacy_qa split=train") in summary
     assert "BuilderConfig 'bonito_privacy_qa' not found" in summary

@@ -5,6 +5,7 @@ The one-node Slurm runs the same resources in tests/test_slurm.py."""
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import re
 import shlex
@@ -103,6 +104,8 @@ def test_the_preflights_gpu_job_asks_for_its_gpu_as_the_workflows_jobs_do(paper,
     assert all(f" {pair} " in f" {submitted} " for pair in pairs), (pairs, submitted)
     request = "--gres=gpu:1" if site["gpu_request"] == "gres" else "--gpus=1"
     assert request in command and "-C" in command and "--nodes=1" in command, command
+    # the engine check starts vLLM with the config's engine settings, as the generation jobs do
+    assert command[command.index("--vllm-settings") + 1] == json.dumps(config["generation"]["vllm"])
 
 
 def test_the_site_settings_are_validated_config_values():

@@ -511,12 +511,15 @@ def offline_environment() -> dict[str, str]:
     return {**env, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
-def vllm_engine_check(vllm_python: str, device: str, timeout: int = VLLM_START_SECONDS) -> Check:
-    """A vLLM engine, started as the workflow's jobs start it (``runtime.backends.VLLMBackend``)
-    on a small model built on the spot, generates, in ``vllm_python`` with ``offline_environment``
-    and within ``timeout`` seconds."""
+def vllm_engine_check(vllm_python: str, device: str, engine: dict | None = None,
+                      timeout: int = VLLM_START_SECONDS) -> Check:
+    """A vLLM engine, started as the workflow's jobs start it (``runtime.backends.VLLMBackend``
+    with the config's engine settings ``engine``, `generation.vllm`) on a small model built on the
+    spot, generates, in ``vllm_python`` with ``offline_environment`` and within ``timeout`` seconds."""
     item = "vLLM engine"
     cmd = [vllm_python, "-m", "bonito_repro", "preflight", "--vllm-engine", device]
+    if engine:
+        cmd += ["--vllm-settings", json.dumps(engine)]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
                               env=offline_environment())
@@ -534,9 +537,10 @@ def vllm_engine_check(vllm_python: str, device: str, timeout: int = VLLM_START_S
                  f"{result['seconds']:.0f} s offline (HF_HUB_OFFLINE=1, no proxy; limit {timeout} s)")
 
 
-def start_vllm_engine(device: str) -> dict:
+def start_vllm_engine(device: str, engine: dict | None = None) -> dict:
     """What ``vllm_engine_check`` runs in the vLLM environment: build VLLM_CHECK_MODEL, start the
-    workflow's vLLM backend on it, generate a few tokens; the vLLM version and the seconds taken."""
+    workflow's vLLM backend on it with the engine settings ``engine``, generate a few tokens; the
+    vLLM version and the seconds taken."""
     import tempfile
     import time
 
@@ -549,14 +553,14 @@ def start_vllm_engine(device: str) -> dict:
         model = build_tiny_model(VLLM_CHECK_MODEL, embedded_texts(), Path(scratch) / "model")
         start = time.monotonic()
         backend = VLLMBackend(model, None, Sampling(n=1, temperature=0.0, top_p=1.0, max_new_tokens=8),
-                              max_model_len=256, seed=0, bf16=device == "cuda", device=device)
+                              max_model_len=256, seed=0, bf16=device == "cuda", device=device, engine=engine)
         backend.generate(["a passage to continue"], [0])
         seconds = time.monotonic() - start
         backend.close()
     return {"vllm": __version__, "seconds": seconds}
 
 
-def gpu_node_checks(vllm_python: str | None) -> list[Check]:
+def gpu_node_checks(vllm_python: str | None, engine: dict | None = None) -> list[Check]:
     """Run on the compute node: the driver and compute capability (nvidia-smi), CUDA in torch,
     bf16, a 4-bit bitsandbytes layer on the GPU, and a vLLM engine in its own environment (where
     the run uses it). Without a CUDA device every check fails (none is skipped)."""
@@ -587,7 +591,7 @@ def gpu_node_checks(vllm_python: str | None) -> list[Check]:
     except Exception as error:  # any failure of the kernel is the finding
         checks.append(Check("gpu", "bitsandbytes 4-bit", FAIL, f"{type(error).__name__}: {error}"))
     if vllm_python:
-        checks.append(vllm_engine_check(vllm_python, "cuda"))
+        checks.append(vllm_engine_check(vllm_python, "cuda", engine))
     return checks
 
 
@@ -599,7 +603,7 @@ def gpu_job_command(config: dict, workdir: Path) -> list[str]:
            "--ntasks=1", "--time=30", "--job-name=bonito-preflight"]
     cmd += [envs["main"][0], "-m", "bonito_repro", "preflight", "--on-gpu-node"]
     if "vllm" in envs:
-        cmd += ["--vllm-python", envs["vllm"][0]]
+        cmd += ["--vllm-python", envs["vllm"][0], "--vllm-settings", json.dumps(config["generation"]["vllm"])]
     return cmd
 
 
@@ -692,16 +696,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--on-gpu-node", action="store_true", help=argparse.SUPPRESS)  # what that job runs
     parser.add_argument("--vllm-python", help=argparse.SUPPRESS)
     parser.add_argument("--vllm-engine", metavar="DEVICE", help=argparse.SUPPRESS)  # run in the vLLM environment
+    parser.add_argument("--vllm-settings", help=argparse.SUPPRESS)  # the config's generation.vllm, as JSON
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.vllm_engine:  # one JSON line, read back by vllm_engine_check
-        print(json.dumps(start_vllm_engine(args.vllm_engine)))
+        print(json.dumps(start_vllm_engine(args.vllm_engine, args.vllm_settings and json.loads(args.vllm_settings))))
         return 0
     if args.on_gpu_node:  # one JSON line per check, read back by check_gpu_node
-        checks = gpu_node_checks(args.vllm_python) + [gpu_memory_found()]
+        engine = json.loads(args.vllm_settings) if args.vllm_settings else None
+        checks = gpu_node_checks(args.vllm_python, engine) + [gpu_memory_found()]
         for check in checks:
             print(json.dumps(asdict(check)))
         return int(any(c.status == FAIL for c in checks))
@@ -727,7 +733,7 @@ def main(argv: list[str] | None = None) -> int:
     checks += check_endpoints(config)
     if args.local_gpu:  # a workstation: the same checks in this process, on its own GPU
         vllm = interpreters(config, workdir).get("vllm")
-        checks += gpu_node_checks(vllm[0] if vllm else None) + [gpu_memory_found()]
+        checks += gpu_node_checks(vllm[0] if vllm else None, config["generation"]["vllm"]) + [gpu_memory_found()]
     elif not args.no_gpu_check:
         checks += check_gpu_node(config, workdir)
     found = [c.nbytes for c in checks if (c.kind, c.item, c.status) == ("gpu", "memory", OK)]
