@@ -3,9 +3,12 @@ jobs they add, and (slow) the smoke DAG drawing every figure from the evaluation
 from __future__ import annotations
 
 import copy
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -83,6 +86,46 @@ def test_an_alias_copies_the_full_set_outputs_and_runs_nothing(tmp_path):
 def test_a_true_subset_runs_its_command(tmp_path):
     out = _unless_alias(tmp_path, alias=False)
     assert (out / "ran").read_text() == "trained" and not (out / "own").exists()
+
+
+def test_an_alias_copy_killed_half_way_leaves_no_torn_output(tmp_path):
+    """SIGKILL while the alias copies a full-set adapter folder: the size point's folder is absent
+    (its copy went to a temporary beside it), and the rerun copies it whole and removes the
+    killed copy's temporary."""
+    manifest, full, own = tmp_path / "subset.json", tmp_path / "full", tmp_path / "own"
+    write_json({"alias_of_full_set": True, "counts": {"size": 9, "rows_in": 5}}, manifest)
+    full.mkdir()
+    for i in range(3000):  # enough files that the copy is caught half-way
+        (full / f"shard-{i:05d}").write_text("w" * 100)
+    command = [sys.executable, "-m", "bonito_repro", "ablations", "unless-alias", "--subset", str(manifest),
+               "--copy", str(full), str(own), "--", "false"]
+    copy = subprocess.Popen(command, cwd=REPO, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.is_dir() and any(p.iterdir()) for p in tmp_path.iterdir() if p.name != "full"):
+            assert copy.poll() is None and time.monotonic() < deadline, "the copy ended before it was caught"
+            time.sleep(0.001)
+    finally:
+        os.kill(copy.pid, signal.SIGKILL)  # only the process this test started
+        copy.wait()
+    assert not own.exists() or len(list(own.iterdir())) == 3000, "a torn copy at the declared path"
+    subprocess.run(command, check=True, cwd=REPO, stderr=subprocess.DEVNULL)
+    assert len(list(own.iterdir())) == 3000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "own", "subset.json"]
+
+
+def test_an_alias_file_copy_that_fails_half_way_leaves_no_torn_output(tmp_path, monkeypatch):
+    manifest, full, own = tmp_path / "subset.json", tmp_path / "full.parquet", tmp_path / "own.parquet"
+    write_json({"alias_of_full_set": True, "counts": {"size": 9, "rows_in": 5}}, manifest)
+    full.write_bytes(b"x" * 1000)
+
+    def half_copy(src, dst, **kwargs):
+        Path(dst).write_bytes(Path(src).read_bytes()[:500])
+        raise OSError(5, "Input/output error")
+    monkeypatch.setattr(shutil, "copyfile", half_copy)
+    with pytest.raises(OSError):
+        ablations.unless_alias(manifest, [(str(full), str(own))], ["false"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full.parquet", "subset.json"]
 
 
 def test_transfer_pairs_stay_within_a_task_type(paper):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from bonito_repro.core.config import load_scale
 from bonito_repro.core.errors import InputError
 from bonito_repro.runtime.backends import token_batches, vllm_lora_rank
 from bonito_repro.generate import generate_tasks as generate_tasks_on, run_generation as run_generation_on
-from bonito_repro.generate.cli import EmptySyntheticSetError, main
+from bonito_repro.generate.cli import main
 from bonito_repro.generate.formats import FORMATS, alpaca, chatml, llama2, vicuna
 from bonito_repro.generate.funnel import REASONS, NgramIndex, probe_texts
 from bonito_repro.generate.shards import passage_seed
@@ -444,7 +445,7 @@ def test_cli_counts_the_long_passages_it_drops(tiny_generator, tmp_path, embed):
     assert pd.read_parquet(out / "pubmed_qa.parquet")["context_id"].tolist() == [0, 2]
 
 
-def test_cli_writes_rows_funnel_plot_and_formats(tiny_generator, tmp_path, embed):
+def test_cli_writes_rows_funnel_plot_and_formats(tiny_generator, tmp_path, embed, capsys):
     model, adapter = tiny_generator
     passages, test = _inputs(tmp_path)
     params = generation(backend="transformers", bf16=False, n=2, max_new_tokens=32, shard_size=2)
@@ -476,9 +477,16 @@ def test_cli_writes_rows_funnel_plot_and_formats(tiny_generator, tmp_path, embed
                                       "answer_not_in_passage": False}}
     out2, args2 = _cli(tmp_path / "second", passages, test, model, filtered, ["--adapter", str(adapter)],
                        shards=tmp_path / "shards")
-    with pytest.raises(EmptySyntheticSetError, match=r"pubmed_qa.*'contaminated': [1-6]"):
-        main(args2)
+    capsys.readouterr()
+    assert bonito_repro(["generate", *args2]) == 1  # one line, no traceback, the manifest written
+    error = capsys.readouterr().err
+    assert "Traceback" not in error and re.search(r"^bonito_repro generate: dataset 'pubmed_qa': no synthetic task "
+                                                  r"survived .*'contaminated': 6.*every drop is counted in "
+                                                  r".*pubmed_qa\.manifest\.json$", error, re.M)
     assert not (out2 / "pubmed_qa.parquet").exists()
+    stopped = json.loads((out2 / "pubmed_qa.manifest.json").read_text())
+    assert stopped["counts"]["generated"] == 6 and stopped["counts"]["kept"] == 0
+    assert stopped["drops"] == {"contaminated": 6} and stopped["stopped"].startswith("dataset 'pubmed_qa'")
 
 
 def test_cli_published_origin(tmp_path, embed):

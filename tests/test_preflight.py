@@ -1,4 +1,4 @@
-"""The preflight (`python -m bonito_repro preflight`): the Hub references of a config, its checks
+"""The preflight (`bonito-repro preflight`): the Hub references of a config, its checks
 one by one, and the whole command against the local Hub (one config that passes, reading real row
 counts from Parquet footers and naming the jobs too long for their runtime; one with a missing
 config and a gated repository without a token; the ctga sources the public record shows gone),
@@ -261,10 +261,10 @@ def test_preflight_passes_the_paper_config_on_the_local_hub(passing):
     assert any(line.startswith("ok    disk") for line in lines)
     assert any(line.startswith("ok    environment  environments.main") for line in lines)
     assert any(line.startswith("train_bonito") and "rule retries 4" in line for line in lines)
-    # 1 lock, 57 hub, 1 rows, 1 disk, 1 environment, 1 GPU memory warning (--no-gpu-check: no GPU
-    # memory to check against); 6 cost warnings (next test)
+    # 1 lock, 57 hub, 1 rows, 2 disk (downloads; what the run writes), 1 environment, 1 GPU memory
+    # warning (--no-gpu-check: no GPU memory to check against); 6 cost warnings (next test)
     assert any(line.startswith("warn  gpu memory") and "not checked" in line for line in lines)
-    assert "preflight: 68 checks, 0 failed" in done.stdout
+    assert "preflight: 69 checks, 0 failed" in done.stdout
     # of each model repository one LFS-stored file, its smallest, was downloaded whole (the path
     # the download jobs' weights take), no other weights, and of the data files only Parquet
     # footers (next test)
@@ -432,3 +432,38 @@ def test_the_gpu_check_runs_as_a_one_gpu_slurm_job(paper):
     cuda = checks[2]
     assert cuda.detail.startswith("no CUDA device")
     assert re.search(r"\(CUDA_VISIBLE_DEVICES=\d, ", cuda.detail), cuda.detail
+
+
+def test_what_the_run_writes_counts_against_the_free_space(tmp_path):
+    """The adapters, checkpoints and outputs the cost model projects for results/ are added to
+    the downloads to its filesystem; the check says how much of each, and warns (estimates)
+    where they do not fit."""
+    needs = [preflight.Check("hub", "a model", preflight.OK, "", 10**9, "results"),
+             preflight.Check("hub", "a dataset", preflight.OK, "", 10**9, "cache")]  # the same filesystem
+    projected = {"adapters": 10**18, "checkpoints": 2 * 10**9, "outputs": 10**6}
+    check = preflight.check_written(needs, tmp_path / "results", tmp_path / "hf", projected)
+    assert check.status == preflight.WARN and check.item.endswith(": what the run writes")
+    assert check.detail.startswith("needs 1000000004.00 GB with the downloads; projected adapters 1000000000.00 GB, "
+                                   "checkpoints 2.00 GB, outputs 0.00 GB (estimates")
+    check = preflight.check_written(needs, tmp_path / "results", tmp_path / "hf", {"adapters": 10**3})
+    assert check.status == preflight.OK
+
+
+@pytest.mark.parametrize("report, status, note", [
+    (None, preflight.OK, "quota not read (no `quota` tool here"),
+    ("     /dev/vda   900000*  1000000 1100000       0     100       0       0       0", preflight.WARN,
+     "quota: 0.10 GB left of 1.02 GB"),   # 1 KiB blocks: 100,000 left of the soft limit
+    ("     /dev/vda      100        0       0       0       1       0       0       0", preflight.OK,
+     "quota: no limit on this filesystem"),
+])
+def test_the_users_quota_is_read_where_a_quota_tool_answers(tmp_path, monkeypatch, report, status, note):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if report is not None:
+        tool = bin_dir / "quota"
+        tool.write_text("#!/bin/sh\necho 'Disk quotas for user me (uid 1000):'\necho '     Filesystem  blocks   quota   "
+                        f"limit   grace   files   quota   limit   grace'\necho '{report}'\n")
+        tool.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))  # no other quota tool
+    check = preflight.check_written([], tmp_path / "results", tmp_path / "hf", {"outputs": 200_000_000})
+    assert check.status == status and note in check.detail, check.detail

@@ -9,7 +9,7 @@ retries that chain Bonito training across jobs of at most ``resources.max_runtim
 A job's stage comes from its rule's name (``stage_of``), so a rule added later (an ablation's
 ``adapt_size``) is costed as the stage its name starts with. An endpoint generator's jobs (GPT-4)
 use no GPU of the run: they are costed in tokens and in the price its config entry states
-(``endpoint_costs``). ``python -m bonito_repro cost``
+(``endpoint_costs``). ``bonito-repro cost``
 prints the tables for a config (the job list from Snakemake's dry run); the preflight prints them
 too.
 """
@@ -269,6 +269,47 @@ def job_cost(config: dict, job: Job, rows: Rows) -> JobCost | None:
     return JobCost(job, stage, gpus, hours, runtime)
 
 
+# the config section of each training stage (a rule named here: its own section)
+TRAINING_SECTIONS = {"train_bonito": "bonito_training", "train_p3": "p3_training", "adapt": "adaptation",
+                     "train_backtranslation": "backtranslation_training"}
+# the files of a generation job, as rows of its set: the set, the record of every generation and
+# bagel's formats
+GENERATION_FILES = 3
+
+
+def adapter_bytes(config: dict, section: str) -> int:
+    """An adapter's projected size: its LoRA rank times cost.lora_parameters_per_rank, 4 bytes a
+    parameter (float32, as PEFT saves a Q-LoRA adapter); an overestimate for a LoRA on fewer layers."""
+    rank = {**config["training"]["lora"], **config[section].get("lora", {})}["r"]
+    return int(rank * config["cost"]["lora_parameters_per_rank"] * 4)
+
+
+def disk_bytes(config: dict, jobs: list[Job], rows: Rows | None = None) -> dict[str, int]:
+    """Projected bytes a run writes under results/, beyond the downloads: the adapters it keeps,
+    the checkpoints of its largest training job (one kept and the next being written, each the
+    adapter and the optimizer's two moments; a job removes its own when it ends, so each training
+    job running at once adds as much), and the synthetic sets and predictions (rows times
+    cost.bytes_per_row)."""
+    rows = rows or Rows()
+    need = {"adapters": 0, "checkpoints": 0, "outputs": 0}
+    for job in jobs:
+        stage, w = stage_of(job.rule), job.wildcards
+        section = TRAINING_SECTIONS.get(job.rule) or TRAINING_SECTIONS.get(stage or "")
+        if section:
+            adapter = adapter_bytes(config, section)
+            need["adapters"] += adapter
+            need["checkpoints"] = max(need["checkpoints"], 2 * 3 * adapter)
+        elif stage == "generate" and "dataset" in w:
+            made = tasks(config, w.get("generator", ""), w["dataset"], rows)
+            need["outputs"] += GENERATION_FILES * made * config["cost"]["bytes_per_row"]
+        elif stage == "evaluate" and "dataset" in w:
+            test_rows = rows.get(row_counts.dataset_key(w["dataset"], "test"), config["cost"]["test_rows"])
+            examples = min(test_rows, config["evaluation"]["max_examples"] or test_rows)
+            templates = template_count(config["datasets"][w["dataset"]]["templates"])
+            need["outputs"] += examples * templates * config["cost"]["bytes_per_row"]
+    return need
+
+
 def bonito_retries(config: dict) -> int:
     """Retries of the Bonito training rule: its projected run chained across jobs of its
     requested runtime (at most resources.max_runtime)."""
@@ -508,7 +549,7 @@ def config_paths(workdir: Path, configfiles: list[str]) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bonito_repro cost", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro cost", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configfile", nargs="*", default=[], help="overlays of config.yaml, as given to snakemake")
     parser.add_argument("--directory", type=Path, default=Path("."), help="the checkout (holds the Snakefile)")

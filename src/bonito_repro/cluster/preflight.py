@@ -1,4 +1,4 @@
-"""`python -m bonito_repro preflight`: what can fail before any GPU job runs, checked from a
+"""`bonito-repro preflight`: what can fail before any GPU job runs, checked from a
 networked login node in minutes, printed as one table; the exit status is 1 if any check failed.
 
 - lock: the commit of every Hub revision the run reads, written to the Hub lock (``hub.lock.yaml``
@@ -59,6 +59,7 @@ from ..core.generators import generators_of
 from .environments import environments_in_use, verify_environment
 from ..core.hub import HubError, resolve_revision
 from ..core.hub_lock import LOCK_FILE, HubLock, HubLockError, read_lock
+from ..core.io import write_text
 from .locking import lock_revisions
 from ..core.tasks import GREEDY, scoring
 from ..generate.backtranslation import SEED_COLUMNS
@@ -375,6 +376,46 @@ def check_disk(hub_checks: list[Check], results: Path, cache: Path) -> list[Chec
     return checks
 
 
+def quota_left(path: Path) -> tuple[int | None, str]:
+    """Bytes the user's block quota leaves on ``path``'s filesystem, as the `quota` tool reports
+    them (1 KiB blocks; the soft limit, else the hard one), and a note saying what was read; None
+    where no quota tool answers or no limit is set."""
+    tool = shutil.which("quota")
+    if tool is None:
+        return None, "quota not read (no `quota` tool here; ask your site's)"
+    try:
+        done = subprocess.run([tool, "-w", "-p", "-f", str(path)], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return None, f"quota not read (`quota` did not answer: {error})"
+    for line in done.stdout.splitlines():
+        fields = line.split()  # filesystem, blocks (a * past the soft limit), quota, limit, grace, ...
+        if len(fields) >= 4 and fields[1].rstrip("*").isdigit() and fields[2].isdigit() and fields[3].isdigit():
+            used, limit = int(fields[1].rstrip("*")), int(fields[2]) or int(fields[3])
+            if not limit:
+                return None, "quota: no limit on this filesystem"
+            left = max(0, limit - used) * 1024
+            return left, f"quota: {_gb(left)} left of {_gb(limit * 1024)}"
+    return None, "quota not read (`quota` reported no limit for this filesystem)"
+
+
+def check_written(hub_checks: list[Check], results: Path, cache: Path, projected: dict[str, int]) -> Check:
+    """Free space of results/'s filesystem (or what the user's quota leaves, if less) against
+    what the run is projected to write there (``cost.disk_bytes``) on top of the downloads to
+    that filesystem: a warning where it does not fit, as the sizes are estimates (the downloads'
+    are exact: ``check_disk`` fails on those)."""
+    place = _existing(results)
+    shared = place.stat().st_dev == _existing(cache).stat().st_dev
+    downloads = sum(c.nbytes for c in hub_checks if c.target == "results" or shared and c.target == "cache")
+    needed = downloads + sum(projected.values())
+    free = shutil.disk_usage(place).free
+    quota, quota_note = quota_left(place)
+    room = free if quota is None else min(free, quota)
+    parts = ", ".join(f"{kind} {_gb(n)}" for kind, n in projected.items())
+    return Check("disk", f"results ({place}): what the run writes", OK if room >= needed else WARN,
+                 f"needs {_gb(needed)} with the downloads; projected {parts} (estimates: cost.lora_parameters_per_rank, "
+                 f"cost.bytes_per_row; checkpoints of one training job at a time); {_gb(free)} free; {quota_note}")
+
+
 # ---------------------------------------------------------------- environments
 
 
@@ -657,17 +698,18 @@ def check_host_memory(config: dict, host_gib: float | None) -> list[Check]:
 # ---------------------------------------------------------------- the report
 
 
-def check_cost(config: dict, configfiles: list[str], workdir: Path, rows: cost.Rows) -> tuple[list[Check], str]:
-    """The cost tables from the row counts, and a warning check for each job that cannot finish
-    in its runtime."""
+def check_cost(config: dict, configfiles: list[str], workdir: Path,
+               rows: cost.Rows) -> tuple[list[Check], str, dict[str, int] | None]:
+    """The cost tables from the row counts, a warning check for each job that cannot finish in
+    its runtime, and the bytes the run is projected to write (None: the dry run failed)."""
     try:
         jobs = cost.workflow_jobs(configfiles, workdir)
     except RuntimeError as error:
-        return [Check("cost", "snakemake dry run", FAIL, str(error).splitlines()[0])], ""
+        return [Check("cost", "snakemake dry run", FAIL, str(error).splitlines()[0])], "", None
     report = cost.project(config, jobs, rows)
     checks = [Check("cost", f"{c.job.rule} {cost.wildcards_text(c.job)}", WARN, cost.overrun_text(c))
               for c in report.overruns]
-    return checks, cost.format_report(report, config)
+    return checks, cost.format_report(report, config), cost.disk_bytes(config, jobs, rows)
 
 
 def format_checks(checks: list[Check]) -> str:
@@ -676,7 +718,7 @@ def format_checks(checks: list[Check]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bonito_repro preflight", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro preflight", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configfile", nargs="*", default=[], help="overlays of config.yaml, as given to snakemake")
     parser.add_argument("--directory", type=Path, default=Path("."), help="the checkout (Snakefile, config.yaml)")
@@ -727,7 +769,10 @@ def main(argv: list[str] | None = None) -> int:
     checks += row_checks
     counts_path = written(results, "row_counts.json")
     row_counts.write_counts(counts_path, counts)
+    cost_checks, table, projected = check_cost(config, args.configfile, workdir, cost.Rows({c.where: c for c in counts}))
     checks += check_disk(checks, results, Path(constants.HF_HOME))
+    if projected is not None:
+        checks.append(check_written(checks, results, Path(constants.HF_HOME), projected))
     checks += [check_environment(name, python, packages, requirements)
                for name, (python, packages, requirements) in interpreters(config, workdir).items()]
     checks += check_endpoints(config)
@@ -739,7 +784,6 @@ def main(argv: list[str] | None = None) -> int:
     found = [c.nbytes for c in checks if (c.kind, c.item, c.status) == ("gpu", "memory", OK)]
     checks += check_gpu_memory(config, args.gpu_memory_gb or (found[0] / memory.GIB if found else None))
     checks += check_host_memory(config, memory.host_memory_gib())
-    cost_checks, table = check_cost(config, args.configfile, workdir, cost.Rows({c.where: c for c in counts}))
     checks += cost_checks
     failed = [c for c in checks if c.status == FAIL]
     report = [format_checks(checks)]
@@ -752,7 +796,7 @@ def main(argv: list[str] | None = None) -> int:
                   "".join(f"\n  FAIL {c.kind}: {c.item}: {c.detail}" for c in failed))
     text = "\n\n".join(report)
     print(text)
-    written(results, "report.txt").write_text(text + "\n")
+    write_text(text + "\n", written(results, "report.txt"))
     return int(bool(failed))
 
 

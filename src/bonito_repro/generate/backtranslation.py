@@ -382,7 +382,7 @@ def _generate(args: argparse.Namespace) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bonito_repro backtranslation", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro backtranslation", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     steps = parser.add_subparsers(dest="step", required=True)
     seed = steps.add_parser("seed", help="seed pairs from oasst1 conversations, in both directions")

@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Iterable
 
 from ..core.config import check_params
-from ..core.io import Manifest, check_writable, parse_params, setup_logging
-from ..runtime.hub_models import replace_dir, staging_dir, download
+from ..core.io import Manifest, check_writable, move_into_place, staging_dir, parse_params, setup_logging
+from ..runtime.hub_models import download
 from ..runtime.models import ModelError
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def build_tiny_model(spec: dict, texts: list[str], out_dir: str | Path, seed: in
     tmp = staging_dir(out_dir)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    replace_dir(tmp, out_dir)
+    move_into_place(tmp, out_dir)
     return out_dir
 
 
@@ -123,7 +123,7 @@ def convert_gguf(package: str, file: str, out_dir: str | Path) -> Path:
     tmp = staging_dir(out_dir)
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    replace_dir(tmp, out_dir)
+    move_into_place(tmp, out_dir)
     return out_dir
 
 
@@ -171,13 +171,13 @@ def prepare_model(spec: dict, out_dir: str | Path) -> Path:
         out_dir = Path(out_dir)
         tmp = staging_dir(out_dir)
         shutil.copytree(local_dir, tmp, dirs_exist_ok=True)
-        replace_dir(tmp, out_dir)
+        move_into_place(tmp, out_dir)
         return out_dir
     raise ModelError(f"model spec {spec!r} needs one of: hub, gguf, tiny, path")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bonito_repro models", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro models", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--name", required=True, help="the models: key")
     parser.add_argument("--spec", required=True, help="the model's config entry as JSON")

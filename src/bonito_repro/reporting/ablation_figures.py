@@ -251,7 +251,7 @@ def write_figure(figure: str, cells: list[dict], params: dict, png: Path, csv: P
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bonito_repro ablation-figures", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro ablation-figures", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--figure", required=True, choices=sorted(TITLES))
     parser.add_argument("--cells", required=True, help="the figure's cells (JSON: {\"cells\": [...]})")

@@ -96,7 +96,7 @@ def markdown(table: pd.DataFrame, titles: dict[str, str], scale: str, decimals: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bonito_repro baselines", description=__doc__)
+    parser = argparse.ArgumentParser(prog="bonito-repro baselines", description=__doc__)
     parser.add_argument("--tests", nargs="+", required=True, type=Path,
                         help="test splits, each named DATASET.parquet")
     parser.add_argument("--params", required=True,

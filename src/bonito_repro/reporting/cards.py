@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from ..core.config import COMPARABLE_SCALES
-from ..core.io import atomic_path, parse_params, read_json, setup_logging
+from ..core.io import atomic_dir, parse_params, read_json, setup_logging
 from ..core.prompts import bonito_input
 from ..core.tasks import task_type_name
 
@@ -197,8 +197,7 @@ def model_card(manifest: dict, evaluation: dict | None, data: dict, info: dict) 
 def write_folder(out: Path, files: dict[str, Path], card: str, jsonl: dict[str, Path] | None = None) -> None:
     """The card folder, built beside ``out`` and moved into place whole: ``files`` linked,
     ``jsonl`` files stored as parquet."""
-    with atomic_path(out) as tmp:
-        tmp.unlink()
+    with atomic_dir(out) as tmp:
         for name, source in files.items():
             link_or_copy(source, tmp / name)
         for name, source in (jsonl or {}).items():
@@ -206,12 +205,10 @@ def write_folder(out: Path, files: dict[str, Path], card: str, jsonl: dict[str, 
             pd.read_json(source, lines=True, dtype=False).to_parquet(tmp / name, index=False)
         (tmp / "README.md").unlink(missing_ok=True)  # never written through a link to an output
         (tmp / "README.md").write_text(card, encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bonito_repro cards", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro cards", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     kinds = parser.add_subparsers(dest="kind", required=True)
     dataset = kinds.add_parser("dataset", help="a synthetic set's folder and dataset card")

@@ -237,7 +237,7 @@ def read_predictions(paths: list[Path], config: dict) -> tuple[dict[Cell, pd.Dat
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bonito_repro main-table", description=__doc__)
+    parser = argparse.ArgumentParser(prog="bonito-repro main-table", description=__doc__)
     parser.add_argument("--scores", required=True, type=Path, help="collected scores (CSV)")
     parser.add_argument("--predictions", required=True, nargs="+", type=Path,
                         help="every cell's per-example predictions (eval/<target>/<source>/<dataset>.predictions.parquet)")

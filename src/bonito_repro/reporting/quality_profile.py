@@ -128,7 +128,7 @@ def markdown(table: pd.DataFrame, decimals: int, note: str = "") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bonito_repro quality-profile", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro quality-profile", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--synthetic", type=Path, nargs="+", required=True, help="kept tasks of each cell (parquet)")
     parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="generation manifest of each cell")

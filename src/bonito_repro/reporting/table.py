@@ -68,7 +68,7 @@ def write_scores(scores: pd.DataFrame, csv: Path, md: Path, scale: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bonito_repro table", description=__doc__)
+    parser = argparse.ArgumentParser(prog="bonito-repro table", description=__doc__)
     parser.add_argument("--inputs", nargs="+", required=True, type=Path, help="evaluation JSONs")
     parser.add_argument("--scale", required=True, help="the config's scale (paper, local, smoke)")
     parser.add_argument("--csv", required=True, type=Path)

@@ -10,25 +10,11 @@ from pathlib import Path
 
 from ..core.hub import HubError, resolve_revision
 from ..core.hub_lock import LOCK_ADVICE
+from ..core.io import move_into_place, staging_dir
 from .models import ModelError
 
 # Files a model or adapter directory needs; weights come only as safetensors.
 HUB_PATTERNS = ["*.json", "*.safetensors", "tokenizer.model", "*.txt", "*.jinja"]
-
-
-def replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Move a finished directory into place (a killed job never leaves a half model)."""
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
-
-
-def staging_dir(out_dir: Path) -> Path:
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    return tmp
 
 
 def _digests(path: Path) -> tuple[str, str]:
@@ -161,7 +147,7 @@ def download(hub: dict, out_dir: str | Path) -> dict:
         raise ModelError(f"{where}: no {'pickled' if weights == 'bin' else 'safetensors'} weights at "
                          f"commit {sha} (downloaded {found}); see `subfolder` and `weights` in the model spec")
     files = {p.relative_to(tmp).as_posix(): _digests(p)[0] for p in sorted(tmp.rglob("*")) if p.is_file()}
-    replace_dir(tmp, out_dir)
+    move_into_place(tmp, out_dir)
     return {"id": hub_id, "revision": revision, "sha": sha, "subfolder": subfolder or None,
             "weights": weights, "downloaded_sha256": downloaded, "converted": converted,
             "files_sha256": files}

@@ -44,7 +44,7 @@ def parse_shares(base_dir: str | Path, adapter_dir: str | Path, validation: str 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bonito_repro parse-check", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro parse-check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", type=Path, required=True, help="the generator's base model directory")
     parser.add_argument("--adapter", type=Path, required=True, help="the trained generator adapter")
