@@ -180,7 +180,7 @@ def test_the_preflight_runs_the_gpu_job_unless_told_not_to(tmp_path, monkeypatch
         preflight.Check("gpu", "CUDA", preflight.FAIL, "no CUDA device")])
     monkeypatch.setattr(preflight, "check_hub", lambda config, lock: [])
     monkeypatch.setattr(preflight, "interpreters", lambda config, workdir: {})
-    monkeypatch.setattr(preflight, "check_cost", lambda *args: ([], ""))
+    monkeypatch.setattr(preflight, "check_cost", lambda *args: ([], "", None))
     args = ["--configfile", "config/local.yaml", "--directory", str(REPO), "--results", str(tmp_path / "results"),
             "--lock", str(tmp_path / "hub.lock.yaml")]
     assert preflight.main(args) == 1 and jobs == [REPO]
