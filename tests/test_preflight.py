@@ -366,7 +366,8 @@ def test_preflight_names_a_missing_config_and_a_missing_token(local_hub, tmp_pat
     done, _ = _run(local_hub, tmp_path, BROKEN, token=False)
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     summary = done.stdout.split("\npreflight: ", 1)[1]
-    assert summary.startswith("12 checks, 2 failed")  # the GPU memory warning among them (--no-gpu-check)
+    # the GPU memory warning (--no-gpu-check) and the disk check of what the run writes among them
+    assert summary.startswith("13 checks, 2 failed")
     assert ("FAIL hub: generators.released.origin (privacy_qa): BatsResearch/bonito-experiment@main "
             "config=bonito_privacy_qa split=train") in summary
     assert "BuilderConfig 'bonito_privacy_qa' not found" in summary
