@@ -314,6 +314,7 @@ print(json.dumps(found))
 """
 
 
+@pytest.mark.slow  # a local Hub and a subprocess that loads torch twice
 def test_generate_tasks_from_a_hub_id_or_a_declared_name(tiny_generator, tmp_path):
     """The published generator by its Hub id and by its config name: a crafted model laid out as
     bonito-v1 is (pickled weights on main) on a local Hub; it is read at the commit main points
@@ -480,7 +481,7 @@ def test_cli_writes_rows_funnel_plot_and_formats(tiny_generator, tmp_path, embed
     capsys.readouterr()
     assert bonito_repro(["generate", *args2]) == 1  # one line, no traceback, the manifest written
     error = capsys.readouterr().err
-    assert "Traceback" not in error and re.search(r"^bonito_repro generate: dataset 'pubmed_qa': no synthetic task "
+    assert "Traceback" not in error and re.search(r"^bonito-repro generate: dataset 'pubmed_qa': no synthetic task "
                                                   r"survived .*'contaminated': 6.*every drop is counted in "
                                                   r".*pubmed_qa\.manifest\.json$", error, re.M)
     assert not (out2 / "pubmed_qa.parquet").exists()

@@ -144,6 +144,6 @@ def test_a_full_disk_stops_a_command_in_one_line(small_disk, tmp_path, capsys):
     assert bonito_repro(["ablations", "unless-alias", "--subset", str(manifest), "--copy", str(full),
                          str(small_disk / "own.parquet"), "--", "false"]) == 1
     assert capsys.readouterr().err.strip() == (
-        f"bonito_repro ablations: {small_disk}: the disk is full: writing own.parquet needs about 2,000,000 "
+        f"bonito-repro ablations: {small_disk}: the disk is full: writing own.parquet needs about 2,000,000 "
         "bytes (an estimate: the write did not finish); 1,048,576 bytes free there now. Free space there (or "
         "point the results folder at a larger disk) and rerun: finished outputs are kept")
