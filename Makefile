@@ -87,12 +87,14 @@ ablations: setup
 generators: setup
 	bonito-repro run --scale local results/paper/quality_profile.md --configfile config/every_generator.yaml
 
-# config/rehearsal.yaml in REHEARSAL_DIR, with a fresh local Hub and HF_HOME; on the one-node Slurm:
-# make rehearsal REHEARSAL_ARGS="--profile slurm" (with SLURM_PARTITION=gpu)
+# config/rehearsal.yaml in REHEARSAL_DIR, with a fresh local Hub and HF_HOME; on the one-node Slurm,
+# with its site settings: make rehearsal REHEARSAL_SITE=.ci/slurm_site.yaml REHEARSAL_ARGS="--profile slurm"
 REHEARSAL_DIR ?= .rehearsal
+REHEARSAL_SITE ?=
 REHEARSAL_ARGS ?= --cores all
 rehearsal: setup setup-vllm
-	python -m bonito_repro.localhub rehearse $(REHEARSAL_DIR) -- $(REHEARSAL_ARGS)
+	python -m bonito_repro.localhub rehearse $(REHEARSAL_DIR) --configfile config/rehearsal.yaml \
+		$(addprefix --configfile ,$(REHEARSAL_SITE)) -- $(REHEARSAL_ARGS)
 
 # Every marker; the slowest tests are listed so that a test growing slow shows in CI's log.
 test: setup setup-vllm

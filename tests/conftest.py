@@ -67,8 +67,6 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 def snakemake(*args: str, cwd: Path = REPO, timeout: int = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    env.pop("SLURM_PARTITION", None)
-    env.pop("SLURM_ACCOUNT", None)
     return subprocess.run([*SNAKEMAKE, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 

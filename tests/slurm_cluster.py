@@ -62,11 +62,18 @@ def unavailable_reason() -> str | None:
     return None
 
 
+# The test cluster's site settings (config `resources.slurm`), an overlay as a cluster user writes one.
+TEST_SITE = {"resources": {"slurm": {"cpu_partition": PARTITION, "gpu_partition": PARTITION, "account": ACCOUNT}}}
+
+
 def write_test_profile(directory: Path, configfiles: list[Path], **settings) -> Path:
-    """The project's slurm profile with the test cluster's settings and config files on top."""
-    profile = yaml.safe_load((REPO / "slurm" / "config.yaml").read_text())
-    profile.update(TEST_CLUSTER_SETTINGS, configfile=[str(p) for p in configfiles], **settings)
+    """The project's slurm profile with the test cluster's settings and config files on top, the
+    last of them the test cluster's site settings (TEST_SITE)."""
     directory.mkdir(parents=True, exist_ok=True)
+    site = directory / "site.yaml"
+    site.write_text(yaml.safe_dump(TEST_SITE))
+    profile = yaml.safe_load((REPO / "slurm" / "config.yaml").read_text())
+    profile.update(TEST_CLUSTER_SETTINGS, configfile=[str(p) for p in [*configfiles, site]], **settings)
     (directory / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
     return directory
 
@@ -89,12 +96,11 @@ def run_snakemake_on_slurm(
 ) -> SnakemakeRun:
     """`snakemake --profile PROFILE TARGETS` in `workdir`, killed after `timeout` seconds.
 
-    Partition and account reach the profile through the environment, as for a cluster user.
+    Partition and account reach the jobs through the site overlay of ``write_test_profile``.
     Whatever happens, Snakemake is gone and the run's jobs are out of the queue on return.
     """
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("SLURM_") and k != "CUDA_VISIBLE_DEVICES"}
-    env.update(SLURM_PARTITION=PARTITION, SLURM_ACCOUNT=ACCOUNT)
     cmd = ["timeout", "-s", "KILL", str(int(timeout)), sys.executable, "-m", "snakemake",
            "--snakefile", str(snakefile), "--profile", str(profile), *targets]
     log = workdir / "snakemake.out"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import sys
 
 import pytest
@@ -114,12 +115,92 @@ def test_the_gpu_check_reports_a_missing_cuda_clearly(capsys):
         pytest.skip("this machine has CUDA: the failure path cannot be shown")
     assert preflight.main(["--on-gpu-node", "--vllm-python", sys.executable]) == 1
     checks = {c["item"]: c for c in map(json.loads, capsys.readouterr().out.splitlines())}
-    assert list(checks) == ["CUDA", "bf16", "bitsandbytes 4-bit", "vLLM", "memory"]
-    assert all(c["status"] == "FAIL" for c in checks.values())
+    assert list(checks) == ["driver", "compute capability", "CUDA", "bf16", "bitsandbytes 4-bit", "vLLM engine",
+                            "memory"]
+    assert all(c["status"] == "FAIL" for c in checks.values())  # a failure each, never a skip
     assert checks["CUDA"]["detail"].startswith("no CUDA device: torch.cuda.is_available() is False")
     assert "CUDA_VISIBLE_DEVICES=" in checks["CUDA"]["detail"]
-    assert checks["vLLM"]["detail"] == "not checked: no CUDA device"
+    assert checks["vLLM engine"]["detail"] == "not checked: no CUDA device"
     assert checks["memory"]["detail"] == "not read: no CUDA device"
+
+
+# nvidia-smi's answers to NVIDIA_SMI_QUERY: (driver ok, compute capability ok)
+RECORDED_GPUS = {
+    "NVIDIA H100 80GB HBM3, 580.65.06, 9.0": (True, True),
+    "NVIDIA A100-SXM4-80GB, 535.183.06, 8.0": (False, True),    # a CUDA 12 driver
+    "Tesla V100-SXM2-32GB, 580.82.07, 7.0": (True, False),      # no bf16
+    "Tesla T4, 470.57.02, 7.5\nTesla T4, 470.57.02, 7.5": (False, False),
+}
+
+
+@pytest.mark.parametrize("answer", RECORDED_GPUS)
+def test_the_driver_and_compute_capability_rules_on_recorded_gpus(answer):
+    driver, capability = preflight.driver_checks(answer)
+    assert (driver.item, capability.item) == ("driver", "compute capability")
+    assert (driver.status == preflight.OK, capability.status == preflight.OK) == RECORDED_GPUS[answer]
+    if driver.status == preflight.FAIL:
+        assert "needs driver 580 or newer" in driver.detail
+    if capability.status == preflight.FAIL:
+        assert "bf16 needs 8.0 or newer" in capability.detail
+
+
+def test_an_nvidia_smi_without_compute_capability_fails_both_rules():
+    answer = 'Field "compute_cap" is not a valid field to query.'  # drivers before 510
+    checks = preflight.driver_checks(answer)
+    assert [c.status for c in checks] == [preflight.FAIL] * 2 and answer in checks[0].detail
+
+
+def test_the_vllm_engine_starts_offline_without_proxies_within_its_limit(tmp_path, monkeypatch):
+    """A stand-in for the vLLM interpreter that answers as the engine does only where the job's
+    environment is offline and has no proxy, and one that never answers (a kernel compiled at
+    first use): the check passes the first, with the config's engine settings, and fails the
+    second at its time limit."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    monkeypatch.setenv("no_proxy", "localhost")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    offline = tmp_path / "offline-python"
+    offline.write_text("#!/bin/sh\n[ \"$HF_HUB_OFFLINE\" = 1 ] && ! env | grep -qi _proxy= || exit 3\n"
+                       "case \"$*\" in *'--vllm-settings {\"enforce_eager\": false}'*) ;; *) exit 4;; esac\n"
+                       "echo '{\"vllm\": \"0.0\", \"seconds\": 2.0}'\n")
+    slow = tmp_path / "slow-python"
+    slow.write_text("#!/bin/sh\nsleep 30\n")
+    for script in (offline, slow):
+        script.chmod(0o755)
+    check = preflight.vllm_engine_check(str(offline), "cuda", {"enforce_eager": False}, timeout=20)
+    assert check.status == preflight.OK and "started and generated in 2 s offline" in check.detail, check
+    check = preflight.vllm_engine_check(str(slow), "cuda", timeout=1)
+    assert check.status == preflight.FAIL and "no engine within 1 s offline" in check.detail, check
+
+
+def test_the_preflight_runs_the_gpu_job_unless_told_not_to(tmp_path, monkeypatch, capsys):
+    """The GPU checks are on by default: `--no-gpu-check` is the only way to skip them (the other
+    steps stubbed: the local config reads no Hub)."""
+    jobs = []
+    monkeypatch.setattr(preflight, "check_gpu_node", lambda config, workdir: jobs.append(workdir) or [
+        preflight.Check("gpu", "CUDA", preflight.FAIL, "no CUDA device")])
+    monkeypatch.setattr(preflight, "check_hub", lambda config, lock: [])
+    monkeypatch.setattr(preflight, "interpreters", lambda config, workdir: {})
+    monkeypatch.setattr(preflight, "check_cost", lambda *args: ([], "", None))
+    args = ["--configfile", "config/local.yaml", "--directory", str(REPO), "--results", str(tmp_path / "results"),
+            "--lock", str(tmp_path / "hub.lock.yaml")]
+    assert preflight.main(args) == 1 and jobs == [REPO]
+    assert "FAIL gpu: CUDA: no CUDA device" in capsys.readouterr().out
+    assert preflight.main([*args, "--no-gpu-check"]) == 0 and jobs == [REPO]
+
+
+VLLM_PY = REPO / ".venv-vllm" / "bin" / "python"
+
+
+@pytest.mark.vllm
+@pytest.mark.skipif(not VLLM_PY.exists(), reason=f"{VLLM_PY} is missing (make setup-vllm)")
+def test_the_vllm_engine_check_starts_the_workflows_engine_offline(monkeypatch):
+    """The GPU job's engine check end to end, on vLLM's CPU build: the model built on the spot,
+    the workflow's vLLM backend started on it and generating, with a proxy in this environment
+    that leads nowhere (the check removes it) and the Hub offline."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    check = preflight.vllm_engine_check(str(VLLM_PY), "cpu")
+    assert check.status == preflight.OK, check
+    assert check.detail.startswith("vllm ") and "on cpu: started and generated in" in check.detail, check
 
 
 def test_the_gpu_check_needs_srun(paper, tmp_path, monkeypatch):
@@ -152,7 +233,7 @@ def _run(local_hub, tmp_path, overlay: dict, token: bool):
     path.write_text(yaml.safe_dump(overlay))
     before = len(local_hub.requests())
     done = local_hub.run(["preflight", "--configfile", path, "--results", tmp_path / "results",
-                          "--lock", tmp_path / "hub.lock.yaml"],
+                          "--lock", tmp_path / "hub.lock.yaml", "--no-gpu-check"],  # no Slurm here
                          tmp_path / "hf", token=token)
     return done, local_hub.requests()[before:]
 
@@ -180,13 +261,22 @@ def test_preflight_passes_the_paper_config_on_the_local_hub(passing):
     assert any(line.startswith("ok    disk") for line in lines)
     assert any(line.startswith("ok    environment  environments.main") for line in lines)
     assert any(line.startswith("train_bonito") and "rule retries 4" in line for line in lines)
-    # 1 lock, 57 hub, 1 rows, 2 disk (downloads; what the run writes), 1 environment; 6 cost warnings
-    # (next test)
-    assert "preflight: 68 checks, 0 failed" in done.stdout
-    # no weights were downloaded, and of the data files only Parquet footers (next test)
+    # 1 lock, 57 hub, 1 rows, 2 disk (downloads; what the run writes), 1 environment, 1 GPU memory
+    # warning (--no-gpu-check: no GPU memory to check against); 6 cost warnings (next test)
+    assert any(line.startswith("warn  gpu memory") and "not checked" in line for line in lines)
+    assert "preflight: 69 checks, 0 failed" in done.stdout
+    # of each model repository one LFS-stored file, its smallest, was downloaded whole (the path
+    # the download jobs' weights take), no other weights, and of the data files only Parquet
+    # footers (next test)
+    models = [line for line in hub if " models." in line]
+    assert len(models) == 5 and all(re.search(r"; LFS file \S+ \([\d,]+ bytes\) downloaded$", line)
+                                    for line in models), models
     fetched = [r["path"] for r in requests if r["endpoint"] == "resolve" and r["path"].endswith(DATA_FILES)
                and not r["path"].endswith(".parquet")]
-    assert not fetched, fetched
+    repos = sorted(path.split("/resolve/")[0] for path in fetched)
+    assert len(fetched) == len(models) and len(set(repos)) == len(repos), fetched
+    whole = [r for r in requests if r["endpoint"] == "cdn" and r["method"] == "GET" and r["status"] == 200]
+    assert len(whole) == len(models), whole
 
 
 @pytest.mark.slow
@@ -212,9 +302,12 @@ def test_preflight_reads_real_row_counts_and_names_the_jobs_over_their_runtime(p
     assert (results / "preflight" / "report.txt").read_text() == done.stdout
 
     # footers only: every data file read is a range of at most 64 KiB; the 270,000 rows' file
-    # (about 250 kB) is read from its tail, never whole
-    branch = load_repos(local_hub.root)[("dataset", "BatsResearch/bonito-experiment")].find("refs/convert/parquet")
-    reads = [r for r in requests if r["endpoint"] == "cdn"]
+    # (about 250 kB) is read from its tail, never whole (the models' sampled files aside)
+    repos = load_repos(local_hub.root)
+    branch = repos[("dataset", "BatsResearch/bonito-experiment")].find("refs/convert/parquet")
+    model_blobs = {blob.sha256 for (kind, _), repo in repos.items() if kind == "model"
+                   for rev in repo.revisions.values() for blob in rev.files.values()}
+    reads = [r for r in requests if r["endpoint"] == "cdn" and r["path"].rsplit("/", 1)[-1] not in model_blobs]
     assert reads and all(r["status"] == 206 for r in reads), reads
     spans = [tuple(map(int, r["range"].removeprefix("bytes ").replace("/", "-").split("-"))) for r in reads]
     assert all(end - start < 64 * 1024 for start, end, _ in spans)
@@ -273,7 +366,8 @@ def test_preflight_names_a_missing_config_and_a_missing_token(local_hub, tmp_pat
     done, _ = _run(local_hub, tmp_path, BROKEN, token=False)
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     summary = done.stdout.split("\npreflight: ", 1)[1]
-    assert summary.startswith("11 checks, 2 failed")
+    # the GPU memory warning (--no-gpu-check) and the disk check of what the run writes among them
+    assert summary.startswith("13 checks, 2 failed")
     assert ("FAIL hub: generators.released.origin (privacy_qa): BatsResearch/bonito-experiment@main "
             "config=bonito_privacy_qa split=train") in summary
     assert "BuilderConfig 'bonito_privacy_qa' not found" in summary
@@ -314,9 +408,10 @@ def test_the_seeds_columns_are_checked_from_the_parquet_footer(local_hub, tmp_pa
 
 
 @pytest.mark.slurm
-def test_the_gpu_check_runs_as_a_one_gpu_slurm_job(paper, monkeypatch):
-    """Through a real srun on the test cluster's fake GPUs: the job gets one GPU (one device in
-    CUDA_VISIBLE_DEVICES) and, with no CUDA behind it, says so."""
+def test_the_gpu_check_runs_as_a_one_gpu_slurm_job(paper):
+    """Through a real srun on the test cluster's fake GPUs, on the partition and account of the
+    site settings: the job gets one GPU (one device in CUDA_VISIBLE_DEVICES) and, with no driver
+    and no CUDA behind it, fails every check."""
     import os
     import re
 
@@ -327,16 +422,17 @@ def test_the_gpu_check_runs_as_a_one_gpu_slurm_job(paper, monkeypatch):
         if os.environ.get("BONITO_REQUIRE_SLURM") == "1":
             pytest.fail(f"BONITO_REQUIRE_SLURM=1 but {reason}")
         pytest.skip(reason)
-    monkeypatch.setenv("SLURM_PARTITION", PARTITION)
-    monkeypatch.setenv("SLURM_ACCOUNT", ACCOUNT)
     config = copy.deepcopy(paper)
+    config["resources"]["slurm"].update(gpu_partition=PARTITION, account=ACCOUNT)
     config["generation"]["backend"] = config["evaluation"]["generation_backend"] = "transformers"
     config["environments"]["main"] = None  # the interpreter running this (no GPU environment here)
     checks = preflight.check_gpu_node(config, REPO, timeout=300)
-    assert [c.item for c in checks] == ["CUDA", "bf16", "bitsandbytes 4-bit"], checks
-    assert all(c.status == preflight.FAIL for c in checks)
-    assert checks[0].detail.startswith("no CUDA device")
-    assert re.search(r"\(CUDA_VISIBLE_DEVICES=\d, ", checks[0].detail), checks[0].detail
+    assert [c.item for c in checks] == ["driver", "compute capability", "CUDA", "bf16", "bitsandbytes 4-bit",
+                                        "memory"], checks
+    assert all(c.status == preflight.FAIL for c in checks)  # fake GPUs: no driver, no CUDA, each a failure
+    cuda = checks[2]
+    assert cuda.detail.startswith("no CUDA device")
+    assert re.search(r"\(CUDA_VISIBLE_DEVICES=\d, ", cuda.detail), cuda.detail
 
 
 def test_what_the_run_writes_counts_against_the_free_space(tmp_path):

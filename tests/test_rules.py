@@ -56,7 +56,9 @@ def parse(path: Path) -> RuleFile:
             end -= 1
         directives = {m.group(1) for row in lines[i + 1:end] if (m := DIRECTIVE.match(row))}
         name = head["name"] or head["alias"]
-        parsed.rules.append(Rule(name, path.name, end - i, directives, head["base"], name in local))
+        # `localrule:` in a rule: the downloads, local unless resources.slurm.downloads_as_jobs
+        parsed.rules.append(Rule(name, path.name, end - i, directives, head["base"],
+                                 name in local or "localrule" in directives))
     return parsed
 
 

@@ -4,7 +4,7 @@ a failing job.
 The first test runs a part of the smoke DAG (model building and ctga-v1 as CPU jobs, P3-adapter
 training and an evaluation as GPU jobs) through `snakemake --profile slurm`, with the test
 cluster's settings layered over the profile, a config overlay that gives the GPU stages one
-(fake) GPU each, and partition and account given through SLURM_PARTITION and SLURM_ACCOUNT.
+(fake) GPU each, and partition and account given in a site overlay (config `resources.slurm`).
 The others run tests/slurm_workflow (a two-GPU training job that checkpoints, one that outlasts its
 time limit, a failing rule),
 where a job's timing can be controlled. Checks come from Slurm's accounting records (sacct) and
@@ -77,7 +77,7 @@ def assert_resumed(workdir, interrupted):
 
 def assert_jobs_ran_on_slurm(result, jobs):
     """Every job that Snakemake did not run locally is a Slurm job, retries included, on the
-    partition and account from the environment."""
+    partition and account of the site overlay."""
     remote_rules = sorted(rule for rule, local in snakemake_jobs(result.output) if not local)
     assert remote_rules == sorted(j.rule for j in jobs)
     assert sorted(submitted_slurm_ids(result.output)) == sorted(j.job_id for j in jobs)
@@ -85,10 +85,12 @@ def assert_jobs_ran_on_slurm(result, jobs):
 
 
 def assert_gpus_as_configured(jobs, gpus_of_rule):
-    """GPUs as the config asks, seen by the job's tasks; none for CPU rules."""
+    """GPUs as the config asks, on one node (sbatch --nodes=1), seen by the job's tasks; none for
+    CPU rules."""
     for job in jobs:
         gpus = gpus_of_rule(job.rule)
         assert (job.gpus_requested, job.gpus_allocated) == (gpus, gpus), job
+        assert ("--nodes=1" in job.submit_line.split()) == bool(gpus), job
         seen = job.cuda_visible_devices()
         assert seen, f"no task prolog line in the Slurm log {job.log}"
         if gpus:

@@ -59,8 +59,9 @@ def test_paper_gpu_resources_come_from_config(paper_dry_run):
             stage = config["resources"][GPU_RULES[job.rule]]
             assert gpus == stage["gpus"], job
             assert int(job.resources["runtime"]) == stage["runtime"]
+            assert job.resources["nodes"] == "1", job  # torchrun --standalone: one node per job
         else:
-            assert gpus == 0, job
+            assert gpus == 0 and "nodes" not in job.resources, job
     assert any(int(j.resources.get("gpu", 0)) == 4 for j in paper_dry_run if j.rule == "train_bonito")
 
 

@@ -9,8 +9,10 @@ networked login node in minutes, printed as one table; the exit status is 1 if a
   published generators' sets): the repository and revision (at its locked commit), access (a
   token for gated repositories), the config and split as the loader will ask for them, and the
   files it will read, with their sizes; for a source whose columns no recorded fact confirms
-  (backtranslation's oasst1 seed), the columns the run reads, from a Parquet file's footer.
-  Nothing is downloaded but metadata (repository info, listings, READMEs, footers).
+  (backtranslation's oasst1 seed), the columns the run reads, from a Parquet file's footer; and
+  of each model repository its smallest LFS-stored file, downloaded here as the download job will
+  (so a blocked transfer path, Xet's included, shows now). Nothing else is downloaded but metadata
+  (repository info, listings, READMEs, footers).
 - rows: the row count of every dataset origin the hub step found (at its locked commit), from
   Parquet footers (ranged reads of the files' tails, no rows: the files it will read where they are
   Parquet, else the same config and split on the repository's conversion branch) or, failing that,
@@ -23,14 +25,17 @@ networked login node in minutes, printed as one table; the exit status is 1 if a
   environment variable is set and one one-token request is answered; without a key the check
   names the generator and the config keys to drop it from (a failure where the default target
   needs it, a warning where only an ablation does).
-- gpu (``--gpu-check``): a one-GPU Slurm job (srun) on a compute node checks CUDA, bf16,
-  bitsandbytes' 4-bit kernels and vLLM's CUDA platform; ``--local-gpu`` runs the same checks in
-  this process, on this machine's GPU (a workstation: no Slurm; run the preflight with the main
-  environment's interpreter), and reads the GPU's memory.
+- gpu (unless ``--no-gpu-check``): a one-GPU Slurm job (srun), asking for its GPU as the
+  workflow's jobs do (bonito_repro.core.slurm), checks on a compute node the driver (580 or newer
+  for the pinned CUDA 13 stack), the compute capability (8.0 or newer for bf16), CUDA in torch,
+  bitsandbytes' 4-bit kernels, that a vLLM engine starts and generates offline (HF_HUB_OFFLINE=1,
+  no proxy variables) within a time limit, and the GPU's memory; ``--local-gpu`` runs the same
+  checks in this process instead, on this machine's GPU (a workstation: no Slurm; run the
+  preflight with the main environment's interpreter).
 - gpu memory: each GPU job's estimated memory (bonito_repro.cluster.memory) against the GPU's
-  (``--gpu-memory-gb``, or the one ``--local-gpu`` or ``--gpu-check`` found), naming every job
-  that does not fit and the settings to lower; and the host memory that converting pickled
-  weights at download needs, against this machine's.
+  (``--gpu-memory-gb``, or the one the GPU checks found), naming every job that does not fit and
+  the settings to lower; and the host memory that converting pickled weights at download needs,
+  against this machine's.
 - cost: the cost model's table (bonito_repro.cluster.cost) from those row counts, with a warning
   for each job that cannot finish in its runtime, and each endpoint generator's projected tokens
   and price.
@@ -48,7 +53,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from . import cost, memory, row_counts
-from ..core import layout
+from ..core import layout, slurm
 from ..core.config import ConfigError, load_config
 from ..core.generators import generators_of
 from .environments import environments_in_use, verify_environment
@@ -63,6 +68,13 @@ OK, FAIL, WARN = "ok", "FAIL", "warn"
 # packages each environment's jobs import (the main one runs every stage but vLLM's)
 MAIN_PACKAGES = ["torch", "transformers", "peft", "datasets", "accelerate", "bitsandbytes", "pandas", "bonito_repro"]
 VLLM_PACKAGES = ["vllm", "transformers", "bonito_repro"]
+MIN_DRIVER = 580          # the pinned stack's CUDA 13 needs an NVIDIA driver of branch 580 or newer
+BF16_CAPABILITY = (8, 0)  # bf16 kernels need compute capability 8.0 (Ampere) or newer
+NVIDIA_SMI_QUERY = ["nvidia-smi", "--query-gpu=name,driver_version,compute_cap", "--format=csv,noheader"]
+VLLM_START_SECONDS = 600  # longer means kernels fetched or compiled at first use: every job would pay it
+# a small model vLLM's GPU kernels take (head size 64), built here: the check needs no download
+VLLM_CHECK_MODEL = {"architecture": "llama", "vocab_size": 2000, "hidden_size": 256, "intermediate_size": 512,
+                    "layers": 2, "heads": 4, "kv_heads": 2}
 
 
 @dataclass
@@ -189,7 +201,37 @@ def check_model(ref: HubReference) -> Check:
     nbytes = sum(e.size for e in files)
     # converting pickles writes the safetensors copy before the pickle is removed
     need = 2 * nbytes if suffix == ".bin" else nbytes
-    return Check("hub", item, OK, f"commit {sha[:10]}, {len(files)} files, {_gb(nbytes)}", need, "results")
+    detail = f"commit {sha[:10]}, {len(files)} files, {_gb(nbytes)}"
+    problem, sample = download_sample(hub["id"], sha, listing)
+    if problem:
+        return Check("hub", item, FAIL, f"{detail}; {problem}")
+    return Check("hub", item, OK, f"{detail}; {sample}", need, "results")
+
+
+def download_sample(repo_id: str, sha: str, listing: list) -> tuple[str | None, str]:
+    """(None, what was fetched) once the smallest LFS-stored file of ``listing`` is downloaded
+    and matches its SHA-256, or (why not, ""): LFS and Xet files come from another host than the
+    metadata (a CDN or Xet storage), which a login node's firewall or proxy may block."""
+    import hashlib
+    import tempfile
+
+    from huggingface_hub import hf_hub_download
+
+    stored = [e for e in listing if e.lfs is not None]
+    if not stored:
+        return None, "no LFS-stored file to fetch"
+    sample = min(stored, key=lambda e: e.size)
+    with tempfile.TemporaryDirectory(prefix="preflight-sample-") as scratch:
+        try:
+            path = hf_hub_download(repo_id, sample.path, revision=sha, cache_dir=scratch)
+        except Exception as error:  # whatever stops the transfer is the finding
+            return (f"its LFS file {sample.path} ({sample.size:,} bytes) cannot be downloaded, as the download "
+                    f"job would fetch weights: {type(error).__name__}: {row_counts.first_line(error)}"), ""
+        with open(path, "rb") as file:
+            digest = hashlib.file_digest(file, "sha256").hexdigest()
+    if digest != sample.lfs.sha256:
+        return f"its LFS file {sample.path} arrived with SHA-256 {digest[:12]}, not {sample.lfs.sha256[:12]}", ""
+    return None, f"LFS file {sample.path} ({sample.size:,} bytes) downloaded"
 
 
 def check_dataset(ref: HubReference) -> Check:
@@ -465,23 +507,119 @@ def check_endpoints(config: dict) -> list[Check]:
 # ---------------------------------------------------------------- on a GPU node
 
 
-def gpu_node_checks(vllm_python: str | None) -> list[Check]:
-    """Run on the compute node: CUDA visible, bf16, a 4-bit bitsandbytes layer on the GPU, and
-    vLLM's platform in its own environment (where the run uses it)."""
+def driver_checks(query: str) -> list[Check]:
+    """The driver and compute-capability rules on the first GPU's line of ``NVIDIA_SMI_QUERY``'s
+    output (``NVIDIA H100 80GB HBM3, 580.65.06, 9.0``)."""
+    fields = [f.strip() for f in query.strip().splitlines()[0].split(",")] if query.strip() else []
+    if len(fields) != 3:
+        why = f"nvidia-smi answered {query.strip()[:200]!r}, not name, driver_version, compute_cap"
+        return [Check("gpu", "driver", FAIL, why), Check("gpu", "compute capability", FAIL, why)]
+    name, driver, capability = fields
+    try:
+        branch = int(driver.split(".")[0])
+        major, minor = (int(n) for n in capability.split("."))
+    except ValueError:
+        why = f"cannot read driver {driver!r} and compute capability {capability!r} of {name}"
+        return [Check("gpu", "driver", FAIL, why), Check("gpu", "compute capability", FAIL, why)]
+    driver_ok = branch >= MIN_DRIVER
+    capability_ok = (major, minor) >= BF16_CAPABILITY
+    return [Check("gpu", "driver", OK if driver_ok else FAIL,
+                  f"{driver} on {name}" + ("" if driver_ok else f": the pinned CUDA 13 stack needs driver {MIN_DRIVER} or "
+                                           "newer (ask the cluster's admins, or a partition with newer nodes)")),
+            Check("gpu", "compute capability", OK if capability_ok else FAIL,
+                  f"{capability} on {name}" + ("" if capability_ok else ": bf16 needs 8.0 or newer; set "
+                                               "resources.slurm.gpu_constraint to newer GPUs, or bf16: false"))]
+
+
+def nvidia_smi_checks() -> list[Check]:
+    """``driver_checks`` on this node's nvidia-smi; both fail where there is none."""
+    try:
+        done = subprocess.run(NVIDIA_SMI_QUERY, capture_output=True, text=True, timeout=60, check=False)
+    except (FileNotFoundError, subprocess.TimeoutExpired) as error:
+        why = f"nvidia-smi cannot be run ({type(error).__name__}): no NVIDIA driver on this node"
+        return [Check("gpu", "driver", FAIL, why), Check("gpu", "compute capability", FAIL, why)]
+    if done.returncode != 0:
+        why = f"nvidia-smi exited {done.returncode}: {(done.stdout + done.stderr).strip()[:200]}"
+        return [Check("gpu", "driver", FAIL, why), Check("gpu", "compute capability", FAIL, why)]
+    return driver_checks(done.stdout)
+
+
+def offline_environment() -> dict[str, str]:
+    """The environment of a job: this one with the Hub offline, as the rules set it, and no proxy
+    variables, so that anything fetched at first use fails instead of passing on a login node's
+    proxy."""
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    return {**env, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def vllm_engine_check(vllm_python: str, device: str, engine: dict | None = None,
+                      timeout: int = VLLM_START_SECONDS) -> Check:
+    """A vLLM engine, started as the workflow's jobs start it (``runtime.backends.VLLMBackend``
+    with the config's engine settings ``engine``, `generation.vllm`) on a small model built on the
+    spot, generates, in ``vllm_python`` with ``offline_environment`` and within ``timeout`` seconds."""
+    item = "vLLM engine"
+    cmd = [vllm_python, "-m", "bonito_repro", "preflight", "--vllm-engine", device]
+    if engine:
+        cmd += ["--vllm-settings", json.dumps(engine)]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False,
+                              env=offline_environment())
+    except subprocess.TimeoutExpired:
+        return Check("gpu", item, FAIL, f"{vllm_python}: no engine within {timeout} s offline (HF_HUB_OFFLINE=1, "
+                     "no proxy): kernels fetched or compiled at first use? (every generation job would wait too)")
+    except FileNotFoundError:
+        return Check("gpu", item, FAIL, f"{vllm_python}: no such interpreter")
+    started = [line for line in done.stdout.splitlines() if line.startswith('{"vllm"')]
+    if done.returncode != 0 or not started:
+        why = (done.stderr.strip().splitlines() or [done.stdout.strip() or f"exit status {done.returncode}"])[-1]
+        return Check("gpu", item, FAIL, f"{vllm_python}: the engine did not start offline: {why}")
+    result = json.loads(started[-1])
+    return Check("gpu", item, OK, f"vllm {result['vllm']} on {device}: started and generated in "
+                 f"{result['seconds']:.0f} s offline (HF_HUB_OFFLINE=1, no proxy; limit {timeout} s)")
+
+
+def start_vllm_engine(device: str, engine: dict | None = None) -> dict:
+    """What ``vllm_engine_check`` runs in the vLLM environment: build VLLM_CHECK_MODEL, start the
+    workflow's vLLM backend on it with the engine settings ``engine``, generate a few tokens; the
+    vLLM version and the seconds taken."""
+    import tempfile
+    import time
+
+    from vllm import __version__
+
+    from ..prepare.models import build_tiny_model, embedded_texts
+    from ..runtime.backends import Sampling, VLLMBackend
+
+    with tempfile.TemporaryDirectory(prefix="preflight-vllm-") as scratch:
+        model = build_tiny_model(VLLM_CHECK_MODEL, embedded_texts(), Path(scratch) / "model")
+        start = time.monotonic()
+        backend = VLLMBackend(model, None, Sampling(n=1, temperature=0.0, top_p=1.0, max_new_tokens=8),
+                              max_model_len=256, seed=0, bf16=device == "cuda", device=device, engine=engine)
+        backend.generate(["a passage to continue"], [0])
+        seconds = time.monotonic() - start
+        backend.close()
+    return {"vllm": __version__, "seconds": seconds}
+
+
+def gpu_node_checks(vllm_python: str | None, engine: dict | None = None) -> list[Check]:
+    """Run on the compute node: the driver and compute capability (nvidia-smi), CUDA in torch,
+    bf16, a 4-bit bitsandbytes layer on the GPU, and a vLLM engine in its own environment (where
+    the run uses it). Without a CUDA device every check fails (none is skipped)."""
     import torch
 
+    checks = nvidia_smi_checks()
     visible = os.environ.get("CUDA_VISIBLE_DEVICES", "unset")
     if not torch.cuda.is_available():
         built = torch.version.cuda or "none (a CPU build of torch)"
         missing = (f"no CUDA device: torch.cuda.is_available() is False (CUDA_VISIBLE_DEVICES={visible}, "
                    f"torch {torch.__version__} built for CUDA {built})")
-        checks = [Check("gpu", "CUDA", FAIL, missing)]
+        checks.append(Check("gpu", "CUDA", FAIL, missing))
         checks += [Check("gpu", what, FAIL, "not checked: no CUDA device") for what in ("bf16", "bitsandbytes 4-bit")]
         if vllm_python:
-            checks.append(Check("gpu", "vLLM", FAIL, "not checked: no CUDA device"))
+            checks.append(Check("gpu", "vLLM engine", FAIL, "not checked: no CUDA device"))
         return checks
-    checks = [Check("gpu", "CUDA", OK, f"{torch.cuda.device_count()} device(s), {torch.cuda.get_device_name(0)}, "
-                    f"CUDA {torch.version.cuda} (CUDA_VISIBLE_DEVICES={visible})")]
+    checks.append(Check("gpu", "CUDA", OK, f"{torch.cuda.device_count()} device(s), {torch.cuda.get_device_name(0)}, "
+                        f"CUDA {torch.version.cuda} (CUDA_VISIBLE_DEVICES={visible})"))
     bf16 = torch.cuda.is_bf16_supported()
     checks.append(Check("gpu", "bf16", OK if bf16 else FAIL, "supported" if bf16 else
                         "not supported on this GPU: set training/generation/evaluation bf16: false"))
@@ -494,32 +632,30 @@ def gpu_node_checks(vllm_python: str | None) -> list[Check]:
     except Exception as error:  # any failure of the kernel is the finding
         checks.append(Check("gpu", "bitsandbytes 4-bit", FAIL, f"{type(error).__name__}: {error}"))
     if vllm_python:
-        code = ("import vllm\nfrom vllm.platforms import current_platform\n"
-                "print(vllm.__version__, current_platform.is_cuda())")
-        done = subprocess.run([vllm_python, "-c", code], capture_output=True, text=True, timeout=600, check=False)
-        words = done.stdout.split()
-        if done.returncode == 0 and words[-1:] == ["True"]:
-            checks.append(Check("gpu", "vLLM", OK, f"vllm {words[0]} on CUDA ({vllm_python})"))
-        else:
-            why = (done.stderr.strip().splitlines() or [done.stdout.strip() or "?"])[-1]
-            checks.append(Check("gpu", "vLLM", FAIL, f"{vllm_python}: not a CUDA vLLM ({why})"))
+        checks.append(vllm_engine_check(vllm_python, "cuda", engine))
     return checks
 
 
-def check_gpu_node(config: dict, workdir: Path, timeout: int = 1800) -> list[Check]:
-    """``gpu_node_checks`` in a one-GPU Slurm job (srun), on the partition and account of the
-    slurm profile (SLURM_PARTITION, SLURM_ACCOUNT)."""
-    if shutil.which("srun") is None:
-        return [Check("gpu", "srun", FAIL, "srun not found: run the GPU check on the cluster's login node")]
+def gpu_job_command(config: dict, workdir: Path) -> list[str]:
+    """The preflight's GPU job: srun with one GPU asked for as the workflow's GPU jobs ask
+    (``core.slurm.job_resources`` under the config's site settings), running ``gpu_node_checks``."""
     envs = interpreters(config, workdir)
-    cmd = ["srun", "--gres=gpu:1", "--ntasks=1", "--time=30", "--job-name=bonito-preflight"]
-    cmd += [f"--{key}={os.environ[var]}" for key, var in (("partition", "SLURM_PARTITION"), ("account", "SLURM_ACCOUNT"))
-            if os.environ.get(var)]
+    cmd = ["srun", *slurm.slurm_options(slurm.job_resources(config["resources"]["slurm"], 1)),
+           "--ntasks=1", "--time=30", "--job-name=bonito-preflight"]
     cmd += [envs["main"][0], "-m", "bonito_repro", "preflight", "--on-gpu-node"]
     if "vllm" in envs:
-        cmd += ["--vllm-python", envs["vllm"][0]]
+        cmd += ["--vllm-python", envs["vllm"][0], "--vllm-settings", json.dumps(config["generation"]["vllm"])]
+    return cmd
+
+
+def check_gpu_node(config: dict, workdir: Path, timeout: int = 1800) -> list[Check]:
+    """``gpu_node_checks`` in the one-GPU Slurm job of ``gpu_job_command``."""
+    if shutil.which("srun") is None:
+        return [Check("gpu", "srun", FAIL, "srun not found: run the preflight on the cluster's login node "
+                      "(or --no-gpu-check)")]
     try:
-        done = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, check=False)
+        done = subprocess.run(gpu_job_command(config, workdir), cwd=workdir, capture_output=True, text=True,
+                              timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         return [Check("gpu", "srun", FAIL, f"no result in {timeout} s (is the GPU queue long?)")]
     found = [Check(**json.loads(line)) for line in done.stdout.splitlines() if line.startswith('{"kind": "gpu"')]
@@ -592,21 +728,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "where Snakemake reads it when run from the checkout)")
     parser.add_argument("--refresh-lock", action="store_true",
                         help="resolve every Hub revision anew: the run then reads the commits they point at now")
-    parser.add_argument("--gpu-check", action="store_true", help="also run the GPU checks in a one-GPU Slurm job")
+    parser.add_argument("--no-gpu-check", action="store_true",
+                        help="skip the GPU checks (a one-GPU Slurm job); without srun they fail")
     parser.add_argument("--local-gpu", action="store_true",
-                        help="also run the GPU checks here, in this process, on this machine's GPU (a workstation)")
+                        help="run the GPU checks here instead, in this process, on this machine's GPU (a workstation)")
     parser.add_argument("--gpu-memory-gb", type=float, metavar="GIB",
                         help="the GPU memory each GPU job's estimate is checked against (default: what "
-                             "--local-gpu or --gpu-check found)")
+                             "the GPU checks found)")
     parser.add_argument("--on-gpu-node", action="store_true", help=argparse.SUPPRESS)  # what that job runs
     parser.add_argument("--vllm-python", help=argparse.SUPPRESS)
+    parser.add_argument("--vllm-engine", metavar="DEVICE", help=argparse.SUPPRESS)  # run in the vLLM environment
+    parser.add_argument("--vllm-settings", help=argparse.SUPPRESS)  # the config's generation.vllm, as JSON
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.vllm_engine:  # one JSON line, read back by vllm_engine_check
+        print(json.dumps(start_vllm_engine(args.vllm_engine, args.vllm_settings and json.loads(args.vllm_settings))))
+        return 0
     if args.on_gpu_node:  # one JSON line per check, read back by check_gpu_node
-        checks = gpu_node_checks(args.vllm_python) + [gpu_memory_found()]
+        engine = json.loads(args.vllm_settings) if args.vllm_settings else None
+        checks = gpu_node_checks(args.vllm_python, engine) + [gpu_memory_found()]
         for check in checks:
             print(json.dumps(asdict(check)))
         return int(any(c.status == FAIL for c in checks))
@@ -633,11 +776,11 @@ def main(argv: list[str] | None = None) -> int:
     checks += [check_environment(name, python, packages, requirements)
                for name, (python, packages, requirements) in interpreters(config, workdir).items()]
     checks += check_endpoints(config)
-    if args.gpu_check:
-        checks += check_gpu_node(config, workdir)
-    if args.local_gpu:
+    if args.local_gpu:  # a workstation: the same checks in this process, on its own GPU
         vllm = interpreters(config, workdir).get("vllm")
-        checks += gpu_node_checks(vllm[0] if vllm else None) + [gpu_memory_found()]
+        checks += gpu_node_checks(vllm[0] if vllm else None, config["generation"]["vllm"]) + [gpu_memory_found()]
+    elif not args.no_gpu_check:
+        checks += check_gpu_node(config, workdir)
     found = [c.nbytes for c in checks if (c.kind, c.item, c.status) == ("gpu", "memory", OK)]
     checks += check_gpu_memory(config, args.gpu_memory_gb or (found[0] / memory.GIB if found else None))
     checks += check_host_memory(config, memory.host_memory_gib())

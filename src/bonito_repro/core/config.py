@@ -469,7 +469,7 @@ def check_references(config: dict) -> None:
     problems += [f"resources.{stage}.runtime: {values['runtime']} minutes, more than resources.max_runtime "
                  f"({limit}); a longer job is killed by the partition (a long job chains attempts instead)"
                  for stage, values in config["resources"].items()
-                 if isinstance(values, dict) and values["runtime"] > limit]
+                 if isinstance(values, dict) and stage != "slurm" and values["runtime"] > limit]
     generation = config["generation"]
     if generation["temperature"] == 0 and generation["n"] > 1:
         problems.append(f"generation.n: {generation['n']} samples at temperature 0 (greedy decoding) are "

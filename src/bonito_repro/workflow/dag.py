@@ -17,7 +17,7 @@ import re
 from typing import Any, Callable
 
 from ..cluster.cost import Rows, rule_retries
-from ..core import layout
+from ..core import layout, slurm
 from ..core.config import EVAL_DECODING_KEYS, evaluated
 from ..core.generators import generators_of, passage_cap
 from ..core.hub_lock import HubLock
@@ -104,16 +104,26 @@ class Dag:
         return self.config["resources"][stage]["threads"]
 
     def resources(self, stage: str) -> dict:
-        """Memory, runtime (minutes) and, for the GPU stages, `gpu` and the SIGTERM Slurm sends
-        `resources.signal_lead_seconds` before the time limit, for the job to save its progress
-        (sbatch --signal through the slurm plugin's `slurm_extra`; not `B:`, which would signal only
-        the batch shell: the plugin runs the command in a job step, `srun`, whose processes get
-        the signal): `resources: **dag.resources(s)`."""
+        """Memory, runtime (minutes) and where the job runs on Slurm: partition, account and QOS of
+        the site settings, and for a GPU stage's job with GPUs their request on one node
+        (``core.slurm.job_resources``); a GPU stage's job also asks for the SIGTERM Slurm sends
+        `resources.signal_lead_seconds` before the time limit, to save its progress (sbatch
+        --signal through the plugin's `slurm_extra`; not `B:`, which would signal only the batch
+        shell: the plugin runs the command in a job step, `srun`, whose processes get the signal):
+        `resources: **dag.resources(s)`."""
         values = self.config["resources"][stage]
-        gpu = {}
+        gpus = values["gpus"] if stage in GPU_STAGES else 0
+        site = slurm.job_resources(self.config["resources"]["slurm"], gpus)
         if stage in GPU_STAGES:
-            gpu = {"gpu": values["gpus"], "slurm_extra": f"--signal=TERM@{self.config['resources']['signal_lead_seconds']}"}
-        return {**gpu, "mem_mb": values["mem_mb"], "runtime": values["runtime"]}
+            site["slurm_extra"] = f"--signal=TERM@{self.config['resources']['signal_lead_seconds']}"
+        return {**site, "mem_mb": values["mem_mb"], "runtime": values["runtime"]}
+
+    @property
+    def downloads_local(self) -> bool:
+        """Whether the rules that download or convert (models, datasets, ctga's sources, seeds,
+        released sets) run on the login node, as local rules, rather than as jobs on the CPU
+        partition (`resources.slurm.downloads_as_jobs`, for clusters whose compute nodes reach the Hub)."""
+        return not self.config["resources"]["slurm"]["downloads_as_jobs"]
 
     def retries(self, rule: str) -> int:
         """Retries of a rule whose jobs resume after a kill or a time limit (training from its

@@ -8,11 +8,8 @@
 #   and the funnel keeps those at or above the threshold; same outputs as generate (generate.smk),
 #   finished shards under results/shards/ for a rerun of a killed job.
 
-localrules:
-    backtranslation_seed,
-
-
 rule backtranslation_seed:
+    localrule: dag.downloads_local
     input: lambda w: local_files(config["generators"][w.generator]["seed"], "seed")
     output:
         **{name: layout.generator("{generator}", "seed", f"{name}.parquet") for name in ("backward", "forward")},
@@ -24,6 +21,7 @@ rule backtranslation_seed:
         online=lambda w: online(config["generators"][w.generator]["seed"]),
     log: layout.log("backtranslation_seed/{generator}")
     benchmark: layout.benchmark("backtranslation_seed/{generator}")
+    resources: **dag.resources("default")
     conda: MAIN_ENV
     shell:
         f"{{params.online}} {MAIN_PY} -m bonito_repro backtranslation seed --origin {{params.origin:q}}"

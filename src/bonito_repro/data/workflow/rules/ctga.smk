@@ -1,14 +1,12 @@
 # ctga-v1, Bonito's training set: P3 templates remixed into meta-templates (docs/protocol.md, section 4).
-# `ctga_download` is the only step that needs the network: a local rule that fills the datasets
-# cache with the Hub datasets (paper scale only; embedded and file origins need no download).
+# `ctga_download` is the only step that needs the network: a local rule (a job with
+# resources.slurm.downloads_as_jobs) that fills the datasets cache with the Hub datasets (paper
+# scale only; embedded and file origins need no download).
 # `ctga` then renders offline, in parallel, with the job's threads; it reads the package's two
 # annotation tables and the local files of its origins, so that editing one reruns the build.
 
-localrules:
-    ctga_download,
-
-
 rule ctga_download:
+    localrule: dag.downloads_local
     output: layout.ctga("downloads.json")
     params:
         hp=lambda w: as_json(dag.ctga_hp()),

@@ -4,14 +4,11 @@
 #
 # Both rules are local: they take seconds and little memory, and at paper scale they are the
 # jobs that download the datasets, which needs the network a cluster's login node has and its
-# compute nodes often lack. Later jobs read the parquet files offline.
-
-localrules:
-    unannotated,
-    test_set,
-
+# compute nodes often lack (jobs on resources.slurm's CPU partition with `downloads_as_jobs`).
+# Later jobs read the parquet files offline.
 
 rule unannotated:
+    localrule: dag.downloads_local
     input: lambda w: local_files(dag.data_origin(w.dataset, "unannotated"), "unannotated")
     output:
         rows=layout.unannotated("{dataset}"),
@@ -30,6 +27,7 @@ rule unannotated:
 
 
 rule test_set:
+    localrule: dag.downloads_local
     input: lambda w: local_files(dag.data_origin(w.dataset, "test"), "test")
     output:
         rows=layout.test_split("{dataset}"),

@@ -14,7 +14,6 @@
 
 localrules:
     endpoint_tasks,
-    published_tasks,
 
 
 rule generate:
@@ -40,6 +39,7 @@ rule generate:
 
 
 rule published_tasks:
+    localrule: dag.downloads_local
     input: test=lambda w: dag.test_input(w.dataset)
     output: **synthetic_outputs()
     wildcard_constraints: generator=choice(dag.generators_of(rule="published_tasks"))

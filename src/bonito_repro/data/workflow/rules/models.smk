@@ -1,12 +1,11 @@
 # Base models: download (hub), convert (gguf) or build (tiny) once; every other job reads the
 # directory offline. A local rule, like the data downloads: on a cluster it runs on the login
-# node, which has the network that compute nodes often lack.
-
-localrules:
-    prepare_model,
+# node, which has the network that compute nodes often lack (a job on resources.slurm's CPU
+# partition with `downloads_as_jobs`, where those nodes reach the Hub).
 
 
 rule prepare_model:
+    localrule: dag.downloads_local
     output:
         model=directory(layout.model_dir("{model}")),
         manifest=layout.model_dir("{model}", ".manifest.json"),
