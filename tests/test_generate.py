@@ -497,7 +497,7 @@ def test_vllm_seeded_sampling_survives_a_chunked_prefill(tiny_generator, tmp_pat
     script = ("import json, sys\n"
               "from bonito_repro.runtime.backends import Sampling, VLLMBackend\n"
               "prompts = json.load(open(sys.argv[3]))\n"
-              "backend = VLLMBackend(sys.argv[1], sys.argv[2], Sampling(n=1, temperature=0.5, top_p=0.95, max_new_tokens=4), max_model_len=1024, seed=42, device='cpu')\n"
+              "backend = VLLMBackend(sys.argv[1], sys.argv[2], Sampling(n=1, temperature=0.5, top_p=0.95, max_new_tokens=4), max_model_len=1024, seed=42, device='cpu', enforce_eager=True)\n"
               "try:\n"
               "    print(json.dumps([len(o) for o in backend.generate(prompts, list(range(len(prompts))))]))\n"
               "finally:\n"
@@ -507,3 +507,43 @@ def test_vllm_seeded_sampling_survives_a_chunked_prefill(tiny_generator, tmp_pat
                          capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads(run.stdout.strip().splitlines()[-1]) == [1] * 60
+
+
+class FakeVLLM:
+    """A stand-in ``vllm`` package that records the engine's arguments and answers nothing."""
+
+    def __init__(self, monkeypatch):
+        import sys
+        import types
+
+        self.engines: list[dict] = []
+        fake = types.ModuleType("vllm")
+        platforms = types.ModuleType("vllm.platforms")
+        platforms.current_platform = types.SimpleNamespace(device_type="cpu", is_cpu=lambda: True)
+        engines = self.engines
+
+        class LLM:
+            def __init__(self, **kwargs):
+                engines.append(kwargs)
+
+            def generate(self, prompts, params, **kwargs):
+                return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text="")]) for _ in prompts]
+
+        fake.LLM, fake.SamplingParams, fake.__version__ = LLM, lambda **kwargs: kwargs, "fake"
+        fake.platforms = platforms
+        monkeypatch.setitem(sys.modules, "vllm", fake)
+        monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
+
+
+@pytest.mark.parametrize("eager", [False, True])
+def test_vllm_enforce_eager_is_the_configs(eager, tiny_model_dir, monkeypatch):
+    """generation.enforce_eager reaches vLLM's engine (it was always on: no CUDA graphs on GPUs);
+    the paper's config leaves it off, the CPU scales (vLLM's CPU build) on."""
+    vllm = FakeVLLM(monkeypatch)
+    monkeypatch.setattr("bonito_repro.runtime.backends.VLLMBackend.close", lambda self: None)
+    generate_tasks(PASSAGES, "ynqa", generation(backend="vllm", bf16=False, max_new_tokens=8, enforce_eager=eager),
+                   model_dir=tiny_model_dir, backend="vllm")
+    assert [engine["enforce_eager"] for engine in vllm.engines] == [eager]
+    for section in ("generation", "evaluation"):
+        assert load_scale("paper", REPO)[section]["enforce_eager"] is False
+        assert load_scale("local", REPO)[section]["enforce_eager"] is load_scale("smoke", REPO)[section]["enforce_eager"] is True

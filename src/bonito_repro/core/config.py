@@ -41,7 +41,7 @@ TRAINING_SECTIONS = ("bonito_training", "p3_training", "backtranslation_training
 LAYERS_KEY = "layers"
 # evaluation keys that only greedy decoding (extractive QA) reads: rank jobs do not get them, so
 # changing them reruns no rank classification
-EVAL_DECODING_KEYS = ("generation_backend", "max_new_tokens")
+EVAL_DECODING_KEYS = ("generation_backend", "max_new_tokens", "enforce_eager")
 # training section -> the resources section its jobs request (train_p3 runs with the adapt stage's)
 TRAINING_RESOURCES = {"bonito_training": "train_bonito", "p3_training": "adapt", "backtranslation_training": "adapt",
                       "adaptation": "adapt"}

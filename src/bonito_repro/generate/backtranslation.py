@@ -224,7 +224,8 @@ def _factory(params: dict, model_dir: Path, adapter_dir: Path, sampling: Samplin
         if ranked:
             return ScoreRanking(model_dir, adapter_dir, params["token_budget"], params["bf16"], device)
         return make_backend(params["backend"], model_dir, adapter_dir, sampling, token_budget=params["token_budget"],
-                            max_model_len=max_len, seed=params["seed"], bf16=params["bf16"], device=device)
+                            max_model_len=max_len, seed=params["seed"], bf16=params["bf16"], device=device,
+                            enforce_eager=params["enforce_eager"])
     return factory
 
 

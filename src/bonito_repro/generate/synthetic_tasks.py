@@ -103,7 +103,7 @@ def run_generation(texts: Sequence[str], task_type: str, params: dict, *,
                                     spec.reply_prefix())
             return make_backend(backend, model_dir, adapter_dir, sampling, token_budget=params["token_budget"],
                                 max_model_len=max_len, seed=params["seed"], bf16=params["bf16"],
-                                wrapper=spec.wrapper, reply_prefix=spec.reply_prefix(), device=device)
+                                enforce_eager=params["enforce_eager"], wrapper=spec.wrapper, reply_prefix=spec.reply_prefix(), device=device)
     else:
         given = backend
         # a backend may name what else shapes its answers (an endpoint: its URL and model)

@@ -36,7 +36,8 @@ def parse_shares(base_dir: str | Path, adapter_dir: str | Path, validation: str 
     ids = encode_with_bos(load_tokenizer(base_dir), prompts)
     longest = max(map(len, ids)) + max_new_tokens
     decoding = {"max_new_tokens": max_new_tokens, "token_budget": len(ids) * longest, "max_model_len": longest,
-                "bf16": bf16, "seed": 0, "device": device}  # greedy: the seed draws nothing
+                "bf16": bf16, "seed": 0, "device": device,  # greedy: the seed draws nothing
+                "enforce_eager": True}  # transformers decodes it: a vLLM setting, unused
     base, trained = (greedy_texts("transformers", base_dir, adapter, ids, **decoding) for adapter in (None, adapter_dir))
     counts = {"contexts": len(prompts), "trained_parsed": parsed(trained), "base_parsed": parsed(base)}
     return {"counts": counts, "decoding": "greedy", "trained": counts["trained_parsed"] / len(prompts),
