@@ -29,6 +29,7 @@ STAGES = {
     "plot": "bonito_repro.reporting.plot",
     "cost": "bonito_repro.cluster.cost",
     "preflight": "bonito_repro.cluster.preflight",
+    "gpu-check": "bonito_repro.cluster.gpu_check",
     "corpus": "bonito_repro.workflow.corpus",
     "cards": "bonito_repro.reporting.cards",
     "ablations": "bonito_repro.workflow.ablations",
