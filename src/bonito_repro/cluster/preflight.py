@@ -21,8 +21,9 @@ networked login node in minutes, printed as one table; the exit status is 1 if a
 - environment: each interpreter the rules will run starts and imports its stage's packages.
 - gpu (``--gpu-check``): a one-GPU Slurm job (srun) on a compute node checks CUDA, bf16,
   bitsandbytes' 4-bit kernels and vLLM's CUDA platform.
-- cost: the cost model's table (bonito_repro.cluster.cost) from those row counts, with a warning
-  for each job that cannot finish in its runtime.
+- cost: the cost model's table (bonito_repro.cluster.cost) from those row counts (and the
+  throughputs of results/preflight/gpu_calibration.json, ``make gpu-check``, where it exists),
+  with a warning for each job that cannot finish in its runtime.
 
 The whole report is written to results/preflight/report.txt too.
 """
@@ -439,13 +440,13 @@ def check_gpu_node(config: dict, workdir: Path, timeout: int = 1800) -> list[Che
 
 
 def check_cost(config: dict, configfiles: list[str], workdir: Path, rows: cost.Rows) -> tuple[list[Check], str]:
-    """The cost tables from the row counts, and a warning check for each job that cannot finish
-    in its runtime."""
+    """The cost tables from the row counts (and the GPU calibration, where there is one), and a
+    warning check for each job that cannot finish in its runtime."""
     try:
         jobs = cost.workflow_jobs(configfiles, workdir)
     except RuntimeError as error:
         return [Check("cost", "snakemake dry run", FAIL, str(error).splitlines()[0])], ""
-    report = cost.project(config, jobs, rows)
+    report = cost.project(config, jobs, rows, cost.find_calibration(workdir))
     checks = [Check("cost", f"{c.job.rule} {cost.wildcards_text(c.job)}", WARN, cost.overrun_text(c))
               for c in report.overruns]
     return checks, cost.format_report(report, config)
