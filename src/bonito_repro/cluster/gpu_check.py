@@ -24,7 +24,9 @@ Mistral-7B-v0.1 and Llama-2-7b-hf; ``tiny``: a 2-layer Llama, for CI on a CPU):
    where it is not installed the transformers backend measures, and the file says so.
 
 Each measurement runs one call to warm up, then calls until ``--seconds`` have passed. The device
-is passed (``--device``), never guessed: ``cuda`` stops at once when no GPU is visible.
+is passed (``--device``), never guessed: ``cuda`` stops at once when no GPU is visible. Nothing
+is read from the network (``HF_HUB_OFFLINE``); the random weights of one shape at a time take
+about 15 GB of ``--scratch`` (default: the temporary directory).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ import argparse
 import datetime
 import importlib.util
 import json
+import os
 import platform
 import shutil
 import subprocess
@@ -86,6 +89,7 @@ def write_model(shape: str, directory: Path, device: str, bf16: bool) -> int:
     model.save_pretrained(directory, safe_serialization=True)
     parameters = sum(p.numel() for p in model.parameters())
     del model
+    _release(device)
     write_tokenizer(directory, config.vocab_size)
     return parameters
 
@@ -455,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vllm-python", help="the interpreter of vLLM's environment (default: environments.vllm)")
     parser.add_argument("--generation-request", help=argparse.SUPPRESS)  # what generation_in runs
     args = parser.parse_args(argv)
+    # everything is local: an offline compute node must not wait on Hub timeouts (vLLM's too)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.generation_request:
         request = json.loads(args.generation_request)
         device = stage_device(request.pop("device"), "gpu-check generation")
