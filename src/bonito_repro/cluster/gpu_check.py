@@ -239,7 +239,8 @@ def measure_training(model_dir: Path, params: dict, sequence_tokens: int, device
 
 def measure_scoring(model_dir: Path, evaluation: dict, prompt_tokens: int, device: str, seconds: float) -> dict:
     """Prompt tokens a second of rank classification as evaluate scores (every choice packed
-    with its prompt), two batches of evaluation.batch_tokens a call."""
+    with its prompt), two batches of evaluation.batch_tokens a call; the choices' tokens are read
+    but not counted, as the cost model costs an example by its prompt."""
     from transformers import AutoConfig
 
     from ..runtime.models import load_for_inference
@@ -254,7 +255,7 @@ def measure_scoring(model_dir: Path, evaluation: dict, prompt_tokens: int, devic
 
     def call() -> int:
         score_choices(model, prompts, choices * count, batch_tokens=evaluation["batch_tokens"], pad_id=0)
-        return count * length
+        return count * prompt_tokens
 
     result = timed(call, seconds, device)
     del model
