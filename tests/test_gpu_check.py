@@ -164,3 +164,13 @@ def test_the_preflights_cost_table_reads_the_checkouts_calibration(tmp_path, pap
     _, table = preflight.check_cost(paper, [], tmp_path, cost.Rows())
     assert f"throughputs measured by `make gpu-check` ({path}: NVIDIA H100 80GB HBM3" in table
     assert "generate_tokens_per_second 3,000 on mistral_7b" in table
+
+
+def test_the_cost_command_takes_a_calibration(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(cost, "workflow_jobs", lambda configfiles, workdir, targets: paper_jobs())
+    path = calibration_file(tmp_path / "calibration.json", {
+        "prompt_tokens_per_second": {"value": 12000.0, "parameters": 7_000_000_000, "shape": "llama2_7b"}})
+    assert cost.main(["--directory", str(REPO), "--calibration", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"throughputs measured by `make gpu-check` ({path}: NVIDIA H100 80GB HBM3" in out
+    assert "prompt_tokens_per_second 12,000 on llama2_7b (12,000 at reference_parameters)" in out

@@ -155,6 +155,10 @@ def calibrated(config: dict, calibration: dict | None) -> dict:
     return {**config, "cost": {**config["cost"], **measured}}
 
 
+def _rate(tokens_per_second: float) -> str:
+    return f"{tokens_per_second:,.0f}" if tokens_per_second >= 10 else f"{tokens_per_second:.3g}"
+
+
 def throughput_sources(config: dict, calibration: dict | None) -> str:
     """Which throughputs the projections used came from the calibration and which are stated."""
     measured = calibration["throughputs"] if calibration else {}
@@ -166,8 +170,9 @@ def throughput_sources(config: dict, calibration: dict | None) -> str:
                      if calibration["device"] != config["device"] else "")
         parts.append(f"throughputs measured by `make gpu-check` ({calibration['path']}: {calibration['gpu']}, "
                      f"{calibration['date']}{elsewhere}): " + ", ".join(
-                         f"{key} {found['value']:,.4g} on {found['shape']} ({found['value'] * found['parameters'] / reference:,.4g} "
-                         f"at reference_parameters)" for key, found in measured.items()))
+                         f"{key} {_rate(found['value'])} on {found['shape']} "
+                         f"({_rate(found['value'] * found['parameters'] / reference)} at reference_parameters)"
+                         for key, found in measured.items()))
     if stated:
         parts.append(f"throughputs stated (config `cost`, not measured): {', '.join(stated)}")
     return "; ".join(parts)
