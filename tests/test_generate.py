@@ -469,7 +469,7 @@ def test_adapter_with_full_modules_is_merged_for_vllm(tiny_model_dir, tmp_path):
 def test_vllm_backend_serves_the_adapter(tiny_generator, tmp_path):
     model, adapter = tiny_generator
     passages, test = _inputs(tmp_path)
-    out, args = _cli(tmp_path, passages, test, model, generation(backend="vllm", bf16=False, n=2, max_new_tokens=32),
+    out, args = _cli(tmp_path, passages, test, model, generation(backend="vllm", bf16=False, n=2, max_new_tokens=32, enforce_eager=True),
                      ["--adapter", str(adapter), "--threads", "1"])
     # one process instead of vLLM's three: the same engine, a minute less start-up on 2 cores
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1"}
