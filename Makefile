@@ -6,6 +6,7 @@
 # `make setup-gpu`: the two GPU environments of a cluster (paper scale), from their lock files.
 # `make rehearsal`: the paper config's whole DAG, shrunk, against the local Hub (docs/testing.md,
 # "Rehearsal of the paper scale"). `make docs`: the documentation site, built strictly into site/.
+# `make report`: Snakemake's report of the local run (after `make run`), one HTML page.
 # `make gpu-check`: the cost model's throughputs measured on this node's GPU (docs/measurements.md).
 # Set-up is stamped: a second call takes seconds.
 # The interpreter, of the Python version pyproject.toml's requires-python names (set-up stops at
@@ -26,7 +27,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup setup-vllm setup-gpu run ablations generators test test-fast bench rehearsal gpu-check lint docs clean
+.PHONY: setup setup-vllm setup-gpu run report ablations generators test test-fast bench rehearsal gpu-check lint docs clean
 setup: $(VENV)/.done
 setup-vllm: $(VLLM_VENV)/.done
 setup-gpu: $(GPU_VENV)/.done $(GPU_VLLM_VENV)/.done
@@ -72,16 +73,20 @@ $(GPU_VENV)/.done: envs/main-gpu.lock.txt requirements-nodeps.txt pyproject.toml
 $(GPU_VLLM_VENV)/.done: envs/vllm-gpu.lock.txt requirements-nodeps.txt pyproject.toml
 	$(call gpu_environment,$(GPU_VLLM_VENV),envs/vllm-gpu.lock.txt)
 
+# bonito-repro run: Snakemake with the scale's profile and config (src/bonito_repro/workflow/run.py)
 run: setup
-	snakemake --profile local
+	bonito-repro run --scale local
+
+# from finished outputs only: it reruns nothing
+report: setup
+	bonito-repro run --scale local --report results/paper/report.html
 
 ablations: setup
-	python -m bonito_repro ablations jobs --scale local
-	snakemake --profile local ablations
+	bonito-repro ablations jobs --scale local
+	bonito-repro run --scale local ablations
 
 generators: setup
-	snakemake results/paper/quality_profile.md --profile local \
-		--configfile config/local.yaml config/every_generator.yaml
+	bonito-repro run --scale local results/paper/quality_profile.md --configfile config/every_generator.yaml
 
 # config/rehearsal.yaml in REHEARSAL_DIR, with a fresh local Hub and HF_HOME; on the one-node Slurm:
 # make rehearsal REHEARSAL_ARGS="--profile slurm" (with SLURM_PARTITION=gpu)
@@ -107,12 +112,14 @@ test: setup setup-vllm
 
 # The edit-test loop: what runs in seconds (see the markers in pyproject.toml).
 test-fast: setup
-	pytest -q --durations=10 -m "not slow and not dag and not slurm and not vllm"
+	pytest -q --durations=10 -m "not slow and not dag and not slurm and not vllm and not wheel"
 
 # Each benchmark prints a ratio against a baseline measured in the same run (see bench/*.py).
 bench: setup setup-vllm
-	snakemake --profile local results/ctga/train.parquet results/models/smollm2   # what they read
+	snakemake --profile local results/ctga/train.parquet results/models/smollm2 \
+		results/generators/bonito/adapter   # what they read
 	for b in ctga train generate eval; do python bench/$${b}_bench.py || exit 1; done
+	$(VLLM_VENV)/bin/python bench/api_bench.py   # beside the authors' package, in the vLLM environment
 
 # The site of README.md and docs/ (mkdocs.yml); a warning (a broken link or anchor) fails it.
 docs: setup

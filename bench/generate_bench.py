@@ -77,7 +77,7 @@ def bench_vllm(model: Path, texts: list[str], args) -> float:
     from bonito_repro.core.prompts import bonito_input
 
     prompts = [bonito_input(t, "ynqa") for t in texts]
-    backend = VLLMBackend(model, None, sampling(args), max_model_len=2048, seed=42, device="cpu", enforce_eager=True)
+    backend = VLLMBackend(model, None, sampling(args), max_model_len=2048, seed=42, device="cpu")
     backend.generate(prompts[:1], [0])
     try:
         return len(prompts) / timed(lambda: backend.generate(prompts, list(range(len(prompts)))))

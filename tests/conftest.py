@@ -84,6 +84,57 @@ def smoke_run(tmp_path_factory) -> Path:
 
 
 @dataclass
+class InstalledWheel:
+    """This package's wheel, installed in a fresh environment outside the checkout."""
+
+    wheel: Path
+    python: Path       # the environment's interpreter
+    bin: Path          # its scripts (bonito-repro)
+    workdir: Path      # an empty directory outside the checkout to run in
+
+    def run(self, *args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+        """The environment's `bonito-repro ARGS` in `workdir`, output captured."""
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env["PATH"] = f"{self.bin}:{env['PATH']}"
+        return subprocess.run([str(self.bin / "bonito-repro"), *args], cwd=self.workdir, env=env,
+                              capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def installed_wheel(tmp_path_factory) -> InstalledWheel:
+    """The wheel built from a copy of the package's sources (the checkout gets no build/ or
+    egg-info), then installed with --no-deps into a new venv that has no pip and no packages of
+    its own: a .pth file puts the test environment's site-packages after its own, so torch and
+    the rest are reused instead of installed (seconds, not a download of GB). Only the
+    environment's own site-packages processes .pth files, so the checkout's editable install (a
+    .pth file there) stays out: `bonito_repro` is imported from the wheel."""
+    base = tmp_path_factory.mktemp("wheel")
+    source = base / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, source / name)
+    shutil.copytree(REPO / "src", source / "src", symlinks=True,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check"]
+    subprocess.run([*pip, "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-w", str(base / "dist"),
+                    str(source)], check=True, capture_output=True, timeout=300)
+    wheel = next((base / "dist").glob("bonito_repro-*.whl"))
+    env_dir = base / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True, timeout=120)
+    python = env_dir / "bin" / "python"
+    subprocess.run([*pip, "--python", str(python), "install", "-q", "--no-deps", "--no-index", str(wheel)],
+                   check=True, capture_output=True, timeout=300)
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    ours = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          check=True, capture_output=True, text=True).stdout.strip()
+    Path(site, "reuse_test_environment.pth").write_text(ours + "\n")
+    workdir = base / "work"
+    workdir.mkdir()
+    return InstalledWheel(wheel, python, env_dir / "bin", workdir)
+
+
+@dataclass
 class LocalHub:
     """A running local Hub (bonito_repro.localhub) and how to run the project's commands against it."""
 

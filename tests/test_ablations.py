@@ -3,9 +3,12 @@ jobs they add, and (slow) the smoke DAG drawing every figure from the evaluation
 from __future__ import annotations
 
 import copy
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -85,6 +88,46 @@ def test_a_true_subset_runs_its_command(tmp_path):
     assert (out / "ran").read_text() == "trained" and not (out / "own").exists()
 
 
+def test_an_alias_copy_killed_half_way_leaves_no_torn_output(tmp_path):
+    """SIGKILL while the alias copies a full-set adapter folder: the size point's folder is absent
+    (its copy went to a temporary beside it), and the rerun copies it whole and removes the
+    killed copy's temporary."""
+    manifest, full, own = tmp_path / "subset.json", tmp_path / "full", tmp_path / "own"
+    write_json({"alias_of_full_set": True, "counts": {"size": 9, "rows_in": 5}}, manifest)
+    full.mkdir()
+    for i in range(3000):  # enough files that the copy is caught half-way
+        (full / f"shard-{i:05d}").write_text("w" * 100)
+    command = [sys.executable, "-m", "bonito_repro", "ablations", "unless-alias", "--subset", str(manifest),
+               "--copy", str(full), str(own), "--", "false"]
+    copy = subprocess.Popen(command, cwd=REPO, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.is_dir() and any(p.iterdir()) for p in tmp_path.iterdir() if p.name != "full"):
+            assert copy.poll() is None and time.monotonic() < deadline, "the copy ended before it was caught"
+            time.sleep(0.001)
+    finally:
+        os.kill(copy.pid, signal.SIGKILL)  # only the process this test started
+        copy.wait()
+    assert not own.exists() or len(list(own.iterdir())) == 3000, "a torn copy at the declared path"
+    subprocess.run(command, check=True, cwd=REPO, stderr=subprocess.DEVNULL)
+    assert len(list(own.iterdir())) == 3000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "own", "subset.json"]
+
+
+def test_an_alias_file_copy_that_fails_half_way_leaves_no_torn_output(tmp_path, monkeypatch):
+    manifest, full, own = tmp_path / "subset.json", tmp_path / "full.parquet", tmp_path / "own.parquet"
+    write_json({"alias_of_full_set": True, "counts": {"size": 9, "rows_in": 5}}, manifest)
+    full.write_bytes(b"x" * 1000)
+
+    def half_copy(src, dst, **kwargs):
+        Path(dst).write_bytes(Path(src).read_bytes()[:500])
+        raise OSError(5, "Input/output error")
+    monkeypatch.setattr(shutil, "copyfile", half_copy)
+    with pytest.raises(OSError):
+        ablations.unless_alias(manifest, [(str(full), str(own))], ["false"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full.parquet", "subset.json"]
+
+
 def test_transfer_pairs_stay_within_a_task_type(paper):
     pairs = transfer_pairs(paper)
     assert ("pubmed_qa", "privacy_qa") in pairs and ("contract_nli", "vitaminc") in pairs
@@ -109,8 +152,10 @@ def test_cells_reuse_the_main_grids_paths(paper):
 
 def test_the_generators_are_the_listed_ones_or_every_declared_generator(paper):
     listed = {c.label for c in ablation_cells(paper, "generators") if c.role == "point"}
-    assert listed == {"bonito", "mistral_instruct", "zephyr_beta", "mistral_instruct_published",
-                      "zephyr_beta_published", "backtranslation"}  # the paper's alternatives
+    # Bonito regenerated and released, the generators the authors name (GPT-4, Mistral-Instruct),
+    # Zephyr and the released alternative sets; backtranslation labelled beyond the paper
+    assert listed == {"bonito", "bonito_released", "gpt4", "mistral_instruct", "zephyr_beta",
+                      "mistral_instruct_published", "zephyr_beta_published", "backtranslation (beyond the paper)"}
     config = copy.deepcopy(paper)
     config["ablations"]["generators"]["generators"] = None
     config["generators"] = {"bonito": paper["generators"]["bonito"], "other": paper["generators"]["bonito"]}
@@ -194,6 +239,32 @@ def test_each_figure_reads_its_numbers_from_the_evaluations(tmp_path, monkeypatc
         points = data[data["role"] == "point"]
         assert (points["examples_seen"] == (points["steps"] * 4).clip(upper=points["tasks"])).all()
         assert "Steps grow with N" in Path("f.md").read_text()
+
+
+@pytest.mark.parametrize("figure", sorted(ablations.FIGURES))
+def test_each_figure_and_caption_says_it_is_this_projects_reading(tmp_path, monkeypatch, figure):
+    """No available source gives the paper's ablation sizes, targets or designs: the figure's
+    title, its table's caption, the report's caption and the jobs listing say whose they are."""
+    from bonito_repro.reporting import ablation_figures
+
+    local = load_scale("local", REPO)
+    cells = ablation_cells(local, figure) or ablation_cells(load_scale("paper", REPO), figure)
+    _fake_results(tmp_path, cells, kept={})
+    monkeypatch.chdir(tmp_path)
+    titles = []
+    monkeypatch.setattr(ablation_figures, "_save", lambda fig, path, dpi: titles.append(fig._suptitle.get_text()))
+    params = {"scale": "local", "dpi": 40, "decimals": 1, "one_epoch_below": 16, "max_steps": 4,
+              "matched_n": 16, "common_n": 16}
+    write_figure(figure, [c.__dict__ for c in cells], params, Path("f.png"), Path("f.csv"), Path("f.md"))
+    reading = "This project's reading of the paper's ablation"
+    assert len(titles) == 1 and reading in titles[0]
+    assert reading in Path("f.md").read_text().split("|")[0]  # the caption above the table
+    assert "**This project's reading of the paper's ablation:**" in (REPO / "report/ablation.rst").read_text()
+
+
+def test_the_jobs_listing_says_the_ablations_are_this_projects_reading(capsys):
+    assert ablations.main(["jobs", "--scale", "local", "--root", str(REPO)]) == 0
+    assert capsys.readouterr().out.startswith("This project's reading of the paper's ablation")
 
 
 def test_an_empty_set_shows_no_tasks_instead_of_a_score(tmp_path, monkeypatch):

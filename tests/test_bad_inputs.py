@@ -150,7 +150,8 @@ def test_the_data_command_names_a_row_of_the_wrong_type(tmp_path, capsys, caplog
 
 def _evaluate_argv(tmp_path: Path, spec: dict, test: Path, model: str, out: Path) -> list[str]:
     params = {"generation_backend": "transformers", "max_new_tokens": 4, "max_examples": 2, "max_length": 256,
-              "truncation": "passage", "batch_tokens": 512, "enforce_eager": True, "bf16": False, "seed": 0,
+              "truncation": "passage", "batch_tokens": 512, "bf16": False,
+              "vllm": {"gpu_memory_utilization": 0.9, "enforce_eager": True}, "seed": 0,
               "bootstrap": {"samples": 10, "confidence": 0.9, "seed": 0}}
     return ["evaluate", "--model", model, "--wrapper", "io", "--dataset", "pubmed_qa", "--task-type",
             spec["task_type"], "--test", str(test), "--params", json.dumps(params),

@@ -169,6 +169,50 @@ def test_the_schema_defines_each_type_and_range_once():
     assert not repeated, "\n".join(repeated)
 
 
+# integers of the config or dataset-file schema that may go below zero, each with its reason
+# (none today: every count, size, length, seed and step of the workflow has a floor)
+UNBOUNDED_INTEGERS: dict[str, str] = {}
+
+
+def _resolved(node: dict, schema: dict) -> dict:
+    """``node`` with its $ref chain merged in (the node's own keys win)."""
+    node = dict(node)
+    while "$ref" in node:
+        target = schema
+        for part in node.pop("$ref").removeprefix("#/").split("/"):
+            target = target[part]
+        node = {**target, **node}
+    return node
+
+
+def test_every_integer_of_the_schemas_has_a_minimum():
+    """An integer without a floor validates at -1 and dies late, in a job, with a traceback naming
+    no key (the ablations' seed did, in numpy, after the adapters were trained). $defs holds the
+    dataset file's schema as well as the shared types."""
+    schema = read_yaml(SCHEMA_PATH)
+    unbounded = []
+    for where, node in schema_objects(schema):
+        node = _resolved(node, schema)
+        types = node.get("type", [])
+        if "integer" in ([types] if isinstance(types, str) else types) and "enum" not in node \
+                and "minimum" not in node and "exclusiveMinimum" not in node and where not in UNBOUNDED_INTEGERS:
+            unbounded.append(where)
+    assert not unbounded, f"integers without a minimum: {unbounded}"
+
+
+def test_every_seed_fits_numpys_legacy_seeding():
+    """transformers' set_seed hands the training seed to ``np.random.seed``, which refuses 2**32
+    and above: a seed the schema let through would stop the training job, not the config check."""
+    schema = read_yaml(SCHEMA_PATH)
+    seeds = [(where, _resolved(node["seed"], schema)) for where, node in schema_objects(schema)
+             if isinstance(node.get("properties"), dict) and isinstance(node["properties"].get("seed"), dict)
+             for node in [node["properties"]]]
+    assert seeds
+    wrong = [where for where, seed in seeds
+             if seed.get("type") == "integer" and not (seed.get("minimum") == 0 and seed.get("maximum") == 2**32 - 1)]
+    assert not wrong, f"seeds outside 0..2**32-1: {wrong}"
+
+
 def test_an_overlay_that_swaps_a_spec_kind_fails_naming_the_key(base):
     overlay = {"models": {"mistral_7b": {"tiny": {"architecture": "mistral"}}}}
     with pytest.raises(ConfigError, match=r"models\.mistral_7b"):
@@ -220,6 +264,8 @@ def _error(config: dict) -> str:
         (lambda c: c["tables"].update(decimals=1.0), "tables.decimals: 1.0 is not of type 'integer'"),
         (lambda c: c["evaluation"]["bootstrap"].update(seed=-1), "evaluation.bootstrap.seed: -1 is less than"),
         (lambda c: c["evaluation"].update(seed=-1), "evaluation.seed: -1 is less than the minimum of 0"),
+        (lambda c: c["ablations"].update(seed=-1), "ablations.seed: -1 is less than the minimum of 0"),
+        (lambda c: c["training"].update(seed=2**32), "training.seed: 4294967296 is greater than the maximum"),
         (lambda c: c["evaluation"].update(truncation="left"), "evaluation.truncation: 'left' is not one of"),
     ],
 )
@@ -334,6 +380,10 @@ def test_a_dataset_without_a_test_set_may_be_of_any_task_type(base, tmp_path):
     ({"labels": MISSING}, "legal_qa.yaml: labels: missing; test_fields.label 'answer' needs a map"),
     ({"test_fields": {"required": {"clause": "str"}, "label": "answer"}},
      "legal_qa.yaml: test_fields.label: 'answer' is not one of test_fields.required ['clause']"),
+    ({"test_fields": {"required": {"clause": "str", "answer": "str"}, "label": "answer", "id": "row"}},
+     "legal_qa.yaml: test_fields.id: 'row' is not a field of test_fields.required or optional ['answer', 'clause']"),
+    ({"test_fields": {"required": {"clause": "str", "answer": "str"}, "label": "answer", "duplicates": "twice"}},
+     "legal_qa.yaml: test_fields.duplicates: 'twice' is not one of ['keep', 'drop']"),
     ({"templates": {"inline": [{"name": "x", "jinja": "{{clause}}"}]}},
      "legal_qa.yaml: templates.inline.0.choices: templates ['x'] have no answer choices, but ynqa datasets"),
     ({"labels": {"field": "answer", "map": {"Y": "yes", "N": "no", "?": "maybe"}}},

@@ -51,14 +51,16 @@ def test_example_becomes_a_dataset_the_data_stage_reads(tmp_path, capsys):
     assert manifest["templates_of"] == "pubmed_qa"
     out = tmp_path / "out"
     printed = capsys.readouterr().out.strip()
-    assert printed == f"snakemake --profile local --configfile config/local.yaml {out / 'run.yaml'}"
+    assert printed == f"bonito-repro run --scale local --configfile {out / 'run.yaml'}"
     config = load_config(REPO / "config.yaml", REPO / "config" / "local.yaml", out / "run.yaml")
     assert config["run"]["datasets"] == ["library"]
     spec = config["datasets"]["library"]
     assert spec["unannotated"] == {"files": str(out / "unannotated.jsonl")} and spec["license"] == "cc0-1.0"
     passages, counts, drops = unannotated_passages(spec["unannotated"], "library")
     assert len(passages) == 24 and counts["exact_duplicates_kept"] == 0 and drops == {}
-    rows, counts = load_test_split(spec["test"], "library", spec["test_fields"], spec["labels"])
+    assert spec["test_fields"]["duplicates"] == "drop" and "id" not in spec["test_fields"]
+    rows, counts, drops = load_test_split(spec["test"], "library", spec["test_fields"], spec["labels"])
+    assert counts["rows_out"] == 16 and drops == {}
     assert counts["label_distribution"]["canonical"] == {"no": 8, "yes": 8}
     assert rows[0]["context"]["contexts"][0].startswith("Members may borrow up to twelve items")
 
@@ -133,7 +135,7 @@ def test_bad_options_and_test_sets_stop_with_a_clear_error(tmp_path, caplog, fla
 def test_generator_and_targets_must_exist_in_the_scale(tmp_path, caplog):
     message = error_of(caplog, tmp_path, *EXAMPLE_ARGS, "--generator", "nope")
     assert "--generator: 'nope' is not a generator of the local config (declared: [" in message
-    assert "'bonito', 'bonito_v1'," in message
+    assert "'bonito'," in message and "'bonito_v1'," in message
     assert "--targets: ['nope'] are not targets of the local config" in \
         error_of(caplog, tmp_path, *EXAMPLE_ARGS, "--targets", "nope")
 
@@ -192,7 +194,27 @@ def test_paper_scale_defaults_to_the_published_generator_on_slurm(tmp_path, caps
     assert code == 0
     overlay = yaml.safe_load((tmp_path / "out" / "run.yaml").read_text())
     assert overlay["run"]["sources"] == ["tapt", "bonito_v1"] and "targets" not in overlay["run"]
-    assert capsys.readouterr().out.startswith("snakemake --profile slurm --configfile ")
+    assert capsys.readouterr().out.startswith("bonito-repro run --scale paper --configfile ")
+
+
+@pytest.mark.parametrize("scale, target, fits", [("local", "mistral_7b", "workstation and paper"),
+                                                 ("smoke", "llama2_7b_p3", "workstation and paper")])
+def test_a_target_of_another_scale_is_refused_naming_the_scale_that_fits(tmp_path, caplog, scale, target, fits):
+    """A CPU scale's merged config also holds the paper's 7B targets: `--targets mistral_7b` at the
+    local scale would download a 7B model to train it on a CPU."""
+    message = error_of(caplog, tmp_path, *EXAMPLE_ARGS, "--scale", scale, "--targets", target)
+    assert f"{target!r} is one of the {fits} scale's targets" in message and "--scale workstation" in message
+    assert not (tmp_path / "out" / "run.yaml").exists()
+
+
+def test_the_printed_command_runs_from_any_directory(tmp_path, monkeypatch, capsys):
+    """The overlay names the dataset file by its absolute path, and the printed command is
+    `bonito-repro run` with the overlay as seen from where corpus ran."""
+    monkeypatch.chdir(tmp_path)
+    assert corpus.main([*EXAMPLE_ARGS, "--out-dir", "mine"]) == 0
+    assert capsys.readouterr().out.strip() == "bonito-repro run --scale local --configfile mine/run.yaml"
+    overlay = yaml.safe_load((tmp_path / "mine" / "run.yaml").read_text())
+    assert overlay["run"]["datasets"] == [str(tmp_path / "mine" / "library.yaml")]
 
 
 @pytest.mark.dag

@@ -249,3 +249,24 @@ def test_the_cost_command_reads_the_preflights_row_counts(tmp_path, capsys):
     assert "6 jobs cannot finish in their runtime" in out
     assert "adapt dataset=pubmed_qa,source=tapt,target=mistral_7b: needs" in out
     assert "row counts used: 1 footer, " in out
+
+
+def test_the_disk_a_run_writes_is_projected_per_kind(paper):
+    """What the preflight checks results/'s free space against, beyond the downloads: each
+    training job's adapter (its LoRA rank times cost.lora_parameters_per_rank, float32) and
+    checkpoints (two of adapter and Adam's two moments, of the largest job), each generation's files and each
+    evaluation's predictions."""
+    adapter = 64 * paper["cost"]["lora_parameters_per_rank"] * 4  # rank 64 (`training.lora.r`)
+    assert cost.adapter_bytes(paper, "adaptation") == adapter == 665_600_000
+    assert cost.adapter_bytes(paper, "backtranslation_training") == adapter / 8  # its own rank, 8
+    jobs = [Job("adapt", {"target": "mistral_7b", "source": "bonito", "dataset": "pubmed_qa"}),
+            Job("train_bonito"),
+            Job("generate", {"generator": "bonito", "dataset": "pubmed_qa"}),
+            Job("evaluate", {"target": "mistral_7b", "source": "bonito", "dataset": "pubmed_qa"}),
+            Job("main_table")]
+    need = cost.disk_bytes(paper, jobs)
+    assert need["adapters"] == 2 * adapter and need["checkpoints"] == 6 * adapter
+    made = cost.tasks(paper, "bonito", "pubmed_qa", cost.Rows())
+    examples = min(paper["cost"]["test_rows"], paper["evaluation"]["max_examples"] or paper["cost"]["test_rows"])
+    predictions = examples * cost.template_count(paper["datasets"]["pubmed_qa"]["templates"])
+    assert need["outputs"] == (3 * made + predictions) * paper["cost"]["bytes_per_row"]

@@ -221,6 +221,51 @@ def test_test_split_from_csv_keeps_every_row_and_counts_labels(tmp_path, local_l
     assert record["counts"]["label_distribution"]["raw"] == {"0": 13, "1": 14, "2": 13}
 
 
+def _test_split_of(tmp_path, rows: list[dict], fields: dict, labels: dict | None) -> tuple[int, dict]:
+    path = write_jsonl(tmp_path / "mine.jsonl", rows)
+    out, manifest = tmp_path / "t.parquet", tmp_path / "t.json"
+    code = run_stage("test", "--dataset", "mine", "--origin", json.dumps({"files": str(path)}),
+                     "--fields", json.dumps(fields), "--labels", json.dumps(labels), "--out", out, "--manifest", manifest)
+    return code, json.loads(manifest.read_text()) if code == 0 else {}
+
+
+@pytest.mark.parametrize("duplicates, rows_out, drops, kept", [
+    (None, 6, {"exact_duplicate": 2}, None),   # a set of one's own: dropped by default
+    ("drop", 6, {"exact_duplicate": 2}, None),
+    ("keep", 8, {}, 2),                        # the paper's datasets: scored as loaded
+])
+def test_exact_duplicate_test_rows_are_counted_and_dropped_or_kept(tmp_path, local_labels, local_fields,
+                                                                  duplicates, rows_out, drops, kept):
+    """8 rows of which 2 repeat another: without the count they weighed twice in F1 (8 examples
+    scored for 6 distinct rows)."""
+    rows = embedded_rows("test", "pubmed_qa")[:6]
+    rows += [rows[0], rows[3]]
+    fields = {k: v for k, v in local_fields["pubmed_qa"].items() if k != "duplicates"}
+    if duplicates:
+        fields["duplicates"] = duplicates
+    code, record = _test_split_of(tmp_path, rows, fields, local_labels["pubmed_qa"])
+    assert code == 0
+    assert record["counts"]["rows_in"] == 8 and record["counts"]["rows_out"] == rows_out
+    assert record["drops"] == drops and record["counts"].get("exact_duplicates_kept") == kept
+    assert len(pd.read_parquet(tmp_path / "t.parquet")) == rows_out
+
+
+def test_two_test_rows_with_one_id_that_differ_stop_naming_the_id_and_file(tmp_path, caplog, local_labels, local_fields):
+    rows = embedded_rows("test", "pubmed_qa")[:5]
+    rows[4] = {**rows[4], "pubid": rows[1]["pubid"]}
+    code, _ = _test_split_of(tmp_path, rows, local_fields["pubmed_qa"], local_labels["pubmed_qa"])
+    assert code == 1
+    assert (f"{tmp_path / 'mine.jsonl'}: row 4 (0-based): pubid {rows[1]['pubid']!r} is also the id of "
+            f"{tmp_path / 'mine.jsonl'}: row 1, a different row") in caplog.text
+    assert not (tmp_path / "t.parquet").exists()
+
+
+def test_the_paper_datasets_keep_repeated_rows_and_name_their_ids(local_fields):
+    assert {d: f.get("duplicates") for d, f in local_fields.items()} == {d: "keep" for d in DATASETS}
+    assert {d: f["id"] for d, f in local_fields.items() if "id" in f} == {
+        "pubmed_qa": "pubid", "vitaminc": "unique_id", **{d: "id" for d in SQUAD}}
+
+
 def test_bad_row_in_the_second_file_names_that_file_and_its_row(tmp_path, caplog, local_labels, local_fields):
     rows = embedded_rows("test", "vitaminc")
     first = write_jsonl(tmp_path / "part1.jsonl", rows[:5])

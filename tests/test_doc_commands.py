@@ -1,8 +1,9 @@
 """Every command the README and the docs show exists, flags included: each line of a fenced
 ``bash`` block, and each inline code span that starts with a program of this project, is parsed
-by the program it names, without running it. ``python -m bonito_repro STAGE ...`` (and
-``bonito-repro``, and ``python -m bonito_repro.MODULE``) by the stage's own argparse parser,
-stopped right after parsing; ``snakemake ...`` by Snakemake's parser, its profiles, config files
+by the program it names, without running it. ``bonito-repro COMMAND ...`` (and ``python -m
+bonito_repro COMMAND``, and ``python -m bonito_repro.MODULE``) by the command's own argparse parser,
+stopped right after parsing; ``bonito-repro run ...`` by run's parser, the rest of its line by
+Snakemake's as below; ``snakemake ...`` by Snakemake's parser, its profiles, config files
 under config/ and rule names checked too; ``make TARGET VAR=...`` against the Makefile's targets
 and variables; ``hf SUB --flag`` against ``hf SUB --help``; ``python -c`` and ``python`` blocks by
 importing what they import."""
@@ -28,7 +29,8 @@ BIN = REPO / ".venv" / "bin"
 # programs whose commands are checked here; an inline code span is a command when it starts with one
 PYTHONS = {"python", "python3", ".venv/bin/python", ".venv-gpu/bin/python", ".venv-vllm/bin/python"}
 SNAKEMAKES = {"snakemake", ".venv/bin/snakemake", ".venv-gpu/bin/snakemake"}
-PROGRAMS = PYTHONS | SNAKEMAKES | {"make", "bonito-repro", "hf", "mkdocs", ".venv/bin/mkdocs"}
+BONITO_REPROS = {"bonito-repro", ".venv/bin/bonito-repro", ".venv-gpu/bin/bonito-repro"}
+PROGRAMS = PYTHONS | SNAKEMAKES | BONITO_REPROS | {"make", "hf", "mkdocs", ".venv/bin/mkdocs"}
 # shell words that carry no flag of this project
 UNCHECKED = {"cd", "export", "git", "rm"}
 
@@ -98,6 +100,9 @@ def parse_with_the_module(module_name: str, argv: list[str], monkeypatch, capsys
         except Parsed:
             return None
         except SystemExit as exit_:
+            if exit_.code == 0:  # --help or --version, printed while parsing
+                capsys.readouterr()
+                return None
             return f"exit {exit_.code}: {capsys.readouterr().err.strip()[-400:]}"
     return f"no parser accepted it (exit {status}): {capsys.readouterr().err.strip()[-400:]}"
 
@@ -105,12 +110,28 @@ def parse_with_the_module(module_name: str, argv: list[str], monkeypatch, capsys
 def check_python(argv: list[str], monkeypatch, capsys) -> str | None:
     if not argv:  # the interpreter named in prose
         return None
+    if argv[:2] == ["-m", "bonito_repro"]:
+        return check_bonito_repro(argv[2:], monkeypatch, capsys)
     if argv[:1] == ["-m"] and argv[1].split(".")[0] == "bonito_repro":
-        module = "bonito_repro.__main__" if argv[1] == "bonito_repro" else argv[1]
-        return parse_with_the_module(module, argv[2:], monkeypatch, capsys)
+        return parse_with_the_module(argv[1], argv[2:], monkeypatch, capsys)
     if argv[:1] == ["-c"]:
         return check_imports(argv[1])
     return f"not a command this test knows: python {' '.join(argv)}"
+
+
+def check_bonito_repro(argv: list[str], monkeypatch, capsys) -> str | None:
+    """A command of the program; `run` by its own options, then what it passes to Snakemake."""
+    if argv[:1] != ["run"]:
+        return parse_with_the_module("bonito_repro.__main__", argv, monkeypatch, capsys)
+    from bonito_repro.workflow.run import split_arguments
+
+    try:
+        options, snakemake_args = split_arguments(argv[1:])
+    except SystemExit as exit_:
+        return f"exit {exit_.code}: {capsys.readouterr().err.strip()[-400:]}"
+    ours = (["--profile", options.profile] if options.profile else []) + \
+        (["--configfile", *map(str, options.configfile)] if options.configfile else [])
+    return check_snakemake([*snakemake_args, *ours], capsys)
 
 
 def check_imports(code: str) -> str | None:
@@ -186,8 +207,8 @@ def check(command: list[str], monkeypatch, capsys) -> str | None:
         return None
     if program in PYTHONS:
         return check_python(argv, monkeypatch, capsys)
-    if program == "bonito-repro":
-        return parse_with_the_module("bonito_repro.__main__", argv, monkeypatch, capsys)
+    if program in BONITO_REPROS:
+        return check_bonito_repro(argv, monkeypatch, capsys)
     if program in SNAKEMAKES:
         return check_snakemake(argv, capsys)
     if program == "make":
@@ -224,6 +245,11 @@ def test_python_blocks_import_what_exists():
 @pytest.mark.parametrize("command, expected", [
     (["python", "-m", "bonito_repro", "corpus", "--text", "t.txt"], "arguments are required"),
     (["bonito-repro", "cost", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["bonito-repro", "run", "--scale", "galactic"], "invalid choice: 'galactic'"),
+    (["bonito-repro", "run", "-n", "--no-such-flag"], "unrecognized arguments: --no-such-flag"),
+    (["bonito-repro", "run", "no_such_rule"], "no rule no_such_rule"),
+    (["bonito-repro", "list", "planets"], "invalid choice: 'planets'"),
+    (["bonito-repro", "run", "--configfile", "config/nothing.yaml"], "no config file config/nothing.yaml"),
     (["python", "-m", "bonito_repro", "no-such-stage"], "no parser accepted it"),
     (["python", "-m", "bonito_repro", "ablations", "jobs", "--scale", "galactic"], "invalid choice: 'galactic'"),
     (["python", "-c", "from bonito_repro.config import no_such_name"], "has no ['no_such_name']"),

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import os
 import subprocess
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from bonito_repro.core.config import load_scale
 from bonito_repro.core.errors import InputError
 from bonito_repro.runtime.backends import token_batches, vllm_lora_rank
 from bonito_repro.generate import generate_tasks as generate_tasks_on, run_generation as run_generation_on
-from bonito_repro.generate.cli import EmptySyntheticSetError, main
+from bonito_repro.generate.cli import main
 from bonito_repro.generate.formats import FORMATS, alpaca, chatml, llama2, vicuna
 from bonito_repro.generate.funnel import REASONS, NgramIndex, probe_texts
 from bonito_repro.generate.shards import passage_seed
@@ -281,6 +283,80 @@ def test_generate_tasks_with_the_tiny_generator(tiny_generator, embed):
     assert [(r["context_id"], r["output"]) for r in adapted] == [(0, "no"), (1, "no"), (2, "no")]
 
 
+def test_generate_tasks_takes_a_dataset_column_and_returns_the_funnel(tiny_generator):
+    from datasets import Dataset
+
+    model, _ = tiny_generator
+    params = generation(backend="transformers", bf16=False, max_new_tokens=32)
+    tasks = generate_tasks(Dataset.from_dict({"text": PASSAGES, "id": [1, 2, 3]}), "ynqa", params,
+                           column="text", model_dir=model)
+    assert tasks == generate_tasks(PASSAGES, "ynqa", params, model_dir=model)
+    assert tasks.counts["funnel"]["generated"] == 3 and tasks.counts["kept"] == 3
+    assert tasks.generator == {"path": str(model.resolve())}
+    with pytest.raises(ValueError, match=r"column='body' is not a column of the dataset \(\['text', 'id'\]\)"):
+        generate_tasks(Dataset.from_dict({"text": PASSAGES, "id": [1, 2, 3]}), "ynqa", params, column="body",
+                       model_dir=model)
+    with pytest.raises(ValueError, match="passage 1 is not a non-empty string: None"):
+        generate_tasks([PASSAGES[0], None], "ynqa", params, model_dir=model)
+
+
+API_SCRIPT = """
+import json, sys
+from bonito_repro.generate import generate_tasks
+
+passages, params, cache = json.loads(sys.argv[1]), json.loads(sys.argv[2]), sys.argv[3]
+found = {}
+for generator in ("BatsResearch/bonito-v1", "bonito_v1"):
+    tasks = generate_tasks(passages, "ynqa", params, generator=generator, backend="transformers",
+                           device="cpu", cache_dir=cache)
+    found[generator] = {"rows": tasks, "kept": tasks.counts["kept"], "generator": tasks.generator}
+print(json.dumps(found))
+"""
+
+
+def test_generate_tasks_from_a_hub_id_or_a_declared_name(tiny_generator, tmp_path):
+    """The published generator by its Hub id and by its config name: a crafted model laid out as
+    bonito-v1 is (pickled weights on main) on a local Hub; it is read at the commit main points
+    at, converted to safetensors once in the cache (the second call downloads nothing) and
+    generates exactly what the same model generates from its folder."""
+    from safetensors.torch import load_file
+
+    from bonito_repro.localhub import server as hubserver
+    from conftest import serve_local_hub
+
+    model, _ = tiny_generator
+    repo = tmp_path / "hub" / "models" / "BatsResearch" / "bonito-v1" / "main"
+    repo.mkdir(parents=True)
+    for path in model.iterdir():
+        if path.suffix != ".safetensors":
+            (repo / path.name).write_bytes(path.read_bytes())
+    torch.save(load_file(model / "model.safetensors"), repo / "pytorch_model.bin")
+    (tmp_path / "hub" / "tokens.json").write_text(json.dumps({"hf_test": "tester"}))
+    hub, server = serve_local_hub(tmp_path / "hub", tmp_path)
+    try:
+        params = generation(backend="transformers", bf16=False, max_new_tokens=32)
+        result = subprocess.run([sys.executable, "-c", API_SCRIPT, json.dumps(PASSAGES), json.dumps(params),
+                                 str(tmp_path / "cache")], env=hub.env(tmp_path / "hf"), capture_output=True,
+                                text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        downloads = [r["path"] for r in hub.requests() if r["method"] == "GET" and r["endpoint"] in ("resolve", "cdn")]
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    found = json.loads(result.stdout)
+    sha = hubserver.load_repos(tmp_path / "hub")[("model", "BatsResearch/bonito-v1")].find("main").sha
+    expected = generate_tasks(PASSAGES, "ynqa", params, model_dir=model)
+    by_id, by_name = found["BatsResearch/bonito-v1"], found["bonito_v1"]
+    assert by_id["rows"] == by_name["rows"] == list(expected)
+    assert by_id["kept"] == 3
+    assert by_id["generator"] == {"id": "BatsResearch/bonito-v1", "revision": "main", "sha": sha}
+    assert by_name["generator"] == {"name": "bonito_v1", **by_id["generator"]}
+    cached = tmp_path / "cache" / "models" / "BatsResearch--bonito-v1" / sha
+    assert list(cached.glob("*.safetensors")) and not list(cached.glob("*.bin"))
+    assert len(downloads) == len(set(downloads)), downloads  # the second call read the cache
+    assert len([path for path in downloads if path.startswith("/blobs/")]) == 1, downloads  # the pickle, from the CDN
+
+
 def test_parse_check_counts_the_trained_generator_against_its_base(tiny_model_dir, tmp_path):
     """`python -m bonito_repro parse-check` on the random tiny model and a LoRA on it that learnt
     the Bonito format: the adapter parses on every context, the untrained base on none."""
@@ -369,7 +445,7 @@ def test_cli_counts_the_long_passages_it_drops(tiny_generator, tmp_path, embed):
     assert pd.read_parquet(out / "pubmed_qa.parquet")["context_id"].tolist() == [0, 2]
 
 
-def test_cli_writes_rows_funnel_plot_and_formats(tiny_generator, tmp_path, embed):
+def test_cli_writes_rows_funnel_plot_and_formats(tiny_generator, tmp_path, embed, capsys):
     model, adapter = tiny_generator
     passages, test = _inputs(tmp_path)
     params = generation(backend="transformers", bf16=False, n=2, max_new_tokens=32, shard_size=2)
@@ -401,9 +477,16 @@ def test_cli_writes_rows_funnel_plot_and_formats(tiny_generator, tmp_path, embed
                                       "answer_not_in_passage": False}}
     out2, args2 = _cli(tmp_path / "second", passages, test, model, filtered, ["--adapter", str(adapter)],
                        shards=tmp_path / "shards")
-    with pytest.raises(EmptySyntheticSetError, match=r"pubmed_qa.*'contaminated': [1-6]"):
-        main(args2)
+    capsys.readouterr()
+    assert bonito_repro(["generate", *args2]) == 1  # one line, no traceback, the manifest written
+    error = capsys.readouterr().err
+    assert "Traceback" not in error and re.search(r"^bonito-repro generate: dataset 'pubmed_qa': no synthetic task "
+                                                  r"survived .*'contaminated': 6.*every drop is counted in "
+                                                  r".*pubmed_qa\.manifest\.json$", error, re.M)
     assert not (out2 / "pubmed_qa.parquet").exists()
+    stopped = json.loads((out2 / "pubmed_qa.manifest.json").read_text())
+    assert stopped["counts"]["generated"] == 6 and stopped["counts"]["kept"] == 0
+    assert stopped["drops"] == {"contaminated": 6} and stopped["stopped"].startswith("dataset 'pubmed_qa'")
 
 
 def test_cli_published_origin(tmp_path, embed):
@@ -469,7 +552,7 @@ def test_adapter_with_full_modules_is_merged_for_vllm(tiny_model_dir, tmp_path):
 def test_vllm_backend_serves_the_adapter(tiny_generator, tmp_path):
     model, adapter = tiny_generator
     passages, test = _inputs(tmp_path)
-    out, args = _cli(tmp_path, passages, test, model, generation(backend="vllm", bf16=False, n=2, max_new_tokens=32, enforce_eager=True),
+    out, args = _cli(tmp_path, passages, test, model, generation(backend="vllm", bf16=False, n=2, max_new_tokens=32),
                      ["--adapter", str(adapter), "--threads", "1"])
     # one process instead of vLLM's three: the same engine, a minute less start-up on 2 cores
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1"}
@@ -497,7 +580,7 @@ def test_vllm_seeded_sampling_survives_a_chunked_prefill(tiny_generator, tmp_pat
     script = ("import json, sys\n"
               "from bonito_repro.runtime.backends import Sampling, VLLMBackend\n"
               "prompts = json.load(open(sys.argv[3]))\n"
-              "backend = VLLMBackend(sys.argv[1], sys.argv[2], Sampling(n=1, temperature=0.5, top_p=0.95, max_new_tokens=4), max_model_len=1024, seed=42, device='cpu', enforce_eager=True)\n"
+              "backend = VLLMBackend(sys.argv[1], sys.argv[2], Sampling(n=1, temperature=0.5, top_p=0.95, max_new_tokens=4), max_model_len=1024, seed=42, device='cpu')\n"
               "try:\n"
               "    print(json.dumps([len(o) for o in backend.generate(prompts, list(range(len(prompts))))]))\n"
               "finally:\n"
@@ -507,43 +590,3 @@ def test_vllm_seeded_sampling_survives_a_chunked_prefill(tiny_generator, tmp_pat
                          capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads(run.stdout.strip().splitlines()[-1]) == [1] * 60
-
-
-class FakeVLLM:
-    """A stand-in ``vllm`` package that records the engine's arguments and answers nothing."""
-
-    def __init__(self, monkeypatch):
-        import sys
-        import types
-
-        self.engines: list[dict] = []
-        fake = types.ModuleType("vllm")
-        platforms = types.ModuleType("vllm.platforms")
-        platforms.current_platform = types.SimpleNamespace(device_type="cpu", is_cpu=lambda: True)
-        engines = self.engines
-
-        class LLM:
-            def __init__(self, **kwargs):
-                engines.append(kwargs)
-
-            def generate(self, prompts, params, **kwargs):
-                return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text="")]) for _ in prompts]
-
-        fake.LLM, fake.SamplingParams, fake.__version__ = LLM, lambda **kwargs: kwargs, "fake"
-        fake.platforms = platforms
-        monkeypatch.setitem(sys.modules, "vllm", fake)
-        monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
-
-
-@pytest.mark.parametrize("eager", [False, True])
-def test_vllm_enforce_eager_is_the_configs(eager, tiny_model_dir, monkeypatch):
-    """generation.enforce_eager reaches vLLM's engine (it was always on: no CUDA graphs on GPUs);
-    the paper's config leaves it off, the CPU scales (vLLM's CPU build) on."""
-    vllm = FakeVLLM(monkeypatch)
-    monkeypatch.setattr("bonito_repro.runtime.backends.VLLMBackend.close", lambda self: None)
-    generate_tasks(PASSAGES, "ynqa", generation(backend="vllm", bf16=False, max_new_tokens=8, enforce_eager=eager),
-                   model_dir=tiny_model_dir, backend="vllm")
-    assert [engine["enforce_eager"] for engine in vllm.engines] == [eager]
-    for section in ("generation", "evaluation"):
-        assert load_scale("paper", REPO)[section]["enforce_eager"] is False
-        assert load_scale("local", REPO)[section]["enforce_eager"] is load_scale("smoke", REPO)[section]["enforce_eager"] is True

@@ -144,10 +144,11 @@ def test_vllm_generation_is_measured_in_its_environment(tmp_path, paper):
     model, adapter = tmp_path / "model", tmp_path / "adapter"
     gpu_check.write_model("tiny", model, "cpu", bf16=False)
     gpu_check.write_adapter(model, adapter, paper["bonito_training"])
-    generation = {**paper["generation"], "enforce_eager": True, "bf16": False, "max_new_tokens": 8}
+    generation = {**paper["generation"], "vllm": {**paper["generation"]["vllm"], "enforce_eager": True}, "bf16": False,
+                  "max_new_tokens": 8}
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     result = gpu_check.generation_in(str(VLLM_PY), model, adapter, generation, 32, "cpu", 0.0)
-    assert result["backend"] == "vllm" and result["adapter"] == "LoRA" and result["enforce_eager"] is True
+    assert result["backend"] == "vllm" and result["adapter"] == "LoRA" and result["engine"]["enforce_eager"] is True
     assert result["versions"]["vllm"] and result["tokens_per_second"] > 0 and result["prompts"] == 512
 
 
@@ -155,13 +156,13 @@ def test_the_preflights_cost_table_reads_the_checkouts_calibration(tmp_path, pap
     from bonito_repro.cluster import preflight
 
     monkeypatch.setattr(cost, "workflow_jobs", lambda configfiles, workdir: paper_jobs())
-    _, table = preflight.check_cost(paper, [], tmp_path, cost.Rows())
+    _, table, _ = preflight.check_cost(paper, [], tmp_path, cost.Rows())
     assert "throughputs stated (config `cost`, not measured): train_tokens_per_second" in table
     path = tmp_path / layout.preflight("gpu_calibration.json")
     path.parent.mkdir(parents=True)
     calibration_file(path, {"generate_tokens_per_second": {"value": 3000.0, "parameters": 7_000_000_000,
                                                            "shape": "mistral_7b"}})
-    _, table = preflight.check_cost(paper, [], tmp_path, cost.Rows())
+    _, table, _ = preflight.check_cost(paper, [], tmp_path, cost.Rows())
     assert f"throughputs measured by `make gpu-check` ({path}: NVIDIA H100 80GB HBM3" in table
     assert "generate_tokens_per_second 3,000 on mistral_7b" in table
 

@@ -89,7 +89,7 @@ def test_a_revision_the_lock_lacks_stops_only_the_jobs_that_read_it(paper, tmp_p
     dag = Dag(paper, lock)
     assert dag.model_spec("mistral_7b")["hub"]["sha"]
     with pytest.raises(HubLockError, match=r"models\.llama2_7b\.hub: model meta-llama/Llama-2-7b-hf@main is not in "
-                                           r"the Hub lock .*hub\.lock\.yaml.*run `python -m bonito_repro preflight`"):
+                                           r"the Hub lock .*hub\.lock\.yaml.*run `bonito-repro preflight`"):
         dag.model_spec("llama2_7b")
 
 

@@ -6,7 +6,8 @@ import json
 import pytest
 import torch
 
-from bonito_repro.prepare.models import convert_pickles, gguf_path, main, prepare_model
+from bonito_repro.prepare.models import gguf_path, main, prepare_model
+from bonito_repro.runtime.hub_models import convert_pickles
 from bonito_repro.runtime.models import ModelError, encode_with_bos, load_for_inference, load_tokenizer
 from conftest import TINY_SPEC
 

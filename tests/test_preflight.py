@@ -1,4 +1,4 @@
-"""The preflight (`python -m bonito_repro preflight`): the Hub references of a config, its checks
+"""The preflight (`bonito-repro preflight`): the Hub references of a config, its checks
 one by one, and the whole command against the local Hub (one config that passes, reading real row
 counts from Parquet footers and naming the jobs too long for their runtime; one with a missing
 config and a gated repository without a token; the ctga sources the public record shows gone),
@@ -114,11 +114,12 @@ def test_the_gpu_check_reports_a_missing_cuda_clearly(capsys):
         pytest.skip("this machine has CUDA: the failure path cannot be shown")
     assert preflight.main(["--on-gpu-node", "--vllm-python", sys.executable]) == 1
     checks = {c["item"]: c for c in map(json.loads, capsys.readouterr().out.splitlines())}
-    assert list(checks) == ["CUDA", "bf16", "bitsandbytes 4-bit", "vLLM"]
+    assert list(checks) == ["CUDA", "bf16", "bitsandbytes 4-bit", "vLLM", "memory"]
     assert all(c["status"] == "FAIL" for c in checks.values())
     assert checks["CUDA"]["detail"].startswith("no CUDA device: torch.cuda.is_available() is False")
     assert "CUDA_VISIBLE_DEVICES=" in checks["CUDA"]["detail"]
     assert checks["vLLM"]["detail"] == "not checked: no CUDA device"
+    assert checks["memory"]["detail"] == "not read: no CUDA device"
 
 
 def test_the_gpu_check_needs_srun(paper, tmp_path, monkeypatch):
@@ -179,8 +180,9 @@ def test_preflight_passes_the_paper_config_on_the_local_hub(passing):
     assert any(line.startswith("ok    disk") for line in lines)
     assert any(line.startswith("ok    environment  environments.main") for line in lines)
     assert any(line.startswith("train_bonito") and "rule retries 4" in line for line in lines)
-    # 1 lock, 57 hub, 1 rows, 1 disk, 1 environment; 6 cost warnings (next test)
-    assert "preflight: 67 checks, 0 failed" in done.stdout
+    # 1 lock, 57 hub, 1 rows, 2 disk (downloads; what the run writes), 1 environment; 6 cost warnings
+    # (next test)
+    assert "preflight: 68 checks, 0 failed" in done.stdout
     # no weights were downloaded, and of the data files only Parquet footers (next test)
     fetched = [r["path"] for r in requests if r["endpoint"] == "resolve" and r["path"].endswith(DATA_FILES)
                and not r["path"].endswith(".parquet")]
@@ -335,3 +337,38 @@ def test_the_gpu_check_runs_as_a_one_gpu_slurm_job(paper, monkeypatch):
     assert all(c.status == preflight.FAIL for c in checks)
     assert checks[0].detail.startswith("no CUDA device")
     assert re.search(r"\(CUDA_VISIBLE_DEVICES=\d, ", checks[0].detail), checks[0].detail
+
+
+def test_what_the_run_writes_counts_against_the_free_space(tmp_path):
+    """The adapters, checkpoints and outputs the cost model projects for results/ are added to
+    the downloads to its filesystem; the check says how much of each, and warns (estimates)
+    where they do not fit."""
+    needs = [preflight.Check("hub", "a model", preflight.OK, "", 10**9, "results"),
+             preflight.Check("hub", "a dataset", preflight.OK, "", 10**9, "cache")]  # the same filesystem
+    projected = {"adapters": 10**18, "checkpoints": 2 * 10**9, "outputs": 10**6}
+    check = preflight.check_written(needs, tmp_path / "results", tmp_path / "hf", projected)
+    assert check.status == preflight.WARN and check.item.endswith(": what the run writes")
+    assert check.detail.startswith("needs 1000000004.00 GB with the downloads; projected adapters 1000000000.00 GB, "
+                                   "checkpoints 2.00 GB, outputs 0.00 GB (estimates")
+    check = preflight.check_written(needs, tmp_path / "results", tmp_path / "hf", {"adapters": 10**3})
+    assert check.status == preflight.OK
+
+
+@pytest.mark.parametrize("report, status, note", [
+    (None, preflight.OK, "quota not read (no `quota` tool here"),
+    ("     /dev/vda   900000*  1000000 1100000       0     100       0       0       0", preflight.WARN,
+     "quota: 0.10 GB left of 1.02 GB"),   # 1 KiB blocks: 100,000 left of the soft limit
+    ("     /dev/vda      100        0       0       0       1       0       0       0", preflight.OK,
+     "quota: no limit on this filesystem"),
+])
+def test_the_users_quota_is_read_where_a_quota_tool_answers(tmp_path, monkeypatch, report, status, note):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    if report is not None:
+        tool = bin_dir / "quota"
+        tool.write_text("#!/bin/sh\necho 'Disk quotas for user me (uid 1000):'\necho '     Filesystem  blocks   quota   "
+                        f"limit   grace   files   quota   limit   grace'\necho '{report}'\n")
+        tool.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))  # no other quota tool
+    check = preflight.check_written([], tmp_path / "results", tmp_path / "hf", {"outputs": 200_000_000})
+    assert check.status == status and note in check.detail, check.detail

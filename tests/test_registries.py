@@ -23,7 +23,8 @@ from conftest import REPO
 SCORED = [code for code, spec in TASK_TYPE_SPECS.items() if spec.scoring]
 UNSCORED = [code for code, spec in TASK_TYPE_SPECS.items() if not spec.scoring]
 EVALUATION = {"generation_backend": "transformers", "max_new_tokens": 5, "max_examples": 6, "max_length": 512,
-              "truncation": "right", "batch_tokens": 2048, "enforce_eager": True, "bf16": False,
+              "truncation": "right", "batch_tokens": 2048, "bf16": False,
+              "vllm": {"gpu_memory_utilization": 0.9, "enforce_eager": True},
               "bootstrap": {"samples": 50, "confidence": 0.95, "seed": 1}, "seed": 42}
 
 

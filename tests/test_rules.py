@@ -149,3 +149,22 @@ def test_rules_stay_short():
     compute = [rule.lines for path in RULE_FILES for rule in parse(path).rules if not rule.local]
     assert len(compute) >= 10
     assert statistics.median(compute) <= 16, sorted(compute)
+
+
+def _doubled_braces_in_plain_strings(path: Path):
+    """Lines where a plain (not f-) string holds ``{{``: Snakemake formats it once, so the command
+    receives a literal ``{params...}`` (an f-string's ``{{`` is the right spelling; a plain string
+    beside one is a separate literal)."""
+    for tok in tokenize.generate_tokens(io.StringIO(path.read_text()).readline):
+        prefix = re.match(r"[A-Za-z]*", tok.string).group().lower()
+        if tok.type == tokenize.STRING and "f" not in prefix and "{{" in tok.string:
+            yield tok.start[0]
+
+
+def test_no_plain_string_in_a_rule_doubles_its_braces(tmp_path):
+    found = {str(p.relative_to(REPO)): lines for p in [*RULE_FILES, REPO / "Snakefile"]
+             if (lines := list(_doubled_braces_in_plain_strings(p)))}
+    assert not found, f"plain strings with {{{{ (the command gets a literal placeholder): {found}"
+    planted = tmp_path / "planted.smk"
+    planted.write_text('x = (f"{{input}}"\n     " --params {{params.hp:q}}")\n')
+    assert list(_doubled_braces_in_plain_strings(planted)) == [2]

@@ -9,7 +9,9 @@ what a run costs and every job that cannot finish in the runtime it requests, an
 retries that chain Bonito training across jobs of at most ``resources.max_runtime`` minutes.
 
 A job's stage comes from its rule's name (``stage_of``), so a rule added later (an ablation's
-``adapt_size``) is costed as the stage its name starts with. ``python -m bonito_repro cost``
+``adapt_size``) is costed as the stage its name starts with. An endpoint generator's jobs (GPT-4)
+use no GPU of the run: they are costed in tokens and in the price its config entry states
+(``endpoint_costs``). ``bonito-repro cost``
 prints the tables for a config (the job list from Snakemake's dry run); the preflight prints them
 too.
 """
@@ -27,6 +29,7 @@ from typing import Mapping, Sequence
 
 from ..core import layout
 from ..core.config import load_config
+from ..core.generators import GENERATOR_KINDS, passage_cap
 from ..core.sources import TAPT, generator_of, parse_size_source
 from ..core.steps import effective_batch, training_steps
 from ..core.tasks import GREEDY, scoring
@@ -202,7 +205,7 @@ def passages(config: dict, dataset: str, rows: Rows) -> int:
 def tasks(config: dict, generator: str, dataset: str, rows: Rows) -> int:
     """Synthetic tasks of a generator's set for a dataset: a released set's rows where it has a
     Hub origin (``{dataset}`` in it), else one task a passage and sample."""
-    made = passages(config, dataset, rows) * config["generation"]["n"]
+    made = generator_passages(config, generator, dataset, rows) * config["generation"]["n"]
     if "hub" in config["generators"].get(generator, {}).get("origin", {}):
         return rows.get(row_counts.released_key(generator, dataset), made)
     return made
@@ -318,6 +321,47 @@ def job_cost(config: dict, job: Job, rows: Rows) -> JobCost | None:
     return JobCost(job, stage, gpus, hours, runtime)
 
 
+# the config section of each training stage (a rule named here: its own section)
+TRAINING_SECTIONS = {"train_bonito": "bonito_training", "train_p3": "p3_training", "adapt": "adaptation",
+                     "train_backtranslation": "backtranslation_training"}
+# the files of a generation job, as rows of its set: the set, the record of every generation and
+# bagel's formats
+GENERATION_FILES = 3
+
+
+def adapter_bytes(config: dict, section: str) -> int:
+    """An adapter's projected size: its LoRA rank times cost.lora_parameters_per_rank, 4 bytes a
+    parameter (float32, as PEFT saves a Q-LoRA adapter); an overestimate for a LoRA on fewer layers."""
+    rank = {**config["training"]["lora"], **config[section].get("lora", {})}["r"]
+    return int(rank * config["cost"]["lora_parameters_per_rank"] * 4)
+
+
+def disk_bytes(config: dict, jobs: list[Job], rows: Rows | None = None) -> dict[str, int]:
+    """Projected bytes a run writes under results/, beyond the downloads: the adapters it keeps,
+    the checkpoints of its largest training job (one kept and the next being written, each the
+    adapter and the optimizer's two moments; a job removes its own when it ends, so each training
+    job running at once adds as much), and the synthetic sets and predictions (rows times
+    cost.bytes_per_row)."""
+    rows = rows or Rows()
+    need = {"adapters": 0, "checkpoints": 0, "outputs": 0}
+    for job in jobs:
+        stage, w = stage_of(job.rule), job.wildcards
+        section = TRAINING_SECTIONS.get(job.rule) or TRAINING_SECTIONS.get(stage or "")
+        if section:
+            adapter = adapter_bytes(config, section)
+            need["adapters"] += adapter
+            need["checkpoints"] = max(need["checkpoints"], 2 * 3 * adapter)
+        elif stage == "generate" and "dataset" in w:
+            made = tasks(config, w.get("generator", ""), w["dataset"], rows)
+            need["outputs"] += GENERATION_FILES * made * config["cost"]["bytes_per_row"]
+        elif stage == "evaluate" and "dataset" in w:
+            test_rows = rows.get(row_counts.dataset_key(w["dataset"], "test"), config["cost"]["test_rows"])
+            examples = min(test_rows, config["evaluation"]["max_examples"] or test_rows)
+            templates = template_count(config["datasets"][w["dataset"]]["templates"])
+            need["outputs"] += examples * templates * config["cost"]["bytes_per_row"]
+    return need
+
+
 def bonito_retries(config: dict) -> int:
     """Retries of the Bonito training rule: its projected run chained across jobs of its
     requested runtime (at most resources.max_runtime)."""
@@ -326,14 +370,99 @@ def bonito_retries(config: dict) -> int:
     return chain_retries(hours, section["runtime"])
 
 
+# --- endpoint generators: tokens billed and their price, not GPU time
+
+ENDPOINT_RULE = GENERATOR_KINDS["endpoint"].rule
+CHARS_PER_TOKEN = 4  # of the request's own English words (a rule of thumb for GPT tokenizers; assumed)
+
+
+def generator_passages(config: dict, generator: str, dataset: str, rows: Rows) -> int:
+    """The passages a generator reads of a dataset: cut to generation.max_passages and to its own
+    cap (an endpoint's ``max_passages``), the smaller of the two."""
+    cap = passage_cap(config["generation"]["max_passages"], config["generators"].get(generator, {}))
+    count = unannotated(config, dataset, rows)
+    return min(count, cap) if cap else count
+
+
+@dataclass
+class EndpointCost:
+    """What an endpoint generator's jobs are projected to bill: a request a passage (the prompt
+    file's request around a passage of cost.passage_tokens) and ``n`` replies of at most
+    max_new_tokens each."""
+    generator: str
+    datasets: int
+    passages: int
+    prompt_tokens: int
+    completion_tokens: int  # at most: every reply max_new_tokens long
+    price: float | None     # None: the entry states no price_per_1000_tokens
+    currency: str = ""
+    passage_cap: int | None = None
+
+
+def endpoint_tokens(config: dict, generator: str, dataset: str, rows: Rows) -> tuple[int, int, int]:
+    """(passages, prompt tokens, completion tokens at most) of one endpoint job."""
+    from ..generate.prompted import prompted_request
+
+    spec = config["generators"][generator]
+    sampling = {**config["generation"], **spec.get("sampling", {})}
+    count = generator_passages(config, generator, dataset, rows)
+    request = math.ceil(len(prompted_request("", config["datasets"][dataset]["task_type"])) / CHARS_PER_TOKEN)
+    prompt = count * (config["cost"]["passage_tokens"] + request)
+    return count, prompt, count * sampling["n"] * sampling["max_new_tokens"]
+
+
+def endpoint_price(spec: dict, prompt_tokens: int, completion_tokens: int) -> float | None:
+    """The price of these tokens at the entry's ``price_per_1000_tokens``; None where it states none."""
+    price = spec.get("price_per_1000_tokens")
+    if price is None:
+        return None
+    return prompt_tokens / 1000 * price["prompt"] + completion_tokens / 1000 * price["completion"]
+
+
+def endpoint_costs(config: dict, jobs: list[Job], rows: Rows) -> list[EndpointCost]:
+    """Per endpoint generator, its jobs' passages, tokens and price, summed over its datasets."""
+    by_generator: dict[str, list[str]] = {}
+    for job in jobs:
+        if job.rule == ENDPOINT_RULE:
+            by_generator.setdefault(job.wildcards["generator"], []).append(job.wildcards["dataset"])
+    costs = []
+    for generator, datasets in sorted(by_generator.items()):
+        spec = config["generators"][generator]
+        counted = [endpoint_tokens(config, generator, dataset, rows) for dataset in datasets]
+        read, prompt, completion = (sum(c[i] for c in counted) for i in range(3))
+        costs.append(EndpointCost(generator, len(datasets), read, prompt, completion,
+                                  endpoint_price(spec, prompt, completion),
+                                  spec.get("price_per_1000_tokens", {}).get("currency", ""),
+                                  passage_cap(config["generation"]["max_passages"], spec)))
+    return costs
+
+
+def format_endpoints(costs: list[EndpointCost], config: dict) -> str:
+    """The endpoint generators' table: passages, tokens and projected price, with its assumptions."""
+    head = ["endpoint generator", "datasets", "passage cap", "passages", "prompt tokens", "completion tokens (at most)",
+            "projected price"]
+    lines = [[c.generator, str(c.datasets), f"{c.passage_cap:,}" if c.passage_cap else "none", f"{c.passages:,}",
+              f"{c.prompt_tokens:,}", f"{c.completion_tokens:,}",
+              f"{c.currency} {c.price:,.0f}" if c.price is not None else "no price stated"] for c in costs]
+    widths = [max(len(row[i]) for row in [head, *lines]) for i in range(len(head))]
+    table = "\n".join("  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+                      for row in [head, *lines])
+    return (f"{table}\nassumptions (not measured): a request a passage, of cost.passage_tokens "
+            f"({config['cost']['passage_tokens']}) and the prompt file's request at {CHARS_PER_TOKEN} characters a "
+            "token; every reply max_new_tokens long (the most it can bill); retries not counted; the price is the "
+            "generator's price_per_1000_tokens")
+
+
 @dataclass
 class CostReport:
     """A run's projection: every costed job, the stages they sum to, and the jobs that cannot
-    finish in the runtime they request (a chained stage's jobs resume instead)."""
+    finish in the runtime they request (a chained stage's jobs resume instead); an endpoint
+    generator's tokens and price apart (``endpoints``)."""
     jobs: list[JobCost]
     stages: list[StageCost]
     rows: Rows
     overruns: list[JobCost] = field(default_factory=list)
+    endpoints: list[EndpointCost] = field(default_factory=list)
     calibration: dict | None = None
 
 
@@ -363,7 +492,22 @@ def project(config: dict, jobs: list[Job], rows: Rows | None = None, calibration
             note = f"WARNING: {worst.job.rule} {wildcards_text(worst.job)} {overrun_text(worst)}{others}"
         stages.append(StageCost(stage, len(mine), max(c.gpus for c in mine), longest.hours,
                                 sum(c.gpu_hours for c in mine), max(c.runtime_minutes for c in mine), note))
-    return CostReport(costs, stages, rows, overruns, calibration)
+    return CostReport(costs, stages, rows, overruns, endpoint_costs(config, jobs, rows), calibration)
+
+
+def one_gpu_hours(report: CostReport) -> float:
+    """Wall hours of the run on one GPU, its GPU jobs one at a time (the workstation profile's
+    gpu=1; CPU jobs run beside them): every GPU job's work on one GPU, summed."""
+    return sum(c.gpu_hours for c in report.jobs if c.gpus > 0)
+
+
+def format_one_gpu(report: CostReport, config: dict) -> str:
+    return (f"on one GPU, GPU jobs one at a time (`snakemake --profile workstation`): {one_gpu_hours(report):.1f} h, "
+            + (f"a projection from the throughputs measured on {report.calibration['gpu']} (`make gpu-check`) where the "
+               "cost table says so, else stated" if report.calibration else
+               f"a projection from the stated throughputs (config `cost`: a {config['cost']['reference_parameters']:.3g}-"
+               "parameter model's tokens per second on one GPU), not measured")
+            + "; a slower GPU takes longer in proportion")
 
 
 def stage_costs(config: dict, jobs: list[Job], rows: Rows | None = None) -> list[StageCost]:
@@ -427,9 +571,11 @@ def format_datasets(report: CostReport, config: dict) -> str:
 
 
 def format_report(report: CostReport, config: dict) -> str:
-    """The stage table, the per-dataset table, every job that cannot finish in its runtime, and
-    where the row counts came from."""
+    """The stage table, the per-dataset table, the endpoint generators' table, every job that
+    cannot finish in its runtime, where the row counts came from, and last the run on one GPU."""
     parts = [format_table(report.stages, config, report.calibration), format_datasets(report, config)]
+    if report.endpoints:
+        parts.append(format_endpoints(report.endpoints, config))
     if report.overruns:
         parts.append(f"{len(report.overruns)} jobs cannot finish in their runtime (raise resources.STAGE.runtime "
                      "up to resources.max_runtime, or cut the work: docs/cluster.md):\n"
@@ -437,6 +583,7 @@ def format_report(report: CostReport, config: dict) -> str:
                                   for c in sorted(report.overruns, key=lambda c: -c.hours)))
     parts.append(f"row counts used: {report.rows.summary() or 'none'} (footer: read from the Hub's Parquet "
                  "footers by the preflight; estimate: from file sizes; assumed: config `cost`)")
+    parts.append(format_one_gpu(report, config))
     return "\n\n".join(parts)
 
 
@@ -462,7 +609,7 @@ def config_paths(workdir: Path, configfiles: list[str]) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bonito_repro cost", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro cost", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configfile", nargs="*", default=[], help="overlays of config.yaml, as given to snakemake")
     parser.add_argument("--directory", type=Path, default=Path("."), help="the checkout (holds the Snakefile)")

@@ -1,4 +1,4 @@
-"""The GPU calibration (``make gpu-check``; ``python -m bonito_repro gpu-check``): the cost
+"""The GPU calibration (``make gpu-check``; ``bonito-repro gpu-check``): the cost
 model's three throughputs measured on one device with no network, on random-weight models of the
 paper's shapes, written to a calibration file (``results/preflight/gpu_calibration.json``) that
 the cost model (bonito_repro.cluster.cost) reads in place of config `cost`'s stated throughputs.
@@ -17,8 +17,8 @@ Mistral-7B-v0.1 and Llama-2-7b-hf; ``tiny``: a 2-layer Llama, for CI on a CPU):
    (bonito_repro.runtime.scoring.score_choices, `evaluation` batch_tokens and precision) on
    prompts of cost.passage_tokens tokens with three short answer choices;
 4. generation (``generate_tokens_per_second``): `generation.backend` with the `generation`
-   section's settings (n, temperature, top_p, max_new_tokens, precision, enforce_eager, token
-   budget) and a random LoRA adapter of `bonito_training`'s rank, as the Bonito generator is
+   section's settings (n, temperature, top_p, max_new_tokens, precision, token budget, the vLLM
+   engine's `vllm`) and a random LoRA adapter of `bonito_training`'s rank, as the Bonito generator is
    served, on prompts of cost.passage_tokens tokens; new tokens over the whole call (prompts read
    included). vLLM runs in its own environment (``--vllm-python``, default `environments.vllm`);
    where it is not installed the transformers backend measures, and the file says so.
@@ -291,7 +291,7 @@ def measure_generation(model_dir: Path, adapter_dir: Path | None, generation: di
     backend = make_backend(generation["backend"], model_dir, adapter_dir, sampling,
                            token_budget=generation["token_budget"], max_model_len=prompt_tokens + sampling.max_new_tokens,
                            seed=generation["seed"], bf16=generation["bf16"], device=device,
-                           enforce_eager=generation["enforce_eager"])
+                           engine=generation["vllm"])
     started = time.perf_counter() - start
     try:
         def call() -> int:
@@ -306,7 +306,7 @@ def measure_generation(model_dir: Path, adapter_dir: Path | None, generation: di
     _release(device)
     return {**result, "backend": generation["backend"], "start_seconds": round(started, 1), "prompts": count,
             "prompt_tokens": prompt_tokens, "n": sampling.n, "max_new_tokens": sampling.max_new_tokens,
-            "enforce_eager": generation["enforce_eager"], "precision": "bf16" if generation["bf16"] else "fp32",
+            "engine": generation["vllm"], "precision": "bf16" if generation["bf16"] else "fp32",
             "adapter": "LoRA" if adapter_dir else None,
             "versions": versions(("vllm",)) if generation["backend"] == "vllm" else None}  # vLLM's environment
 
@@ -447,7 +447,7 @@ def calibrate(config: dict, shapes: list[str], device: str, seconds: float, scra
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bonito_repro gpu-check", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro gpu-check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=DEVICES, help="where to measure (required): cuda on a GPU node; "
                         "cpu only for the tiny shape in CI")

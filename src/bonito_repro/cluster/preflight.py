@@ -1,4 +1,4 @@
-"""`python -m bonito_repro preflight`: what can fail before any GPU job runs, checked from a
+"""`bonito-repro preflight`: what can fail before any GPU job runs, checked from a
 networked login node in minutes, printed as one table; the exit status is 1 if any check failed.
 
 - lock: the commit of every Hub revision the run reads, written to the Hub lock (``hub.lock.yaml``
@@ -19,11 +19,22 @@ networked login node in minutes, printed as one table; the exit status is 1 if a
 - disk: the bytes those downloads need against the free space of results/ (models) and of the
   Hugging Face cache (datasets and their Arrow copies).
 - environment: each interpreter the rules will run starts and imports its stage's packages.
+- endpoint: each endpoint generator the config names (GPT-4 in the generators ablation): its key's
+  environment variable is set and one one-token request is answered; without a key the check
+  names the generator and the config keys to drop it from (a failure where the default target
+  needs it, a warning where only an ablation does).
 - gpu (``--gpu-check``): a one-GPU Slurm job (srun) on a compute node checks CUDA, bf16,
-  bitsandbytes' 4-bit kernels and vLLM's CUDA platform.
+  bitsandbytes' 4-bit kernels and vLLM's CUDA platform; ``--local-gpu`` runs the same checks in
+  this process, on this machine's GPU (a workstation: no Slurm; run the preflight with the main
+  environment's interpreter), and reads the GPU's memory.
+- gpu memory: each GPU job's estimated memory (bonito_repro.cluster.memory) against the GPU's
+  (``--gpu-memory-gb``, or the one ``--local-gpu`` or ``--gpu-check`` found), naming every job
+  that does not fit and the settings to lower; and the host memory that converting pickled
+  weights at download needs, against this machine's.
 - cost: the cost model's table (bonito_repro.cluster.cost) from those row counts (and the
   throughputs of results/preflight/gpu_calibration.json, ``make gpu-check``, where it exists),
-  with a warning for each job that cannot finish in its runtime.
+  with a warning for each job that cannot finish in its runtime, and each endpoint generator's
+  projected tokens and price.
 
 The whole report is written to results/preflight/report.txt too.
 """
@@ -37,13 +48,14 @@ import subprocess
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from . import cost, row_counts
+from . import cost, memory, row_counts
 from ..core import layout
 from ..core.config import ConfigError, load_config
 from ..core.generators import generators_of
 from .environments import environments_in_use, verify_environment
 from ..core.hub import HubError, resolve_revision
 from ..core.hub_lock import LOCK_FILE, HubLock, HubLockError, read_lock
+from ..core.io import write_text
 from .locking import lock_revisions
 from ..core.tasks import GREEDY, scoring
 from ..generate.backtranslation import SEED_COLUMNS
@@ -56,7 +68,7 @@ VLLM_PACKAGES = ["vllm", "transformers", "bonito_repro"]
 
 @dataclass
 class Check:
-    kind: str     # hub, rows, disk, environment, gpu, cost
+    kind: str     # lock, hub, rows, disk, environment, endpoint, gpu, cost
     item: str     # what was checked, as the config names it
     status: str   # ok, FAIL, warn
     detail: str
@@ -153,7 +165,7 @@ def check_model(ref: HubReference) -> Check:
     from huggingface_hub.hf_api import RepoFile
     from huggingface_hub.utils import filter_repo_objects
 
-    from ..prepare.models import download_patterns
+    from ..runtime.hub_models import download_patterns
 
     item, hub = hub_item(ref), ref.hub
     sha, problem = _commit(hub, "model")
@@ -323,6 +335,46 @@ def check_disk(hub_checks: list[Check], results: Path, cache: Path) -> list[Chec
     return checks
 
 
+def quota_left(path: Path) -> tuple[int | None, str]:
+    """Bytes the user's block quota leaves on ``path``'s filesystem, as the `quota` tool reports
+    them (1 KiB blocks; the soft limit, else the hard one), and a note saying what was read; None
+    where no quota tool answers or no limit is set."""
+    tool = shutil.which("quota")
+    if tool is None:
+        return None, "quota not read (no `quota` tool here; ask your site's)"
+    try:
+        done = subprocess.run([tool, "-w", "-p", "-f", str(path)], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return None, f"quota not read (`quota` did not answer: {error})"
+    for line in done.stdout.splitlines():
+        fields = line.split()  # filesystem, blocks (a * past the soft limit), quota, limit, grace, ...
+        if len(fields) >= 4 and fields[1].rstrip("*").isdigit() and fields[2].isdigit() and fields[3].isdigit():
+            used, limit = int(fields[1].rstrip("*")), int(fields[2]) or int(fields[3])
+            if not limit:
+                return None, "quota: no limit on this filesystem"
+            left = max(0, limit - used) * 1024
+            return left, f"quota: {_gb(left)} left of {_gb(limit * 1024)}"
+    return None, "quota not read (`quota` reported no limit for this filesystem)"
+
+
+def check_written(hub_checks: list[Check], results: Path, cache: Path, projected: dict[str, int]) -> Check:
+    """Free space of results/'s filesystem (or what the user's quota leaves, if less) against
+    what the run is projected to write there (``cost.disk_bytes``) on top of the downloads to
+    that filesystem: a warning where it does not fit, as the sizes are estimates (the downloads'
+    are exact: ``check_disk`` fails on those)."""
+    place = _existing(results)
+    shared = place.stat().st_dev == _existing(cache).stat().st_dev
+    downloads = sum(c.nbytes for c in hub_checks if c.target == "results" or shared and c.target == "cache")
+    needed = downloads + sum(projected.values())
+    free = shutil.disk_usage(place).free
+    quota, quota_note = quota_left(place)
+    room = free if quota is None else min(free, quota)
+    parts = ", ".join(f"{kind} {_gb(n)}" for kind, n in projected.items())
+    return Check("disk", f"results ({place}): what the run writes", OK if room >= needed else WARN,
+                 f"needs {_gb(needed)} with the downloads; projected {parts} (estimates: cost.lora_parameters_per_rank, "
+                 f"cost.bytes_per_row; checkpoints of one training job at a time); {_gb(free)} free; {quota_note}")
+
+
 # ---------------------------------------------------------------- environments
 
 
@@ -367,6 +419,48 @@ def check_environment(name: str, python: str, packages: list[str], requirements:
         return Check("environment", item, FAIL, f"{len(problems)} differences from its pins: {'; '.join(problems[:3])}")
     versions = json.loads(done.stdout.strip().splitlines()[-1])
     return Check("environment", item, OK, ", ".join(f"{k} {v}" for k, v in versions.items()))
+
+
+# ---------------------------------------------------------------- endpoint generators
+
+
+def _named_in(config: dict, generator: str) -> list[str]:
+    """The config keys that make the run use a generator (what to drop it from)."""
+    listed = config["ablations"]["generators"]["generators"]
+    keys = ["run.sources"] if generator in config["run"]["sources"] else []
+    if listed is None:
+        keys.append(f"generators.{generator} (ablations.generators.generators is null: every declared one)")
+    elif generator in listed:
+        keys.append("ablations.generators.generators")
+    return keys
+
+
+def check_endpoints(config: dict) -> list[Check]:
+    """Each endpoint generator the config uses: its key's variable is set and one one-token
+    request (bonito_repro.generate.endpoint.probe) is answered. A failure where the default target
+    generates with it, a warning where only the generators ablation does."""
+    from ..generate.endpoint import EndpointError, probe
+
+    checks = []
+    for name in generators_of(config, kind="endpoint"):
+        spec = config["generators"][name]
+        status = FAIL if name in config["run"]["sources"] else WARN
+        item = f"generators.{name}: {spec['served_model']} at {spec['base_url']}"
+        env = spec.get("api_key_env")
+        if env and not os.environ.get(env):
+            checks.append(Check("endpoint", item, status, f"the environment variable {env} (api_key_env) is not set: "
+                                f"export {env}=<the endpoint's key>, or drop {name} from "
+                                f"{' and '.join(_named_in(config, name))} (docs/generators.md)"))
+            continue
+        try:
+            answer = probe(spec)
+        except EndpointError as error:
+            checks.append(Check("endpoint", item, status, f"a one-token request failed: {error}"))
+            continue
+        billed = answer["usage"].get("total_tokens", "?")
+        checks.append(Check("endpoint", item, OK, f"{env + ' set; ' if env else ''}a one-token request answered by "
+                            f"{answer['model']} ({billed} tokens billed)"))
+    return checks
 
 
 # ---------------------------------------------------------------- on a GPU node
@@ -436,20 +530,52 @@ def check_gpu_node(config: dict, workdir: Path, timeout: int = 1800) -> list[Che
     return found
 
 
+def gpu_memory_found() -> Check:
+    """On the GPU's machine: the first GPU's memory (in ``nbytes``), for the memory checks."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return Check("gpu", "memory", FAIL, "not read: no CUDA device")
+    props = torch.cuda.get_device_properties(0)
+    return Check("gpu", "memory", OK, f"{props.total_memory / memory.GIB:.1f} GiB on {props.name}",
+                 nbytes=props.total_memory)
+
+
+def check_gpu_memory(config: dict, gpu_gib: float | None) -> list[Check]:
+    """Each GPU job's estimate against a GPU of ``gpu_gib`` GiB: FAIL naming the job and the
+    settings to lower where it does not fit (estimates: docs/tiers.md)."""
+    if config["device"] != "cuda":
+        return []
+    if gpu_gib is None:
+        return [Check("gpu memory", "GPU jobs", WARN, "not checked: give --gpu-memory-gb N, or --local-gpu on the GPU's machine")]
+    return [Check("gpu memory", e.job, OK if e.fits(gpu_gib) else FAIL,
+                  f"{e.describe()} (estimate)" if e.fits(gpu_gib) else f"{memory.misfit_text(e, gpu_gib)} (estimate)")
+            for e in memory.job_estimates(config)]
+
+
+def check_host_memory(config: dict, host_gib: float | None) -> list[Check]:
+    """The host memory converting each pickled model at download needs, against this machine's
+    (and the download job's mem_mb request)."""
+    return [Check("host memory", item, status, detail)
+            for status, item, detail in memory.host_memory_findings(config, host_gib)]
+
+
 # ---------------------------------------------------------------- the report
 
 
-def check_cost(config: dict, configfiles: list[str], workdir: Path, rows: cost.Rows) -> tuple[list[Check], str]:
-    """The cost tables from the row counts (and the GPU calibration, where there is one), and a
-    warning check for each job that cannot finish in its runtime."""
+def check_cost(config: dict, configfiles: list[str], workdir: Path,
+               rows: cost.Rows) -> tuple[list[Check], str, dict[str, int] | None]:
+    """The cost tables from the row counts (and the GPU calibration, where there is one), a
+    warning check for each job that cannot finish in its runtime, and the bytes the run is
+    projected to write (None: the dry run failed)."""
     try:
         jobs = cost.workflow_jobs(configfiles, workdir)
     except RuntimeError as error:
-        return [Check("cost", "snakemake dry run", FAIL, str(error).splitlines()[0])], ""
+        return [Check("cost", "snakemake dry run", FAIL, str(error).splitlines()[0])], "", None
     report = cost.project(config, jobs, rows, cost.find_calibration(workdir))
     checks = [Check("cost", f"{c.job.rule} {cost.wildcards_text(c.job)}", WARN, cost.overrun_text(c))
               for c in report.overruns]
-    return checks, cost.format_report(report, config)
+    return checks, cost.format_report(report, config), cost.disk_bytes(config, jobs, rows)
 
 
 def format_checks(checks: list[Check]) -> str:
@@ -458,7 +584,7 @@ def format_checks(checks: list[Check]) -> str:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bonito_repro preflight", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro preflight", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--configfile", nargs="*", default=[], help="overlays of config.yaml, as given to snakemake")
     parser.add_argument("--directory", type=Path, default=Path("."), help="the checkout (Snakefile, config.yaml)")
@@ -469,6 +595,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--refresh-lock", action="store_true",
                         help="resolve every Hub revision anew: the run then reads the commits they point at now")
     parser.add_argument("--gpu-check", action="store_true", help="also run the GPU checks in a one-GPU Slurm job")
+    parser.add_argument("--local-gpu", action="store_true",
+                        help="also run the GPU checks here, in this process, on this machine's GPU (a workstation)")
+    parser.add_argument("--gpu-memory-gb", type=float, metavar="GIB",
+                        help="the GPU memory each GPU job's estimate is checked against (default: what "
+                             "--local-gpu or --gpu-check found)")
     parser.add_argument("--on-gpu-node", action="store_true", help=argparse.SUPPRESS)  # what that job runs
     parser.add_argument("--vllm-python", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -477,7 +608,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.on_gpu_node:  # one JSON line per check, read back by check_gpu_node
-        checks = gpu_node_checks(args.vllm_python)
+        checks = gpu_node_checks(args.vllm_python) + [gpu_memory_found()]
         for check in checks:
             print(json.dumps(asdict(check)))
         return int(any(c.status == FAIL for c in checks))
@@ -497,12 +628,21 @@ def main(argv: list[str] | None = None) -> int:
     checks += row_checks
     counts_path = written(results, "row_counts.json")
     row_counts.write_counts(counts_path, counts)
+    cost_checks, table, projected = check_cost(config, args.configfile, workdir, cost.Rows({c.where: c for c in counts}))
     checks += check_disk(checks, results, Path(constants.HF_HOME))
+    if projected is not None:
+        checks.append(check_written(checks, results, Path(constants.HF_HOME), projected))
     checks += [check_environment(name, python, packages, requirements)
                for name, (python, packages, requirements) in interpreters(config, workdir).items()]
+    checks += check_endpoints(config)
     if args.gpu_check:
         checks += check_gpu_node(config, workdir)
-    cost_checks, table = check_cost(config, args.configfile, workdir, cost.Rows({c.where: c for c in counts}))
+    if args.local_gpu:
+        vllm = interpreters(config, workdir).get("vllm")
+        checks += gpu_node_checks(vllm[0] if vllm else None) + [gpu_memory_found()]
+    found = [c.nbytes for c in checks if (c.kind, c.item, c.status) == ("gpu", "memory", OK)]
+    checks += check_gpu_memory(config, args.gpu_memory_gb or (found[0] / memory.GIB if found else None))
+    checks += check_host_memory(config, memory.host_memory_gib())
     checks += cost_checks
     failed = [c for c in checks if c.status == FAIL]
     report = [format_checks(checks)]
@@ -515,7 +655,7 @@ def main(argv: list[str] | None = None) -> int:
                   "".join(f"\n  FAIL {c.kind}: {c.item}: {c.detail}" for c in failed))
     text = "\n\n".join(report)
     print(text)
-    written(results, "report.txt").write_text(text + "\n")
+    write_text(text + "\n", written(results, "report.txt"))
     return int(bool(failed))
 
 

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..core.io import write_text
 from ..core.origins import PARQUET_BRANCH, describe_hub, load_arguments, pin_origin
 
 if TYPE_CHECKING:
@@ -195,8 +196,7 @@ def first_line(error: Exception) -> str:
 
 
 def write_counts(path: Path, counts: list[RowCount]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"counts": [asdict(c) for c in counts]}, indent=1) + "\n")
+    write_text(json.dumps({"counts": [asdict(c) for c in counts]}, indent=1) + "\n", path)
 
 
 def read_counts(path: Path) -> dict[str, RowCount]:
@@ -206,7 +206,7 @@ def read_counts(path: Path) -> dict[str, RowCount]:
         return {entry["where"]: RowCount(**entry) for entry in entries}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{path}: not a row counts file of the preflight ({first_line(error)}); "
-                         "run `python -m bonito_repro preflight` again") from None
+                         "run `bonito-repro preflight` again") from None
 
 
 def format_counts(counts: list[RowCount]) -> str:

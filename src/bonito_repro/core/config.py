@@ -21,6 +21,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -36,12 +37,18 @@ from .tasks import GENERATION_TASK_TYPES, GREEDY, RANK_TASK_TYPES, TASK_TYPES, s
 
 SCHEMA_PATH = PACKAGE_DATA / "config_schema.yaml"   # config/schema.yaml links here
 DATASETS_DIR = PACKAGE_DATA / "datasets"
+# The workflow as the package ships it: Snakefile, rules, config.yaml, config/, the profiles (local/,
+# slurm/), the report's captions and envs/. A checkout's root paths of the same names link here.
+WORKFLOW_DIR = PACKAGE_DATA / "workflow"
 TRAINING_SECTIONS = ("bonito_training", "p3_training", "backtranslation_training", "adaptation")
 # the key of a config file that names the shared layers merged beneath it (config/cpu.yaml)
 LAYERS_KEY = "layers"
+# the scales whose tables compare with the paper's: its real datasets and 7B models (a workstation
+# runs a part of the paper's grid by the same protocol); the others label theirs as demo data
+COMPARABLE_SCALES = ("paper", "workstation")
 # evaluation keys that only greedy decoding (extractive QA) reads: rank jobs do not get them, so
 # changing them reruns no rank classification
-EVAL_DECODING_KEYS = ("generation_backend", "max_new_tokens", "enforce_eager")
+EVAL_DECODING_KEYS = ("generation_backend", "max_new_tokens", "vllm")
 # training section -> the resources section its jobs request (train_p3 runs with the adapt stage's)
 TRAINING_RESOURCES = {"bonito_training": "train_bonito", "p3_training": "adapt", "backtranslation_training": "adapt",
                       "adaptation": "adapt"}
@@ -256,6 +263,10 @@ def _dataset_problems(spec: dict, path: Path) -> list[str]:
     if label is not None and label not in fields["required"]:
         problems.append(f"{path}: test_fields.label: {label!r} is not one of test_fields.required "
                         f"{sorted(fields['required'])}")
+    row_id = fields.get("id")
+    if row_id is not None and row_id not in fields["required"] and row_id not in fields.get("optional", {}):
+        problems.append(f"{path}: test_fields.id: {row_id!r} is not a field of test_fields.required or "
+                        f"optional {sorted([*fields['required'], *fields.get('optional', {})])}")
     if labels and labels["field"] != label:
         problems.append(f"{path}: labels.field: {labels['field']!r}, but test_fields.label is "
                         f"{'missing' if label is None else repr(label)}; both name the field of the test "
@@ -489,12 +500,12 @@ def _with_layers(path: Path, root: Path, applied: set[Path]) -> list[dict]:
         raise ConfigError(f"{path}: {LAYERS_KEY}: expected a list of config files (paths from {root}), got {layers!r}")
     contents = []
     for layer in layers:
-        layer_path = (root / layer).resolve()
-        if layer_path in applied:
+        layer_path = Path(os.path.abspath(root / layer))  # as named: a checkout's config/ links into the package
+        if layer_path.resolve() in applied:
             continue
         if not layer_path.is_file():
             raise ConfigError(f"{path}: {LAYERS_KEY}: no file {str(layer_path)!r}")
-        applied.add(layer_path)
+        applied.add(layer_path.resolve())
         contents += _with_layers(layer_path, root, applied)
     return [*contents, content]
 
@@ -521,11 +532,36 @@ def load_config(*paths: str | Path) -> dict[str, Any]:
     return validate(merged_config(paths))
 
 
-def load_scale(scale: str, root: str | Path) -> dict[str, Any]:
-    """The resolved config of a shipped scale in checkout ``root``: config.yaml, with
-    config/SCALE.yaml on top unless the scale is the paper's."""
-    root = Path(root)
-    return load_config(root / "config.yaml", *([] if scale == "paper" else [root / "config" / f"{scale}.yaml"]))
+def workflow_root() -> Path:
+    """Where the workflow is read from: the checkout this package is installed from (editable),
+    whose root Snakefile links to the packaged one, else the packaged workflow (a wheel). The
+    checkout first, because the config names interpreters by paths from it (.venv-vllm/bin/python)
+    and the rules resolve those from the Snakefile's folder."""
+    checkout = WORKFLOW_DIR.parents[3]  # src/bonito_repro/data/workflow
+    snakefile = checkout / "Snakefile"
+    if snakefile.is_symlink() and snakefile.resolve() == (WORKFLOW_DIR / "Snakefile").resolve():
+        return checkout
+    return WORKFLOW_DIR
+
+
+def scale_files(scale: str, root: str | Path | None = None) -> list[Path]:
+    """The config files of a shipped scale: config.yaml, with config/SCALE.yaml on top unless the
+    scale is the paper's (from ``root``, by default ``workflow_root()``)."""
+    root = Path(root) if root is not None else workflow_root()
+    return [root / "config.yaml", *([] if scale == "paper" else [root / "config" / f"{scale}.yaml"])]
+
+
+def load_scale(scale: str, root: str | Path | None = None) -> dict[str, Any]:
+    """The resolved config of a shipped scale (``scale_files``)."""
+    return load_config(*scale_files(scale, root))
+
+
+def declared_config() -> dict[str, Any]:
+    """The paper's config.yaml checked against the schema, not narrowed to a run: every generator
+    and model it declares (the Python API's defaults)."""
+    config = merged_config([workflow_root() / "config.yaml"])
+    validate_schema(config)
+    return config
 
 
 def check_params(params: dict, section: str, omit: Iterable[str] = (), require: Iterable[str] = (),
@@ -541,4 +577,4 @@ def check_params(params: dict, section: str, omit: Iterable[str] = (), require: 
 
 
 __all__ = ["ConfigError", "load_config", "validate", "validate_schema", "resolve", "check_references",
-           "check_params", "merge", "merged_config", "load_scale", "TASK_TYPES", "ZERO_SHOT", "TAPT", "EVAL_DECODING_KEYS"]
+           "check_params", "merge", "merged_config", "load_scale", "scale_files", "workflow_root", "WORKFLOW_DIR", "TASK_TYPES", "ZERO_SHOT", "TAPT", "EVAL_DECODING_KEYS"]

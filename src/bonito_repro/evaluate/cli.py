@@ -71,7 +71,7 @@ def parse_passage(text: str) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bonito_repro evaluate", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro evaluate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, type=Path, help="base model directory")
     parser.add_argument("--adapter", type=Path, help="PEFT adapter directory (merged in)")

@@ -23,8 +23,7 @@ def evaluate_generation(model_dir, adapter_dir, encoder: PromptEncoder, template
     texts = greedy_texts(params["generation_backend"], model_dir, adapter_dir, prompts,
                          max_new_tokens=params["max_new_tokens"], token_budget=params["batch_tokens"],
                          max_model_len=params["max_length"] + params["max_new_tokens"],
-                         bf16=params["bf16"], seed=params["seed"], device=device,
-                         enforce_eager=params["enforce_eager"])
+                         bf16=params["bf16"], seed=params["seed"], device=device, engine=params["vllm"])
     texts = [text.strip() for text in texts]
     return [(template, texts[t * len(rows):(t + 1) * len(rows)]) for t, template in enumerate(templates)]
 

@@ -11,6 +11,6 @@ Bonito generator, checked and counted by the funnel.
   self-curation), ``python -m bonito_repro backtranslation``
 - cli: ``python -m bonito_repro generate``
 """
-from .synthetic_tasks import generate_tasks, run_generation
+from .synthetic_tasks import SyntheticTasks, generate_tasks, run_generation
 
-__all__ = ["generate_tasks", "run_generation"]
+__all__ = ["SyntheticTasks", "generate_tasks", "run_generation"]

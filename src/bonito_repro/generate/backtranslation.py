@@ -220,12 +220,12 @@ def _factory(params: dict, model_dir: Path, adapter_dir: Path, sampling: Samplin
             new_tokens = max(len(ids) for ids in score_token_ids(load_tokenizer(model_dir)))
         else:
             new_tokens = sampling.max_new_tokens
-        max_len = check_lengths(model_dir, prompts, context_ids, new_tokens)
+        max_len = check_lengths(model_dir, prompts, context_ids, new_tokens, max_model_len=params["max_model_len"])
         if ranked:
             return ScoreRanking(model_dir, adapter_dir, params["token_budget"], params["bf16"], device)
         return make_backend(params["backend"], model_dir, adapter_dir, sampling, token_budget=params["token_budget"],
                             max_model_len=max_len, seed=params["seed"], bf16=params["bf16"], device=device,
-                            enforce_eager=params["enforce_eager"])
+                            engine=params["vllm"])
     return factory
 
 
@@ -344,7 +344,7 @@ def _seed(args: argparse.Namespace) -> None:
 def _generate(args: argparse.Namespace) -> None:
     from ..core.config import ConfigError, check_params
     from .cli import generation_params, write_manifest, write_tasks
-    from .inputs import fit_passages, model_positions, read_passages
+    from .inputs import fit_passages, position_limit, read_passages
 
     params = generation_params(args.params)
     try:
@@ -356,7 +356,7 @@ def _generate(args: argparse.Namespace) -> None:
     manifest = Manifest("generate", params={**params, "curation": curation}, seed=params["seed"])
     test_rows = read_parquet(args.test).to_pylist() if args.test else []
     texts, ids, counts = read_passages(args.passages, params["max_passages"], params["seed"])
-    limit = model_positions(args.model)
+    limit = position_limit(args.model, params["max_model_len"])
     if limit:  # a passage too long for the model's context is dropped or split, as configured
         from ..runtime.models import load_tokenizer
 
@@ -382,7 +382,7 @@ def _generate(args: argparse.Namespace) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bonito_repro backtranslation", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro backtranslation", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     steps = parser.add_subparsers(dest="step", required=True)
     seed = steps.add_parser("seed", help="seed pairs from oasst1 conversations, in both directions")

@@ -22,25 +22,28 @@ from pathlib import Path
 import pandas as pd
 
 from ..core.config import ConfigError, check_params
+from ..core.errors import InputError
 from ..core.generators import GENERATOR_KINDS
 from ..runtime.device import add_device_flag, stage_device
 from ..core.io import (Manifest, check_writable, parse_params, read_parquet, set_threads, setup_logging, write_parquet)
 from ..core.origins import pin_origin
 from ..core.tasks import task_type_name
 from .funnel import funnel_counts, probe_texts, run_funnel
-from .inputs import fit_passages, load_published, model_positions, read_passages
+from .inputs import fit_passages, load_published, position_limit, read_passages
 from .kinds import KINDS, PAPER_KIND, PUBLISHED
 from .synthetic_tasks import Generation, kind_positions, run_generation
 
 log = logging.getLogger(__name__)
 
 
-class EmptySyntheticSetError(RuntimeError):
-    """No generated task survived the funnel: adapting on nothing would silently be a no-op."""
+class EmptySyntheticSetError(InputError):
+    """No generated task survived the funnel: adapting on nothing would silently be a no-op. The
+    command stops in one line (an input error: the generator or the data, not the code) after
+    writing the manifest, every drop counted."""
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bonito_repro generate", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro generate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", required=True, help="dataset key (names errors and the manifest)")
     parser.add_argument("--task-type", required=True, help="task type code or full name")
@@ -99,7 +102,7 @@ def from_generator(args: argparse.Namespace, params: dict, test_rows: list[dict]
         raise SystemExit(f"generate: --endpoint goes with --kind {' or '.join(served)} (got --kind {args.kind})")
     texts, ids, counts = read_passages(args.passages, params["max_passages"], params["seed"])
     if args.endpoint is None:
-        limit = model_positions(args.model)
+        limit = position_limit(args.model, params["max_model_len"])
         if limit:  # a passage too long for the model's context under the kind's prompt is dropped or split
             from ..runtime.models import load_tokenizer
 
@@ -163,7 +166,7 @@ def write_tasks(args: argparse.Namespace, result: Generation) -> dict[str, int]:
 
 
 def write_manifest(manifest: Manifest, args: argparse.Namespace, result: Generation, counts: dict,
-                   extra: dict, formats: dict[str, int]) -> None:
+                   extra: dict, formats: dict[str, int], stopped: str | None = None) -> None:
     summary = result.summary
     if manifest.params["long_passages"] == "drop":
         manifest.drop("long_passage", counts.get("long_passages", 0))
@@ -174,7 +177,7 @@ def write_manifest(manifest: Manifest, args: argparse.Namespace, result: Generat
     manifest.extra = {"dataset": args.dataset, "task_type": task_type_name(args.task_type), "kind": kind,
                       "empty_is_result": not result.rows and GENERATOR_KINDS[kind].alternative,
                       **extra, "contamination_probes": str(args.test) if args.test else None,
-                      **summary, "formats": formats}
+                      **summary, "formats": formats, **({"stopped": stopped} if stopped else {})}
     manifest.write(args.manifest)
 
 
@@ -191,7 +194,13 @@ def main(argv: list[str] | None = None) -> int:
     manifest = Manifest("generate", params=params, seed=params["seed"])
     test_rows = read_parquet(args.test).to_pylist() if args.test else []
     result, counts, extra = (from_published if args.published else from_generator)(args, params, test_rows)
-    require_tasks(args.dataset, PUBLISHED if args.published else args.kind, result)
+    try:
+        require_tasks(args.dataset, PUBLISHED if args.published else args.kind, result)
+    except EmptySyntheticSetError as error:  # the funnel's counts are what tell why: kept, as the records
+        if args.records:
+            write_parquet(result.records.drop(columns=["passage"]), args.records)
+        write_manifest(manifest, args, result, counts, extra, {}, stopped=str(error))
+        raise EmptySyntheticSetError(f"{error}; every drop is counted in {args.manifest}") from None
     formats = write_tasks(args, result)
     write_manifest(manifest, args, result, counts, extra, formats)
     summary = result.summary

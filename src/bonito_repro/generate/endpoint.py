@@ -3,16 +3,21 @@ served by vLLM) as a prompted generator. Each passage's request (prompted.py) is
 of one ``/chat/completions`` call with the config's sampling; the server applies its model's chat
 template. Calls run ``concurrency`` at a time; a 429, a 5xx, a timeout or a refused connection is
 retried with exponential backoff (``max_retries`` times), then the shard fails and nothing of it
-is recorded, so a rerun asks only the passages of unfinished shards (shards.py).
+is recorded, so a rerun asks only the passages of unfinished shards (shards.py). A wait is never
+shorter than the server's ``Retry-After`` and is stretched by a random share of up to
+``JITTER`` (``retry_wait``), so that the ``concurrency`` requests a rate limit refused together do
+not all come back at the same moment.
 
 The API key is read from the environment variable the config names (``api_key_env``) and sent
 only in the Authorization header: never logged, never in a manifest. Standard library only.
 """
 from __future__ import annotations
 
+import email.utils
 import json
 import logging
 import os
+import random
 import threading
 import time
 import urllib.error
@@ -24,6 +29,31 @@ from ..runtime.backends import Sampling
 log = logging.getLogger(__name__)
 
 RETRIED_STATUS = (429, 500, 502, 503, 504)
+JITTER = 0.5  # a wait is stretched by a random share of up to this much of itself
+
+
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """The wait a ``Retry-After`` header asks for: a number of seconds or an HTTP date; None
+    where there is none or it cannot be read."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when - (time.time() if now is None else now))
+
+
+def retry_wait(attempt: int, backoff: float, retry_after: float | None, rng: random.Random) -> float:
+    """Seconds before retry ``attempt + 1``: exponential backoff, or the server's Retry-After where
+    that is longer, stretched by jitter (never shorter than either)."""
+    base = max(backoff * 2 ** attempt, retry_after or 0.0)
+    return base * (1 + JITTER * rng.random())
 
 
 class EndpointError(RuntimeError):
@@ -52,6 +82,7 @@ class EndpointBackend:
         self.identity = {"endpoint": spec["base_url"], "endpoint_model": self.model}
         self.requests = 0  # HTTP requests sent, retries included (the manifest records them)
         self._lock = threading.Lock()
+        self._rng = random.Random()  # jitter only: it shapes no answer
 
     def _post(self, body: dict) -> dict:
         data = json.dumps(body).encode()
@@ -70,12 +101,16 @@ class EndpointBackend:
                     detail = error.read()[:300].decode(errors="replace")
                     raise EndpointError(f"{self.url}: HTTP {error.code}: {detail}") from None
                 problem = f"HTTP {error.code}"
+                retry_after = retry_after_seconds(error.headers.get("Retry-After"))
             except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-                problem = str(getattr(error, "reason", error))
+                problem, retry_after = str(getattr(error, "reason", error)), None
             if attempt == self.max_retries:
                 raise EndpointError(f"{self.url}: {problem}, after {self.max_retries} retries")
-            wait = self.backoff * 2 ** attempt
-            log.warning("%s: %s; retry %d of %d in %.1f s", self.url, problem, attempt + 1, self.max_retries, wait)
+            with self._lock:
+                wait = retry_wait(attempt, self.backoff, retry_after, self._rng)
+            log.warning("%s: %s%s; retry %d of %d in %.1f s", self.url, problem,
+                        f" (Retry-After {retry_after:g} s)" if retry_after is not None else "",
+                        attempt + 1, self.max_retries, wait)
             time.sleep(wait)
         raise AssertionError("unreachable")
 
@@ -91,3 +126,18 @@ class EndpointBackend:
         """``sampling.n`` replies per prompt, in prompt order, ``concurrency`` requests at a time."""
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             return list(pool.map(self._complete, prompts, seeds))
+
+
+PROBE_PROMPT = "Reply with the word OK."
+
+
+def probe(spec: dict) -> dict:
+    """One cheap request to an endpoint spec (the preflight's): a one-token reply, no retry. Its
+    ``usage`` (tokens billed) and the model that answered; EndpointError names what failed (an
+    unset key variable, a refused key, an unknown model, an unreachable host)."""
+    backend = EndpointBackend({**spec, "max_retries": 0}, Sampling(n=1, temperature=0.0, top_p=1.0, max_new_tokens=1))
+    reply = backend._post({"model": backend.model, "messages": [{"role": "user", "content": PROBE_PROMPT}],
+                           "max_tokens": 1, "temperature": 0.0})
+    if not reply.get("choices"):
+        raise EndpointError(f"{backend.url}: a reply without choices: {json.dumps(reply)[:300]}")
+    return {"model": reply.get("model", backend.model), "usage": reply.get("usage", {})}

@@ -49,6 +49,14 @@ def model_positions(model_dir: str | Path) -> int | None:
     return read_json(path).get("max_position_embeddings")
 
 
+def position_limit(model_dir: str | Path, max_model_len: int | None) -> int | None:
+    """The positions a generation may take: the model's, cut to the config's
+    ``generation.max_model_len`` (which bounds vLLM's KV cache on a small GPU); None if neither
+    says."""
+    limits = [n for n in (model_positions(model_dir), max_model_len) if n]
+    return min(limits) if limits else None
+
+
 def fit_passages(texts: Sequence[str], context_ids: Sequence[int], tokenizer, limit: int, params: dict,
                  positions: Callable[[list[str]], list[int]]) -> tuple[list[str], list[int], dict[str, int]]:
     """Passages that fit ``limit`` positions, where ``positions(passages)`` says what each needs:

@@ -23,6 +23,7 @@ from ..core.tasks import task_type_name
 from .funnel import funnel_counts, probe_texts, run_funnel
 from .kinds import KINDS, PAPER_KIND
 from .shards import generate_raw
+from .inputs import position_limit
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +59,19 @@ def kind_positions(kind: str, task_type: str, tokenizer, max_new_tokens: int):
 
 
 def check_lengths(model_dir: str | Path, prompts: Sequence[str], context_ids: Sequence[int],
-                  max_new_tokens: int, wrapper: str = "none", reply_prefix: str = "") -> int:
+                  max_new_tokens: int, wrapper: str = "none", reply_prefix: str = "",
+                  max_model_len: int | None = None) -> int:
     """The longest prompt (as the backend encodes it) plus the new tokens (vLLM's max_model_len);
-    stops naming the passage when that does not fit the model's positions."""
+    stops naming the passage when that does not fit the model's positions (cut to
+    ``max_model_len``, the config's ``generation.max_model_len``)."""
     lengths = prompt_lengths(model_dir, prompts, wrapper, reply_prefix)
     longest = max(range(len(lengths)), key=lengths.__getitem__)
     need = lengths[longest] + max_new_tokens
-    config = json.loads((Path(model_dir) / "config.json").read_text())
-    limit = config.get("max_position_embeddings")
+    limit = position_limit(model_dir, max_model_len)
     if limit and need > limit:
         raise ValueError(f"passage context_id={context_ids[longest]} needs {lengths[longest]} prompt tokens "
-                         f"+ {max_new_tokens} new tokens > the model's {limit} positions ({model_dir})")
+                         f"+ {max_new_tokens} new tokens > the {limit} positions a generation may take "
+                         f"(the model's, cut to generation.max_model_len {max_model_len}; {model_dir})")
     return need
 
 
@@ -100,10 +103,11 @@ def run_generation(texts: Sequence[str], task_type: str, params: dict, *,
 
         def factory() -> Backend:
             max_len = check_lengths(model_dir, prompts, context_ids, params["max_new_tokens"], spec.wrapper,
-                                    spec.reply_prefix())
+                                    spec.reply_prefix(), params["max_model_len"])
             return make_backend(backend, model_dir, adapter_dir, sampling, token_budget=params["token_budget"],
                                 max_model_len=max_len, seed=params["seed"], bf16=params["bf16"],
-                                enforce_eager=params["enforce_eager"], wrapper=spec.wrapper, reply_prefix=spec.reply_prefix(), device=device)
+                                wrapper=spec.wrapper, reply_prefix=spec.reply_prefix(), device=device,
+                                engine=params["vllm"])
     else:
         given = backend
         # a backend may name what else shapes its answers (an endpoint: its URL and model)
@@ -137,28 +141,77 @@ def _kind_key(kind: str) -> dict:
     return {} if kind == PAPER_KIND else {"kind": kind, "reply_prefix": KINDS[kind].reply_prefix()}
 
 
-def generate_tasks(texts: Sequence[str], task_type: str, params: dict, *, model_dir: str | Path | None = None,
-                   adapter_dir: str | Path | None = None, backend: str | Backend | None = None,
-                   shards_dir: str | Path | None = None, test_rows: Sequence[dict] = (),
-                   kind: str = PAPER_KIND, device: str) -> list[dict]:
-    """Synthetic tasks for unannotated ``texts``: one dict per kept task with ``input``
-    (instruction, passage filled in), ``output`` (response) and ``context_id`` (index into
-    ``texts``), exactly the rows the workflow writes.
+class SyntheticTasks(list):
+    """The kept tasks (dicts with ``input``, ``output``, ``context_id``), a plain list, with
+    ``counts``, the funnel's counts as a synthetic set's manifest has them (``funnel``: every
+    generation by its first failed check; ``removed`` by reason; ``kept``), and ``generator``,
+    what generated them (a folder, or a Hub id with its revision and commit)."""
 
-    ``task_type`` is a code (``ynqa``) or a full name; ``params`` is a config's ``generation``
-    section (sampling, batching, filters: ``load_config("config.yaml")["generation"]`` has the
-    paper's). ``backend`` overrides ``params["backend"]``: ``"transformers"``, ``"vllm"`` (run
-    this in the vLLM environment) or any object with the ``Backend`` interface. ``model_dir`` is
-    a model directory and ``adapter_dir`` an optional PEFT adapter on it (a trained Bonito);
-    ``device`` is where it computes, ``"cuda"`` or ``"cpu"`` (a config's ``device``). With
-    ``shards_dir`` a rerun skips the shards already generated. ``params["filters"]`` turns on
-    dropping exact/near duplicates and tasks matching ``test_rows`` (see ``bonito_repro.generate.funnel``).
-    ``kind`` is the generator kind: ``bonito``, or ``prompted`` for an instruction-tuned model
-    asked under its chat template (``bonito_repro.generate.kinds``).
-    Use ``run_generation`` for the funnel counts as well."""
+    def __init__(self, rows: list[dict], counts: dict, generator: dict):
+        super().__init__(rows)
+        self.counts = counts
+        self.generator = generator
+
+
+def _passages(texts, column: str | None) -> list[str]:
+    """A list of strings, or a ``datasets.Dataset`` and its ``column``, as a list of strings."""
+    if hasattr(texts, "column_names"):
+        if column not in texts.column_names:
+            raise ValueError(f"generate_tasks: column={column!r} is not a column of the dataset "
+                             f"({texts.column_names})")
+        texts = texts[column]
+    elif column is not None:
+        raise ValueError("generate_tasks: column= goes with a datasets.Dataset, not a list of strings")
+    texts = list(texts)
+    bad = next((i for i, text in enumerate(texts) if not isinstance(text, str) or not text.strip()), None)
+    if bad is not None:
+        raise ValueError(f"generate_tasks: passage {bad} is not a non-empty string: {texts[bad]!r}")
+    return texts
+
+
+def generate_tasks(texts, task_type: str, params: dict | None = None, *, generator: str | Path | None = None,
+                   column: str | None = None, revision: str = "main", cache_dir: str | Path | None = None,
+                   model_dir: str | Path | None = None, adapter_dir: str | Path | None = None,
+                   backend: str | Backend | None = None, shards_dir: str | Path | None = None,
+                   test_rows: Sequence[dict] = (), kind: str | None = None, device: str) -> SyntheticTasks:
+    """Synthetic tasks for unannotated ``texts`` (a list of strings, or a ``datasets.Dataset``
+    and its ``column``): one dict per kept task with ``input`` (instruction, passage filled in),
+    ``output`` (response) and ``context_id`` (index into ``texts``), exactly the rows the
+    workflow writes, in a list that also carries the funnel's counts (``.counts``) and what
+    generated them (``.generator``).
+
+    ``task_type`` is a code (``ynqa``) or a full name. ``generator`` is a model folder, a
+    generator the config declares (``bonito_v1``) or a Hub id (``BatsResearch/bonito-v1``, read
+    at ``revision``); a Hub model is downloaded once per commit into ``cache_dir`` (see
+    ``generate.from_hub``). Or give ``model_dir`` (a model folder) and ``adapter_dir`` (a PEFT
+    adapter on it, a trained Bonito). ``params`` is a config's ``generation`` section (sampling,
+    batching, filters); by default the paper's, from the packaged config.yaml. ``backend``
+    overrides ``params["backend"]``: ``"transformers"``, ``"vllm"`` (in the vLLM environment) or
+    an object with the ``Backend`` interface. ``device``, ``"cuda"`` or ``"cpu"``, is where it
+    computes: never guessed. With ``shards_dir`` a rerun skips the shards already generated.
+    ``params["filters"]`` turns on dropping exact/near duplicates and tasks matching
+    ``test_rows`` (``bonito_repro.generate.funnel``). ``kind`` is the generator kind (``bonito``,
+    or ``prompted`` for an instruction-tuned model asked under its chat template); a declared
+    generator brings its own."""
+    from ..core.config import declared_config
+    from .from_hub import resolve_generator
+
+    texts = _passages(texts, column)
+    config = declared_config() if params is None or generator is not None else None
+    params = config["generation"] if params is None else params
+    if generator is not None:
+        if model_dir is not None:
+            raise ValueError("generate_tasks: give generator= or model_dir=, not both")
+        resolved = resolve_generator(generator, config["generators"], config["models"], revision=revision,
+                                     cache_dir=cache_dir)
+        model_dir, kind, source = resolved.model_dir, kind or resolved.kind, resolved.source
+    else:
+        source = {"path": str(Path(model_dir).resolve())} if model_dir is not None else {"backend": repr(backend)}
+        if adapter_dir is not None:
+            source["adapter"] = str(Path(adapter_dir).resolve())
     result = run_generation(texts, task_type, params, model_dir=model_dir, adapter_dir=adapter_dir,
-                            backend=backend, test_rows=test_rows, shards_dir=shards_dir, kind=kind,
+                            backend=backend, test_rows=test_rows, shards_dir=shards_dir, kind=kind or PAPER_KIND,
                             device=device)
     if not result.rows:
         log.warning("no task survived the funnel: %s", result.summary["funnel"])
-    return result.rows
+    return SyntheticTasks(result.rows, result.summary, source)

@@ -6,7 +6,9 @@
 
 Every row is checked (``bonito_repro.core.schemas``): an unannotated row holds ``input``, a test row
 the dataset file's ``test_fields``; a bad row stops the stage with an error naming the file, the
-row and the field. The whole test split is kept: evaluation samples from it
+row and the field. Two test rows with one id (``test_fields.id``) that differ stop it too; rows
+repeating another exactly are dropped, or kept under ``test_fields.duplicates: keep`` (the paper's
+datasets, scored as the authors loaded them), and counted. The rest of the test split is kept: evaluation samples from it
 (``evaluation.max_examples``), and the generation funnel checks synthetic tasks against all of it
 for contamination.
 """
@@ -77,19 +79,55 @@ def label_distribution(rows: datasets.Dataset, labels: dict | None) -> dict[str,
             "canonical": dict(sorted(canonical.items()))}
 
 
+def repeated_rows(parts: list[tuple[str, datasets.Dataset]], id_field: str | None) -> list[int]:
+    """Positions (over the parts in order) of the rows that repeat an earlier row exactly. Two
+    rows sharing ``id_field``'s value but differing stop, naming the id, and the file and row of
+    each: which of them is the test example is the data's author's to say."""
+    first_of_row: set[str] = set()
+    first_of_id: dict[str, tuple[str, int, str]] = {}
+    repeats, offset = [], 0
+    for where, part in parts:
+        has_id = id_field is not None and id_field in part.column_names
+        for number, row in enumerate(part):
+            key = json.dumps(row, sort_keys=True, default=str, ensure_ascii=False)
+            if has_id and row[id_field] is not None:
+                row_id = json.dumps(row[id_field], default=str)
+                seen_where, seen_number, seen_key = first_of_id.setdefault(row_id, (where, number, key))
+                if seen_key != key:
+                    raise SchemaError(f"{where}: row {number} (0-based): {id_field} {row[id_field]!r} is also the id of "
+                                      f"{seen_where}: row {seen_number}, a different row; an id names one test "
+                                      "example (remove or renumber one of them)")
+            if key in first_of_row:
+                repeats.append(offset + number)
+            first_of_row.add(key)
+        offset += len(part)
+    return repeats
+
+
 def load_test_split(origin: dict, dataset: str, fields: dict,
-                    labels: dict | None) -> tuple[datasets.Dataset, dict[str, Any]]:
+                    labels: dict | None) -> tuple[datasets.Dataset, dict[str, Any], dict[str, int]]:
     """The test split, validated against the dataset's ``test_fields`` (Hub schema kept as is),
-    and its counts."""
+    its counts and its drops: rows repeating another exactly are kept (``duplicates: keep``, the
+    paper's datasets) or dropped (``drop``, the default), counted either way."""
     parts = []
     for where, part in load_parts(origin, "test"):
         validate_rows(part, dataset, "test", where, test_fields=fields, labels=labels,
                       columns=part.column_names)
-        parts.append(part)
-    rows = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+        parts.append((where, part))
+    rows = parts[0][1] if len(parts) == 1 else datasets.concatenate_datasets([part for _, part in parts])
     if len(rows) == 0:
         raise SchemaError(f"{describe_origin(origin, 'test')}: the test split of {dataset!r} has no rows")
-    return rows, {"rows_in": len(rows), "rows_out": len(rows), "label_distribution": label_distribution(rows, labels)}
+    repeats = repeated_rows(parts, fields.get("id"))
+    counts: dict[str, Any] = {"rows_in": len(rows)}
+    drops = {}
+    if fields.get("duplicates", "drop") == "drop":
+        repeated = set(repeats)
+        rows = rows.select([i for i in range(len(rows)) if i not in repeated])
+        drops = {"exact_duplicate": len(repeats)} if repeats else {}
+    else:
+        counts["exact_duplicates_kept"] = len(repeats)
+    counts.update(rows_out=len(rows), label_distribution=label_distribution(rows, labels))
+    return rows, counts, drops
 
 
 def _json_arg(text: str) -> Any:
@@ -100,7 +138,7 @@ def _json_arg(text: str) -> Any:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bonito_repro target-data", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro target-data", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="kind", required=True)
     for kind in ("unannotated", "test"):
@@ -134,8 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             write_parquet(pd.DataFrame({"input": pd.Series(passages, dtype=str)}), args.out)
         else:
             fields = check_params(args.fields, "test_fields", flag="--fields")
-            rows, counts = load_test_split(args.origin, args.dataset, fields, args.labels)
-            drops = {}
+            rows, counts, drops = load_test_split(args.origin, args.dataset, fields, args.labels)
             with atomic_path(args.out) as tmp:
                 rows.to_parquet(str(tmp))
     except InputError as error:  # a config value, an input file or a row

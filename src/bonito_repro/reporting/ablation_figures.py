@@ -5,7 +5,9 @@ wrote (the cells of ``ablations.ablation_cells``): restyling reruns no training 
         --cells JSON --params JSON --png F.png --csv F.csv --md F.md
 
 The CSV holds one row per cell with the files its numbers were read from; the Markdown is the
-table a reader wants (F1 per variant and dataset, with the average where one makes sense).
+table a reader wants (F1 per variant and dataset, with the average where one makes sense). Every
+title and caption says that the ablation is this project's reading (``READING``): the paper's
+sizes, targets and designs are in no available source.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.config import COMPARABLE_SCALES
 from ..core.sources import TAPT, ZERO_SHOT
 from ..core.io import parse_params, read_json, setup_logging, write_csv, write_text
 from .main_table import DEMO_LABEL
@@ -29,6 +32,9 @@ TITLES = {
     "transfer": "In-domain against out-of-domain tasks: each dataset's adapted model on its task type",
     "transfer_common": "Transfer matrix from a common-N subset of every synthetic set",
 }
+# in every figure's title and table caption: no available source gives the paper's ablations
+READING = ("This project's reading of the paper's ablation: its sizes, targets and designs are "
+           "this project's choices (no available source gives the paper's)")
 CSV_COLUMNS = ["figure", "role", "label", "target", "source", "train_dataset", "test_dataset", "f1", "ci_low",
                "ci_high", "n_examples", "tasks", "tasks_generated", "steps", "examples_seen", "alias_of_full_set",
                "note", "eval", "adapter_manifest", "tasks_manifest"]
@@ -97,7 +103,7 @@ def summary_table(data: pd.DataFrame, figure: str, decimals: int) -> pd.DataFram
 
 
 def scale_note(scale: str) -> str:
-    return "" if scale == "paper" else DEMO_LABEL.format(scale=scale)
+    return "" if scale in COMPARABLE_SCALES else DEMO_LABEL.format(scale=scale)
 
 
 def chain_steps(data: pd.DataFrame) -> pd.DataFrame:
@@ -223,7 +229,7 @@ def figure_title(figure: str, params: dict, data: pd.DataFrame) -> str:
     if figure == "transfer":
         lines.append("(each adapter on its full set: sets and steps differ by dataset)")
     note = scale_note(params["scale"])
-    return "\n".join(lines + ([note] if note else []))
+    return "\n".join(lines + [READING] + ([note] if note else []))
 
 
 def write_figure(figure: str, cells: list[dict], params: dict, png: Path, csv: Path, md: Path) -> pd.DataFrame:
@@ -231,7 +237,7 @@ def write_figure(figure: str, cells: list[dict], params: dict, png: Path, csv: P
     if figure == "chain":
         data = chain_steps(data)
     decimals = params["decimals"]
-    write_csv(data.assign(data=scale_note(params["scale"])) if params["scale"] != "paper" else data, csv)
+    write_csv(data.assign(data=scale_note(params["scale"])) if params["scale"] not in COMPARABLE_SCALES else data, csv)
     title = figure_title(figure, params, data)
     table = summary_table(data, figure, decimals)
     write_text(title.replace("\n", "\n\n") + "\n\n" + table.to_markdown(index=False) + "\n", md)
@@ -245,7 +251,7 @@ def write_figure(figure: str, cells: list[dict], params: dict, png: Path, csv: P
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bonito_repro ablation-figures", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro ablation-figures", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--figure", required=True, choices=sorted(TITLES))
     parser.add_argument("--cells", required=True, help="the figure's cells (JSON: {\"cells\": [...]})")

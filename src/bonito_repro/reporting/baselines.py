@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.config import COMPARABLE_SCALES
 from ..core import metrics
 from ..core.io import Manifest, parse_params, setup_logging, write_csv, write_text
 from .main_table import DEMO_LABEL
@@ -89,13 +90,13 @@ def markdown(table: pd.DataFrame, titles: dict[str, str], scale: str, decimals: 
     wide = wide.reindex(columns=list(table.dataset.unique())).fillna("--")
     wide = wide.rename(columns=titles).reset_index()
     confidence = f"{100 * table.confidence.iloc[0]:g}%"
-    notes = "" if scale == "paper" else f"**{DEMO_LABEL.format(scale=scale)}**\n\n"
+    notes = "" if scale in COMPARABLE_SCALES else f"**{DEMO_LABEL.format(scale=scale)}**\n\n"
     return (f"F1 in percent of answers that need no model, on the evaluated test rows, with the "
             f"{confidence} bootstrap interval.\n\n{notes}" + wide.to_markdown(index=False) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bonito_repro baselines", description=__doc__)
+    parser = argparse.ArgumentParser(prog="bonito-repro baselines", description=__doc__)
     parser.add_argument("--tests", nargs="+", required=True, type=Path,
                         help="test splits, each named DATASET.parquet")
     parser.add_argument("--params", required=True,

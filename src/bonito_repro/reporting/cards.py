@@ -29,7 +29,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..core.io import atomic_path, parse_params, read_json, setup_logging
+from ..core.config import COMPARABLE_SCALES
+from ..core.io import atomic_dir, parse_params, read_json, setup_logging
 from ..core.prompts import bonito_input
 from ..core.tasks import task_type_name
 
@@ -112,7 +113,7 @@ def dataset_card(manifest: dict, passages: dict, info: dict, formats: list[str])
         f"Synthetic {task_type} tasks (instruction `input`, response `output`, the passage's row "
         f"`context_id`) generated from the unannotated text of **{info['title']}** "
         f"({info['dataset']}), as in Bonito (Nayak et al., 2024), by this project's workflow."
-        + (f"\n\n{DEMO_NOTE.format(scale=info['scale'])}" if info["scale"] != "paper" else ""),
+        + (f"\n\n{DEMO_NOTE.format(scale=info['scale'])}" if info["scale"] not in COMPARABLE_SCALES else ""),
         "## Source text",
         f"Read from {info['origin']}. License of the text: `{info['license']}`. "
         f"{passages['counts']['rows_out']} passages of {passages['counts']['rows_in']} rows "
@@ -184,7 +185,7 @@ def model_card(manifest: dict, evaluation: dict | None, data: dict, info: dict) 
         "## Evaluation", f1 or (f"Not evaluated: {info['title']} has no labelled test set, and F1 is defined "
                                 "for yes-no QA, NLI and extractive QA only." if not info["evaluated"] else "Not evaluated."),
         "## Intended use and limits",
-        (DEMO_NOTE.format(scale=info["scale"]) if info["scale"] != "paper" else
+        (DEMO_NOTE.format(scale=info["scale"]) if info["scale"] not in COMPARABLE_SCALES else
          f"Zero-shot task adaptation research on {info['title']}'s domain: answering "
          f"{task_type_name(info['task_type'])} prompts like the evaluation's. The training tasks are "
          "machine-generated and unchecked by people; the adapter inherits the base model's biases and "
@@ -196,8 +197,7 @@ def model_card(manifest: dict, evaluation: dict | None, data: dict, info: dict) 
 def write_folder(out: Path, files: dict[str, Path], card: str, jsonl: dict[str, Path] | None = None) -> None:
     """The card folder, built beside ``out`` and moved into place whole: ``files`` linked,
     ``jsonl`` files stored as parquet."""
-    with atomic_path(out) as tmp:
-        tmp.unlink()
+    with atomic_dir(out) as tmp:
         for name, source in files.items():
             link_or_copy(source, tmp / name)
         for name, source in (jsonl or {}).items():
@@ -205,12 +205,10 @@ def write_folder(out: Path, files: dict[str, Path], card: str, jsonl: dict[str, 
             pd.read_json(source, lines=True, dtype=False).to_parquet(tmp / name, index=False)
         (tmp / "README.md").unlink(missing_ok=True)  # never written through a link to an output
         (tmp / "README.md").write_text(card, encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bonito_repro cards", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro cards", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     kinds = parser.add_subparsers(dest="kind", required=True)
     dataset = kinds.add_parser("dataset", help="a synthetic set's folder and dataset card")

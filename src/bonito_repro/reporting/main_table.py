@@ -17,6 +17,7 @@ from typing import Mapping
 import pandas as pd
 import yaml
 
+from ..core.config import COMPARABLE_SCALES
 from ..core import PACKAGE_DATA, layout
 from ..core.sources import ZERO_SHOT
 from ..core.io import (ColumnsError, InputFileError, check_writable, parse_params, read_csv, read_parquet, setup_logging,
@@ -180,7 +181,7 @@ def write_tables(scores: pd.DataFrame, config: dict, out_dir: Path,
     published = yaml.safe_load(PUBLISHED.read_text())
     grid = score_grid(scores, config)
     empty_cells = no_task_notes(scores)
-    notes = [] if config["scale"] == "paper" else [DEMO_LABEL.format(scale=config["scale"])]
+    notes = [] if config["scale"] in COMPARABLE_SCALES else [DEMO_LABEL.format(scale=config["scale"])]
     notes += [P3_STAND_IN.format(target=t) for t, spec in config["targets"].items()
               if spec.get("init_adapter", {}).get("train_on") == "p3"]
     bootstrap = config["evaluation"]["bootstrap"]
@@ -236,7 +237,7 @@ def read_predictions(paths: list[Path], config: dict) -> tuple[dict[Cell, pd.Dat
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bonito_repro main-table", description=__doc__)
+    parser = argparse.ArgumentParser(prog="bonito-repro main-table", description=__doc__)
     parser.add_argument("--scores", required=True, type=Path, help="collected scores (CSV)")
     parser.add_argument("--predictions", required=True, nargs="+", type=Path,
                         help="every cell's per-example predictions (eval/<target>/<source>/<dataset>.predictions.parquet)")

@@ -87,7 +87,7 @@ def plot_loss(train: list[dict], validation: list[dict], path: str | Path, title
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bonito_repro plot", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro plot", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("kind", choices=("funnel", "loss"))
     parser.add_argument("--manifest", type=Path, required=True, help="a generation or training manifest")

@@ -21,6 +21,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from ..core.config import COMPARABLE_SCALES
 from ..core.io import parse_params, read_json, setup_logging, write_csv, write_text
 from ..core.metrics import normalize_answer
 from ..core.tasks import task_type_spec
@@ -127,7 +128,7 @@ def markdown(table: pd.DataFrame, decimals: int, note: str = "") -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bonito_repro quality-profile", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro quality-profile", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--synthetic", type=Path, nargs="+", required=True, help="kept tasks of each cell (parquet)")
     parser.add_argument("--manifests", type=Path, nargs="+", required=True, help="generation manifest of each cell")
@@ -146,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             for (g, d, t), s, m, u in zip(cells, args.synthetic, args.manifests, args.passages)]
     table = profile_table(rows)
     write_csv(table, args.out_csv)
-    note = "" if params["scale"] == "paper" else \
+    note = "" if params["scale"] in COMPARABLE_SCALES else \
         f"Embedded demo data ({params['scale']} scale), not comparable with the paper.\n\n"
     write_text(markdown(table, params["decimals"], note), args.out_md)
     log.info("quality profile of %d (generator, dataset) cells: %s", len(rows), args.out_csv)

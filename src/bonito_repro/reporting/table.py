@@ -13,6 +13,7 @@ from typing import Iterable
 
 import pandas as pd
 
+from ..core.config import COMPARABLE_SCALES
 from ..core.io import (InputFileError, check_writable, read_json, require_keys, setup_logging, write_csv, write_text)
 from .main_table import DEMO_LABEL
 
@@ -49,7 +50,7 @@ def collect_scores(paths: Iterable[str | Path]) -> pd.DataFrame:
 
 
 def markdown(scores: pd.DataFrame, scale: str, decimals: int = 1) -> str:
-    notes = "" if scale == "paper" else f"**{DEMO_LABEL.format(scale=scale)}**\n\n"
+    notes = "" if scale in COMPARABLE_SCALES else f"**{DEMO_LABEL.format(scale=scale)}**\n\n"
     shown = scores.drop(columns=["template_f1"]).copy()
     shown["ci"] = [note if isinstance(note, str) else f"[{lo:.{decimals}f}, {hi:.{decimals}f}] ({100 * c:g}%)"
                    for lo, hi, c, note in zip(shown.ci_low, shown.ci_high, shown.confidence, shown.no_tasks)]
@@ -60,14 +61,14 @@ def markdown(scores: pd.DataFrame, scale: str, decimals: int = 1) -> str:
 
 
 def write_scores(scores: pd.DataFrame, csv: Path, md: Path, scale: str) -> None:
-    if scale != "paper":
+    if scale not in COMPARABLE_SCALES:
         scores = scores.assign(data=DEMO_LABEL.format(scale=scale))
     write_csv(scores, csv)
     write_text(markdown(scores.drop(columns=["data"], errors="ignore"), scale), md)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bonito_repro table", description=__doc__)
+    parser = argparse.ArgumentParser(prog="bonito-repro table", description=__doc__)
     parser.add_argument("--inputs", nargs="+", required=True, type=Path, help="evaluation JSONs")
     parser.add_argument("--scale", required=True, help="the config's scale (paper, local, smoke)")
     parser.add_argument("--csv", required=True, type=Path)

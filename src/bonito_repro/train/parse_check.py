@@ -36,8 +36,7 @@ def parse_shares(base_dir: str | Path, adapter_dir: str | Path, validation: str 
     ids = encode_with_bos(load_tokenizer(base_dir), prompts)
     longest = max(map(len, ids)) + max_new_tokens
     decoding = {"max_new_tokens": max_new_tokens, "token_budget": len(ids) * longest, "max_model_len": longest,
-                "bf16": bf16, "seed": 0, "device": device,  # greedy: the seed draws nothing
-                "enforce_eager": True}  # transformers decodes it: a vLLM setting, unused
+                "bf16": bf16, "seed": 0, "device": device}  # greedy: the seed draws nothing
     base, trained = (greedy_texts("transformers", base_dir, adapter, ids, **decoding) for adapter in (None, adapter_dir))
     counts = {"contexts": len(prompts), "trained_parsed": parsed(trained), "base_parsed": parsed(base)}
     return {"counts": counts, "decoding": "greedy", "trained": counts["trained_parsed"] / len(prompts),
@@ -45,7 +44,7 @@ def parse_shares(base_dir: str | Path, adapter_dir: str | Path, validation: str 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bonito_repro parse-check", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro parse-check", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", type=Path, required=True, help="the generator's base model directory")
     parser.add_argument("--adapter", type=Path, required=True, help="the trained generator adapter")

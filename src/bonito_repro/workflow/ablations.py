@@ -1,4 +1,7 @@
-"""The paper's three ablations as cells of evaluation results, and the jobs only they need.
+"""This project's reading of the paper's three ablations, as cells of evaluation results, and the
+jobs only they need. No available source gives the paper's sizes, targets or designs: the ones
+here are this project's choices (docs/ablations.md), and every figure and caption says so
+(reporting.ablation_figures.READING).
 
 Naming (docs/ablations.md): a source is what a target is adapted on, as in the main grid, plus
 - ``{generator}.n{N}``: a seeded subset of N tasks of the generator's set for a dataset; subsets
@@ -15,14 +18,13 @@ and an evaluation on a dataset other than the one adapted on lies at
 
     python -m bonito_repro ablations subsample --rows SET.parquet --size N --seed S --out SUB.parquet --manifest M
     python -m bonito_repro ablations unless-alias --subset M [--copy SRC DST]... -- COMMAND...
-    python -m bonito_repro ablations jobs --scale paper|local|smoke
+    bonito-repro ablations jobs --scale paper|local|smoke
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import os
-import shutil
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -32,9 +34,11 @@ import numpy as np
 
 from ..core import layout
 from ..core.config import load_scale
-from ..core.io import Manifest, read_json, read_parquet, setup_logging, write_json, write_parquet
+from ..core.generators import generator_label
+from ..core.io import Manifest, copy_atomic, read_json, read_parquet, setup_logging, write_json, write_parquet
 from ..core.sources import TAPT, ZERO_SHOT, chain_source, chained_generator, parse_size_source, size_source
 from ..core.tasks import task_type_code
+from ..reporting.ablation_figures import READING
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +136,9 @@ def ablation_cells(config: dict, figure: str) -> list[Cell]:
         for target in _targets(config, "generators"):
             for dataset in _datasets(config, "generators"):
                 cells += _references(config, figure, target, dataset)
-                cells += [_point(config, figure, g, target, g if figure == "generators" else size_source(g, matched),
-                                 dataset, dataset) for g in ablation_generators(config)]
+                cells += [_point(config, figure, generator_label(g, config["generators"][g]), target,
+                                 g if figure == "generators" else size_source(g, matched), dataset, dataset)
+                          for g in ablation_generators(config)]
     elif figure == "size":
         generator = ab["size"]["generator"]
         for target in _targets(config, "size"):
@@ -244,25 +249,23 @@ def subsample(rows: Path, size: int, seed: int, out: Path, manifest_path: Path) 
 def unless_alias(subset_manifest: Path, copies: list[tuple[str, str]], command: list[str]) -> int:
     """Run `command`, unless the subset is the full set: then copy each full-set output (SRC) to
     the size point's (DST) instead, marking JSON files with `alias_of`, so nothing trains or
-    evaluates twice."""
+    evaluates twice. Each copy goes to a temporary beside DST renamed into place when whole."""
     manifest = read_json(subset_manifest)
     if not manifest["alias_of_full_set"]:
         os.execvp(command[0], command)
     for src, dst in copies:
-        if os.path.isdir(src):
-            shutil.copytree(src, dst, dirs_exist_ok=True)
-        elif dst.endswith(".json"):
+        if dst.endswith(".json") and not os.path.isdir(src):
             record = read_json(src)
             write_json({**record, "alias_of": src}, dst)
         else:
-            shutil.copyfile(src, dst)
+            copy_atomic(src, dst)
     log.info("size %d >= %d rows: copied the full set's outputs %s", manifest["counts"]["size"],
              manifest["counts"]["rows_in"], [src for src, _ in copies])
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bonito_repro ablations", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro ablations", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("subsample", help="a nested seeded subset of a synthetic set")
@@ -277,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("cmd", nargs=argparse.REMAINDER, help="-- the command")
     p = sub.add_parser("jobs", help="jobs each ablation adds to the main grid")
     p.add_argument("--scale", choices=("paper", "local", "smoke"), required=True)
-    p.add_argument("--root", type=Path, default=Path("."))
+    p.add_argument("--root", type=Path, help="a checkout whose config files to read (default: the workflow "
+                   "this package runs)")
     args = parser.parse_args(argv)
     setup_logging()
     if args.command == "subsample":
@@ -289,6 +293,7 @@ def main(argv: list[str] | None = None) -> int:
         return unless_alias(args.subset, [tuple(c) for c in args.copy], command)
     else:
         counts = ablation_jobs(load_scale(args.scale, args.root))
+        print(f"{READING}.")
         for ablation, jobs in counts.items():
             print(f"ablation_{ablation}: {sum(jobs.values())} jobs beyond the main grid "
                   f"({', '.join(f'{stage} {n}' for stage, n in sorted(jobs.items())) or 'none'})")

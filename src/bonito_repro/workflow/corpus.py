@@ -1,17 +1,17 @@
 """A user's own unannotated text as a dataset of the workflow, in one command.
 
-    python -m bonito_repro corpus --text my.txt --task-type "yes-no question answering" \\
+    bonito-repro corpus --text my.txt --task-type "yes-no question answering" \\
         --name my_corpus --out-dir my_corpus [--text-field FIELD] \\
         [--test test.csv --test-fields passage=clause,question=q,label=answer --label-map Y=yes,N=no] \\
-        [--scale local] [--generator bonito] [--targets smollm2] [--run]
+        [--scale local|workstation|paper] [--generator bonito] [--targets smollm2] [--run]
 
 It reads the text (plain text: one passage per blank-line-separated block; JSONL, CSV or parquet:
 the column ``--text-field``), drops empty and duplicate passages (counted by reason in
 ``corpus.manifest.json``), and writes into ``--out-dir``: the passages (``unannotated.jsonl``),
 the labelled test set in the schema of the paper's dataset of the same task type
 (``test.jsonl``), the dataset file ``NAME.yaml`` and an overlay ``run.yaml`` selecting it. It
-checks the whole config with that overlay, then prints the Snakemake command, or runs it with
-``--run``. The workflow then runs as for the paper's datasets: the same rules, manifests,
+checks the whole config with that overlay, then prints the command that runs it (``bonito-repro
+run``, from any directory: results/ goes to the directory it runs in), or runs it with ``--run``. The workflow then runs as for the paper's datasets: the same rules, manifests,
 funnel, resume and reruns (rerun this command after editing the text: a changed passage file
 reruns what depends on it).
 
@@ -27,11 +27,8 @@ import argparse
 import io
 import json
 import logging
-import os
 import re
 import shlex
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
@@ -39,13 +36,14 @@ from typing import Any, Callable
 import pandas as pd
 import yaml
 
-from ..core.config import DATASETS_DIR, ConfigError, load_config, merged_config, read_yaml
+from ..core.config import DATASETS_DIR, ConfigError, load_config, merged_config, read_yaml, scale_files
 from ..core.io import InputFileError, Manifest, read_jsonl, read_parquet, setup_logging, write_text
 from ..core.tasks import (GENERATION_TASK_TYPES, RANK_TASK_TYPES, TASK_TYPE_SPECS, TASK_TYPES, task_type_code,
                           task_type_spec)
+from . import run as run_command
+from .scales import SCALE_PROFILES, own_entries, scales_declaring
 
 log = logging.getLogger(__name__)
-REPO = Path(__file__).resolve().parents[3]
 FORMATS = (".txt", ".jsonl", ".csv", ".parquet")
 # The task types with F1, in the order messages list them. Which paper dataset lends a user's
 # test set of a type its schema, label map and templates, and which fields (roles) the user
@@ -54,10 +52,9 @@ F1_TASK_TYPES = (*RANK_TASK_TYPES, *GENERATION_TASK_TYPES)
 # ContractNLI's label ids (its dataset file's map, inverted): the NLI test rows are written so
 NLI_LABEL_IDS = {"no": 0, "yes": 1, "maybe": 2}
 DEFAULT_LABEL_MAP = {"yes": "yes", "no": "no", "maybe": "maybe"}
-PROFILES = {"local": "local", "smoke": "local", "paper": "slurm"}
-# a user at paper scale starts from the authors' generator (no 400 GPU-hours of Bonito training);
-# the other scales' own generator is trained in minutes
-DEFAULT_GENERATOR = {"paper": "bonito_v1"}
+# a user at paper scale or on a workstation starts from the authors' generator (no 400 GPU-hours of
+# Bonito training); the other scales' own generator is trained in minutes
+DEFAULT_GENERATOR = {"paper": "bonito_v1", "workstation": "bonito_v1"}
 
 
 class CorpusError(ValueError):
@@ -247,28 +244,37 @@ def dataset_spec(title: str, task_type: str, license_id: str, has_test: bool, la
     for key in ("labels", "test_fields", "passage", "templates"):
         if key in paper:
             spec[key] = paper[key]
+    # the rows carry no id of the paper's set; a repeated row is dropped (the data stage counts it)
+    spec["test_fields"] = {**{k: v for k, v in spec["test_fields"].items() if k != "id"}, "duplicates": "drop"}
     return two_choice(spec) if type_spec.labelled and labels_used == {"yes", "no"} else spec
 
 
-def _relative(path: Path) -> str:
-    """``path`` as the overlay and the command name it: relative to the checkout (where Snakemake
-    runs) when inside it."""
+def _shown(path: Path) -> str:
+    """``path`` as a printed command names it: relative to the current directory when inside it."""
     path = path.resolve()
     try:
-        return str(path.relative_to(REPO))
+        return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
 
 
-def scale_files(scale: str) -> list[Path]:
-    return [REPO / "config.yaml", *([] if scale == "paper" else [REPO / "config" / f"{scale}.yaml"])]
+def _check_own(section: str, flag: str, names: list[str], scale: str) -> None:
+    """Each name (declared in the scale's merged config) is one the scale's own files declare: a
+    CPU scale's merged config also holds the paper's 7B targets, which would download a 7B model to
+    train it on a CPU. The message names the scale whose own it is."""
+    for name in names:
+        if name not in own_entries(scale, section):
+            fits = scales_declaring(section, name)
+            raise CorpusError(f"{flag}: {name!r} is one of the {' and '.join(fits)} scale's {section}, not the "
+                              f"{scale} scale's {sorted(own_entries(scale, section))}; run it with --scale {fits[0]}")
 
 
 def overlay_for(dataset_path: Path, scale: str, generator: str | None, targets: list[str] | None) -> dict:
     """The run selection: the user's dataset, the generator as the source (the scale's own
     sources unless given) and the targets (the scale's unless given), each checked to exist."""
     merged = merged_config(scale_files(scale))
-    run: dict[str, Any] = {"datasets": [_relative(dataset_path)]}
+    # by its absolute path: the run reads it from whatever directory it runs in
+    run: dict[str, Any] = {"datasets": [str(dataset_path.resolve())]}
     generator = generator or DEFAULT_GENERATOR.get(scale)
     if generator:
         if generator not in merged["generators"]:
@@ -280,13 +286,14 @@ def overlay_for(dataset_path: Path, scale: str, generator: str | None, targets: 
         if unknown:
             raise CorpusError(f"--targets: {unknown} are not targets of the {scale} config "
                               f"(declared: {sorted(merged['targets'])})")
+        _check_own("targets", "--targets", targets, scale)
         run["targets"] = targets
     return {"run": run}
 
 
-def snakemake_command(scale: str, overlay: Path) -> list[str]:
-    configfiles = [str(p.relative_to(REPO)) for p in scale_files(scale)[1:]] + [_relative(overlay)]
-    return ["snakemake", "--profile", PROFILES[scale], "--configfile", *configfiles]
+def run_arguments(scale: str, overlay: Path) -> list[str]:
+    """The arguments of ``bonito-repro run`` that run the overlay at the scale."""
+    return ["--scale", scale, "--configfile", _shown(overlay)]
 
 
 def write_jsonl(rows: list[dict], path: Path) -> None:
@@ -319,15 +326,15 @@ def build(args: argparse.Namespace) -> tuple[Path, dict]:
     write_jsonl([{"input": p} for p in passages], out / "unannotated.jsonl")
     if args.test is not None:
         write_jsonl(tests, out / "test.jsonl")
-        header = (f"# Dataset {args.name!r}, written by `python -m bonito_repro corpus` from {args.text} and "
+        header = (f"# Dataset {args.name!r}, written by `bonito-repro corpus` from {args.text} and "
                   f"{args.test}.\n# The test schema, label map and templates are those of "
                   f"{template} (the paper's {task_type} dataset).\n")
     else:
-        header = (f"# Dataset {args.name!r}, written by `python -m bonito_repro corpus` from {args.text}.\n"
+        header = (f"# Dataset {args.name!r}, written by `bonito-repro corpus` from {args.text}.\n"
                   "# No labelled test set: generated for and adapted on, not evaluated.\n")
     write_text(header + yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=1000), dataset_path)
     overlay_path = out / "run.yaml"
-    write_text(f"# Selects dataset {args.name!r} (written by `python -m bonito_repro corpus`)\n"
+    write_text(f"# Selects dataset {args.name!r} (written by `bonito-repro corpus`)\n"
                + yaml.safe_dump(overlay, sort_keys=False), overlay_path)
     try:  # the whole config with the overlay, as Snakemake will read it
         load_config(*scale_files(args.scale), overlay_path)
@@ -341,7 +348,7 @@ def build(args: argparse.Namespace) -> tuple[Path, dict]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bonito_repro corpus", description=__doc__,
+    parser = argparse.ArgumentParser(prog="bonito-repro corpus", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--text", type=Path, required=True, help=f"the unannotated text: {', '.join(FORMATS)}")
     parser.add_argument("--text-field", help="the column of the passages (JSONL, CSV, parquet)")
@@ -356,10 +363,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--test-fields", help="ROLE=FIELD,... for the test set's fields named otherwise than "
                         + "; ".join(f"{t}: {', '.join(TASK_TYPE_SPECS[t].test_roles)}" for t in F1_TASK_TYPES))
     parser.add_argument("--label-map", help="LABEL=yes|no|maybe,... for the test labels (default: yes, no, maybe as they are)")
-    parser.add_argument("--scale", choices=sorted(PROFILES), default="local",
-                        help="the config the run overlays (local: this machine's profile; paper: Slurm)")
+    parser.add_argument("--scale", choices=sorted(SCALE_PROFILES), default="local",
+                        help="the config the run overlays (local: this machine's CPUs; workstation: "
+                             "this machine's GPU; paper: Slurm)")
     parser.add_argument("--generator", help="a generator of that config (default: bonito_v1, the published "
-                        "one, at paper scale; else the config's run.sources)")
+                        "one, at paper and workstation scale; else the config's run.sources)")
     parser.add_argument("--targets", nargs="+", help="targets of that config (default: its run.targets)")
     parser.add_argument("--run", action="store_true", help="run the Snakemake command instead of printing it")
     return parser.parse_args(argv)
@@ -377,10 +385,8 @@ def main(argv: list[str] | None = None) -> int:
              manifest["counts"]["rows_in"], manifest["drops"] or "none", manifest["counts"]["test_rows"])
     if not manifest["counts"]["test_rows"]:
         log.info("%s: no labelled test set, so no F1: the run ends at the adapted models and their cards", args.name)
-    command = snakemake_command(args.scale, overlay)
+    arguments = run_arguments(args.scale, overlay)
     if not args.run:
-        print(shlex.join(command))
+        print(shlex.join(["bonito-repro", "run", *arguments]))
         return 0
-    log.info("running %s", shlex.join(command))
-    bin_dir = os.path.dirname(sys.executable)  # this environment's snakemake
-    return subprocess.run([os.path.join(bin_dir, command[0]), *command[1:]], cwd=REPO).returncode
+    return run_command.main(arguments)

@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from ..core import layout
 from ..core.config import EVAL_DECODING_KEYS, evaluated
-from ..core.generators import generators_of
+from ..core.generators import generators_of, passage_cap
 from ..core.hub_lock import HubLock
 from ..core.origins import embedded_path
 from ..core.sources import TAPT, ZERO_SHOT, chained_generator, parse_size_source
@@ -58,6 +58,11 @@ def local_files(origin: dict, kind: str) -> list[str]:
     if "files" in origin:
         return [origin["files"]] if isinstance(origin["files"], str) else list(origin["files"])
     return []
+
+
+# an endpoint entry's keys its client does not read: sampling and the cap go in `hp`, the price
+# only to the cost model
+ENDPOINT_KEYS_NOT_SENT = ("sampling", "max_passages", "price_per_1000_tokens")
 
 
 class Dag:
@@ -199,8 +204,11 @@ class Dag:
         return {"model": layout.model_dir(spec["base"]), "adapter": layout.generator(w.generator, "adapter")}
 
     def generation_params(self, generator: str) -> dict:
-        """The `generation` section with the generator's own `sampling` over it (prompted kinds)."""
-        return {**self.config["generation"], **self.config["generators"][generator].get("sampling", {})}
+        """The `generation` section with the generator's own `sampling` over it (prompted kinds),
+        and its passage cap (an endpoint's `max_passages`)."""
+        spec = self.config["generators"][generator]
+        generation = {**self.config["generation"], **spec.get("sampling", {})}
+        return {**generation, "max_passages": passage_cap(generation["max_passages"], spec)}
 
     def published_origin(self, generator: str, dataset: str) -> dict:
         """The generator's origin with `{dataset}` filled in wherever it appears (at its locked
@@ -221,12 +229,14 @@ class Dag:
         )
 
     def endpoint_params(self) -> dict:
-        """Params of the endpoint_tasks rule: the endpoint's entry without its sampling, which `hp`
-        carries merged over `generation`."""
+        """Params of the endpoint_tasks rule: the endpoint's entry without its sampling and passage
+        cap, which `hp` carries merged over `generation`, and without its price, which only the
+        cost model reads (a new price reruns nothing)."""
         generators = self.config["generators"]
         return dict(
             hp=lambda w: as_json(self.generation_params(w.generator)),
-            endpoint=lambda w: as_json({k: v for k, v in generators[w.generator].items() if k != "sampling"}),
+            endpoint=lambda w: as_json({k: v for k, v in generators[w.generator].items()
+                                        if k not in ENDPOINT_KEYS_NOT_SENT}),
             test=test_flag,
             task_type=lambda w: self.config["datasets"][w.dataset]["task_type"],
             shards=lambda w: layout.shards(w.generator, w.dataset),

@@ -22,7 +22,7 @@ rule main_table:
     conda: MAIN_ENV
     shell:
         f"{MAIN_PY} -m bonito_repro main-table --scores {{input.scores}} --predictions {{input.predictions:q}}"
-        " --params {{params.hp:q}} --out-dir {params.out_dir} > {log} 2>&1"
+        " --params {params.hp:q} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule baselines:

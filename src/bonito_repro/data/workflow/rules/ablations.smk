@@ -1,4 +1,5 @@
-# The paper's three ablations (bonito_repro.workflow.ablations; docs/ablations.md), each a target
+# This project's reading of the paper's three ablations (bonito_repro.workflow.ablations;
+# docs/ablations.md; no available source gives the paper's sizes, targets or designs), each a target
 # of its own: ablation_generators, ablation_size, ablation_domain, and `ablations` for all three.
 # Their adaptations and evaluations are the main rules' (adapt.smk, evaluate.smk) at the sources
 # they add (size points {generator}.n{N}, chains tapt+{generator}); a cell that coincides with the

@@ -1,0 +1,112 @@
+"""What `bonito-repro run` prints: Snakemake's output condensed to a line per job started and
+finished with its stage's count, errors as they are, and a summary at the end."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bonito_repro.core import layout
+from bonito_repro.workflow.feedback import Condenser, summary
+from bonito_repro.workflow.run import condensed, snakemake_command, split_arguments
+
+# Snakemake 9.27's terminal output for two jobs, the second of which fails (its shape as printed)
+OUTPUT = """Building DAG of jobs...
+Job stats:
+job            count
+-----------  -------
+unannotated        1
+adapt              1
+total              2
+
+Select jobs to execute...
+Execute 1 jobs...
+
+[Mon Dec  7 21:31:52 2026]
+localrule unannotated:
+    input: src/bonito_repro/data/embedded/unannotated/pubmed_qa.jsonl
+    output: results/unannotated/pubmed_qa.parquet, results/unannotated/pubmed_qa.manifest.json
+    log: results/logs/unannotated/pubmed_qa.log
+    jobid: 1
+    reason: Missing output files: results/unannotated/pubmed_qa.parquet
+    wildcards: dataset=pubmed_qa
+    resources: tmpdir=/tmp, runtime=30, mem_mb=2000, mem=2 GB, mem_mib=1908
+Shell command:  python -m bonito_repro target-data unannotated --dataset pubmed_qa --origin '{"embedded": "pubmed_qa"}'
+[Mon Dec  7 21:32:02 2026]
+Finished jobid: 1 (Rule: unannotated)
+1 of 2 steps (50%) done
+
+[Mon Dec  7 21:32:03 2026]
+rule adapt:
+    jobid: 0
+    wildcards: target=mistral, source=bonito, dataset=pubmed_qa
+Shell command:  python -m bonito_repro train adapt --params '{"max_steps": 20}'
+
+[Mon Dec  7 21:32:09 2026]
+Error in rule adapt:
+    message: None
+    jobid: 0
+    log: results/logs/adapt/mistral/bonito/pubmed_qa.log (check log file(s) for error details)
+Exiting because a job execution failed. Look below for error messages
+"""
+
+
+def condense(text: str) -> list[str]:
+    condenser = Condenser()
+    lines = [out for line in text.splitlines(keepends=True) for out in condenser.feed(line)]
+    return lines + condenser.close()
+
+
+def test_each_job_is_a_line_when_it_starts_and_finishes_with_its_stage_count_and_errors_pass():
+    lines = condense(OUTPUT)
+    assert "[21:31:52] start  unannotated dataset=pubmed_qa" in lines
+    assert "[21:32:02] done   unannotated dataset=pubmed_qa  (unannotated 1 of 1)" in lines
+    assert "1 of 2 steps (50%) done" in lines
+    assert "[21:32:03] start  adapt target=mistral source=bonito dataset=pubmed_qa" in lines
+    text = "\n".join(lines)
+    for gone in ("Shell command", "bonito_repro train", "reason:", "resources:", "Execute 1 jobs"):
+        assert gone not in text, gone
+    error = lines.index("Error in rule adapt:")  # the error's block as Snakemake wrote it, timestamp first
+    assert lines[error - 1] == "[Mon Dec  7 21:32:09 2026]" and lines[error + 2] == "    jobid: 0"
+    assert lines[-1].startswith("Exiting because a job execution failed")
+    assert "unannotated        1" in lines  # the job stats table stays
+
+
+def test_the_summary_shows_the_main_table_only_when_this_run_wrote_it(tmp_path):
+    table = tmp_path / layout.paper("main_table.md")
+    table.parent.mkdir(parents=True)
+    table.write_text("| target | PubMedQA |\n| --- | --- |\n| smollm2 | 61.0 |\n")
+    fresh = "\n".join(summary(tmp_path, started=time.time() - 60))
+    assert f"The main table ({layout.paper('main_table.md')}):" in fresh and "| smollm2 | 61.0 |" in fresh
+    old = "\n".join(summary(tmp_path, started=time.time() + 60))
+    assert "smollm2" not in old
+    for text in (fresh, old):
+        assert f"Outputs, under {tmp_path / layout.RESULTS}/" in text and "make report" in text
+
+
+def test_verbose_and_dry_runs_show_snakemakes_own_output():
+    args, rest = split_arguments(["--verbose"])
+    assert not condensed(args, rest) and "--printshellcmds" in snakemake_command(args, rest)
+    for dry in (["-n"], ["--dry-run"], ["-np"]):
+        assert not condensed(*split_arguments(dry)), dry
+    args, rest = split_arguments(["all"])
+    assert condensed(args, rest) and snakemake_command(args, rest)[3:7] == ["all", "--quiet", "host", "--snakefile"]
+    assert "host" not in snakemake_command(*split_arguments(["--quiet", "rules"]))
+
+
+@pytest.mark.slow
+def test_a_run_shows_no_shell_command_and_ends_with_where_the_outputs_are(tmp_path):
+    """One small job through `bonito-repro run`, from a directory outside the checkout."""
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run([sys.executable, "-m", "bonito_repro", "run", "--scale", "smoke",
+                             layout.unannotated("pubmed_qa")], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "start  unannotated dataset=pubmed_qa" in result.stdout
+    assert "done   unannotated dataset=pubmed_qa  (unannotated 1 of 1)" in result.stdout
+    assert "bonito_repro target-data" not in result.stdout + result.stderr
+    assert f"Outputs, under {tmp_path / layout.RESULTS}/" in result.stdout

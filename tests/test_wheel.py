@@ -1,0 +1,61 @@
+"""The wheel carries the workflow: installed outside the checkout, `bonito-repro` answers --help,
+--version and list from the installed package, and run and corpus plan a run with the workflow
+the wheel ships (fixture `installed_wheel` in conftest.py)."""
+from __future__ import annotations
+
+import subprocess
+import zipfile
+
+import pytest
+
+from conftest import REPO, dry_run_jobs
+
+pytestmark = pytest.mark.wheel
+
+EXAMPLE = REPO / "examples" / "library_policies"
+
+
+def test_the_wheel_ships_the_workflow(installed_wheel):
+    names = set(zipfile.ZipFile(installed_wheel.wheel).namelist())
+    workflow = "bonito_repro/data/workflow/"
+    for path in ("Snakefile", "config.yaml", "config/local.yaml", "config/cpu.yaml", "config/schema.yaml",
+                 "rules/common.smk", "local/config.yaml", "slurm/config.yaml", "report/workflow.rst",
+                 "envs/main.yaml"):
+        assert workflow + path in names, path
+    assert "bonito_repro/data/datasets/pubmed_qa.yaml" in names
+
+
+def test_bonito_repro_comes_from_the_wheels_environment_not_the_checkout(installed_wheel):
+    result = installed_wheel.run("--version")
+    assert result.returncode == 0 and result.stdout.startswith("bonito-repro 0.1.0"), result.stderr
+    where = subprocess.run(
+        [str(installed_wheel.python), "-c", "import bonito_repro; from bonito_repro.core.config import "
+         "workflow_root; print(bonito_repro.__file__); print(workflow_root())"],
+        cwd=installed_wheel.workdir, capture_output=True, text=True, check=True).stdout.split()
+    env = str(installed_wheel.python.parent.parent)
+    assert all(line.startswith(env) for line in where), where  # the package and the workflow it runs
+    assert not any(line.startswith(str(REPO)) for line in where)
+
+
+def test_the_installed_commands_answer(installed_wheel):
+    help_ = installed_wheel.run("--help")
+    assert help_.returncode == 0 and "bonito-repro run --scale smoke" in help_.stdout
+    generators = installed_wheel.run("list", "generators")
+    assert generators.returncode == 0 and "*  bonito " in generators.stdout, generators.stderr
+    datasets = installed_wheel.run("list", "datasets")
+    assert datasets.returncode == 0 and "pubmed_qa" in datasets.stdout and "vitaminc" in datasets.stdout
+
+
+def test_corpus_and_run_plan_a_run_from_the_installed_wheel(installed_wheel):
+    """A wheel once lacked config.yaml: `corpus` stopped with "config.yaml: cannot read"."""
+    corpus = installed_wheel.run(
+        "corpus", "--text", str(EXAMPLE / "policies.txt"), "--task-type", "ynqa", "--name", "library",
+        "--license", "cc0-1.0", "--out-dir", "library", "--test", str(EXAMPLE / "questions.csv"),
+        "--test-fields", "passage=clause,label=answer", "--label-map", "Y=yes,N=no")
+    assert corpus.returncode == 0, corpus.stderr[-2000:]
+    assert corpus.stdout.strip() == "bonito-repro run --scale local --configfile library/run.yaml"
+    plan = installed_wheel.run("run", "--scale", "local", "--configfile", "library/run.yaml", "-n")
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    rules = {job.rule for job in dry_run_jobs(plan.stdout + plan.stderr)}
+    assert {"train_bonito", "generate", "adapt", "evaluate", "main_table"} <= rules
+    assert f"Snakefile: {installed_wheel.python.parent.parent}" in plan.stdout + plan.stderr
