@@ -7,6 +7,7 @@
 # `make rehearsal`: the paper config's whole DAG, shrunk, against the local Hub (docs/testing.md,
 # "Rehearsal of the paper scale"). `make docs`: the documentation site, built strictly into site/.
 # `make report`: Snakemake's report of the local run (after `make run`), one HTML page.
+# `make gpu-check`: the cost model's throughputs measured on this node's GPU (docs/measurements.md).
 # Set-up is stamped: a second call takes seconds.
 # The interpreter, of the Python version pyproject.toml's requires-python names (set-up stops at
 # once on another: e.g. `make setup PYTHON=python3.11`).
@@ -26,7 +27,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup setup-vllm setup-gpu run report ablations generators test test-fast bench rehearsal lint docs clean
+.PHONY: setup setup-vllm setup-gpu run report ablations generators test test-fast bench rehearsal gpu-check lint docs clean
 setup: $(VENV)/.done
 setup-vllm: $(VLLM_VENV)/.done
 setup-gpu: $(GPU_VENV)/.done $(GPU_VLLM_VENV)/.done
@@ -95,6 +96,17 @@ REHEARSAL_ARGS ?= --cores all
 rehearsal: setup setup-vllm
 	python -m bonito_repro.localhub rehearse $(REHEARSAL_DIR) --configfile config/rehearsal.yaml \
 		$(addprefix --configfile ,$(REHEARSAL_SITE)) -- $(REHEARSAL_ARGS)
+
+# On a GPU node with .venv-gpu (and .venv-gpu-vllm for vLLM), no network needed: random-weight models
+# of the paper's shapes, results/preflight/gpu_calibration.json for the cost model. The device is
+# passed, never guessed; CI (tests/test_gpu_check.py): make gpu-check GPU_CHECK_PYTHON=.venv/bin/python
+# GPU_CHECK_DEVICE=cpu GPU_CHECK_SHAPES=tiny GPU_CHECK_ARGS="--configfile config/smoke.yaml --seconds 1"
+GPU_CHECK_PYTHON ?= $(GPU_VENV)/bin/python
+GPU_CHECK_DEVICE ?= cuda
+GPU_CHECK_SHAPES ?= mistral_7b llama2_7b
+GPU_CHECK_ARGS ?=
+gpu-check:
+	$(GPU_CHECK_PYTHON) -m bonito_repro gpu-check --device $(GPU_CHECK_DEVICE) --shape $(GPU_CHECK_SHAPES) $(GPU_CHECK_ARGS)
 
 # Every marker; the slowest tests are listed so that a test growing slow shows in CI's log.
 test: setup setup-vllm

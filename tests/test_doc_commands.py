@@ -217,6 +217,9 @@ def check(command: list[str], monkeypatch, capsys) -> str | None:
         return check_hf(argv)
     if program in {"mkdocs", ".venv/bin/mkdocs"}:
         return check_mkdocs(argv)
+    if program == "srun":  # its options (each --name=value), then the command a compute node runs
+        rest = [word for word in argv if not word.startswith("-")]
+        return check(rest, monkeypatch, capsys) if rest else "srun runs no command"
     return f"no checker for the program {program!r}: add one to tests/test_doc_commands.py"
 
 

@@ -553,7 +553,8 @@ def test_adapter_with_full_modules_is_merged_for_vllm(tiny_model_dir, tmp_path):
 def test_vllm_backend_serves_the_adapter(tiny_generator, tmp_path):
     model, adapter = tiny_generator
     passages, test = _inputs(tmp_path)
-    out, args = _cli(tmp_path, passages, test, model, generation(backend="vllm", bf16=False, n=2, max_new_tokens=32),
+    out, args = _cli(tmp_path, passages, test, model, generation(backend="vllm", bf16=False, n=2, max_new_tokens=32,
+                                                                  vllm={"gpu_memory_utilization": 0.9, "enforce_eager": True}),
                      ["--adapter", str(adapter), "--threads", "1"])
     # one process instead of vLLM's three: the same engine, a minute less start-up on 2 cores
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1"}
@@ -591,3 +592,46 @@ def test_vllm_seeded_sampling_survives_a_chunked_prefill(tiny_generator, tmp_pat
                          capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads(run.stdout.strip().splitlines()[-1]) == [1] * 60
+
+
+class FakeVLLM:
+    """A stand-in ``vllm`` package that records the engine's arguments and answers nothing."""
+
+    def __init__(self, monkeypatch):
+        import sys
+        import types
+
+        self.engines: list[dict] = []
+        fake = types.ModuleType("vllm")
+        platforms = types.ModuleType("vllm.platforms")
+        platforms.current_platform = types.SimpleNamespace(device_type="cpu", is_cpu=lambda: True)
+        engines = self.engines
+
+        class LLM:
+            def __init__(self, **kwargs):
+                engines.append(kwargs)
+
+            def generate(self, prompts, params, **kwargs):
+                return [types.SimpleNamespace(outputs=[types.SimpleNamespace(text="")]) for _ in prompts]
+
+        fake.LLM, fake.SamplingParams, fake.__version__ = LLM, lambda **kwargs: kwargs, "fake"
+        fake.platforms = platforms
+        monkeypatch.setitem(sys.modules, "vllm", fake)
+        monkeypatch.setitem(sys.modules, "vllm.platforms", platforms)
+
+
+@pytest.mark.parametrize("eager", [False, True])
+def test_vllm_enforce_eager_is_the_configs(eager, tiny_model_dir, monkeypatch):
+    """generation.vllm.enforce_eager reaches vLLM's engine; the paper's config leaves it off (CUDA
+    graphs on its GPUs), the CPU scales, the rehearsal (vLLM's CPU build) and the 24 GB
+    workstation turn it on."""
+    vllm = FakeVLLM(monkeypatch)
+    monkeypatch.setattr("bonito_repro.runtime.backends.VLLMBackend.close", lambda self: None)
+    engine = {"gpu_memory_utilization": 0.9, "enforce_eager": eager}
+    generate_tasks(PASSAGES, "ynqa", generation(backend="vllm", bf16=False, max_new_tokens=8, vllm=engine),
+                   model_dir=tiny_model_dir, backend="vllm")
+    assert [e["enforce_eager"] for e in vllm.engines] == [eager]
+    for section in ("generation", "evaluation"):
+        assert load_scale("paper", REPO)[section]["vllm"]["enforce_eager"] is False
+        for scale in ("local", "smoke", "rehearsal", "workstation"):
+            assert load_scale(scale, REPO)[section]["vllm"]["enforce_eager"] is True, (scale, section)

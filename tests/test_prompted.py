@@ -510,7 +510,8 @@ def test_prompted_generation_on_vllm_as_at_paper_scale(tmp_path, chat_model):
 
     argv = generate_argv(tmp_path, chat_model, "prompted", "squadshifts_nyt", "exqa")
     params = argv.index("--params") + 1
-    argv[params] = json.dumps({**json.loads(argv[params]), "backend": "vllm"})
+    argv[params] = json.dumps({**json.loads(argv[params]), "backend": "vllm",   # eager: vLLM's CPU build
+                               "vllm": {"gpu_memory_utilization": 0.9, "enforce_eager": True}})
     env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "1"}
     run = subprocess.run([str(VLLM_PY), "-m", "bonito_repro", "generate", *argv], capture_output=True, text=True,
                          env=env, timeout=300, cwd=REPO)

@@ -31,7 +31,8 @@ HUB_SPEC = yaml.safe_load((REPO / "src/bonito_repro/data/local_hub.yaml").read_t
 ALLOWED_DIFFERENCES = {"scale": "rehearsal", "device": "cpu", "environments.main": "null",
                        "environments.vllm": ".venv-vllm/bin/python",
                        "environments.requirements.main": "[requirements.txt,requirements-nodeps.txt]",
-                       "environments.requirements.vllm": "[requirements-vllm.txt,requirements-nodeps.txt]"}
+                       "environments.requirements.vllm": "[requirements-vllm.txt,requirements-nodeps.txt]",
+                       "generation.vllm.enforce_eager": "true", "evaluation.vllm.enforce_eager": "true"}
 # Leaf keys that only size a run: row counts, steps, lengths, batch
 SIZE_KEYS = {"max_examples_per_dataset", "validation_size", "grad_accumulation", "per_device_batch_size",
              "max_input_length", "max_output_length", "max_steps", "save_steps", "eval_steps", "logging_steps",

@@ -32,6 +32,8 @@ COMMANDS = {
              "bonito-repro cost all"),
     "preflight": ("bonito_repro.cluster.preflight", "before a cluster run: the Hub, disk, environments, cost",
                   "bonito-repro preflight --configfile my_run.yaml"),
+    "gpu-check": ("bonito_repro.cluster.gpu_check", "the cost model's throughputs measured on one GPU",
+                  "bonito-repro gpu-check --device cuda"),
 }
 
 # The stages the rules run (`python -m bonito_repro STAGE`), with arguments a rule writes: stage ->

@@ -2,7 +2,9 @@
 resolved config, the run's job list, the row counts the preflight read on the Hub
 (``results/preflight/row_counts.json``, bonito_repro.cluster.row_counts) and the stated
 assumptions of the config's ``cost`` section (throughputs, tokens an example, and the rows of a
-dataset with no count). Nothing here is measured: it is there to show, before GPUs are booked,
+dataset with no count), whose throughputs the GPU calibration's replace where there is one
+(``results/preflight/gpu_calibration.json``, ``make gpu-check``: bonito_repro.cluster.gpu_check).
+Nothing else here is measured: it is there to show, before GPUs are booked,
 what a run costs and every job that cannot finish in the runtime it requests, and to size the
 retries that chain a long job (Bonito training, a large dataset's TAPT) across attempts of at
 most ``resources.max_runtime`` minutes.
@@ -34,6 +36,7 @@ from ..core.steps import effective_batch, training_steps
 from ..core.tasks import GREEDY, scoring
 from . import row_counts
 from .dry_run import Job, dry_run_jobs
+from .gpu_check import CALIBRATION, THROUGHPUTS, read_calibration
 from .row_counts import ASSUMED, RowCount
 
 # stage -> the section of config `resources` its jobs request (train_p3 runs with adapt's)
@@ -132,6 +135,55 @@ class Rows:
 def load_rows(path: Path | None) -> Rows:
     """The preflight's row counts file, or no counts (every dataset at the config's assumption)."""
     return Rows(row_counts.read_counts(path) if path else None)
+
+
+# --- throughputs: stated in config `cost`, or measured by the GPU calibration
+
+
+def load_calibration(path: Path | None) -> dict | None:
+    """The calibration file ``make gpu-check`` wrote (its path kept under ``path``), or None."""
+    return {**read_calibration(path), "path": str(path)} if path else None
+
+
+def find_calibration(workdir: Path) -> dict | None:
+    """The checkout's calibration file (results/preflight/gpu_calibration.json) where it exists."""
+    found = Path(workdir) / layout.preflight(CALIBRATION)
+    return load_calibration(found) if found.exists() else None
+
+
+def calibrated(config: dict, calibration: dict | None) -> dict:
+    """``config`` with the calibration's throughputs in place of config `cost`'s stated ones, each
+    converted to reference_parameters (a throughput measured on a model of P parameters is that
+    many tokens a second x P / reference_parameters for the reference model)."""
+    if not calibration:
+        return config
+    reference = config["cost"]["reference_parameters"]
+    measured = {key: found["value"] * found["parameters"] / reference
+                for key, found in calibration["throughputs"].items()}
+    return {**config, "cost": {**config["cost"], **measured}}
+
+
+def _rate(tokens_per_second: float) -> str:
+    return f"{tokens_per_second:,.0f}" if tokens_per_second >= 10 else f"{tokens_per_second:.3g}"
+
+
+def throughput_sources(config: dict, calibration: dict | None) -> str:
+    """Which throughputs the projections used came from the calibration and which are stated."""
+    measured = calibration["throughputs"] if calibration else {}
+    stated = [key for key in THROUGHPUTS if key not in measured]
+    parts = []
+    if measured:
+        reference = config["cost"]["reference_parameters"]
+        elsewhere = (f"; WARNING: measured on {calibration['device']}, but the config's device is {config['device']}"
+                     if calibration["device"] != config["device"] else "")
+        parts.append(f"throughputs measured by `make gpu-check` ({calibration['path']}: {calibration['gpu']}, "
+                     f"{calibration['date']}{elsewhere}): " + ", ".join(
+                         f"{key} {_rate(found['value'])} on {found['shape']} "
+                         f"({_rate(found['value'] * found['parameters'] / reference)} at reference_parameters)"
+                         for key, found in measured.items()))
+    if stated:
+        parts.append(f"throughputs stated (config `cost`, not measured): {', '.join(stated)}")
+    return "; ".join(parts)
 
 
 # --- projections: seconds of work on one GPU (or the job's CPUs for ctga)
@@ -418,13 +470,16 @@ class CostReport:
     rows: Rows
     overruns: list[JobCost] = field(default_factory=list)
     endpoints: list[EndpointCost] = field(default_factory=list)
+    calibration: dict | None = None
 
 
-def project(config: dict, jobs: list[Job], rows: Rows | None = None) -> CostReport:
+def project(config: dict, jobs: list[Job], rows: Rows | None = None, calibration: dict | None = None) -> CostReport:
     """Per job and per stage (in DAG order): jobs, GPUs, the longest job, GPU-hours, and a note
     where a job cannot finish in the runtime it requests: how many attempts chain it where its
-    stage resumes (RESUMING_STAGES), a warning to raise the runtime where it does not."""
+    stage resumes (RESUMING_STAGES), a warning to raise the runtime where it does not; at the
+    calibration's throughputs where one is given."""
     rows = rows or Rows()
+    config = calibrated(config, calibration)
     costs = [c for c in (job_cost(config, job, rows) for job in jobs) if c is not None]
     overruns = [c for c in costs if c.attempts > 1 and c.stage not in CHAINED_STAGES]
     stages = []
@@ -450,7 +505,7 @@ def project(config: dict, jobs: list[Job], rows: Rows | None = None) -> CostRepo
                 note = f"WARNING: {worst.job.rule} {wildcards_text(worst.job)} {overrun_text(worst)}{others}"
         stages.append(StageCost(stage, len(mine), max(c.gpus for c in mine), longest.hours,
                                 sum(c.gpu_hours for c in mine), max(c.runtime_minutes for c in mine), note))
-    return CostReport(costs, stages, rows, overruns, endpoint_costs(config, jobs, rows))
+    return CostReport(costs, stages, rows, overruns, endpoint_costs(config, jobs, rows), calibration)
 
 
 def one_gpu_hours(report: CostReport) -> float:
@@ -461,8 +516,11 @@ def one_gpu_hours(report: CostReport) -> float:
 
 def format_one_gpu(report: CostReport, config: dict) -> str:
     return (f"on one GPU, GPU jobs one at a time (`snakemake --profile workstation`): {one_gpu_hours(report):.1f} h, "
-            f"a projection from the stated throughputs (config `cost`: a {config['cost']['reference_parameters']:.3g}-"
-            "parameter model's tokens per second on one GPU), not measured; a slower GPU takes longer in proportion")
+            + (f"a projection from the throughputs measured on {report.calibration['gpu']} (`make gpu-check`) where the "
+               "cost table says so, else stated" if report.calibration else
+               f"a projection from the stated throughputs (config `cost`: a {config['cost']['reference_parameters']:.3g}-"
+               "parameter model's tokens per second on one GPU), not measured")
+            + "; a slower GPU takes longer in proportion")
 
 
 def stage_costs(config: dict, jobs: list[Job], rows: Rows | None = None) -> list[StageCost]:
@@ -478,18 +536,21 @@ def overrun_text(c: JobCost) -> str:
             f"(resources.{STAGE_RESOURCES[c.stage]}.runtime)")
 
 
-def format_table(costs: list[StageCost], config: dict) -> str:
-    """The cost table, its total and the assumptions it rests on."""
+def format_table(costs: list[StageCost], config: dict, calibration: dict | None = None) -> str:
+    """The cost table, its total and the assumptions it rests on (the throughputs: measured by the
+    calibration, where given, or stated)."""
     lines = [f"{'stage':<14}{'jobs':>6}{'GPUs':>6}{'h/job':>9}{'GPU-h':>10}{'runtime h':>11}  note"]
     for c in costs:
         lines.append(f"{c.stage:<14}{c.jobs:>6}{c.gpus:>6}{c.hours_per_job:>9.1f}{c.gpu_hours:>10.1f}"
                      f"{c.runtime_minutes / 60:>11.1f}  {c.warning}")
     lines.append(f"{'total':<14}{sum(c.jobs for c in costs):>6}{'':>6}{'':>9}"
                  f"{sum(c.gpu_hours for c in costs):>10.1f}")
-    assumptions = ", ".join(f"{k} {v:g}" for k, v in config["cost"].items())
+    measured = calibration["throughputs"] if calibration else {}
+    assumptions = ", ".join(f"{k} {v:g}" for k, v in config["cost"].items() if k not in measured)
     lines.append(f"assumptions (config `cost`, not measured): {assumptions}; "
                  f"per-job limit resources.max_runtime {config['resources']['max_runtime']} min; "
                  f"costed as a nearer stage: {', '.join(f'{r} as {s}' for r, s in RULE_STAGES.items())}")
+    lines.append(throughput_sources(config, calibration))
     return "\n".join(lines)
 
 
@@ -526,7 +587,7 @@ def format_report(report: CostReport, config: dict) -> str:
     """The stage table, the per-dataset table, the endpoint generators' table, every job that
     needs more than one attempt of its runtime (chained where its stage resumes), where the row
     counts came from, and last the run on one GPU."""
-    parts = [format_table(report.stages, config), format_datasets(report, config)]
+    parts = [format_table(report.stages, config, report.calibration), format_datasets(report, config)]
     if report.endpoints:
         parts.append(format_endpoints(report.endpoints, config))
     stuck = [c for c in report.overruns if c.stage not in RESUMING_STAGES]
@@ -574,12 +635,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--row-counts", type=Path,
                         help="the preflight's row counts (default: DIRECTORY/%s where it exists; "
                              "without one, every dataset has config `cost`'s rows)" % layout.preflight("row_counts.json"))
+    parser.add_argument("--calibration", type=Path,
+                        help="the GPU calibration, whose throughputs replace config `cost`'s (default: "
+                             "DIRECTORY/%s where it exists; `make gpu-check` writes it)" % layout.preflight(CALIBRATION))
     parser.add_argument("targets", nargs="*",
                         help="Snakemake targets to cost (default: the default target), e.g. all ablations")
     args = parser.parse_args(argv)
     config = load_config(*config_paths(args.directory, args.configfile))
     found = args.directory / layout.preflight("row_counts.json")
     rows = load_rows(args.row_counts or (found if found.exists() else None))
+    calibration = load_calibration(args.calibration) if args.calibration else find_calibration(args.directory)
     jobs = workflow_jobs(args.configfile, args.directory, args.targets)
-    print(format_report(project(config, jobs, rows), config))
+    print(format_report(project(config, jobs, rows, calibration), config))
     return 0

@@ -36,9 +36,10 @@ networked login node in minutes, printed as one table; the exit status is 1 if a
   (``--gpu-memory-gb``, or the one the GPU checks found), naming every job that does not fit and
   the settings to lower; and the host memory that converting pickled weights at download needs,
   against this machine's.
-- cost: the cost model's table (bonito_repro.cluster.cost) from those row counts, with a warning
-  for each job that cannot finish in its runtime, and each endpoint generator's projected tokens
-  and price.
+- cost: the cost model's table (bonito_repro.cluster.cost) from those row counts (and the
+  throughputs of results/preflight/gpu_calibration.json, ``make gpu-check``, where it exists),
+  with a warning for each job that cannot finish in its runtime, and each endpoint generator's
+  projected tokens and price.
 
 The whole report is written to results/preflight/report.txt too.
 """
@@ -700,13 +701,14 @@ def check_host_memory(config: dict, host_gib: float | None) -> list[Check]:
 
 def check_cost(config: dict, configfiles: list[str], workdir: Path,
                rows: cost.Rows) -> tuple[list[Check], str, dict[str, int] | None]:
-    """The cost tables from the row counts, a warning check for each job that cannot finish in
-    its runtime, and the bytes the run is projected to write (None: the dry run failed)."""
+    """The cost tables from the row counts (and the GPU calibration, where there is one), a
+    warning check for each job that cannot finish in its runtime, and the bytes the run is
+    projected to write (None: the dry run failed)."""
     try:
         jobs = cost.workflow_jobs(configfiles, workdir)
     except RuntimeError as error:
         return [Check("cost", "snakemake dry run", FAIL, str(error).splitlines()[0])], "", None
-    report = cost.project(config, jobs, rows)
+    report = cost.project(config, jobs, rows, cost.find_calibration(workdir))
     checks = [Check("cost", f"{c.job.rule} {cost.wildcards_text(c.job)}", WARN, cost.overrun_text(c))
               for c in report.overruns]
     return checks, cost.format_report(report, config), cost.disk_bytes(config, jobs, rows)

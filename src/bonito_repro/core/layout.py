@@ -13,7 +13,8 @@ package read it here, and nothing else spells one. Arguments may be names or Sna
       adapters/{target}/{source}/{dataset}/ adapted models (and .manifest.json, .loss.png, .hub/)
       eval/{target}/{source}/{dataset}.*    evaluations; .../{train_dataset}/on_{dataset}.*: transfer
       paper/                                tables, profile, baselines; paper/ablations/: figures
-      preflight/                            the preflight's report.txt and row_counts.json
+      preflight/                            the preflight's report.txt and row_counts.json, the
+                                            GPU calibration (gpu_calibration.json)
       logs/, benchmarks/                    one log and one benchmark per job
       checkpoints/, shards/                 resume state: not declared outputs, kept across retries
                                             (training checkpoints, evaluations' finished templates;
@@ -105,7 +106,8 @@ def paper(name: str) -> str:
 
 def preflight(name: str) -> str:
     """What the preflight writes before a run: report.txt, and row_counts.json (the row counts it
-    read on the Hub, which the cost model reads)."""
+    read on the Hub, which the cost model reads); and gpu_calibration.json, the throughputs
+    ``make gpu-check`` measured (bonito_repro.cluster.gpu_check), which the cost model reads too."""
     return _at("preflight", name)
 
 
