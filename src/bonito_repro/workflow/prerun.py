@@ -118,9 +118,9 @@ def spent_lines(run: Plan, workdir: Path, since: float) -> list[str]:
 
 
 def dry_run_arguments(snakemake_args: list[str]) -> list[str] | None:
-    """The arguments of the dry run that plans the user's run: its targets, ``--config`` and forced
-    reruns (no other option, so that none acts: ``--unlock``, ``--report``, ...), or None where
-    Snakemake cannot read them (it then says why itself)."""
+    """The arguments of the dry run that plans the user's run: its targets, ``--config``, forced
+    reruns and ``--until`` / ``--omit-from`` (no other option, so that none acts: ``--unlock``,
+    ``--report``, ...), or None where Snakemake cannot read them (it then says why itself)."""
     from snakemake.cli import get_argument_parser
 
     try:
@@ -133,8 +133,9 @@ def dry_run_arguments(snakemake_args: list[str]) -> list[str] | None:
         args += ["--config", *parsed.config]
     if parsed.forceall:
         args.append("--forceall")
-    if parsed.forcerun:
-        args += ["--forcerun", *sorted(parsed.forcerun)]
+    for option, values in (("--forcerun", parsed.forcerun), ("--until", parsed.until), ("--omit-from", parsed.omit_from)):
+        if values:
+            args += [option, *sorted(values)]
     return args
 
 
