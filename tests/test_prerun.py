@@ -103,8 +103,8 @@ def test_every_folder_an_output_goes_to_is_checked_and_an_old_output_folder_whol
 
 
 def test_a_run_projected_to_need_more_than_is_free_is_warned_naming_folder_free_and_projected(tmp_path, monkeypatch):
-    config = load_scale("smoke")
-    jobs = [Job("adapt", {"target": "mistral", "source": "tapt", "dataset": "pubmed_qa"})]
+    config = load_scale("workstation")
+    jobs = [Job("adapt", {"target": "mistral_7b", "source": "tapt", "dataset": "pubmed_qa"})]
     plan = prerun.Plan(config, jobs)
     monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 5000, 5000))
     monkeypatch.setattr(preflight, "quota_left", lambda path: (None, "quota not read (no `quota` tool here; ask your site's)"))
@@ -113,15 +113,16 @@ def test_a_run_projected_to_need_more_than_is_free_is_warned_naming_folder_free_
     assert warning.startswith(f"{tmp_path}: may lack room for this run: 0.00 GB free (quota not read")
     assert f"projected to write {projected / 1e9:.2f} GB; projected adapters" in warning
     assert "downloads not counted" in warning
+    assert prerun.disk_warning(prerun.Plan(load_scale("smoke"), jobs), tmp_path) is None  # a CPU scale: not its sizes
     monkeypatch.setattr(preflight.shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**12, 0, 10**12))
     assert prerun.disk_warning(plan, tmp_path) is None
 
 
 @pytest.mark.dag
 def test_the_run_warns_at_its_start_where_the_disk_lacks_the_projected_room(small_disk):
-    """A 1 MiB tmpfs and a plan holding an adaptation (its adapter and checkpoints projected at tens
-    of MB); --touch, so that no job runs."""
-    result = run("--scale", "smoke", "--cores", "1", "--touch", layout.adapter("mistral", "tapt", "pubmed_qa"),
+    """A 1 MiB tmpfs and a workstation plan holding a 7B adaptation (its adapter and checkpoints
+    projected at about 1 GB); --touch, so that no job runs."""
+    result = run("--scale", "workstation", "--cores", "1", "--touch", layout.adapter("mistral_7b", "tapt", "pubmed_qa"),
                  cwd=small_disk)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     warning = [line for line in result.stderr.splitlines() if line.startswith("bonito-repro run: warning:")]

@@ -45,6 +45,9 @@ STAGES = tuple(STAGE_RESOURCES)
 RULE_STAGES = {"backtranslate": "generate", "train_backtranslation": "train_p3"}
 # the rules whose retries chain one long job across attempts that each end at the time limit
 CHAINED_STAGES = ("train_bonito",)
+# the scales whose config `cost` section describes the models and machine their jobs run on (the
+# paper's 7B models on GPUs); at a CPU scale (local, smoke) its sizes and throughputs are not theirs
+COSTED_SCALES = ("paper", "rehearsal", "workstation")
 
 
 @dataclass

@@ -13,9 +13,6 @@ from pathlib import Path
 from . import cost
 from .dry_run import Job
 
-# the scales whose config's cost section describes the machine the jobs run on
-COSTED_SCALES = ("paper", "rehearsal", "workstation")
-
 
 def benchmark_seconds(path: Path) -> float | None:
     """The wall seconds a Snakemake benchmark file records (the sum of its rows: one a repeat),

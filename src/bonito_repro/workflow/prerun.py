@@ -9,7 +9,9 @@ say which file, line or folder:
   file and give up an old one (Snakemake removes a job's old outputs before it runs, and a
   read-only folder ended that in its own traceback);
 - the free space of results/ against what the planned jobs are projected to write (a warning:
-  the sizes are estimates), as the preflight checks it (``cluster.preflight.written_warning``).
+  the sizes are estimates), as the preflight checks it (``cluster.preflight.written_warning``), at
+  the scales whose cost section describes their models (the paper's, the rehearsal's, a
+  workstation's).
 
 The plan's jobs serve the run's summary too: at a scale whose cost section applies, the job-hours
 they spent beside the cost model's projection (``cluster.spent``).
@@ -91,9 +93,14 @@ def unwritable_text(found: list[tuple[Path, str]]) -> str:
 
 
 def disk_warning(run: Plan, workdir: Path) -> str | None:
-    """The preflight's check of what the run writes against results/'s free space (and quota)."""
+    """The preflight's check of what the run writes against results/'s free space (and quota), at
+    a scale whose cost section describes its models (``cost.COSTED_SCALES``): at a CPU scale it
+    would project a 7B model's adapters and the paper's rows (about 25 GB for the CPU demo, which
+    writes under 1 GB)."""
     from ..cluster.preflight import written_warning  # the preflight's imports: only for a run that writes
 
+    if run.config["scale"] not in cost.COSTED_SCALES:
+        return None
     return written_warning(workdir / layout.RESULTS, cost.disk_bytes(run.config, run.jobs, rows(workdir)))
 
 
@@ -106,9 +113,9 @@ def rows(workdir: Path) -> cost.Rows:
 def spent_lines(run: Plan, workdir: Path, since: float) -> list[str]:
     """The job-hours spent beside the projection (``cluster.spent``), where the scale's cost
     section applies and a planned job wrote its benchmark; else no line."""
-    from ..cluster.spent import COSTED_SCALES, format_spent, spent_by_stage
+    from ..cluster.spent import format_spent, spent_by_stage
 
-    if run.config["scale"] not in COSTED_SCALES:
+    if run.config["scale"] not in cost.COSTED_SCALES:
         return []
     counts = rows(workdir)
     stages = spent_by_stage(run.config, run.jobs, workdir, since, counts)

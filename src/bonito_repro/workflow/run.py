@@ -11,9 +11,9 @@ there (Snakemake's -d DIR: in DIR). Every other argument goes to Snakemake as it
 
 Before Snakemake starts, run reads the config files (naming the file and line of one that is
 empty or not YAML) and, unless it is a dry run, plans the jobs and checks that results/ and every
-folder they write into can take their outputs (naming the folder), and warns where results/ lacks
-the room they are projected to need (bonito_repro.workflow.prerun); exit status 2 where a check
-fails. The terminal shows which job starts and finishes, with each stage's count, and at the end
+folder they write into can take their outputs (naming the folder), and at the paper, rehearsal
+and workstation scales warns where results/ lacks the room they are projected to need
+(bonito_repro.workflow.prerun); exit status 2 where a check fails. The terminal shows which job starts and finishes, with each stage's count, and at the end
 the main table, where the outputs are and, at the paper, rehearsal and workstation scales, the
 job-hours spent beside the cost model's projection (bonito_repro.workflow.feedback); --verbose
 (and a dry run) shows Snakemake's own output, shell commands included.
