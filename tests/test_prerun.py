@@ -93,6 +93,7 @@ def test_every_folder_an_output_goes_to_is_checked_and_an_old_output_folder_whol
     folders = prerun.folders_to_write(tmp_path, [job])
     # what is not made yet is checked at its nearest existing folder; the old adapter folder whole
     assert folders == sorted({tmp_path / layout.RESULTS, adapter.parent, adapter, adapter / "inner"})
+    assert prerun.folders_to_write(tmp_path, []) == []  # nothing to do: nothing written
     _read_only(adapter / "inner")
     try:
         found = prerun.unwritable_folders(folders)

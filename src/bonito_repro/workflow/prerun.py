@@ -67,8 +67,10 @@ def _existing(path: Path) -> Path:
 
 def folders_to_write(workdir: Path, jobs: Iterable[Job]) -> list[Path]:
     """results/ and every folder the jobs write into (the nearest existing one where it is not
-    made yet), with every folder of an existing output folder (a job replaces it whole)."""
-    folders = {_existing(workdir / layout.RESULTS)}
+    made yet), with every folder of an existing output folder (a job replaces it whole); none
+    where there is no job (a finished run's results/ may be read-only)."""
+    jobs = list(jobs)
+    folders = {_existing(workdir / layout.RESULTS)} if jobs else set()
     for job in jobs:
         for name in (*job.output, *job.log, *([job.benchmark] if job.benchmark else [])):
             path = workdir / name
