@@ -2,8 +2,9 @@
 say which file, line or folder:
 
 - the config files (the scale's, the layers they name, the user's ``--configfile``s): read as
-  the workflow reads them (``core.config.read_yaml``), so an empty file or a YAML syntax error is
-  named with its line (Snakemake says only "Config file is not valid JSON or YAML");
+  the workflow reads them (``core.config.merged_config``, in ``run`` itself), so an empty file or
+  a YAML syntax error is named with its line (Snakemake says only "Config file is not valid JSON
+  or YAML");
 - the folders of the run: results/ and the folder of every output, log and benchmark of the jobs
   Snakemake plans (a dry run), and every folder of an existing output folder, must take a new
   file and give up an old one (Snakemake removes a job's old outputs before it runs, and a
@@ -28,7 +29,7 @@ from typing import Iterable
 from ..cluster import cost
 from ..cluster.dry_run import Job, dry_run_jobs
 from ..core import layout
-from ..core.config import ConfigError, merged_config, validate
+from ..core.config import ConfigError, validate
 from ..core.io import cannot_write_in
 
 
@@ -37,12 +38,6 @@ class Plan:
     """The jobs a run is about to run (its dry run), under its resolved config."""
     config: dict
     jobs: list[Job]
-
-
-def read_config_files(files: list[Path], root: Path) -> dict:
-    """The config files merged (with their layers), unvalidated; ConfigError naming the file and
-    line of the first that cannot be read."""
-    return merged_config(files, root=root)
 
 
 def plan(merged: dict, dry_run_command: list[str], workdir: Path) -> Plan | None:
@@ -148,5 +143,5 @@ def dry_run_arguments(snakemake_args: list[str]) -> list[str] | None:
     return args
 
 
-__all__ = ["Plan", "read_config_files", "plan", "folders_to_write", "unwritable_folders", "unwritable_text",
+__all__ = ["Plan", "plan", "folders_to_write", "unwritable_folders", "unwritable_text",
            "disk_warning", "spent_lines", "dry_run_arguments"]

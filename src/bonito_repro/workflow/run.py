@@ -13,10 +13,11 @@ Before Snakemake starts, run reads the config files (naming the file and line of
 empty or not YAML) and, unless it is a dry run, plans the jobs and checks that results/ and every
 folder they write into can take their outputs (naming the folder), and at the paper, rehearsal
 and workstation scales warns where results/ lacks the room they are projected to need
-(bonito_repro.workflow.prerun); exit status 2 where a check fails. The terminal shows which job starts and finishes, with each stage's count, and at the end
-the main table, where the outputs are and, at the paper, rehearsal and workstation scales, the
-job-hours spent beside the cost model's projection (bonito_repro.workflow.feedback); --verbose
-(and a dry run) shows Snakemake's own output, shell commands included.
+(bonito_repro.workflow.prerun); exit status 2 where a check fails. The terminal shows which job
+starts and finishes, with each stage's count, and at the end the main table, where the outputs
+are and, at the paper, rehearsal and workstation scales, the job-hours spent beside the cost
+model's projection (bonito_repro.workflow.feedback); --verbose (and a dry run) shows Snakemake's
+own output, shell commands included.
 
     bonito-repro run -n                       what the CPU demo would run
     bonito-repro run --scale smoke --cores 2  the smallest grid, in minutes
@@ -32,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..core.config import ConfigError, scale_files, workflow_root
+from ..core.config import ConfigError, merged_config, scale_files, workflow_root
 from . import prerun
 from .feedback import run_condensed
 from .scales import SCALE_PROFILES
@@ -92,11 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     command = snakemake_command(args, snakemake_args)
     workdir = (args.directory or Path.cwd()).resolve()
     root = workflow_root()
-    try:
-        merged = prerun.read_config_files([*scale_files(args.scale, root), *(p.resolve() for p in args.configfile)], root)
+    try:  # Snakemake's own message names neither the file nor the line
+        merged = merged_config([*scale_files(args.scale, root), *(p.resolve() for p in args.configfile)], root=root)
     except ConfigError as error:
         print(f"bonito-repro run: {error}", file=sys.stderr)
         return 2
+    if condensed(args, snakemake_args):
+        print(f"bonito-repro run: the {args.scale} scale in {workdir} (--verbose: Snakemake's full output)", flush=True)
     plan = None
     dry_run_args = None if is_dry_run(snakemake_args) else prerun.dry_run_arguments(snakemake_args)
     if dry_run_args is not None:
@@ -112,7 +115,6 @@ def main(argv: list[str] | None = None) -> int:
     if not condensed(args, snakemake_args):
         print(f"bonito-repro run: {shlex.join(command)}", file=sys.stderr)
         return subprocess.run(command).returncode
-    print(f"bonito-repro run: the {args.scale} scale in {workdir} (--verbose: Snakemake's full output)", flush=True)
     started = time.time()
     spent = (lambda: prerun.spent_lines(plan, workdir, started)) if plan is not None else None
     return run_condensed(command, workdir, started, spent)
