@@ -3,6 +3,7 @@ Hub server for the paper-scale loaders."""
 from __future__ import annotations
 
 import atexit
+import gc
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -191,3 +193,23 @@ def local_hub(tmp_path_factory) -> LocalHub:
     yield hub
     server.terminate()
     server.wait(timeout=10)
+
+
+@pytest.fixture
+def small_disk(tmp_path) -> Iterator[Path]:
+    """A folder on a 1 MiB tmpfs (CI runs as root). Where none can be mounted the test fails in CI
+    (the CI variable set) and is skipped elsewhere."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+                             capture_output=True, text=True) if shutil.which("mount") else None
+    if mounted is None or mounted.returncode:
+        reason = f"cannot mount a 1 MiB tmpfs ({mounted.stderr.strip() if mounted else 'no mount command'})"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield disk
+    finally:
+        gc.collect()  # a failed torch.save's writer, still holding its file open, lives in a reference cycle
+        subprocess.run(["umount", str(disk)], check=True)

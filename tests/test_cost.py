@@ -106,7 +106,9 @@ def test_dry_run_blocks_become_jobs():
     output = """Job stats: ...
 [Wed Dec  2 08:25:52 2026]
 rule adapt:
-    output: results/adapters/mistral_7b/tapt/pubmed_qa
+    output: results/adapters/mistral_7b/tapt/pubmed_qa, results/adapters/mistral_7b/tapt/pubmed_qa.manifest.json
+    log: results/logs/adapt/mistral_7b/tapt/pubmed_qa.log
+    benchmark: results/benchmarks/adapt/mistral_7b/tapt/pubmed_qa.tsv
     wildcards: target=mistral_7b, source=tapt, dataset=pubmed_qa
     threads: 8
     resources: tmpdir=/tmp, gpu=1, mem_mb=64000, mem=64 GB, runtime=1440
@@ -117,7 +119,11 @@ localrule main_table:
     adapt, table = dry_run_jobs(output)
     assert adapt.rule == "adapt" and adapt.wildcards == {"target": "mistral_7b", "source": "tapt", "dataset": "pubmed_qa"}
     assert (adapt.resources["gpu"], adapt.resources["runtime"], adapt.resources["threads"]) == ("1", "1440", "8")
-    assert table == Job("main_table")
+    assert adapt.output == ("results/adapters/mistral_7b/tapt/pubmed_qa",
+                            "results/adapters/mistral_7b/tapt/pubmed_qa.manifest.json")
+    assert adapt.log == ("results/logs/adapt/mistral_7b/tapt/pubmed_qa.log",)
+    assert adapt.benchmark == "results/benchmarks/adapt/mistral_7b/tapt/pubmed_qa.tsv"
+    assert table == Job("main_table", output=("results/paper/main_table.csv",))
 
 
 # ---------------------------------------------------------------- real row counts

@@ -9,8 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import Job
 
+from bonito_repro.cluster import cost
+from bonito_repro.cluster.spent import benchmark_seconds, format_spent, spent_by_stage
 from bonito_repro.core import layout
+from bonito_repro.core.config import load_scale
+from bonito_repro.workflow import prerun
 from bonito_repro.workflow.feedback import Condenser, summary
 from bonito_repro.workflow.run import condensed, snakemake_command, split_arguments
 
@@ -86,6 +91,52 @@ def test_the_summary_shows_the_main_table_only_when_this_run_wrote_it(tmp_path):
     assert "smollm2" not in old
     for text in (fresh, old):
         assert f"Outputs, under {tmp_path / layout.RESULTS}/" in text and "make report" in text
+
+
+BENCHMARK = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n{s}\t0:00:00\t1\t1\t1\t1\t0\t0\t0\t1\n"
+
+
+def test_the_summary_shows_the_job_hours_spent_beside_the_projection_at_a_costed_scale(tmp_path):
+    """Three adaptations and an evaluation planned at the workstation scale: two adaptations and the
+    evaluation wrote their benchmark files in this run, one adaptation's is from an earlier run."""
+    config = load_scale("workstation")
+    started = time.time()
+
+    def job(rule: str, source: str, dataset: str, seconds: float | None, age: float = 0) -> Job:
+        name = f"{rule}/mistral_7b/{source}/{dataset}"
+        if seconds is not None:
+            path = tmp_path / layout.benchmark(name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(BENCHMARK.format(s=seconds))
+            os.utime(path, (started + age, started + age))
+        return Job(rule, {"target": "mistral_7b", "source": source, "dataset": dataset}, {"gpu": "1"},
+                   benchmark=layout.benchmark(name))
+
+    jobs = [job("adapt", "tapt", "pubmed_qa", 5400), job("adapt", "tapt", "vitaminc", 1800),
+            job("adapt", "tapt", "contract_nli", 3600, age=-3600), job("evaluate", "tapt", "pubmed_qa", 720),
+            job("evaluate", "tapt", "vitaminc", None), Job("main_table", benchmark=layout.benchmark("paper/main_table"))]
+    assert benchmark_seconds(tmp_path / jobs[0].benchmark) == 5400
+    rows = cost.Rows()
+    stages = spent_by_stage(config, jobs, tmp_path, started, rows)
+    projected = {d: cost.job_cost(config, j, rows).hours for d, j in (("adapt", jobs[0]), ("vitaminc", jobs[1]),
+                                                                      ("evaluate", jobs[3]))}
+    assert [(s.stage, s.jobs) for s in stages] == [("adapt", 2), ("evaluate", 1)]
+    adapt, evaluate = stages
+    assert adapt.spent_hours == pytest.approx(2.0) and evaluate.spent_hours == pytest.approx(0.2)
+    assert adapt.projected_hours == pytest.approx(projected["adapt"] + projected["vitaminc"])
+    assert evaluate.projected_gpu_hours == pytest.approx(projected["evaluate"])  # one GPU a job
+    table = format_spent(stages, rows)
+    cells = {line.split()[0]: line.split() for line in table.splitlines()[1:4]}
+    assert cells["adapt"] == ["adapt", "2", "2.00", f"{adapt.projected_hours:.2f}", "2.00",
+                              f"{adapt.projected_gpu_hours:.2f}", f"{2 / adapt.projected_hours:.2f}"]
+    assert cells["total"][:3] == ["total", "3", "2.20"]
+    assert "not measured" in table and "last attempt only" in table
+
+    lines = prerun.spent_lines(prerun.Plan(config, jobs), tmp_path, started)
+    text = "\n".join(summary(tmp_path, started, lines))
+    assert "Job-hours spent and projected" in text and table in text
+    smoke = prerun.Plan(load_scale("smoke"), jobs)  # a CPU demo: the cost section is a 7B GPU's
+    assert prerun.spent_lines(smoke, tmp_path, started) == []
 
 
 def test_verbose_and_dry_runs_show_snakemakes_own_output():

@@ -2,17 +2,14 @@
 manifests name the CPU their outputs were computed on."""
 from __future__ import annotations
 
-import gc
 import json
 import os
 import re
-import shutil
 import signal
 import stat
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import pandas as pd
 import pytest
@@ -84,26 +81,6 @@ def test_a_directory_is_replaced_whole_and_a_failed_one_leaves_the_old(tmp_path)
     with atomic_dir(out) as tmp:
         (tmp / "weights").write_text("new")
     assert [p.name for p in tmp_path.iterdir()] == ["adapter"] and (out / "weights").read_text() == "new"
-
-
-@pytest.fixture
-def small_disk(tmp_path) -> Iterator[Path]:
-    """A folder on a 1 MiB tmpfs (CI runs as root). Where none can be mounted the test fails in CI
-    (the CI variable set) and is skipped elsewhere."""
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
-                             capture_output=True, text=True) if shutil.which("mount") else None
-    if mounted is None or mounted.returncode:
-        reason = f"cannot mount a 1 MiB tmpfs ({mounted.stderr.strip() if mounted else 'no mount command'})"
-        if os.environ.get("CI"):
-            pytest.fail(reason)
-        pytest.skip(reason)
-    try:
-        yield disk
-    finally:
-        gc.collect()  # a failed torch.save's writer, still holding its file open, lives in a reference cycle
-        subprocess.run(["umount", str(disk)], check=True)
 
 
 def _checkpoint(folder: Path) -> None:

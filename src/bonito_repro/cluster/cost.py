@@ -53,6 +53,9 @@ CHAINED_STAGES = ("train_bonito",)
 # from its shards, evaluation from its finished templates): a job longer than its runtime runs as
 # a chain of attempts too, over the retries its rule gets (rule_retries); ctga starts over
 RESUMING_STAGES = ("train_bonito", "train_p3", "generate", "adapt", "evaluate")
+# the scales whose config `cost` section describes the models and machine their jobs run on (the
+# paper's 7B models on GPUs); at a CPU scale (local, smoke) its sizes and throughputs are not theirs
+COSTED_SCALES = ("paper", "rehearsal", "workstation")
 
 
 @dataclass

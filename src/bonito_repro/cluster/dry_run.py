@@ -10,24 +10,33 @@ _BLOCK = re.compile(r"\n(?=(?:local)?rule \w+:)")
 
 @dataclass(frozen=True)
 class Job:
-    """One job of a run: its rule, wildcards and the resources it requests (gpu, runtime, threads)."""
+    """One job of a run: its rule, wildcards and the resources it requests (gpu, runtime,
+    threads), and the files it writes: its outputs, logs and benchmark (paths from the working
+    directory)."""
 
     rule: str
     wildcards: dict = field(default_factory=dict)
     resources: dict = field(default_factory=dict)
+    output: tuple[str, ...] = ()
+    log: tuple[str, ...] = ()
+    benchmark: str = ""
 
 
 def dry_run_jobs(output: str) -> list[Job]:
-    """Each job block of a dry run's output: rule, wildcards and resources (threads included)."""
+    """Each job block of a dry run's output: rule, wildcards, resources (threads included) and
+    the files it writes."""
     jobs = []
     for block in _BLOCK.split(output):
         head = re.match(r"(?:local)?rule (\w+):", block)
         if not head:
             continue
-        found = {key: re.search(rf"^\s+{key}: (.*)$", block, re.MULTILINE) for key in ("wildcards", "resources", "threads")}
+        found = {key: re.search(rf"^\s+{key}: (.*)$", block, re.MULTILINE)
+                 for key in ("wildcards", "resources", "threads", "output", "log", "benchmark")}
         wildcards = dict(kv.split("=", 1) for kv in found["wildcards"].group(1).split(", ")) if found["wildcards"] else {}
         resources = dict(kv.split("=", 1) for kv in found["resources"].group(1).split(", ")) if found["resources"] else {}
         if found["threads"]:
             resources["threads"] = found["threads"].group(1).strip()
-        jobs.append(Job(head.group(1), wildcards, resources))
+        files = {key: tuple(found[key].group(1).split(", ")) if found[key] else () for key in ("output", "log")}
+        benchmark = found["benchmark"].group(1) if found["benchmark"] else ""
+        jobs.append(Job(head.group(1), wildcards, resources, files["output"], files["log"], benchmark))
     return jobs

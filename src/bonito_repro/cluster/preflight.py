@@ -404,17 +404,39 @@ def check_written(hub_checks: list[Check], results: Path, cache: Path, projected
     what the run is projected to write there (``cost.disk_bytes``) on top of the downloads to
     that filesystem: a warning where it does not fit, as the sizes are estimates (the downloads'
     are exact: ``check_disk`` fails on those)."""
-    place = _existing(results)
+    place, free, room, quota_note = free_room(results)
     shared = place.stat().st_dev == _existing(cache).stat().st_dev
     downloads = sum(c.nbytes for c in hub_checks if c.target == "results" or shared and c.target == "cache")
     needed = downloads + sum(projected.values())
+    return Check("disk", f"results ({place}): what the run writes", OK if room >= needed else WARN,
+                 f"needs {_gb(needed)} with the downloads; {_projected_text(projected)}; {_gb(free)} free; {quota_note}")
+
+
+def free_room(results: Path) -> tuple[Path, int, int, str]:
+    """results/'s folder (its nearest existing parent where not made yet), the bytes free there,
+    the room: those, or what the user's quota leaves if less, and a note on the quota."""
+    place = _existing(results)
     free = shutil.disk_usage(place).free
     quota, quota_note = quota_left(place)
-    room = free if quota is None else min(free, quota)
+    return place, free, free if quota is None else min(free, quota), quota_note
+
+
+def _projected_text(projected: dict[str, int]) -> str:
     parts = ", ".join(f"{kind} {_gb(n)}" for kind, n in projected.items())
-    return Check("disk", f"results ({place}): what the run writes", OK if room >= needed else WARN,
-                 f"needs {_gb(needed)} with the downloads; projected {parts} (estimates: cost.lora_parameters_per_rank, "
-                 f"cost.bytes_per_row; checkpoints of one training job at a time); {_gb(free)} free; {quota_note}")
+    return (f"projected {parts} (estimates: cost.lora_parameters_per_rank, cost.bytes_per_row; checkpoints "
+            "of one training job at a time)")
+
+
+def written_warning(results: Path, projected: dict[str, int]) -> str | None:
+    """The check ``check_written`` makes, at a local run's start (`bonito-repro run`, which reads
+    no Hub listing, so downloads are not counted): a warning naming the folder, the bytes free and
+    the projected bytes where they do not fit, else None."""
+    place, free, room, quota_note = free_room(results)
+    needed = sum(projected.values())
+    if room >= needed:
+        return None
+    return (f"{place}: may lack room for this run: {_gb(free)} free ({quota_note}), the run is projected to write "
+            f"{_gb(needed)}; {_projected_text(projected)}; downloads not counted (the preflight counts them)")
 
 
 # ---------------------------------------------------------------- environments

@@ -233,6 +233,24 @@ class OutputPathError(InputError):
     """An output path cannot be written."""
 
 
+def _probe(folder: Path, name: str) -> None:
+    """Create and remove a file in ``folder``: what the permission bits say is not enough, as
+    root ignores them while an immutable folder or a read-only filesystem refuses root too."""
+    probe = folder / f".{name}.{os.getpid()}.{secrets.token_hex(4)}.probe"
+    os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+    probe.unlink()
+
+
+def cannot_write_in(folder: str | Path) -> str | None:
+    """Why no file can be created or removed in ``folder`` (an existing one), or None; nothing is
+    left there."""
+    try:
+        _probe(Path(folder), "write-check")
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
+
+
 def check_writable(*paths: str | Path | None) -> None:
     """Stop before any expensive work (loading a model, inference, training) when an output
     cannot be written, rather than after it: each path's folder is created and a file created and
@@ -244,9 +262,7 @@ def check_writable(*paths: str | Path | None) -> None:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             remove_dead_temporaries(path)
-            probe = folder / f".{Path(path).name}.{os.getpid()}.{secrets.token_hex(4)}.probe"
-            os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-            probe.unlink()
+            _probe(folder, Path(path).name)
         except OSError as error:
             raise OutputPathError(f"{path}: cannot write here ({error.strerror}: {error.filename}); "
                                   "checked before any work started") from None

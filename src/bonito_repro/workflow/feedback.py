@@ -5,8 +5,9 @@ block (input, output, log, reason, resources, its shell command) becomes one lin
 job started, and each finished job one line with its stage's count (``adapt 3 of 12``) beside
 Snakemake's overall progress; errors, warnings and everything else pass through as they are.
 ``--verbose`` (and a dry run) prints Snakemake's output unchanged, shell commands included. At the
-end of a successful run, ``summary`` names the main table (printed when this run wrote it), where
-the outputs are, and how to build the report."""
+end of a successful run, ``summary`` names the main table (printed when this run wrote it), the
+job-hours spent beside the cost model's projection where the scale's cost section applies
+(bonito_repro.cluster.spent), where the outputs are, and how to build the report."""
 from __future__ import annotations
 
 import re
@@ -14,6 +15,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Callable, Sequence
 
 from ..core import layout
 
@@ -111,14 +113,15 @@ class Condenser:
         return ([self._started()] if self._block is not None else []) + self._flush()
 
 
-def summary(workdir: Path, started: float) -> list[str]:
+def summary(workdir: Path, started: float, spent: Sequence[str] = ()) -> list[str]:
     """The lines printed after a successful run started at ``started`` (``time.time()``) in
-    ``workdir``: the main table if this run wrote it, where the outputs are, the report."""
+    ``workdir``: the main table if this run wrote it, the ``spent`` lines (job-hours spent and
+    projected), where the outputs are, the report."""
     table = layout.paper("main_table.md")
     lines = [""]
     if (workdir / table).exists() and (workdir / table).stat().st_mtime >= started:
         lines += [f"The main table ({table}):", "", (workdir / table).read_text(encoding="utf-8").rstrip(), ""]
-    return lines + [
+    return lines + list(spent) + [
         f"Outputs, under {workdir / layout.RESULTS}/: tables and figures in {layout.paper('')}, synthetic tasks "
         f"in {layout.synthetic('GENERATOR', 'DATASET')}, adapters in {layout.adapter('TARGET', 'SOURCE', 'DATASET')}/, "
         f"scores in {layout.evaluation('TARGET', 'SOURCE', 'DATASET')}, a log per job in {layout.log('JOB')}, "
@@ -127,9 +130,11 @@ def summary(workdir: Path, started: float) -> list[str]:
     ]
 
 
-def run_condensed(command: list[str], workdir: Path, started: float) -> int:
-    """Run Snakemake's ``command``, its output condensed, then the summary if it ran jobs or had
-    nothing left to do; its exit status."""
+def run_condensed(command: list[str], workdir: Path, started: float,
+                  spent: Callable[[], list[str]] | None = None) -> int:
+    """Run Snakemake's ``command``, its output condensed, then the summary (with the lines
+    ``spent`` gives once the jobs have ended) if it ran jobs or had nothing left to do; its exit
+    status."""
     condenser = Condenser()
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as process:
         for line in process.stdout:
@@ -138,5 +143,5 @@ def run_condensed(command: list[str], workdir: Path, started: float) -> int:
         for out in condenser.close():
             print(out)
     if process.returncode == 0 and condenser.worked:
-        print("\n".join(summary(workdir, started)))
+        print("\n".join(summary(workdir, started, spent() if spent else ())))
     return process.returncode

@@ -9,9 +9,15 @@ with your --configfile files on top. It works in the current directory: results/
 there (Snakemake's -d DIR: in DIR). Every other argument goes to Snakemake as it is: a target
 (all, ablations, a file), -n for a dry run, --cores 8, --profile of your own, ...
 
-The terminal shows which job starts and finishes, with each stage's count, and at the end the main
-table and where the outputs are (bonito_repro.workflow.feedback); --verbose (and a dry run) shows
-Snakemake's own output, shell commands included.
+Before Snakemake starts, run reads the config files (naming the file and line of one that is
+empty or not YAML) and, unless it is a dry run, plans the jobs and checks that results/ and every
+folder they write into can take their outputs (naming the folder), and at the paper, rehearsal
+and workstation scales warns where results/ lacks the room they are projected to need
+(bonito_repro.workflow.prerun); exit status 2 where a check fails. The terminal shows which job
+starts and finishes, with each stage's count, and at the end the main table, where the outputs
+are and, at the paper, rehearsal and workstation scales, the job-hours spent beside the cost
+model's projection (bonito_repro.workflow.feedback); --verbose (and a dry run) shows Snakemake's
+own output, shell commands included.
 
     bonito-repro run -n                       what the CPU demo would run
     bonito-repro run --scale smoke --cores 2  the smallest grid, in minutes
@@ -27,7 +33,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..core.config import scale_files, workflow_root
+from ..core.config import ConfigError, merged_config, scale_files, workflow_root
+from . import prerun
 from .feedback import run_condensed
 from .scales import SCALE_PROFILES
 
@@ -72,21 +79,45 @@ def snakemake_command(args: argparse.Namespace, snakemake_args: list[str]) -> li
             str(root / "Snakefile"), "--profile", profile, "--configfile", *configfiles]
 
 
+def is_dry_run(snakemake_args: list[str]) -> bool:
+    return any(a in ("--dry-run", "--dryrun") or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", a) for a in snakemake_args)
+
+
 def condensed(args: argparse.Namespace, snakemake_args: list[str]) -> bool:
     """Whether the terminal gets the condensed output: not with --verbose, nor for a dry run."""
-    dry_run = any(a in ("--dry-run", "--dryrun") or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", a) for a in snakemake_args)
-    return not (args.verbose or dry_run)
+    return not (args.verbose or is_dry_run(snakemake_args))
 
 
 def main(argv: list[str] | None = None) -> int:
     args, snakemake_args = split_arguments(sys.argv[1:] if argv is None else argv)
     command = snakemake_command(args, snakemake_args)
     workdir = (args.directory or Path.cwd()).resolve()
+    root = workflow_root()
+    try:  # Snakemake's own message names neither the file nor the line
+        merged = merged_config([*scale_files(args.scale, root), *(p.resolve() for p in args.configfile)], root=root)
+    except ConfigError as error:
+        print(f"bonito-repro run: {error}", file=sys.stderr)
+        return 2
+    if condensed(args, snakemake_args):
+        print(f"bonito-repro run: the {args.scale} scale in {workdir} (--verbose: Snakemake's full output)", flush=True)
+    plan = None
+    dry_run_args = None if is_dry_run(snakemake_args) else prerun.dry_run_arguments(snakemake_args)
+    if dry_run_args is not None:
+        plan = prerun.plan(merged, snakemake_command(args, dry_run_args), workdir)
+    if plan is not None:
+        unwritable = prerun.unwritable_folders(prerun.folders_to_write(workdir, plan.jobs))
+        if unwritable:
+            print(f"bonito-repro run: {prerun.unwritable_text(unwritable)}", file=sys.stderr)
+            return 2
+        warning = prerun.disk_warning(plan, workdir)
+        if warning:
+            print(f"bonito-repro run: warning: {warning}", file=sys.stderr, flush=True)
     if not condensed(args, snakemake_args):
         print(f"bonito-repro run: {shlex.join(command)}", file=sys.stderr)
         return subprocess.run(command).returncode
-    print(f"bonito-repro run: the {args.scale} scale in {workdir} (--verbose: Snakemake's full output)", flush=True)
-    return run_condensed(command, workdir, time.time())
+    started = time.time()
+    spent = (lambda: prerun.spent_lines(plan, workdir, started)) if plan is not None else None
+    return run_condensed(command, workdir, started, spent)
 
 
 if __name__ == "__main__":
