@@ -90,7 +90,7 @@ def test_run_names_the_shipped_workflow_its_profile_and_config_by_absolute_paths
     (tmp_path / "mine.yaml").write_text("{}\n")
     root = workflow_root()
     assert command_of("--scale", "smoke", "-n", "all", "--configfile", "mine.yaml", "--cores", "2") == [
-        sys.executable, "-m", "snakemake", "-n", "all", "--cores", "2", "--snakefile", str(root / "Snakefile"),
+        sys.executable, "-m", "snakemake", "-n", "all", "--cores", "2", "--directory", str(tmp_path), "--snakefile", str(root / "Snakefile"),
         "--profile", str(root / "local"), "--configfile", str(root / "config" / "smoke.yaml"), str(tmp_path / "mine.yaml")]
     paper = command_of("--scale", "paper")
     assert paper[paper.index("--profile") + 1] == str(root / "slurm")

@@ -12,7 +12,9 @@ package read it here, and nothing else spells one. Arguments may be names or Sna
       synthetic/{generator}/{dataset}.*     synthetic tasks, funnel, formats, card; .n{N}.*: subsets
       adapters/{target}/{source}/{dataset}/ adapted models (and .manifest.json, .loss.png, .hub/)
       eval/{target}/{source}/{dataset}.*    evaluations; .../{train_dataset}/on_{dataset}.*: transfer
-      paper/                                tables, profile, baselines; paper/ablations/: figures
+      paper/                                the default run's own: tables, profile, baselines;
+                                            paper/ablations/: figures (run.name null)
+      runs/{run}/                           a named run's own, laid out as paper/ (run.name)
       preflight/                            the preflight's report.txt and row_counts.json
       logs/, benchmarks/                    one log and one benchmark per job
       checkpoints/, shards/                 resume state: not declared outputs, kept across retries
@@ -96,9 +98,26 @@ def evaluation(target: str, source: str, dataset: str, train_dataset: str | None
 # --- reports
 
 
-def paper(name: str) -> str:
+# --- what is a run's own: its tables, profile, baselines and figures. Everything above is keyed by
+# model, generator, target, source and dataset, and shared by every run in the same results/, so a
+# second run (a corpus, another selection) reuses the finished jobs; only this part is per run.
+
+
+def run_dir(run: str | None = None) -> str:
+    """A run's own folder: ``paper`` for the default run (config ``run.name`` null: the demo's and
+    the paper's), ``runs/{run}`` for a named one."""
+    return _at("paper") if run is None else _at("runs", run)
+
+
+def paper(name: str, run: str | None = None) -> str:
     """Tables and profiles of the run: main_table.md, eval_scores.csv, baselines.md, ..."""
-    return _at("paper", name)
+    return f"{run_dir(run)}/{name}"
+
+
+def run_job(name: str, run: str | None = None) -> str:
+    """The log and benchmark name of a run's own job (``paper/main_table``,
+    ``runs/{run}/main_table``), so that two runs never share a log."""
+    return paper(name, run)[len(RESULTS) + 1:]
 
 
 def preflight(name: str) -> str:
@@ -107,8 +126,8 @@ def preflight(name: str) -> str:
     return _at("preflight", name)
 
 
-def ablation_figure(figure: str, ext: str) -> str:
-    return _at("paper", "ablations", f"{figure}.{ext}")
+def ablation_figure(figure: str, ext: str, run: str | None = None) -> str:
+    return paper(f"ablations/{figure}.{ext}", run)
 
 
 # --- what every job keeps beside its outputs

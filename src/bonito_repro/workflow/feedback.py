@@ -111,23 +111,26 @@ class Condenser:
         return ([self._started()] if self._block is not None else []) + self._flush()
 
 
-def summary(workdir: Path, started: float) -> list[str]:
+def summary(workdir: Path, started: float, run_name: str | None = None) -> list[str]:
     """The lines printed after a successful run started at ``started`` (``time.time()``) in
-    ``workdir``: the main table if this run wrote it, where the outputs are, the report."""
-    table = layout.paper("main_table.md")
+    ``workdir``: the main table if this run wrote it, where the outputs are (the run's own folder:
+    config ``run.name``), the report."""
+    table = layout.paper("main_table.md", run_name)
     lines = [""]
     if (workdir / table).exists() and (workdir / table).stat().st_mtime >= started:
         lines += [f"The main table ({table}):", "", (workdir / table).read_text(encoding="utf-8").rstrip(), ""]
     return lines + [
-        f"Outputs, under {workdir / layout.RESULTS}/: tables and figures in {layout.paper('')}, synthetic tasks "
+        f"Outputs, under {workdir / layout.RESULTS}/: tables and figures in {layout.run_dir(run_name)}/, synthetic tasks "
         f"in {layout.synthetic('GENERATOR', 'DATASET')}, adapters in {layout.adapter('TARGET', 'SOURCE', 'DATASET')}/, "
         f"scores in {layout.evaluation('TARGET', 'SOURCE', 'DATASET')}, a log per job in {layout.log('JOB')}, "
         "a manifest.json beside every output.",
-        f"The report, one HTML page: make report, or bonito-repro run --report {layout.paper('report.html')}",
+        # make report builds the default run's; a named run's report goes to its own folder
+        f"The report, one HTML page: {'make report, or ' if run_name is None else ''}bonito-repro run --report "
+        f"{layout.paper('report.html', run_name)}",
     ]
 
 
-def run_condensed(command: list[str], workdir: Path, started: float) -> int:
+def run_condensed(command: list[str], workdir: Path, started: float, run_name: str | None = None) -> int:
     """Run Snakemake's ``command``, its output condensed, then the summary if it ran jobs or had
     nothing left to do; its exit status."""
     condenser = Condenser()
@@ -138,5 +141,5 @@ def run_condensed(command: list[str], workdir: Path, started: float) -> int:
         for out in condenser.close():
             print(out)
     if process.returncode == 0 and condenser.worked:
-        print("\n".join(summary(workdir, started)))
+        print("\n".join(summary(workdir, started, run_name)))
     return process.returncode

@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..core.config import scale_files, workflow_root
+from ..core.config import merged_config, scale_files, workflow_root
 from .feedback import run_condensed
 from .scales import SCALE_PROFILES
 
@@ -61,7 +61,8 @@ def snakemake_command(args: argparse.Namespace, snakemake_args: list[str]) -> li
     files = scale_files(args.scale, root)
     configfiles = [str(p) for p in files[1:] or files] + [str(p.resolve()) for p in args.configfile]
     # Snakemake's arguments first: --configfile takes every word up to the next option, targets too
-    directory = ["--directory", str(args.directory)] if args.directory else []
+    # always by absolute path: the command it prints works from any directory
+    directory = ["--directory", str(workdir_of(args))]
     if args.verbose:
         output = ["--printshellcmds"]
     elif condensed(args, snakemake_args) and not {"-q", "--quiet"} & set(snakemake_args):
@@ -70,6 +71,17 @@ def snakemake_command(args: argparse.Namespace, snakemake_args: list[str]) -> li
         output = []
     return [sys.executable, "-m", "snakemake", *snakemake_args, *directory, *output, "--snakefile",
             str(root / "Snakefile"), "--profile", profile, "--configfile", *configfiles]
+
+
+def workdir_of(args: argparse.Namespace) -> Path:
+    """Where the run works and its results/ goes: -d DIR, else the current directory."""
+    return (args.directory or Path.cwd()).resolve()
+
+
+def run_name(args: argparse.Namespace) -> str | None:
+    """The run's name (config ``run.name``) in the scale's config with the user's overlays: the
+    summary shows that run's own folder."""
+    return merged_config([*scale_files(args.scale), *args.configfile])["run"]["name"]
 
 
 def condensed(args: argparse.Namespace, snakemake_args: list[str]) -> bool:
@@ -81,12 +93,12 @@ def condensed(args: argparse.Namespace, snakemake_args: list[str]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args, snakemake_args = split_arguments(sys.argv[1:] if argv is None else argv)
     command = snakemake_command(args, snakemake_args)
-    workdir = (args.directory or Path.cwd()).resolve()
+    workdir = workdir_of(args)
     if not condensed(args, snakemake_args):
         print(f"bonito-repro run: {shlex.join(command)}", file=sys.stderr)
         return subprocess.run(command).returncode
     print(f"bonito-repro run: the {args.scale} scale in {workdir} (--verbose: Snakemake's full output)", flush=True)
-    return run_condensed(command, workdir, time.time())
+    return run_condensed(command, workdir, time.time(), run_name(args))
 
 
 if __name__ == "__main__":
