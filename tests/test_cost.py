@@ -110,7 +110,8 @@ localrule main_table:
     adapt, table = dry_run_jobs(output)
     assert adapt.rule == "adapt" and adapt.wildcards == {"target": "mistral_7b", "source": "tapt", "dataset": "pubmed_qa"}
     assert (adapt.resources["gpu"], adapt.resources["runtime"], adapt.resources["threads"]) == ("1", "1440", "8")
-    assert table == Job("main_table")
+    assert table == Job("main_table", writes=("results/paper/main_table.csv",))
+    assert adapt.writes == ("results/adapters/mistral_7b/tapt/pubmed_qa",) and adapt.command == ""
 
 
 # ---------------------------------------------------------------- real row counts

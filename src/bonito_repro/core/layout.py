@@ -16,6 +16,7 @@ package read it here, and nothing else spells one. Arguments may be names or Sna
                                             paper/ablations/: figures (run.name null)
       runs/{run}/                           a named run's own, laid out as paper/ (run.name)
       preflight/                            the preflight's report.txt and row_counts.json
+                                            (a named run's: runs/{run}/preflight/)
       logs/, benchmarks/                    one log and one benchmark per job
       checkpoints/, shards/                 resume state: not declared outputs, kept across retries
 """
@@ -120,10 +121,10 @@ def run_job(name: str, run: str | None = None) -> str:
     return paper(name, run)[len(RESULTS) + 1:]
 
 
-def preflight(name: str) -> str:
+def preflight(name: str, run: str | None = None) -> str:
     """What the preflight writes before a run: report.txt, and row_counts.json (the row counts it
-    read on the Hub, which the cost model reads)."""
-    return _at("preflight", name)
+    read on the Hub, which the cost model reads); a named run's in its own folder."""
+    return _at("preflight", name) if run is None else paper(f"preflight/{name}", run)
 
 
 def ablation_figure(figure: str, ext: str, run: str | None = None) -> str:
