@@ -128,3 +128,12 @@ def test_run_plans_the_workflow_from_an_empty_directory(tmp_path):
     jobs = dry_run_jobs(result.stdout + result.stderr)
     assert {job.rule for job in jobs} >= {"train_bonito", "generate", "adapt", "evaluate", "main_table"}
     assert f"Working directory: {tmp_path}" in result.stdout + result.stderr
+
+
+def test_run_stops_at_a_broken_overlay_naming_its_file(tmp_path, monkeypatch, capsys):
+    """run reads the overlays for the run's name (run.name: where its summary looks) before
+    Snakemake starts: a broken one is an error naming the file, not a traceback."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.yaml").write_text("run: [\n")
+    assert run.main(["--configfile", "mine.yaml"]) == 1
+    assert "mine.yaml" in capsys.readouterr().err

@@ -96,12 +96,9 @@ def evaluation(target: str, source: str, dataset: str, train_dataset: str | None
     return _at("eval", target, source, train_dataset, f"on_{dataset}{suffix}")
 
 
-# --- reports
-
-
-# --- what is a run's own: its tables, profile, baselines and figures. Everything above is keyed by
-# model, generator, target, source and dataset, and shared by every run in the same results/, so a
-# second run (a corpus, another selection) reuses the finished jobs; only this part is per run.
+# --- reports: what is a run's own (tables, profile, baselines, figures, preflight). Everything
+# above is keyed by model, generator, target, source or dataset and shared by every run in the same
+# results/, so a second run (a corpus, another selection) reuses the finished jobs.
 
 
 def run_dir(run: str | None = None) -> str:

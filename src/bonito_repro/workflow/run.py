@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..core.config import merged_config, scale_files, workflow_root
+from ..core.config import ConfigError, merged_config, scale_files, workflow_root
 from .feedback import run_condensed
 from .scales import SCALE_PROFILES
 
@@ -97,8 +97,13 @@ def main(argv: list[str] | None = None) -> int:
     if not condensed(args, snakemake_args):
         print(f"bonito-repro run: {shlex.join(command)}", file=sys.stderr)
         return subprocess.run(command).returncode
+    try:
+        name = run_name(args)
+    except ConfigError as error:  # a broken overlay: the file and line, before Snakemake starts
+        print(f"bonito-repro run: {error}", file=sys.stderr)
+        return 1
     print(f"bonito-repro run: the {args.scale} scale in {workdir} (--verbose: Snakemake's full output)", flush=True)
-    return run_condensed(command, workdir, time.time(), run_name(args))
+    return run_condensed(command, workdir, time.time(), name)
 
 
 if __name__ == "__main__":
