@@ -99,7 +99,7 @@ def test_a_named_runs_summary_shows_its_own_table_and_folder(tmp_path):
     text = "\n".join(summary(tmp_path, started=time.time() - 60, run_name="library"))
     assert "The main table (results/runs/library/main_table.md):" in text and "| smollm2 | 70.0 |" in text
     assert "demo" not in text and "tables and figures in results/runs/library/" in text
-    assert "make report" not in text and "--report results/runs/library/report.html" in text
+    assert "make report" not in text and "--report results/runs/library/report.html with this run's" in text
 
 
 def test_verbose_and_dry_runs_show_snakemakes_own_output():

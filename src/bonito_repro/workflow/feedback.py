@@ -124,9 +124,9 @@ def summary(workdir: Path, started: float, run_name: str | None = None) -> list[
         f"in {layout.synthetic('GENERATOR', 'DATASET')}, adapters in {layout.adapter('TARGET', 'SOURCE', 'DATASET')}/, "
         f"scores in {layout.evaluation('TARGET', 'SOURCE', 'DATASET')}, a log per job in {layout.log('JOB')}, "
         "a manifest.json beside every output.",
-        # make report builds the default run's; a named run's report goes to its own folder
+        # make report builds the default run's; a named run's is built from its own overlays
         f"The report, one HTML page: {'make report, or ' if run_name is None else ''}bonito-repro run --report "
-        f"{layout.paper('report.html', run_name)}",
+        f"{layout.paper('report.html', run_name)}" + ("" if run_name is None else " with this run's --scale and --configfile"),
     ]
 
 
