@@ -90,7 +90,7 @@ def test_run_names_the_shipped_workflow_its_profile_and_config_by_absolute_paths
     (tmp_path / "mine.yaml").write_text("{}\n")
     root = workflow_root()
     assert command_of("--scale", "smoke", "-n", "all", "--configfile", "mine.yaml", "--cores", "2") == [
-        sys.executable, "-m", "snakemake", "-n", "all", "--cores", "2", "--snakefile", str(root / "Snakefile"),
+        sys.executable, "-m", "snakemake", "-n", "all", "--cores", "2", "--directory", str(tmp_path), "--snakefile", str(root / "Snakefile"),
         "--profile", str(root / "local"), "--configfile", str(root / "config" / "smoke.yaml"), str(tmp_path / "mine.yaml")]
     paper = command_of("--scale", "paper")
     assert paper[paper.index("--profile") + 1] == str(root / "slurm")
@@ -128,3 +128,12 @@ def test_run_plans_the_workflow_from_an_empty_directory(tmp_path):
     jobs = dry_run_jobs(result.stdout + result.stderr)
     assert {job.rule for job in jobs} >= {"train_bonito", "generate", "adapt", "evaluate", "main_table"}
     assert f"Working directory: {tmp_path}" in result.stdout + result.stderr
+
+
+def test_run_stops_at_a_broken_overlay_naming_its_file(tmp_path, monkeypatch, capsys):
+    """run reads the overlays for the run's name (run.name: where its summary looks) before
+    Snakemake starts: a broken one is an error naming the file, not a traceback."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.yaml").write_text("run: [\n")
+    assert run.main(["--configfile", "mine.yaml"]) == 2
+    assert "mine.yaml" in capsys.readouterr().err

@@ -219,6 +219,13 @@ def test_an_overlay_that_swaps_a_spec_kind_fails_naming_the_key(base):
         validate(merge(base, overlay))
 
 
+@pytest.mark.parametrize("name", ["../paper", "my run", ""])
+def test_a_run_name_that_is_no_folder_name_fails_naming_the_key(base, name):
+    """run.name names the run's own folder (results/runs/NAME): no path, space or empty name."""
+    with pytest.raises(ConfigError, match=r"run\.name"):
+        validate(merge(base, {"run": {"name": name}}))
+
+
 def test_unknown_key_in_an_overlay_names_its_path(tmp_path):
     overlay = tmp_path / "mine.yaml"
     overlay.write_text("generation: {temprature: 0.7}\n")

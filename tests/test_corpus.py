@@ -51,9 +51,9 @@ def test_example_becomes_a_dataset_the_data_stage_reads(tmp_path, capsys):
     assert manifest["templates_of"] == "pubmed_qa"
     out = tmp_path / "out"
     printed = capsys.readouterr().out.strip()
-    assert printed == f"bonito-repro run --scale local --configfile {out / 'run.yaml'}"
+    assert printed == f"bonito-repro run --scale local --configfile {out / 'run.yaml'} -d {Path.cwd()}"
     config = load_config(REPO / "config.yaml", REPO / "config" / "local.yaml", out / "run.yaml")
-    assert config["run"]["datasets"] == ["library"]
+    assert config["run"]["datasets"] == ["library"] and config["run"]["name"] == "library"
     spec = config["datasets"]["library"]
     assert spec["unannotated"] == {"files": str(out / "unannotated.jsonl")} and spec["license"] == "cc0-1.0"
     assert "language" not in spec  # not guessed: --language names it
@@ -211,12 +211,15 @@ def test_a_target_of_another_scale_is_refused_naming_the_scale_that_fits(tmp_pat
 
 def test_the_printed_command_runs_from_any_directory(tmp_path, monkeypatch, capsys):
     """The overlay names the dataset file by its absolute path, and the printed command is
-    `bonito-repro run` with the overlay as seen from where corpus ran."""
+    `bonito-repro run` with the overlay by its absolute path and `-d` the directory corpus ran in
+    (whose results/ the demo shares); it once named the overlay relative to that directory."""
     monkeypatch.chdir(tmp_path)
     assert corpus.main([*EXAMPLE_ARGS, "--out-dir", "mine"]) == 0
-    assert capsys.readouterr().out.strip() == "bonito-repro run --scale local --configfile mine/run.yaml"
+    assert capsys.readouterr().out.strip() == (f"bonito-repro run --scale local --configfile {tmp_path / 'mine' / 'run.yaml'}"
+                                               f" -d {tmp_path}")
     overlay = yaml.safe_load((tmp_path / "mine" / "run.yaml").read_text())
     assert overlay["run"]["datasets"] == [str(tmp_path / "mine" / "library.yaml")]
+    assert overlay["run"]["name"] == "library"  # its own tables: results/runs/library/
 
 
 @pytest.mark.dag
@@ -259,3 +262,39 @@ def test_the_language_goes_to_the_dataset_file_for_the_cards(tmp_path, caplog):
     config = load_config(REPO / "config.yaml", REPO / "config" / "local.yaml", tmp_path / "out" / "run.yaml")
     assert config["datasets"]["library"]["language"] == ["en"]
     assert "--language: 'English'" in error_of(caplog, tmp_path / "bad", *EXAMPLE_ARGS, "--language", "English")
+
+
+def planned_jobs(directory: Path, *configfiles: str) -> list:
+    """The smoke scale's whole plan in `directory` (its results/), each job with what it writes
+    and its shell command."""
+    result = snakemake("-n", "-p", "--profile", "local", "--configfile", "config/smoke.yaml", *configfiles,
+                       "-d", str(directory))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dry_run_jobs(result.stdout + result.stderr)
+
+
+@pytest.mark.dag
+def test_a_corpus_run_writes_nothing_of_the_demos_run_and_shares_its_jobs(tmp_path, monkeypatch):
+    """A corpus overlay (run.name: its dataset) plans its tables under results/runs/library/, never
+    a write under the demo's results/paper/ (nor its logs), and every path it shares with the demo
+    comes from the very job the demo plans (same command, so same params: Snakemake reruns none of
+    them). Before run.name both wrote results/paper/main_table.md with different commands."""
+    monkeypatch.chdir(tmp_path)  # corpus's -d: the directory it ran in
+    code, _ = run(tmp_path, *EXAMPLE_ARGS, "--scale", "smoke")
+    assert code == 0
+    demo = planned_jobs(tmp_path / "demo")
+    mine = planned_jobs(tmp_path / "mine", str(tmp_path / "out" / "run.yaml"))
+    writes = {path: job for job in mine for path in job.writes}
+    demo_writes = {path: job for job in demo for path in job.writes}
+    demo_own = [p for p in demo_writes if p.startswith(("results/paper/", "results/logs/paper/",
+                                                        "results/benchmarks/paper/"))]
+    assert "results/paper/main_table.md" in demo_own and "results/logs/paper/main_table.log" in demo_own
+    assert not [p for p in writes if p.startswith(("results/paper/", "results/logs/paper/", "results/benchmarks/paper/"))]
+    assert {"results/runs/library/main_table.md", "results/runs/library/baselines.md",
+            "results/runs/library/quality_profile.md", "results/logs/runs/library/main_table.log"} <= set(writes)
+    shared = {path for path in writes if path in demo_writes}
+    for path in shared:
+        assert writes[path].command == demo_writes[path].command, path
+    # the models, ctga, the trained generator and the P3 stand-in are the demo's jobs
+    assert {job.rule for job in mine if set(job.writes) & shared} == {
+        "prepare_model", "ctga", "train_bonito", "parse_check", "train_p3", "loss_curve"}

@@ -124,6 +124,7 @@ localrule main_table:
     assert adapt.log == ("results/logs/adapt/mistral_7b/tapt/pubmed_qa.log",)
     assert adapt.benchmark == "results/benchmarks/adapt/mistral_7b/tapt/pubmed_qa.tsv"
     assert table == Job("main_table", output=("results/paper/main_table.csv",))
+    assert adapt.writes == (*adapt.output, *adapt.log, adapt.benchmark) and adapt.command == ""
 
 
 # ---------------------------------------------------------------- real row counts

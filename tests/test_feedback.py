@@ -139,13 +139,28 @@ def test_the_summary_shows_the_job_hours_spent_beside_the_projection_at_a_costed
     assert prerun.spent_lines(smoke, tmp_path, started) == []
 
 
+def test_a_named_runs_summary_shows_its_own_table_and_folder(tmp_path):
+    """A corpus run (config run.name) writes its tables to results/runs/NAME/: the summary shows
+    that table, not the demo's in results/paper/."""
+    (tmp_path / layout.paper("main_table.md")).parent.mkdir(parents=True)
+    (tmp_path / layout.paper("main_table.md")).write_text("| target | PubMedQA |\n| --- | --- |\n| demo | 1.0 |\n")
+    own = tmp_path / "results" / "runs" / "library" / "main_table.md"
+    own.parent.mkdir(parents=True)
+    own.write_text("| target | library |\n| --- | --- |\n| smollm2 | 70.0 |\n")
+    text = "\n".join(summary(tmp_path, started=time.time() - 60, run_name="library"))
+    assert "The main table (results/runs/library/main_table.md):" in text and "| smollm2 | 70.0 |" in text
+    assert "demo" not in text and "tables and figures in results/runs/library/" in text
+    assert "make report" not in text and "--report results/runs/library/report.html with this run's" in text
+
+
 def test_verbose_and_dry_runs_show_snakemakes_own_output():
     args, rest = split_arguments(["--verbose"])
     assert not condensed(args, rest) and "--printshellcmds" in snakemake_command(args, rest)
     for dry in (["-n"], ["--dry-run"], ["-np"]):
         assert not condensed(*split_arguments(dry)), dry
     args, rest = split_arguments(["all"])
-    assert condensed(args, rest) and snakemake_command(args, rest)[3:7] == ["all", "--quiet", "host", "--snakefile"]
+    assert condensed(args, rest) and snakemake_command(args, rest)[3:9] == [
+        "all", "--directory", str(Path.cwd()), "--quiet", "host", "--snakefile"]
     assert "host" not in snakemake_command(*split_arguments(["--quiet", "rules"]))
 
 

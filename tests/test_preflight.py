@@ -468,3 +468,12 @@ def test_the_users_quota_is_read_where_a_quota_tool_answers(tmp_path, monkeypatc
     monkeypatch.setenv("PATH", str(bin_dir))  # no other quota tool
     check = preflight.check_written([], tmp_path / "results", tmp_path / "hf", {"outputs": 200_000_000})
     assert check.status == status and note in check.detail, check.detail
+
+
+def test_a_named_runs_preflight_writes_in_its_own_folder(tmp_path):
+    """Two runs' preflights (config run.name) never overwrite each other's report and row counts;
+    the default run's stay in results/preflight/."""
+    results = tmp_path / "results"
+    assert preflight.written(results, "report.txt", None) == results / "preflight" / "report.txt"
+    assert preflight.written(results, "row_counts.json", "library") == \
+        results / "runs" / "library" / "preflight" / "row_counts.json"

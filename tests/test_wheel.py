@@ -53,9 +53,11 @@ def test_corpus_and_run_plan_a_run_from_the_installed_wheel(installed_wheel):
         "--license", "cc0-1.0", "--out-dir", "library", "--test", str(EXAMPLE / "questions.csv"),
         "--test-fields", "passage=clause,label=answer", "--label-map", "Y=yes,N=no")
     assert corpus.returncode == 0, corpus.stderr[-2000:]
-    assert corpus.stdout.strip() == "bonito-repro run --scale local --configfile library/run.yaml"
+    work = installed_wheel.workdir.resolve()
+    assert corpus.stdout.strip() == f"bonito-repro run --scale local --configfile {work}/library/run.yaml -d {work}"
     plan = installed_wheel.run("run", "--scale", "local", "--configfile", "library/run.yaml", "-n")
     assert plan.returncode == 0, plan.stderr[-3000:]
     rules = {job.rule for job in dry_run_jobs(plan.stdout + plan.stderr)}
     assert {"train_bonito", "generate", "adapt", "evaluate", "main_table"} <= rules
+    assert "results/runs/library/main_table.md" in plan.stdout  # the corpus run's own folder
     assert f"Snakefile: {installed_wheel.python.parent.parent}" in plan.stdout + plan.stderr

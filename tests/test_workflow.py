@@ -12,7 +12,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from bonito_repro.core import layout
 from bonito_repro.core.config import DATASETS_DIR, load_scale, merged_config, validate
+from bonito_repro.workflow.dag import Dag
 from conftest import REPO, Job, dry_run_jobs, snakemake
 
 GPU_RULES = {"train_bonito": "train_bonito", "generate": "generate", "adapt": "adapt", "evaluate": "evaluate",
@@ -32,6 +34,29 @@ def paper_dry_run() -> list[Job]:
     result = snakemake("-n", "--profile", "slurm")
     assert result.returncode == 0, result.stderr[-3000:]
     return dry_run_jobs(result.stdout + result.stderr)
+
+
+def test_the_default_run_keeps_its_paths_and_a_named_run_gets_its_own_folder():
+    """run.name null (every shipped scale): the demo's and the paper's own files, logs and the main
+    table's params are today's, so nothing moves or reruns; a named run's are under runs/NAME."""
+    config = load_scale("local")
+    assert config["run"]["name"] is None
+    dag = Dag(config)
+    own = [p for p in dag.final_outputs()["all"] if not p.startswith(("results/synthetic/", "results/adapters/",
+                                                                      "results/generators/", "results/p3/"))]
+    assert own == [f"results/paper/{name}.{ext}" for name in ("main_table", "main_table_deltas", "published_comparison")
+                   for ext in ("csv", "md", "tex")] + [f"results/paper/{name}.{ext}" for name in ("baselines", "quality_profile")
+                                                       for ext in ("csv", "md")]
+    assert dag.run_job("main_table") == "paper/main_table" and layout.log(dag.run_job("eval_table")) == \
+        "results/logs/paper/eval_table.log"
+    figures = [p for p in dag.final_outputs()["ablation_size"] if not p.endswith(".hub")]  # the rest: shared cards
+    assert {p.rsplit("/", 1)[0] for p in figures} == {"results/paper/ablations"}
+    assert "name" not in dag.main_table_params()["run"]
+    named = Dag({**config, "run": {**config["run"], "name": "library"}})
+    assert [p.replace("results/runs/library/", "results/paper/") for p in named.final_outputs()["all"]] == \
+        dag.final_outputs()["all"]
+    assert named.run_job("main_table") == "runs/library/main_table"
+    assert named.main_table_params() == dag.main_table_params()
 
 
 @pytest.mark.dag

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -159,7 +160,8 @@ def test_corpus_writes_the_workstation_overlay(tmp_path, capsys):
     assert code == 0
     overlay = yaml.safe_load((out / "run.yaml").read_text())
     assert overlay["run"]["sources"] == ["tapt", "bonito_v1"]
-    assert capsys.readouterr().out.strip() == f"bonito-repro run --scale workstation --configfile {out / 'run.yaml'}"
+    assert capsys.readouterr().out.strip() == (f"bonito-repro run --scale workstation --configfile {out / 'run.yaml'}"
+                                               f" -d {Path.cwd()}")
     config = load_config(REPO / "config.yaml", REPO / "config" / "workstation.yaml", out / "run.yaml")
     assert config["run"]["datasets"] == ["library"] and config["run"]["targets"] == ["mistral_7b"]
 

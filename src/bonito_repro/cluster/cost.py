@@ -636,8 +636,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--configfile", nargs="*", default=[], help="overlays of config.yaml, as given to snakemake")
     parser.add_argument("--directory", type=Path, default=Path("."), help="the checkout (holds the Snakefile)")
     parser.add_argument("--row-counts", type=Path,
-                        help="the preflight's row counts (default: DIRECTORY/%s where it exists; "
-                             "without one, every dataset has config `cost`'s rows)" % layout.preflight("row_counts.json"))
+                        help="the preflight's row counts (default: DIRECTORY/%s where it exists, a named "
+                             "run's DIRECTORY/%s; without one, every dataset has config `cost`'s rows)"
+                             % (layout.preflight("row_counts.json"), layout.preflight("row_counts.json", "NAME")))
     parser.add_argument("--calibration", type=Path,
                         help="the GPU calibration, whose throughputs replace config `cost`'s (default: "
                              "DIRECTORY/%s where it exists; `make gpu-check` writes it)" % layout.preflight(CALIBRATION))
@@ -645,7 +646,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="Snakemake targets to cost (default: the default target), e.g. all ablations")
     args = parser.parse_args(argv)
     config = load_config(*config_paths(args.directory, args.configfile))
-    found = args.directory / layout.preflight("row_counts.json")
+    found = args.directory / layout.preflight("row_counts.json", config["run"]["name"])
     rows = load_rows(args.row_counts or (found if found.exists() else None))
     calibration = load_calibration(args.calibration) if args.calibration else find_calibration(args.directory)
     jobs = workflow_jobs(args.configfile, args.directory, args.targets)

@@ -41,7 +41,8 @@ networked login node in minutes, printed as one table; the exit status is 1 if a
   with a warning for each job that cannot finish in its runtime, and each endpoint generator's
   projected tokens and price.
 
-The whole report is written to results/preflight/report.txt too.
+The whole report is written to results/preflight/report.txt too (a named run's, config
+run.name: results/runs/NAME/preflight/).
 """
 from __future__ import annotations
 
@@ -791,7 +792,7 @@ def main(argv: list[str] | None = None) -> int:
     checks += check_hub(config, lock)
     row_checks, counts = check_rows(refs, checks, config["cost"]["bytes_per_row"])
     checks += row_checks
-    counts_path = written(results, "row_counts.json")
+    counts_path = written(results, "row_counts.json", config["run"]["name"])
     row_counts.write_counts(counts_path, counts)
     cost_checks, table, projected = check_cost(config, args.configfile, workdir, cost.Rows({c.where: c for c in counts}))
     checks += check_disk(checks, results, Path(constants.HF_HOME))
@@ -820,10 +821,11 @@ def main(argv: list[str] | None = None) -> int:
                   "".join(f"\n  FAIL {c.kind}: {c.item}: {c.detail}" for c in failed))
     text = "\n\n".join(report)
     print(text)
-    write_text(text + "\n", written(results, "report.txt"))
+    write_text(text + "\n", written(results, "report.txt", config["run"]["name"]))
     return int(bool(failed))
 
 
-def written(results: Path, name: str) -> Path:
-    """Where the preflight writes a file (layout.preflight) under the results folder it was given."""
-    return results / Path(layout.preflight(name)).relative_to(layout.RESULTS)
+def written(results: Path, name: str, run: str | None) -> Path:
+    """Where the preflight of the run named ``run`` (config ``run.name``) writes a file
+    (layout.preflight) under the results folder it was given."""
+    return results / Path(layout.preflight(name, run)).relative_to(layout.RESULTS)

@@ -12,9 +12,12 @@ package read it here, and nothing else spells one. Arguments may be names or Sna
       synthetic/{generator}/{dataset}.*     synthetic tasks, funnel, formats, card; .n{N}.*: subsets
       adapters/{target}/{source}/{dataset}/ adapted models (and .manifest.json, .loss.png, .hub/)
       eval/{target}/{source}/{dataset}.*    evaluations; .../{train_dataset}/on_{dataset}.*: transfer
-      paper/                                tables, profile, baselines; paper/ablations/: figures
-      preflight/                            the preflight's report.txt and row_counts.json, the
-                                            GPU calibration (gpu_calibration.json)
+      paper/                                the default run's own: tables, profile, baselines;
+                                            paper/ablations/: figures (run.name null)
+      runs/{run}/                           a named run's own, laid out as paper/ (run.name)
+      preflight/                            the preflight's report.txt and row_counts.json (a named
+                                            run's: runs/{run}/preflight/), the GPU calibration
+                                            (gpu_calibration.json)
       logs/, benchmarks/                    one log and one benchmark per job
       checkpoints/, shards/                 resume state: not declared outputs, kept across retries
                                             (training checkpoints, evaluations' finished templates;
@@ -96,23 +99,38 @@ def evaluation(target: str, source: str, dataset: str, train_dataset: str | None
     return _at("eval", target, source, train_dataset, f"on_{dataset}{suffix}")
 
 
-# --- reports
+# --- reports: what is a run's own (tables, profile, baselines, figures, preflight). Everything
+# above is keyed by model, generator, target, source or dataset and shared by every run in the same
+# results/, so a second run (a corpus, another selection) reuses the finished jobs.
 
 
-def paper(name: str) -> str:
+def run_dir(run: str | None = None) -> str:
+    """A run's own folder: ``paper`` for the default run (config ``run.name`` null: the demo's and
+    the paper's), ``runs/{run}`` for a named one."""
+    return _at("paper") if run is None else _at("runs", run)
+
+
+def paper(name: str, run: str | None = None) -> str:
     """Tables and profiles of the run: main_table.md, eval_scores.csv, baselines.md, ..."""
-    return _at("paper", name)
+    return f"{run_dir(run)}/{name}"
 
 
-def preflight(name: str) -> str:
+def run_job(name: str, run: str | None = None) -> str:
+    """The log and benchmark name of a run's own job (``paper/main_table``,
+    ``runs/{run}/main_table``), so that two runs never share a log."""
+    return paper(name, run)[len(RESULTS) + 1:]
+
+
+def preflight(name: str, run: str | None = None) -> str:
     """What the preflight writes before a run: report.txt, and row_counts.json (the row counts it
-    read on the Hub, which the cost model reads); and gpu_calibration.json, the throughputs
-    ``make gpu-check`` measured (bonito_repro.cluster.gpu_check), which the cost model reads too."""
-    return _at("preflight", name)
+    read on the Hub, which the cost model reads), a named run's in its own folder; and
+    gpu_calibration.json, the throughputs ``make gpu-check`` measured
+    (bonito_repro.cluster.gpu_check), which the cost model reads too."""
+    return _at("preflight", name) if run is None else paper(f"preflight/{name}", run)
 
 
-def ablation_figure(figure: str, ext: str) -> str:
-    return _at("paper", "ablations", f"{figure}.{ext}")
+def ablation_figure(figure: str, ext: str, run: str | None = None) -> str:
+    return paper(f"ablations/{figure}.{ext}", run)
 
 
 # --- what every job keeps beside its outputs

@@ -11,9 +11,12 @@ the column ``--text-field``), drops empty and duplicate passages (counted by rea
 the labelled test set in the schema of the paper's dataset of the same task type
 (``test.jsonl``), the dataset file ``NAME.yaml`` and an overlay ``run.yaml`` selecting it. It
 checks the whole config with that overlay, then prints the command that runs it (``bonito-repro
-run``, from any directory: results/ goes to the directory it runs in), or runs it with ``--run``. The workflow then runs as for the paper's datasets: the same rules, manifests,
-funnel, resume and reruns (rerun this command after editing the text: a changed passage file
-reruns what depends on it).
+run`` with absolute paths and ``-d`` this directory: it works from any directory), or runs it with
+``--run``. The overlay names the run after the dataset (``run.name``): its tables go to
+results/runs/NAME/, while the models, ctga and trained generators in results/ are shared with the
+runs before it (the demo's), so nothing finished is trained again. The workflow then runs as for
+the paper's datasets: the same rules, manifests, funnel, resume and reruns (rerun this command
+after editing the text: a changed passage file reruns what depends on it).
 
 Any of the 16 task types is generated for and adapted on. F1 needs a labelled test set and one
 of the task types it is defined for, each scored with the paper's templates of the dataset of
@@ -253,15 +256,6 @@ def dataset_spec(title: str, task_type: str, license_id: str, has_test: bool, la
     return two_choice(spec) if type_spec.labelled and labels_used == {"yes", "no"} else spec
 
 
-def _shown(path: Path) -> str:
-    """``path`` as a printed command names it: relative to the current directory when inside it."""
-    path = path.resolve()
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
 def _check_own(section: str, flag: str, names: list[str], scale: str) -> None:
     """Each name (declared in the scale's merged config) is one the scale's own files declare: a
     CPU scale's merged config also holds the paper's 7B targets, which would download a 7B model to
@@ -277,8 +271,9 @@ def overlay_for(dataset_path: Path, scale: str, generator: str | None, targets: 
     """The run selection: the user's dataset, the generator as the source (the scale's own
     sources unless given) and the targets (the scale's unless given), each checked to exist."""
     merged = merged_config(scale_files(scale))
-    # by its absolute path: the run reads it from whatever directory it runs in
-    run: dict[str, Any] = {"datasets": [str(dataset_path.resolve())]}
+    # by its absolute path: the run reads it from whatever directory it runs in; named after the
+    # dataset, its tables go to their own folder while models, generators and ctga stay shared
+    run: dict[str, Any] = {"name": dataset_path.stem, "datasets": [str(dataset_path.resolve())]}
     generator = generator or DEFAULT_GENERATOR.get(scale)
     if generator:
         if generator not in merged["generators"]:
@@ -296,8 +291,9 @@ def overlay_for(dataset_path: Path, scale: str, generator: str | None, targets: 
 
 
 def run_arguments(scale: str, overlay: Path) -> list[str]:
-    """The arguments of ``bonito-repro run`` that run the overlay at the scale."""
-    return ["--scale", scale, "--configfile", _shown(overlay)]
+    """The arguments of ``bonito-repro run`` that run the overlay at the scale, by absolute paths, in
+    this directory (its results/, shared with the runs before it): they work from any directory."""
+    return ["--scale", scale, "--configfile", str(overlay.resolve()), "-d", str(Path.cwd().resolve())]
 
 
 def write_jsonl(rows: list[dict], path: Path) -> None:

@@ -75,6 +75,9 @@ class Dag:
         self.hub_lock = hub_lock
         self.rows = rows or Rows()  # the preflight's row counts, which size the long rules' retries
         self.rule_retries: dict[str, int] = {}  # what `retries` gave each rule that asked
+        # a named run's own files go to their own folder (layout.run_dir); every job keyed by model,
+        # generator, target, source or dataset stays shared, so a second run reuses finished ones
+        self.run_name = config["run"]["name"]
         self.models = sorted(config["models"])
         self.targets = sorted(config["targets"])
         self.datasets = sorted(config["datasets"])
@@ -421,10 +424,18 @@ class Dag:
         return [layout.evaluation(t, s, d, suffix=suffix) for t in self.targets for s in [ZERO_SHOT, *self.sources]
                 for d in self.evaluated]
 
-    # --- reports
+    # --- reports: the run's own files
+
+    def run_file(self, name: str) -> str:
+        """A file of this run's own folder (main_table.md, eval_scores.csv, ...)."""
+        return layout.paper(name, self.run_name)
+
+    def run_job(self, name: str) -> str:
+        """The log and benchmark name of this run's own job (main_table, ablations/{figure}, ...)."""
+        return layout.run_job(name, self.run_name)
 
     def main_tables(self) -> list[str]:
-        return [layout.paper(f"{name}.{ext}") for name in MAIN_TABLE_NAMES for ext in ("csv", "md", "tex")]
+        return [self.run_file(f"{name}.{ext}") for name in MAIN_TABLE_NAMES for ext in ("csv", "md", "tex")]
 
     def reads_hub(self) -> bool:
         """Whether the main grid's models or datasets come from the Hub."""
@@ -443,7 +454,9 @@ class Dag:
         lock = {"hub_lock": self.hub_lock.summary() if self.hub_lock else None} if self.reads_hub() else {}
         return {**{key: config[key] for key in ("scale", "models", "targets", "tables")},
                 "evaluation": {"bootstrap": config["evaluation"]["bootstrap"]},
-                "run": {**config["run"], "datasets": [d for d in config["run"]["datasets"] if d in self.evaluated]},
+                # not the run's name, which only places the table: naming the demo's run reruns nothing
+                "run": {**{k: v for k, v in config["run"].items() if k != "name"},
+                        "datasets": [d for d in config["run"]["datasets"] if d in self.evaluated]},
                 "datasets": {d: {"title": config["datasets"][d]["title"]} for d in self.evaluated},
                 "data": self.data_caption(self.evaluated), **lock}
 
@@ -493,7 +506,7 @@ class Dag:
                 if g in self.sources]
 
     def quality_profile(self) -> list[str]:
-        return [layout.paper(f"quality_profile.{ext}") for ext in ("csv", "md")] if self.synthetic_sets() else []
+        return [self.run_file(f"quality_profile.{ext}") for ext in ("csv", "md")] if self.synthetic_sets() else []
 
     def quality_profile_params(self) -> dict:
         return {"cells": [[g, d, self.config["datasets"][d]["task_type"]] for g, d in self.synthetic_sets()],
@@ -540,7 +553,7 @@ class Dag:
 
     def ablation_outputs(self, ablation: str) -> list[str]:
         """An ablation's figures and tables, and the cards of every synthetic set, subset and adapter it makes."""
-        return [*(layout.ablation_figure(f, ext) for f in figures_of(self.config, ablation) for ext in ("png", "csv", "md")),
+        return [*(layout.ablation_figure(f, ext, self.run_name) for f in figures_of(self.config, ablation) for ext in ("png", "csv", "md")),
                 *self.ablation_cards(ablation)]
 
     def ablation_cards(self, ablation: str) -> list[str]:
@@ -576,7 +589,7 @@ class Dag:
         the no-model baselines (where a dataset has a test set), every figure, the trained
         generators' parse checks, the generators' quality profile and the cards of every synthetic
         set and adapter; `ablation_*`: the figures and tables of one ablation."""
-        tables = self.main_tables() + [layout.paper(f"baselines.{ext}") for ext in ("csv", "md")] if self.evaluated else []
+        tables = self.main_tables() + [self.run_file(f"baselines.{ext}") for ext in ("csv", "md")] if self.evaluated else []
         outputs = {"all": [*tables, *self.figures(), *self.parse_checks(), *self.quality_profile(), *self.cards()]}
         outputs.update({f"ablation_{a}": self.ablation_outputs(a) for a in ABLATIONS})
         return outputs

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Callable, Sequence
@@ -113,28 +112,30 @@ class Condenser:
         return ([self._started()] if self._block is not None else []) + self._flush()
 
 
-def summary(workdir: Path, started: float, spent: Sequence[str] = ()) -> list[str]:
+def summary(workdir: Path, started: float, spent: Sequence[str] = (), run_name: str | None = None) -> list[str]:
     """The lines printed after a successful run started at ``started`` (``time.time()``) in
     ``workdir``: the main table if this run wrote it, the ``spent`` lines (job-hours spent and
-    projected), where the outputs are, the report."""
-    table = layout.paper("main_table.md")
+    projected), where the outputs are (the run's own folder: config ``run.name``), the report."""
+    table = layout.paper("main_table.md", run_name)
     lines = [""]
     if (workdir / table).exists() and (workdir / table).stat().st_mtime >= started:
         lines += [f"The main table ({table}):", "", (workdir / table).read_text(encoding="utf-8").rstrip(), ""]
     return lines + list(spent) + [
-        f"Outputs, under {workdir / layout.RESULTS}/: tables and figures in {layout.paper('')}, synthetic tasks "
+        f"Outputs, under {workdir / layout.RESULTS}/: tables and figures in {layout.run_dir(run_name)}/, synthetic tasks "
         f"in {layout.synthetic('GENERATOR', 'DATASET')}, adapters in {layout.adapter('TARGET', 'SOURCE', 'DATASET')}/, "
         f"scores in {layout.evaluation('TARGET', 'SOURCE', 'DATASET')}, a log per job in {layout.log('JOB')}, "
         "a manifest.json beside every output.",
-        f"The report, one HTML page: make report, or bonito-repro run --report {layout.paper('report.html')}",
+        # make report builds the default run's; a named run's is built from its own overlays
+        f"The report, one HTML page: {'make report, or ' if run_name is None else ''}bonito-repro run --report "
+        f"{layout.paper('report.html', run_name)}" + ("" if run_name is None else " with this run's --scale and --configfile"),
     ]
 
 
 def run_condensed(command: list[str], workdir: Path, started: float,
-                  spent: Callable[[], list[str]] | None = None) -> int:
+                  spent: Callable[[], list[str]] | None = None, run_name: str | None = None) -> int:
     """Run Snakemake's ``command``, its output condensed, then the summary (with the lines
-    ``spent`` gives once the jobs have ended) if it ran jobs or had nothing left to do; its exit
-    status."""
+    ``spent`` gives once the jobs have ended, and the run's own folder) if it ran jobs or had
+    nothing left to do; its exit status."""
     condenser = Condenser()
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1) as process:
         for line in process.stdout:
@@ -143,5 +144,5 @@ def run_condensed(command: list[str], workdir: Path, started: float,
         for out in condenser.close():
             print(out)
     if process.returncode == 0 and condenser.worked:
-        print("\n".join(summary(workdir, started, spent() if spent else ())))
+        print("\n".join(summary(workdir, started, spent() if spent else (), run_name)))
     return process.returncode

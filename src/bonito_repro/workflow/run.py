@@ -68,7 +68,8 @@ def snakemake_command(args: argparse.Namespace, snakemake_args: list[str]) -> li
     files = scale_files(args.scale, root)
     configfiles = [str(p) for p in files[1:] or files] + [str(p.resolve()) for p in args.configfile]
     # Snakemake's arguments first: --configfile takes every word up to the next option, targets too
-    directory = ["--directory", str(args.directory)] if args.directory else []
+    # always by absolute path: the command it prints works from any directory
+    directory = ["--directory", str(workdir_of(args))]
     if args.verbose:
         output = ["--printshellcmds"]
     elif condensed(args, snakemake_args) and not {"-q", "--quiet"} & set(snakemake_args):
@@ -83,6 +84,11 @@ def is_dry_run(snakemake_args: list[str]) -> bool:
     return any(a in ("--dry-run", "--dryrun") or re.fullmatch(r"-[A-Za-z]*n[A-Za-z]*", a) for a in snakemake_args)
 
 
+def workdir_of(args: argparse.Namespace) -> Path:
+    """Where the run works and its results/ goes: -d DIR, else the current directory."""
+    return (args.directory or Path.cwd()).resolve()
+
+
 def condensed(args: argparse.Namespace, snakemake_args: list[str]) -> bool:
     """Whether the terminal gets the condensed output: not with --verbose, nor for a dry run."""
     return not (args.verbose or is_dry_run(snakemake_args))
@@ -91,7 +97,7 @@ def condensed(args: argparse.Namespace, snakemake_args: list[str]) -> bool:
 def main(argv: list[str] | None = None) -> int:
     args, snakemake_args = split_arguments(sys.argv[1:] if argv is None else argv)
     command = snakemake_command(args, snakemake_args)
-    workdir = (args.directory or Path.cwd()).resolve()
+    workdir = workdir_of(args)
     root = workflow_root()
     try:  # Snakemake's own message names neither the file nor the line
         merged = merged_config([*scale_files(args.scale, root), *(p.resolve() for p in args.configfile)], root=root)
@@ -117,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         return subprocess.run(command).returncode
     started = time.time()
     spent = (lambda: prerun.spent_lines(plan, workdir, started)) if plan is not None else None
-    return run_condensed(command, workdir, started, spent)
+    return run_condensed(command, workdir, started, spent, merged["run"]["name"])
 
 
 if __name__ == "__main__":

@@ -42,17 +42,17 @@ use rule evaluate_generation as evaluate_transfer_generation with:
 rule ablation_figure:
     input: lambda w: sorted({path for cell in dag.cells[w.figure] for path in cell.files()})
     output:
-        png=report(layout.ablation_figure("{figure}", "png"), caption="../report/ablation.rst",
+        png=report(layout.ablation_figure("{figure}", "png", dag.run_name), caption="../report/ablation.rst",
                    category="Ablations", labels={"figure": "{figure}"}),
-        csv=layout.ablation_figure("{figure}", "csv"),
-        md=layout.ablation_figure("{figure}", "md"),
+        csv=layout.ablation_figure("{figure}", "csv", dag.run_name),
+        md=layout.ablation_figure("{figure}", "md", dag.run_name),
     wildcard_constraints:
         figure=choice(dag.ablation_figures),
     params:
         cells=lambda w: as_json({"cells": [asdict(c) for c in dag.cells[w.figure]]}),
         hp=as_json(dag.ablation_figure_params()),
-    log: layout.log("paper/ablations/{figure}")
-    benchmark: layout.benchmark("paper/ablations/{figure}")
+    log: layout.log(dag.run_job("ablations/{figure}"))
+    benchmark: layout.benchmark(dag.run_job("ablations/{figure}"))
     conda: MAIN_ENV
     shell:
         f"{MAIN_PY} -m bonito_repro ablation-figures --figure {{wildcards.figure}} --cells {{params.cells:q}}"

@@ -60,12 +60,12 @@ rule evaluate_generation:
 rule eval_table:
     input: dag.eval_results()
     output:
-        csv=report(layout.paper("eval_scores.csv"), caption="../report/eval_scores.rst", category="Main table"),
-        md=layout.paper("eval_scores.md"),
+        csv=report(dag.run_file("eval_scores.csv"), caption="../report/eval_scores.rst", category="Main table"),
+        md=dag.run_file("eval_scores.md"),
     params:
         data=dag.data_caption(dag.evaluated),
-    log: layout.log("paper/eval_table")
-    benchmark: layout.benchmark("paper/eval_table")
+    log: layout.log(dag.run_job("eval_table"))
+    benchmark: layout.benchmark(dag.run_job("eval_table"))
     conda: MAIN_ENV
     shell:
         f"{MAIN_PY} -m bonito_repro table --inputs {{input:q}} --data {{params.data:q}}"

@@ -12,12 +12,12 @@ rule quality_profile:
         manifests=[layout.synthetic(g, d, ".manifest.json") for g, d in dag.synthetic_sets()],
         passages=[layout.unannotated(d) for _, d in dag.synthetic_sets()],
     output:
-        csv=report(layout.paper("quality_profile.csv"), caption="../report/quality_profile.rst", category="Generation"),
-        md=layout.paper("quality_profile.md"),
+        csv=report(dag.run_file("quality_profile.csv"), caption="../report/quality_profile.rst", category="Generation"),
+        md=dag.run_file("quality_profile.md"),
     params:
         hp=as_json(dag.quality_profile_params()),
-    log: layout.log("paper/quality_profile")
-    benchmark: layout.benchmark("paper/quality_profile")
+    log: layout.log(dag.run_job("quality_profile"))
+    benchmark: layout.benchmark(dag.run_job("quality_profile"))
     conda: MAIN_ENV
     shell:
         f"{MAIN_PY} -m bonito_repro quality-profile --synthetic {{input.synthetic}}"

@@ -10,15 +10,15 @@ localrules:
 
 
 rule main_table:
-    input: scores=layout.paper("eval_scores.csv"), predictions=dag.eval_results(suffix=layout.PREDICTIONS)
+    input: scores=dag.run_file("eval_scores.csv"), predictions=dag.eval_results(suffix=layout.PREDICTIONS)
     output:
         [report(path, caption=f"../report/{os.path.basename(path)[:-4]}.rst", category="Main table")
          if path.endswith(".csv") else path for path in dag.main_tables()],
     params:
         hp=as_json(dag.main_table_params()),
         out_dir=lambda w, output: os.path.dirname(output[0]),
-    log: layout.log("paper/main_table")
-    benchmark: layout.benchmark("paper/main_table")
+    log: layout.log(dag.run_job("main_table"))
+    benchmark: layout.benchmark(dag.run_job("main_table"))
     conda: MAIN_ENV
     shell:
         f"{MAIN_PY} -m bonito_repro main-table --scores {{input.scores}} --predictions {{input.predictions:q}}"
@@ -28,13 +28,13 @@ rule main_table:
 rule baselines:
     input: dag.baselines_inputs()
     output:
-        csv=report(layout.paper("baselines.csv"), caption="../report/baselines.rst", category="Main table"),
-        md=layout.paper("baselines.md"),
-        manifest=layout.paper("baselines.manifest.json"),
+        csv=report(dag.run_file("baselines.csv"), caption="../report/baselines.rst", category="Main table"),
+        md=dag.run_file("baselines.md"),
+        manifest=dag.run_file("baselines.manifest.json"),
     params:
         hp=as_json(dag.baselines_params()),
-    log: layout.log("paper/baselines")
-    benchmark: layout.benchmark("paper/baselines")
+    log: layout.log(dag.run_job("baselines"))
+    benchmark: layout.benchmark(dag.run_job("baselines"))
     conda: MAIN_ENV
     shell:
         f"{MAIN_PY} -m bonito_repro baselines --tests {{input:q}} --params {{params.hp:q}}"
