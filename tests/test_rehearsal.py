@@ -276,7 +276,7 @@ def test_workstation_rehearsal_ci(tmp_path):
     gated target with the token, one vLLM generation, one Q-LoRA adaptation, the evaluations, the
     tables and both cards; no ctga and no Bonito training; every GPU job requests one `gpu`, as
     the workstation config says, and Snakemake's log shows no two of them running at once under
-    the profile's `gpu=1`, while CPU jobs run beside them."""
+    the profile's `gpu=1`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     configs = [p for path in (WORKSTATION, OVERLAY, WORKSTATION_CI_OVERLAY) for p in ("--configfile", str(path))]
@@ -315,4 +315,4 @@ def test_workstation_rehearsal_ci(tmp_path):
     assert 'Provided resources: gpu=Resource("gpu", 1)' in text
     use = gpu_use(text)
     assert (use.jobs, use.peak) == (4, 1), use  # generate, adapt and the two evaluations
-    assert f"4 GPU jobs; at most 1 gpu held at once" in done.stdout
+    assert "4 GPU jobs; at most 1 gpu held at once" in done.stdout
