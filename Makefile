@@ -5,7 +5,8 @@
 # only (no workflow runs or dry runs, Slurm or vLLM). `make bench`: the benchmarks.
 # `make setup-gpu`: the two GPU environments of a cluster (paper scale), from their lock files.
 # `make rehearsal`: the paper config's whole DAG, shrunk, against the local Hub (docs/testing.md,
-# "Rehearsal of the paper scale"). `make docs`: the documentation site, built strictly into site/.
+# "Rehearsal of the paper scale"); `make rehearsal-workstation` the one-GPU tier's the same way, under
+# its profile (one GPU job at a time). `make docs`: the documentation site, built strictly into site/.
 # `make report`: Snakemake's report of the local run (after `make run`), one HTML page.
 # `make gpu-check`: the cost model's throughputs measured on this node's GPU (docs/measurements.md).
 # Set-up is stamped: a second call takes seconds.
@@ -27,7 +28,7 @@ BIN := $(CURDIR)/$(VENV)/bin
 export PATH := $(BIN):$(PATH)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup setup-vllm setup-gpu run report ablations generators test test-fast bench rehearsal gpu-check lint docs clean
+.PHONY: setup setup-vllm setup-gpu run report ablations generators test test-fast bench rehearsal rehearsal-workstation gpu-check lint docs clean
 setup: $(VENV)/.done
 setup-vllm: $(VLLM_VENV)/.done
 setup-gpu: $(GPU_VENV)/.done $(GPU_VLLM_VENV)/.done
@@ -107,6 +108,12 @@ GPU_CHECK_SHAPES ?= mistral_7b llama2_7b
 GPU_CHECK_ARGS ?=
 gpu-check:
 	$(GPU_CHECK_PYTHON) -m bonito_repro gpu-check --device $(GPU_CHECK_DEVICE) --shape $(GPU_CHECK_SHAPES) $(GPU_CHECK_ARGS)
+
+# config/workstation.yaml shrunk by config/rehearsal.yaml, under the workstation profile (gpu=1:
+# the GPU jobs one at a time, which the command reads back from Snakemake's log), in REHEARSAL_DIR/workstation
+rehearsal-workstation: setup setup-vllm
+	python -m bonito_repro.localhub rehearse $(REHEARSAL_DIR)/workstation --configfile config/workstation.yaml \
+		--configfile config/rehearsal.yaml -- --profile workstation $(REHEARSAL_ARGS)
 
 # Every marker; the slowest tests are listed so that a test growing slow shows in CI's log.
 test: setup setup-vllm

@@ -4,8 +4,11 @@ through the real huggingface_hub and datasets calls.
 Fast: the overlay changes sizes only, apart from the differences its header lists (the same
 as ALLOWED_DIFFERENCES here), and the local Hub serves every repository the paper config names.
 Slow: the rehearsal's CI part on the one-node Slurm (or the local executor where no Slurm is
-reachable, with the reason printed); its coverage is named in the test's docstring.
-The full rehearsal (every target x dataset x source) is `make rehearsal`, outside CI.
+reachable, with the reason printed); its coverage is named in the test's docstring. And the
+workstation's (config/workstation.yaml under `--profile workstation`), cut to one target and one
+dataset, by the command `make rehearsal-workstation` runs.
+The full rehearsals (every target x dataset x source) are `make rehearsal` and
+`make rehearsal-workstation`, outside CI.
 """
 from __future__ import annotations
 
@@ -14,17 +17,20 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
 
-from bonito_repro.core.config import load_scale
+from bonito_repro.core.config import load_config, load_scale
 from bonito_repro.localhub import server as hubserver
-from bonito_repro.localhub.rehearsal import check_requests, endpoint_table
+from bonito_repro.localhub.rehearsal import GpuUse, check_requests, endpoint_table, gpu_use, snakemake_log
 from conftest import REPO
 
 OVERLAY = REPO / "config" / "rehearsal.yaml"
 CI_OVERLAY = REPO / "tests" / "rehearsal_ci.yaml"
+WORKSTATION = REPO / "config" / "workstation.yaml"
+WORKSTATION_CI_OVERLAY = REPO / "tests" / "rehearsal_workstation_ci.yaml"
 HUB_SPEC = yaml.safe_load((REPO / "src/bonito_repro/data/local_hub.yaml").read_text())
 # What the rehearsal changes besides sizes, each with its value (the overlay's header lists the same)
 # key path -> its value, as YAML text (as the overlay's header lists them)
@@ -219,3 +225,95 @@ def test_rehearsal_ci(local_hub, tmp_path, monkeypatch):
     if jobs is not None:
         [train] = [j for j in jobs if j.rule == "train_bonito"]
         assert (train.gpus_requested, train.gpus_allocated) == (4, 4), train
+
+
+def _job(rule: str, jobid: int, gpu: int | None) -> str:
+    resources = f"tmpdir=/tmp, gpu={gpu}, runtime=30" if gpu else "tmpdir=/tmp"
+    return (f"[Mon Dec  7 22:15:47 2026]\nlocalrule {rule}:\n    input: a\n    jobid: {jobid}\n"
+            f"    wildcards: dataset=pubmed_qa\n    resources: {resources}\nShell command: python -m x\n")
+
+
+def _finished(rule: str, jobid: int) -> str:
+    return f"[Mon Dec  7 22:16:27 2026]\nFinished jobid: {jobid} (Rule: {rule})\n3 of 17 steps (18%) done\n"
+
+
+def test_gpu_use_is_read_from_snakemakes_log():
+    one_at_a_time = (_job("evaluate", 3, 1) + _job("baselines", 11, None) + _finished("evaluate", 3)
+                     + _job("generate", 8, 1) + _finished("baselines", 11) + _finished("generate", 8))
+    assert gpu_use(one_at_a_time) == GpuUse(jobs=2, peak=1, at_peak=("evaluate (jobid 3)",))
+    overlapping = _job("evaluate", 3, 1) + _job("generate", 8, 1) + _finished("evaluate", 3) + _finished("generate", 8)
+    assert gpu_use(overlapping) == GpuUse(2, 2, ("evaluate (jobid 3)", "generate (jobid 8)"))
+    # a failed job gives its GPU back: the next one does not overlap it
+    failed = (_job("generate", 8, 1) + "[Mon Dec  7 22:13:38 2026]\nError in rule generate:\n    message: None\n"
+              "    jobid: 8\n    input: a\nExiting because a job execution failed.\n" + _job("adapt", 7, 1))
+    assert gpu_use(failed) == GpuUse(2, 1, ("generate (jobid 8)",))
+    assert gpu_use(_job("train_bonito", 2, 4) + _finished("train_bonito", 2)).peak == 4
+    assert gpu_use(_job("baselines", 11, None)) == GpuUse(0, 0, ())
+
+
+def test_the_workstation_rehearsal_changes_only_sizes_and_the_listed_differences():
+    """The workstation's rehearsal (config/rehearsal.yaml over config/workstation.yaml, then the CI
+    cut) runs the workstation's settings: its generator, backends, quantization and each job's
+    GPU count; only sizes, the listed differences and the cut's `run` change."""
+    workstation = load_config(REPO / "config.yaml", WORKSTATION, WORKSTATION_CI_OVERLAY)
+    rehearsed = load_config(REPO / "config.yaml", WORKSTATION, OVERLAY, WORKSTATION_CI_OVERLAY)
+    before, after = dict(leaves(workstation)), dict(leaves(rehearsed))
+    assert before.keys() == after.keys()
+    changed = {".".join(map(str, path)) for path in before if before[path] != after[path]
+               and not (path[-1] in SIZE_KEYS and path[0] != "resources"
+                        or path[0] == "resources" and path[-1] in RESOURCE_SIZES)}
+    assert changed == set(ALLOWED_DIFFERENCES), changed
+    full = load_config(REPO / "config.yaml", WORKSTATION)
+    assert rehearsed["run"] == {**full["run"], "datasets": ["pubmed_qa"], "sources": ["bonito_v1"]}
+    assert rehearsed["generators"]["bonito_v1"] == full["generators"]["bonito_v1"]
+    assert all(rehearsed["resources"][stage]["gpus"] == 1 for stage in ("generate", "adapt", "evaluate"))
+
+
+@pytest.mark.slow  # 17 jobs, about 2 minutes on 2 idle cores
+def test_workstation_rehearsal_ci(tmp_path):
+    """`--profile workstation` with config/workstation.yaml, shrunk and cut, through the command
+    `make rehearsal-workstation` runs (a fresh local Hub, its requests checked): the published
+    generator downloaded as the Hub has it (pickled shards only) and converted to safetensors, the
+    gated target with the token, one vLLM generation, one Q-LoRA adaptation, the evaluations, the
+    tables and both cards; no ctga and no Bonito training; every GPU job requests one `gpu`, as
+    the workstation config says, and Snakemake's log shows no two of them running at once under
+    the profile's `gpu=1`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    configs = [p for path in (WORKSTATION, OVERLAY, WORKSTATION_CI_OVERLAY) for p in ("--configfile", str(path))]
+    done = subprocess.run([sys.executable, "-m", "bonito_repro.localhub", "rehearse", str(tmp_path), *configs,
+                           "--", "--profile", "workstation", "--cores", "2"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=CI_SECONDS)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-6000:]
+    results = tmp_path / "work" / "results"
+
+    # the published generator: its pickled shards read at main's commit, converted on download
+    records = [json.loads(line) for line in (tmp_path / "hub" / "requests.jsonl").read_text().splitlines()]
+    assert not check_requests(records)
+    sha = served_sha(tmp_path / "hub" / "repos", "model", "BatsResearch/bonito-v1", "main")
+    paths = [r["path"] for r in records if r["status"] < 400]
+    assert f"/BatsResearch/bonito-v1/resolve/{sha}/pytorch_model-00001-of-00002.bin" in paths
+    assert json.loads((results / "models" / "bonito_v1.manifest.json").read_text())["hub"]["sha"] == sha
+    weights = {p.suffix for p in (results / "models" / "bonito_v1").iterdir()}
+    assert ".safetensors" in weights and ".bin" not in weights
+    assert any(p.startswith("/mistralai/Mistral-7B-v0.1/resolve/") for p in paths)  # gated, with the token
+
+    # one generation (vLLM), one adaptation (nf4 Q-LoRA), two evaluations, the tables and cards
+    generation = json.loads((results / "synthetic" / "bonito_v1" / "pubmed_qa.manifest.json").read_text())
+    assert generation["params"]["backend"] == "vllm" and generation["counts"]["kept"] > 0, generation["counts"]
+    for source in ("zero_shot", "bonito_v1"):
+        assert (results / "eval" / "mistral_7b" / source / "pubmed_qa.json").exists(), source
+    assert (results / "paper" / "main_table.md").exists()
+    for card in (results / "synthetic" / "bonito_v1" / "pubmed_qa.hub", results / "adapters" / "mistral_7b" /
+                 "bonito_v1" / "pubmed_qa.hub"):
+        assert (card / "README.md").exists(), card
+    assert not (results / "ctga").exists() and not (results / "generators").exists()
+
+    # GPU jobs one at a time under gpu=1, read from Snakemake's log
+    log = snakemake_log(tmp_path / "work", 0)
+    text = log.read_text()
+    assert 'Provided resources: gpu=Resource("gpu", 1)' in text
+    use = gpu_use(text)
+    assert (use.jobs, use.peak) == (4, 1), use  # generate, adapt and the two evaluations
+    assert "4 GPU jobs; at most 1 gpu held at once" in done.stdout

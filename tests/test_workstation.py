@@ -4,6 +4,8 @@ weights, the one-GPU projection of the cost model, and a user's text on it."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -227,3 +229,38 @@ def test_the_docs_table_of_what_fits_is_the_estimates(workstation):
     tiers = (REPO / "docs" / "tiers.md").read_text()
     assert memory.fit_table(workstation) in tiers
     assert "61.2 hours on one GPU" in tiers and "a projection, not measured" in tiers
+
+
+LLAMA31_SCRIPT = """
+import json, sys
+from bonito_repro.generate import generate_tasks
+
+tasks = generate_tasks(json.loads(sys.argv[1]), "ynqa", generator="llama31_bonito_v1", backend="transformers",
+                       device="cpu", cache_dir=sys.argv[2])
+print(json.dumps({"rows": tasks, "counts": tasks.counts, "generator": tasks.generator}))
+"""
+
+
+@pytest.mark.slow  # the local Hub's build, a download and a generation on CPU
+def test_the_llama31_generator_generates_from_its_tiny_stand_in(local_hub, tmp_path):
+    """`llama31_bonito_v1` by its declared name, from the local Hub's stand-in laid out as the
+    config and local_hub.yaml assume (safetensors on main, not gated, a Llama model prompted as
+    bonito-v1 is): downloaded at the commit main points at and generating parsable tasks."""
+    from bonito_repro.localhub import server as hubserver
+
+    passages = ["The library lends e-readers for three weeks; they can be renewed once.",
+                "Members under 16 need a guardian's signature to borrow DVDs."]
+    start = len(local_hub.requests())
+    done = subprocess.run([sys.executable, "-c", LLAMA31_SCRIPT, json.dumps(passages), str(tmp_path / "cache")],
+                          env=local_hub.env(tmp_path / "hf"), capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.splitlines()[-1])
+    repo = "BatsResearch/Llama-3.1-8B-bonito-v1"
+    sha = hubserver.load_repos(local_hub.root)[("model", repo)].find("main").sha
+    assert found["generator"] == {"name": "llama31_bonito_v1", "id": repo, "revision": "main", "sha": sha}
+    assert found["counts"]["funnel"]["generated"] == 2 and found["counts"]["kept"] > 0, found["counts"]
+    for row in found["rows"]:
+        assert passages[row["context_id"]] in row["input"] and row["output"], row
+    requests = local_hub.requests()[start:]
+    assert all(r["status"] < 400 for r in requests if repo in r["path"]), requests
+    assert any(r["path"].endswith(".safetensors") and repo in r["path"] for r in requests)

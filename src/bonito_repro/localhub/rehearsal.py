@@ -6,18 +6,22 @@
 server, a fresh ``HF_HOME`` (DIR/hf, emptied first: a cached download must not stand in for one
 that failed) and ``HF_TOKEN`` set to a token the server accepts (the gated base models need it).
 Then it prints every Hub endpoint the libraries called and checks that each request was answered
-as the Hub answers it (``check_requests``); the command fails if Snakemake or that check does.
+as the Hub answers it (``check_requests``); the command fails if Snakemake or that check does. It
+also prints, from Snakemake's log, how many GPU jobs ran and the most ``gpu`` they held at once
+(``gpu_use``): under the workstation profile's ``resources: gpu=1``, never more than one.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
 
@@ -67,6 +71,64 @@ def endpoint_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+_JOB_BLOCK = re.compile(r"(?:local)?(?:rule|checkpoint) \S+:$")   # a job started (its fields indented below)
+_ERROR_BLOCK = re.compile(r"Error in rule \S+:$")                 # a job failed (its jobid below)
+_FINISHED = re.compile(r"Finished jobid: (\d+)")
+
+
+@dataclass(frozen=True)
+class GpuUse:
+    """What a Snakemake run's GPU jobs held: the jobs that requested `gpu`, and the most `gpu` held
+    at once with the jobs holding it then (`rule (jobid N)`)."""
+
+    jobs: int
+    peak: int
+    at_peak: tuple[str, ...]
+
+
+def gpu_use(log: str) -> GpuUse:
+    """From a Snakemake run's log (`.snakemake/log/*.snakemake.log`), in the order it logged them:
+    a job block (`rule X:` or `localrule X:`, its `jobid` and `resources` indented below) starts a
+    job holding its `gpu`; `Finished jobid: N` or an `Error in rule X:` block naming the jobid
+    ends it."""
+    held: dict[str, tuple[str, int]] = {}
+    jobs, peak, at_peak = 0, 0, ()
+    block: tuple[str, str] | None = None    # (kind, rule) of the block being read
+    fields: dict[str, str] = {}
+    for line in [*log.splitlines(), ""]:
+        if block and line[:1] in (" ", "\t"):
+            key, _, value = line.strip().partition(": ")
+            fields[key] = value
+            continue
+        if block:
+            kind, rule = block
+            if kind == "start":
+                resources = dict(kv.split("=", 1) for kv in fields.get("resources", "").split(", ") if "=" in kv)
+                gpu = int(resources.get("gpu", 0))
+                if gpu:
+                    jobs += 1
+                    held[fields["jobid"]] = (rule, gpu)
+                    if sum(g for _, g in held.values()) > peak:
+                        peak = sum(g for _, g in held.values())
+                        at_peak = tuple(f"{r} (jobid {j})" for j, (r, _) in held.items())
+            else:
+                held.pop(fields.get("jobid", ""), None)
+            block, fields = None, {}
+        if _JOB_BLOCK.match(line):
+            block = ("start", line.split()[-1].rstrip(":"))
+        elif _ERROR_BLOCK.match(line):
+            block = ("error", line.split()[-1].rstrip(":"))
+        elif finished := _FINISHED.match(line):
+            held.pop(finished.group(1), None)
+    return GpuUse(jobs, peak, at_peak)
+
+
+def snakemake_log(workdir: Path, since: float) -> Path | None:
+    """The log Snakemake wrote for a run in `workdir` that started at `since` (time.time())."""
+    logs = [p for p in (workdir / ".snakemake" / "log").glob("*.snakemake.log") if p.stat().st_mtime >= since]
+    return max(logs, key=lambda p: p.stat().st_mtime, default=None)
+
+
 def read_log(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
@@ -89,7 +151,7 @@ def rehearse(directory: Path, configfiles: list[Path], snakemake_args: list[str]
                "-d", str(directory / "work"), "--configfile", *map(str, configfiles),
                *(snakemake_args or ["--cores", "all"])]
     print(f"local Hub at {hub.endpoint}; HF_HOME={hf_home}\n$ {' '.join(command)}", flush=True)
-    start = time.monotonic()
+    start, started_at = time.monotonic(), time.time()
     try:
         status = subprocess.run(command, cwd=repo, env=env).returncode
     finally:
@@ -97,6 +159,11 @@ def rehearse(directory: Path, configfiles: list[Path], snakemake_args: list[str]
     records = read_log(log)
     print(f"snakemake exited with {status} after {time.monotonic() - start:.0f} s; "
           f"{len(records)} Hub requests:\n{endpoint_table(records)}")
+    run_log = snakemake_log(directory / "work", started_at)
+    if run_log and "This was a dry-run" not in (text := run_log.read_text()):  # a dry run starts no job
+        use = gpu_use(text)
+        print(f"{use.jobs} GPU jobs; at most {use.peak} gpu held at once ({', '.join(use.at_peak) or 'none'}); "
+              f"Snakemake's log: {run_log}")
     problems = check_requests(records)
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
