@@ -15,8 +15,6 @@ import importlib
 import re
 import shlex
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 

@@ -146,12 +146,12 @@ def test_server_answers_as_the_hub_does(small_hub, tmp_path):
 
 
 def test_a_moved_branch_keeps_its_former_commit_readable_by_sha(tmp_path, monkeypatch):
-    """build.move_branch commits to a branch as a push to the Hub does: a server started afterwards
+    """server.move_branch commits to a branch as a push to the Hub does: a server started afterwards
     lists the branch at its new commit and still serves the former one by its sha."""
     import huggingface_hub.constants
     from huggingface_hub import HfApi, hf_hub_download
 
-    from bonito_repro.localhub.build import move_branch
+    from bonito_repro.localhub.server import move_branch
 
     root = tmp_path / "repos"
     (root / "models/org/model/main").mkdir(parents=True)

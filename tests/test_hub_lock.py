@@ -21,7 +21,8 @@ from bonito_repro.cluster.preflight import hub_references
 from bonito_repro.core import layout
 from bonito_repro.core.config import check_params, load_scale
 from bonito_repro.core.hub_lock import HubLockError, lock_key, read_lock, write_lock
-from bonito_repro.localhub.build import SPEC_PATH, build, move_branch
+from bonito_repro.localhub.build import SPEC_PATH, build
+from bonito_repro.localhub.server import move_branch
 from bonito_repro.reporting.main_table import write_tables
 from bonito_repro.workflow.dag import Dag
 from conftest import REPO, SNAKEMAKE, dry_run_jobs, serve_local_hub, snakemake

@@ -478,6 +478,16 @@ def file_listing(path: Path) -> list[list]:
     return [[str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
 
 
+def short_hash(*parts: str) -> str:
+    """16 hex digits of the parts' sha256, each part ended so that ("ab", "c") and ("a", "bc")
+    differ: the names of resume files (generation shards, evaluation templates)."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
 def fingerprint(path: str | Path | None) -> str | None:
     """A hash of a model or adapter directory's file listing: a retrained adapter or a
     re-downloaded model changes it."""

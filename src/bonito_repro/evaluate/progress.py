@@ -10,24 +10,15 @@ its predictions are the same; a changed value or input never reuses a stale temp
 is removed once the job's outputs are written."""
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
 from pathlib import Path
 
-from ..core.io import file_listing, read_json, write_json
+from ..core.io import file_listing, read_json, short_hash, write_json
 from ..core.errors import InputError
 
 log = logging.getLogger(__name__)
-
-
-def _hash(*parts: str) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()[:16]
 
 
 class TemplateProgress:
@@ -37,11 +28,11 @@ class TemplateProgress:
     def __init__(self, directory: Path | None, values: dict, inputs: list[Path | None]):
         self.directory = directory
         record = {"values": values, "inputs": {str(p): file_listing(Path(p)) for p in inputs if p is not None}}
-        self.key = _hash(json.dumps(record, sort_keys=True, default=str))
+        self.key = short_hash(json.dumps(record, sort_keys=True, default=str))
         self.reused = 0  # templates loaded from an earlier attempt
 
     def _path(self, index: int, name: str) -> Path:
-        return self.directory / f"template-{index:02d}-{_hash(self.key, str(index), name)}.json"
+        return self.directory / f"template-{index:02d}-{short_hash(self.key, str(index), name)}.json"
 
     def load(self, index: int, name: str) -> dict | None:
         """The outcome of template ``index`` (``name``) finished by an earlier attempt, or None."""

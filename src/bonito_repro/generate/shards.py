@@ -13,19 +13,11 @@ from typing import Sequence
 import pandas as pd
 from tqdm import tqdm
 
-from ..core.io import write_parquet
+from ..core.io import short_hash, write_parquet
 
 log = logging.getLogger(__name__)
 
 SHARD_COLUMNS = ["context_id", "sample", "generation"]
-
-
-def _hash(*parts: str) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.encode())
-        digest.update(b"\0")
-    return digest.hexdigest()[:16]
 
 
 def passage_seed(seed: int, context_id: int) -> int:
@@ -42,7 +34,7 @@ def generate_raw(prompts: Sequence[str], context_ids: Sequence[int], params: dic
     The backend is made only if a shard is missing, and closed at the end if ``close``."""
     size, n, seed = params["shard_size"], params["n"], params["seed"]
     starts = range(0, len(prompts), size)
-    names = [f"shard-{i:05d}-{_hash(key, *prompts[s:s + size])}.parquet" for i, s in enumerate(starts)]
+    names = [f"shard-{i:05d}-{short_hash(key, *prompts[s:s + size])}.parquet" for i, s in enumerate(starts)]
     shards_dir = Path(shards_dir) if shards_dir is not None else None
     frames: dict[int, pd.DataFrame] = {}
     if shards_dir is not None:

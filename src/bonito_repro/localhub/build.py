@@ -17,7 +17,6 @@ import yaml
 from ..core import PACKAGE_DATA
 from ..core.prompts import bonito_input, bonito_output
 from ..core.origins import EMBEDDED_DIR
-from .server import move_branch  # noqa: F401  (a branch moves as a push moves it: callers of build use it)
 
 SPEC_PATH = PACKAGE_DATA / "local_hub.yaml"
 GITATTRIBUTES = "".join(f"*{s} filter=lfs diff=lfs merge=lfs -text\n"
