@@ -254,7 +254,7 @@ def test_report_collects_tables_plots_and_captions(smoke_run):
     assert result.returncode == 0, result.stderr[-3000:]
     page = report.read_text()
     for name in ("main_table.csv", "published_comparison.csv", "eval_scores.csv", "contract_nli.funnel.png",
-                 "adapter.loss.png", "Embedded demo data (smoke scale)"):
+                 "adapter.loss.png", "Made at the smoke scale"):
         assert name in page, name
 
 
