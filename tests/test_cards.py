@@ -151,6 +151,14 @@ def test_adapter_folder_loads_with_peft_and_its_card_has_the_f1(tmp_path, tiny_m
     assert card.data.base_model is None and "A LoRA adapter of `smollm2`" in card.text
     assert "Not evaluated: Library has no labelled test set" in card.text
 
+    passages = tmp_path / "passages.json"  # TAPT trains on the passages: their manifest has no tasks
+    passages.write_text(json.dumps({"stage": "unannotated", "counts": {"rows_in": 40, "rows_out": 38}}))
+    tapt = tmp_path / "tapt.hub"
+    assert cards.main(["model", "--adapter", str(adapter), "--manifest", str(tmp_path / "train.json"),
+                       "--data-manifest", str(passages), "--out", str(tapt), "--info",
+                       json.dumps({**info, "source": "tapt", "evaluated": False})]) == 0
+    assert "38 unannotated passages of Library (TAPT: next-word prediction" in ModelCard.load(tapt / "README.md").text
+
 
 @pytest.mark.parametrize("license, refusal", [
     ("", "dataset card metadata: missing ['license']"),
